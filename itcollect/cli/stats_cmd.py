@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
+@click.pass_obj
+def stats(state, as_json: bool) -> None:
+    """Show what the workspace holds: sources, ingest drops, specs, dialogues, calls, filter."""
+    from ..stats import collect_stats, render_stats
+
+    with state.workspace() as ws:
+        data = collect_stats(ws.store, ws.config)
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, sort_keys=False))
+    else:
+        click.echo(render_stats(data))

@@ -1,0 +1,284 @@
+"""Workspace configuration: ``itcollect.toml``.
+
+The commented default below is the single source of truth: ``init`` writes it verbatim and the
+validator derives every key's type and default from parsing it, so the docs a user reads in
+their config can never drift from what the code accepts.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .errors import ConfigError
+
+CONFIG_FILE = "itcollect.toml"
+
+DEFAULT_CONFIG_TEXT = '''\
+# itcollect workspace configuration.
+# Every key is optional: a missing key takes the default shown here. Unknown keys are errors,
+# so a typo is caught instead of silently ignored.
+
+[workspace]
+# The languages this workspace translates among (ISO 639-1). Language identification is
+# restricted to these, which makes it far more accurate on short sentences.
+languages = ["en", "zh", "de", "fr"]
+
+[ingest]
+# Language identification backend: "lingua" (default; restricted to `languages`) or "langdetect".
+langid_backend = "lingua"
+# Length bounds: characters for Chinese, words for the other languages.
+min_chars_zh = 6
+max_chars_zh = 250
+min_words = 4
+max_words = 120
+# Drop a line whose share of letters (any script) is below this (numbers, URLs, tables).
+min_letter_ratio = 0.5
+# Moses punctuation normalisation (sacremoses) per language.
+moses_normalize = true
+
+[llm]
+# The API key is read from this environment variable at run time and never written anywhere.
+api_key_env = "OPENAI_API_KEY"
+# Seconds before one HTTP call is abandoned and retried.
+timeout_s = 60.0
+# Retries per call on 429 / 5xx / timeouts / connection errors (exponential backoff + jitter,
+# honouring Retry-After).
+max_retries = 6
+backoff_base_s = 0.5
+backoff_max_s = 30.0
+# Stop the whole run when this many consecutive calls fail after all their retries
+# (the endpoint is down): a clear message instead of burning through the queue.
+circuit_breaker_failures = 20
+# Calls in flight at once, and rate limits (0 = unlimited).
+concurrency = 16
+requests_per_minute = 0
+tokens_per_minute = 0
+
+[llm.assistant]
+# OpenAI-compatible endpoint answering as the assistant. Empty base_url: the openai SDK's own
+# OPENAI_BASE_URL (or api.openai.com). vLLM: "http://host:8000/v1"; Ollama:
+# "http://127.0.0.1:11434/v1"; llama.cpp server: "http://127.0.0.1:8080/v1".
+base_url = ""
+model = "gpt-4o-mini"
+temperature = 0.7
+top_p = 1.0
+max_tokens = 512
+
+[llm.annotator]
+# The LLM that plays the annotator in `simulate`. Empty values inherit from [llm.assistant].
+base_url = ""
+model = ""
+temperature = 1.0
+top_p = 1.0
+max_tokens = 200
+
+[prices]
+# USD per 1M tokens, per model name: [input, output, batch_input, batch_output].
+# A model not listed here is counted at 0.
+"gpt-4o-mini" = [0.15, 0.60, 0.075, 0.30]
+"gpt-4o" = [2.50, 10.00, 1.25, 5.00]
+"gpt-4.1-mini" = [0.40, 1.60, 0.20, 0.80]
+
+[prompts]
+# A folder of Jinja2 templates that overrides the bundled ones file by file ("" = bundled only).
+dir = ""
+
+[mix]
+# What `plan` produces. Weights are relative (they need not sum to 1).
+# Source -> target language pairs.
+pairs = { "en-zh" = 0.35, "zh-en" = 0.35, "en-de" = 0.08, "en-fr" = 0.08, "zh-de" = 0.07, "zh-fr" = 0.07 }
+# The language the user writes requests in, independent of the pair (BayLing: en or zh).
+instruction_langs = { en = 0.5, zh = 0.5 }
+# Number of user turns per dialogue (the first asks for the translation).
+turns = { "2" = 0.30, "3" = 0.30, "4" = 0.25, "5" = 0.15 }
+# Interaction types for the turns after the first (see annotation_guidelines/).
+interaction_types = { terminology = 0.12, style = 0.12, length = 0.10, polish = 0.12, correct = 0.10, explain = 0.10, retarget = 0.08, back_translate = 0.06, follow_up = 0.20 }
+# Share of first turns that ask for a constrained translation with 1-3 must-include terms.
+must_include_share = 0.3
+# A source sentence is used by at most this many dialogues.
+max_uses_per_source = 3
+
+[simulate]
+# A turn that fails validation (wrong language, empty, copies the source...) is re-sampled this
+# many times before the dialogue is marked failed with the reason.
+max_turn_retries = 3
+# Stop spending once the run's cost reaches this many USD (0 = no limit).
+max_cost_usd = 0.0
+
+[session]
+# Minutes a leased spec stays with an annotator without activity.
+lease_minutes = 30
+# Show the reference translation (if the source has one) to annotators.
+show_reference = false
+
+[filter]
+# Length ratio bounds of a translation against its source. Measured in characters when either
+# side is Chinese (a zh character carries about as much as 1.5-3 Latin characters), words otherwise.
+min_length_ratio = 0.3
+max_length_ratio = 3.0
+# Minimum number of user turns for a dialogue to be kept.
+min_user_turns = 1
+# Drop an answer in which one word n-gram repeats this many times or more.
+repeat_ngram_n = 4
+repeat_ngram_max = 3
+# chrF (sacrebleu) floor of the first translation against a reference (0 = off).
+min_chrf = 0.0
+# Near-duplicate detection (MinHash LSH): Jaccard threshold over character shingles.
+near_dup_threshold = 0.8
+minhash_num_perm = 64
+
+[export]
+license = "cc-by-4.0"
+# Split shares; the rest goes to train. No source sentence appears in two splits.
+validation_share = 0.02
+test_share = 0.02
+split_seed = 0
+# Dialogues per Parquet shard.
+shard_size = 50000
+'''
+
+# Maps whose keys are chosen by the user; the value is the type of each entry.
+_OPEN_MAPS: dict[str, type | tuple[type, ...]] = {
+    "prices": list,
+    "mix.pairs": (int, float),
+    "mix.instruction_langs": (int, float),
+    "mix.turns": (int, float),
+    "mix.interaction_types": (int, float),
+}
+
+
+def default_config() -> dict[str, Any]:
+    return tomllib.loads(DEFAULT_CONFIG_TEXT)
+
+
+_DEFAULTS = default_config()
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    if isinstance(t, tuple):
+        return " or ".join(x.__name__ for x in t)
+    return {str: "a string", int: "an integer", float: "a number", bool: "true/false",
+            list: "a list", dict: "a table"}.get(t, t.__name__)
+
+
+def _expected_type(default: Any) -> type | tuple[type, ...]:
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, float):
+        return (int, float)
+    return type(default)
+
+
+def _merge(defaults: dict, user: dict, prefix: str, path: Path) -> dict:
+    out = copy.deepcopy(defaults)
+    for key, value in user.items():
+        dotted = f"{prefix}{key}"
+        if dotted in _OPEN_MAPS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{dotted}] must be a table", path=str(path))
+            vt = _OPEN_MAPS[dotted]
+            for k, v in value.items():
+                if isinstance(v, bool) or not isinstance(v, vt):
+                    raise ConfigError(f"{dotted}.{k} must be {_type_name(vt)}, got {v!r}", path=str(path))
+            out[key] = dict(value)
+            continue
+        if key not in defaults:
+            raise ConfigError(f"unknown key '{dotted}'", path=str(path))
+        d = defaults[key]
+        if isinstance(d, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"'{dotted}' must be a table", path=str(path))
+            out[key] = _merge(d, value, f"{dotted}.", path)
+            continue
+        t = _expected_type(d)
+        if (isinstance(value, bool) and t is not bool) or not isinstance(value, t):
+            raise ConfigError(f"'{dotted}' must be {_type_name(t)}, got {value!r}", path=str(path))
+        out[key] = float(value) if t == (int, float) else value
+    return out
+
+
+def _check_values(cfg: dict, path: Path) -> None:
+    from . import LANGUAGES
+
+    langs = cfg["workspace"]["languages"]
+    for lang in langs:
+        if lang not in LANGUAGES:
+            raise ConfigError(f"workspace.languages: unsupported language {lang!r} (supported: {', '.join(LANGUAGES)})",
+                              path=str(path))
+    if cfg["ingest"]["langid_backend"] not in ("lingua", "langdetect"):
+        raise ConfigError("ingest.langid_backend must be \"lingua\" or \"langdetect\"", path=str(path))
+    for name, entry in cfg["prices"].items():
+        if len(entry) not in (2, 4) or not all(isinstance(x, (int, float)) for x in entry):
+            raise ConfigError(f"prices.{name} must be [input, output] or [input, output, batch_input, batch_output]",
+                              path=str(path))
+    for key in ("pairs", "instruction_langs", "turns", "interaction_types"):
+        weights = cfg["mix"][key]
+        if not weights or sum(weights.values()) <= 0 or any(v < 0 for v in weights.values()):
+            raise ConfigError(f"mix.{key} needs at least one positive weight and none negative", path=str(path))
+    for pair in cfg["mix"]["pairs"]:
+        parts = pair.split("-")
+        if len(parts) != 2 or parts[0] == parts[1] or any(p not in langs for p in parts):
+            raise ConfigError(f"mix.pairs: {pair!r} is not SRC-TGT over workspace.languages", path=str(path))
+    for lang in cfg["mix"]["instruction_langs"]:
+        if lang not in ("en", "zh"):
+            raise ConfigError(f"mix.instruction_langs: {lang!r} (instructions are written in en or zh)",
+                              path=str(path))
+    for n in cfg["mix"]["turns"]:
+        if not n.isdigit() or int(n) < 1:
+            raise ConfigError(f"mix.turns: {n!r} is not a positive whole number of user turns", path=str(path))
+    if cfg["mix"]["max_uses_per_source"] < 1:
+        raise ConfigError("mix.max_uses_per_source must be at least 1", path=str(path))
+    if not 0 <= cfg["mix"]["must_include_share"] <= 1:
+        raise ConfigError("mix.must_include_share must be between 0 and 1", path=str(path))
+    shares = cfg["export"]["validation_share"] + cfg["export"]["test_share"]
+    if cfg["export"]["validation_share"] < 0 or cfg["export"]["test_share"] < 0 or shares >= 1:
+        raise ConfigError("export.validation_share + export.test_share must be in [0, 1)", path=str(path))
+
+
+class Config(dict):
+    """The validated config: a plain nested dict (so it serialises) plus its origin."""
+
+    path: Path | None = None
+
+    def llm_role(self, role: str) -> dict[str, Any]:
+        """Settings of the 'assistant' or 'annotator' role; the annotator inherits empty values."""
+        assistant = dict(self["llm"]["assistant"])
+        if role == "assistant":
+            return assistant
+        annotator = dict(self["llm"]["annotator"])
+        for key in ("base_url", "model"):
+            if not annotator.get(key):
+                annotator[key] = assistant[key]
+        return annotator
+
+
+def parse_config(text: str, path: Path | str = CONFIG_FILE) -> Config:
+    path = Path(path)
+    try:
+        user = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path=str(path)) from None
+    merged = _merge(_DEFAULTS, user, "", path)
+    _check_values(merged, path)
+    cfg = Config(merged)
+    cfg.path = path
+    return cfg
+
+
+def load_config(path: Path | str) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path=str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("config file is not UTF-8", path=str(path)) from None
+    return parse_config(text, path)

@@ -1,0 +1,79 @@
+"""Statistics over a workspace: the ``stats --json`` contract plus human-readable tables.
+
+Each stage contributes a section computed through the store's API; the contract keys
+(sources, ingest, specs, dialogues, turns, calls, filter) are always present.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .store import Store
+
+
+def collect_stats(store: Store, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    by_lang = store.source_counts_by_lang()
+    dialogues = store.dialogue_counts()
+    stats: dict[str, Any] = {
+        "sources": {"total": sum(by_lang.values()), "by_lang": by_lang},
+        "ingest": store.ingest_totals(),
+        "specs": store.spec_counts(),
+        "dialogues": {"total": dialogues["total"], "by_origin": dialogues["by_origin"],
+                      "by_status": dialogues["by_status"]},
+        "turns": {"total": store.turn_count()},
+        "calls": store.call_totals(),
+        "filter": store.filter_totals(),
+    }
+    stats["ingest"]["files"] = [
+        {"path": r["path"], "format": r["format"], "lines": r["lines"], "kept": r["kept"], "dropped": r["dropped"]}
+        for r in store.ingest_runs()]
+    return stats
+
+
+def render_stats(stats: dict[str, Any]) -> str:
+    """Plain-text tables (rich renders them on a terminal; this is the pipe-friendly form)."""
+    lines: list[str] = []
+
+    def section(title: str) -> None:
+        lines.append("")
+        lines.append(title)
+        lines.append("-" * len(title))
+
+    section("Sources")
+    lines.append(f"  total       {stats['sources']['total']:>10,}")
+    for lang, n in stats["sources"]["by_lang"].items():
+        lines.append(f"  {lang:<11} {n:>10,}")
+    ingest = stats["ingest"]
+    if ingest.get("files"):
+        section("Ingest (per file)")
+        reasons = sorted({r for f in ingest["files"] for r in f["dropped"]})
+        header = f"  {'file':<40} {'format':<8} {'kept':>8}" + "".join(f" {r:>12}" for r in reasons)
+        lines.append(header)
+        for f in ingest["files"]:
+            name = f["path"] if len(f["path"]) <= 40 else "…" + f["path"][-39:]
+            lines.append(f"  {name:<40} {f['format']:<8} {f['kept']:>8,}"
+                         + "".join(f" {f['dropped'].get(r, 0):>12,}" for r in reasons))
+        lines.append(f"  {'total':<40} {'':<8} {ingest['kept']:>8,}"
+                     + "".join(f" {ingest['dropped'].get(r, 0):>12,}" for r in reasons))
+    specs = stats["specs"]
+    if specs["total"]:
+        section("Specs")
+        lines.append("  " + "  ".join(f"{k} {v:,}" for k, v in specs.items()))
+    d = stats["dialogues"]
+    if d["total"]:
+        section("Dialogues")
+        lines.append(f"  total {d['total']:,}  " + "  ".join(f"{k} {v:,}" for k, v in d["by_origin"].items()))
+        lines.append(f"  turns {stats['turns']['total']:,}")
+    calls = stats["calls"]
+    if calls["sent"] or calls["from_ledger"] or calls["failed"]:
+        section("LLM calls")
+        lines.append(f"  sent {calls['sent']:,}  from ledger {calls['from_ledger']:,}  failed {calls['failed']:,}")
+        lines.append(f"  tokens {calls['prompt_tokens']:,} in / {calls['completion_tokens']:,} out"
+                     f"  cost ${calls['cost_usd']:.4f}")
+    filt = stats["filter"]
+    if filt["kept"] or filt["dropped"]:
+        section("Filter")
+        lines.append(f"  kept {filt['kept']:,}  dropped {filt['dropped']:,}")
+        for reason, n in filt["reasons"].items():
+            lines.append(f"    {reason:<28} {n:>8,}")
+    return "\n".join(lines).lstrip("\n")

@@ -1,0 +1,24 @@
+"""The store: one SQLite file per workspace, behind this package's API.
+
+Stages call :class:`Store` methods and never touch another stage's tables directly. The class is
+assembled from one mixin per area so a server database could later implement the same API.
+"""
+
+from __future__ import annotations
+
+from .core import StoreCore, dumps, loads, utcnow
+from .dialogues import DIALOGUE_ORIGINS, SPEC_STATUSES, DialoguesMixin
+from .ledger import LedgerMixin
+from .schema import MIGRATIONS, SCHEMA_VERSION
+from .sources import SourcesMixin, source_id_for
+from .verdicts import VerdictsMixin
+
+STORE_FILE = "itcollect.db"
+
+
+class Store(SourcesMixin, DialoguesMixin, LedgerMixin, VerdictsMixin, StoreCore):
+    """The workspace store. Open with ``Store(path)``; it migrates the schema on open."""
+
+
+__all__ = ["Store", "StoreCore", "STORE_FILE", "SCHEMA_VERSION", "MIGRATIONS", "SPEC_STATUSES",
+           "DIALOGUE_ORIGINS", "source_id_for", "dumps", "loads", "utcnow"]

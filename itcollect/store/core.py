@@ -1,0 +1,147 @@
+"""Connection handling shared by every part of the store: pragmas, transactions, migrations.
+
+Every state change runs inside ``transaction()`` (BEGIN IMMEDIATE, so concurrent writers queue on
+SQLite's lock instead of failing half-way), and SQLite errors leave as :class:`StoreError` naming
+the database file, so a full disk or a locked file is one clear line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import StoreError
+from .schema import MIGRATIONS, SCHEMA_VERSION
+
+
+def utcnow() -> str:
+    """Timestamps are ISO-8601 UTC with milliseconds: sortable as text and readable."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def loads(text: str | None, default: Any = None) -> Any:
+    return default if text is None else json.loads(text)
+
+
+class StoreCore:
+    """Owns the SQLite connection. Use one Store per thread (or per asyncio loop)."""
+
+    def __init__(self, path: str | Path, *, migrate: bool = True, busy_timeout_s: float = 60.0) -> None:
+        self.path = Path(path)
+        self._depth = 0
+        self._lock = threading.RLock()
+        try:
+            self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None,
+                                        check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store: {exc}", path=str(self.path)) from None
+        if migrate:
+            self.migrate()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except sqlite3.Error:  # pragma: no cover
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- schema --------------------------------------------------------------------------------
+    @property
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self, target: int = SCHEMA_VERSION) -> int:
+        """Bring the schema forward to ``target``; returns the number of migrations applied."""
+        current = self.schema_version
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store has schema version {current}, newer than this itcollect supports "
+                f"({SCHEMA_VERSION}); upgrade itcollect", path=str(self.path))
+        applied = 0
+        for version in range(current + 1, target + 1):
+            script = MIGRATIONS[version - 1]
+            try:
+                # executescript commits implicitly, so the BEGIN/COMMIT are inside the script.
+                self.conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={version};\nCOMMIT;")
+            except sqlite3.Error as exc:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                if self.schema_version >= version:  # another process migrated meanwhile
+                    continue
+                raise StoreError(f"migration to schema version {version} failed: {exc}", path=str(self.path)) from None
+            applied += 1
+        return applied
+
+    # -- transactions --------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit of work; nested calls join the outer transaction (via a savepoint)."""
+        with self._lock:
+            outer = self._depth == 0
+            name = f"sp{self._depth}"
+            try:
+                if outer:
+                    self.conn.execute("BEGIN IMMEDIATE")
+                else:
+                    self.conn.execute(f"SAVEPOINT {name}")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot start a transaction: {exc}", path=str(self.path)) from None
+            self._depth += 1
+            try:
+                yield self.conn
+            except BaseException as exc:
+                self._depth -= 1
+                try:
+                    if outer:
+                        self.conn.execute("ROLLBACK")
+                    else:
+                        self.conn.execute(f"ROLLBACK TO {name}")
+                        self.conn.execute(f"RELEASE {name}")
+                except sqlite3.Error:  # pragma: no cover - connection already gone
+                    pass
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"store write failed: {exc}", path=str(self.path)) from None
+                raise
+            else:
+                self._depth -= 1
+                try:
+                    if outer:
+                        self.conn.execute("COMMIT")
+                    else:
+                        self.conn.execute(f"RELEASE {name}")
+                except sqlite3.Error as exc:
+                    if outer and self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise StoreError(f"store commit failed: {exc}", path=str(self.path)) from None
+
+    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        """Read helper used inside the store package; stages call named methods instead."""
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"store read failed: {exc}", path=str(self.path)) from None
+
+    def scalar(self, sql: str, params: Any = ()) -> Any:
+        rows = self.query(sql, params)
+        return rows[0][0] if rows else None

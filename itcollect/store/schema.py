@@ -1,0 +1,229 @@
+"""Schema of the store as a list of forward migrations.
+
+``PRAGMA user_version`` holds the number of migrations applied. A migration is appended, never
+edited once released: an older workspace is brought forward by running the ones it lacks, each in
+its own transaction, so an interrupted upgrade leaves a consistent older schema behind.
+"""
+
+from __future__ import annotations
+
+# Migration 1: the foundation as first released (sources and ingest bookkeeping).
+_M1_SOURCES = """
+CREATE TABLE ingest_runs (
+    id            INTEGER PRIMARY KEY,
+    path          TEXT NOT NULL,
+    format        TEXT NOT NULL,
+    declared_lang TEXT,
+    ref_lang      TEXT,
+    started_at    TEXT NOT NULL,
+    finished_at   TEXT,
+    lines         INTEGER NOT NULL DEFAULT 0,
+    kept          INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE ingest_drops (
+    run_id INTEGER NOT NULL REFERENCES ingest_runs(id) ON DELETE CASCADE,
+    reason TEXT NOT NULL,
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (run_id, reason)
+);
+CREATE TABLE sources (
+    id          TEXT PRIMARY KEY,          -- content hash of the normalised text
+    text        TEXT NOT NULL,
+    lang        TEXT NOT NULL,
+    docid       TEXT,
+    origlang    TEXT,
+    seg_id      TEXT,
+    origin_file TEXT NOT NULL,
+    origin_line INTEGER,
+    run_id      INTEGER REFERENCES ingest_runs(id),
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX sources_lang ON sources(lang);
+CREATE TABLE source_refs (
+    source_id  TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+    lang       TEXT NOT NULL,
+    text       TEXT NOT NULL,
+    translator TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (source_id, lang, translator)
+);
+"""
+
+# Migration 2: dialogue production, the LLM ledger, verdicts and exports.
+_M2_DIALOGUES = """
+CREATE TABLE specs (
+    id                INTEGER PRIMARY KEY,
+    seed              INTEGER NOT NULL,
+    seq               INTEGER NOT NULL,          -- position in the plan for this seed
+    source_id         TEXT NOT NULL REFERENCES sources(id),
+    src_lang          TEXT NOT NULL,
+    tgt_lang          TEXT NOT NULL,
+    instruction_lang  TEXT NOT NULL,
+    n_turns           INTEGER NOT NULL,          -- user turns
+    interaction_types TEXT NOT NULL,             -- JSON list, one per user turn
+    params            TEXT NOT NULL DEFAULT '{}',-- JSON: must-include terms, retarget language, bounds
+    status            TEXT NOT NULL DEFAULT 'pending'
+                      CHECK (status IN ('pending','in_progress','done','failed','skipped')),
+    status_reason     TEXT,
+    created_at        TEXT NOT NULL,
+    updated_at        TEXT NOT NULL,
+    UNIQUE (seed, seq)
+);
+CREATE INDEX specs_status ON specs(status);
+CREATE INDEX specs_source ON specs(source_id);
+
+CREATE TABLE leases (
+    spec_id     INTEGER PRIMARY KEY REFERENCES specs(id) ON DELETE CASCADE,
+    holder      TEXT NOT NULL,
+    acquired_at TEXT NOT NULL,
+    expires_at  REAL NOT NULL                    -- unix time
+);
+
+CREATE TABLE dialogues (
+    id               TEXT PRIMARY KEY,
+    spec_id          INTEGER REFERENCES specs(id),
+    origin           TEXT NOT NULL CHECK (origin IN ('simulated','human','imported')),
+    annotator        TEXT,                       -- human name, or the annotator model
+    source_id        TEXT REFERENCES sources(id),
+    source_text      TEXT,                       -- the sentence translated (also for imports)
+    src_lang         TEXT,
+    tgt_lang         TEXT,
+    instruction_lang TEXT,
+    status           TEXT NOT NULL DEFAULT 'in_progress'
+                     CHECK (status IN ('in_progress','done','failed','skipped')),
+    status_reason    TEXT,
+    flagged          INTEGER NOT NULL DEFAULT 0,
+    review_status    TEXT,                       -- NULL | accepted | rejected
+    origin_file      TEXT,
+    origin_line      INTEGER,
+    meta             TEXT NOT NULL DEFAULT '{}',
+    created_at       TEXT NOT NULL,
+    updated_at       TEXT NOT NULL
+);
+CREATE UNIQUE INDEX dialogues_spec ON dialogues(spec_id) WHERE spec_id IS NOT NULL;
+CREATE INDEX dialogues_status ON dialogues(status);
+
+CREATE TABLE turns (
+    id                INTEGER PRIMARY KEY,
+    dialogue_id       TEXT NOT NULL REFERENCES dialogues(id) ON DELETE CASCADE,
+    idx               INTEGER NOT NULL,          -- position in the dialogue, from 0
+    role              TEXT NOT NULL CHECK (role IN ('system','user','assistant')),
+    content           TEXT NOT NULL,
+    state             TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active','rejected','undone')),
+    author            TEXT NOT NULL CHECK (author IN ('human','model','imported')),
+    annotator         TEXT,
+    model             TEXT,
+    interaction_type  TEXT,
+    template_name     TEXT,
+    template_hash     TEXT,
+    params            TEXT NOT NULL DEFAULT '{}',
+    call_key          TEXT,
+    original_content  TEXT,                      -- the model's answer when a human edited it
+    lang              TEXT,
+    prompt_tokens     INTEGER,
+    completion_tokens INTEGER,
+    latency_ms        REAL,
+    finish_reason     TEXT,
+    warnings          TEXT NOT NULL DEFAULT '[]',
+    created_at        TEXT NOT NULL
+);
+CREATE UNIQUE INDEX turns_active ON turns(dialogue_id, idx) WHERE state = 'active';
+CREATE INDEX turns_dialogue ON turns(dialogue_id);
+
+CREATE TABLE session_events (
+    id          INTEGER PRIMARY KEY,
+    annotator   TEXT NOT NULL,
+    dialogue_id TEXT,
+    spec_id     INTEGER,
+    action      TEXT NOT NULL,
+    turn_id     INTEGER,
+    detail      TEXT NOT NULL DEFAULT '{}',
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX session_events_annotator ON session_events(annotator);
+
+CREATE TABLE llm_calls (
+    key               TEXT PRIMARY KEY,          -- hash of model + messages + parameters
+    role              TEXT NOT NULL,
+    model             TEXT NOT NULL,
+    base_url          TEXT,
+    request           TEXT NOT NULL,             -- JSON body; never the API key
+    status            TEXT NOT NULL CHECK (status IN ('pending','done','failed','batched')),
+    batch_id          TEXT,
+    response          TEXT,
+    finish_reason     TEXT,
+    prompt_tokens     INTEGER,
+    completion_tokens INTEGER,
+    cost_usd          REAL,
+    latency_ms        REAL,
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    error             TEXT,
+    created_at        TEXT NOT NULL,
+    answered_at       TEXT
+);
+CREATE INDEX llm_calls_status ON llm_calls(status);
+
+CREATE TABLE llm_runs (
+    id                INTEGER PRIMARY KEY,
+    command           TEXT NOT NULL,
+    started_at        TEXT NOT NULL,
+    finished_at       TEXT,
+    sent              INTEGER NOT NULL DEFAULT 0,
+    from_ledger       INTEGER NOT NULL DEFAULT 0,
+    failed            INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd          REAL NOT NULL DEFAULT 0
+);
+
+CREATE TABLE batches (
+    id             TEXT PRIMARY KEY,             -- local id, recorded before upload
+    remote_id      TEXT,
+    round          INTEGER NOT NULL,
+    status         TEXT NOT NULL,
+    input_file_id  TEXT,
+    output_file_id TEXT,
+    error_file_id  TEXT,
+    n_requests     INTEGER NOT NULL DEFAULT 0,
+    detail         TEXT NOT NULL DEFAULT '{}',
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL
+);
+CREATE TABLE batch_items (
+    batch_id TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+    call_key TEXT NOT NULL,
+    status   TEXT NOT NULL DEFAULT 'submitted',
+    PRIMARY KEY (batch_id, call_key)
+);
+
+CREATE TABLE filter_runs (
+    id         INTEGER PRIMARY KEY,
+    thresholds TEXT NOT NULL,
+    kept       INTEGER NOT NULL DEFAULT 0,
+    dropped    INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE verdicts (
+    dialogue_id TEXT PRIMARY KEY REFERENCES dialogues(id) ON DELETE CASCADE,
+    run_id      INTEGER NOT NULL REFERENCES filter_runs(id),
+    kept        INTEGER NOT NULL,
+    reasons     TEXT NOT NULL DEFAULT '[]',
+    cluster_id  TEXT,
+    detail      TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE exports (
+    id            INTEGER PRIMARY KEY,
+    out_dir       TEXT NOT NULL,
+    formats       TEXT NOT NULL,
+    filter_run_id INTEGER,
+    counts        TEXT NOT NULL DEFAULT '{}',
+    created_at    TEXT NOT NULL
+);
+"""
+
+#: Append new migrations at the end; never edit or reorder a released one.
+MIGRATIONS: list[str] = [
+    _M1_SOURCES,
+    _M2_DIALOGUES,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,87 @@
+"""Sources (news sentences with their references) and ingest-run bookkeeping."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+from .core import StoreCore, utcnow
+
+
+def source_id_for(text: str) -> str:
+    """Stable id of a normalised sentence: re-ingesting the same text always finds the same row."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+class SourcesMixin(StoreCore):
+    def begin_ingest_run(self, path: str, fmt: str, declared_lang: str | None = None,
+                         ref_lang: str | None = None) -> int:
+        """Call inside the file's transaction, so a failed file leaves no run behind either."""
+        cur = self.conn.execute(
+            "INSERT INTO ingest_runs(path, format, declared_lang, ref_lang, started_at) VALUES (?,?,?,?,?)",
+            (path, fmt, declared_lang, ref_lang, utcnow()))
+        return int(cur.lastrowid)
+
+    def finish_ingest_run(self, run_id: int, *, lines: int, kept: int, dropped: dict[str, int]) -> None:
+        self.conn.execute("UPDATE ingest_runs SET finished_at=?, lines=?, kept=? WHERE id=?",
+                          (utcnow(), lines, kept, run_id))
+        self.conn.executemany("INSERT INTO ingest_drops(run_id, reason, count) VALUES (?,?,?)",
+                              [(run_id, r, n) for r, n in sorted(dropped.items()) if n])
+
+    def has_source(self, source_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM sources WHERE id=?", (source_id,)).fetchone() is not None
+
+    def add_source(self, *, source_id: str, text: str, lang: str, origin_file: str,
+                   origin_line: int | None = None, docid: str | None = None, origlang: str | None = None,
+                   seg_id: str | None = None, run_id: int | None = None) -> bool:
+        """Insert a source; returns False (and changes nothing) when the id already exists."""
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO sources(id, text, lang, docid, origlang, seg_id, origin_file, origin_line,"
+            " run_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (source_id, text, lang, docid, origlang, seg_id, origin_file, origin_line, run_id, utcnow()))
+        return cur.rowcount == 1
+
+    def add_reference(self, source_id: str, lang: str, text: str, translator: str = "") -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO source_refs(source_id, lang, text, translator) VALUES (?,?,?,?)",
+            (source_id, lang, text, translator or ""))
+
+    def get_source(self, source_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM sources WHERE id=?", (source_id,)).fetchone()
+        if row is None:
+            return None
+        src = dict(row)
+        src["references"] = [dict(r) for r in self.conn.execute(
+            "SELECT lang, text, translator FROM source_refs WHERE source_id=? ORDER BY lang, translator",
+            (source_id,))]
+        return src
+
+    def iter_sources(self, lang: str | None = None) -> Iterator[dict[str, Any]]:
+        """Sources in insertion order (deterministic for planning)."""
+        sql = "SELECT id, text, lang, docid, origlang FROM sources"
+        params: tuple = ()
+        if lang is not None:
+            sql += " WHERE lang=?"
+            params = (lang,)
+        sql += " ORDER BY rowid"
+        for row in self.conn.execute(sql, params):
+            yield dict(row)
+
+    def source_counts_by_lang(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self.query("SELECT lang, COUNT(*) FROM sources GROUP BY lang ORDER BY lang")}
+
+    def ingest_totals(self) -> dict[str, Any]:
+        kept = self.scalar("SELECT COALESCE(SUM(kept),0) FROM ingest_runs") or 0
+        dropped = {r[0]: r[1] for r in self.query(
+            "SELECT reason, SUM(count) FROM ingest_drops GROUP BY reason ORDER BY reason")}
+        return {"kept": int(kept), "dropped": dropped}
+
+    def ingest_runs(self) -> list[dict[str, Any]]:
+        runs = [dict(r) for r in self.query("SELECT * FROM ingest_runs ORDER BY id")]
+        drops: dict[int, dict[str, int]] = {}
+        for r in self.query("SELECT run_id, reason, count FROM ingest_drops"):
+            drops.setdefault(r[0], {})[r[1]] = r[2]
+        for run in runs:
+            run["dropped"] = drops.get(run["id"], {})
+        return runs

@@ -1,0 +1,65 @@
+"""A workspace is a folder holding ``itcollect.toml`` and ``itcollect.db``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import CONFIG_FILE, DEFAULT_CONFIG_TEXT, Config, load_config
+from .errors import WorkspaceError
+from .store import STORE_FILE, Store
+
+
+class Workspace:
+    """Config and store of one workspace folder; the store opens on first use."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        self.config_path = self.root / CONFIG_FILE
+        self.db_path = self.root / STORE_FILE
+        if not self.config_path.is_file():
+            raise WorkspaceError(
+                f"no itcollect workspace here ({CONFIG_FILE} not found); run 'itcollect init DIR' "
+                f"or pass -C DIR", path=str(self.root))
+        self.config: Config = load_config(self.config_path)
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.db_path)
+        return self._store
+
+    def open_store(self) -> Store:
+        """A new connection (for another thread or process)."""
+        return Store(self.db_path)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def init_workspace(directory: str | Path, force: bool = False) -> Workspace:
+    """Create a workspace; refuses an existing one unless ``force`` (which rewrites the config
+    but keeps the store: a store holds paid-for answers and is never deleted by init)."""
+    root = Path(directory)
+    if root.exists() and not root.is_dir():
+        raise WorkspaceError("exists and is not a folder", path=str(root))
+    config_path = root / CONFIG_FILE
+    if (config_path.exists() or (root / STORE_FILE).exists()) and not force:
+        raise WorkspaceError("already an itcollect workspace (use --force to rewrite its config)",
+                             path=str(root))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(DEFAULT_CONFIG_TEXT, encoding="utf-8")
+    except OSError as exc:
+        raise WorkspaceError(f"cannot create the workspace: {exc.strerror}", path=str(root)) from None
+    ws = Workspace(root)
+    ws.store  # create and migrate the store now, so init fails loudly rather than a later command
+    return ws

@@ -1,0 +1,50 @@
+"""Shared fixtures: real workspaces on disk, the real CLI entry point, real SQLite."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "data"
+SAMPLES = DATA / "samples"
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, cwd: str | Path | None = None, env: dict | None = None, input: str | None = None,
+            timeout: float = 300) -> CliResult:
+    """Run ``itcollect`` as a user would: a subprocess through the real entry point."""
+    full_env = dict(os.environ)
+    full_env.pop("OPENAI_BASE_URL", None)
+    full_env.setdefault("ITCOLLECT_PROGRESS", "0")
+    if env:
+        full_env.update(env)
+    proc = subprocess.run([sys.executable, "-m", "itcollect", *args], cwd=cwd, env=full_env, input=input,
+                          capture_output=True, text=True, timeout=timeout)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    """A fresh initialised workspace; yields the Workspace object (closed afterwards)."""
+    from itcollect.workspace import init_workspace
+
+    ws = init_workspace(tmp_path / "ws")
+    yield ws
+    ws.close()

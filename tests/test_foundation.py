@@ -1,0 +1,109 @@
+"""Workspace, config, store and CLI contract of the foundation."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from itcollect.config import DEFAULT_CONFIG_TEXT, parse_config
+from itcollect.errors import ConfigError, StoreError
+from itcollect.store import MIGRATIONS, SCHEMA_VERSION, Store
+
+from .conftest import run_cli
+
+
+def test_init_creates_workspace_and_refuses_overwrite(tmp_path):
+    r = run_cli("init", str(tmp_path / "ws"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "ws" / "itcollect.toml").read_text(encoding="utf-8") == DEFAULT_CONFIG_TEXT
+    assert (tmp_path / "ws" / "itcollect.db").exists()
+    r = run_cli("init", str(tmp_path / "ws"))
+    assert r.returncode == 1
+    assert "already an itcollect workspace" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert run_cli("init", "--force", str(tmp_path / "ws")).returncode == 0
+
+
+def test_stats_json_contract_keys_on_empty_workspace(tmp_path):
+    assert run_cli("init", str(tmp_path / "ws")).returncode == 0
+    r = run_cli("-C", str(tmp_path / "ws"), "stats", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    for key in ("sources", "ingest", "specs", "dialogues", "turns", "calls", "filter"):
+        assert key in data
+    assert data["specs"] == {"total": 0, "pending": 0, "in_progress": 0, "done": 0, "failed": 0, "skipped": 0}
+    assert data["dialogues"]["by_origin"] == {"simulated": 0, "human": 0, "imported": 0}
+    assert set(data["calls"]) >= {"sent", "from_ledger", "failed", "prompt_tokens", "completion_tokens", "cost_usd"}
+
+
+def test_exit_codes(tmp_path):
+    r = run_cli("stats", cwd=tmp_path)
+    assert r.returncode == 1 and "no itcollect workspace" in r.stderr and "Traceback" not in r.stderr
+    assert run_cli("no-such-command", cwd=tmp_path).returncode == 2
+    assert run_cli("stats", "--no-such-option", cwd=tmp_path).returncode == 2
+    r = run_cli("--version")
+    assert r.returncode == 0 and "itcollect" in r.stdout
+    assert run_cli("--help").returncode == 0
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'llm.timeot_s'"):
+        parse_config("[llm]\ntimeot_s = 3\n")
+    with pytest.raises(ConfigError, match="'llm.concurrency' must be an integer"):
+        parse_config("[llm]\nconcurrency = 'many'\n")
+    with pytest.raises(ConfigError, match="mix.pairs"):
+        parse_config('[mix]\npairs = { "en-xx" = 1 }\n')
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        parse_config("[llm\n")
+    cfg = parse_config("[llm.assistant]\nmodel = 'm1'\n")
+    assert cfg.llm_role("annotator")["model"] == "m1"  # inherits the empty value
+
+
+def test_broken_config_is_one_line_exit_1(tmp_path):
+    assert run_cli("init", str(tmp_path / "ws")).returncode == 0
+    (tmp_path / "ws" / "itcollect.toml").write_text("[mix]\nmax_uses_per_source = 0\n")
+    r = run_cli("-C", str(tmp_path / "ws"), "stats")
+    assert r.returncode == 1
+    assert "max_uses_per_source" in r.stderr and "itcollect.toml" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_migration_from_schema_1_keeps_data(tmp_path):
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(MIGRATIONS[0] + "\nPRAGMA user_version=1;")
+    conn.execute("INSERT INTO ingest_runs(path, format, started_at, lines, kept) VALUES ('a.txt','txt','t',1,1)")
+    conn.execute("INSERT INTO sources(id, text, lang, origin_file, run_id, created_at)"
+                 " VALUES ('abc','Hello there, world.','en','a.txt',1,'t')")
+    conn.commit()
+    conn.close()
+    store = Store(db)
+    assert store.schema_version == SCHEMA_VERSION
+    assert store.get_source("abc")["text"] == "Hello there, world."
+    assert store.spec_counts()["total"] == 0  # tables from later migrations exist
+    store.close()
+
+
+def test_newer_schema_is_refused(tmp_path):
+    db = tmp_path / "new.db"
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 5}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this itcollect supports"):
+        Store(db)
+
+
+def test_transaction_rolls_back_everything_on_error(workspace):
+    store = workspace.store
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            run = store.begin_ingest_run("x.txt", "txt")
+            store.add_source(source_id="s1", text="A sentence here.", lang="en", origin_file="x.txt", run_id=run)
+            with store.transaction():  # nested joins the outer one
+                store.add_reference("s1", "de", "Ein Satz hier.")
+            raise RuntimeError("boom")
+    assert store.get_source("s1") is None
+    assert store.ingest_runs() == []
