@@ -61,5 +61,5 @@ def init_workspace(directory: str | Path, force: bool = False) -> Workspace:
     except OSError as exc:
         raise WorkspaceError(f"cannot create the workspace: {exc.strerror}", path=str(root)) from None
     ws = Workspace(root)
-    ws.store  # create and migrate the store now, so init fails loudly rather than a later command
+    _ = ws.store  # create and migrate the store now, so init fails loudly rather than a later command
     return ws
