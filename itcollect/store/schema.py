@@ -220,10 +220,34 @@ CREATE TABLE exports (
 );
 """
 
+# Migration (import/filter/export): import bookkeeping, detected language per turn (written by
+# import and filter so re-running filter with other thresholds never re-detects), verdict runs.
+_M_IMPORT_FILTER = """
+CREATE TABLE import_runs (
+    id          INTEGER PRIMARY KEY,
+    path        TEXT NOT NULL,
+    format      TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    records     INTEGER NOT NULL DEFAULT 0,
+    imported    INTEGER NOT NULL DEFAULT 0,
+    duplicates  INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE import_bad (
+    run_id INTEGER NOT NULL REFERENCES import_runs(id) ON DELETE CASCADE,
+    reason TEXT NOT NULL,
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (run_id, reason)
+);
+ALTER TABLE turns ADD COLUMN detected_lang TEXT;
+CREATE INDEX verdicts_run ON verdicts(run_id);
+"""
+
 #: Append new migrations at the end; never edit or reorder a released one.
 MIGRATIONS: list[str] = [
     _M1_SOURCES,
     _M2_DIALOGUES,
+    _M_IMPORT_FILTER,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
