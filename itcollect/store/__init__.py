@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from .core import StoreCore, dumps, loads, utcnow
 from .dialogues import DIALOGUE_ORIGINS, SPEC_STATUSES, DialoguesMixin
+from .exports import ExportsMixin
+from .imports import ImportsMixin
 from .ledger import LedgerMixin
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .sources import SourcesMixin, source_id_for
@@ -16,7 +18,7 @@ from .verdicts import VerdictsMixin
 STORE_FILE = "itcollect.db"
 
 
-class Store(SourcesMixin, DialoguesMixin, LedgerMixin, VerdictsMixin, StoreCore):
+class Store(SourcesMixin, DialoguesMixin, LedgerMixin, VerdictsMixin, ImportsMixin, ExportsMixin, StoreCore):
     """The workspace store. Open with ``Store(path)``; it migrates the schema on open."""
 
 

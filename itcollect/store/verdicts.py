@@ -1,15 +1,22 @@
-"""Filter runs and per-dialogue verdicts (nothing is deleted; a new run replaces verdicts)."""
+"""Filter runs and per-dialogue verdicts (nothing is deleted; a new run replaces verdicts).
+
+A run's verdicts are written in one transaction together with the run record, so readers (export,
+stats) always see one complete run. Detected turn languages are cached in ``turns.detected_lang``
+so a re-run with other thresholds never re-detects.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
-from .core import StoreCore, loads
+from .core import StoreCore, dumps, loads, utcnow
 
 
 class VerdictsMixin(StoreCore):
     def filter_totals(self) -> dict[str, Any]:
+        """Counts of the latest filter run (kept, dropped, dropped dialogues by reason)."""
         kept = dropped = 0
         reasons: Counter[str] = Counter()
         for row in self.query("SELECT kept, reasons FROM verdicts"):
@@ -18,4 +25,65 @@ class VerdictsMixin(StoreCore):
             else:
                 dropped += 1
                 reasons.update(set(loads(row[1], [])))
-        return {"kept": kept, "dropped": dropped, "reasons": dict(sorted(reasons.items()))}
+        out: dict[str, Any] = {"kept": kept, "dropped": dropped, "reasons": dict(sorted(reasons.items()))}
+        run = self.latest_filter_run()
+        if run is not None:
+            out["run_id"] = run["id"]
+            out["thresholds"] = run["thresholds"]
+            out["created_at"] = run["created_at"]
+        return out
+
+    def save_filter_run(self, thresholds: dict[str, Any], verdicts: Iterable[tuple[str, bool, list[str],
+                        str | None, dict[str, Any]]]) -> int:
+        """Store a complete run: (dialogue_id, kept, reasons, cluster_id, detail) per dialogue.
+
+        Verdicts of earlier runs are replaced in the same transaction; returns the run id.
+        """
+        with self.transaction() as c:
+            cur = c.execute("INSERT INTO filter_runs(thresholds, created_at) VALUES (?,?)",
+                            (dumps(thresholds), utcnow()))
+            run_id = int(cur.lastrowid)
+            c.execute("DELETE FROM verdicts")
+            kept = dropped = 0
+            rows = []
+            for did, ok, reasons, cluster, detail in verdicts:
+                kept += bool(ok)
+                dropped += not ok
+                rows.append((did, run_id, int(bool(ok)), dumps(reasons), cluster, dumps(detail)))
+                if len(rows) >= 5000:
+                    c.executemany("INSERT INTO verdicts(dialogue_id, run_id, kept, reasons, cluster_id, detail)"
+                                  " VALUES (?,?,?,?,?,?)", rows)
+                    rows = []
+            c.executemany("INSERT INTO verdicts(dialogue_id, run_id, kept, reasons, cluster_id, detail)"
+                          " VALUES (?,?,?,?,?,?)", rows)
+            c.execute("UPDATE filter_runs SET kept=?, dropped=? WHERE id=?", (kept, dropped, run_id))
+        return run_id
+
+    def latest_filter_run(self) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM filter_runs ORDER BY id DESC LIMIT 1")
+        if not rows:
+            return None
+        run = dict(rows[0])
+        run["thresholds"] = loads(run["thresholds"], {})
+        return run
+
+    def get_verdict(self, dialogue_id: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM verdicts WHERE dialogue_id=?", (dialogue_id,))
+        if not rows:
+            return None
+        v = dict(rows[0])
+        v["kept"] = bool(v["kept"])
+        v["reasons"] = loads(v["reasons"], [])
+        v["detail"] = loads(v["detail"], {})
+        return v
+
+    def unfiltered_done_count(self) -> int:
+        """Finished dialogues without a verdict (new since the last filter run)."""
+        return int(self.scalar("SELECT COUNT(*) FROM dialogues d LEFT JOIN verdicts v ON v.dialogue_id=d.id"
+                               " WHERE d.status='done' AND v.dialogue_id IS NULL") or 0)
+
+    def set_detected_langs(self, pairs: Iterable[tuple[str | None, int]]) -> None:
+        """Cache detected languages: (lang, turn_id) pairs ('' marks 'no letters to judge')."""
+        with self.transaction() as c:
+            c.executemany("UPDATE turns SET detected_lang=? WHERE id=?",
+                          [(lang if lang is not None else "", tid) for lang, tid in pairs])

@@ -1,0 +1,81 @@
+"""Exports and the streaming corpus reader shared by filter, export and stats.
+
+``iter_corpus`` pages through finished dialogues by rowid and fetches their active turns with one
+query per page, so 160K dialogues stream in bounded memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from .core import StoreCore, dumps, loads, utcnow
+
+_TURN_FIELDS = ("id", "dialogue_id", "idx", "role", "content", "author", "annotator", "model", "interaction_type",
+                "template_name", "template_hash", "params", "lang", "detected_lang", "finish_reason", "created_at",
+                "original_content")
+_DIALOGUE_FIELDS = ("id", "spec_id", "origin", "annotator", "source_id", "source_text", "src_lang", "tgt_lang",
+                    "instruction_lang", "origin_file", "origin_line", "meta", "created_at", "updated_at")
+
+
+class ExportsMixin(StoreCore):
+    def iter_corpus(self, *, kept_only: bool = False, batch_size: int = 1000,
+                    with_verdicts: bool = False) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """(dialogue, active turns) of every finished dialogue, in creation (rowid) order.
+
+        ``kept_only`` restricts to dialogues the latest filter run kept. The dialogue dict carries
+        ``docid`` of its source and, with ``with_verdicts``, the verdict's kept/reasons/cluster_id.
+        """
+        dcols = ", ".join(f"d.{c}" for c in _DIALOGUE_FIELDS)
+        vjoin = "JOIN verdicts v ON v.dialogue_id=d.id AND v.kept=1" if kept_only else \
+            "LEFT JOIN verdicts v ON v.dialogue_id=d.id"
+        tcols = ", ".join(_TURN_FIELDS)
+        last = 0
+        while True:
+            rows = self.query(
+                f"SELECT d.rowid, {dcols}, s.docid, v.kept, v.reasons, v.cluster_id FROM dialogues d"
+                f" LEFT JOIN sources s ON s.id=d.source_id {vjoin}"
+                f" WHERE d.rowid > ? AND d.status='done' ORDER BY d.rowid LIMIT ?", (last, batch_size))
+            if not rows:
+                return
+            last = rows[-1][0]
+            dialogues = []
+            for r in rows:
+                d = dict(zip(_DIALOGUE_FIELDS, tuple(r)[1:1 + len(_DIALOGUE_FIELDS)]))
+                d["meta"] = loads(d["meta"], {})
+                d["docid"] = r["docid"]
+                if with_verdicts:
+                    d["verdict_kept"] = None if r["kept"] is None else bool(r["kept"])
+                    d["verdict_reasons"] = loads(r["reasons"], [])
+                    d["cluster_id"] = r["cluster_id"]
+                dialogues.append(d)
+            ids = [d["id"] for d in dialogues]
+            turns: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+            for t in self.query(f"SELECT {tcols} FROM turns WHERE dialogue_id IN ({','.join('?' * len(ids))})"
+                                f" AND state='active' ORDER BY dialogue_id, idx, id", ids):
+                td = dict(zip(_TURN_FIELDS, tuple(t)))
+                td["params"] = loads(td["params"], {})
+                turns[td["dialogue_id"]].append(td)
+            for d in dialogues:
+                yield d, turns[d["id"]]
+
+    def references_for(self, source_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.query(
+            "SELECT lang, text, translator FROM source_refs WHERE source_id=? ORDER BY lang, translator",
+            (source_id,))]
+
+    def record_export(self, *, out_dir: str, formats: list[str], filter_run_id: int | None,
+                      counts: dict[str, Any]) -> int:
+        with self.transaction() as c:
+            cur = c.execute("INSERT INTO exports(out_dir, formats, filter_run_id, counts, created_at)"
+                            " VALUES (?,?,?,?,?)", (out_dir, dumps(formats), filter_run_id, dumps(counts), utcnow()))
+            return int(cur.lastrowid)
+
+    def list_exports(self) -> list[dict[str, Any]]:
+        out = []
+        for r in self.query("SELECT * FROM exports ORDER BY id"):
+            e = dict(r)
+            e["formats"] = loads(e["formats"], [])
+            e["counts"] = loads(e["counts"], {})
+            out.append(e)
+        return out
