@@ -127,6 +127,24 @@ max_turn_retries = 3
 # Stop spending once the run's cost reaches this many USD (0 = no limit).
 max_cost_usd = 0.0
 
+[batch]
+# `simulate --batch-api`: the OpenAI Batch API answers within the completion window at about
+# half the price. Seconds between polls of a batch in flight; the wait grows by poll_backoff
+# after every poll that finds it unfinished, up to poll_max_s.
+poll_interval_s = 30.0
+poll_backoff = 1.5
+poll_max_s = 600.0
+# The API's per-file limits: a larger round is split into several batches.
+max_requests_per_file = 50000
+max_bytes_per_file = 200000000
+completion_window = "24h"
+# A call that failed (error line, expiry, cancellation) in this many batches is no longer batched:
+# online `simulate` picks up such stragglers.
+max_attempts = 3
+# true: poll until the round is collected, then submit the next round, until every dialogue is
+# done; false: submit (or collect) one round and return, re-run to continue.
+wait = true
+
 [session]
 # Minutes a leased spec stays with an annotator without activity.
 lease_minutes = 30
