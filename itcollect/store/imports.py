@@ -44,7 +44,7 @@ class ImportsMixin(StoreCore):
                 c.executemany(
                     f"INSERT INTO turns({','.join(_TURN_COLS)}) VALUES ({','.join('?' * len(_TURN_COLS))})",
                     [(d["id"], i, t["role"], t["content"], "imported",
-                      t.get("model"), t.get("lang"), t.get("lang"), t.get("interaction_type"),
+                      t.get("model"), t.get("lang"), t.get("lang") or "", t.get("interaction_type"),
                       t.get("finish_reason"), now) for i, t in enumerate(turns)])
         return imported, dup
 

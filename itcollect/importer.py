@@ -1,0 +1,381 @@
+"""``itcollect import``: bring existing dialogues into the store.
+
+Accepted input (auto-detected from the first character of the file):
+
+* JSONL, one record a line: ``{"messages": [{"role", "content"}, ...], ...metadata}`` or ShareGPT's
+  ``{"conversations": [{"from": "human"|"gpt"|"system", "value"}, ...]}``;
+* a JSON array of the same records (the usual ShareGPT dump), read as a stream.
+
+Every file is checked (exists, not binary, UTF-8, starts like JSON) before anything is written, so an
+unusable file leaves the store unchanged. A record that cannot be used is counted with a reason and
+skipped; a usable one goes in whole (dialogue and turns in one transaction). The dialogue id is a
+hash of the normalised messages, independent of file and line, so importing a file twice (or the
+same dialogue from two files) adds it once.
+
+Languages are detected per turn; the source sentence, the pair and the instruction language are
+taken from the record's metadata when given, else inferred: the instruction language is that of the
+first request without its quoted material, the source is the quoted (or after-the-colon, or last
+paragraph) segment of the first request, the target is the language of the first answer.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .langid import detect_languages
+from .normalize import normalize_whitespace
+
+ROLE_ALIASES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
+                "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "model": "assistant",
+                "system": "system"}
+METADATA_LANG_KEYS = ("src_lang", "tgt_lang", "instruction_lang")
+_QUOTED = re.compile(r"“([^”]+)”|\"([^\"]+)\"|「([^」]+)」|『([^』]+)』|«\s*([^»]+?)\s*»|„([^“”]+)[“”]")
+_CHUNK = 1 << 20
+BATCH = 500
+
+
+class BadRecord(Exception):
+    """A record that cannot be imported; ``reason`` is a stable code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class ImportReport:
+    path: str
+    format: str
+    records: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    bad: Counter = field(default_factory=Counter)
+    bad_examples: list[tuple[int, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{self.path}: {self.records:,} records, {self.imported:,} imported, "
+                 f"{self.duplicates:,} already present"]
+        if self.bad:
+            parts.append(", bad: " + ", ".join(f"{r} {n:,}" for r, n in sorted(self.bad.items())))
+            if self.bad_examples:
+                parts.append(" (first: " + "; ".join(f"line {ln} {r}" for ln, r in self.bad_examples[:3]) + ")")
+        return "".join(parts)
+
+
+# -- file checks ---------------------------------------------------------------------------------
+def check_file(path: Path) -> str:
+    """Fail early and clearly on a file that cannot be read at all; returns the format.
+
+    Reads the whole file once as bytes (bounded memory) so a bad byte deep in a big file is found
+    before the store is touched.
+    """
+    if not path.exists():
+        raise InputError("no such file", path=str(path))
+    if not path.is_file():
+        raise InputError("not a file", path=str(path))
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    first: str | None = None
+    first_line = 1
+    try:
+        with path.open("rb") as fh:
+            while True:
+                chunk = fh.read(_CHUNK)
+                if not chunk:
+                    break
+                if b"\x00" in chunk:
+                    nl = chunk[:chunk.index(b"\x00")].count(b"\n")
+                    raise InputError("binary file (NUL byte), expected JSON or JSONL", path=str(path),
+                                     line=line + nl)
+                try:
+                    text = decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    nl = chunk[:exc.start].count(b"\n")
+                    raise InputError(f"not UTF-8 (byte 0x{chunk[exc.start]:02x})", path=str(path),
+                                     line=line + nl) from None
+                if first is None:
+                    stripped = text.lstrip("\ufeff \t\r\n")
+                    if stripped:
+                        first = stripped[0]
+                        first_line = line + text[:len(text) - len(stripped)].count("\n")
+                line += chunk.count(b"\n")
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                raise InputError("not UTF-8 (truncated character at the end)", path=str(path), line=line) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path=str(path)) from None
+    if first is None:
+        return "empty"
+    if first == "[":
+        return "json"
+    if first == "{":
+        return "jsonl"
+    raise InputError(f"not JSON or JSONL (starts with {first!r}); expected {{\"messages\": [...]}} records "
+                     "or a ShareGPT JSON array", path=str(path), line=first_line)
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    with path.open("r", encoding="utf-8-sig") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError:
+                yield lineno, BadRecord("not_json")
+
+
+def _iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
+    """Stream the elements of a top-level JSON array without loading the file."""
+    decoder = json.JSONDecoder()
+    with path.open("r", encoding="utf-8-sig") as fh:
+        buf = fh.read(_CHUNK)
+        eof = not buf
+        pos = 0
+        line = 1
+        # skip to the opening bracket
+        while pos < len(buf) and buf[pos].isspace():
+            line += buf[pos] == "\n"
+            pos += 1
+        pos += 1  # '['
+        while True:
+            while True:
+                while pos < len(buf) and (buf[pos].isspace() or buf[pos] == ","):
+                    line += buf[pos] == "\n"
+                    pos += 1
+                if pos < len(buf) or eof:
+                    break
+                buf, pos = buf[pos:] + fh.read(_CHUNK), 0
+                eof = pos >= len(buf)
+            if pos >= len(buf):
+                yield line, BadRecord("truncated_json_array")
+                return
+            if buf[pos] == "]":
+                return
+            while True:
+                try:
+                    obj, end = decoder.raw_decode(buf, pos)
+                    break
+                except json.JSONDecodeError:
+                    more = "" if eof else fh.read(_CHUNK)
+                    if not more:
+                        eof = True
+                        # cannot resynchronise inside a broken array: count the rest as one bad record
+                        yield line, BadRecord("not_json")
+                        return
+                    buf, pos = buf[pos:] + more, 0
+            yield line, obj
+            line += buf.count("\n", pos, end)
+            pos = end
+            if pos > _CHUNK:
+                buf, pos = buf[pos:], 0
+            if pos >= len(buf) and not eof:
+                more = fh.read(_CHUNK)
+                eof = not more
+                buf += more
+
+
+def iter_records(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:
+    if fmt == "json":
+        return _iter_json_array(path)
+    if fmt == "jsonl":
+        return _iter_jsonl(path)
+    return iter(())
+
+
+# -- record parsing ------------------------------------------------------------------------------
+def parse_record(rec: Any) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """(messages as [{role, content}], metadata) of one record, or BadRecord with the reason."""
+    if isinstance(rec, BadRecord):
+        raise rec
+    if not isinstance(rec, dict):
+        raise BadRecord("not_an_object")
+    if "messages" in rec:
+        raw, rkey, ckey = rec["messages"], "role", "content"
+    elif "conversations" in rec:
+        raw, rkey, ckey = rec["conversations"], "from", "value"
+    else:
+        raise BadRecord("no_messages")
+    if not isinstance(raw, list) or not raw:
+        raise BadRecord("no_messages")
+    messages: list[dict[str, str]] = []
+    for m in raw:
+        if not isinstance(m, dict):
+            raise BadRecord("bad_message")
+        role = ROLE_ALIASES.get(str(m.get(rkey, m.get("role", ""))).strip().lower())
+        if role is None:
+            raise BadRecord("bad_role")
+        content = m.get(ckey, m.get("content"))
+        if not isinstance(content, str):
+            raise BadRecord("bad_content")
+        content = unicodedata.normalize("NFC", content).strip()
+        if not content:
+            raise BadRecord("empty_content")
+        messages.append({"role": role, "content": content})
+    system = [m for m in messages if m["role"] == "system"]
+    if system and (messages[0]["role"] != "system" or len(system) > 1):
+        raise BadRecord("misplaced_system")
+    body = messages[1:] if system else messages
+    if not body:
+        raise BadRecord("no_messages")
+    for i, m in enumerate(body):
+        if m["role"] != ("user" if i % 2 == 0 else "assistant"):
+            raise BadRecord("roles_not_alternating")
+    if len(body) < 2:
+        raise BadRecord("no_answer")
+    if body[-1]["role"] != "assistant":
+        raise BadRecord("unanswered_last_turn")
+    meta = {k: v for k, v in rec.items() if k not in ("messages", "conversations")}
+    if "system" in rec and isinstance(rec["system"], str) and rec["system"].strip() and not system:
+        messages.insert(0, {"role": "system", "content": rec["system"].strip()})
+        meta.pop("system", None)
+    return messages, meta
+
+
+def dialogue_id_for(messages: Sequence[dict[str, str]]) -> str:
+    """Stable id from the normalised content (role + whitespace-normalised text of each turn)."""
+    h = hashlib.sha256()
+    for m in messages:
+        h.update(m["role"].encode())
+        h.update(b"\x1f")
+        h.update(normalize_whitespace(m["content"]).encode("utf-8"))
+        h.update(b"\x1e")
+    return "imp-" + h.hexdigest()[:32]
+
+
+def split_source(request: str) -> tuple[str, str]:
+    """(source sentence, instruction text) of a first request.
+
+    The source is the longest quoted span when there is one, else what follows the last colon or
+    line break, else the whole request (and the instruction text is then empty).
+    """
+    quoted = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(request)]
+    quoted = [q.strip() for q in quoted if len(q.strip()) >= 8]
+    if quoted:
+        src = max(quoted, key=len)
+        return src, request.replace(src, " ").strip()
+    for sep in ("\n", "：", ":"):
+        if sep in request:
+            head, _, tail = request.rpartition(sep) if sep != "\n" else request.partition(sep)
+            if tail.strip() and head.strip():
+                return tail.strip(), head.strip()
+    return request.strip(), ""
+
+
+def _as_lang(value: Any, languages: Sequence[str]) -> str | None:
+    if isinstance(value, str):
+        v = value.strip().lower().replace("_", "-").split("-")[0]
+        if v in languages:
+            return v
+    return None
+
+
+def build_dialogue(messages: list[dict[str, str]], meta: dict[str, Any], langs: list[str | None],
+                   src_lang_guess: str | None, instr_lang_guess: str | None, source: str,
+                   languages: Sequence[str]) -> dict[str, Any]:
+    """The dialogue record for the store (languages from metadata first, else inferred)."""
+    first_answer = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), None)
+    src_source = meta.get("source")
+    if not isinstance(src_source, str) or not src_source.strip():
+        src_source = source
+    return {
+        "src_lang": _as_lang(meta.get("src_lang"), languages) or src_lang_guess,
+        "tgt_lang": _as_lang(meta.get("tgt_lang"), languages) or (langs[first_answer] if first_answer is not None
+                                                                   else None),
+        "instruction_lang": _as_lang(meta.get("instruction_lang"), languages) or instr_lang_guess,
+        "source_text": src_source.strip(),
+        "annotator": meta.get("annotator") if isinstance(meta.get("annotator"), str) else None,
+        "meta": meta,
+    }
+
+
+# -- the run -------------------------------------------------------------------------------------
+def import_files(store: Any, paths: Sequence[str | Path], *, languages: Sequence[str] = ("en", "zh", "de", "fr"),
+                 backend: str = "lingua", progress_bar: bool = True) -> list[ImportReport]:
+    """Import every file; all files are checked before the first write. Returns one report per file."""
+    from .progress import progress
+
+    checked = [(Path(p), check_file(Path(p))) for p in paths]
+    reports = []
+    for path, fmt in checked:
+        report = ImportReport(str(path), fmt)
+        run_id = store.start_import_run(str(path.resolve()), fmt)
+        bar = progress(desc=f"import {path.name}", unit=" dialogues", disable=None if progress_bar else True)
+        batch: list[tuple[int, list[dict[str, str]], dict[str, Any]]] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            imp, dup = _write_batch(store, batch, str(path.resolve()), languages, backend)
+            report.imported += imp
+            report.duplicates += dup
+            bar.update(len(batch))
+            batch.clear()
+
+        for lineno, rec in iter_records(path, fmt):
+            report.records += 1
+            try:
+                messages, meta = parse_record(rec)
+            except BadRecord as exc:
+                report.bad[exc.reason] += 1
+                if len(report.bad_examples) < 5:
+                    report.bad_examples.append((lineno, exc.reason))
+                continue
+            batch.append((lineno, messages, meta))
+            if len(batch) >= BATCH:
+                flush()
+        flush()
+        bar.close()
+        store.finish_import_run(run_id, records=report.records, imported=report.imported,
+                                duplicates=report.duplicates, bad=dict(report.bad))
+        reports.append(report)
+    return reports
+
+
+def _write_batch(store: Any, batch: list[tuple[int, list[dict[str, str]], dict[str, Any]]], origin_file: str,
+                 languages: Sequence[str], backend: str) -> tuple[int, int]:
+    texts: list[str] = []
+    for _, messages, _ in batch:
+        texts.extend(m["content"] for m in messages)
+    # first requests split into source and instruction text, detected in the same batch
+    sources: list[str] = []
+    extra: list[str] = []
+    for _, messages, meta in batch:
+        first_user = next(m["content"] for m in messages if m["role"] == "user")
+        src, instr = split_source(first_user)
+        if isinstance(meta.get("source"), str) and meta["source"].strip() and meta["source"] in first_user:
+            src = meta["source"].strip()
+            instr = first_user.replace(src, " ").strip()
+        sources.append(src)
+        extra.extend([src, instr])
+    detected = detect_languages(texts + extra, languages, backend)
+    turn_langs, extra_langs = detected[:len(texts)], detected[len(texts):]
+    items = []
+    k = 0
+    for j, (lineno, messages, meta) in enumerate(batch):
+        langs = turn_langs[k:k + len(messages)]
+        k += len(messages)
+        src_lang, instr_lang = extra_langs[2 * j], extra_langs[2 * j + 1]
+        first_user_idx = next(i for i, m in enumerate(messages) if m["role"] == "user")
+        instr_lang = instr_lang or langs[first_user_idx]
+        d = build_dialogue(messages, meta, langs, src_lang, instr_lang, sources[j], languages)
+        d["id"] = dialogue_id_for(messages)
+        d["origin_file"] = origin_file
+        d["origin_line"] = lineno
+        model = meta.get("model") if isinstance(meta.get("model"), str) else None
+        turns = [{"role": m["role"], "content": m["content"], "lang": langs[i],
+                  "model": model if m["role"] == "assistant" else None}
+                 for i, m in enumerate(messages)]
+        items.append((d, turns))
+    return store.import_dialogues(items)
