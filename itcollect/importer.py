@@ -302,29 +302,23 @@ def build_dialogue(messages: list[dict[str, str]], meta: dict[str, Any], langs: 
 
 # -- the run -------------------------------------------------------------------------------------
 def import_files(store: Any, paths: Sequence[str | Path], *, languages: Sequence[str] = ("en", "zh", "de", "fr"),
-                 backend: str = "lingua", progress_bar: bool = True) -> list[ImportReport]:
+                 backend: str = "lingua") -> list[ImportReport]:
     """Import every file; all files are checked before the first write. Returns one report per file."""
+    checked = [(Path(p), check_file(Path(p))) for p in paths]
+    return [_import_one(store, path, fmt, languages, backend) for path, fmt in checked]
+
+
+def _import_one(store: Any, path: Path, fmt: str, languages: Sequence[str], backend: str) -> ImportReport:
     from .progress import progress
 
-    checked = [(Path(p), check_file(Path(p))) for p in paths]
-    reports = []
-    for path, fmt in checked:
-        report = ImportReport(str(path), fmt)
-        run_id = store.start_import_run(str(path.resolve()), fmt)
-        bar = progress(desc=f"import {path.name}", unit=" dialogues", disable=None if progress_bar else True)
-        batch: list[tuple[int, list[dict[str, str]], dict[str, Any]]] = []
-
-        def flush() -> None:
-            if not batch:
-                return
-            imp, dup = _write_batch(store, batch, str(path.resolve()), languages, backend)
-            report.imported += imp
-            report.duplicates += dup
-            bar.update(len(batch))
-            batch.clear()
-
+    report = ImportReport(str(path), fmt)
+    origin = str(path.resolve())
+    run_id = store.start_import_run(origin, fmt)
+    batch: list[tuple[int, list[dict[str, str]], dict[str, Any]]] = []
+    with progress(desc=f"import {path.name}", unit=" records") as bar:
         for lineno, rec in iter_records(path, fmt):
             report.records += 1
+            bar.update(1)
             try:
                 messages, meta = parse_record(rec)
             except BadRecord as exc:
@@ -334,42 +328,43 @@ def import_files(store: Any, paths: Sequence[str | Path], *, languages: Sequence
                 continue
             batch.append((lineno, messages, meta))
             if len(batch) >= BATCH:
-                flush()
-        flush()
-        bar.close()
-        store.finish_import_run(run_id, records=report.records, imported=report.imported,
-                                duplicates=report.duplicates, bad=dict(report.bad))
-        reports.append(report)
-    return reports
+                imp, dup = _write_batch(store, batch, origin, languages, backend)
+                report.imported += imp
+                report.duplicates += dup
+                batch = []
+        if batch:
+            imp, dup = _write_batch(store, batch, origin, languages, backend)
+            report.imported += imp
+            report.duplicates += dup
+    store.finish_import_run(run_id, records=report.records, imported=report.imported,
+                            duplicates=report.duplicates, bad=dict(report.bad))
+    return report
 
 
 def _write_batch(store: Any, batch: list[tuple[int, list[dict[str, str]], dict[str, Any]]], origin_file: str,
                  languages: Sequence[str], backend: str) -> tuple[int, int]:
-    texts: list[str] = []
-    for _, messages, _ in batch:
-        texts.extend(m["content"] for m in messages)
-    # first requests split into source and instruction text, detected in the same batch
+    from .filter.rules import text_to_detect
+
+    # the source of each dialogue first: a request's language is that of its own words
     sources: list[str] = []
-    extra: list[str] = []
+    texts: list[str] = []
     for _, messages, meta in batch:
         first_user = next(m["content"] for m in messages if m["role"] == "user")
-        src, instr = split_source(first_user)
-        if isinstance(meta.get("source"), str) and meta["source"].strip() and meta["source"] in first_user:
+        src, _instr = split_source(first_user)
+        if isinstance(meta.get("source"), str) and meta["source"].strip():
             src = meta["source"].strip()
-            instr = first_user.replace(src, " ").strip()
         sources.append(src)
-        extra.extend([src, instr])
-    detected = detect_languages(texts + extra, languages, backend)
-    turn_langs, extra_langs = detected[:len(texts)], detected[len(texts):]
+        texts.append(src)
+        texts.extend(text_to_detect(m, src) for m in messages)
+    detected = detect_languages(texts, languages, backend)
     items = []
     k = 0
     for j, (lineno, messages, meta) in enumerate(batch):
-        langs = turn_langs[k:k + len(messages)]
-        k += len(messages)
-        src_lang, instr_lang = extra_langs[2 * j], extra_langs[2 * j + 1]
+        src_lang = detected[k]
+        langs = detected[k + 1:k + 1 + len(messages)]
+        k += 1 + len(messages)
         first_user_idx = next(i for i, m in enumerate(messages) if m["role"] == "user")
-        instr_lang = instr_lang or langs[first_user_idx]
-        d = build_dialogue(messages, meta, langs, src_lang, instr_lang, sources[j], languages)
+        d = build_dialogue(messages, meta, langs, src_lang, langs[first_user_idx] or src_lang, sources[j], languages)
         d["id"] = dialogue_id_for(messages)
         d["origin_file"] = origin_file
         d["origin_line"] = lineno

@@ -1,0 +1,276 @@
+"""Per-dialogue filter rules: each returns stable reason codes (empty = the dialogue passes).
+
+The rules work on a :class:`DialogueView` (the dialogue record, its active turns and the detected
+language of each turn, cached in the store), so re-running with other thresholds costs no language
+detection. Language of a *request* is the language of its own words: the source sentence and
+quoted spans are removed first ("Translate into English: 今天…" is an English request).
+
+Reason codes (also the keys of ``stats`` → filter → reasons):
+
+=========================  ==================================================================
+``roles_not_alternating``  not system?, user, assistant, user, ... ending with an answer
+``empty_turn``             a turn with no text
+``too_few_turns``          fewer user turns than ``[filter].min_user_turns``
+``wrong_language_answer``  an answer not in the language its request calls for (target language
+                           for translations/revisions, instruction language for explain/follow_up)
+``wrong_language_request`` a request not in the dialogue's instruction language
+``copies_source``          a translation that is the source sentence again
+``copies_previous``        an answer identical to the previous answer
+``length_ratio``           first translation too short/long for its source (per pair; characters
+                           weighted by ``zh_char_weight`` when Chinese is involved, words otherwise)
+``refusal``                "I'm sorry, but I can't…", "抱歉，我无法…"
+``identity_leak``          "As an AI language model", "I'm ChatGPT", "作为一个人工智能", "我是ChatGPT", OpenAI
+``repeated_ngrams``        an answer in which one n-gram occurs ``repeat_ngram_max`` times or more
+``truncated``              an answer cut by the token limit (finish_reason = length)
+``low_chrf``               chrF of the first translation against a reference below ``min_chrf``
+=========================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..checks import copies_source, normalize_for_compare, strip_quoted
+from ..taxonomy import INTERACTION_TYPES
+
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_TOKEN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+")
+
+REFUSAL_PATTERNS = re.compile("|".join([
+    r"\bI(?:'m| am) (?:sorry|afraid),? (?:but )?I (?:can(?:not|'t)|am unable|won't)",
+    r"\bI (?:cannot|can't|am unable to|'m unable to|won't be able to) (?:help|assist|comply|provide|fulfil|"
+    r"translate|do that|complete)",
+    r"\bI apologi[sz]e,? but I",
+    r"\bI(?:'m| am) not able to (?:help|assist|provide|translate)",
+    r"抱歉[，,]?\s*(?:但)?我(?:无法|不能|没法)",
+    r"对不起[，,]?\s*(?:但)?我(?:无法|不能|没法)",
+    r"我(?:无法|不能)(?:提供|完成|协助|帮助|满足|回答)(?:这个|此|您的|你的)?(?:请求|要求|问题)?",
+    r"\bJe ne peux pas (?:vous aider|répondre|traduire)",
+    r"\bIch kann (?:Ihnen )?(?:dabei )?nicht helfen",
+]), re.IGNORECASE)
+
+IDENTITY_PATTERNS = re.compile("|".join([
+    r"\bas an? (?:AI|artificial intelligence)(?: language)?(?: model| assistant)?\b",
+    r"\bas a (?:large )?language model\b",
+    r"\bI(?:'m| am) (?:ChatGPT|GPT-?\d|an AI(?: language model| assistant)?|a large language model|"
+    r"an artificial intelligence)\b",
+    r"\b(?:trained|developed|created) by OpenAI\b",
+    r"\bmy knowledge cutoff\b",
+    r"作为一(?:个|名)?(?:人工智能|AI|ai|语言模型|大语言模型)",
+    r"我是(?:一个|一名)?(?:ChatGPT|人工智能|AI助手|AI语言模型|语言模型|大语言模型)",
+    r"由\s*OpenAI\s*(?:开发|训练)",
+    r"\bAls (?:KI|künstliche Intelligenz)(?:-Sprachmodell| Sprachmodell)?\b",
+    r"\bEn tant qu(?:e|')\s?(?:IA|intelligence artificielle|modèle de langage)\b",
+]), re.IGNORECASE)
+_OPENAI = re.compile(r"\b(?:OpenAI|ChatGPT)\b", re.IGNORECASE)
+
+#: Interaction types whose answer must differ from the previous answer.
+_REVISION_TYPES = {tid for tid, t in INTERACTION_TYPES.items() if t.revises and tid != "translate"}
+
+
+@dataclass
+class Thresholds:
+    """The ``[filter]`` settings a run used (stored with every run)."""
+
+    min_length_ratio: float = 0.3
+    max_length_ratio: float = 3.0
+    zh_char_weight: float = 3.0
+    min_user_turns: int = 1
+    repeat_ngram_n: int = 4
+    repeat_ngram_max: int = 3
+    min_chrf: float = 0.0
+    near_dup_threshold: float = 0.8
+    minhash_num_perm: int = 64
+    near_dup: bool = True
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any]) -> Thresholds:
+        known = {k: v for k, v in section.items() if k in cls.__dataclass_fields__}
+        t = cls(**known)
+        t.min_user_turns = int(t.min_user_turns)
+        t.repeat_ngram_n = int(t.repeat_ngram_n)
+        t.repeat_ngram_max = int(t.repeat_ngram_max)
+        t.minhash_num_perm = int(t.minhash_num_perm)
+        return t
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class DialogueView:
+    """What the rules see: the dialogue, its active turns, one detected language per turn."""
+
+    dialogue: dict[str, Any]
+    turns: list[dict[str, Any]]
+    langs: list[str | None]
+    reference: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        return self.dialogue.get("source_text") or ""
+
+
+def request_text(content: str, source: str | None) -> str:
+    """The words of a request that are its own: without the source sentence and quoted spans."""
+    text = content
+    if source and len(source) >= 4:
+        text = text.replace(source, " ")
+    return strip_quoted(text)
+
+
+def text_to_detect(turn: dict[str, Any], source: str | None) -> str:
+    """What language detection is run on for a turn (and cached as its ``detected_lang``)."""
+    if turn["role"] == "user":
+        return request_text(turn["content"], source)
+    return turn["content"]
+
+
+def _length(text: str, cjk: bool, zh_weight: float) -> float:
+    if not cjk:
+        return float(len(_TOKEN.findall(text)))
+    han = len(_HAN.findall(text))
+    other = len(re.sub(r"\s+", "", text)) - han
+    return other + han * zh_weight
+
+
+def repeated_ngram(text: str, n: int, max_count: int) -> tuple[str, int] | None:
+    """The most repeated word n-gram (character 2n-gram for Chinese) if it reaches ``max_count``."""
+    if _HAN.search(text) and len(_HAN.findall(text)) > len(text) * 0.3:
+        chars = [c for c in text if not c.isspace()]
+        k = 2 * n
+        grams = ["".join(chars[i:i + k]) for i in range(len(chars) - k + 1)]
+    else:
+        toks = [t.lower() for t in _TOKEN.findall(text)]
+        grams = [" ".join(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+    if len(grams) < max_count:
+        return None
+    gram, count = Counter(grams).most_common(1)[0]
+    return (gram, count) if count >= max_count else None
+
+
+def _turn_type(turns: list[dict[str, Any]], i: int) -> str | None:
+    """Interaction type of the request answered by assistant turn ``i`` (from either turn)."""
+    t = turns[i].get("interaction_type")
+    if not t and i > 0 and turns[i - 1]["role"] == "user":
+        t = turns[i - 1].get("interaction_type")
+    return t if t in INTERACTION_TYPES else None
+
+
+def _turn_param(turns: list[dict[str, Any]], i: int, key: str) -> Any:
+    for j in (i - 1, i):
+        if 0 <= j < len(turns):
+            p = turns[j].get("params") or {}
+            if isinstance(p, dict) and p.get(key):
+                return p[key]
+    return None
+
+
+def check_dialogue(view: DialogueView, th: Thresholds) -> tuple[list[str], dict[str, Any]]:
+    """All rule reasons of one dialogue, and details (which turn, measured values)."""
+    d, turns, langs = view.dialogue, view.turns, view.langs
+    reasons: list[str] = []
+    detail: dict[str, Any] = {}
+
+    def add(code: str, **info: Any) -> None:
+        if code not in reasons:
+            reasons.append(code)
+            if info:
+                detail[code] = info
+
+    # structure
+    body_start = 1 if turns and turns[0]["role"] == "system" else 0
+    body = turns[body_start:]
+    if not body or any(t["role"] != ("user" if k % 2 == 0 else "assistant") for k, t in enumerate(body)) \
+            or body[-1]["role"] != "assistant":
+        add("roles_not_alternating")
+    for k, t in enumerate(turns):
+        if not (t["content"] or "").strip():
+            add("empty_turn", turn=k)
+            break
+    n_user = sum(1 for t in body if t["role"] == "user")
+    if n_user < th.min_user_turns:
+        add("too_few_turns", user_turns=n_user)
+    if "roles_not_alternating" in reasons or "empty_turn" in reasons:
+        return reasons, detail
+
+    source = view.source
+    src_lang, tgt, instr = d.get("src_lang"), d.get("tgt_lang"), d.get("instruction_lang")
+    first_answer: int | None = None
+    prev_answer: str | None = None
+    for i, t in enumerate(turns):
+        if i < body_start:
+            continue
+        lang = langs[i]
+        if t["role"] == "user":
+            if instr and lang and lang != instr:
+                add("wrong_language_request", turn=i, found=lang, expected=instr)
+            continue
+        # an assistant turn
+        content = t["content"]
+        itype = _turn_type(turns, i)
+        if first_answer is None:
+            first_answer = i
+            itype = itype or "translate"
+        if itype == "retarget":
+            new = _turn_param(turns, i, "lang")
+            if new:
+                tgt = new
+            elif lang and lang != instr:
+                tgt = lang
+        if itype is not None and lang:
+            kind = INTERACTION_TYPES[itype].answer_lang
+            expected = tgt if kind == "target" else (instr if kind == "instruction" else None)
+            if expected and lang != expected:
+                add("wrong_language_answer", turn=i, found=lang, expected=expected)
+        if source and itype is not None and INTERACTION_TYPES[itype].answer_lang == "target" \
+                and tgt != src_lang and copies_source(content, source):
+            add("copies_source", turn=i)
+        if prev_answer is not None and (itype in _REVISION_TYPES or itype is None) \
+                and normalize_for_compare(content) == normalize_for_compare(prev_answer):
+            add("copies_previous", turn=i)
+        if (t.get("finish_reason") or "") == "length":
+            add("truncated", turn=i)
+        if REFUSAL_PATTERNS.search(content):
+            add("refusal", turn=i)
+        m = IDENTITY_PATTERNS.search(content)
+        if m is None:
+            m2 = _OPENAI.search(content)
+            if m2 is not None and not _OPENAI.search(source) and not any(
+                    _OPENAI.search(u["content"]) for u in turns[:i] if u["role"] == "user"):
+                m = m2
+        if m is not None:
+            add("identity_leak", turn=i, match=m.group(0))
+        rep = repeated_ngram(content, th.repeat_ngram_n, th.repeat_ngram_max)
+        if rep is not None:
+            add("repeated_ngrams", turn=i, ngram=rep[0], count=rep[1])
+        prev_answer = content
+
+    # the first translation against its source and reference
+    if first_answer is not None and source:
+        answer = turns[first_answer]["content"]
+        cjk = "zh" in (d.get("src_lang"), d.get("tgt_lang")) or bool(_HAN.search(source + answer))
+        ls, la = _length(source, cjk, th.zh_char_weight), _length(answer, cjk, th.zh_char_weight)
+        if ls > 0:
+            ratio = la / ls
+            if not th.min_length_ratio <= ratio <= th.max_length_ratio:
+                add("length_ratio", ratio=round(ratio, 3), unit="weighted_chars" if cjk else "words")
+        if th.min_chrf > 0 and view.reference:
+            from sacrebleu.metrics import CHRF
+
+            score = CHRF().sentence_score(answer, [view.reference]).score
+            if score < th.min_chrf:
+                add("low_chrf", chrf=round(score, 2))
+    return reasons, detail
+
+
+def first_reference(refs: Sequence[dict[str, Any]], lang: str | None) -> str | None:
+    for r in refs:
+        if r.get("lang") == lang and r.get("text"):
+            return r["text"]
+    return None
