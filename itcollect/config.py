@@ -156,6 +156,9 @@ show_reference = false
 # side is Chinese (a zh character carries about as much as 1.5-3 Latin characters), words otherwise.
 min_length_ratio = 0.3
 max_length_ratio = 3.0
+# When Chinese is on either side, lengths are counted in characters with each Han character
+# weighing this many Latin characters, so zh-en, en-zh and en-de share the bounds above.
+zh_char_weight = 3.0
 # Minimum number of user turns for a dialogue to be kept.
 min_user_turns = 1
 # Drop an answer in which one word n-gram repeats this many times or more.
@@ -166,6 +169,8 @@ min_chrf = 0.0
 # Near-duplicate detection (MinHash LSH): Jaccard threshold over character shingles.
 near_dup_threshold = 0.8
 minhash_num_perm = 64
+# Run near-duplicate detection (exact duplicates are always dropped).
+near_dup = true
 
 [export]
 license = "cc-by-4.0"
