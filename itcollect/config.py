@@ -166,7 +166,8 @@ repeat_ngram_n = 4
 repeat_ngram_max = 3
 # chrF (sacrebleu) floor of the first translation against a reference (0 = off).
 min_chrf = 0.0
-# Near-duplicate detection (MinHash LSH): Jaccard threshold over character shingles.
+# Near-duplicate detection (MinHash LSH) over user requests and whole dialogues: Jaccard threshold
+# over token 3-gram shingles (a token is a word, or one character in Chinese).
 near_dup_threshold = 0.8
 minhash_num_perm = 64
 # Run near-duplicate detection (exact duplicates are always dropped).
