@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import click
+
+
+@click.command("filter")
+@click.option("--near-dup/--no-near-dup", default=None,
+              help="Run near-duplicate detection (default: [filter].near_dup in the config).")
+@click.option("--near-dup-threshold", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
+              help="Jaccard threshold for near-duplicates (default: [filter].near_dup_threshold).")
+@click.pass_obj
+def filter_(state, near_dup: bool | None, near_dup_threshold: float | None) -> None:
+    """Give every finished dialogue a verdict (kept, or dropped with reasons); nothing is deleted.
+
+    Thresholds come from [filter] in itcollect.toml; re-running replaces the verdicts and re-uses the
+    cached turn languages, so trying other thresholds is cheap.
+    """
+    import copy
+
+    from ..filter import run_filter
+
+    with state.workspace() as ws:
+        cfg = copy.deepcopy(dict(ws.config))
+        if near_dup_threshold is not None:
+            cfg["filter"]["near_dup_threshold"] = near_dup_threshold
+        result = run_filter(ws.store, cfg, near_dup=near_dup)
+    click.echo(result.summary())

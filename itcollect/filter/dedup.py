@@ -1,0 +1,203 @@
+"""Exact and near-duplicate detection (MinHash LSH) over user requests and whole dialogues.
+
+Signatures follow datasketch's ``affine32`` MinHash scheme exactly (its permutations for the seed,
+its MurmurHash3 pre-mix), so ``datasketch.MinHash(hashvalues=sig, permutations=...)`` reproduces
+them and its Jaccard estimate is ours; the band/row split comes from datasketch's optimiser. What
+is ours is the batching: shingle hashes of a thousand dialogues go through the permutations as one
+numpy operation, and bands are bucketed with ``numpy.unique`` instead of datasketch's per-key
+Python insert (13 s for 160K keys, measured, against well under a second here).
+
+Shingles are token 3-grams; a token is a word (lower-cased letters/digits) or a single Han
+character, so the same code serves Chinese and the Latin-script languages.
+
+Which dialogue of a cluster survives (:func:`keep_key`): human over simulated over imported, then
+more user turns, then earlier creation, then the smaller id (deterministic).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+_TOKEN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+")
+_ORIGIN_RANK = {"human": 0, "simulated": 1, "imported": 2}
+SHINGLE = 3
+_P1, _P2, _P3 = np.uint32(0x9E3779B1), np.uint32(0x85EBCA77), np.uint32(0xC2B2AE3D)
+
+
+class _Vocab(dict):
+    """token -> stable 32-bit hash (crc32), memoised."""
+
+    def __missing__(self, key: str) -> int:
+        v = zlib.crc32(key.encode("utf-8"))
+        self[key] = v
+        return v
+
+
+def keep_key(origin: str | None, n_user_turns: int, created_at: str | None, dialogue_id: str) -> tuple:
+    """Sort key of the documented keep rule: the smallest key in a cluster is kept."""
+    return (_ORIGIN_RANK.get(origin or "", 3), -n_user_turns, created_at or "", dialogue_id)
+
+
+def exact_key(turns: Sequence[dict[str, Any]]) -> str:
+    """Hash of the normalised dialogue (role + case/space/punctuation-insensitive text per turn)."""
+    from ..checks import normalize_for_compare
+
+    h = hashlib.blake2b(digest_size=16)
+    for t in turns:
+        h.update(t["role"].encode())
+        h.update(b"\x1f")
+        h.update(normalize_for_compare(t["content"]).encode("utf-8"))
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+class MinHasher:
+    """Batched MinHash signatures (datasketch ``affine32`` scheme) of token 3-gram shingles."""
+
+    def __init__(self, num_perm: int = 64, seed: int = 1) -> None:
+        from datasketch import MinHash
+
+        proto = MinHash(num_perm=num_perm, seed=seed, scheme="affine32")
+        self.num_perm = num_perm
+        self.seed = seed
+        self.permutations = proto.permutations
+        self.a = proto.permutations[0].astype(np.uint32)[:, None]
+        self.b = proto.permutations[1].astype(np.uint32)[:, None]
+        self.vocab = _Vocab()
+
+    def shingle_hashes(self, text: str) -> np.ndarray:
+        """uint32 hash of each token 3-gram (at least one value, also for empty text)."""
+        toks = _TOKEN.findall(text.lower())
+        if not toks:
+            return np.array([zlib.crc32(b"")], dtype=np.uint32)
+        ids = np.fromiter(map(self.vocab.__getitem__, toks), dtype=np.uint32, count=len(toks))
+        if len(ids) < SHINGLE:
+            out = ids[:1] * _P1
+            for x in ids[1:]:
+                out = out * _P2 + x
+            return out
+        with np.errstate(over="ignore"):
+            return ids[:-2] * _P1 + ids[1:-1] * _P2 + ids[2:] * _P3
+
+    def signatures(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), num_perm) uint32 signatures, computed for the whole batch at once."""
+        if not texts:
+            return np.zeros((0, self.num_perm), dtype=np.uint32)
+        parts = [self.shingle_hashes(t) for t in texts]
+        offsets = np.zeros(len(parts), dtype=np.int64)
+        np.cumsum([len(p) for p in parts[:-1]], out=offsets[1:])
+        hv = _fmix32(np.concatenate(parts))
+        with np.errstate(over="ignore"):
+            phv = self.a * hv[None, :] + self.b  # (num_perm, n_shingles), wraps mod 2^32
+        return np.minimum.reduceat(phv, offsets, axis=1).T.copy()
+
+    def datasketch_minhash(self, signature: np.ndarray):
+        """The equivalent ``datasketch.MinHash`` (for checks and interoperability)."""
+        from datasketch import MinHash
+
+        return MinHash(num_perm=self.num_perm, hashvalues=signature, permutations=self.permutations,
+                       scheme="affine32")
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    h = h.astype(np.uint32, copy=True)
+    with np.errstate(over="ignore"):
+        h ^= h >> np.uint32(16)
+        h *= np.uint32(0x85EBCA6B)
+        h ^= h >> np.uint32(13)
+        h *= np.uint32(0xC2B2AE35)
+        h ^= h >> np.uint32(16)
+    return h
+
+
+def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows) minimising weighted false positives/negatives (datasketch's optimiser)."""
+    from datasketch.lsh import _optimal_param
+
+    return _optimal_param(threshold, num_perm, 0.5, 0.5)
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = np.arange(n)
+
+    def find(self, x: int) -> int:
+        p = self.parent
+        root = x
+        while p[root] != root:
+            root = p[root]
+        while p[x] != root:
+            p[x], x = root, p[x]
+        return int(root)
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def near_duplicate_groups(signatures: np.ndarray, threshold: float) -> np.ndarray:
+    """Cluster label per row (the smallest row index of its cluster); rows are similar when their
+    estimated Jaccard (share of equal signature values) reaches ``threshold``.
+
+    Candidates come from LSH banding; each candidate is verified against its bucket's members
+    already confirmed, so a bucket of n rows costs O(n) comparisons, not O(n^2).
+    """
+    n, num_perm = signatures.shape
+    uf = _UnionFind(n)
+    if n < 2:
+        return uf.parent.copy()
+    bands, rows = lsh_params(threshold, num_perm)
+    for b in range(bands):
+        block = np.ascontiguousarray(signatures[:, b * rows:(b + 1) * rows])
+        keys = block.view(np.dtype((np.void, block.dtype.itemsize * rows))).ravel()
+        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        multi = np.flatnonzero(counts > 1)
+        if not len(multi):
+            continue
+        member_mask = np.isin(inverse, multi)
+        idx = np.flatnonzero(member_mask)
+        order = np.argsort(inverse[idx], kind="stable")
+        idx = idx[order]
+        groups = np.split(idx, np.flatnonzero(np.diff(inverse[idx])) + 1)
+        for g in groups:
+            _verify_bucket(g, signatures, threshold, uf)
+    return np.array([uf.find(i) for i in range(n)])
+
+
+def _verify_bucket(members: np.ndarray, sig: np.ndarray, threshold: float, uf: _UnionFind) -> None:
+    reps: list[int] = []
+    for m in members.tolist():
+        for r in reps:
+            if uf.find(r) == uf.find(m):
+                break
+            if np.mean(sig[r] == sig[m]) >= threshold:
+                uf.union(r, m)
+                break
+        else:
+            reps.append(m)
+            if len(reps) > 32:  # a bucket of many distinct rows: keep verification linear
+                reps.pop(0)
+
+
+def pick_kept(labels: Sequence[int] | np.ndarray, keys: Sequence[tuple]) -> dict[int, int]:
+    """For each row, the row kept of its cluster (by the smallest keep key)."""
+    best: dict[int, int] = {}
+    for i, lab in enumerate(labels):
+        lab = int(lab)
+        j = best.get(lab)
+        if j is None or keys[i] < keys[j]:
+            best[lab] = i
+    return {i: best[int(lab)] for i, lab in enumerate(labels)}
+
+
+def exact_groups(keys: Iterable[str]) -> list[int]:
+    """Label per row: the first row index with the same exact key."""
+    first: dict[str, int] = {}
+    return [first.setdefault(k, i) for i, k in enumerate(keys)]
