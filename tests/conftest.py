@@ -48,3 +48,17 @@ def workspace(tmp_path):
     ws = init_workspace(tmp_path / "ws")
     yield ws
     ws.close()
+
+
+@pytest.fixture
+def fake_openai():
+    """The OpenAI-compatible loopback server (tests/fakeserver.py), started on a free port.
+
+    ``.base_url`` (http://127.0.0.1:PORT/v1), ``.set_faults({...})``, ``.set_latency(s)``,
+    ``.responder = fn``, ``.requests`` / ``.counts`` / ``.answered`` / ``.max_in_flight``.
+    """
+    from tests.fakeserver import FakeOpenAI
+
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()

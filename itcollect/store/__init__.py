@@ -6,19 +6,22 @@ assembled from one mixin per area so a server database could later implement the
 
 from __future__ import annotations
 
+from .claims import ClaimsMixin, process_holder
 from .core import StoreCore, dumps, loads, utcnow
 from .dialogues import DIALOGUE_ORIGINS, SPEC_STATUSES, DialoguesMixin
 from .exports import ExportsMixin
 from .imports import ImportsMixin
+from .leases import LeaseLost, LeasesMixin, human_holder
 from .ledger import LedgerMixin
 from .schema import MIGRATIONS, SCHEMA_VERSION
+from .sessions import SKIP_REASONS, SessionsMixin
 from .sources import SourcesMixin, source_id_for
 from .verdicts import VerdictsMixin
 
 STORE_FILE = "itcollect.db"
 
 
-class Store(SourcesMixin, DialoguesMixin, LedgerMixin, VerdictsMixin, ImportsMixin, ExportsMixin, StoreCore):
+class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, LeasesMixin, SessionsMixin, VerdictsMixin, ImportsMixin, ExportsMixin, StoreCore):
     """The workspace store. Open with ``Store(path)``; it migrates the schema on open."""
 
 

@@ -1,13 +1,203 @@
-"""The LLM request ledger: every call recorded before it is sent, answered when it returns."""
+"""The LLM request ledger: every call recorded before it is sent, answered when it returns.
+
+A call's key is the hash of what decides its answer (model, messages, parameters, sample index).
+Its row goes ``pending`` before the HTTP request leaves, ``done`` with the answer when it returns,
+``failed`` when every retry failed (a later run tries it again), or ``batched`` while it waits in
+an OpenAI Batch. After ``kill -9`` a ``pending`` row is simply sent again; a ``done`` row is
+answered from the ledger and never paid twice.
+
+The writes are on the hot path of a simulate run (two per call), so they are single prepared
+statements in their own short transaction; the run's counters (``llm_runs``) are updated in the
+same transaction as the answer, so a crash never leaves them disagreeing with the ledger.
+"""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterable
 from typing import Any
 
-from .core import StoreCore
+from ..errors import StoreError
+from .core import StoreCore, utcnow
+
+LEDGER_STATUSES = ("pending", "done", "failed", "batched")
+
+_RUN_COUNTERS = ("sent", "from_ledger", "failed", "prompt_tokens", "completion_tokens", "cost_usd")
 
 
 class LedgerMixin(StoreCore):
+    # -- the write path of one call -------------------------------------------------------------
+    def _ledger_exec(self, sql: str, params: Any) -> None:
+        """One statement in its own (IMMEDIATE) transaction; joins an outer one if open."""
+        with self._lock:
+            if self._depth:
+                self.conn.execute(sql, params)
+                return
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self.conn.execute(sql, params)
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"ledger write failed: {exc}", path=str(self.path)) from None
+
+    def ledger_lookup(self, key: str) -> dict[str, Any] | None:
+        """The ledger row of a call (all columns), or None."""
+        try:
+            row = self.conn.execute("SELECT * FROM llm_calls WHERE key=?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"ledger read failed: {exc}", path=str(self.path)) from None
+        return None if row is None else dict(row)
+
+    def ledger_answer(self, key: str) -> dict[str, Any] | None:
+        """The stored answer of a ``done`` call (what a repeated call returns), else None."""
+        try:
+            row = self.conn.execute(
+                "SELECT response, finish_reason, model, prompt_tokens, completion_tokens, latency_ms, cost_usd"
+                " FROM llm_calls WHERE key=? AND status='done'", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"ledger read failed: {exc}", path=str(self.path)) from None
+        return None if row is None else dict(row)
+
+    def ledger_begin(self, key: str, *, role: str, model: str, base_url: str | None, request_json: str) -> None:
+        """Record a call as ``pending`` before it is sent (a failed or pending row goes pending again).
+
+        ``request_json`` is the body sent to the endpoint; it never contains the API key.
+        A ``done`` row is left alone: the caller should have answered from it.
+        """
+        self._ledger_exec(
+            "INSERT INTO llm_calls(key, role, model, base_url, request, status, created_at)"
+            " VALUES (?,?,?,?,?,'pending',?)"
+            " ON CONFLICT(key) DO UPDATE SET status='pending', base_url=excluded.base_url, error=NULL"
+            " WHERE llm_calls.status != 'done'",
+            (key, role, model, base_url, request_json, utcnow()))
+
+    def ledger_done(self, key: str, *, response: str, finish_reason: str | None, prompt_tokens: int,
+                    completion_tokens: int, cost_usd: float, latency_ms: float | None, attempts: int,
+                    run_id: int | None = None) -> None:
+        """Store the answer of a call and add its usage to the run's counters, atomically.
+
+        A row already ``done`` (another process answered it first) keeps its first answer.
+        """
+        now = utcnow()
+        sql = ("UPDATE llm_calls SET status='done', response=?, finish_reason=?, prompt_tokens=?,"
+               " completion_tokens=?, cost_usd=?, latency_ms=?, attempts=attempts+?, error=NULL, answered_at=?"
+               " WHERE key=? AND status!='done'")
+        params = (response, finish_reason, prompt_tokens, completion_tokens, cost_usd, latency_ms, attempts,
+                  now, key)
+        with self._lock:
+            try:
+                own = not self._depth
+                if own:
+                    self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self.conn.execute(sql, params)
+                    if run_id is not None:
+                        self.conn.execute(
+                            "UPDATE llm_runs SET sent=sent+1, prompt_tokens=prompt_tokens+?,"
+                            " completion_tokens=completion_tokens+?, cost_usd=cost_usd+? WHERE id=?",
+                            (prompt_tokens, completion_tokens, cost_usd, run_id))
+                    if own:
+                        self.conn.execute("COMMIT")
+                except BaseException:
+                    if own:
+                        self.conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"ledger write failed: {exc}", path=str(self.path)) from None
+
+    def ledger_failed(self, key: str, *, error: str, attempts: int, run_id: int | None = None) -> None:
+        """Mark a call failed after its retries (a later run sends it again) and count it."""
+        with self.transaction() as c:
+            c.execute("UPDATE llm_calls SET status='failed', error=?, attempts=attempts+? WHERE key=? AND status!='done'",
+                      (error[:2000], attempts, key))
+            if run_id is not None:
+                c.execute("UPDATE llm_runs SET failed=failed+1 WHERE id=?", (run_id,))
+
+    def ledger_forget_pending(self, key: str) -> None:
+        """Drop a ``pending`` row whose call was never sent (e.g. the run stopped before sending)."""
+        self._ledger_exec("DELETE FROM llm_calls WHERE key=? AND status='pending'", (key,))
+
+    def ledger_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(LEDGER_STATUSES, 0)
+        for status, n in self.query("SELECT status, COUNT(*) FROM llm_calls GROUP BY status"):
+            counts[status] = int(n)
+        return counts
+
+    def ledger_calls(self, statuses: Iterable[str] | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Ledger rows (oldest first), optionally only some statuses."""
+        sql, params = "SELECT * FROM llm_calls", []
+        if statuses is not None:
+            statuses = list(statuses)
+            sql += f" WHERE status IN ({','.join('?' * len(statuses))})"
+            params += statuses
+        sql += " ORDER BY created_at, key"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [dict(r) for r in self.query(sql, params)]
+
+    # -- Batch API support ----------------------------------------------------------------------
+    def ledger_mark_batched(self, keys: Iterable[str], batch_id: str) -> int:
+        """Record calls as submitted in a batch (they are answered later by ``ledger_batch_answer``)."""
+        with self.transaction() as c:
+            cur = c.executemany("UPDATE llm_calls SET status='batched', batch_id=? WHERE key=? AND status!='done'",
+                                [(batch_id, k) for k in keys])
+            return cur.rowcount
+
+    def ledger_batch_answer(self, key: str, *, response: str, finish_reason: str | None, prompt_tokens: int,
+                            completion_tokens: int, cost_usd: float, run_id: int | None = None) -> bool:
+        """Store an answer that arrived in a batch output line; False when the call was already done."""
+        with self.transaction() as c:
+            cur = c.execute(
+                "UPDATE llm_calls SET status='done', response=?, finish_reason=?, prompt_tokens=?,"
+                " completion_tokens=?, cost_usd=?, attempts=attempts+1, error=NULL, answered_at=?"
+                " WHERE key=? AND status!='done'",
+                (response, finish_reason, prompt_tokens, completion_tokens, cost_usd, utcnow(), key))
+            if cur.rowcount and run_id is not None:
+                c.execute("UPDATE llm_runs SET sent=sent+1, prompt_tokens=prompt_tokens+?,"
+                          " completion_tokens=completion_tokens+?, cost_usd=cost_usd+? WHERE id=?",
+                          (prompt_tokens, completion_tokens, cost_usd, run_id))
+            return bool(cur.rowcount)
+
+    def ledger_batch_failed(self, key: str, *, error: str, run_id: int | None = None) -> None:
+        """A batched call that errored or expired: ``failed``, so the next round resubmits it."""
+        self.ledger_failed(key, error=error, attempts=1, run_id=run_id)
+
+    def ledger_batched_keys(self, batch_id: str | None = None) -> list[str]:
+        if batch_id is None:
+            rows = self.query("SELECT key FROM llm_calls WHERE status='batched' ORDER BY key")
+        else:
+            rows = self.query("SELECT key FROM llm_calls WHERE status='batched' AND batch_id=? ORDER BY key",
+                              (batch_id,))
+        return [r[0] for r in rows]
+
+    # -- runs -----------------------------------------------------------------------------------
+    def start_llm_run(self, command: str) -> int:
+        with self.transaction() as c:
+            cur = c.execute("INSERT INTO llm_runs(command, started_at) VALUES (?,?)", (command, utcnow()))
+            return int(cur.lastrowid)
+
+    def add_run_counts(self, run_id: int, **deltas: float) -> None:
+        """Add to a run's counters (``sent``, ``from_ledger``, ``failed``, tokens, ``cost_usd``)."""
+        bad = set(deltas) - set(_RUN_COUNTERS)
+        if bad:
+            raise ValueError(f"unknown run counters {sorted(bad)}")
+        if not deltas:
+            return
+        sets = ", ".join(f"{k}={k}+?" for k in deltas)
+        self._ledger_exec(f"UPDATE llm_runs SET {sets} WHERE id=?", (*deltas.values(), run_id))
+
+    def finish_llm_run(self, run_id: int) -> None:
+        self._ledger_exec("UPDATE llm_runs SET finished_at=? WHERE id=?", (utcnow(), run_id))
+
+    def get_llm_run(self, run_id: int) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM llm_runs WHERE id=?", (run_id,))
+        return dict(rows[0]) if rows else None
+
     def call_totals(self) -> dict[str, Any]:
         """Counts over all runs, and tokens/cost of the answers paid for (each call once)."""
         sent, from_ledger, failed = self.query(

@@ -1,0 +1,14 @@
+"""The LLM layer: one async client over the official ``openai`` SDK, with the request ledger.
+
+Importing this package is cheap: ``openai`` is imported when the first ``LLMClient`` is built,
+so CLI help and modules that only catch the errors stay fast.
+"""
+
+from __future__ import annotations
+
+from .client import CALL_KEY_HEADER, ROLES, ChatResult, LLMClient, estimate_tokens, parse_retry_after
+from .errors import CostLimitReached, EndpointDown, LLMCallError
+from .pricing import call_cost, price_for
+
+__all__ = ["LLMClient", "ChatResult", "LLMCallError", "EndpointDown", "CostLimitReached", "ROLES",
+           "CALL_KEY_HEADER", "price_for", "call_cost", "estimate_tokens", "parse_retry_after"]

@@ -1,0 +1,583 @@
+"""The async LLM client every stage uses: one per command run.
+
+It talks to any OpenAI-compatible endpoint through the official ``openai`` SDK (``AsyncOpenAI``)
+with the SDK's own retries switched off, because retrying belongs here, next to the ledger:
+
+* every call gets a key (sha256 of its exact request body and its sample index) and is written to
+  the store's ledger as ``pending`` *before* it is sent; a call already ``done`` is answered from
+  the ledger without HTTP. The answer, usage, latency and cost are written when it returns, in
+  the same transaction as the run's counters. After ``kill -9`` a pending call is simply sent again
+  next run; a done call is never paid twice.
+* retries with exponential backoff and jitter on 429 / 408 / 409 / 5xx / timeouts / connection
+  errors, honouring ``Retry-After`` and ``retry-after-ms``; an empty, truncated or malformed
+  answer (or one without choices) is a failed attempt, never a silent ``None``.
+* a circuit breaker: ``[llm].circuit_breaker_failures`` consecutive calls failing after all their
+  retries (or a 401/403/404: bad key or unknown model) raise :class:`EndpointDown` naming the URL.
+* bounded concurrency (a semaphore held only while a request is in flight), requests- and
+  tokens-per-minute token buckets, ``max_cost_usd`` and ``dry_run``.
+
+The SQLite writes are synchronous on the event loop on purpose: each is one prepared statement in a
+short WAL transaction (tens of microseconds), cheaper than handing it to a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..config import Config
+from ..errors import ServiceError
+from ..store import Store
+from .errors import CostLimitReached, EndpointDown, LLMCallError
+from .pricing import Prices, call_cost, price_for
+from .ratelimit import TokenBucket
+
+ROLES = ("assistant", "annotator")
+
+#: Header carrying the call key, so a server (and our test double) can count calls exactly.
+CALL_KEY_HEADER = "X-Itcollect-Call-Key"
+
+# Parameters the SDK's create() takes as keywords; anything else travels in extra_body
+# (vLLM's top_k, repetition_penalty, ...), so the request body is exactly request_body().
+_SDK_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
+                         "presence_penalty", "frequency_penalty", "n", "logit_bias", "logprobs", "top_logprobs",
+                         "response_format", "user", "reasoning_effort", "service_tier"})
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """One answer. ``from_ledger``: answered from the store (or shared with an identical call in
+    flight), nothing paid. ``finish_reason`` 'length' is returned as is: the caller judges it."""
+
+    text: str
+    finish_reason: str
+    model: str
+    call_key: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    cost_usd: float
+    from_ledger: bool
+    attempts: int = 0
+
+
+class _BadAnswer(Exception):
+    """A 200 response that is not a usable answer (empty, no choices, malformed)."""
+
+
+@dataclass(slots=True)
+class _Role:
+    name: str
+    base_url: str | None  # None: the SDK's default (OPENAI_BASE_URL or api.openai.com)
+    model: str
+    defaults: dict[str, Any]
+    client: Any  # AsyncOpenAI
+    price: Prices
+    display_url: str
+
+
+def _redact_url(url: str) -> str:
+    """The URL without user:password, so no credential is ever stored or printed."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return url
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap token estimate (about 3.5 characters a token for Latin text, 1 per CJK character
+    being close enough at a 3-character average) for rate limits and dry runs."""
+    return len(text) // 3 + 1
+
+
+def _messages_tokens(messages: list[dict]) -> int:
+    total = 0
+    for m in messages:
+        content = m.get("content")
+        total += 4 + estimate_tokens(content if isinstance(content, str) else json.dumps(content))
+    return total
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class LLMClient:
+    """One per command run. Async. Owns an AsyncOpenAI per endpoint, the semaphore, the rate
+    limiters, the run's counters (its ``llm_runs`` row), and uses ``store`` for the ledger."""
+
+    def __init__(self, config: Config, store: Store, *, command: str,
+                 base_url: str | None = None, model: str | None = None,
+                 annotator_base_url: str | None = None, annotator_model: str | None = None,
+                 concurrency: int | None = None, max_cost_usd: float | None = None, dry_run: bool = False,
+                 env: dict[str, str] | None = None) -> None:
+        import httpx2
+        import openai
+
+        self._openai = openai
+        self.config = config
+        self.store = store
+        self.command = command
+        self.dry_run = dry_run
+        env = os.environ if env is None else env
+        llm = config["llm"]
+        self.timeout_s = float(llm["timeout_s"])
+        self.max_retries = int(llm["max_retries"])
+        self.backoff_base_s = float(llm["backoff_base_s"])
+        self.backoff_max_s = float(llm["backoff_max_s"])
+        self.breaker_limit = int(llm["circuit_breaker_failures"])
+        self.concurrency = int(concurrency or llm["concurrency"])
+        if self.concurrency < 1:
+            raise ServiceError("concurrency must be at least 1")
+        self.max_cost_usd = max_cost_usd if max_cost_usd and max_cost_usd > 0 else None
+
+        key_env = llm.get("api_key_env") or "OPENAI_API_KEY"
+        api_key = env.get(key_env) or env.get("OPENAI_API_KEY") or ""
+        sdk_base = env.get("OPENAI_BASE_URL") or None
+
+        flags = {"assistant": (base_url, model), "annotator": (annotator_base_url or base_url, annotator_model or model)}
+        settings: dict[str, dict[str, Any]] = {}
+        for role in ROLES:
+            s = config.llm_role(role)
+            flag_url, flag_model = flags[role]
+            s["base_url"] = (flag_url or s.get("base_url") or "").strip() or None
+            s["model"] = (flag_model or s.get("model") or "").strip()
+            if not s["model"]:
+                raise ServiceError(f"no model for the {role} role: pass --model NAME or set [llm.assistant] model")
+            settings[role] = s
+
+        if not api_key:
+            if any(s["base_url"] for s in settings.values()) or sdk_base:
+                api_key = "sk-no-key"  # local servers (vLLM, Ollama, llama.cpp) accept any key
+            elif not dry_run:
+                raise ServiceError(
+                    f"no LLM endpoint configured: pass --base-url URL --model NAME for any OpenAI-compatible "
+                    f"server, set ${key_env} (the variable [llm].api_key_env names) for api.openai.com, "
+                    f"or use --local for the bundled local model")
+            else:
+                api_key = "sk-dry-run"
+
+        limits = httpx2.Limits(max_connections=max(100, self.concurrency * 2),
+                               max_keepalive_connections=max(20, self.concurrency + 16))
+        self._clients: dict[str | None, Any] = {}
+        self._roles: dict[str, _Role] = {}
+        prices = config.get("prices", {})
+        for role, s in settings.items():
+            url = s["base_url"]
+            if url not in self._clients:
+                http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout_s)
+                self._clients[url] = openai.AsyncOpenAI(api_key=api_key, base_url=url, max_retries=0,
+                                                        timeout=self.timeout_s, http_client=http)
+            client = self._clients[url]
+            defaults = {k: s[k] for k in ("temperature", "top_p", "max_tokens") if k in s}
+            self._roles[role] = _Role(role, url, s["model"], defaults, client, price_for(prices, s["model"]),
+                                      _redact_url(str(client.base_url)))
+
+        self._sem = asyncio.Semaphore(self.concurrency)
+        rpm, tpm = float(llm["requests_per_minute"]), float(llm["tokens_per_minute"])
+        self._rpm = TokenBucket(rpm) if rpm > 0 else None
+        self._tpm = TokenBucket(tpm) if tpm > 0 else None
+        self._rng = random.Random()
+        self._inflight: dict[str, asyncio.Future] = {}
+        self._pause_until = 0.0
+        self._down: str | None = None
+        self._consecutive_failures = 0
+        self._closed = False
+        # live counters of this run (the llm_runs row mirrors the persistent ones)
+        self.sent = 0
+        self.from_ledger = 0
+        self.failed = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cost_usd = 0.0
+        self.attempts = 0
+        self.retries = 0
+        self.in_flight = 0
+        self.estimated_calls = 0
+        self._started = time.monotonic()
+        self._first_send: float | None = None
+        self.run_id: int | None = None if dry_run else store.start_llm_run(command)
+
+    # -- public helpers ------------------------------------------------------------------------
+    def model_for(self, role: str) -> str:
+        return self._role(role).model
+
+    def base_url_for(self, role: str) -> str:
+        """The endpoint of a role, without credentials (for messages and provenance)."""
+        return self._role(role).display_url
+
+    def request_body(self, role: str, messages: list[dict], *, sample: int = 0, **params: Any) -> dict:
+        """The exact ``/v1/chat/completions`` body of a call (also the Batch API line's body).
+
+        ``sample`` is not sent: it only makes a re-sample a different call in the ledger.
+        """
+        r = self._role(role)
+        body: dict[str, Any] = {"model": r.model, "messages": messages}
+        body.update(r.defaults)
+        for k, v in params.items():
+            if k in ("stream", "stream_options", "model", "messages"):
+                raise ValueError(f"{k!r} is set by the client, not a call parameter")
+            if v is None:
+                body.pop(k, None)
+            else:
+                body[k] = v
+        return body
+
+    def call_key(self, role: str, messages: list[dict], *, sample: int = 0, **params: Any) -> str:
+        """sha256 of the call's model, messages and parameters (its body) and sample index."""
+        return self._key(self._canonical(self.request_body(role, messages, **params)), sample)
+
+    def price_for(self, role: str) -> Prices:
+        return self._role(role).price
+
+    def stats(self) -> dict[str, Any]:
+        """Live numbers of this run (for the progress bar and the end-of-run summary)."""
+        elapsed = time.monotonic() - (self._first_send or self._started)
+        return {"sent": self.sent, "from_ledger": self.from_ledger, "failed": self.failed,
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "tokens": self.prompt_tokens + self.completion_tokens, "cost_usd": round(self.cost_usd, 6),
+                "calls_per_s": round(self.sent / elapsed, 2) if elapsed > 0 and self.sent else 0.0,
+                "in_flight": self.in_flight, "attempts": self.attempts, "retries": self.retries,
+                "estimated_calls": self.estimated_calls, "dry_run": self.dry_run}
+
+    @property
+    def cost_limit_reached(self) -> bool:
+        return self.max_cost_usd is not None and self.cost_usd >= self.max_cost_usd
+
+    @property
+    def endpoint_down(self) -> str | None:
+        """The reason the run must stop, once the circuit breaker opened."""
+        return self._down
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.run_id is not None:
+            self.store.finish_llm_run(self.run_id)
+        for client in self._clients.values():
+            await client.close()
+
+    async def __aenter__(self) -> LLMClient:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    # -- the call --------------------------------------------------------------------------------
+    async def chat(self, role: str, messages: list[dict], *, sample: int = 0,
+                   on_delta: Callable[[str], None] | None = None,
+                   on_reset: Callable[[], None] | None = None, **params: Any) -> ChatResult:
+        """Answer ``messages`` as ``role`` ("assistant" | "annotator").
+
+        ``params`` override the role's temperature / max_tokens / top_p (and may add others).
+        ``sample`` distinguishes re-samples of the same prompt (a validation retry must get a new
+        call, not the ledger's answer). ``on_delta`` streams: it gets each text piece as it
+        arrives; ``on_reset`` is called when a streamed attempt failed after pieces were shown
+        and the answer starts again. Raises LLMCallError, EndpointDown or CostLimitReached.
+        """
+        if self._down:
+            raise EndpointDown(self._down)
+        r = self._role(role)
+        body = self.request_body(role, messages, **params)
+        request_json = self._canonical(body)
+        key = self._key(request_json, sample)
+
+        stored = self.store.ledger_answer(key)
+        if stored is not None:
+            return self._from_ledger(key, stored, on_delta)
+        shared = self._inflight.get(key)
+        if shared is not None:  # the same call is in flight in this run: wait for it, pay once
+            result: ChatResult = await asyncio.shield(shared)
+            self._count_from_ledger()
+            if on_delta is not None:
+                on_delta(result.text)
+            return ChatResult(result.text, result.finish_reason, result.model, key, result.prompt_tokens,
+                              result.completion_tokens, 0.0, 0.0, True, 0)
+        if self.dry_run:
+            return self._estimate(r, key, body)
+        if self.cost_limit_reached:
+            raise CostLimitReached(f"the run's cost reached the limit of ${self.max_cost_usd:.2f} "
+                                   f"(spent ${self.cost_usd:.4f}); nothing more is sent")
+
+        self.store.ledger_begin(key, role=role, model=r.model, base_url=r.display_url, request_json=request_json)
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            result = await self._send(r, key, body, on_delta, on_reset)
+        except BaseException as exc:
+            if not fut.done():
+                if isinstance(exc, Exception):
+                    fut.set_exception(exc)
+                    fut.exception()  # mark retrieved: waiters re-raise it, nobody else must
+                else:
+                    fut.cancel()
+            raise
+        else:
+            fut.set_result(result)
+        finally:
+            del self._inflight[key]
+        return result
+
+    # -- internals -------------------------------------------------------------------------------
+    def _role(self, role: str) -> _Role:
+        try:
+            return self._roles[role]
+        except KeyError:
+            raise ValueError(f"unknown LLM role {role!r} (expected one of {ROLES})") from None
+
+    @staticmethod
+    def _canonical(body: dict) -> str:
+        return json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+    @staticmethod
+    def _key(request_json: str, sample: int) -> str:
+        h = hashlib.sha256(request_json.encode("utf-8"))
+        if sample:
+            h.update(f"\x00sample={int(sample)}".encode())
+        return h.hexdigest()
+
+    def _count_from_ledger(self) -> None:
+        self.from_ledger += 1
+        if self.run_id is not None:
+            self.store.add_run_counts(self.run_id, from_ledger=1)
+
+    def _from_ledger(self, key: str, row: dict, on_delta: Callable[[str], None] | None) -> ChatResult:
+        self._count_from_ledger()
+        text = row["response"] or ""
+        if on_delta is not None:
+            on_delta(text)
+        return ChatResult(text, row["finish_reason"] or "stop", row["model"], key, int(row["prompt_tokens"] or 0),
+                          int(row["completion_tokens"] or 0), float(row["latency_ms"] or 0.0), 0.0, True, 0)
+
+    def _estimate(self, r: _Role, key: str, body: dict) -> ChatResult:
+        """dry_run: nothing recorded or sent; count what the call would probably cost."""
+        pt = _messages_tokens(body["messages"])
+        last = body["messages"][-1].get("content") if body["messages"] else ""
+        guess = int(estimate_tokens(last if isinstance(last, str) else "") * 1.2) + 16
+        ct = min(int(body.get("max_tokens") or guess), guess)
+        cost = call_cost(r.price, pt, ct)
+        self.estimated_calls += 1
+        self.prompt_tokens += pt
+        self.completion_tokens += ct
+        self.cost_usd += cost
+        return ChatResult("", "dry_run", r.model, key, pt, ct, 0.0, cost, False, 0)
+
+    async def _wait_turn(self, est_tokens: int) -> None:
+        """Rate limits and a 429's pause, before each attempt."""
+        delay = self._pause_until - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if self._rpm is not None:
+            await self._rpm.acquire(1)
+        if self._tpm is not None:
+            await self._tpm.acquire(est_tokens)
+
+    def _backoff(self, attempt: int) -> float:
+        cap = min(self.backoff_max_s, self.backoff_base_s * (2 ** (attempt - 1)))
+        return cap * (0.5 + 0.5 * self._rng.random())
+
+    def _classify(self, exc: BaseException, url: str) -> tuple[str, bool, float | None, str | None]:
+        """(reason, retryable, server-requested delay, fatal-endpoint message)."""
+        oa = self._openai
+        if isinstance(exc, _BadAnswer):
+            return str(exc), True, None, None
+        if isinstance(exc, oa.APITimeoutError):
+            return f"timeout after {self.timeout_s:g}s", True, None, None
+        if isinstance(exc, oa.APIConnectionError):
+            cause = exc.__cause__ or exc.__context__
+            detail = f": {type(cause).__name__}" if cause is not None else ""
+            return f"connection error{detail}", True, None, None
+        if isinstance(exc, oa.APIStatusError):
+            status = exc.status_code
+            msg = f"HTTP {status}: {str(getattr(exc, 'message', exc))[:300]}"
+            retry_after = parse_retry_after(exc.response.headers if exc.response is not None else None)
+            if status in (408, 409, 429) or status >= 500:
+                return msg, True, retry_after, None
+            if status in (401, 403):
+                env = self.config["llm"].get("api_key_env") or "OPENAI_API_KEY"
+                return msg, False, None, (f"the endpoint {url} refused the API key ({msg}); set ${env} "
+                                          f"to a valid key")
+            if status == 404:
+                return msg, False, None, (f"the endpoint {url} answered 404 ({msg}): check --base-url "
+                                          f"(usually ends in /v1) and the model name")
+            return msg, False, None, None
+        if isinstance(exc, (ValueError, oa.APIResponseValidationError)):
+            return f"malformed response: {type(exc).__name__}: {str(exc)[:200]}", True, None, None
+        raise exc
+
+    async def _send(self, r: _Role, key: str, body: dict, on_delta: Callable[[str], None] | None,
+                    on_reset: Callable[[], None] | None) -> ChatResult:
+        est = _messages_tokens(body["messages"]) + int(body.get("max_tokens") or 256)
+        kwargs: dict[str, Any] = {"model": body["model"], "messages": body["messages"]}
+        extra = {k: v for k, v in body.items() if k not in kwargs and k not in _SDK_PARAMS}
+        kwargs.update({k: v for k, v in body.items() if k in _SDK_PARAMS})
+        if extra:
+            kwargs["extra_body"] = extra
+        kwargs["extra_headers"] = {CALL_KEY_HEADER: key}
+        attempts = 0
+        shown = [False]
+        while True:
+            attempts += 1
+            if self._down:
+                raise EndpointDown(self._down)
+            await self._wait_turn(est)
+            if shown[0] and on_reset is not None:
+                on_reset()
+                shown[0] = False
+            async with self._sem:
+                if self._first_send is None:
+                    self._first_send = time.monotonic()
+                self.attempts += 1
+                self.in_flight += 1
+                t0 = time.perf_counter()
+                try:
+                    if on_delta is None:
+                        text, finish, usage, model = await self._attempt_plain(r, kwargs)
+                    else:
+                        text, finish, usage, model = await self._attempt_stream(r, kwargs, on_delta, shown)
+                    error = None
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # classified below; unknown ones re-raised there
+                    error = exc
+                finally:
+                    self.in_flight -= 1
+                latency_ms = (time.perf_counter() - t0) * 1000.0
+            if error is None:
+                return self._record_answer(r, key, text, finish, usage, model, latency_ms, attempts, est, body)
+            reason, retryable, retry_after, fatal = self._classify(error, r.display_url)
+            if fatal:
+                self._open_breaker(fatal)
+                self._record_failure(key, reason, attempts, r.display_url, count_for_breaker=False)
+                raise EndpointDown(fatal) from None
+            if not retryable or attempts > self.max_retries:
+                self._record_failure(key, reason, attempts, r.display_url)
+                tries = f" after {attempts} attempts" if attempts > 1 else ""
+                raise LLMCallError(f"LLM call to {r.display_url} ({r.model}) failed{tries}: {reason}") from None
+            self.retries += 1
+            if retry_after is not None:
+                delay = min(retry_after, max(self.backoff_max_s, 60.0)) * (1.0 + 0.1 * self._rng.random())
+                if isinstance(error, self._openai.APIStatusError) and error.status_code == 429:
+                    self._pause_until = max(self._pause_until, time.monotonic() + delay)
+            else:
+                delay = self._backoff(attempts)
+            await asyncio.sleep(delay)
+
+    async def _attempt_plain(self, r: _Role, kwargs: dict) -> tuple[str, str, Any, str]:
+        resp = await r.client.chat.completions.create(**kwargs)
+        choices = getattr(resp, "choices", None)
+        if not choices:
+            raise _BadAnswer("response without choices")
+        choice = choices[0]
+        message = getattr(choice, "message", None)
+        text = getattr(message, "content", None) if message is not None else None
+        if not isinstance(text, str) or not text.strip():
+            raise _BadAnswer("empty answer")
+        return text, choice.finish_reason or "stop", getattr(resp, "usage", None), resp.model or r.model
+
+    async def _attempt_stream(self, r: _Role, kwargs: dict, on_delta: Callable[[str], None],
+                              shown: list[bool]) -> tuple[str, str, Any, str]:
+        stream = await r.client.chat.completions.create(**kwargs, stream=True,
+                                                        stream_options={"include_usage": True})
+        parts: list[str] = []
+        finish: str | None = None
+        usage = None
+        model = r.model
+        try:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                if chunk.model:
+                    model = chunk.model
+                for choice in chunk.choices or ():
+                    if choice.index not in (0, None):
+                        continue
+                    delta = choice.delta
+                    piece = getattr(delta, "content", None) if delta is not None else None
+                    if piece:
+                        parts.append(piece)
+                        shown[0] = True
+                        on_delta(piece)
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+        finally:
+            await stream.close()
+        text = "".join(parts)
+        if finish is None:
+            raise _BadAnswer("stream ended without a finish_reason (cut off)")
+        if not text.strip():
+            raise _BadAnswer("empty answer")
+        return text, finish, usage, model
+
+    def _record_answer(self, r: _Role, key: str, text: str, finish: str, usage: Any, model: str,
+                       latency_ms: float, attempts: int, est: int, body: dict) -> ChatResult:
+        pt = getattr(usage, "prompt_tokens", None)
+        ct = getattr(usage, "completion_tokens", None)
+        if pt is None:
+            pt = _messages_tokens(body["messages"])
+        if ct is None:
+            ct = estimate_tokens(text)
+        pt, ct = int(pt), int(ct)
+        cost = call_cost(r.price, pt, ct)
+        self.store.ledger_done(key, response=text, finish_reason=finish, prompt_tokens=pt, completion_tokens=ct,
+                               cost_usd=cost, latency_ms=latency_ms, attempts=attempts, run_id=self.run_id)
+        if self._tpm is not None:
+            self._tpm.adjust(est - (pt + ct))
+        self._consecutive_failures = 0
+        self.sent += 1
+        self.prompt_tokens += pt
+        self.completion_tokens += ct
+        self.cost_usd += cost
+        return ChatResult(text, finish, model, key, pt, ct, latency_ms, cost, False, attempts)
+
+    def _record_failure(self, key: str, reason: str, attempts: int, url: str, *,
+                        count_for_breaker: bool = True) -> None:
+        self.failed += 1
+        self.store.ledger_failed(key, error=reason, attempts=attempts, run_id=self.run_id)
+        if not count_for_breaker:
+            return
+        self._consecutive_failures += 1
+        if self.breaker_limit > 0 and self._consecutive_failures >= self.breaker_limit and not self._down:
+            self._open_breaker(f"the LLM endpoint {url} looks down: {self._consecutive_failures} calls in a row "
+                               f"failed after all retries (last: {reason}); the run stopped, re-run the same "
+                               f"command when it is back (answered calls are kept)")
+            raise EndpointDown(self._down or "")
+
+    def _open_breaker(self, message: str) -> None:
+        if not self._down:
+            self._down = message

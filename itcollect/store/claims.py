@@ -1,0 +1,128 @@
+"""Atomic claiming of pending specs, so several ``simulate`` processes can share one workspace.
+
+A claim is one ``BEGIN IMMEDIATE`` transaction: it picks free specs, marks them ``in_progress``
+and writes a lease naming the holder. SQLite serialises such transactions across processes, so two
+processes can never claim the same spec. A spec is free when it is ``pending`` (no live lease), or ``in_progress``
+with a lease that expired, or whose holder process is gone (same host, pid no longer alive: a
+``kill -9``-ed run's specs are taken over at once by the next run instead of after the expiry).
+
+Holders that want the dead-process takeover use :func:`process_holder` names
+(``command@host:pid``); other holders (``human:NAME`` from :mod:`.leases`) rely on the expiry alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+from typing import Any
+
+from .core import StoreCore, utcnow
+
+_HOLDER_RE = re.compile(r"^[a-z][a-z0-9_-]*@([^:@]+):(\d+)$")
+
+
+def process_holder(command: str = "simulate") -> str:
+    """A lease holder name for this process: ``command@host:pid``."""
+    return f"{command}@{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:  # pragma: no cover
+        return True
+    return True
+
+
+def _holder_dead(holder: str) -> bool:
+    """True only when the holder is a process of this host that no longer runs."""
+    m = _HOLDER_RE.search(holder)
+    if not m or m.group(1) != socket.gethostname():
+        return False
+    pid = int(m.group(2))
+    return pid != os.getpid() and not _pid_alive(pid)
+
+
+class ClaimsMixin(StoreCore):
+    def claim_specs(self, holder: str, limit: int, *, lease_s: float = 600.0) -> list[int]:
+        """Atomically claim up to ``limit`` free specs for ``holder``; returns their ids (ascending).
+
+        Availability follows the rules of :mod:`.leases` (one table for humans and simulate): the
+        holder's own ``in_progress`` specs first, then ``in_progress`` specs whose lease expired or
+        whose holder process is dead (so a run interrupted by ``kill -9`` is finished before new work
+        starts, without waiting for the expiry), then ``pending`` specs without a live lease. An
+        ``in_progress`` spec with a live lease, or with no lease at all, is taken.
+        """
+        if limit <= 0:
+            return []
+        now = time.time()
+        with self.transaction() as c:
+            held = c.execute(
+                "SELECT s.id, l.holder, l.expires_at FROM specs s JOIN leases l ON l.spec_id = s.id"
+                " WHERE s.status='in_progress' ORDER BY (l.holder = ?) DESC, s.id", (holder,)).fetchall()
+            ids: list[int] = []
+            dead: dict[str, bool] = {}
+            for spec_id, lease_holder, expires in held:
+                if len(ids) >= limit:
+                    break
+                if lease_holder == holder or expires < now:
+                    ids.append(spec_id)
+                    continue
+                if lease_holder not in dead:
+                    dead[lease_holder] = _holder_dead(lease_holder)
+                if dead[lease_holder]:
+                    ids.append(spec_id)
+            if len(ids) < limit:
+                ids += [r[0] for r in c.execute(
+                    "SELECT id FROM specs WHERE status='pending' AND id NOT IN"
+                    " (SELECT spec_id FROM leases WHERE expires_at >= ?) ORDER BY id LIMIT ?",
+                    (now, limit - len(ids)))]
+            if not ids:
+                return []
+            stamp = utcnow()
+            c.executemany("UPDATE specs SET status='in_progress', status_reason=NULL, updated_at=? WHERE id=?",
+                          [(stamp, i) for i in ids])
+            c.executemany("INSERT INTO leases(spec_id, holder, acquired_at, expires_at) VALUES (?,?,?,?)"
+                          " ON CONFLICT(spec_id) DO UPDATE SET holder=excluded.holder,"
+                          " acquired_at=excluded.acquired_at, expires_at=excluded.expires_at",
+                          [(i, holder, stamp, now + lease_s) for i in ids])
+        return sorted(ids)
+
+    def renew_claims(self, holder: str, *, lease_s: float = 600.0) -> int:
+        """Extend every lease of ``holder`` (call it now and then during a long run)."""
+        with self.transaction() as c:
+            return c.execute("UPDATE leases SET expires_at=? WHERE holder=?", (time.time() + lease_s, holder)).rowcount
+
+    def finish_claim(self, spec_id: int, holder: str, status: str, reason: str | None = None) -> bool:
+        """Set the spec's final status (done/failed/skipped/pending) and drop the lease, atomically.
+
+        Returns False (and changes nothing) when ``holder`` no longer holds the spec: another
+        process took it over, so this process's result must not overwrite that one's.
+        """
+        with self.transaction() as c:
+            row = c.execute("SELECT holder FROM leases WHERE spec_id=?", (spec_id,)).fetchone()
+            if row is None or row[0] != holder:
+                return False
+            c.execute("UPDATE specs SET status=?, status_reason=?, updated_at=? WHERE id=?",
+                      (status, reason, utcnow(), spec_id))
+            c.execute("DELETE FROM leases WHERE spec_id=?", (spec_id,))
+            return True
+
+    def release_claims(self, holder: str) -> int:
+        """Give back every spec ``holder`` still holds (to ``pending``): a clean stop (Ctrl-C)."""
+        with self.transaction() as c:
+            ids = [r[0] for r in c.execute("SELECT spec_id FROM leases WHERE holder=?", (holder,))]
+            c.executemany("UPDATE specs SET status='pending', updated_at=? WHERE id=? AND status='in_progress'",
+                          [(utcnow(), i) for i in ids])
+            c.execute("DELETE FROM leases WHERE holder=?", (holder,))
+            return len(ids)
+
+    def claim_holders(self) -> dict[str, Any]:
+        """Current holders and how many specs each holds (for stats / debugging)."""
+        return {r[0]: int(r[1]) for r in self.query("SELECT holder, COUNT(*) FROM leases GROUP BY holder")}
