@@ -16,12 +16,13 @@ from .ledger import LedgerMixin
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .sessions import SKIP_REASONS, SessionsMixin
 from .sources import SourcesMixin, source_id_for
+from .specs import PlanMixin
 from .verdicts import VerdictsMixin
 
 STORE_FILE = "itcollect.db"
 
 
-class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, LeasesMixin, SessionsMixin, VerdictsMixin, ImportsMixin, ExportsMixin, StoreCore):
+class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, PlanMixin, LeasesMixin, SessionsMixin, VerdictsMixin, ImportsMixin, ExportsMixin, StoreCore):
     """The workspace store. Open with ``Store(path)``; it migrates the schema on open."""
 
 

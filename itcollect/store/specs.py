@@ -1,0 +1,49 @@
+"""What ``plan`` reads (sources, references) and what ``simulate`` needs beyond the claims of
+:mod:`.claims`: re-opening failed specs and counting rejected samples per turn position."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .core import StoreCore, utcnow
+from .dialogues import _spec_row
+
+
+class PlanMixin(StoreCore):
+    # -- planning ----------------------------------------------------------------------------------
+    def planning_sources(self, lang: str) -> list[tuple[str, str]]:
+        """(id, text) of every source in ``lang``, in insertion order."""
+        return [(r[0], r[1]) for r in self.query("SELECT id, text FROM sources WHERE lang=? ORDER BY rowid", (lang,))]
+
+    def reference_texts(self, lang: str) -> dict[str, str]:
+        """One reference translation in ``lang`` per source that has one (the first translator's)."""
+        out: dict[str, str] = {}
+        for sid, text in self.query("SELECT source_id, text FROM source_refs WHERE lang=? ORDER BY source_id, translator",
+                                    (lang,)):
+            out.setdefault(sid, text)
+        return out
+
+    def spec_count_for_seed(self, seed: int) -> int:
+        return int(self.scalar("SELECT COUNT(*) FROM specs WHERE seed=?", (seed,)) or 0)
+
+    def reopen_failed_specs(self, reason_prefix: str | None = None) -> int:
+        """Failed specs (optionally only those whose reason starts with ``reason_prefix``) back to
+        pending, their dialogues back to in progress: a re-run continues from the committed turns."""
+        where = "status='failed'"
+        params: list[Any] = []
+        if reason_prefix:
+            where += " AND status_reason LIKE ?"
+            params.append(reason_prefix + "%")
+        with self.transaction() as c:
+            ids = [r[0] for r in c.execute(f"SELECT id FROM specs WHERE {where}", params)]
+            stamp = utcnow()
+            c.executemany("UPDATE specs SET status='pending', status_reason=NULL, updated_at=? WHERE id=?",
+                          [(stamp, i) for i in ids])
+            c.executemany("UPDATE dialogues SET status='in_progress', status_reason=NULL, updated_at=?"
+                          " WHERE spec_id=? AND origin='simulated'", [(stamp, i) for i in ids])
+        return len(ids)
+
+    def rejected_turn_count(self, dialogue_id: str, idx: int) -> int:
+        """Samples rejected by validation at position ``idx`` (the next sample number to ask for)."""
+        return int(self.scalar("SELECT COUNT(*) FROM turns WHERE dialogue_id=? AND idx=? AND state='rejected'",
+                               (dialogue_id, idx)) or 0)
