@@ -44,7 +44,8 @@ class LeasesMixin(StoreCore):
         """Lease one spec to ``holder``, or return None when nothing is free.
 
         The holder's own lease comes back first (live or expired but not taken), then a spec whose
-        lease expired (work in progress, continued), then the lowest pending spec. The returned spec
+        lease expired (work in progress, continued; never one a simulate run has started a
+        dialogue for, which simulate finishes itself), then the lowest pending spec. The returned spec
         dict carries ``lease_expires_at``, ``previous_holder`` (None, or the holder whose expired
         lease was taken over) and ``own`` (True when it was already this holder's).
         """
@@ -63,6 +64,7 @@ class LeasesMixin(StoreCore):
                 row = c.execute(
                     "SELECT l.spec_id, l.holder FROM leases l JOIN specs s ON s.id = l.spec_id"
                     " WHERE l.expires_at < ? AND l.holder != ? AND s.status = 'in_progress'"
+                    " AND NOT EXISTS (SELECT 1 FROM dialogues d WHERE d.spec_id = s.id AND d.origin != 'human')"
                     " ORDER BY l.spec_id LIMIT 1", (now, holder)).fetchone()
                 if row is not None:
                     picked = (row[0], row[1], False)
