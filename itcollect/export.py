@@ -1,0 +1,450 @@
+"""``itcollect export --hf OUT``: the kept dialogues as files a trainer loads unchanged.
+
+Layout of OUT (files of an earlier export in OUT are replaced):
+
+* ``parquet/{split}-NNNNN-of-MMMMM.parquet`` — written incrementally with pyarrow (bounded memory);
+* ``hf/`` — a ``datasets.DatasetDict`` (``save_to_disk``) built from those Parquet shards;
+* ``sharegpt.json`` (train split; ``sharegpt_validation.json`` / ``sharegpt_test.json`` for the
+  others) — FastChat's ``conversations`` of ``{from: human|gpt, value}``, system prompt in ``system``;
+* ``dataset_info.json`` — LLaMA-Factory entries (sharegpt formatting, from/value tags) for those files;
+* ``README.md`` — a Hugging Face dataset card with front matter and the corpus statistics.
+
+Only dialogues the latest filter run kept are exported; a workspace that was never filtered is
+refused with a message saying to run ``itcollect filter`` (export never filters implicitly: the
+verdicts are something to look at first). Splits are assigned per *source group* (the source id,
+or the normalised source text of an imported dialogue), stratified by language pair and
+instruction language, so no source sentence appears in two splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+SPLITS = ("train", "validation", "test")
+FORMATS = ("hf", "sharegpt", "llamafactory", "all")
+DATASET_NAME = "itcollect"
+
+
+def _schema():
+    import pyarrow as pa
+
+    s, ls = pa.string(), pa.list_(pa.string())
+    return pa.schema([
+        ("id", s),
+        ("messages", pa.list_(pa.struct([("role", s), ("content", s)]))),
+        ("source", s), ("source_id", s), ("docid", s),
+        ("src_lang", s), ("tgt_lang", s), ("instruction_lang", s),
+        ("interaction_types", ls),
+        ("origin", s), ("annotator", s),
+        ("models", ls), ("template_hashes", ls),
+        ("created_at", s),
+        ("n_user_turns", pa.int32()),
+        ("user_turn_authors", ls), ("turn_models", ls), ("turn_templates", ls), ("turn_created_at", ls),
+        ("origin_file", s), ("filter_run_id", pa.int64()),
+    ])
+
+
+@dataclass
+class ExportResult:
+    out_dir: str
+    formats: list[str]
+    counts: dict[str, Any]
+    files: list[str] = field(default_factory=list)
+    export_id: int | None = None
+
+    def summary(self) -> str:
+        sp = self.counts["splits"]
+        return (f"exported {self.counts['total']:,} dialogues to {self.out_dir} "
+                f"(train {sp.get('train', 0):,}, validation {sp.get('validation', 0):,}, test {sp.get('test', 0):,});"
+                f" files: {', '.join(self.files)}")
+
+
+def group_key(d: dict[str, Any]) -> str:
+    """The unit a split is assigned to: one source sentence (by id, else by normalised text)."""
+    if d.get("source_id"):
+        return "src:" + d["source_id"]
+    text = d.get("source_text") or ""
+    if text:
+        from .checks import normalize_for_compare
+
+        return "txt:" + hashlib.sha1(normalize_for_compare(text).encode("utf-8")).hexdigest()[:20]
+    return "dlg:" + d["id"]
+
+
+def _stratum(d: dict[str, Any]) -> str:
+    return f"{d.get('src_lang') or '?'}-{d.get('tgt_lang') or '?'}|{d.get('instruction_lang') or '?'}"
+
+
+def _hash01(seed: int, key: str) -> float:
+    h = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2 ** 64
+
+
+def assign_splits(groups: dict[str, Counter], validation_share: float, test_share: float,
+                  seed: int = 0) -> dict[str, str]:
+    """group key -> split. Groups are visited in a seeded pseudo-random order; a group goes to
+    validation (then test) while its main stratum is below that split's quota, else to train."""
+    size: Counter = Counter()
+    for strata in groups.values():
+        size.update(strata)
+    quota = {s: {"validation": n * validation_share, "test": n * test_share} for s, n in size.items()}
+    filled: dict[str, Counter] = defaultdict(Counter)
+    out: dict[str, str] = {}
+    for key in sorted(groups, key=lambda k: _hash01(seed, k)):
+        strata = groups[key]
+        main = strata.most_common(1)[0][0]
+        n = sum(strata.values())
+        split = "train"
+        for cand in ("validation", "test"):
+            if filled[main][cand] + n <= quota[main][cand] + 0.5:
+                split = cand
+                break
+        filled[main][split] += n
+        out[key] = split
+    return out
+
+
+def build_row(d: dict[str, Any], turns: list[dict[str, Any]], system_prompt: str | None,
+              run_id: int | None) -> dict[str, Any]:
+    """One dataset row: the stored active turns in order, plus provenance."""
+    messages = [{"role": t["role"], "content": t["content"]} for t in turns]
+    if system_prompt and not (messages and messages[0]["role"] == "system"):
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    users = [t for t in turns if t["role"] == "user"]
+    answers = [t for t in turns if t["role"] == "assistant"]
+    models: list[str] = []
+    hashes: list[str] = []
+    for t in turns:
+        if t.get("model") and t["model"] not in models:
+            models.append(t["model"])
+        if t.get("template_hash") and t["template_hash"] not in hashes:
+            hashes.append(t["template_hash"])
+    itypes = []
+    for k, u in enumerate(users):
+        it = u.get("interaction_type")
+        if not it:
+            # the type may sit on the answer turn instead
+            idx = turns.index(u)
+            nxt = turns[idx + 1] if idx + 1 < len(turns) else None
+            it = (nxt or {}).get("interaction_type")
+        itypes.append(it or ("translate" if k == 0 and d.get("origin") != "imported" else None))
+    return {
+        "id": d["id"],
+        "messages": messages,
+        "source": d.get("source_text"),
+        "source_id": d.get("source_id") or group_key(d),
+        "docid": d.get("docid") or (d["meta"].get("docid") if isinstance(d.get("meta"), dict) else None),
+        "src_lang": d.get("src_lang"), "tgt_lang": d.get("tgt_lang"),
+        "instruction_lang": d.get("instruction_lang"),
+        "interaction_types": itypes,
+        "origin": d.get("origin"), "annotator": d.get("annotator"),
+        "models": models, "template_hashes": hashes,
+        "created_at": d.get("created_at"),
+        "n_user_turns": len(users),
+        "user_turn_authors": [u.get("author") for u in users],
+        "turn_models": [a.get("model") for a in answers],
+        "turn_templates": [t.get("template_name") for t in turns],
+        "turn_created_at": [t.get("created_at") for t in turns],
+        "origin_file": d.get("origin_file"),
+        "filter_run_id": run_id,
+    }
+
+
+def sharegpt_record(row: dict[str, Any]) -> dict[str, Any]:
+    """FastChat / LLaMA-Factory ShareGPT form of a row (system message -> ``system`` field)."""
+    conv, system = [], None
+    for m in row["messages"]:
+        if m["role"] == "system":
+            system = m["content"]
+        else:
+            conv.append({"from": "human" if m["role"] == "user" else "gpt", "value": m["content"]})
+    rec: dict[str, Any] = {"id": row["id"], "conversations": conv}
+    if system is not None:
+        rec["system"] = system
+    for key in ("src_lang", "tgt_lang", "instruction_lang", "origin", "source_id"):
+        rec[key] = row[key]
+    return rec
+
+
+def llamafactory_entry(file_name: str) -> dict[str, Any]:
+    return {"file_name": file_name, "formatting": "sharegpt",
+            "columns": {"messages": "conversations", "system": "system"},
+            "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}}
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                        (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+class _SplitWriter:
+    """Parquet shards of one split, written a row group at a time."""
+
+    def __init__(self, root: Path, split: str, total: int, shard_size: int, schema) -> None:
+        self.root, self.split, self.schema = root, split, schema
+        self.shard_size = max(1, shard_size)
+        self.n_shards = max(1, -(-total // self.shard_size))
+        self.shard = -1
+        self.in_shard = 0
+        self.writer = None
+        self.buffer: list[dict[str, Any]] = []
+        self.files: list[Path] = []
+        self.count = 0
+
+    def _open(self) -> None:
+        import pyarrow.parquet as pq
+
+        if self.writer is not None:
+            self.writer.close()
+        self.shard += 1
+        path = self.root / f"{self.split}-{self.shard:05d}-of-{self.n_shards:05d}.parquet"
+        self.files.append(path)
+        self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
+        self.in_shard = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        if self.writer is None or self.in_shard + len(self.buffer) >= self.shard_size:
+            self.flush()
+            if self.writer is None or self.in_shard >= self.shard_size:
+                self._open()
+        self.buffer.append(row)
+        self.count += 1
+        if len(self.buffer) >= 2000:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+
+        if not self.buffer:
+            return
+        if self.writer is None:
+            self._open()
+        self.writer.write_table(pa.Table.from_pylist(self.buffer, schema=self.schema))
+        self.in_shard += len(self.buffer)
+        self.buffer = []
+
+    def close(self) -> None:
+        self.flush()
+        if self.writer is not None:  # an empty split has no shard (datasets refuses empty data files)
+            self.writer.close()
+            self.writer = None
+
+
+class _ShareGPTWriter:
+    """A JSON array written one record at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fh = path.open("w", encoding="utf-8")
+        self.fh.write("[")
+        self.n = 0
+
+    def add(self, rec: dict[str, Any]) -> None:
+        self.fh.write(("\n" if self.n == 0 else ",\n") + json.dumps(rec, ensure_ascii=False))
+        self.n += 1
+
+    def close(self) -> None:
+        self.fh.write("\n]\n" if self.n else "]\n")
+        self.fh.close()
+
+
+def _formats(fmt: str) -> set[str]:
+    if fmt not in FORMATS:
+        raise InputError(f"unknown export format {fmt!r} (choose from {', '.join(FORMATS)})")
+    return {"hf", "sharegpt", "llamafactory"} if fmt == "all" else {fmt}
+
+
+def export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, fmt: str = "hf",
+                   system_prompt: str | None = None, validation_share: float | None = None,
+                   test_share: float | None = None, push_to_hub: str | None = None) -> ExportResult:
+    """Write the kept dialogues to ``out_dir`` in the requested formats; record the export."""
+    from .progress import progress
+
+    formats = _formats(fmt)
+    ecfg = config.get("export", {})
+    vs = ecfg.get("validation_share", 0.02) if validation_share is None else validation_share
+    ts = ecfg.get("test_share", 0.02) if test_share is None else test_share
+    if vs < 0 or ts < 0 or vs + ts >= 1:
+        raise InputError("--validation-share and --test-share must be >= 0 and add up to less than 1")
+    token = None
+    if push_to_hub:
+        token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+        if not token:
+            raise InputError("--push-to-hub needs a Hugging Face token in the HF_TOKEN environment variable")
+    run = store.latest_filter_run()
+    if run is None:
+        raise InputError("no filter verdicts yet: run 'itcollect filter' before exporting "
+                         "(only dialogues the filter kept are exported)")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError("exists and is not a folder", path=str(out))
+
+    # pass 1: groups, strata and the card's counts
+    groups: dict[str, Counter] = defaultdict(Counter)
+    total = 0
+    for d, _turns in store.iter_corpus(kept_only=True):
+        groups[group_key(d)][_stratum(d)] += 1
+        total += 1
+    if total == 0:
+        raise InputError(f"the latest filter run ({run['id']}) kept no dialogues: nothing to export")
+    split_of = assign_splits(groups, vs, ts, int(ecfg.get("split_seed", 0)))
+    split_sizes: Counter = Counter()
+    for key, strata in groups.items():
+        split_sizes[split_of[key]] += sum(strata.values())
+    del groups
+
+    out.mkdir(parents=True, exist_ok=True)
+    for old in ("hf", "parquet"):
+        if (out / old).exists():
+            shutil.rmtree(out / old)
+    for old in ("sharegpt.json", "sharegpt_validation.json", "sharegpt_test.json", "dataset_info.json"):
+        if (out / old).exists():
+            (out / old).unlink()
+    pq_dir = out / "parquet"
+    pq_dir.mkdir()
+    schema = _schema()
+    shard_size = int(ecfg.get("shard_size", 50000))
+    writers = {s: _SplitWriter(pq_dir, s, split_sizes.get(s, 0), shard_size, schema) for s in SPLITS}
+    sharegpt_names = {"train": "sharegpt.json", "validation": "sharegpt_validation.json",
+                      "test": "sharegpt_test.json"}
+    sg_writers: dict[str, _ShareGPTWriter] = {}
+    want_sharegpt = bool(formats & {"sharegpt", "llamafactory"})
+
+    counts: dict[str, Counter] = {k: Counter() for k in
+                                  ("pair", "instruction_lang", "origin", "user_turns", "interaction_type")}
+    # pass 2: rows
+    with progress(total=total, desc="export", unit=" dialogues") as bar:
+        for d, turns in store.iter_corpus(kept_only=True):
+            row = build_row(d, turns, system_prompt, run["id"])
+            split = split_of[group_key(d)]
+            writers[split].add(row)
+            if want_sharegpt:
+                if split not in sg_writers:
+                    sg_writers[split] = _ShareGPTWriter(out / sharegpt_names[split])
+                sg_writers[split].add(sharegpt_record(row))
+            counts["pair"][f"{row['src_lang']}-{row['tgt_lang']}"] += 1
+            counts["instruction_lang"][str(row["instruction_lang"])] += 1
+            counts["origin"][str(row["origin"])] += 1
+            counts["user_turns"][str(row["n_user_turns"])] += 1
+            counts["interaction_type"].update(str(t) for t in row["interaction_types"] if t)
+            bar.update(1)
+    for w in writers.values():
+        w.close()
+    files = ["parquet/"]
+    if want_sharegpt:
+        if "train" not in sg_writers:
+            sg_writers["train"] = _ShareGPTWriter(out / sharegpt_names["train"])
+        for w in sg_writers.values():
+            w.close()
+        files += sorted(sharegpt_names[s] for s in sg_writers)
+    if "llamafactory" in formats:
+        info = {DATASET_NAME if s == "train" else f"{DATASET_NAME}_{s}": llamafactory_entry(sharegpt_names[s])
+                for s in SPLITS if s in sg_writers}
+        (out / "dataset_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n",
+                                               encoding="utf-8")
+        files.append("dataset_info.json")
+
+    result_counts: dict[str, Any] = {
+        "total": total, "splits": {s: writers[s].count for s in SPLITS},
+        **{k: dict(sorted(v.items())) for k, v in counts.items()},
+        "filter": {"run_id": run["id"], "kept": run["kept"], "dropped": run["dropped"],
+                   "reasons": store.filter_totals()["reasons"]},
+    }
+    if "hf" in formats or push_to_hub:
+        _write_hf(out, writers)
+        files.append("hf/")
+    (out / "README.md").write_text(dataset_card(result_counts, config, formats, system_prompt, writers),
+                                   encoding="utf-8")
+    files.append("README.md")
+    if push_to_hub:  # pragma: no cover - needs the network and a token; never run in tests
+        import datasets
+
+        datasets.load_from_disk(str(out / "hf")).push_to_hub(push_to_hub, token=token)
+    export_id = store.record_export(out_dir=str(out.resolve()), formats=sorted(formats), filter_run_id=run["id"],
+                                    counts=result_counts)
+    return ExportResult(str(out), sorted(formats), result_counts, files, export_id)
+
+
+def _write_hf(out: Path, writers: dict[str, _SplitWriter]) -> None:
+    """``OUT/hf`` from the Parquet shards: converted to memory-mapped Arrow in a private cache (so
+    parallel exports never share the user's HF cache), then ``save_to_disk``."""
+    import tempfile
+
+    import datasets
+
+    from .progress import progress_enabled
+
+    if not progress_enabled():
+        datasets.disable_progress_bars()
+    data_files = {s: [str(p) for p in w.files] for s, w in writers.items() if w.files}
+    # a split without dialogues is left out: datasets can neither load nor reload an empty one
+    with tempfile.TemporaryDirectory(prefix=".hf-cache-", dir=out) as cache:
+        dd = datasets.load_dataset("parquet", data_files=data_files, cache_dir=cache)
+        dd.save_to_disk(str(out / "hf"))
+        del dd
+
+
+def dataset_card(counts: dict[str, Any], config: dict[str, Any], formats: set[str], system_prompt: str | None,
+                 writers: dict[str, _SplitWriter]) -> str:
+    langs = sorted({x for p in counts["pair"] for x in p.split("-") if x not in ("None", "?")}
+                   | {x for x in counts["instruction_lang"] if x not in ("None", "?")})
+    license_ = config.get("export", {}).get("license", "cc-by-4.0")
+    front = ["---", "language:"] + [f"- {x}" for x in langs] + [
+        f"license: {license_}",
+        "size_categories:", f"- {_size_category(counts['total'])}",
+        "task_categories:", "- translation", "- text-generation",
+        "tags:", "- interactive-translation", "- instruction-tuning", "- multi-turn", "- itcollect",
+        "configs:", "- config_name: default", "  data_files:"]
+    for s in SPLITS:
+        if counts["splits"].get(s):
+            front += [f"  - split: {s}", f"    path: parquet/{s}-*.parquet"]
+    front.append("---")
+
+    def table(title: str, data: dict[str, int], key: str) -> list[str]:
+        rows = [f"### {title}", "", f"| {key} | dialogues |", "|---|---:|"]
+        rows += [f"| {k} | {v:,} |" for k, v in sorted(data.items(), key=lambda kv: (-kv[1], kv[0]))]
+        return rows + [""]
+
+    f = counts["filter"]
+    body = [
+        "", "# Interactive translation dialogues", "",
+        "Multi-turn instruction-tuning dialogues in the style of BayLing: a user asks for the translation",
+        "of a news sentence, then for revisions (terminology, style, length, corrections, other target",
+        "languages) and follow-up questions. Built with itcollect.", "",
+        "## Files", "",
+        "- `parquet/{split}-*.parquet`: columns `id`, `messages` (list of `{role, content}`), `source`, "
+        "`source_id`, `docid`, `src_lang`, `tgt_lang`, `instruction_lang`, `interaction_types`, `origin`, "
+        "`annotator`, `models`, `template_hashes`, `created_at` and per-turn provenance.",
+        "- `hf/`: the same as a `datasets.DatasetDict` (`datasets.load_from_disk`).",
+    ]
+    if formats & {"sharegpt", "llamafactory"}:
+        body.append("- `sharegpt.json` (+ `_validation`/`_test`): FastChat ShareGPT conversations.")
+    if "llamafactory" in formats:
+        body.append("- `dataset_info.json`: LLaMA-Factory entries (sharegpt formatting).")
+    if system_prompt:
+        body.append(f"- Every dialogue starts with the system prompt: `{system_prompt}`")
+    body += ["", "No source sentence appears in two splits (splits are assigned per source, stratified by",
+             "language pair and instruction language).", "", "## Statistics", "",
+             f"Dialogues: {counts['total']:,} (" + ", ".join(f"{s} {counts['splits'][s]:,}" for s in SPLITS) + ")",
+             ""]
+    body += table("Language pair", counts["pair"], "pair")
+    body += table("Instruction language", counts["instruction_lang"], "language")
+    body += table("Origin", counts["origin"], "origin")
+    body += table("User turns", counts["user_turns"], "turns")
+    body += table("Interaction types (user turns)", counts["interaction_type"], "type")
+    body += ["## Filtering", "", f"Filter run {f['run_id']}: kept {f['kept']:,}, dropped {f['dropped']:,}.", ""]
+    if f["reasons"]:
+        body += table("Drop reasons", f["reasons"], "reason")
+    return "\n".join(front + body) + "\n"
