@@ -207,7 +207,7 @@ class LocalServer:
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
 
-    def _log_tail(self, limit: int = 1500) -> str:
+    def _log_tail(self, limit: int = 8000) -> str:
         if self._log is None or self._log.closed:
             return ""
         try:
@@ -226,9 +226,12 @@ class LocalServer:
         while True:
             code = self.proc.poll()
             if code is not None:
-                tail = self._log_tail().splitlines()[-5:]
+                # The last line says why (for a Python traceback: the exception itself).
+                lines = [ln.strip() for ln in self._log_tail().splitlines() if ln.strip()]
+                errors = [ln for ln in lines if "error" in ln.lower()]
+                why = (errors or lines or ["no output"])[-1]
                 raise ServiceError(f"the llama.cpp server exited with status {code} while starting "
-                                   f"({self.model_path.name}): " + " | ".join(tail))
+                                   f"({self.model_path.name}): {why}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as resp:
                     if resp.status == 200 and json.loads(resp.read()).get("data") is not None:

@@ -1,0 +1,204 @@
+"""The local llama.cpp endpoint: model discovery, server lifecycle, serve-local.
+
+Real llama.cpp server, real bundled model, real HTTP through the openai SDK. Needs
+``itcollect[local]``; .ci/run installs it (README Quick start line 2).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from itcollect.config import parse_config
+from itcollect.errors import ConfigError, ServiceError
+from itcollect.local import (
+    BUNDLED_DISTRIBUTION,
+    BUNDLED_MODEL_NAME,
+    LOCAL_API_KEY,
+    find_bundled_model,
+    local_server,
+    resolve_model,
+)
+
+from .conftest import REPO, run_cli
+
+_HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
+
+pytestmark = [
+    pytest.mark.llamacpp,
+    pytest.mark.skipif(not _HAVE_LLAMA, reason="llama_cpp is not importable: pip install -e '.[test,local]' "
+                                                 "to run the real llama.cpp integration tests"),
+]
+
+
+def _models(base_url: str) -> list[str]:
+    import json
+
+    with urllib.request.urlopen(f"{base_url}/models", timeout=10) as resp:
+        return [m["id"] for m in json.loads(resp.read())["data"]]
+
+
+def _refused(base_url: str) -> bool:
+    try:
+        urllib.request.urlopen(f"{base_url}/models", timeout=3)
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return True
+    return False
+
+
+def _wait_gone(pid: int, timeout: float = 15) -> bool:
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_bundled_model_is_found_inside_the_installed_distribution():
+    path = find_bundled_model()
+    assert path.is_file() and path.suffix == ".gguf"
+    assert path.stat().st_size > 50_000_000
+    with path.open("rb") as f:
+        assert f.read(4) == b"GGUF"
+    dist = importlib.metadata.distribution(BUNDLED_DISTRIBUTION)
+    assert path in {Path(str(dist.locate_file(f))).resolve() for f in dist.files}
+    assert resolve_model(parse_config("")) == (path, BUNDLED_MODEL_NAME)
+
+
+def test_own_model_path_overrides_the_bundled_one(tmp_path):
+    own = tmp_path / "models" / "Qwen2.5-7B-Instruct-Q4_K_M.gguf"
+    own.parent.mkdir()
+    own.write_bytes(b"GGUF")
+    cfg = parse_config('[local]\nmodel_path = "models/Qwen2.5-7B-Instruct-Q4_K_M.gguf"\n', tmp_path / "itcollect.toml")
+    assert resolve_model(cfg) == (own.resolve(), "Qwen2.5-7B-Instruct-Q4_K_M")
+    cfg = parse_config('[local]\nmodel_path = "models/missing.gguf"\n', tmp_path / "itcollect.toml")
+    with pytest.raises(ConfigError, match="local.model_path"):
+        resolve_model(cfg)
+    with pytest.raises(ConfigError, match="local.n_ctx"):
+        with local_server(parse_config("[local]\nn_ctx = 16\n")):
+            pass
+
+
+def test_missing_extra_names_the_install_command(tmp_path):
+    # A Python where llama_cpp cannot be imported (sys.modules[name] = None is Python's import block).
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['llama_cpp'] = None\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    r = run_cli("serve-local", cwd=tmp_path, env=env, timeout=60)
+    assert r.returncode == 1
+    assert "pip install 'itcollect[local]'" in r.stderr and "llama_cpp" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_local_server_answers_plain_and_streaming_and_stops_on_error():
+    import openai
+    import psutil
+
+    with pytest.raises(RuntimeError, match="boom"):
+        with local_server(parse_config("[local]\nn_ctx = 1024\n")) as (base_url, model):
+            assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
+            assert model == BUNDLED_MODEL_NAME
+            assert _models(base_url) == [model]
+            server_pids = [p.pid for p in psutil.Process().children(recursive=True)
+                           if "llama_cpp.server" in " ".join(p.cmdline())]
+            assert len(server_pids) == 1
+            client = openai.OpenAI(base_url=base_url, api_key=LOCAL_API_KEY, max_retries=0, timeout=120)
+            messages = [{"role": "system", "content": "You are a translator."},
+                        {"role": "user", "content": "Translate into French: The parliament passed the bill."}]
+            reply = client.chat.completions.create(model=model, messages=messages, max_tokens=24, temperature=0)
+            assert reply.choices[0].message.content.strip()
+            assert reply.usage.prompt_tokens > 10 and 0 < reply.usage.completion_tokens <= 24
+            assert reply.choices[0].finish_reason in ("stop", "length")
+            messages += [{"role": "assistant", "content": reply.choices[0].message.content},
+                         {"role": "user", "content": "Make it shorter."}]
+            stream = client.chat.completions.create(model=model, messages=messages, max_tokens=24, temperature=0,
+                                                    stream=True)
+            chunks = list(stream)
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            assert len(chunks) > 2 and text.strip()
+            assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+            raise RuntimeError("boom")
+    assert _refused(base_url)
+    assert _wait_gone(server_pids[0])
+
+
+def _start_serve_local(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    env = dict(os.environ, ITCOLLECT_PROGRESS="0")
+    env.pop("OPENAI_BASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "itcollect", "serve-local", "--n-ctx", "512", *args],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()  # blocks until the server answers (or the command fails)
+    if not line.startswith("base_url: "):
+        proc.kill()
+        raise AssertionError(f"serve-local printed {line!r}; stderr: {proc.stderr.read()}")
+    return proc, line.split(": ", 1)[1].strip()
+
+
+def _server_child(proc: subprocess.Popen) -> int:
+    import psutil
+
+    children = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                if "llama_cpp.server" in " ".join(p.cmdline())]
+    assert len(children) == 1
+    return children[0].pid
+
+
+def test_serve_local_prints_url_answers_and_stops_on_sigint(tmp_path):
+    proc, base_url = _start_serve_local(tmp_path)
+    try:
+        assert proc.stdout.readline().split() == ["model:", BUNDLED_MODEL_NAME]
+        assert _models(base_url) == [BUNDLED_MODEL_NAME]
+        server_pid = _server_child(proc)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        assert "Stopped the local server" in proc.stderr.read()
+        assert _refused(base_url)
+        assert _wait_gone(server_pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_serve_local_killed_hard_leaves_no_orphan_server(tmp_path):
+    proc, base_url = _start_serve_local(tmp_path)
+    server_pid = _server_child(proc)
+    proc.kill()  # kill -9: no Python cleanup runs; the server must still go (PR_SET_PDEATHSIG)
+    proc.wait(timeout=30)
+    assert _wait_gone(server_pid), "llama.cpp server outlived a kill -9 of serve-local"
+    assert _refused(base_url)
+
+
+def test_startup_failure_is_one_clear_error(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)  # a GGUF header and nothing else: llama.cpp refuses to load it
+    r = run_cli("serve-local", "--model-path", str(bad), cwd=tmp_path, timeout=120)
+    assert r.returncode == 1
+    assert "llama.cpp server exited" in r.stderr and "broken.gguf" in r.stderr
+    assert "Traceback" not in r.stderr.splitlines()[-1]
+
+
+def test_busy_port_is_reported(tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(ServiceError, match="address already in use"):
+            with local_server(parse_config(f"[local]\nport = {port}\nn_ctx = 512\n")):
+                pass
