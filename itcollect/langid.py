@@ -2,38 +2,89 @@
 
 The default backend is lingua restricted to the workspace's languages (measured: 48/48 on short
 en/zh/de/fr news sentences at ~0.05 ms each, against langdetect's 39/48 at ~2 ms: langdetect calls
-short Chinese ``ko`` and "Il a dit non." ``it``). A script check runs first: text with Han
-characters and no kana/hangul is Chinese, text without any cannot be, which settles the hardest
-short cases before any model is asked.
+short Chinese ``ko`` and "Il a dit non." ``it``). Two cheap checks run before any model is asked:
+
+* a script check: text with Han characters and no kana/hangul is Chinese, text without any
+  cannot be; this settles the hardest short cases;
+* a function-word check (``fast=True``, the default): a line with at least three hits in the
+  unambiguous function words of one candidate language and (almost) none of the others is that
+  language. lingua's high-accuracy mode costs ~0.3 ms on a 20-word sentence, which alone would cap
+  ingest at ~3,000 sentences/s on one core; the function-word check decides most real news lines in
+  a few microseconds and hands everything it is unsure about to lingua. tests/test_langid.py checks
+  that it agrees with lingua on every sample sentence.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
+
+import regex
 
 DEFAULT_LANGUAGES = ("en", "zh", "de", "fr")
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _KANA_HANGUL = re.compile(r"[\u3040-\u30ff\uac00-\ud7af]")
+_MN = regex.compile(r"\p{Mn}")
+_WORD = re.compile(r"[^\W\d_]+")
+
+# Frequent function words that are (practically) never words of the other candidate languages.
+# Deliberately left out: words shared by two of them (in, an, des, a, so, war, man, also, am, on,
+# son, du, plus). German "die" is kept: as an English verb it is rare, and one hit never decides.
+_FUNCTION_WORDS: dict[str, str] = {}
+for _lang, _words in {
+    "en": "the of and to is that for it was with as by at from his her they this have has be are were "
+          "will would said which their been its not but who after more than had into over about "
+          "could should there when what or while these those we our she he them",
+    "de": "der die das und den von zu mit sich auf für ist im dem nicht ein eine als auch es werden aus "
+          "er hat dass sie nach wird bei einer um sind noch wie einem über einen zum haben nur oder "
+          "aber vor zur bis mehr durch sei wurde sagte wir ihre seine können soll diese dieser gegen",
+    "fr": "le la les et un une est que qui dans pour pas au aux sur par ne se ce il elle ont été avec "
+          "sa ses leur mais ou sont cette selon après lors l qu nous vous ils elles était "
+          "aussi entre sans sous depuis comme fait être avait dont",
+}.items():
+    for _w in _words.split():
+        _FUNCTION_WORDS[_w] = _lang
 
 
 def han_ratio(text: str) -> float:
     """Share of letters that are Han characters (0.0 for text without letters)."""
-    letters = sum(1 for ch in text if ch.isalpha())
+    letters = sum(map(str.isalpha, text))
     if not letters:
         return 0.0
     return len(_HAN.findall(text)) / letters
 
 
 def letter_ratio(text: str) -> float:
-    """Share of non-space characters that are letters in any script."""
-    chars = [ch for ch in text if not ch.isspace()]
+    """Share of non-space characters that are letters in any script (combining marks count)."""
+    chars = len(text) - sum(map(str.isspace, text))
     if not chars:
         return 0.0
-    return sum(1 for ch in chars if ch.isalpha() or unicodedata.category(ch) == "Mn") / len(chars)
+    letters = sum(map(str.isalpha, text))
+    if not text.isascii():
+        letters += len(_MN.findall(text))  # category Mn is never isalpha()
+    return letters / chars
+
+
+def _function_word_guess(text: str, candidates: tuple[str, ...]) -> str | None:
+    """The language whose function words clearly dominate ``text``, or None when unsure."""
+    counts: dict[str, int] = {}
+    get = _FUNCTION_WORDS.get
+    for word in _WORD.findall(text.lower()):
+        lang = get(word)
+        if lang is not None:
+            counts[lang] = counts.get(lang, 0) + 1
+    if not counts:
+        return None
+    ranked = sorted(((n, lang) for lang, n in counts.items()), reverse=True)
+    best_n, best = ranked[0]
+    second = ranked[1][0] if len(ranked) > 1 else 0
+    if best not in candidates:
+        return None
+    if (best_n >= 3 and second == 0) or (best_n >= 6 and best_n >= 4 * second):
+        return best
+    return None
 
 
 @lru_cache(maxsize=8)
@@ -65,27 +116,38 @@ def _langdetect_best(text: str, languages: tuple[str, ...]) -> str | None:
     return None
 
 
-def detect_language(text: str, languages: Sequence[str] = DEFAULT_LANGUAGES, backend: str = "lingua") -> str | None:
+def detect_language(text: str, languages: Sequence[str] = DEFAULT_LANGUAGES, backend: str = "lingua",
+                    fast: bool = True) -> str | None:
     """Best guess among ``languages`` for ``text``, or None when it has no letters to judge."""
-    return detect_languages([text], languages, backend)[0]
+    return detect_languages([text], languages, backend, fast)[0]
 
 
 def detect_languages(texts: Sequence[str], languages: Sequence[str] = DEFAULT_LANGUAGES,
-                     backend: str = "lingua") -> list[str | None]:
-    """Batch form of :func:`detect_language` (lingua detects a batch in parallel in Rust)."""
+                     backend: str = "lingua", fast: bool = True) -> list[str | None]:
+    """Batch form of :func:`detect_language` (lingua detects a batch in parallel in Rust).
+
+    ``fast`` enables the function-word check for the lingua backend (see the module docstring);
+    langdetect is always asked as is, so its results stay comparable.
+    """
     langs = tuple(languages)
     non_zh = tuple(lang for lang in langs if lang != "zh")
+    use_words = fast and backend == "lingua" and len(non_zh) > 1
     results: list[str | None] = [None] * len(texts)
     pending: list[int] = []
     for i, text in enumerate(texts):
-        if not any(ch.isalpha() for ch in text):
-            continue
-        ratio = han_ratio(text)
-        if ratio > 0.3 and not _KANA_HANGUL.search(text):
-            results[i] = "zh" if "zh" in langs else None
+        if _HAN.search(text) is not None:
+            if han_ratio(text) > 0.3 and not _KANA_HANGUL.search(text):
+                results[i] = "zh" if "zh" in langs else None
+                continue
+        elif not any(map(str.isalpha, text)):
             continue
         if not non_zh:
             continue
+        if use_words:
+            guess = _function_word_guess(text, non_zh)
+            if guess is not None:
+                results[i] = guess
+                continue
         pending.append(i)
     if not pending:
         return results

@@ -85,3 +85,33 @@ class SourcesMixin(StoreCore):
         for run in runs:
             run["dropped"] = drops.get(run["id"], {})
         return runs
+
+    # -- batch API used by ingest (inside the caller's per-file transaction) ------------------------
+    def existing_source_ids(self, ids: list[str]) -> set[str]:
+        """Which of ``ids`` are already sources (including rows this transaction inserted)."""
+        found: set[str] = set()
+        for start in range(0, len(ids), 900):
+            chunk = ids[start:start + 900]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self.conn.execute(f"SELECT id FROM sources WHERE id IN ({marks})", chunk))
+        return found
+
+    def add_sources_batch(self, rows: list[tuple]) -> None:
+        """Insert (id, text, lang, docid, origlang, seg_id, origin_file, origin_line, run_id) rows;
+        ids that already exist are ignored."""
+        now = utcnow()
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO sources(id, text, lang, docid, origlang, seg_id, origin_file, origin_line,"
+            " run_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)", [(*row, now) for row in rows])
+
+    def add_references_batch(self, rows: list[tuple[str, str, str, str]]) -> int:
+        """Insert (source_id, lang, text, translator) rows; returns how many were new."""
+        before = self.conn.total_changes
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO source_refs(source_id, lang, text, translator) VALUES (?,?,?,?)", rows)
+        return self.conn.total_changes - before
+
+    def ingest_table_counts(self) -> dict[str, int]:
+        """Row counts of the ingest tables (tests check a failed file changed none of them)."""
+        return {t: int(self.scalar(f"SELECT COUNT(*) FROM {t}") or 0)
+                for t in ("sources", "source_refs", "ingest_runs", "ingest_drops")}

@@ -1,0 +1,358 @@
+"""The per-file ingest pipeline: read -> normalise -> filter -> identify language -> dedup -> store.
+
+Each file is one transaction: a file that turns out to be unusable half-way (invalid UTF-8 on line
+90,000, a truncated .gz, malformed XML) leaves the store exactly as it was, while files ingested
+before it in the same command stay committed. Records are processed in batches so language
+identification runs on many lines at once and inserts use ``executemany``; nothing proportional
+to the file size is held in memory (duplicates within the file are found through the store,
+which sees the rows this transaction already inserted).
+
+A record is counted once, for the first of these that applies (README "ingest" lists them):
+``bad_record``, ``empty``, ``non_letters``, ``too_short`` / ``too_long``, ``wrong_language``,
+``duplicate``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..langid import _HAN, _KANA_HANGUL, detect_languages, han_ratio, letter_ratio
+from ..normalize import moses_normalize, pre_normalize
+from ..progress import progress
+from ..store import Store, source_id_for
+from .readers import (
+    FORMATS,
+    InputFile,
+    ReaderOptions,
+    ReadStats,
+    Record,
+    format_from_name,
+    lang_from_name,
+    read_jsonl,
+    read_sgm,
+    read_table,
+    read_txt,
+    read_wmt_xml,
+    sniff_format,
+)
+
+#: Every drop reason, in the order they are checked.
+DROP_REASONS = ("bad_record", "empty", "non_letters", "too_short", "too_long", "wrong_language", "duplicate")
+
+BATCH_SIZE = 2000
+#: Line numbers of bad records kept for the report (the count is always complete).
+MAX_BAD_EXAMPLES = 5
+
+_URL = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+")
+
+
+@dataclass
+class IngestSettings:
+    """The [workspace]/[ingest] config values the pipeline needs."""
+
+    languages: tuple[str, ...] = ("en", "zh", "de", "fr")
+    backend: str = "lingua"
+    min_chars_zh: int = 6
+    max_chars_zh: int = 250
+    min_words: int = 4
+    max_words: int = 120
+    min_letter_ratio: float = 0.5
+    moses: bool = True
+    fast_langid: bool = True
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> IngestSettings:
+        ing = config.get("ingest", {})
+        return cls(languages=tuple(config.get("workspace", {}).get("languages", cls.languages)),
+                   backend=ing.get("langid_backend", "lingua"),
+                   min_chars_zh=int(ing.get("min_chars_zh", 6)), max_chars_zh=int(ing.get("max_chars_zh", 250)),
+                   min_words=int(ing.get("min_words", 4)), max_words=int(ing.get("max_words", 120)),
+                   min_letter_ratio=float(ing.get("min_letter_ratio", 0.5)),
+                   moses=bool(ing.get("moses_normalize", True)),
+                   fast_langid=bool(ing.get("langid_fast_path", True)))
+
+
+@dataclass
+class IngestOptions:
+    """What the user said on the command line about the files."""
+
+    fmt: str = "auto"
+    lang: str | None = None
+    ref_lang: str | None = None
+    columns: list[str] | None = None
+    text_field: str | None = None
+    ref_field: str | None = None
+    lang_field: str | None = None
+    docid_field: str | None = None
+
+
+@dataclass
+class FileReport:
+    path: str
+    fmt: str
+    records: int = 0
+    kept: int = 0
+    refs: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    bad_examples: list[tuple[int | None, str]] = field(default_factory=list)
+    skipped_docs: int = 0
+    run_id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "format": self.fmt, "records": self.records, "kept": self.kept,
+                "refs": self.refs, "dropped": dict(sorted(self.dropped.items())),
+                "bad_records": [{"line": ln, "reason": why} for ln, why in self.bad_examples],
+                "skipped_testsuite_docs": self.skipped_docs}
+
+
+@dataclass
+class IngestSummary:
+    files: list[FileReport] = field(default_factory=list)
+    failures: list[InputError] = field(default_factory=list)
+
+    @property
+    def kept(self) -> int:
+        return sum(f.kept for f in self.files)
+
+    @property
+    def dropped(self) -> Counter:
+        total: Counter = Counter()
+        for f in self.files:
+            total.update(f.dropped)
+        return total
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+def _sample_like(path: Path) -> bool:
+    name = path.name
+    if name.startswith(".") or name == "__init__.py" or name.upper().startswith("README"):
+        return False
+    return format_from_name(name) is not None
+
+
+def expand_inputs(args: Iterable[str], base: Path | None = None) -> list[tuple[Path, str]]:
+    """(path, display name) per input file. A folder means every ingestible file in it
+    (recursively, sorted, skipping hidden files, README and __init__.py). A relative path that
+    does not exist here but does under ``base`` (the ``-C`` workspace) is taken from there."""
+    out: list[tuple[Path, str]] = []
+    for arg in args:
+        path = Path(arg)
+        if not path.exists() and base is not None and not path.is_absolute() and (base / path).exists():
+            path = base / path
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and _sample_like(p)
+                           and not any(part.startswith(".") or part == "__pycache__"
+                                       for part in p.relative_to(path).parts[:-1]))
+            if not found:
+                raise InputError("folder holds no ingestible files (.txt .tsv .csv .jsonl .sgm .xml, "
+                                 "optionally .gz)", path=arg)
+            out.extend((p, str(Path(arg) / p.relative_to(path))) for p in found)
+        else:
+            out.append((path, arg))
+    return out
+
+
+# -- the pipeline -----------------------------------------------------------------------------------
+def _records(f: InputFile, fmt: str, opts: IngestOptions, stats: ReadStats,
+             declared: str | None) -> Iterator[Record]:
+    ropts = ReaderOptions(columns=opts.columns, text_field=opts.text_field, ref_field=opts.ref_field,
+                          lang_field=opts.lang_field, docid_field=opts.docid_field, ref_lang=opts.ref_lang)
+    if fmt == "txt":
+        return read_txt(f, ropts, stats)
+    if fmt in ("tsv", "csv"):
+        return read_table(f, ropts, stats, fmt)
+    if fmt == "jsonl":
+        return read_jsonl(f, ropts, stats, declared)
+    if fmt == "sgm":
+        return read_sgm(f, ropts, stats)
+    if fmt == "wmt-xml":
+        return read_wmt_xml(f, ropts, stats)
+    raise InputError(f"unknown format {fmt!r} (one of: auto, {', '.join(FORMATS)})", path=f.display)
+
+
+class _Batcher:
+    """Turns records into store rows for one file, batch by batch."""
+
+    def __init__(self, store: Store, settings: IngestSettings, report: FileReport, run_id: int,
+                 forced: str | None, name_lang: str | None, name_ref_lang: str | None) -> None:
+        self.store = store
+        self.s = settings
+        self.report = report
+        self.run_id = run_id
+        self.forced = forced              # --lang: wins over everything
+        self.name_lang = name_lang        # from the file name: loses to in-file declarations
+        self.name_ref_lang = name_ref_lang
+
+    def drop(self, reason: str) -> None:
+        self.report.dropped[reason] += 1
+
+    def _length_reason(self, text: str) -> str | None:
+        s = self.s
+        if _HAN.search(text) is not None and han_ratio(text) > 0.3 and not _KANA_HANGUL.search(text):
+            n = sum(1 for ch in text if not ch.isspace())
+            lo, hi = s.min_chars_zh, s.max_chars_zh
+        else:
+            n = text.count(" ") + 1
+            lo, hi = s.min_words, s.max_words
+        if n < lo:
+            return "too_short"
+        if n > hi:
+            return "too_long"
+        return None
+
+    def process(self, batch: list[Record]) -> None:
+        s = self.s
+        report = self.report
+        survivors: list[tuple[Record, str]] = []
+        for rec in batch:
+            report.records += 1
+            if rec.bad is not None:
+                self.drop("bad_record")
+                if len(report.bad_examples) < MAX_BAD_EXAMPLES:
+                    report.bad_examples.append((rec.line, rec.bad))
+                continue
+            if rec.overlong:
+                self.drop("too_long")
+                continue
+            text = pre_normalize(rec.text or "")
+            if not text:
+                self.drop("empty")
+                continue
+            masked = _URL.sub(lambda m: "#" * len(m.group()), text) if ("://" in text or "www." in text
+                                                                      or "@" in text) else text
+            if letter_ratio(masked) < s.min_letter_ratio:
+                self.drop("non_letters")
+                continue
+            reason = self._length_reason(text)
+            if reason:
+                self.drop(reason)
+                continue
+            survivors.append((rec, text))
+        if not survivors:
+            return
+        detected = detect_languages([t for _, t in survivors], s.languages, s.backend, s.fast_langid)
+        rows: dict[str, tuple] = {}
+        refs: list[tuple[str, Ref_, str | None]] = []
+        for (rec, text), lang in zip(survivors, detected):
+            declared = self.forced or rec.lang or self.name_lang
+            if lang is None or (declared is not None and lang != declared):
+                self.drop("wrong_language")
+                continue
+            final = moses_normalize(text, lang) if s.moses else text
+            sid = source_id_for(final)
+            if sid in rows:
+                self.drop("duplicate")
+            else:
+                rows[sid] = (sid, final, lang, rec.docid, rec.origlang, rec.seg_id, report.path, rec.line,
+                             self.run_id)
+            for ref in rec.refs:
+                refs.append((sid, ref, lang))
+        if rows:
+            existing = self.store.existing_source_ids(list(rows))
+            new = [row for sid, row in rows.items() if sid not in existing]
+            report.dropped["duplicate"] += len(rows) - len(new)
+            self.store.add_sources_batch(new)
+            report.kept += len(new)
+        if refs:
+            self._store_refs(refs)
+
+    def _store_refs(self, refs: list[tuple[str, Ref_, str | None]]) -> None:
+        """References of kept sources and of duplicates (a second test set may add one)."""
+        s = self.s
+        texts = [pre_normalize(ref.text) for _, ref, _ in refs]
+        unknown = [i for i, (_, ref, _) in enumerate(refs) if not (ref.lang or self.name_ref_lang)]
+        guessed = dict(zip(unknown, detect_languages([texts[i] for i in unknown], s.languages, s.backend,
+                                                     s.fast_langid))) if unknown else {}
+        rows = []
+        for i, ((sid, ref, _src_lang), text) in enumerate(zip(refs, texts)):
+            if not text:
+                continue
+            lang = (ref.lang or self.name_ref_lang or guessed.get(i) or "und").lower()
+            if s.moses:
+                text = moses_normalize(text, lang)
+            rows.append((sid, lang, text, ref.translator or ""))
+        self.report.refs += self.store.add_references_batch(rows)
+
+
+Ref_ = Any  # readers.Ref; aliased to keep the long tuple annotations readable
+
+
+def _resolve_format(f: InputFile, opts: IngestOptions) -> str:
+    if opts.fmt != "auto":
+        if opts.fmt == "tsv" and format_from_name(f.display) == "csv":
+            return "csv"
+        return opts.fmt
+    return format_from_name(f.display) or format_from_name(f.path.name) or sniff_format(f.head, f.display)
+
+
+def ingest_file(store: Store, path: Path, display: str, settings: IngestSettings,
+                opts: IngestOptions) -> FileReport:
+    """Ingest one file in one transaction; raises InputError (store unchanged) when unusable."""
+    if opts.lang is not None and opts.lang not in settings.languages:
+        raise InputError(f"--lang {opts.lang} is not a workspace language ({', '.join(settings.languages)})")
+    f = InputFile(path, display)
+    try:
+        fmt = _resolve_format(f, opts)
+        name_lang, name_ref = lang_from_name(path.name)
+        if name_lang not in settings.languages:
+            name_lang = None
+        declared = opts.lang or name_lang
+        report = FileReport(display, fmt)
+        stats = ReadStats()
+        records = _records(f, fmt, opts, stats, opts.lang)
+        with store.transaction(), progress(total=f.size, unit="B", unit_scale=True, desc=display[-30:],
+                                           leave=False) as bar:
+            run_id = store.begin_ingest_run(display, fmt, declared, opts.ref_lang or name_ref)
+            # In-file declarations (<src lang>, srclang, a header's language, a JSON lang field) win
+            # over the file name; --lang wins over everything.
+            batcher = _Batcher(store, settings, report, run_id, opts.lang, name_lang, opts.ref_lang or name_ref)
+            while True:
+                batch = list(islice(records, BATCH_SIZE))
+                if not batch:
+                    break
+                batcher.process(batch)
+                bar.update(f.raw_position() - bar.n)
+            report.skipped_docs = stats.skipped_docs
+            if report.records == 0:
+                raise InputError("no sentences found" + (f" ({stats.skipped_docs} testsuite docs skipped)"
+                                                         if stats.skipped_docs else ""), path=display)
+            if report.dropped["bad_record"] and \
+                    report.dropped["bad_record"] + report.dropped["empty"] == report.records:
+                line, why = report.bad_examples[0]
+                raise InputError(f"no usable records: all {report.records} are malformed (first: {why}); "
+                                 f"wrong --format?", path=display, line=line)
+            dropped = {r: n for r, n in report.dropped.items() if n}
+            store.finish_ingest_run(run_id, lines=report.records, kept=report.kept, dropped=dropped)
+            report.run_id = run_id
+        return report
+    finally:
+        f.close()
+
+
+def ingest_paths(store: Store, args: Iterable[str], settings: IngestSettings, opts: IngestOptions,
+                 base: Path | None = None, on_file=None) -> IngestSummary:
+    """Ingest every file (folders expanded); a failed file is recorded and the rest continue."""
+    summary = IngestSummary()
+    if opts.lang is not None and opts.lang not in settings.languages:
+        raise InputError(f"--lang {opts.lang} is not a workspace language ({', '.join(settings.languages)})")
+    for path, display in expand_inputs(args, base):
+        try:
+            report = ingest_file(store, path, display, settings, opts)
+        except InputError as exc:
+            if exc.path is None:
+                exc = InputError(exc.message, path=display, line=exc.line)
+            summary.failures.append(exc)
+            if on_file:
+                on_file(None, exc)
+            continue
+        summary.files.append(report)
+        if on_file:
+            on_file(report, None)
+    return summary
