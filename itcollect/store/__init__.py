@@ -6,6 +6,7 @@ assembled from one mixin per area so a server database could later implement the
 
 from __future__ import annotations
 
+from .batches import BatchesMixin
 from .claims import ClaimsMixin, process_holder
 from .core import StoreCore, dumps, loads, utcnow
 from .dialogues import DIALOGUE_ORIGINS, SPEC_STATUSES, DialoguesMixin
@@ -22,7 +23,7 @@ from .verdicts import VerdictsMixin
 STORE_FILE = "itcollect.db"
 
 
-class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, PlanMixin, LeasesMixin, SessionsMixin, VerdictsMixin, ImportsMixin, ExportsMixin, StoreCore):
+class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, PlanMixin, LeasesMixin, SessionsMixin, VerdictsMixin, ImportsMixin, ExportsMixin, BatchesMixin, StoreCore):
     """The workspace store. Open with ``Store(path)``; it migrates the schema on open."""
 
 
