@@ -1,0 +1,57 @@
+"""Human annotator sessions (``itcollect session``): leases, the engine, the terminal UI, the line
+protocol for scripts, and the review mode.
+
+:func:`run_session` is what the CLI calls; the interactive UI is used when stdin and stdout are
+terminals, the line protocol (:mod:`.protocol`) otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import sys
+from typing import Any
+
+from ..config import Config
+from ..store import Store
+from .engine import AnswerFailed, CommandError, Session
+
+__all__ = ["Session", "CommandError", "AnswerFailed", "run_session", "session_config"]
+
+
+def session_config(config: Config) -> Config:
+    """The config for a person waiting at a terminal: few retries, so an unreachable endpoint is
+    reported in seconds (with a retry choice) instead of after minutes of backoff."""
+    cfg = Config(copy.deepcopy(dict(config)))
+    cfg.path = getattr(config, "path", None)
+    cfg["llm"]["max_retries"] = min(int(cfg["llm"]["max_retries"]), 2)
+    cfg["llm"]["backoff_max_s"] = min(float(cfg["llm"]["backoff_max_s"]), 4.0)
+    return cfg
+
+
+def run_session(config: Config, store: Store, annotator: str, *, base_url: str | None = None,
+                model: str | None = None, review: bool = False, interactive: bool | None = None,
+                history_dir: Any = None) -> int:
+    """Run one session until the annotator quits or the pool is empty; returns the exit status."""
+    if review:
+        from .review import run_review
+
+        return run_review(store, annotator, interactive=interactive)
+
+    cfg = session_config(config)
+
+    def factory():
+        from ..llm import LLMClient
+
+        return LLMClient(cfg, store, command="session", base_url=base_url, model=model, concurrency=1)
+
+    session = Session(cfg, store, annotator, factory)
+    if interactive is None:
+        interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if interactive:
+        from .tui import TerminalUI
+
+        return asyncio.run(TerminalUI(session, history_dir=history_dir).run())
+    from .protocol import Protocol
+
+    return asyncio.run(Protocol(session).run())

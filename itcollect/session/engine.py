@@ -1,0 +1,579 @@
+"""The session engine: one annotator working through leased specs, shared by the terminal UI and
+the line protocol, so both behave identically and the protocol tests cover the TUI's logic.
+
+Durability rule: every method that changes something writes it (turn + ``session_events`` row, plus
+a lease check-and-renew) in ONE transaction before it returns, so whatever the UI shows next is
+already on disk. The state of a dialogue is never kept in memory only; it is derived from the
+store each time (:meth:`Session.state`), which is what makes resume after ``kill -9`` exact:
+
+* ``ask``      the annotator writes the next request (no turns yet, or the last answer is decided);
+* ``answer``   the last turn is a request without an answer (interrupted, or the endpoint failed):
+               the model is asked again — same sample number, so a paid answer comes from the ledger;
+* ``decide``   the last turn is a model answer not yet accepted: accept / edit / regenerate / undo.
+
+Records are the ones ``simulate`` writes (same roles, same system prompt template, same checks);
+only the provenance differs: user turns and edited answers are ``author='human'`` with the
+annotator's name, an edited answer keeps the model's text in ``original_content``, a regenerated
+answer stays as ``state='rejected'`` and an undone pair as ``state='undone'``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ..config import Config
+from ..errors import ItcollectError
+from ..store import SKIP_REASONS, LeaseLost, Store, human_holder
+
+STATES = ("ask", "answer", "decide")
+DEFAULT_FOLLOW_TYPE = "follow_up"
+
+
+class CommandError(ItcollectError):
+    """An action that does not fit the dialogue's state (the UI shows it; nothing changed)."""
+
+
+class AnswerFailed(ItcollectError):
+    """The model could not answer (endpoint down, call failed): the request is kept, retry later."""
+
+
+@dataclass
+class Answer:
+    """A model answer, committed as an active assistant turn (undecided until accepted)."""
+
+    turn_id: int
+    idx: int
+    text: str
+    model: str | None
+    finish_reason: str | None
+    warnings: list[str]
+    from_ledger: bool = False
+
+
+@dataclass
+class Current:
+    """The dialogue being worked on, with what the screen shows about it."""
+
+    spec: dict[str, Any]
+    dialogue_id: str
+    source: dict[str, Any]
+    reference: str | None
+    resumed: bool
+    resume_note: str
+    previous_holder: str | None = None
+    started: float = field(default_factory=time.time)
+
+
+def local_midnight_utc() -> str:
+    """Start of the annotator's local day as the store's UTC timestamp text ('today' on the status line)."""
+    now = datetime.now().astimezone()
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return start.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _turn_params(spec: dict[str, Any], k: int) -> dict[str, Any]:
+    """Planned parameters of user turn ``k``: plan keeps per-turn ones in ``params.turns`` and the
+    first turn's (must-include terms, phrasing variant) at the top level."""
+    params = spec.get("params") or {}
+    per_turn = params.get("turns")
+    out: dict[str, Any] = {}
+    if k == 0:
+        out.update({kk: v for kk, v in params.items() if kk not in ("turns", "variant")})
+    if isinstance(per_turn, list) and k < len(per_turn) and isinstance(per_turn[k], dict):
+        out.update(per_turn[k])
+    return out
+
+
+def planned_turns(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The plan of a spec as the screen shows it: one ``{"type": ..., **params}`` per user turn."""
+    return [{"type": t, **_turn_params(spec, k)} for k, t in enumerate(spec.get("interaction_types") or [])]
+
+
+class Session:
+    """One annotator's session over a workspace.
+
+    ``client_factory()`` builds an :class:`itcollect.llm.LLMClient`; the session builds it lazily
+    and again after the endpoint failed, so "retry" really tries again.
+    """
+
+    def __init__(self, config: Config, store: Store, annotator: str, client_factory: Callable[[], Any], *,
+                 prompts: Any = None) -> None:
+        annotator = annotator.strip()
+        if not annotator or any(ch.isspace() for ch in annotator) or len(annotator) > 64:
+            raise ItcollectError(f"annotator name {annotator!r}: give a short name without spaces (e.g. li.wei)")
+        self.config = config
+        self.store = store
+        self.annotator = annotator
+        self.holder = human_holder(annotator)
+        self.lease_s = float(config["session"]["lease_minutes"]) * 60.0
+        self.show_reference = bool(config["session"]["show_reference"])
+        self.languages = tuple(config["workspace"]["languages"])
+        self.backend = config["ingest"]["langid_backend"]
+        self._client_factory = client_factory
+        self._client: Any = None
+        self._prompts = prompts
+        self.current: Current | None = None
+        self.next_type_override: str | None = None
+
+    # -- LLM plumbing ----------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _system_prompt(self) -> tuple[str, str, str]:
+        """(text, template name, template hash) of the assistant's system prompt for this dialogue."""
+        if self._prompts is None:
+            from ..prompting import load_prompts
+
+            base = self.config.path.parent if getattr(self.config, "path", None) else None
+            self._prompts = load_prompts(self.config, base)
+        assert self.current is not None
+        d = self.current
+        r = self._prompts.render("assistant_system.j2", instruction_lang=d.spec["instruction_lang"],
+                                 src_lang=d.spec["src_lang"], tgt_lang=d.spec["tgt_lang"])
+        return r.text, r.name, r.hash
+
+    # -- claiming and resuming -------------------------------------------------------------------
+    def open_next(self) -> Current | None:
+        """Lease the next spec (own unfinished work first) and open its dialogue; None when the pool is empty."""
+        self.current = None
+        self.next_type_override = None
+        spec = None
+        # An own dialogue whose lease row is gone (expired and released) is still offered back first.
+        for d in self.store.unfinished_dialogues(self.annotator):
+            if d["spec_id"] is not None and self.store.lease_spec(d["spec_id"], self.holder, self.lease_s):
+                spec = self.store.get_spec(d["spec_id"])
+                spec["own"], spec["previous_holder"] = True, None
+                break
+        if spec is None:
+            spec = self.store.lease_next_spec(self.holder, self.lease_s)
+        if spec is None:
+            return None
+        return self._open(spec)
+
+    def _open(self, spec: dict[str, Any]) -> Current:
+        source = self.store.get_source(spec["source_id"]) or {"text": "", "references": []}
+        reference = None
+        if self.show_reference:
+            reference = next((r["text"] for r in source.get("references", []) if r["lang"] == spec["tgt_lang"]), None)
+        existing = self.store.dialogue_for_spec(spec["id"])
+        previous = spec.get("previous_holder")
+        with self.store.transaction():
+            self.store.ensure_lease(spec["id"], self.holder, self.lease_s)
+            if existing is None:
+                did = self.store.create_dialogue(
+                    origin="human", spec_id=spec["id"], annotator=self.annotator, source_id=spec["source_id"],
+                    source_text=source["text"], src_lang=spec["src_lang"], tgt_lang=spec["tgt_lang"],
+                    instruction_lang=spec["instruction_lang"],
+                    meta={"planned_types": spec["interaction_types"], "planned_turns": spec["n_turns"],
+                          "seed": spec["seed"], "seq": spec["seq"]})
+                self.store.log_event(self.annotator, "open", dialogue_id=did, spec_id=spec["id"])
+                resumed, note = False, ""
+            else:
+                did = existing["id"]
+                if existing["annotator"] != self.annotator:
+                    meta = existing["meta"]
+                    meta.setdefault("previous_annotators", []).append(existing["annotator"])
+                    self.store.update_dialogue(did, annotator=self.annotator, meta=meta)
+                self.store.log_event(self.annotator, "resume", dialogue_id=did, spec_id=spec["id"],
+                                     detail={"previous_holder": previous})
+                resumed, note = True, ""
+        self.current = Current(spec=spec, dialogue_id=did, source=source, reference=reference, resumed=resumed,
+                               resume_note=note, previous_holder=previous)
+        if resumed:
+            self.current.resume_note = self._resume_note(existing, previous)
+        return self.current
+
+    def _resume_note(self, existing: dict[str, Any], previous: str | None) -> str:
+        turns = self.conversation()
+        n_user = sum(1 for t in turns if t["role"] == "user")
+        who = ""
+        if previous and previous != self.holder:
+            who = f" (taken over from {previous.removeprefix('human:')}, whose lease expired)"
+        state = self.state()
+        what = {"ask": "continue with your next request",
+                "answer": "your last request had no answer yet (the session was interrupted or the endpoint "
+                          "failed): the model is asked again",
+                "decide": "the last answer is waiting for your decision"}[state]
+        return (f"Resuming dialogue {existing['id'][:8]} (spec {existing['spec_id']}){who}: "
+                f"{n_user} request(s) and {len(turns) - n_user} answer(s) kept; {what}.")
+
+    # -- reading the state -----------------------------------------------------------------------
+    def _need(self) -> Current:
+        if self.current is None:
+            raise CommandError("no dialogue is open")
+        return self.current
+
+    def conversation(self) -> list[dict[str, Any]]:
+        """Active user/assistant turns of the current dialogue, in order."""
+        d = self._need()
+        return [t for t in self.store.get_turns(d.dialogue_id) if t["role"] in ("user", "assistant")]
+
+    def state(self) -> str:
+        turns = self.conversation()
+        if not turns:
+            return "ask"
+        last = turns[-1]
+        if last["role"] == "user":
+            return "answer"
+        return "ask" if self._decided(last["id"]) else "decide"
+
+    def _decided(self, turn_id: int) -> bool:
+        return self.store.last_turn_action(turn_id) == "accept"
+
+    def user_turns(self) -> int:
+        return sum(1 for t in self.conversation() if t["role"] == "user")
+
+    def next_type(self) -> str:
+        """Interaction type of the next request: the annotator's choice, else the plan's, else follow_up."""
+        if self.next_type_override:
+            return self.next_type_override
+        d = self._need()
+        k = self.user_turns()
+        planned = d.spec["interaction_types"]
+        return planned[k] if k < len(planned) else DEFAULT_FOLLOW_TYPE
+
+    def current_type(self) -> str:
+        """Type of the turn being worked on (the pending request's when there is one)."""
+        turns = self.conversation()
+        if self.state() != "ask":
+            req = next(t for t in reversed(turns) if t["role"] == "user")
+            return req.get("interaction_type") or DEFAULT_FOLLOW_TYPE
+        return self.next_type()
+
+    def set_next_type(self, type_id: str) -> None:
+        from ..taxonomy import INTERACTION_TYPES
+
+        if type_id not in INTERACTION_TYPES:
+            raise CommandError(f"unknown interaction type {type_id!r} (known: {', '.join(INTERACTION_TYPES)})")
+        if self.state() != "ask":
+            raise CommandError("the type applies to the next request; finish deciding on this answer first")
+        self.next_type_override = type_id
+
+    def target_lang(self) -> str:
+        """The target in force: the spec's, or the language of the latest accepted retarget."""
+        d = self._need()
+        lang = d.spec["tgt_lang"]
+        for t in self.conversation():
+            if t["role"] == "user" and t.get("interaction_type") == "retarget" and t["params"].get("lang"):
+                lang = t["params"]["lang"]
+        return lang
+
+    # -- checks ------------------------------------------------------------------------------------
+    def _check_context(self, request: dict[str, Any], before: list[dict[str, Any]]) -> Any:
+        from ..taxonomy import CheckContext
+
+        d = self._need()
+        answers = [t for t in before if t["role"] == "assistant"]
+        previous = answers[-1]["content"] if answers else None
+        from ..taxonomy import INTERACTION_TYPES
+
+        translation = None
+        users = [t for t in before if t["role"] == "user"]
+        for u, a in zip(users, answers):
+            t = INTERACTION_TYPES.get(u.get("interaction_type") or "")
+            if t is not None and t.revises:
+                translation = a["content"]
+        tgt = d.spec["tgt_lang"]
+        for u in users:
+            if u.get("interaction_type") == "retarget" and u["params"].get("lang"):
+                tgt = u["params"]["lang"]
+        params = dict(request.get("params") or {})
+        return CheckContext(source=d.source["text"], src_lang=d.spec["src_lang"], tgt_lang=tgt,
+                            instruction_lang=d.spec["instruction_lang"], request=request["content"],
+                            previous_answer=previous, previous_translation=translation, params=params,
+                            must_include=tuple(params.get("must_include") or ()), languages=self.languages,
+                            backend=self.backend)
+
+    def _answer_warnings(self, text: str) -> list[str]:
+        """Failure reasons of an answer to the pending request (the type's checks, as in simulate)."""
+        from ..taxonomy import INTERACTION_TYPES, check_answer
+
+        turns = self.conversation()
+        # the request is the last user turn; everything before it is the context
+        i = max(j for j, t in enumerate(turns) if t["role"] == "user")
+        request = turns[i]
+        type_id = request.get("interaction_type") or DEFAULT_FOLLOW_TYPE
+        if type_id not in INTERACTION_TYPES:
+            type_id = DEFAULT_FOLLOW_TYPE
+        return check_answer(type_id, text, self._check_context(request, turns[:i]))
+
+    def _request_params(self, type_id: str, text: str) -> dict[str, Any]:
+        """The planned parameters of this turn, plus what the human's own wording fixes (a retarget's language)."""
+        from ..taxonomy import mentions_language
+
+        params = _turn_params(self._need().spec, self.user_turns())
+        if type_id == "retarget":
+            named = [lang for lang in self.languages if lang != self.target_lang() and mentions_language(text, lang)]
+            if named:
+                params["lang"] = named[0]
+        return params
+
+    def _request_warnings(self, type_id: str, text: str, params: dict[str, Any]) -> list[str]:
+        from ..taxonomy import INTERACTION_TYPES, check_request
+
+        if type_id not in INTERACTION_TYPES:
+            return []
+        turns = self.conversation()
+        ctx = self._check_context({"content": text, "params": params}, turns)
+        return check_request(type_id, text, ctx)
+
+    # -- writing -----------------------------------------------------------------------------------
+    def _guard(self) -> Current:
+        """Check-and-renew the lease; call inside the write's transaction."""
+        d = self._need()
+        self.store.ensure_lease(d.spec["id"], self.holder, self.lease_s)
+        return d
+
+    def _event(self, action: str, *, turn_id: int | None = None, **detail: Any) -> None:
+        d = self._need()
+        self.store.log_event(self.annotator, action, dialogue_id=d.dialogue_id, spec_id=d.spec["id"],
+                             turn_id=turn_id, detail=detail or None)
+
+    def add_request(self, text: str, type_id: str | None = None) -> dict[str, Any]:
+        """Commit the annotator's request (before the model is asked). Returns its warnings too."""
+        text = text.strip()
+        if not text:
+            raise CommandError("the request is empty")
+        state = self.state()
+        if state == "decide":
+            raise CommandError("decide on the last answer first (accept, edit, regenerate or undo)")
+        if state == "answer":
+            raise CommandError("the last request has no answer yet: retry, or undo it")
+        type_id = type_id or self.next_type()
+        params = self._request_params(type_id, text)
+        warnings = self._request_warnings(type_id, text, params)
+        from ..checks import detect
+
+        lang = detect(text, self.languages, self.backend)
+        with self.store.transaction():
+            d = self._guard()
+            if not any(t["role"] == "system" for t in self.store.get_turns(d.dialogue_id)):
+                system, name, thash = self._system_prompt()
+                self.store.add_turn(d.dialogue_id, role="system", content=system, author="model",
+                                    template_name=name, template_hash=thash)
+            turn_id = self.store.add_turn(d.dialogue_id, role="user", content=text, author="human",
+                                          annotator=self.annotator, interaction_type=type_id, params=params,
+                                          warnings=warnings, lang=lang)
+            self._event("request", turn_id=turn_id, type=type_id, warnings=warnings)
+        self.next_type_override = None
+        return {"turn_id": turn_id, "type": type_id, "warnings": warnings}
+
+    def _messages(self) -> list[dict[str, str]]:
+        d = self._need()
+        return [{"role": t["role"], "content": t["content"]} for t in self.store.get_turns(d.dialogue_id)]
+
+    async def get_answer(self, on_delta: Callable[[str], None] | None = None,
+                         on_reset: Callable[[], None] | None = None) -> Answer:
+        """Ask the model to answer the pending request and commit the answer (undecided)."""
+        if self.state() != "answer":
+            raise CommandError("there is no request waiting for an answer")
+        d = self._need()
+        with self.store.transaction():
+            self._guard()  # renew before a possibly long call
+        turns = self.store.get_turns(d.dialogue_id)
+        idx = max(t["idx"] for t in turns) + 1
+        sample = self.store.count_rejected_answers(d.dialogue_id, idx)
+        from ..llm import CostLimitReached, EndpointDown, LLMCallError
+
+        try:
+            result = await self.client.chat("assistant", self._messages(), sample=sample, on_delta=on_delta,
+                                            on_reset=on_reset)
+        except (LLMCallError, EndpointDown, CostLimitReached) as exc:
+            self._event("endpoint_error", error=str(exc)[:500])
+            if self._client is not None:  # a fresh client next time: "retry" must really retry
+                await self.close()
+            raise AnswerFailed(str(exc)) from None
+        warnings = self._answer_warnings(result.text)
+        if result.finish_reason == "length":
+            warnings.append("truncated: the answer hit max_tokens (finish_reason=length)")
+        from ..checks import detect
+
+        with self.store.transaction():
+            self._guard()
+            turn_id = self.store.add_turn(
+                d.dialogue_id, role="assistant", content=result.text, author="model", model=result.model,
+                call_key=result.call_key, prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens, latency_ms=result.latency_ms,
+                finish_reason=result.finish_reason, warnings=warnings,
+                lang=detect(result.text, self.languages, self.backend),
+                interaction_type=self.current_type())
+            self._event("answer", turn_id=turn_id, sample=sample, from_ledger=result.from_ledger,
+                        warnings=warnings)
+        return Answer(turn_id, idx, result.text, result.model, result.finish_reason, warnings, result.from_ledger)
+
+    def pending_answer(self) -> dict[str, Any] | None:
+        """The undecided answer (state ``decide``), as a turn dict."""
+        if self.state() != "decide":
+            return None
+        return self.conversation()[-1]
+
+    def accept(self, reason: str | None = None) -> dict[str, Any]:
+        """Accept the answer; an answer with warnings needs the annotator's reason (stored)."""
+        turn = self.pending_answer()
+        if turn is None:
+            raise CommandError("there is no answer to accept")
+        reason = (reason or "").strip() or None
+        if turn["warnings"] and not reason:
+            raise CommandError("the answer has warnings (" + "; ".join(turn["warnings"]) +
+                               "): accept with a reason to override them")
+        with self.store.transaction():
+            self._guard()
+            if turn["warnings"]:
+                self._event("override", turn_id=turn["id"], reason=reason, warnings=turn["warnings"])
+            self._event("accept", turn_id=turn["id"], reason=reason)
+        return turn
+
+    def edit(self, text: str) -> dict[str, Any]:
+        """Replace the answer with the annotator's version (the gold answer); the model's is kept.
+
+        The edit is committed at once. If the edited text still fails a check, it is committed
+        but stays undecided until accepted with a reason.
+        """
+        turn = self.pending_answer()
+        if turn is None:
+            # editing an accepted last answer is allowed too (second thoughts before the next request)
+            turns = self.conversation()
+            if self.state() == "ask" and turns and turns[-1]["role"] == "assistant":
+                turn = turns[-1]
+            else:
+                raise CommandError("there is no answer to edit")
+        text = text.strip()
+        if not text:
+            raise CommandError("the edited answer is empty")
+        warnings = self._answer_warnings(text)
+        original = turn["original_content"] if turn["original_content"] is not None else turn["content"]
+        from ..checks import detect
+
+        with self.store.transaction():
+            self._guard()
+            self.store.update_turn(turn["id"], content=text, original_content=original, author="human",
+                                   annotator=self.annotator, warnings=warnings,
+                                   lang=detect(text, self.languages, self.backend))
+            self._event("edit", turn_id=turn["id"], warnings=warnings)
+            if not warnings:
+                self._event("accept", turn_id=turn["id"], via="edit")
+        return {"turn_id": turn["id"], "warnings": warnings, "decided": not warnings}
+
+    async def regenerate(self, on_delta: Callable[[str], None] | None = None,
+                         on_reset: Callable[[], None] | None = None) -> Answer:
+        """Reject the answer (kept, state 'rejected') and ask again with a new sample number."""
+        turn = self.pending_answer()
+        if turn is None:
+            raise CommandError("there is no answer to regenerate")
+        with self.store.transaction():
+            self._guard()
+            self.store.set_turn_state(turn["id"], "rejected")
+            self._event("regenerate", turn_id=turn["id"])
+        return await self.get_answer(on_delta, on_reset)
+
+    def undo(self) -> dict[str, Any]:
+        """Take back the last request and its answer (both kept, state 'undone')."""
+        turns = self.conversation()
+        if not turns:
+            raise CommandError("nothing to undo")
+        last = turns[-1]
+        undone = [last] if last["role"] == "user" else [t for t in turns[-2:]]
+        with self.store.transaction():
+            self._guard()
+            for t in undone:
+                self.store.set_turn_state(t["id"], "undone")
+            self._event("undo", turn_id=undone[0]["id"], turns=[t["id"] for t in undone])
+        self.next_type_override = None
+        return {"undone": [t["id"] for t in undone]}
+
+    def finish(self, reason: str | None = None) -> str:
+        """Close the dialogue as done (an undecided last answer is accepted first)."""
+        d = self._need()
+        state = self.state()
+        if state == "answer":
+            raise CommandError("the last request has no answer: retry or undo it first")
+        if state == "decide":
+            self.accept(reason)
+        if not any(t["role"] == "assistant" for t in self.conversation()):
+            raise CommandError("nothing to finish: write a request first, or skip this sentence")
+        with self.store.transaction():
+            self._guard()
+            self._event("finish", turns=len(self.conversation()))
+            self.store.set_dialogue_status(d.dialogue_id, "done")
+            if not self.store.release_lease(d.spec["id"], self.holder, "done"):
+                raise LeaseLost("lease lost while finishing")
+        self.current = None
+        return d.dialogue_id
+
+    def skip(self, reason: str, note: str | None = None) -> str:
+        """Close the dialogue and its spec as skipped, with one of SKIP_REASONS (and a note)."""
+        d = self._need()
+        reason = reason.strip().lower().replace("-", "_").replace(" ", "_")
+        if reason not in SKIP_REASONS:
+            raise CommandError(f"skip reason {reason!r}: one of {', '.join(SKIP_REASONS)}")
+        text = reason if not note else f"{reason}: {note.strip()}"
+        with self.store.transaction():
+            self._guard()
+            self._event("skip", reason=reason, note=note)
+            self.store.set_dialogue_status(d.dialogue_id, "skipped", text)
+            if not self.store.release_lease(d.spec["id"], self.holder, "skipped", text):
+                raise LeaseLost("lease lost while skipping")
+        self.current = None
+        return d.dialogue_id
+
+    def flag(self, note: str | None = None) -> None:
+        """Mark the dialogue for a reviewer (the note is kept in the dialogue's meta)."""
+        d = self._need()
+        with self.store.transaction():
+            self._guard()
+            dia = self.store.get_dialogue(d.dialogue_id)
+            meta = dia["meta"]
+            meta.setdefault("flags", []).append({"annotator": self.annotator, "note": note or ""})
+            self.store.update_dialogue(d.dialogue_id, flagged=1, meta=meta)
+            self._event("flag", note=note)
+
+    def log_guidelines(self, type_id: str) -> None:
+        if self.current is not None:
+            self._event("guidelines", type=type_id)
+
+    def quit(self) -> None:
+        """Stop for now: the lease stays (it expires on its own), the dialogue resumes next time."""
+        if self.current is not None:
+            try:
+                with self.store.transaction():
+                    self._event("quit", state=self.state())
+            except ItcollectError:  # pragma: no cover - quitting must never fail loudly
+                pass
+        self.current = None
+
+    def lease_lost(self) -> None:
+        """Record that the current dialogue was taken over (its work stays; this session moves on)."""
+        if self.current is not None:
+            self._event("lease_lost")
+        self.current = None
+
+    # -- status line -------------------------------------------------------------------------------
+    def progress(self) -> dict[str, Any]:
+        p = self.store.annotator_progress(self.annotator, local_midnight_utc())
+        p["pool"] = self.store.spec_counts()["pending"]
+        return p
+
+
+def format_seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = int(round(s))
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def status_line(p: dict[str, Any]) -> str:
+    return (f"today: {p['dialogues']} done, {p['skipped']} skipped, {p['turns']} requests | "
+            f"all time: {p['total_dialogues']} done | median {format_seconds(p['median_seconds_per_dialogue'])}"
+            f" per dialogue | {p['pool']} waiting")

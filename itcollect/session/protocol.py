@@ -1,0 +1,215 @@
+"""The non-interactive session: a line protocol on stdin/stdout, for scripts and tests.
+
+``itcollect session --annotator NAME`` uses it whenever stdin is not a terminal (or with
+``--protocol``). Every step is the same engine call the terminal UI makes.
+
+Input: one command a line; blank lines and lines starting with ``#`` are ignored. A command that
+takes text accepts it on the same line, or, written alone, on the following lines up to a line
+holding a single ``.`` (a text line that is exactly ``.`` is written ``..``).
+
+=====================  ======================================================================
+``request TEXT``       write the next request; the model's answer follows
+``type ID``            the interaction type of the next request (default: the plan's)
+``accept [REASON]``    accept the answer; an answer with warnings needs a reason (stored)
+``edit TEXT``          replace the answer with your version (gold); the model's is kept
+``regenerate``         reject the answer (kept, labelled) and ask again
+``undo``               take back the last request and its answer
+``retry``              ask again after the endpoint failed (the request is kept)
+``finish [REASON]``    close the dialogue as done (an undecided answer is accepted first)
+``skip REASON [NOTE]`` close as skipped: bad_source | offensive | not_news | other
+``flag [NOTE]``        mark for review; the dialogue goes on
+``guidelines [TYPE] [LANG]``  the guide's section for the current (or named) type
+``status``             today's progress
+``quit``               stop; the dialogue resumes exactly here next time (end of input = quit)
+=====================  ======================================================================
+
+Output: one event a line, ``TAG JSON`` (tag, one space, a JSON object), flushed at once:
+``session``, ``dialogue`` (what the screen shows: source, pair, instruction language, planned
+types and turns, ``resumed`` and a ``message``), ``turn`` (the conversation so far, on open),
+``request`` (committed, with its ``warnings``), ``delta`` (a piece of the streaming answer),
+``answer`` (committed; ``warnings`` from the same checks as simulate), ``ok`` (an action done),
+``guidelines``, ``status``, ``error`` (a command that did not fit: nothing changed),
+``endpoint_error`` (the request is kept; ``retry``, ``undo`` or ``quit``), ``ready`` (waiting for a
+command; ``expect`` is ``request``, ``decision`` or ``retry``), ``done`` / ``skipped`` (a dialogue
+closed), ``idle`` (no spec left: the session ends), ``bye`` (quit).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
+
+from ..store import LeaseLost
+from .engine import AnswerFailed, CommandError, Session, planned_turns, status_line
+from .guidelines import guideline_section
+
+COMMANDS = ("request", "type", "accept", "edit", "regenerate", "undo", "retry", "finish", "skip", "flag",
+            "guidelines", "status", "quit")
+_TEXT_COMMANDS = ("request", "edit")
+
+
+class Protocol:
+    def __init__(self, session: Session, stdin: IO[str] | None = None, stdout: IO[str] | None = None,
+                 *, deltas: bool = True) -> None:
+        self.s = session
+        self.stdin = stdin or sys.stdin
+        self.stdout = stdout or sys.stdout
+        self.deltas = deltas
+        self._lines = self._read_lines()
+
+    # -- io ------------------------------------------------------------------------------------------
+    def emit(self, tag: str, **data: Any) -> None:
+        self.stdout.write(f"{tag} {json.dumps(data, ensure_ascii=False, sort_keys=True)}\n")
+        self.stdout.flush()
+
+    def _read_lines(self) -> Iterator[str]:
+        while True:
+            line = self.stdin.readline()
+            if not line:
+                return
+            yield line.rstrip("\r\n")
+
+    def _next_command(self) -> tuple[str, str] | None:
+        for line in self._lines:
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            cmd, _, arg = stripped.partition(" ")
+            cmd = cmd.lower()
+            if cmd in _TEXT_COMMANDS and not arg.strip():
+                arg = self._read_block()
+            return cmd, arg.strip() if cmd not in _TEXT_COMMANDS else arg
+        return None
+
+    def _read_block(self) -> str:
+        out = []
+        for line in self._lines:
+            if line == ".":
+                break
+            out.append(line[1:] if line.startswith("..") else line)
+        return "\n".join(out)
+
+    # -- the loop ------------------------------------------------------------------------------------
+    async def run(self) -> int:
+        self.emit("session", annotator=self.s.annotator, protocol=1, commands=list(COMMANDS))
+        try:
+            while True:
+                if self.s.current is None:
+                    cur = self.s.open_next()
+                    if cur is None:
+                        self.emit("idle", message="no spec is waiting: every spec is done or leased by someone else")
+                        return 0
+                    self._show_dialogue()
+                    if self.s.state() == "answer":
+                        await self._answer(self.s.get_answer)
+                        if self.s.current is None:
+                            continue
+                self.emit("ready", expect={"ask": "request", "decide": "decision", "answer": "retry"}[self.s.state()],
+                          type=self.s.current_type(), turn=self.s.user_turns())
+                nxt = self._next_command()
+                if nxt is None:
+                    self.s.quit()
+                    self.emit("bye", reason="end of input")
+                    return 0
+                cmd, arg = nxt
+                try:
+                    if await self._do(cmd, arg) == "quit":
+                        return 0
+                except CommandError as exc:
+                    self.emit("error", command=cmd, message=exc.message)
+                except LeaseLost as exc:
+                    self.emit("error", command=cmd, code="lease_lost",
+                              message=f"{exc.message}; moving on to the next dialogue (nothing of yours was lost)")
+                    self.s.lease_lost()
+        finally:
+            await self.s.close()
+
+    def _show_dialogue(self) -> None:
+        cur = self.s.current
+        assert cur is not None
+        spec = cur.spec
+        self.emit("dialogue", dialogue_id=cur.dialogue_id, spec_id=spec["id"], source=cur.source["text"],
+                  reference=cur.reference, src_lang=spec["src_lang"], tgt_lang=spec["tgt_lang"],
+                  instruction_lang=spec["instruction_lang"], planned_types=spec["interaction_types"],
+                  planned_turns=spec["n_turns"], plan=planned_turns(spec), resumed=cur.resumed, message=cur.resume_note)
+        for t in self.s.conversation():
+            self.emit("turn", turn_id=t["id"], idx=t["idx"], role=t["role"], content=t["content"],
+                      author=t["author"], type=t.get("interaction_type"), warnings=t["warnings"])
+
+    async def _answer(self, fn) -> None:
+        def on_delta(piece: str) -> None:
+            if self.deltas:
+                self.emit("delta", text=piece)
+
+        def on_reset() -> None:
+            self.emit("delta", reset=True, text="")
+
+        try:
+            ans = await fn(on_delta, on_reset)
+        except AnswerFailed as exc:
+            self.emit("endpoint_error", message=exc.message, choices=["retry", "undo", "quit"])
+            return
+        except LeaseLost as exc:
+            self.emit("error", code="lease_lost", message=exc.message)
+            self.s.lease_lost()
+            return
+        self.emit("answer", turn_id=ans.turn_id, idx=ans.idx, text=ans.text, model=ans.model,
+                  finish_reason=ans.finish_reason, warnings=ans.warnings, from_ledger=ans.from_ledger)
+
+    async def _do(self, cmd: str, arg: str) -> str | None:
+        s = self.s
+        if cmd == "request":
+            r = s.add_request(arg)
+            self.emit("request", turn_id=r["turn_id"], type=r["type"], warnings=r["warnings"])
+            await self._answer(s.get_answer)
+        elif cmd == "type":
+            s.set_next_type(arg)
+            self.emit("ok", action="type", type=arg)
+        elif cmd == "accept":
+            t = s.accept(arg or None)
+            self.emit("ok", action="accept", turn_id=t["id"])
+        elif cmd == "edit":
+            r = s.edit(arg)
+            self.emit("ok", action="edit", turn_id=r["turn_id"], warnings=r["warnings"], accepted=r["decided"])
+        elif cmd == "regenerate":
+            await self._answer(s.regenerate)
+        elif cmd == "retry":
+            if s.state() != "answer":
+                raise CommandError("nothing to retry")
+            await self._answer(s.get_answer)
+        elif cmd == "undo":
+            r = s.undo()
+            self.emit("ok", action="undo", turns=r["undone"])
+        elif cmd == "finish":
+            did = s.finish(arg or None)
+            self.emit("done", dialogue_id=did)
+        elif cmd == "skip":
+            reason, _, note = arg.partition(" ")
+            if not reason:
+                raise CommandError("skip needs a reason: bad_source | offensive | not_news | other")
+            did = s.skip(reason, note or None)
+            self.emit("skipped", dialogue_id=did, reason=reason)
+        elif cmd == "flag":
+            s.flag(arg or None)
+            self.emit("ok", action="flag")
+        elif cmd == "guidelines":
+            parts = arg.split()
+            type_id = parts[0] if parts else s.current_type()
+            lang = parts[1] if len(parts) > 1 else s.current.spec["instruction_lang"]
+            text = guideline_section(type_id, lang)
+            if not text:
+                raise CommandError(f"no guideline section for {type_id!r}")
+            s.log_guidelines(type_id)
+            self.emit("guidelines", type=type_id, lang=lang, text=text)
+        elif cmd == "status":
+            p = s.progress()
+            self.emit("status", line=status_line(p), **p)
+        elif cmd == "quit":
+            s.quit()
+            self.emit("bye", reason="quit")
+            return "quit"
+        else:
+            raise CommandError(f"unknown command {cmd!r} (commands: {', '.join(COMMANDS)})")
+        return None

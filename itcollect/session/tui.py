@@ -1,0 +1,342 @@
+"""The interactive terminal UI of ``itcollect session``.
+
+prompt_toolkit gives the request line what annotators expect of a modern shell: line editing,
+history across sessions (per annotator, in the workspace), multi-line input (Alt+Enter or Esc then
+Enter inserts a newline; Enter sends) and correct cursor movement over CJK wide characters. rich
+renders the source panel, the conversation and the guidelines (Markdown). Every decision is one
+key. All state changes go through :class:`~.engine.Session`, which commits before returning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..store import SKIP_REASONS, LeaseLost
+from .engine import AnswerFailed, CommandError, Session, planned_turns, status_line
+from .guidelines import guideline_section
+
+DECISION_KEYS = {"a": "accept", "e": "edit", "r": "regenerate", "u": "undo", "f": "finish", "s": "skip",
+                 "!": "flag", "g": "guidelines", "q": "quit"}
+RETRY_KEYS = {"r": "retry", "u": "undo", "s": "skip", "q": "quit"}
+SLASH_HELP = ("/finish  /skip REASON [note]  /flag [note]  /undo  /type ID  /guide [TYPE]  /status  /quit"
+              "   (Alt+Enter: new line, Ctrl-D: quit)")
+
+
+class Quit(Exception):
+    pass
+
+
+class TerminalUI:
+    def __init__(self, session: Session, *, history_dir: str | Path | None = None) -> None:
+        from rich.console import Console
+
+        self.s = session
+        self.console = Console(highlight=False)
+        self.history_dir = Path(history_dir) if history_dir else None
+        self._prompt: Any = None
+
+    # -- prompt_toolkit pieces --------------------------------------------------------------------
+    def _prompt_session(self, history: bool = True) -> Any:
+        """The request prompt (with the annotator's history), or a plain one for reasons and edits."""
+        if history and self._prompt is not None:
+            return self._prompt
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.history import FileHistory, InMemoryHistory
+        from prompt_toolkit.key_binding import KeyBindings
+
+        hist: Any = InMemoryHistory()
+        if history and self.history_dir is not None:
+            try:
+                self.history_dir.mkdir(parents=True, exist_ok=True)
+                hist = FileHistory(str(self.history_dir / f"{self.s.annotator}.history"))
+            except OSError:
+                pass
+        kb = KeyBindings()
+
+        @kb.add("escape", "enter")
+        def _newline(event: Any) -> None:
+            event.current_buffer.insert_text("\n")
+
+        @kb.add("enter")
+        def _submit(event: Any) -> None:
+            event.current_buffer.validate_and_handle()
+
+        ps = PromptSession(history=hist, key_bindings=kb, multiline=True, bottom_toolbar=self._toolbar)
+        if history:
+            self._prompt = ps
+        return ps
+
+    def _toolbar(self) -> str:
+        try:
+            return " " + status_line(self.s.progress())
+        except Exception:  # noqa: BLE001 - the toolbar must never break the prompt
+            return ""
+
+    async def _text(self, message: str, default: str = "", history: bool = True) -> str | None:
+        """A line (or several) of text; None on Ctrl-D / Ctrl-C."""
+        session = self._prompt_session(history)
+        try:
+            return await session.prompt_async(message, default=default)
+        except (EOFError, KeyboardInterrupt):
+            return None
+
+    async def _key(self, message: str, keys: dict[str, str]) -> str:
+        """One key press among ``keys`` (Ctrl-C / Ctrl-D mean quit)."""
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.key_binding import KeyBindings
+
+        kb = KeyBindings()
+        for key in keys:
+            kb.add(key)(lambda event, k=key: event.app.exit(result=k))
+        kb.add("c-c")(lambda event: event.app.exit(result="q"))
+        kb.add("c-d")(lambda event: event.app.exit(result="q"))
+        kb.add("<any>")(lambda event: None)
+        ps: PromptSession = PromptSession(key_bindings=kb, bottom_toolbar=self._toolbar)
+        return keys.get(await ps.prompt_async(message), "quit")
+
+    # -- rendering ----------------------------------------------------------------------------------
+    def show_dialogue(self) -> None:
+        from rich.panel import Panel
+        from rich.text import Text
+
+        cur = self.s.current
+        assert cur is not None
+        spec = cur.spec
+        langs = {"en": "English", "zh": "Chinese (中文)"}
+        plan = planned_turns(spec)
+        plan_text = ", ".join(p["type"] + (f" ({', '.join(f'{k}={v}' for k, v in p.items() if k != 'type')})"
+                                           if len(p) > 1 else "") for p in plan)
+        body = Text()
+        body.append("Source  ", style="bold")
+        body.append(cur.source["text"] + "\n")
+        if cur.reference:
+            body.append("Ref.    ", style="bold dim")
+            body.append(cur.reference + "\n", style="dim")
+        body.append("Pair    ", style="bold")
+        body.append(f"{spec['src_lang']} → {spec['tgt_lang']}    ")
+        body.append("Requests in ", style="bold")
+        body.append(langs.get(spec["instruction_lang"], spec["instruction_lang"]) + "\n")
+        body.append("Plan    ", style="bold")
+        body.append(f"{plan_text}  [{spec['n_turns']} turns]")
+        self.console.print(Panel(body, title=f"dialogue {cur.dialogue_id[:8]} · spec {spec['id']}",
+                                 subtitle=self.s.annotator, expand=True))
+        self.console.print(Text(self._toolbar().strip(), style="dim"))
+        if cur.resume_note:
+            self.console.print(f"[yellow]{cur.resume_note}[/yellow]")
+        for t in self.s.conversation():
+            self.show_turn(t)
+
+    def show_turn(self, t: dict[str, Any]) -> None:
+        from rich.text import Text
+
+        if t["role"] == "user":
+            self.console.print(Text(f"You ({t.get('interaction_type') or '?'}) › ", style="bold cyan") + Text(t["content"]))
+        else:
+            who = "Model" if t["author"] == "model" else "Model (edited)"
+            self.console.print(Text(f"{who} › ", style="bold green") + Text(t["content"]))
+            self.show_warnings(t["warnings"])
+
+    def show_warnings(self, warnings: list[str]) -> None:
+        for w in warnings:
+            self.console.print(f"[bold yellow]  warning:[/bold yellow] {w}")
+
+    def error(self, message: str) -> None:
+        self.console.print(f"[bold red]{message}[/bold red]")
+
+    # -- streaming an answer --------------------------------------------------------------------------
+    async def _stream(self, fn: Any) -> None:
+        """Run an engine call that streams an answer; Ctrl-C abandons the answer (the request stays)."""
+        from rich.text import Text
+
+        self.console.print(Text("Model › ", style="bold green"), end="")
+        out = sys.stdout
+
+        def on_delta(piece: str) -> None:
+            out.write(piece)
+            out.flush()
+
+        def on_reset() -> None:
+            out.write("\n[connection lost, asking again…]\n")
+            out.flush()
+
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(fn(on_delta, on_reset))
+        try:
+            loop.add_signal_handler(signal.SIGINT, task.cancel)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - not on this platform
+            pass
+        try:
+            answer = await task
+        except asyncio.CancelledError:
+            out.write("\n")
+            self.error("Interrupted: the answer was discarded; your request is kept.")
+            self.s.store.log_event(self.s.annotator, "interrupted", dialogue_id=self.s.current.dialogue_id,
+                                   spec_id=self.s.current.spec["id"])
+            return
+        except AnswerFailed as exc:
+            out.write("\n")
+            self.error(f"The model could not answer: {exc.message}")
+            self.console.print("Your request is kept. Retry when the endpoint is back, or undo the request.")
+            return
+        finally:
+            try:
+                loop.remove_signal_handler(signal.SIGINT)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover
+                pass
+        out.write("\n")
+        out.flush()
+        if answer.from_ledger:
+            self.console.print("[dim](answer already paid for: taken from the ledger)[/dim]")
+        self.show_warnings(answer.warnings)
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    async def run(self) -> int:
+        self.console.print(f"[bold]itcollect session[/bold] · {self.s.annotator} · "
+                           "keys: a accept, e edit, r regenerate, u undo, f finish, s skip, ! flag, "
+                           "g guidelines, q quit")
+        try:
+            while True:
+                if self.s.current is None:
+                    cur = self.s.open_next()
+                    if cur is None:
+                        self.console.print("[green]No spec is waiting: every spec is done or leased by someone "
+                                           "else. Thank you![/green]")
+                        return 0
+                    self.show_dialogue()
+                try:
+                    await self.step()
+                except CommandError as exc:
+                    self.error(exc.message)
+                except LeaseLost as exc:
+                    self.error(f"{exc.message}. Your committed turns stay; moving on.")
+                    self.s.lease_lost()
+        except Quit:
+            self.s.quit()
+            self.console.print("Saved. Run the same command to continue exactly here.")
+            return 0
+        finally:
+            await self.s.close()
+
+    async def step(self) -> None:
+        state = self.s.state()
+        if state == "answer":
+            await self._stream(self.s.get_answer)
+            if self.s.current is not None and self.s.state() == "answer":
+                key = await self._key("[r]etry  [u]ndo the request  [s]kip  [q]uit › ", RETRY_KEYS)
+                await self.action(key)
+        elif state == "decide":
+            key = await self._key("[a]ccept [e]dit [r]egenerate [u]ndo [f]inish [s]kip [!]flag [g]uide [q]uit › ",
+                                  DECISION_KEYS)
+            await self.action(key)
+        else:
+            await self.ask()
+
+    async def ask(self) -> None:
+        type_id = self.s.next_type()
+        text = await self._text(f"You ({type_id}) › ")
+        if text is None:
+            raise Quit
+        text = text.strip()
+        if not text:
+            return
+        if text.startswith("/"):
+            cmd, _, arg = text[1:].partition(" ")
+            await self.slash(cmd.lower(), arg.strip())
+            return
+        r = self.s.add_request(text)
+        self.show_warnings([f"request: {w}" for w in r["warnings"]])
+        await self._stream(self.s.get_answer)
+
+    async def slash(self, cmd: str, arg: str) -> None:
+        if cmd in ("quit", "q", "exit"):
+            raise Quit
+        if cmd == "finish":
+            await self.action("finish")
+        elif cmd == "skip":
+            reason, _, note = arg.partition(" ")
+            if reason:
+                self.s.skip(reason, note or None)
+                self.console.print("[dim]skipped[/dim]")
+            else:
+                await self.action("skip")
+        elif cmd == "flag":
+            self.s.flag(arg or None)
+            self.console.print("[dim]flagged for review[/dim]")
+        elif cmd == "undo":
+            await self.action("undo")
+        elif cmd == "type":
+            self.s.set_next_type(arg)
+        elif cmd in ("guide", "guidelines", "g"):
+            self.show_guidelines(arg or None)
+        elif cmd == "status":
+            self.console.print(status_line(self.s.progress()))
+        else:
+            self.console.print(SLASH_HELP)
+
+    def show_guidelines(self, type_id: str | None = None) -> None:
+        from rich.markdown import Markdown
+
+        type_id = type_id or self.s.current_type()
+        lang = self.s.current.spec["instruction_lang"] if self.s.current else "en"
+        text = guideline_section(type_id, lang)
+        if not text:
+            self.error(f"no guideline section for {type_id!r}")
+            return
+        self.s.log_guidelines(type_id)
+        self.console.print(Markdown(text))
+
+    async def action(self, name: str) -> None:
+        s = self.s
+        if name == "quit":
+            raise Quit
+        if name == "accept":
+            turn = s.pending_answer()
+            reason = None
+            if turn is not None and turn["warnings"]:
+                reason = await self._text("Reason to accept despite the warnings › ", history=False)
+                if not reason or not reason.strip():
+                    self.console.print("[dim]not accepted[/dim]")
+                    return
+            s.accept(reason)
+        elif name == "edit":
+            turn = s.pending_answer()
+            if turn is None:
+                raise CommandError("there is no answer to edit")
+            text = await self._text("Your version › ", default=turn["content"], history=False)
+            if text is None or not text.strip():
+                self.console.print("[dim]edit cancelled[/dim]")
+                return
+            r = s.edit(text)
+            if r["warnings"]:
+                self.show_warnings(r["warnings"])
+                self.console.print("Your edit is saved; accept it (with a reason) or edit again.")
+        elif name == "regenerate":
+            await self._stream(s.regenerate)
+        elif name == "retry":
+            await self._stream(s.get_answer)
+        elif name == "undo":
+            s.undo()
+            self.console.print("[dim]last request taken back[/dim]")
+        elif name == "finish":
+            s.finish()
+            self.console.print("[green]Dialogue finished.[/green]\n")
+        elif name == "skip":
+            keys = {str(i + 1): r for i, r in enumerate(SKIP_REASONS)}
+            keys["c"] = "cancel"
+            choice = await self._key("Skip because: " + "  ".join(f"[{k}] {v}" for k, v in keys.items()) + " › ",
+                                     keys)
+            if choice in ("cancel", "quit"):
+                return
+            note = await self._text("Note (optional) › ", history=False)
+            s.skip(choice, note or None)
+            self.console.print("[dim]skipped[/dim]\n")
+        elif name == "flag":
+            note = await self._text("Note for the reviewer › ", history=False)
+            s.flag(note or None)
+            self.console.print("[dim]flagged for review[/dim]")
+        elif name == "guidelines":
+            self.show_guidelines()
