@@ -1,0 +1,459 @@
+"""OpenAI Batch API mode for ``simulate``: the same dialogues at batch prices (about half).
+
+A *round* takes the next call of every pending dialogue (its first translation, the simulated
+annotator's next request, or the assistant's next answer), writes them as Batch JSONL lines whose
+``custom_id`` is the ledger key, and submits them; when the batches are done their answers go
+into the ledger and the dialogues advance exactly as online (the same driver validates each turn
+and re-samples a failed one in the next round). Rounds repeat until every dialogue is done.
+
+Crash safety is the point of the design. A batch, its items and the ledger rows of its calls
+(status ``batched``) are recorded in one transaction *before* anything is uploaded. Then:
+
+* ``recorded`` → upload the input file (named ``itcollect-<local id>.jsonl``). The status goes
+  ``uploading`` first; a resume that finds ``uploading`` looks the file up by that name before
+  uploading again, so an upload that reached the server but whose id was lost is reused.
+* ``uploaded`` → create the remote batch with ``metadata = {itcollect_batch: <local id>}``; a
+  resume that finds ``creating`` lists the remote batches for that metadata before creating one.
+* ``submitted`` → poll with backoff; a terminal batch (completed, expired, cancelled, failed) is
+  downloaded and collected in ONE store transaction (answers into the ledger at batch prices,
+  item statuses, batch ``collected``): a crash during collection leaves nothing half-written and
+  the next run simply collects again. A call whose answer is already in the ledger is never
+  overwritten, so collecting twice cannot count twice.
+* Dialogues advance from the ledger (``done`` rows), which is idempotent: a dialogue's state is
+  its committed turns, so a crash between collection and advancing just advances next run.
+
+A call that comes back without an answer (error line, HTTP error inside the batch, expiry,
+cancellation, no line at all) goes back to ``failed`` and is submitted again, alone, next round;
+after ``[batch] max_attempts`` failed batches it is left to online ``simulate`` (the stragglers).
+
+Mixing modes: a call that is ``batched`` is in flight at the provider; batch rounds never submit
+it again, and online ``simulate`` must treat it as not yet answered (it skips such dialogues) until
+a ``simulate --batch-api`` run collects the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Config
+from .errors import ServiceError
+from .store import Store
+
+#: The only endpoint itcollect batches.
+BATCH_ENDPOINT = "/v1/chat/completions"
+#: Remote statuses after which nothing more will change.
+REMOTE_TERMINAL = ("completed", "expired", "cancelled", "failed")
+
+#: Test hook: comma-separated phase names at which the process writes the phase to
+#: $ITCOLLECT_BATCH_PAUSE_FILE and sleeps (so a test can kill -9 it at an exact point).
+PAUSE_ENV = "ITCOLLECT_BATCH_PAUSE_AT"
+PAUSE_FILE_ENV = "ITCOLLECT_BATCH_PAUSE_FILE"
+PHASES = ("recorded", "uploaded", "created", "polling", "downloaded", "collected")
+
+_WAITING_FOR = {
+    "recorded": "upload of its input file",
+    "uploading": "upload (interrupted: the file will be looked up by name before uploading again)",
+    "uploaded": "creation of the remote batch",
+    "creating": "creation (interrupted: the remote batch will be looked up by its metadata first)",
+}
+_REMOTE_WAITING = {
+    "validating": "the provider to validate the input file",
+    "in_progress": "the provider to answer its requests",
+    "finalizing": "the provider to write the output file",
+    "cancelling": "the provider to finish cancelling",
+    "completed": "collection (run `itcollect simulate --batch-api`)",
+    "expired": "collection of its partial output (run `itcollect simulate --batch-api`)",
+    "cancelled": "collection of its partial output (run `itcollect simulate --batch-api`)",
+    "failed": "collection of its errors (run `itcollect simulate --batch-api`)",
+}
+
+
+def _checkpoint(phase: str) -> None:
+    """The test hook (see PAUSE_ENV); a no-op unless the environment asks for this phase."""
+    wanted = os.environ.get(PAUSE_ENV)
+    if not wanted or phase not in wanted.split(","):
+        return
+    path = os.environ.get(PAUSE_FILE_ENV)
+    if path:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(phase)
+    time.sleep(3600)
+
+
+@dataclass(slots=True)
+class BatchCall:
+    """One request line: ``custom_id`` is the ledger key, ``body`` the exact chat body."""
+
+    key: str
+    role: str
+    model: str
+    base_url: str | None
+    body: dict[str, Any]
+
+    def line(self) -> bytes:
+        return (json.dumps({"custom_id": self.key, "method": "POST", "url": BATCH_ENDPOINT, "body": self.body},
+                           ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+    def ledger_row(self) -> dict[str, Any]:
+        return {"key": self.key, "role": self.role, "model": self.model, "base_url": self.base_url,
+                "request": json.dumps(self.body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))}
+
+
+def split_calls(calls: Iterable[BatchCall], *, max_requests: int, max_bytes: int) -> list[list[BatchCall]]:
+    """Group calls into input files: one endpoint and model per file (the API requires a single
+    model per batch), at most ``max_requests`` lines and ``max_bytes`` bytes each, order kept."""
+    groups: dict[tuple[str | None, str], list[BatchCall]] = {}
+    for call in calls:
+        groups.setdefault((call.base_url, call.model), []).append(call)
+    files: list[list[BatchCall]] = []
+    for group in groups.values():
+        current: list[BatchCall] = []
+        size = 0
+        for call in group:
+            n = len(call.line())
+            if n > max_bytes:
+                raise ServiceError(f"one batch request is {n:,} bytes, over [batch] max_bytes_per_file "
+                                   f"({max_bytes:,}); raise the limit or shorten the prompts")
+            if current and (len(current) >= max_requests or size + n > max_bytes):
+                files.append(current)
+                current, size = [], 0
+            current.append(call)
+            size += n
+        if current:
+            files.append(current)
+    return files
+
+
+@dataclass(slots=True)
+class LineResult:
+    """What a batch output/error line said about one call."""
+
+    ok: bool
+    text: str = ""
+    finish_reason: str = "stop"
+    model: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error: str = ""
+
+
+def parse_result_line(line: dict[str, Any]) -> LineResult:
+    """A line of an output or error file → an answer or the reason there is none. The same
+    rules as online: no choices or empty content is a failed call, never a silent None."""
+    error = line.get("error")
+    response = line.get("response")
+    if error:
+        if isinstance(error, dict):
+            return LineResult(False, error=f"{error.get('code') or 'error'}: {error.get('message') or ''}".strip())
+        return LineResult(False, error=str(error))
+    if not isinstance(response, dict):
+        return LineResult(False, error="result line without a response")
+    status = response.get("status_code")
+    body = response.get("body")
+    if status != 200:
+        message = ""
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            message = str(body["error"].get("message") or "")
+        return LineResult(False, error=f"HTTP {status}: {message}"[:500])
+    if not isinstance(body, dict):
+        return LineResult(False, error="malformed response body")
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return LineResult(False, error="response without choices")
+    message = choices[0].get("message") or {}
+    text = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        return LineResult(False, error="empty answer")
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    return LineResult(True, text=text, finish_reason=choices[0].get("finish_reason") or "stop",
+                      model=str(body.get("model") or ""), prompt_tokens=usage.get("prompt_tokens"),
+                      completion_tokens=usage.get("completion_tokens"))
+
+
+def _parse_jsonl(text: str) -> list[dict[str, Any]]:
+    out = []
+    for raw in text.splitlines():
+        raw = raw.strip()
+        if not raw:
+            continue
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue  # its call gets no result and is resubmitted: nothing is lost
+        if isinstance(line, dict) and isinstance(line.get("custom_id"), str):
+            out.append(line)
+    return out
+
+
+@dataclass
+class CollectReport:
+    batch_id: str
+    remote_status: str
+    answered: int = 0
+    failed: int = 0
+    already: int = 0
+    cost_usd: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+class BatchRunner:
+    """Moves recorded batches through upload → create → poll → collect, resumably.
+
+    ``llm`` is the run's :class:`itcollect.llm.LLMClient`: its endpoints (and key) are the ones
+    batches go to, its run row counts the answers. ``echo`` receives one-line progress messages.
+    """
+
+    def __init__(self, store: Store, config: Config, llm: Any, *, echo: Callable[[str], None] | None = None,
+                 sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+        self.store = store
+        self.config = config
+        self.llm = llm
+        self.settings = config["batch"]
+        self.echo = echo or (lambda _msg: None)
+        self._sleep = sleep
+        self._remotes: dict[str | None, Any] = {}
+        self.collected: list[CollectReport] = []
+
+    # -- endpoints ---------------------------------------------------------------------------------
+    def _role_for_url(self, base_url: str | None) -> str:
+        from .llm import ROLES
+
+        for role in ROLES:
+            if self.llm.base_url_for(role) == base_url:
+                return role
+        raise ServiceError(f"a batch in flight was submitted to {base_url}, which this run does not use; "
+                           f"pass --base-url {base_url} (and the same model) to resume it")
+
+    def _remote(self, base_url: str | None) -> Any:
+        """An ``AsyncOpenAI`` for that endpoint (the LLM client's, with the SDK's retries on:
+        files and batches calls are idempotent reads or guarded by our lookups)."""
+        if base_url not in self._remotes:
+            role = self._role_for_url(base_url)
+            client = self.llm._role(role).client
+            self._remotes[base_url] = client.with_options(max_retries=max(2, int(self.llm.max_retries)),
+                                                          timeout=max(60.0, float(self.llm.timeout_s)))
+        return self._remotes[base_url]
+
+    @staticmethod
+    def filename(batch_id: str) -> str:
+        return f"itcollect-{batch_id}.jsonl"
+
+    # -- recording ---------------------------------------------------------------------------------
+    def record_round(self, calls: Sequence[BatchCall], round_no: int) -> list[str]:
+        """Record a round's batches (split by the per-file limits) before anything is sent."""
+        files = split_calls(calls, max_requests=int(self.settings["max_requests_per_file"]),
+                            max_bytes=int(self.settings["max_bytes_per_file"]))
+        ids = []
+        with self.store.transaction():
+            for part in files:
+                batch_id = uuid.uuid4().hex[:16]
+                self.store.record_batch(batch_id, round_no, [c.ledger_row() for c in part],
+                                        detail={"base_url": part[0].base_url, "model": part[0].model,
+                                                "bytes": sum(len(c.line()) for c in part)})
+                ids.append(batch_id)
+        _checkpoint("recorded")
+        return ids
+
+    # -- upload and create -------------------------------------------------------------------------
+    async def _find_file(self, remote: Any, name: str, size: int) -> str | None:
+        async for f in remote.files.list(purpose="batch"):
+            if f.filename == name and (not f.bytes or f.bytes == size) and f.status != "error":
+                return f.id
+        return None
+
+    async def _find_batch(self, remote: Any, batch_id: str, since: float) -> Any | None:
+        async for b in remote.batches.list(limit=100):
+            if (b.metadata or {}).get("itcollect_batch") == batch_id:
+                return b
+            if b.created_at and b.created_at < since - 3600:
+                break  # newest first: older than our record, it cannot be ours
+        return None
+
+    def _content(self, batch_id: str) -> bytes:
+        lines = []
+        for key, request in self.store.batch_requests(batch_id):
+            lines.append((json.dumps({"custom_id": key, "method": "POST", "url": BATCH_ENDPOINT,
+                                      "body": json.loads(request)}, ensure_ascii=False,
+                                     separators=(",", ":")) + "\n").encode("utf-8"))
+        return b"".join(lines)
+
+    async def push(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Take a recorded (or interrupted) batch to ``submitted``; never creates a second copy."""
+        bid = batch["id"]
+        remote = self._remote(batch["detail"].get("base_url"))
+        status = batch["status"]
+        if status in ("recorded", "uploading"):
+            content = self._content(bid)
+            file_id = None
+            if status == "uploading":
+                file_id = await self._find_file(remote, self.filename(bid), len(content))
+                if file_id:
+                    self.echo(f"batch {bid}: reusing uploaded file {file_id}")
+            if file_id is None:
+                self.store.update_batch(bid, status="uploading")
+                f = await remote.files.create(file=(self.filename(bid), content, "application/jsonl"),
+                                              purpose="batch")
+                _checkpoint("uploaded")
+                file_id = f.id
+            self.store.update_batch(bid, status="uploaded", input_file_id=file_id)
+            status = "uploaded"
+        if status in ("uploaded", "creating"):
+            batch = self.store.get_batch(bid) or batch
+            found = None
+            if status == "creating":
+                since = _epoch(batch["created_at"])
+                found = await self._find_batch(remote, bid, since)
+                if found is not None:
+                    self.echo(f"batch {bid}: found remote batch {found.id} created before the interruption")
+            if found is None:
+                self.store.update_batch(bid, status="creating")
+                found = await remote.batches.create(
+                    input_file_id=batch["input_file_id"], endpoint=BATCH_ENDPOINT,
+                    completion_window=str(self.settings["completion_window"]),
+                    metadata={"itcollect_batch": bid, "round": str(batch["round"])})
+                _checkpoint("created")
+            self.store.update_batch(bid, status="submitted", remote_id=found.id,
+                                    detail=_remote_detail(found))
+            self.echo(f"batch {bid}: submitted as {found.id} ({batch['n_requests']:,} requests, round "
+                      f"{batch['round']})")
+        return self.store.get_batch(bid) or batch
+
+    # -- polling and collection --------------------------------------------------------------------
+    async def poll_once(self) -> list[dict[str, Any]]:
+        """Push what is not submitted yet, retrieve every submitted batch once, collect the
+        finished ones. Returns the batches still out."""
+        for batch in self.store.open_batches():
+            if batch["status"] != "submitted":
+                await self.push(batch)
+        for batch in self.store.list_batches(["submitted"]):
+            remote = self._remote(batch["detail"].get("base_url"))
+            rb = await remote.batches.retrieve(batch["remote_id"])
+            if rb.status in REMOTE_TERMINAL:
+                await self.collect(batch, rb)
+            else:
+                self.store.update_batch(batch["id"], detail=_remote_detail(rb))
+        return self.store.open_batches()
+
+    async def drain(self, *, wait: bool = True) -> list[dict[str, Any]]:
+        """Poll (with backoff) until no batch is out, or once when ``wait`` is false."""
+        interval = float(self.settings["poll_interval_s"])
+        while True:
+            still = await self.poll_once()
+            if not still or not wait:
+                return still
+            counts = [b["detail"].get("request_counts") or {} for b in still]
+            done = sum(int(c.get("completed", 0)) + int(c.get("failed", 0)) for c in counts)
+            total = sum(int(b["n_requests"]) for b in still)
+            self.echo(f"waiting for {len(still)} batch(es): {done:,}/{total:,} requests processed; next poll in "
+                      f"{interval:.0f}s")
+            _checkpoint("polling")
+            await self._sleep(interval)
+            interval = min(interval * float(self.settings["poll_backoff"]), float(self.settings["poll_max_s"]))
+
+    async def _download(self, remote: Any, file_id: str | None) -> list[dict[str, Any]]:
+        if not file_id:
+            return []
+        resp = await remote.files.content(file_id)
+        return _parse_jsonl(resp.text)
+
+    async def collect(self, batch: dict[str, Any], rb: Any) -> CollectReport:
+        """Download a finished batch and write every result into the ledger, atomically."""
+        from .llm import call_cost, price_for
+
+        bid = batch["id"]
+        remote = self._remote(batch["detail"].get("base_url"))
+        lines = await self._download(remote, rb.output_file_id) + await self._download(remote, rb.error_file_id)
+        _checkpoint("downloaded")
+        results: dict[str, LineResult] = {}
+        for line in lines:
+            res = parse_result_line(line)
+            prev = results.get(line["custom_id"])
+            if prev is None or (res.ok and not prev.ok):
+                results[line["custom_id"]] = res
+        batch_error = ""
+        if rb.status == "failed":
+            errs = getattr(getattr(rb, "errors", None), "data", None) or []
+            batch_error = "; ".join(f"{e.code}: {e.message}" + (f" (line {e.line})" if e.line else "")
+                                    for e in errs[:3]) or "the batch failed"
+        missing = {"expired": "batch expired before this request was answered",
+                   "cancelled": "batch cancelled before this request was answered",
+                   "failed": f"batch failed: {batch_error}"}.get(rb.status, "no result line for this request")
+        report = CollectReport(bid, rb.status)
+        prices = self.config.get("prices", {})
+        run_id = getattr(self.llm, "run_id", None)
+        items: dict[str, str] = {}
+        with self.store.transaction():
+            for key, request in self.store.batch_requests(bid):
+                row = self.store.ledger_lookup(key)
+                if row is not None and row["status"] == "done":
+                    items[key] = "done"
+                    report.already += 1
+                    continue
+                res = results.get(key)
+                if res is not None and res.ok:
+                    body = json.loads(request)
+                    pt = res.prompt_tokens if res.prompt_tokens is not None else _prompt_estimate(body)
+                    ct = res.completion_tokens if res.completion_tokens is not None else _estimate(res.text)
+                    cost = call_cost(price_for(prices, body.get("model") or ""), int(pt), int(ct), batch=True)
+                    self.store.ledger_batch_answer(key, response=res.text, finish_reason=res.finish_reason,
+                                                   prompt_tokens=int(pt), completion_tokens=int(ct),
+                                                   cost_usd=cost, run_id=run_id)
+                    items[key] = "done"
+                    report.answered += 1
+                    report.cost_usd += cost
+                    continue
+                error = res.error if res is not None else missing
+                if row is not None and row["status"] == "batched" and row["batch_id"] == bid:
+                    self.store.ledger_batch_failed(key, error=error, run_id=run_id)
+                items[key] = "failed"
+                report.failed += 1
+                if len(report.errors) < 3:
+                    report.errors.append(error)
+            self.store.set_batch_items(bid, items)
+            self.store.update_batch(bid, status="collected", output_file_id=rb.output_file_id,
+                                    error_file_id=rb.error_file_id,
+                                    detail={**_remote_detail(rb), "answered": report.answered,
+                                            "failed": report.failed, "cost_usd": round(report.cost_usd, 6),
+                                            **({"batch_error": batch_error} if batch_error else {})})
+        _checkpoint("collected")
+        self.collected.append(report)
+        self.echo(f"batch {bid}: {rb.status}; {report.answered:,} answered, {report.failed:,} without answer"
+                  + (f" ({report.errors[0]})" if report.errors else ""))
+        return report
+
+
+def _estimate(text: str) -> int:
+    from .llm import estimate_tokens
+
+    return estimate_tokens(text)
+
+
+def _prompt_estimate(body: dict[str, Any]) -> int:
+    total = 0
+    for m in body.get("messages") or []:
+        content = m.get("content")
+        total += 4 + _estimate(content if isinstance(content, str) else json.dumps(content))
+    return total
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _remote_detail(rb: Any) -> dict[str, Any]:
+    counts = getattr(rb, "request_counts", None)
+    return {"remote_status": rb.status, "polled_at": time.time(),
+            "request_counts": ({"total": counts.total, "completed": counts.completed, "failed": counts.failed}
+                               if counts is not None else {})}
