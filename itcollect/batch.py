@@ -457,3 +457,54 @@ def _remote_detail(rb: Any) -> dict[str, Any]:
     return {"remote_status": rb.status, "polled_at": time.time(),
             "request_counts": ({"total": counts.total, "completed": counts.completed, "failed": counts.failed}
                                if counts is not None else {})}
+
+
+# -- status ----------------------------------------------------------------------------------------
+def batch_status(store: Store) -> dict[str, Any]:
+    """What ``simulate --batch-api --status`` shows, from the store alone (no network): batches
+    still out with their counts and what each waits for, the last collected round, totals."""
+    out: list[dict[str, Any]] = []
+    for b in store.open_batches():
+        d = b["detail"]
+        remote = d.get("remote_status")
+        waiting = _WAITING_FOR.get(b["status"]) or _REMOTE_WAITING.get(remote or "", "the next poll")
+        counts = d.get("request_counts") or {}
+        out.append({"id": b["id"], "remote_id": b["remote_id"], "round": b["round"], "status": b["status"],
+                    "remote_status": remote, "requests": b["n_requests"],
+                    "completed": int(counts.get("completed", 0)), "failed": int(counts.get("failed", 0)),
+                    "model": d.get("model"), "waiting_for": waiting, "updated_at": b["updated_at"]})
+    collected = store.list_batches(["collected"])
+    last_round = max((b["round"] for b in collected), default=0)
+    last = [b for b in collected if b["round"] == last_round]
+    totals = store.batch_totals()
+    return {"in_flight": out, "calls_batched": totals["calls_batched"], "batches_total": totals["total"],
+            "items": totals["items"],
+            "last_round": {"round": last_round, "batches": len(last),
+                           "answered": sum(int(b["detail"].get("answered", 0)) for b in last),
+                           "failed": sum(int(b["detail"].get("failed", 0)) for b in last),
+                           "cost_usd": round(sum(float(b["detail"].get("cost_usd", 0.0)) for b in last), 6)}
+            if last else None,
+            "ledger": store.ledger_counts(), "specs": store.spec_counts()}
+
+
+def render_batch_status(status: dict[str, Any]) -> str:
+    lines = []
+    flight = status["in_flight"]
+    if not flight:
+        lines.append("No batch in flight.")
+    else:
+        lines.append(f"{len(flight)} batch(es) in flight, {status['calls_batched']:,} calls waiting:")
+        for b in flight:
+            remote = f" {b['remote_id']} [{b['remote_status']}]" if b["remote_id"] else ""
+            lines.append(f"  round {b['round']}  batch {b['id']}{remote}  {b['model'] or ''}  "
+                         f"{b['completed']:,}/{b['requests']:,} done, {b['failed']:,} failed  "
+                         f"(last update {b['updated_at']})")
+            lines.append(f"      waiting for {b['waiting_for']}")
+    last = status["last_round"]
+    if last:
+        lines.append(f"Last collected round {last['round']}: {last['batches']} batch(es), {last['answered']:,} "
+                     f"answered, {last['failed']:,} without answer, ${last['cost_usd']:.4f}")
+    specs = status["specs"]
+    lines.append(f"Specs: {specs['pending']:,} pending, {specs['in_progress']:,} in progress, {specs['done']:,} "
+                 f"done, {specs['failed']:,} failed.")
+    return "\n".join(lines)
