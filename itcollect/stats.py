@@ -27,6 +27,9 @@ def collect_stats(store: Store, config: dict[str, Any] | None = None) -> dict[st
     stats["ingest"]["files"] = [
         {"path": r["path"], "format": r["format"], "lines": r["lines"], "kept": r["kept"], "dropped": r["dropped"]}
         for r in store.ingest_runs()]
+    # Per human annotator (session): dialogues finished, skipped (+ reasons), turns, edits,
+    # regenerations, undos, flags, median active seconds per finished dialogue.
+    stats["annotators"] = store.annotator_stats()
     return stats
 
 
@@ -76,4 +79,15 @@ def render_stats(stats: dict[str, Any]) -> str:
         lines.append(f"  kept {filt['kept']:,}  dropped {filt['dropped']:,}")
         for reason, n in filt["reasons"].items():
             lines.append(f"    {reason:<28} {n:>8,}")
+    annotators = stats.get("annotators") or {}
+    if annotators:
+        section("Annotators")
+        lines.append(f"  {'name':<20} {'dialogues':>9} {'skipped':>7} {'turns':>6} {'edits':>6} {'regen':>6}"
+                     f" {'median/dialogue':>16}  skip reasons")
+        for name, a in annotators.items():
+            med = a["median_seconds_per_dialogue"]
+            med_text = "-" if med is None else f"{int(med) // 60}m{int(med) % 60:02d}s"
+            reasons = ", ".join(f"{k} {v}" for k, v in a["skip_reasons"].items())
+            lines.append(f"  {name:<20} {a['dialogues']:>9,} {a['skipped']:>7,} {a['turns']:>6,} {a['edits']:>6,}"
+                         f" {a['regenerations']:>6,} {med_text:>16}  {reasons}")
     return "\n".join(lines).lstrip("\n")
