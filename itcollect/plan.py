@@ -1,0 +1,328 @@
+"""``plan``: turn the ``[mix]`` config into concrete dialogue specs, deterministically for a seed.
+
+How the proportions are kept exact: specs are planned in blocks of :data:`BLOCK` (100) positions. In each
+block every dimension (pair, instruction language, number of turns; interaction types over the
+block's follow-up slots; constrained first turns) gets integer quotas by largest-remainder
+allocation *with the remainders carried into the next block*, so after any whole block each
+category is within one item of its ideal count; the quota list is then shuffled with a seed derived
+from (seed, dimension, block). Proportions are therefore exact to within a fraction of a percentage
+point at any size of 1,000 or more, instead of drifting like independent sampling.
+
+``plan --dialogues N --seed S`` makes the workspace hold N specs for seed S: the spec at position
+``seq`` is a pure function of (config, seed, seq) and the sources, so a later, larger N *tops up*
+with positions the earlier run did not reach and never changes an existing spec (they are kept in
+the store as they are). Sources are assigned in position order from a per-language queue ordered
+by (uses so far, a seeded hash of the source id): the least-used sentence goes next, none beyond
+``max_uses_per_source`` (counted over every seed in the workspace).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import checks as C
+from .errors import ConfigError, InputError
+from .taxonomy import EXPLAIN_KINDS, FOLLOW_TYPES, FOLLOW_UP_KINDS, LENGTH_MODES, STYLE_REGISTERS
+
+BLOCK = 100
+#: Paraphrase variants of the first-turn templates a spec may pick (12 forms x 4 constraint forms).
+FIRST_TURN_VARIANTS = 48
+
+_HAN_CHUNK_SPLIT = re.compile(r"[\s，。、；：？！“”‘’（）《》「」『』,.;:?!()\"'0-9A-Za-z的了在是和与对将为把被也都而及并从向于以等这那个其之]+")
+_LATIN_TERM = re.compile(r"[^\W\d_][\w’'-]*[^\W_]|\d{2,}")
+
+
+@dataclass
+class PlanResult:
+    seed: int
+    requested: int
+    existing: int
+    added: int
+    counts: dict[str, Counter] = field(default_factory=dict)
+    constrained: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.existing + self.added
+
+
+def _normalised(weights: dict[str, float]) -> list[tuple[str, float]]:
+    total = float(sum(weights.values()))
+    return [(k, v / total) for k, v in weights.items() if v > 0]
+
+
+class _Quota:
+    """Largest-remainder allocation with carried remainders: call ``take(n)`` block after block."""
+
+    def __init__(self, weights: dict[str, float]) -> None:
+        self.shares = _normalised(weights)
+        self.debt = dict.fromkeys((k for k, _ in self.shares), 0.0)
+
+    def take(self, n: int) -> dict[str, int]:
+        ideal = {k: n * p + self.debt[k] for k, p in self.shares}
+        alloc = {k: max(0, int(v // 1)) for k, v in ideal.items()}
+        left = n - sum(alloc.values())
+        order = sorted(self.shares, key=lambda kp: (-(ideal[kp[0]] - alloc[kp[0]]), kp[0]))
+        i = 0
+        while left > 0:
+            alloc[order[i % len(order)][0]] += 1
+            left -= 1
+            i += 1
+        while left < 0:  # only when carried debts were negative everywhere; take back from the largest
+            k = max(alloc, key=lambda x: (alloc[x] - ideal[x], x))
+            alloc[k] -= 1
+            left += 1
+        for k in alloc:
+            self.debt[k] = ideal[k] - alloc[k]
+        return alloc
+
+
+def _shuffled(quota: dict[str, int], rng: random.Random) -> list[str]:
+    items = [k for k in sorted(quota) for _ in range(quota[k])]
+    rng.shuffle(items)
+    return items
+
+
+def _rng(*parts: Any) -> random.Random:
+    return random.Random(":".join(str(p) for p in parts))
+
+
+
+
+
+def _hash_rank(seed: int, source_id: str) -> bytes:
+    return hashlib.blake2b(f"{seed}:{source_id}".encode(), digest_size=8).digest()
+
+
+def _validate_mix(mix: dict[str, Any], languages: Sequence[str]) -> None:
+    unknown = [t for t in mix["interaction_types"] if t not in FOLLOW_TYPES]
+    if unknown:
+        raise ConfigError(f"mix.interaction_types: unknown type(s) {', '.join(unknown)} (known: {', '.join(FOLLOW_TYPES)})")
+    if mix["interaction_types"].get("retarget", 0) > 0 and len(set(languages)) < 3:
+        raise ConfigError("mix.interaction_types: retarget needs at least three workspace.languages")
+
+
+def term_candidates(reference: str | None, source: str, src_lang: str, tgt_lang: str) -> list[str]:
+    """Words a constrained first turn may require, in order of appearance.
+
+    With a reference translation: its content words (Latin script: 4+ letters, no stopwords;
+    Chinese: short chunks between punctuation and function characters). Without one: only what
+    survives translation verbatim — numbers of 2+ digits, and (Latin to Latin script) capitalised
+    names inside the sentence and acronyms.
+    """
+    out: list[str] = []
+    if reference:
+        if tgt_lang == "zh":
+            out = [c for c in _HAN_CHUNK_SPLIT.split(reference) if 2 <= len(c) <= 4]
+        else:
+            stop = C._STOPWORDS.get(tgt_lang, set())
+            out = [w for w in _LATIN_TERM.findall(reference)
+                   if (len(w) >= 4 and w.casefold() not in stop) or (w.isdigit() and len(w) >= 2)]
+    else:
+        toks = _LATIN_TERM.findall(source) if src_lang != "zh" else re.findall(r"\d{2,}|[A-Z]{2,}", source)
+        for i, w in enumerate(toks):
+            if w.isdigit() and len(w) >= 2:
+                out.append(w)
+            elif src_lang != "zh" and tgt_lang != "zh" and i > 0 and w[:1].isupper() and len(w) >= 3:
+                out.append(w)
+    seen: list[str] = []
+    for w in out:
+        if w not in seen:
+            seen.append(w)
+    return seen
+
+
+class _LazyRefs:
+    """lang -> this source's reference, looked up only when a turn needs it."""
+
+    __slots__ = ("_refs", "_sid")
+
+    def __init__(self, refs: Any, sid: str) -> None:
+        self._refs, self._sid = refs, sid
+
+    def get(self, lang: str) -> str | None:
+        return self._refs(lang).get(self._sid)
+
+
+def _estimate_length(source: str, src_lang: str, tgt_lang: str, reference: str | None) -> int:
+    if reference:
+        return C.text_length(reference, tgt_lang)
+    n = C.text_length(source, src_lang)
+    if src_lang != "zh" and tgt_lang == "zh":
+        return int(n * 1.6)
+    if src_lang == "zh" and tgt_lang != "zh":
+        return int(n / 1.6)
+    return n
+
+
+def _turn_params(types: list[str], rng: random.Random, *, src_lang: str, tgt_lang: str,
+                 languages: Sequence[str]) -> list[dict[str, Any]]:
+    """Planned parameters of each user turn (draws depend only on the position, never on sources)."""
+    out: list[dict[str, Any]] = [{}]
+    current = tgt_lang
+    for t in types[1:]:
+        p: dict[str, Any] = {}
+        if t == "style":
+            p["register"] = rng.choice(STYLE_REGISTERS)
+        elif t == "length":
+            p["mode"] = rng.choice(LENGTH_MODES)
+            if p["mode"] == "max":
+                p["unit"] = C.length_unit(current)
+                p["_lang"] = current  # the bound itself needs the source: filled in later
+        elif t == "retarget":
+            choices = [lang for lang in languages if lang not in (src_lang, current)]
+            p["lang"] = rng.choice(choices)
+            current = p["lang"]
+        elif t == "explain":
+            p["kind"] = rng.choice(EXPLAIN_KINDS)
+        elif t == "follow_up":
+            p["kind"] = rng.choice(FOLLOW_UP_KINDS)
+        out.append(p)
+    return out
+
+
+def plan_specs(store: Any, config: dict[str, Any], n_dialogues: int, seed: int = 0, *,
+               progress: Any = None) -> PlanResult:
+    """Make the store hold ``n_dialogues`` specs for ``seed`` (adds the missing positions)."""
+    if n_dialogues < 0:
+        raise InputError("--dialogues must be zero or more")
+    mix = config["mix"]
+    languages = list(config["workspace"]["languages"])
+    _validate_mix(mix, languages)
+    existing = store.spec_count_for_seed(seed)
+    start = store.max_spec_seq(seed) + 1
+    result = PlanResult(seed=seed, requested=n_dialogues, existing=existing, added=0)
+    if n_dialogues <= existing or n_dialogues <= start:
+        return result
+    end = n_dialogues
+
+    # Attributes of positions [0, end): block after block, with carried remainders.
+    pairs_q, instr_q, turns_q = _Quota(mix["pairs"]), _Quota(mix["instruction_langs"]), _Quota(mix["turns"])
+    types_q, constr_q = _Quota(mix["interaction_types"]), _Quota({"yes": mix["must_include_share"],
+                                                                   "no": 1 - mix["must_include_share"]})
+    rows: list[tuple] = []  # seq, pair, instr, turns, types, constrained, variant, n_terms, term_seed, turn params
+    for block_start in range(0, end, BLOCK):
+        size = BLOCK
+        pairs = _shuffled(pairs_q.take(size), _rng(seed, "pairs", block_start))
+        instr = _shuffled(instr_q.take(size), _rng(seed, "instr", block_start))
+        turns = [int(t) for t in _shuffled(turns_q.take(size), _rng(seed, "turns", block_start))]
+        slots = sum(t - 1 for t in turns)
+        types = _shuffled(types_q.take(slots), _rng(seed, "types", block_start))
+        constrained = _shuffled(constr_q.take(size), _rng(seed, "constr", block_start))
+        rng = _rng(seed, "spec", block_start)
+        pos = 0
+        for i in range(size):
+            seq = block_start + i
+            ts = ["translate", *types[pos:pos + turns[i] - 1]]
+            pos += turns[i] - 1
+            src, tgt = pairs[i].split("-")
+            # The same draws for every position, used or not, so a position never depends on another.
+            variant, n_terms, term_seed = rng.randrange(FIRST_TURN_VARIANTS), rng.choice((1, 1, 2, 2, 3)), \
+                rng.getrandbits(32)
+            tparams = _turn_params(ts, rng, src_lang=src, tgt_lang=tgt, languages=languages)
+            if start <= seq < end:
+                rows.append((seq, pairs[i], instr[i], turns[i], ts, constrained[i] == "yes", variant, n_terms,
+                             term_seed, tparams))
+    if not rows:
+        return result
+
+    # Source capacity per source language, before anything is written.
+    need = Counter(r[1].split("-")[0] for r in rows)
+    uses = store.source_use_counts()
+    max_uses = int(mix["max_uses_per_source"])
+    queues: dict[str, list[tuple[int, bytes, str]]] = {}
+    texts: dict[str, str] = {}
+    problems = []
+    for lang in sorted(need):
+        srcs = store.planning_sources(lang)
+        q = []
+        capacity = 0
+        for sid, text in srcs:
+            u = uses.get(sid, 0)
+            if u < max_uses:
+                q.append((u, _hash_rank(seed, sid), sid))
+                capacity += max_uses - u
+                texts[sid] = text
+        if capacity < need[lang]:
+            problems.append(f"{lang} needs {need[lang]} uses, {capacity} available ({len(srcs)} sentences x "
+                            f"max_uses_per_source {max_uses}, minus uses by existing specs)")
+        heapq.heapify(q)
+        queues[lang] = q
+    if problems:
+        raise InputError("not enough source sentences: " + "; ".join(problems)
+                         + ". Ingest more sources in that language or raise mix.max_uses_per_source")
+
+    refs_by_lang: dict[str, dict[str, str]] = {}
+
+    def refs(lang: str) -> dict[str, str]:
+        if lang not in refs_by_lang:
+            refs_by_lang[lang] = store.reference_texts(lang)
+        return refs_by_lang[lang]
+
+    specs = []
+    counts: dict[str, Counter] = {"pairs": Counter(), "instruction_langs": Counter(), "turns": Counter(),
+                                  "interaction_types": Counter()}
+    pending_constraint = 0  # constrained slots whose source offered no terms: moved to the next spec that can
+    for seq, pair, instr, n_turns, types, constrained, variant, n_terms, term_seed, tparams in rows:
+        src, tgt = pair.split("-")
+        u, rank, sid = heapq.heappop(queues[src])
+        if u + 1 < max_uses:
+            heapq.heappush(queues[src], (u + 1, rank, sid))
+        source = texts[sid]
+        ref_map = _LazyRefs(refs, sid)
+        params: dict[str, Any] = {"variant": variant}
+        want = constrained or pending_constraint > 0
+        if want:
+            cands = term_candidates(ref_map.get(tgt), source, src, tgt)
+            if cands:
+                k = min(len(cands), n_terms)
+                picked = sorted(random.Random(term_seed).sample(range(len(cands)), k))
+                params["must_include"] = [cands[i] for i in picked]
+                result.constrained += 1
+                if not constrained:
+                    pending_constraint -= 1
+            elif constrained:
+                pending_constraint += 1
+        for p in tparams:
+            if "_lang" in p:
+                lang = p.pop("_lang")
+                p["n"] = max(3, int(_estimate_length(source, src, lang, ref_map.get(lang)) * 0.6))
+        params["turns"] = tparams
+        specs.append({"seed": seed, "seq": seq, "source_id": sid, "src_lang": src, "tgt_lang": tgt,
+                      "instruction_lang": instr, "n_turns": n_turns, "interaction_types": types, "params": params})
+        counts["pairs"][pair] += 1
+        counts["instruction_langs"][instr] += 1
+        counts["turns"][str(n_turns)] += 1
+        counts["interaction_types"].update(types[1:])
+        if progress is not None:
+            progress.update(1)
+    with store.transaction():
+        result.added = store.add_specs(specs)
+    result.counts = counts
+    return result
+
+
+def realised_mix(specs: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Shares of each mix dimension over ``specs`` (for checks and stats)."""
+    dims: dict[str, Counter] = {"pairs": Counter(), "instruction_langs": Counter(), "turns": Counter(),
+                                "interaction_types": Counter()}
+    constrained = 0
+    for s in specs:
+        dims["pairs"][f"{s['src_lang']}-{s['tgt_lang']}"] += 1
+        dims["instruction_langs"][s["instruction_lang"]] += 1
+        dims["turns"][str(s["n_turns"])] += 1
+        dims["interaction_types"].update(s["interaction_types"][1:])
+        constrained += bool(s["params"].get("must_include"))
+    out = {k: {c: n / max(1, sum(v.values())) for c, n in v.items()} for k, v in dims.items()}
+    out["must_include_share"] = {"yes": constrained / max(1, len(specs))}
+    return out
+
+
+__all__ = ["plan_specs", "PlanResult", "realised_mix", "term_candidates", "BLOCK", "FIRST_TURN_VARIANTS"]
