@@ -20,6 +20,7 @@ import hashlib
 import re
 import zlib
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ import numpy as np
 _TOKEN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+")
 _ORIGIN_RANK = {"human": 0, "simulated": 1, "imported": 2}
 SHINGLE = 3
+_PAD = ["\x00", "\x01", "\x02"]
 _P1, _P2, _P3 = np.uint32(0x9E3779B1), np.uint32(0x85EBCA77), np.uint32(0xC2B2AE3D)
 
 
@@ -44,15 +46,17 @@ def keep_key(origin: str | None, n_user_turns: int, created_at: str | None, dial
     return (_ORIGIN_RANK.get(origin or "", 3), -n_user_turns, created_at or "", dialogue_id)
 
 
-def exact_key(turns: Sequence[dict[str, Any]]) -> str:
+def exact_key(turns: Sequence[dict[str, Any]], norms: Sequence[str] | None = None) -> str:
     """Hash of the normalised dialogue (role + case/space/punctuation-insensitive text per turn)."""
-    from ..checks import normalize_for_compare
+    from .rules import norm
 
+    if norms is None:
+        norms = [norm(t["content"]) for t in turns]
     h = hashlib.blake2b(digest_size=16)
-    for t in turns:
+    for t, n in zip(turns, norms):
         h.update(t["role"].encode())
         h.update(b"\x1f")
-        h.update(normalize_for_compare(t["content"]).encode("utf-8"))
+        h.update(n.encode("utf-8"))
         h.update(b"\x1e")
     return h.hexdigest()
 
@@ -71,31 +75,43 @@ class MinHasher:
         self.b = proto.permutations[1].astype(np.uint32)[:, None]
         self.vocab = _Vocab()
 
-    def shingle_hashes(self, text: str) -> np.ndarray:
-        """uint32 hash of each token 3-gram (at least one value, also for empty text)."""
+    def _tokens(self, text: str) -> list[str]:
         toks = _TOKEN.findall(text.lower())
-        if not toks:
-            return np.array([zlib.crc32(b"")], dtype=np.uint32)
-        ids = np.fromiter(map(self.vocab.__getitem__, toks), dtype=np.uint32, count=len(toks))
-        if len(ids) < SHINGLE:
-            out = ids[:1] * _P1
-            for x in ids[1:]:
-                out = out * _P2 + x
-            return out
+        if len(toks) < SHINGLE:  # pad short texts so every text has at least one shingle
+            toks += _PAD[:SHINGLE - len(toks)]
+        return toks
+
+    def shingle_hashes(self, text: str) -> np.ndarray:
+        """uint32 hash of each token 3-gram of one text (the values :meth:`signatures` uses)."""
+        ids = np.fromiter(map(self.vocab.__getitem__, self._tokens(text)), dtype=np.uint32)
         with np.errstate(over="ignore"):
             return ids[:-2] * _P1 + ids[1:-1] * _P2 + ids[2:] * _P3
 
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
-        """(len(texts), num_perm) uint32 signatures, computed for the whole batch at once."""
-        if not texts:
+        """(len(texts), num_perm) uint32 signatures, computed for the whole batch at once: all
+        tokens are hashed in one pass, shingles that would straddle two texts are skipped."""
+        return self.signatures_of_tokens([_TOKEN.findall(t.lower()) for t in texts])
+
+    def signatures_of_tokens(self, token_lists: Sequence[list[str]]) -> np.ndarray:
+        """:meth:`signatures` of texts already tokenised (lower-cased, by the same tokenizer)."""
+        if not token_lists:
             return np.zeros((0, self.num_perm), dtype=np.uint32)
-        parts = [self.shingle_hashes(t) for t in texts]
-        offsets = np.zeros(len(parts), dtype=np.int64)
-        np.cumsum([len(p) for p in parts[:-1]], out=offsets[1:])
-        hv = _fmix32(np.concatenate(parts))
+        toks = [t if len(t) >= SHINGLE else t + _PAD[:SHINGLE - len(t)] for t in token_lists]
+        lens = np.fromiter(map(len, toks), dtype=np.int64, count=len(toks))
+        ids = np.fromiter(map(self.vocab.__getitem__, chain.from_iterable(toks)), dtype=np.uint32,
+                          count=int(lens.sum()))
+        with np.errstate(over="ignore"):
+            sh = ids[:-2] * _P1 + ids[1:-1] * _P2 + ids[2:] * _P3
+        starts = np.zeros(len(lens), dtype=np.int64)
+        np.cumsum(lens[:-1], out=starts[1:])
+        counts = lens - (SHINGLE - 1)
+        seg = np.zeros(len(lens), dtype=np.int64)
+        np.cumsum(counts[:-1], out=seg[1:])
+        idx = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(seg, counts) + np.repeat(starts, counts)
+        hv = _fmix32(sh[idx])
         with np.errstate(over="ignore"):
             phv = self.a * hv[None, :] + self.b  # (num_perm, n_shingles), wraps mod 2^32
-        return np.minimum.reduceat(phv, offsets, axis=1).T.copy()
+        return np.minimum.reduceat(phv, seg, axis=1).T.copy()
 
     def datasketch_minhash(self, signature: np.ndarray):
         """The equivalent ``datasketch.MinHash`` (for checks and interoperability)."""

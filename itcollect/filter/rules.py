@@ -29,15 +29,18 @@ Reason codes (also the keys of ``stats`` → filter → reasons):
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..checks import copies_source, normalize_for_compare, strip_quoted
+from ..checks import strip_quoted
 from ..taxonomy import INTERACTION_TYPES
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_NON_WORD = re.compile(r"[\W_]+")
+_SPACES = re.compile(r"\s+")
 _TOKEN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+")
 
 REFUSAL_PATTERNS = re.compile("|".join([
@@ -67,6 +70,29 @@ IDENTITY_PATTERNS = re.compile("|".join([
     r"\bEn tant qu(?:e|')\s?(?:IA|intelligence artificielle|modèle de langage)\b",
 ]), re.IGNORECASE)
 _OPENAI = re.compile(r"\b(?:OpenAI|ChatGPT)\b", re.IGNORECASE)
+# Substrings (of the lower-cased text) one of which every pattern above needs: a plain ``in`` test
+# per keyword costs far less than the alternation regexes, which then run on the few candidates.
+REFUSAL_KEYWORDS = ("sorry", "cannot", "can't", "unable", "apologi", "not able", "won't", "抱歉", "对不起",
+                    "无法", "不能", "没法", "ne peux pas", "nicht helfen")
+IDENTITY_KEYWORDS = ("as an ai", "as a ai", "as an artificial", "as a language", "as a large", "chatgpt", "gpt",
+                     "i'm an ai", "i am an ai", "an artificial intelligence", "language model", "openai",
+                     "knowledge cutoff", "作为一", "我是", "als ki", "als künstliche", "en tant qu")
+
+
+def find_refusal(text: str, low: str | None = None) -> str | None:
+    low = text.lower() if low is None else low
+    if not any(k in low for k in REFUSAL_KEYWORDS):
+        return None
+    m = REFUSAL_PATTERNS.search(text)
+    return None if m is None else m.group(0)
+
+
+def find_identity(text: str, low: str | None = None) -> str | None:
+    low = text.lower() if low is None else low
+    if not any(k in low for k in IDENTITY_KEYWORDS):
+        return None
+    m = IDENTITY_PATTERNS.search(text)
+    return None if m is None else m.group(0)
 
 #: Interaction types whose answer must differ from the previous answer.
 _REVISION_TYPES = {tid for tid, t in INTERACTION_TYPES.items() if t.revises and tid != "translate"}
@@ -110,6 +136,10 @@ class DialogueView:
     langs: list[str | None]
     reference: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: filled by :func:`check_dialogue` and re-used by dedup: lower-cased tokens and the
+    #: normalised text of every turn (each turn is tokenised and normalised once per run)
+    tokens: list[list[str]] = field(default_factory=list)
+    norms: list[str] = field(default_factory=list)
 
     @property
     def source(self) -> str:
@@ -131,27 +161,61 @@ def text_to_detect(turn: dict[str, Any], source: str | None) -> str:
     return turn["content"]
 
 
+def norm(text: str) -> str:
+    """Case-, width- and punctuation-insensitive form (as ``checks.normalize_for_compare``, but
+    with one C-level regex instead of a per-character generator: it runs on every turn)."""
+    return _NON_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())
+
+
+def _trigrams(s: str) -> set[str]:
+    return {s[i:i + 3] for i in range(len(s) - 2)} if len(s) >= 3 else ({s} if s else set())
+
+
+def copies_text(answer: str, source: str, threshold: float = 0.9) -> bool:
+    """The answer is the source again: equal after :func:`norm`, or character-trigram Jaccard >=
+    ``threshold`` (the rule of ``checks.copies_source``)."""
+    a, s = norm(answer), norm(source)
+    if not a or not s:
+        return False
+    if a == s:
+        return True
+    if min(len(a), len(s)) < 0.8 * max(len(a), len(s)):  # Jaccard cannot reach 0.9 then
+        return False
+    ga, gs = _trigrams(a), _trigrams(s)
+    return len(ga & gs) / len(ga | gs) >= threshold
+
+
 def _length(text: str, cjk: bool, zh_weight: float) -> float:
     if not cjk:
         return float(len(_TOKEN.findall(text)))
     han = len(_HAN.findall(text))
-    other = len(re.sub(r"\s+", "", text)) - han
+    other = len(_SPACES.sub("", text)) - han
     return other + han * zh_weight
 
 
-def repeated_ngram(text: str, n: int, max_count: int) -> tuple[str, int] | None:
+def tokens_of(text: str) -> list[str]:
+    """Lower-cased tokens: words, and single Han characters."""
+    return _TOKEN.findall(text.lower())
+
+
+def repeated_ngram(text: str, n: int, max_count: int, tokens: list[str] | None = None) -> tuple[str, int] | None:
     """The most repeated word n-gram (character 2n-gram for Chinese) if it reaches ``max_count``."""
     if _HAN.search(text) and len(_HAN.findall(text)) > len(text) * 0.3:
-        chars = [c for c in text if not c.isspace()]
+        chars = _SPACES.sub("", text)
         k = 2 * n
-        grams = ["".join(chars[i:i + k]) for i in range(len(chars) - k + 1)]
+        grams = [chars[i:i + k] for i in range(len(chars) - k + 1)]
     else:
-        toks = [t.lower() for t in _TOKEN.findall(text)]
-        grams = [" ".join(toks[i:i + n]) for i in range(len(toks) - n + 1)]
-    if len(grams) < max_count:
+        toks = tokens if tokens is not None else tokens_of(text)
+        if len(toks) - n + 1 < max_count:
+            return None
+        grams = list(zip(*(toks[i:] for i in range(n))))
+    # a gram seen max_count times needs at least max_count - 1 repeats among the grams
+    if len(grams) - len(set(grams)) < max_count - 1:
         return None
     gram, count = Counter(grams).most_common(1)[0]
-    return (gram, count) if count >= max_count else None
+    if count < max_count:
+        return None
+    return ("".join(gram) if isinstance(gram, str) else " ".join(gram)), count
 
 
 def _turn_type(turns: list[dict[str, Any]], i: int) -> str | None:
@@ -199,10 +263,13 @@ def check_dialogue(view: DialogueView, th: Thresholds) -> tuple[list[str], dict[
     if "roles_not_alternating" in reasons or "empty_turn" in reasons:
         return reasons, detail
 
+    lows = [t["content"].lower() for t in turns]
+    view.tokens = [_TOKEN.findall(x) for x in lows]
+    view.norms = [norm(t["content"]) for t in turns]
     source = view.source
     src_lang, tgt, instr = d.get("src_lang"), d.get("tgt_lang"), d.get("instruction_lang")
     first_answer: int | None = None
-    prev_answer: str | None = None
+    prev_answer: int | None = None
     for i, t in enumerate(turns):
         if i < body_start:
             continue
@@ -229,27 +296,30 @@ def check_dialogue(view: DialogueView, th: Thresholds) -> tuple[list[str], dict[
             if expected and lang != expected:
                 add("wrong_language_answer", turn=i, found=lang, expected=expected)
         if source and itype is not None and INTERACTION_TYPES[itype].answer_lang == "target" \
-                and tgt != src_lang and copies_source(content, source):
+                and tgt != src_lang and copies_text(content, source):
             add("copies_source", turn=i)
         if prev_answer is not None and (itype in _REVISION_TYPES or itype is None) \
-                and normalize_for_compare(content) == normalize_for_compare(prev_answer):
+                and view.norms[i] == view.norms[prev_answer]:
             add("copies_previous", turn=i)
         if (t.get("finish_reason") or "") == "length":
             add("truncated", turn=i)
-        if REFUSAL_PATTERNS.search(content):
-            add("refusal", turn=i)
-        m = IDENTITY_PATTERNS.search(content)
-        if m is None:
+        low = lows[i]
+        refusal = find_refusal(content, low)
+        if refusal is not None:
+            add("refusal", turn=i, match=refusal)
+        ident = find_identity(content, low)
+        if ident is None and ("openai" in low or "chatgpt" in low):
             m2 = _OPENAI.search(content)
+            # naming OpenAI is a leak only when the user (or the news) did not bring it up
             if m2 is not None and not _OPENAI.search(source) and not any(
                     _OPENAI.search(u["content"]) for u in turns[:i] if u["role"] == "user"):
-                m = m2
-        if m is not None:
-            add("identity_leak", turn=i, match=m.group(0))
-        rep = repeated_ngram(content, th.repeat_ngram_n, th.repeat_ngram_max)
+                ident = m2.group(0)
+        if ident is not None:
+            add("identity_leak", turn=i, match=ident)
+        rep = repeated_ngram(content, th.repeat_ngram_n, th.repeat_ngram_max, view.tokens[i])
         if rep is not None:
             add("repeated_ngrams", turn=i, ngram=rep[0], count=rep[1])
-        prev_answer = content
+        prev_answer = i
 
     # the first translation against its source and reference
     if first_answer is not None and source:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..langid import detect_languages
 from . import dedup
-from .rules import DialogueView, Thresholds, check_dialogue, first_reference, text_to_detect
+from .rules import DialogueView, Thresholds, check_dialogue, first_reference, norm, text_to_detect, tokens_of
 
 
 @dataclass
@@ -77,7 +77,8 @@ def run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None = No
             for (t, _), lang in zip(todo, found):
                 t["detected_lang"] = lang or ""
         # 2. rules and dedup features
-        req_texts, dia_texts = [], []
+        req_tokens: list[list[str]] = []
+        dia_tokens: list[list[str]] = []
         for d, turns in page:
             ref = None
             if th.min_chrf > 0:
@@ -91,12 +92,17 @@ def run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None = No
             rule_reasons.append(reasons)
             details.append(detail)
             keep_keys.append(dedup.keep_key(d.get("origin"), n_user, d.get("created_at"), d["id"]))
-            exact_keys.append(dedup.exact_key([t for t in turns if t["role"] != "system"]))
-            req_texts.append("\n".join(t["content"] for t in turns if t["role"] == "user"))
-            dia_texts.append("\n".join(t["content"] for t in turns if t["role"] != "system"))
+            body = [k for k, t in enumerate(turns) if t["role"] != "system"]
+            if not view.norms:  # structure rules stopped early: compute what dedup needs here
+                view.norms = [norm(t["content"]) for t in turns]
+                view.tokens = [tokens_of(t["content"]) for t in turns]
+            exact_keys.append(dedup.exact_key([turns[k] for k in body], [view.norms[k] for k in body]))
+            if th.near_dup:
+                req_tokens.append([w for k in body if turns[k]["role"] == "user" for w in view.tokens[k]])
+                dia_tokens.append([w for k in body for w in view.tokens[k]])
         if th.near_dup:
-            req_sigs.append(hasher.signatures(req_texts))
-            dia_sigs.append(hasher.signatures(dia_texts))
+            req_sigs.append(hasher.signatures_of_tokens(req_tokens))
+            dia_sigs.append(hasher.signatures_of_tokens(dia_tokens))
         return len(todo)
 
     for item in store.iter_corpus(batch_size=page_size):

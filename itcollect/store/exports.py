@@ -6,9 +6,11 @@ query per page, so 160K dialogues stream in bounded memory.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
+from ..errors import StoreError
 from .core import StoreCore, dumps, loads, utcnow
 
 _TURN_FIELDS = ("id", "dialogue_id", "idx", "role", "content", "author", "annotator", "model", "interaction_type",
@@ -32,29 +34,40 @@ class ExportsMixin(StoreCore):
         tcols = ", ".join(_TURN_FIELDS)
         last = 0
         while True:
-            rows = self.query(
-                f"SELECT d.rowid, {dcols}, s.docid, v.kept, v.reasons, v.cluster_id FROM dialogues d"
-                f" LEFT JOIN sources s ON s.id=d.source_id {vjoin}"
-                f" WHERE d.rowid > ? AND d.status='done' ORDER BY d.rowid LIMIT ?", (last, batch_size))
+            cur = self.conn.cursor()
+            cur.row_factory = None  # plain tuples: this loop runs for every dialogue of the corpus
+            try:
+                rows = cur.execute(
+                    f"SELECT d.rowid, {dcols}, s.docid, v.kept, v.reasons, v.cluster_id FROM dialogues d"
+                    f" LEFT JOIN sources s ON s.id=d.source_id {vjoin}"
+                    f" WHERE d.rowid > ? AND d.status='done' ORDER BY d.rowid LIMIT ?", (last, batch_size)).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"store read failed: {exc}", path=str(self.path)) from None
             if not rows:
                 return
             last = rows[-1][0]
+            nd = len(_DIALOGUE_FIELDS)
             dialogues = []
             for r in rows:
-                d = dict(zip(_DIALOGUE_FIELDS, tuple(r)[1:1 + len(_DIALOGUE_FIELDS)]))
-                d["meta"] = loads(d["meta"], {})
-                d["docid"] = r["docid"]
+                d = dict(zip(_DIALOGUE_FIELDS, r[1:1 + nd]))
+                d["meta"] = {} if d["meta"] in (None, "{}") else loads(d["meta"], {})
+                d["docid"] = r[1 + nd]
                 if with_verdicts:
-                    d["verdict_kept"] = None if r["kept"] is None else bool(r["kept"])
-                    d["verdict_reasons"] = loads(r["reasons"], [])
-                    d["cluster_id"] = r["cluster_id"]
+                    d["verdict_kept"] = None if r[2 + nd] is None else bool(r[2 + nd])
+                    d["verdict_reasons"] = loads(r[3 + nd], [])
+                    d["cluster_id"] = r[4 + nd]
                 dialogues.append(d)
             ids = [d["id"] for d in dialogues]
             turns: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-            for t in self.query(f"SELECT {tcols} FROM turns WHERE dialogue_id IN ({','.join('?' * len(ids))})"
-                                f" AND state='active' ORDER BY dialogue_id, idx, id", ids):
-                td = dict(zip(_TURN_FIELDS, tuple(t)))
-                td["params"] = loads(td["params"], {})
+            try:
+                trows = cur.execute(f"SELECT {tcols} FROM turns WHERE dialogue_id IN ({','.join('?' * len(ids))})"
+                                    f" AND state='active' ORDER BY dialogue_id, idx, id", ids).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"store read failed: {exc}", path=str(self.path)) from None
+            for t in trows:
+                td = dict(zip(_TURN_FIELDS, t))
+                p = td["params"]
+                td["params"] = {} if p in (None, "{}") else loads(p, {})
                 turns[td["dialogue_id"]].append(td)
             for d in dialogues:
                 yield d, turns[d["id"]]

@@ -1,0 +1,256 @@
+"""Golden tests of the filter rules: one passing and one failing dialogue per rule, in en and zh.
+
+Dialogues are written to a real store and judged by a real filter run (near-duplicate detection
+off here: it has its own tests in test_dedup.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from itcollect.filter import run_filter
+from itcollect.filter.rules import REFUSAL_KEYWORDS, find_identity, find_refusal, norm, repeated_ngram
+from itcollect.workspace import init_workspace
+
+from .conftest import run_cli
+
+# Distinct news sentences so that no two test dialogues are exact duplicates.
+CITIES = [("Lyon", "里昂"), ("Hamburg", "汉堡"), ("Boston", "波士顿"), ("Osaka", "大阪"), ("Seville", "塞维利亚"),
+          ("Krakow", "克拉科夫"), ("Porto", "波尔图"), ("Dublin", "都柏林"), ("Geneva", "日内瓦"), ("Turin", "都灵"),
+          ("Bergen", "卑尔根"), ("Leeds", "利兹"), ("Graz", "格拉茨"), ("Nantes", "南特"), ("Malmo", "马尔默"),
+          ("Cork", "科克"), ("Bilbao", "毕尔巴鄂"), ("Leipzig", "莱比锡"), ("Lille", "里尔"), ("Utrecht", "乌得勒支"),
+          ("Aarhus", "奥胡斯"), ("Brno", "布尔诺"), ("Split", "斯普利特"), ("Tartu", "塔尔图"), ("Basel", "巴塞尔"),
+          ("Gdansk", "格但斯克"), ("Toulouse", "图卢兹"), ("Verona", "维罗纳"), ("Ghent", "根特"), ("Oulu", "奥卢")]
+
+
+def en_dialogue(k: int) -> dict:
+    """An English-instruction en->zh dialogue about city k (passes every rule)."""
+    city, city_zh = CITIES[k % len(CITIES)]
+    n = k + 2
+    src = f"The city council of {city} approved a budget of {n} million euros for public housing on Tuesday."
+    return {
+        "source": src, "src": "en", "tgt": "zh", "instr": "en",
+        "turns": [
+            ("user", f'Translate into Chinese: "{src}"', "translate"),
+            ("assistant", f"{city_zh}市议会周二批准了一项{n}百万欧元的公共住房预算。", "translate"),
+            ("user", "Please make it more formal.", "style"),
+            ("assistant", f"{city_zh}市议会于周二正式通过了总额为{n}百万欧元的公共住房预算案。", "style"),
+        ]}
+
+
+def zh_dialogue(k: int) -> dict:
+    """A Chinese-instruction zh->en dialogue about city k (passes every rule)."""
+    city, city_zh = CITIES[k % len(CITIES)]
+    n = k + 2
+    src = f"{city_zh}市政府周二宣布了一项耗资{n}亿元的公共交通计划，以缓解市中心的交通拥堵。"
+    return {
+        "source": src, "src": "zh", "tgt": "en", "instr": "zh",
+        "turns": [
+            ("user", f"请把这句话翻译成英文：“{src}”", "translate"),
+            ("assistant", f"The {city} city government announced a public transport plan costing {n} hundred "
+                          "million yuan on Tuesday to ease traffic congestion in the city centre.", "translate"),
+            ("user", "请让译文更自然一些。", "polish"),
+            ("assistant", f"On Tuesday, the {city} city government unveiled a {n}00-million-yuan public transport "
+                          "plan to relieve congestion downtown.", "polish"),
+        ]}
+
+
+def add_dialogue(store, spec: dict, *, origin: str = "simulated", finish: dict | None = None,
+                 meta: dict | None = None, created_at_order: int | None = None) -> str:
+    """Write a finished dialogue (as simulate would) and return its id."""
+    did = store.create_dialogue(origin=origin, source_text=spec["source"], src_lang=spec["src"],
+                                tgt_lang=spec["tgt"], instruction_lang=spec["instr"], status="done",
+                                annotator="li.wei" if origin == "human" else "gpt-4o-mini", meta=meta or {})
+    turns = []
+    for i, (role, content, itype) in enumerate(spec["turns"]):
+        t = {"role": role, "content": content, "interaction_type": itype,
+             "author": ("human" if origin == "human" else "model") if role != "assistant" else "model"}
+        if role == "assistant":
+            t["model"] = "gpt-4o-mini"
+            t["finish_reason"] = (finish or {}).get(i, "stop")
+            t["template_hash"] = "abc123"
+        turns.append(t)
+    store.add_turns(did, turns)
+    return did
+
+
+def with_turn(spec: dict, idx: int, content: str | None = None, role: str | None = None) -> dict:
+    out = dict(spec)
+    turns = list(spec["turns"])
+    r, c, it = turns[idx]
+    turns[idx] = (role or r, c if content is None else content, it)
+    out["turns"] = turns
+    return out
+
+
+def _cases() -> list[tuple[str, str, dict, dict]]:
+    """(case id, expected reason or '' for pass, spec, extra kwargs)."""
+    cases: list[tuple[str, str, dict, dict]] = []
+    k = iter(range(100))
+
+    def both(rule: str, make_fail_en, make_fail_zh, pass_en=None, pass_zh=None, **extra):
+        cases.append((f"{rule}-en-pass", "", pass_en or en_dialogue(next(k)), extra.get("pass_kw", {})))
+        cases.append((f"{rule}-en-fail", rule, make_fail_en(en_dialogue(next(k))), extra.get("fail_kw", {})))
+        cases.append((f"{rule}-zh-pass", "", pass_zh or zh_dialogue(next(k)), extra.get("pass_kw", {})))
+        cases.append((f"{rule}-zh-fail", rule, make_fail_zh(zh_dialogue(next(k))), extra.get("fail_kw", {})))
+
+    both("wrong_language_answer",
+         lambda s: with_turn(s, 1, "The council approved a new housing budget on Tuesday."),
+         lambda s: with_turn(s, 1, "市政府周二宣布了一项新的公共交通计划。"))
+    both("wrong_language_request",
+         lambda s: with_turn(s, 2, "Bitte mach es formeller und klarer, danke."),
+         lambda s: with_turn(s, 2, "Please make the translation sound more natural."))
+    both("copies_source",
+         lambda s: with_turn(s, 1, s["source"]),
+         lambda s: with_turn(s, 1, s["source"]))
+    both("copies_previous",
+         lambda s: with_turn(s, 3, s["turns"][1][1]),
+         lambda s: with_turn(s, 3, s["turns"][1][1]))
+    both("length_ratio",
+         lambda s: with_turn(s, 1, "预算。"),
+         lambda s: with_turn(s, 1, "A plan."))
+    both("refusal",
+         lambda s: with_turn(s, 3, "I'm sorry, but I can't help with that request."),
+         lambda s: with_turn(s, 3, "抱歉，我无法提供这个翻译。"))
+    both("identity_leak",
+         lambda s: with_turn(s, 3, "As an AI language model, I would translate it as follows: 市议会批准了预算。"),
+         lambda s: with_turn(s, 3, "作为一个人工智能，我认为应该这样翻译：The plan was announced on Tuesday."))
+    both("repeated_ngrams",
+         lambda s: with_turn(s, 3, "市议会批准了预算，市议会批准了预算，市议会批准了预算，市议会批准了预算。"),
+         lambda s: with_turn(s, 3, "The city government announced a plan, the city government announced a plan, "
+                                   "the city government announced a plan, the city government announced a plan."))
+    both("roles_not_alternating",
+         lambda s: with_turn(s, 1, role="user"),
+         lambda s: with_turn(s, 3, role="user"))
+    both("empty_turn",
+         lambda s: with_turn(s, 3, "   "),
+         lambda s: with_turn(s, 3, ""))
+    both("too_few_turns",
+         lambda s: {**s, "turns": s["turns"][:2]},
+         lambda s: {**s, "turns": s["turns"][:2]})
+    return cases
+
+
+CASES = _cases()
+
+
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory):
+    """One workspace holding every golden dialogue, filtered once; case id -> verdict."""
+    ws = init_workspace(tmp_path_factory.mktemp("golden") / "ws")
+    ids = {}
+    for case_id, _expected, spec, kw in CASES:
+        ids[case_id] = add_dialogue(ws.store, spec, **kw)
+    # truncation: finish_reason of an answer
+    ids["truncated-en-pass"] = add_dialogue(ws.store, en_dialogue(60))
+    ids["truncated-en-fail"] = add_dialogue(ws.store, en_dialogue(61), finish={3: "length"})
+    ids["truncated-zh-pass"] = add_dialogue(ws.store, zh_dialogue(60))
+    ids["truncated-zh-fail"] = add_dialogue(ws.store, zh_dialogue(61), finish={3: "length"})
+    # chrF floor against a reference translation
+    en_ref, zh_ref = en_dialogue(62), zh_dialogue(62)
+    ids["low_chrf-en-pass"] = add_dialogue(ws.store, en_ref, meta={"reference": en_ref["turns"][1][1]})
+    ids["low_chrf-zh-pass"] = add_dialogue(ws.store, zh_ref, meta={"reference": zh_ref["turns"][1][1]})
+    en_bad, zh_bad = en_dialogue(63), zh_dialogue(63)
+    ids["low_chrf-en-fail"] = add_dialogue(ws.store, en_bad, meta={"reference": "住房委员会否决了所有提案并宣布休会。"})
+    ids["low_chrf-zh-fail"] = add_dialogue(ws.store, zh_bad, meta={
+        "reference": "Protesters blocked the motorway for hours demanding higher wages."})
+    # an answer naming OpenAI is fine when the news itself is about OpenAI
+    openai_src = en_dialogue(64)
+    openai_src["source"] = "OpenAI released a new model on Tuesday, the company said in a statement."
+    openai_src["turns"] = [
+        ("user", f'Translate into Chinese: "{openai_src["source"]}"', "translate"),
+        ("assistant", "OpenAI公司在一份声明中表示，该公司于周二发布了一款新模型。", "translate"),
+        ("user", "Please make it shorter.", "length"),
+        ("assistant", "OpenAI周二发布新模型。", "length"),
+    ]
+    ids["identity_leak-en-pass-openai-news"] = add_dialogue(ws.store, openai_src)
+    leak = zh_dialogue(64)
+    ids["identity_leak-zh-fail-chatgpt"] = add_dialogue(ws.store, with_turn(leak, 3, "我是ChatGPT，这是我的译文：The plan."))
+    cfg = dict(ws.config)
+    cfg["filter"] = {**cfg["filter"], "min_user_turns": 2, "min_chrf": 30.0}
+    result = run_filter(ws.store, cfg, near_dup=False)
+    verdicts = {case: ws.store.get_verdict(did) for case, did in ids.items()}
+    yield verdicts, result
+    ws.close()
+
+
+EXTRA = [("truncated-en-pass", ""), ("truncated-en-fail", "truncated"), ("truncated-zh-pass", ""),
+         ("truncated-zh-fail", "truncated"), ("low_chrf-en-pass", ""), ("low_chrf-zh-pass", ""),
+         ("low_chrf-en-fail", "low_chrf"), ("low_chrf-zh-fail", "low_chrf"),
+         ("identity_leak-en-pass-openai-news", ""), ("identity_leak-zh-fail-chatgpt", "identity_leak")]
+
+
+@pytest.mark.parametrize("case_id,expected", [(c[0], c[1]) for c in CASES] + EXTRA,
+                         ids=[c[0] for c in CASES] + [e[0] for e in EXTRA])
+def test_golden_rule(judged, case_id, expected):
+    verdicts, _ = judged
+    v = verdicts[case_id]
+    if expected:
+        assert not v["kept"] and expected in v["reasons"], v
+    else:
+        assert v["kept"] and v["reasons"] == [], v
+
+
+def test_run_is_recorded_with_thresholds(judged):
+    _, result = judged
+    assert result.thresholds["min_user_turns"] == 2 and result.thresholds["min_chrf"] == 30.0
+    assert result.kept + result.dropped == result.total == len(CASES) + len(EXTRA)
+
+
+def test_rerun_with_other_thresholds_is_cheap_and_replaces_verdicts(workspace):
+    store = workspace.store
+    ok = add_dialogue(store, en_dialogue(0))
+    short = add_dialogue(store, {**zh_dialogue(1), "turns": zh_dialogue(1)["turns"][:2]})
+    first = run_filter(store, workspace.config)
+    assert first.detected > 0  # the first run detects and caches turn languages
+    assert store.get_verdict(short)["kept"]
+    cfg = dict(workspace.config)
+    cfg["filter"] = {**cfg["filter"], "min_user_turns": 2}
+    second = run_filter(store, cfg)
+    assert second.detected == 0  # nothing detected again
+    assert second.run_id != first.run_id
+    v = store.get_verdict(short)
+    assert not v["kept"] and v["reasons"] == ["too_few_turns"] and v["run_id"] == second.run_id
+    assert store.get_verdict(ok)["kept"]
+    assert store.filter_totals()["kept"] == 1  # only the latest run counts
+    assert store.dialogue_counts()["total"] == 2  # nothing deleted
+
+
+def test_only_done_dialogues_and_active_turns_count(workspace):
+    store = workspace.store
+    spec = en_dialogue(3)
+    did = add_dialogue(store, spec)
+    # a rejected (regenerated) answer that copied the source must not count
+    bad = store.add_turn(did, role="assistant", content=spec["source"], author="model", idx=99)
+    store.set_turn_state(bad, "rejected")
+    store.create_dialogue(origin="simulated", source_text="x", status="in_progress")
+    result = run_filter(store, workspace.config)
+    assert result.total == 1
+    assert store.get_verdict(did)["kept"]
+
+
+def test_detectors_en_zh():
+    assert find_refusal("I'm sorry, but I can't translate this.")
+    assert find_refusal("抱歉，我无法完成这个请求。")
+    assert find_refusal("The bank said it cannot lower rates.") is None
+    assert find_identity("As an AI language model, I think...")
+    assert find_identity("我是ChatGPT。")
+    assert find_identity("作为一个人工智能，我不能")
+    assert find_identity("The language of the model is clear.") is None
+    assert all(k == k.lower() for k in REFUSAL_KEYWORDS)
+    assert repeated_ngram("a b c d a b c d a b c d", 4, 3) == ("a b c d", 3)
+    assert repeated_ngram("a b c d a b c d", 4, 3) is None
+    assert norm("Ｈello,  World！") == "helloworld"
+
+
+def test_filter_cli_exit_codes(tmp_path):
+    ws = init_workspace(tmp_path / "ws")
+    add_dialogue(ws.store, en_dialogue(5))
+    ws.close()
+    r = run_cli("-C", str(tmp_path / "ws"), "filter")
+    assert r.returncode == 0, r.stderr
+    assert "kept 1" in r.stdout
+    r = run_cli("-C", str(tmp_path / "ws"), "filter", "--near-dup-threshold", "2")
+    assert r.returncode == 2
+    r = run_cli("-C", str(tmp_path / "nowhere"), "filter")
+    assert r.returncode == 1 and "workspace" in r.stderr
