@@ -1,0 +1,106 @@
+"""Language identification and normalisation: accuracy on short news sentences, determinism,
+and that the speed-ups (function-word fast path, Moses precheck) change no result."""
+
+from __future__ import annotations
+
+import random
+import unicodedata
+
+import pytest
+from sacremoses import MosesPunctNormalizer
+
+from itcollect.ingest import IngestOptions, IngestSettings, ingest_paths
+from itcollect.langid import detect_language, detect_languages, han_ratio, letter_ratio
+from itcollect.normalize import normalize_text, normalize_whitespace
+
+from .conftest import SAMPLES
+
+SHORT = {
+    "en": ["He said no.", "Prices fell again.", "The vote was close.", "Rain is expected later.",
+           "She won the final.", "Talks resume on Monday.", "Markets rallied today.", "It was a draw."],
+    "de": ["Er sagte nein.", "Die Preise fielen.", "Das Spiel endete torlos.", "Morgen wird es regnen.",
+           "Sie gewann das Finale.", "Die Gespräche gehen weiter.", "Der Zug fällt aus.", "Es war knapp."],
+    "fr": ["Il a dit non.", "Les prix ont baissé.", "Le vote était serré.", "Il pleuvra demain.",
+           "Elle a gagné la finale.", "Les discussions reprennent lundi.", "La Bourse a progressé.",
+           "C'était un match nul."],
+    "zh": ["他说不。", "价格下跌了。", "我们走吧。", "比赛结束了。", "明天有雨。", "会谈周一恢复。", "股市上涨。",
+           "投票结果很接近。"],
+}
+
+
+@pytest.mark.parametrize("lang", sorted(SHORT))
+def test_short_sentences_in_every_language(lang):
+    assert detect_languages(SHORT[lang]) == [lang] * len(SHORT[lang])
+
+
+def test_short_chinese_is_chinese_with_both_backends():
+    for backend in ("lingua", "langdetect"):
+        assert [detect_language(t, backend=backend) for t in SHORT["zh"]] == ["zh"] * len(SHORT["zh"])
+
+
+def test_no_letters_means_no_language():
+    assert detect_languages(["", "12 345", "---", "3.5%"]) == [None, None, None, None]
+
+
+def test_restricted_to_the_workspace_languages():
+    assert detect_language("Die Preise fielen im Oktober deutlich.", ["en", "fr"]) in ("en", "fr")
+    assert detect_language("他说不。", ["en", "de"]) is None
+    assert detect_language("The harbour reopened on Monday.", ["en", "zh"]) == "en"
+
+
+def test_langdetect_backend_is_deterministic():
+    texts = [t for lang in ("en", "de", "fr") for t in SHORT[lang]] + [
+        "The central bank kept its benchmark interest rate unchanged on Wednesday."]
+    first = detect_languages(texts, backend="langdetect")
+    assert all(r in (None, "en", "de", "fr") for r in first)
+    for _ in range(3):
+        assert detect_languages(texts, backend="langdetect") == first
+    assert first[-1] == "en"
+
+
+def test_function_word_fast_path_agrees_with_lingua_on_every_sample_sentence(workspace):
+    summary = ingest_paths(workspace.store, [str(SAMPLES)], IngestSettings.from_config(workspace.config),
+                           IngestOptions())
+    assert summary.kept == 181
+    texts = [s["text"] for s in workspace.store.iter_sources()]
+    extra = ["The stock market closed higher on Friday as investors welcomed the data.",
+             "Die Regierung will die Steuern für kleine Unternehmen im kommenden Jahr deutlich senken.",
+             "Die französische Regierung hat am Dienstag neue Sparmaßnahmen angekündigt.",
+             "Charles de Gaulle airport was closed for two hours on Sunday after a security alert.",
+             "Le New York Times a publié mardi une enquête sur les ventes d'armes."]
+    texts += extra
+    fast = detect_languages(texts, fast=True)
+    full = detect_languages(texts, fast=False)
+    assert fast == full
+    assert fast[-5:] == ["en", "de", "de", "en", "fr"]
+
+
+def test_letter_and_han_ratios_keep_their_meaning():
+    def ref_letter_ratio(text):
+        chars = [ch for ch in text if not ch.isspace()]
+        return sum(1 for ch in chars if ch.isalpha() or unicodedata.category(ch) == "Mn") / len(chars) if chars else 0.0
+
+    for text in ["abc 123", "Größe", "e\u0301te\u0301", "中文 text", "½ ² ³", "", "   ", "http://x.y/z"]:
+        assert letter_ratio(text) == pytest.approx(ref_letter_ratio(text))
+    assert han_ratio("中文ab") == pytest.approx(0.5)
+    assert han_ratio("123") == 0.0
+
+
+def test_fast_moses_matches_sacremoses_exactly():
+    alphabet = list("abc XYZ 12 -!?\t()\"'`,.;:%«»„“”–—´‘’‚…\u00a0") + ["''", " ,", " :", "nº\u00a0", "\u00a0cm"]
+    rng = random.Random(7)
+    samples = ["Le taux de chômage a reculé à 7,3 % au troisième trimestre, selon l'Insee.",
+               'Der Bürgermeister sagte, das Projekt sei "ehrgeizig, aber machbar".',
+               "He said: « non » (twice) – and left…", "Prices rose 5 % in ( March ) ."]
+    samples += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30))) for _ in range(3000)]
+    for lang in ("en", "de", "fr"):
+        moses = MosesPunctNormalizer(lang=lang)
+        for text in samples:
+            pre = normalize_whitespace(unicodedata.normalize("NFC", text))
+            if pre:
+                assert normalize_text(text, lang) == normalize_whitespace(moses.normalize(pre)), (lang, text)
+
+
+def test_chinese_keeps_full_width_punctuation():
+    assert normalize_text("  央行周三维持利率不变，称通胀降温（慢于预期）。 ", "zh") == "央行周三维持利率不变，称通胀降温（慢于预期）。"
+    assert normalize_text("Cafe\u0301  au   lait", "fr") == "Café au lait"
