@@ -1,0 +1,112 @@
+"""Exact and near-duplicate detection: signatures agree with datasketch, paraphrases cluster,
+distinct dialogues do not, and the documented keep rule decides which one survives."""
+
+from __future__ import annotations
+
+import numpy as np
+from datasketch import MinHash
+
+from itcollect.filter import run_filter
+from itcollect.filter.dedup import MinHasher, keep_key, lsh_params, near_duplicate_groups
+
+from .test_filter import add_dialogue, en_dialogue, zh_dialogue
+
+
+def test_signatures_are_datasketch_minhashes():
+    hasher = MinHasher(64)
+    texts = ["The central bank raised interest rates again on Tuesday.", "央行周二再次上调利率。", "hi", ""]
+    sigs = hasher.signatures(texts)
+    for text, sig in zip(texts, sigs):
+        m = MinHash(num_perm=64, seed=1, scheme="affine32", hashfunc=int)
+        m.update_batch(hasher.shingle_hashes(text).tolist())
+        assert np.array_equal(m.hashvalues, sig)
+    a, b = hasher.datasketch_minhash(sigs[0]), hasher.datasketch_minhash(sigs[1])
+    assert a.jaccard(a) == 1.0 and a.jaccard(b) < 0.2
+    bands, rows = lsh_params(0.8, 64)
+    assert bands * rows <= 64
+
+
+def _words(rng, n):
+    vocab = [f"w{i}" for i in range(5000)]
+    return [vocab[j] for j in rng.integers(0, len(vocab), n)]
+
+
+def test_near_duplicate_groups_threshold():
+    rng = np.random.default_rng(0)
+    hasher = MinHasher(128)
+    base = _words(rng, 300)
+    near = list(base)
+    near[150] = "changed"  # one word of 300: Jaccard of 3-gram shingles ~0.98
+    far = base[:100] + _words(rng, 200)  # a third shared: Jaccard ~0.2
+    other = _words(rng, 300)
+    sigs = hasher.signatures([" ".join(x) for x in (base, near, far, other)])
+    labels = near_duplicate_groups(sigs, 0.8)
+    assert labels[0] == labels[1]
+    assert len({labels[0], labels[2], labels[3]}) == 3
+
+
+def test_near_duplicate_requests_cluster_and_distinct_do_not(workspace):
+    store = workspace.store
+    long_req = ("Please rewrite the translation in a more formal register, keep every number exactly as it is, "
+                "use the official names of the institutions, and avoid any colloquial words or abbreviations "
+                "so that it reads like a government press release published in a national newspaper.")
+    a = en_dialogue(1)
+    a["turns"][2] = ("user", long_req, "style")
+    b = en_dialogue(1)  # the same requests, paraphrased by one word, different answers
+    b["turns"][2] = ("user", long_req.replace("national newspaper", "national daily"), "style")
+    b["turns"][1] = ("assistant", "市议会于周二批准了三百万欧元的公共住房预算。", "translate")
+    b["turns"][3] = ("assistant", "市议会已于周二正式批准三百万欧元公共住房预算案。", "style")
+    c = zh_dialogue(7)  # unrelated
+    d = en_dialogue(9)  # same template, different city and number: distinct requests
+    d["turns"][2] = ("user", long_req, "style")
+    ida = add_dialogue(store, a)
+    idb = add_dialogue(store, b)
+    idc = add_dialogue(store, c)
+    idd = add_dialogue(store, d)
+    run_filter(store, workspace.config)
+    va, vb, vc, vd = (store.get_verdict(x) for x in (ida, idb, idc, idd))
+    assert va["kept"] and vc["kept"] and vd["kept"]
+    assert not vb["kept"] and vb["reasons"] == ["near_duplicate_requests"]
+    # the cluster id (the kept dialogue's id) is stored on both members
+    assert vb["cluster_id"] == ida and va["cluster_id"] == ida
+    assert vc["cluster_id"] is None
+    totals = store.filter_totals()
+    assert totals["reasons"] == {"near_duplicate_requests": 1}
+    # with near-dup detection off, both stay
+    run_filter(store, workspace.config, near_dup=False)
+    assert store.get_verdict(idb)["kept"]
+
+
+def test_exact_duplicates_keep_rule(workspace):
+    store = workspace.store
+    spec = zh_dialogue(3)
+    shouty = dict(spec)
+    shouty["turns"] = [(r, c.upper() + "  ", t) for r, c, t in spec["turns"]]  # same after normalisation
+    imported = add_dialogue(store, spec, origin="imported")
+    simulated = add_dialogue(store, shouty, origin="simulated")
+    human = add_dialogue(store, spec, origin="human")
+    run_filter(store, workspace.config)
+    assert store.get_verdict(human)["kept"]
+    for did in (imported, simulated):
+        v = store.get_verdict(did)
+        assert not v["kept"] and v["reasons"] == ["duplicate"] and v["detail"]["clusters"]["exact"] == human
+
+
+def test_keep_rule_order():
+    assert keep_key("human", 2, "2024", "b") < keep_key("simulated", 5, "2023", "a")
+    assert keep_key("simulated", 5, "2024", "b") < keep_key("simulated", 3, "2023", "a")
+    assert keep_key("simulated", 3, "2023", "b") < keep_key("simulated", 3, "2024", "a")
+    assert keep_key("simulated", 3, "2024", "a") < keep_key("imported", 3, "2024", "a")
+
+
+def test_a_dropped_copy_does_not_displace_a_good_one(workspace):
+    store = workspace.store
+    good = en_dialogue(4)
+    broken = en_dialogue(4)
+    broken["turns"][3] = ("assistant", "I'm sorry, but I can't help with that.", "style")
+    id_broken = add_dialogue(store, broken, origin="human")  # preferred origin, but it fails a rule
+    id_good = add_dialogue(store, good, origin="imported")
+    run_filter(store, workspace.config)
+    assert store.get_verdict(id_good)["kept"]
+    reasons = store.get_verdict(id_broken)["reasons"]
+    assert "refusal" in reasons and "duplicate" not in reasons
