@@ -260,17 +260,29 @@ def split_source(request: str) -> tuple[str, str]:
     The source is the longest quoted span when there is one, else what follows the last colon or
     line break, else the whole request (and the instruction text is then empty).
     """
-    quoted = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(request)]
-    quoted = [q.strip() for q in quoted if len(q.strip()) >= 8]
-    if quoted:
-        src = max(quoted, key=len)
-        return src, request.replace(src, " ").strip()
+    spans = [(next(g for g in m.groups() if g).strip(), m) for m in _QUOTED.finditer(request)]
+    spans = [(q, m) for q, m in spans if len(q) >= 8]
+    if spans:
+        src, m = max(spans, key=lambda qm: len(qm[0]))
+        return src, (request[:m.start()] + " " + request[m.end():]).strip()
     for sep in ("\n", "：", ":"):
         if sep in request:
             head, _, tail = request.rpartition(sep) if sep != "\n" else request.partition(sep)
             if tail.strip() and head.strip():
                 return tail.strip(), head.strip()
     return request.strip(), ""
+
+
+def given_source(meta: dict[str, Any], first_request: str) -> str | None:
+    """The source sentence named by the metadata: ``source_text``, or ``source`` when it occurs in
+    the first request (elsewhere ``source`` often names the corpus a record came from)."""
+    text = meta.get("source_text")
+    if isinstance(text, str) and text.strip():
+        return text.strip()
+    text = meta.get("source")
+    if isinstance(text, str) and text.strip() and text.strip() in first_request:
+        return text.strip()
+    return None
 
 
 def _as_lang(value: Any, languages: Sequence[str]) -> str | None:
@@ -286,15 +298,12 @@ def build_dialogue(messages: list[dict[str, str]], meta: dict[str, Any], langs: 
                    languages: Sequence[str]) -> dict[str, Any]:
     """The dialogue record for the store (languages from metadata first, else inferred)."""
     first_answer = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), None)
-    src_source = meta.get("source")
-    if not isinstance(src_source, str) or not src_source.strip():
-        src_source = source
     return {
         "src_lang": _as_lang(meta.get("src_lang"), languages) or src_lang_guess,
         "tgt_lang": _as_lang(meta.get("tgt_lang"), languages) or (langs[first_answer] if first_answer is not None
                                                                    else None),
         "instruction_lang": _as_lang(meta.get("instruction_lang"), languages) or instr_lang_guess,
-        "source_text": src_source.strip(),
+        "source_text": source.strip(),
         "annotator": meta.get("annotator") if isinstance(meta.get("annotator"), str) else None,
         "meta": meta,
     }
@@ -350,9 +359,7 @@ def _write_batch(store: Any, batch: list[tuple[int, list[dict[str, str]], dict[s
     texts: list[str] = []
     for _, messages, meta in batch:
         first_user = next(m["content"] for m in messages if m["role"] == "user")
-        src, _instr = split_source(first_user)
-        if isinstance(meta.get("source"), str) and meta["source"].strip():
-            src = meta["source"].strip()
+        src = given_source(meta, first_user) or split_source(first_user)[0]
         sources.append(src)
         texts.append(src)
         texts.extend(text_to_detect(m, src) for m in messages)
