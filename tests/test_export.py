@@ -1,0 +1,210 @@
+"""``itcollect export``: the dataset loads with ``datasets`` and holds exactly the stored dialogues."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import datasets
+import pytest
+import yaml
+
+from itcollect.errors import InputError
+from itcollect.export import export_dataset, sharegpt_record
+from itcollect.filter import run_filter
+from itcollect.workspace import init_workspace
+
+from .conftest import run_cli
+from .test_filter import add_dialogue, en_dialogue, zh_dialogue
+
+SYSTEM = "You are a careful translator."
+
+
+def _corpus(ws, n_sources: int = 24) -> dict[str, str]:
+    """Dialogues over shared sources (2 per source: another instruction language); one refusal."""
+    store = ws.store
+    ids = {}
+    for k in range(n_sources):
+        for variant in (0, 1):
+            spec = en_dialogue(k) if k % 2 == 0 else zh_dialogue(k)
+            if variant:  # the same source, asked for differently (not a near-duplicate)
+                spec = dict(spec)
+                t = spec["turns"]
+                if spec["instr"] == "en":
+                    spec["turns"] = [("user", f"Could you put this news sentence into Chinese for me? {spec['source']}",
+                                      "translate"), t[1],
+                                     ("user", "Now make it much shorter, like a headline.", "length"),
+                                     ("assistant", "市议会批准住房预算", "length")]
+                else:
+                    spec["turns"] = [("user", f"帮我把下面这条新闻译成英语，谢谢：{spec['source']}", "translate"), t[1],
+                                     ("user", "再短一点，像新闻标题那样。", "length"),
+                                     ("assistant", "City unveils transport plan", "length")]
+            sid = f"src{k:03d}"
+            if variant == 0:
+                store.add_source(source_id=sid, text=spec["source"], lang=spec["src"], origin_file="news.txt",
+                                 docid=f"doc{k // 4}")
+            did = add_dialogue(store, spec, origin="human" if k % 3 == 0 else "simulated")
+            store.conn.execute("UPDATE dialogues SET source_id=? WHERE id=?", (sid, did))
+            ids[did] = sid
+    bad = en_dialogue(90)
+    bad["turns"][3] = ("assistant", "I'm sorry, but I can't help with that.", "style")
+    ids[add_dialogue(store, bad)] = None
+    return ids
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    ws = init_workspace(root / "ws")
+    ids = _corpus(ws)
+    # the test sentences differ only in a city and a number: keep near-dup detection out of this
+    run_filter(ws.store, ws.config, near_dup=False)
+    result = export_dataset(ws.store, ws.config, root / "out", fmt="all", system_prompt=SYSTEM,
+                            validation_share=0.2, test_share=0.2)
+    yield ws, root / "out", result, ids
+    ws.close()
+
+
+def test_load_from_disk_and_parquet(exported):
+    ws, out, result, ids = exported
+    dd = datasets.load_from_disk(str(out / "hf"))
+    assert set(dd) == {"train", "validation", "test"}
+    total = sum(len(dd[s]) for s in dd)
+    assert total == result.counts["total"] == len(ids) - 1  # the refusal is not exported
+    cols = set(dd["train"].column_names)
+    assert {"id", "messages", "source", "source_id", "src_lang", "tgt_lang", "instruction_lang",
+            "interaction_types", "origin", "annotator", "models", "template_hashes", "created_at",
+            "user_turn_authors", "turn_models", "docid"} <= cols
+    files = {s: sorted(str(p) for p in (out / "parquet").glob(f"{s}-*.parquet")) for s in dd}
+    pq = datasets.load_dataset("parquet", data_files=files, cache_dir=str(out.parent / "hfcache"))
+    for s in dd:
+        assert sorted(pq[s]["id"]) == sorted(dd[s]["id"])
+    assert len(dd["validation"]) > 0 and len(dd["test"]) > 0
+
+
+def test_rows_equal_the_stored_dialogues(exported):
+    ws, out, _result, _ids = exported
+    dd = datasets.load_from_disk(str(out / "hf"))
+    seen = 0
+    for split in dd:
+        for row in dd[split]:
+            turns = ws.store.get_turns(row["id"])
+            assert row["messages"][0] == {"role": "system", "content": SYSTEM}
+            assert row["messages"][1:] == [{"role": t["role"], "content": t["content"]} for t in turns]
+            d = ws.store.get_dialogue(row["id"])
+            assert (row["src_lang"], row["tgt_lang"], row["instruction_lang"], row["origin"]) == (
+                d["src_lang"], d["tgt_lang"], d["instruction_lang"], d["origin"])
+            assert row["source"] == d["source_text"] and row["source_id"] == d["source_id"]
+            assert row["interaction_types"] == [t["interaction_type"] for t in turns if t["role"] == "user"]
+            assert row["models"] == ["gpt-4o-mini"] and row["template_hashes"] == ["abc123"]
+            assert row["turn_models"] == ["gpt-4o-mini"] * row["n_user_turns"]
+            assert row["docid"] == ws.store.get_source(d["source_id"])["docid"]
+            seen += 1
+    assert seen == len(list(ws.store.iter_corpus(kept_only=True)))
+
+
+def test_no_source_in_two_splits(exported):
+    _ws, out, _result, _ids = exported
+    dd = datasets.load_from_disk(str(out / "hf"))
+    where = defaultdict(set)
+    texts = defaultdict(set)
+    for split in dd:
+        for row in dd[split]:
+            where[row["source_id"]].add(split)
+            texts[row["source"]].add(split)
+    assert all(len(s) == 1 for s in where.values())
+    assert all(len(s) == 1 for s in texts.values())
+    assert {"train", "validation", "test"} == set().union(*where.values())
+
+
+def test_sharegpt_is_fastchat_style(exported):
+    _ws, out, result, _ids = exported
+    n = 0
+    for name in ("sharegpt.json", "sharegpt_validation.json", "sharegpt_test.json"):
+        data = json.loads((out / name).read_text(encoding="utf-8"))
+        for rec in data:
+            conv = rec["conversations"]
+            assert conv and len(conv) % 2 == 0
+            assert [c["from"] for c in conv] == ["human", "gpt"] * (len(conv) // 2)
+            assert all(isinstance(c["value"], str) and c["value"] for c in conv)
+            assert rec["system"] == SYSTEM
+            n += 1
+    assert n == result.counts["total"]
+
+
+def test_llamafactory_entry(exported):
+    _ws, out, _result, _ids = exported
+    info = json.loads((out / "dataset_info.json").read_text(encoding="utf-8"))
+    entry = info["itcollect"]
+    assert entry["file_name"] == "sharegpt.json" and (out / entry["file_name"]).is_file()
+    assert entry["formatting"] == "sharegpt"
+    assert entry["columns"] == {"messages": "conversations", "system": "system"}
+    assert entry["tags"] == {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}
+    assert info["itcollect_test"]["file_name"] == "sharegpt_test.json"
+
+
+def test_dataset_card(exported):
+    ws, out, result, _ids = exported
+    text = (out / "README.md").read_text(encoding="utf-8")
+    front = yaml.safe_load(text.split("---")[1])
+    assert front["license"] == ws.config["export"]["license"]
+    assert set(front["language"]) == {"en", "zh"}
+    assert front["size_categories"] == ["n<1K"]
+    assert "translation" in front["task_categories"]
+    assert "| en-zh |" in text and "| zh-en |" in text and "refusal" in text
+    assert f"Dialogues: {result.counts['total']}" in text
+    exports = ws.store.list_exports()
+    assert exports[-1]["counts"]["total"] == result.counts["total"]
+    assert exports[-1]["formats"] == ["hf", "llamafactory", "sharegpt"]
+
+
+def test_export_refuses_before_filter(workspace, tmp_path):
+    add_dialogue(workspace.store, en_dialogue(1))
+    with pytest.raises(InputError, match="run 'itcollect filter'"):
+        export_dataset(workspace.store, workspace.config, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_sharegpt_record_moves_system_prompt():
+    row = {"id": "x", "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "u"},
+                                   {"role": "assistant", "content": "a"}],
+           "src_lang": "en", "tgt_lang": "zh", "instruction_lang": "en", "origin": "human", "source_id": "s"}
+    rec = sharegpt_record(row)
+    assert rec["system"] == "S" and rec["conversations"] == [{"from": "human", "value": "u"},
+                                                             {"from": "gpt", "value": "a"}]
+
+
+def test_sharegpt_import_filter_export_round_trip(tmp_path):
+    """import -> filter -> export of a ShareGPT file gives back the same conversations (CLI)."""
+    records = []
+    for k in range(12):
+        spec = zh_dialogue(k) if k % 2 else en_dialogue(k)
+        records.append({"conversations": [{"from": "human" if r == "user" else "gpt", "value": c}
+                                          for r, c, _ in spec["turns"]]})
+    src = tmp_path / "sharegpt_dump.json"
+    src.write_text(json.dumps(records, ensure_ascii=False, indent=2), encoding="utf-8")
+    ws_dir = tmp_path / "ws"
+    assert run_cli("init", str(ws_dir)).returncode == 0
+    r = run_cli("-C", str(ws_dir), "export", "--hf", str(tmp_path / "early"))
+    assert r.returncode == 1 and "filter" in r.stderr  # never filtered: refused
+    r = run_cli("-C", str(ws_dir), "import", str(src))
+    assert r.returncode == 0, r.stderr
+    r = run_cli("-C", str(ws_dir), "filter")
+    assert r.returncode == 0 and "kept 12" in r.stdout, r.stdout + r.stderr
+    out = tmp_path / "out"
+    r = run_cli("-C", str(ws_dir), "export", "--hf", str(out), "--format", "all", "--validation-share", "0.2",
+                "--test-share", "0.2")
+    assert r.returncode == 0, r.stderr
+    back = []
+    for name in ("sharegpt.json", "sharegpt_validation.json", "sharegpt_test.json"):
+        if (out / name).exists():
+            back += [rec["conversations"] for rec in json.loads((out / name).read_text(encoding="utf-8"))]
+    key = lambda conv: json.dumps(conv, ensure_ascii=False)  # noqa: E731
+    assert sorted(map(key, back)) == sorted(key(r["conversations"]) for r in records)
+    dd = datasets.load_from_disk(str(out / "hf"))
+    assert sum(len(dd[s]) for s in dd) == 12
+    assert set(dd["train"]["origin"]) == {"imported"}
+    r = run_cli("-C", str(ws_dir), "export", "--hf", str(out), "--format", "nope")
+    assert r.returncode == 2
+    r = run_cli("-C", str(ws_dir), "export", "--hf", str(out), "--push-to-hub", "me/ds", env={"HF_TOKEN": ""})
+    assert r.returncode == 1 and "HF_TOKEN" in r.stderr
