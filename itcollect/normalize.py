@@ -26,8 +26,13 @@ _MOSES_TRIGGER = re.compile("[\r()`\"\u201e\u201c\u201d\u2013\u2014\u00b4\u2018\
                             "| [:;%]|''")
 
 
+_NEEDS_FIX = re.compile(f"{_CONTROL.pattern}|{_SPACE.pattern}")
+
+
 def normalize_whitespace(text: str) -> str:
     """Drop control characters and zero-width spaces, collapse runs of whitespace, strip."""
+    if _NEEDS_FIX.search(text) is None:  # one scan for the common, already clean line
+        return text.strip()
     return _SPACE.sub(" ", _CONTROL.sub("", text)).strip()
 
 
@@ -66,7 +71,8 @@ def moses_normalize(text: str, lang: str) -> str:
     """Moses punctuation normalisation of pre-normalised text; Chinese is returned unchanged."""
     if lang == "zh" or not text:
         return text
-    return normalize_whitespace(_moses(lang).normalize(text))
+    out = _moses(lang).normalize(text)
+    return text if out is text else normalize_whitespace(out)
 
 
 def normalize_text(text: str, lang: str | None = None, moses: bool = True) -> str:

@@ -196,7 +196,7 @@ class _Batcher:
     def _length_reason(self, text: str) -> str | None:
         s = self.s
         if _HAN.search(text) is not None and han_ratio(text) > 0.3 and not _KANA_HANGUL.search(text):
-            n = sum(1 for ch in text if not ch.isspace())
+            n = len(text) - text.count(" ")  # pre-normalised: the only whitespace left is " "
             lo, hi = s.min_chars_zh, s.max_chars_zh
         else:
             n = text.count(" ") + 1
@@ -227,7 +227,11 @@ class _Batcher:
                 continue
             masked = _URL.sub(lambda m: "#" * len(m.group()), text) if ("://" in text or "www." in text
                                                                       or "@" in text) else text
-            if letter_ratio(masked) < s.min_letter_ratio:
+            # letters / non-space characters; combining marks only ever add letters, so the exact
+            # letter_ratio is needed only when the quick count falls short
+            nonspace = len(masked) - masked.count(" ")
+            if sum(map(str.isalpha, masked)) < s.min_letter_ratio * nonspace and \
+                    letter_ratio(masked) < s.min_letter_ratio:
                 self.drop("non_letters")
                 continue
             reason = self._length_reason(text)
