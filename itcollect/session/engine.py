@@ -309,6 +309,16 @@ class Session:
             type_id = DEFAULT_FOLLOW_TYPE
         return check_answer(type_id, text, self._check_context(request, turns[:i]))
 
+    def _answer_lang(self, type_id: str) -> str:
+        """The language an answer of this type must be in (what simulate records as the turn's lang)."""
+        from ..taxonomy import INTERACTION_TYPES, answer_language
+
+        turns = self.conversation()
+        i = max(j for j, t in enumerate(turns) if t["role"] == "user")
+        if type_id not in INTERACTION_TYPES:
+            return self._need().spec["instruction_lang"]
+        return answer_language(type_id, self._check_context(turns[i], turns[:i]))
+
     def _request_params(self, type_id: str, text: str) -> dict[str, Any]:
         """The planned parameters of this turn, plus what the human's own wording fixes (a retarget's language)."""
         from ..taxonomy import mentions_language
@@ -353,26 +363,40 @@ class Session:
             raise CommandError("the last request has no answer yet: retry, or undo it")
         type_id = type_id or self.next_type()
         params = self._request_params(type_id, text)
-        warnings = self._request_warnings(type_id, text, params)
-        from ..checks import detect
-
-        lang = detect(text, self.languages, self.backend)
+        # checks and language judge the annotator's own words, not the source attached to them
+        own = text
+        if not any(t["role"] == "user" for t in self.conversation()):
+            own = text.replace(self._need().source["text"], " ").strip() or text
+        warnings = self._request_warnings(type_id, own, params)
+        text = self._with_source(text)
         with self.store.transaction():
             d = self._guard()
-            if not any(t["role"] == "system" for t in self.store.get_turns(d.dialogue_id)):
-                system, name, thash = self._system_prompt()
-                self.store.add_turn(d.dialogue_id, role="system", content=system, author="model",
-                                    template_name=name, template_hash=thash)
             turn_id = self.store.add_turn(d.dialogue_id, role="user", content=text, author="human",
                                           annotator=self.annotator, interaction_type=type_id, params=params,
-                                          warnings=warnings, lang=lang)
+                                          warnings=warnings, lang=d.spec["instruction_lang"])
             self._event("request", turn_id=turn_id, type=type_id, warnings=warnings)
         self.next_type_override = None
-        return {"turn_id": turn_id, "type": type_id, "warnings": warnings}
+        return {"turn_id": turn_id, "type": type_id, "warnings": warnings, "content": text}
 
-    def _messages(self) -> list[dict[str, str]]:
-        d = self._need()
-        return [{"role": t["role"], "content": t["content"]} for t in self.store.get_turns(d.dialogue_id)]
+    def _with_source(self, text: str) -> str:
+        """The first request carries the source sentence, as simulate's first-turn template does
+        (the request, a blank line, the sentence quoted), unless the annotator pasted it already:
+        the dialogue must be complete without the screen that showed the source."""
+        if any(t["role"] == "user" for t in self.conversation()):
+            return text
+        from ..checks import normalize_for_compare
+        from ..prompting import _quote
+
+        source = self._need().source["text"]
+        if normalize_for_compare(source) in normalize_for_compare(text):
+            return text
+        return f"{text}\n\n{_quote(source)}"
+
+    def _messages(self, system: str) -> list[dict[str, str]]:
+        """What the assistant sees: the system prompt (rendered per call, not stored, as in simulate)
+        and the active turns."""
+        return [{"role": "system", "content": system}] + [
+            {"role": t["role"], "content": t["content"]} for t in self.conversation()]
 
     async def get_answer(self, on_delta: Callable[[str], None] | None = None,
                          on_reset: Callable[[], None] | None = None) -> Answer:
@@ -382,36 +406,42 @@ class Session:
         d = self._need()
         with self.store.transaction():
             self._guard()  # renew before a possibly long call
-        turns = self.store.get_turns(d.dialogue_id)
-        idx = max(t["idx"] for t in turns) + 1
+        turns = self.conversation()
+        idx = turns[-1]["idx"] + 1
         sample = self.store.count_rejected_answers(d.dialogue_id, idx)
+        system, template_name, template_hash = self._system_prompt()
         from ..llm import CostLimitReached, EndpointDown, LLMCallError
 
         try:
-            result = await self.client.chat("assistant", self._messages(), sample=sample, on_delta=on_delta,
+            result = await self.client.chat("assistant", self._messages(system), sample=sample, on_delta=on_delta,
                                             on_reset=on_reset)
         except (LLMCallError, EndpointDown, CostLimitReached) as exc:
             self._event("endpoint_error", error=str(exc)[:500])
             if self._client is not None:  # a fresh client next time: "retry" must really retry
                 await self.close()
             raise AnswerFailed(str(exc)) from None
-        warnings = self._answer_warnings(result.text)
+        text = result.text.strip()
+        warnings = []
         if result.finish_reason == "length":
-            warnings.append("truncated: the answer hit max_tokens (finish_reason=length)")
-        from ..checks import detect
-
+            warnings.append("truncated: finish_reason length")
+        warnings += self._answer_warnings(text)
+        request = turns[-1]
+        type_id = request.get("interaction_type") or DEFAULT_FOLLOW_TYPE
         with self.store.transaction():
             self._guard()
             turn_id = self.store.add_turn(
-                d.dialogue_id, role="assistant", content=result.text, author="model", model=result.model,
+                d.dialogue_id, role="assistant", content=text, author="model", model=result.model,
                 call_key=result.call_key, prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens, latency_ms=result.latency_ms,
-                finish_reason=result.finish_reason, warnings=warnings,
-                lang=detect(result.text, self.languages, self.backend),
-                interaction_type=self.current_type())
+                finish_reason=result.finish_reason, warnings=warnings, idx=idx,
+                lang=self._answer_lang(type_id), interaction_type=type_id, template_name=template_name,
+                template_hash=template_hash, params={**(request.get("params") or {}), "sample": sample})
+            dia = self.store.get_dialogue(d.dialogue_id)
+            if dia is not None and "assistant_model" not in dia["meta"]:
+                self.store.update_dialogue(d.dialogue_id, meta={**dia["meta"], "assistant_model": result.model})
             self._event("answer", turn_id=turn_id, sample=sample, from_ledger=result.from_ledger,
                         warnings=warnings)
-        return Answer(turn_id, idx, result.text, result.model, result.finish_reason, warnings, result.from_ledger)
+        return Answer(turn_id, idx, text, result.model, result.finish_reason, warnings, result.from_ledger)
 
     def pending_answer(self) -> dict[str, Any] | None:
         """The undecided answer (state ``decide``), as a turn dict."""
@@ -454,13 +484,10 @@ class Session:
             raise CommandError("the edited answer is empty")
         warnings = self._answer_warnings(text)
         original = turn["original_content"] if turn["original_content"] is not None else turn["content"]
-        from ..checks import detect
-
         with self.store.transaction():
             self._guard()
             self.store.update_turn(turn["id"], content=text, original_content=original, author="human",
-                                   annotator=self.annotator, warnings=warnings,
-                                   lang=detect(text, self.languages, self.backend))
+                                   annotator=self.annotator, warnings=warnings)
             self._event("edit", turn_id=turn["id"], warnings=warnings)
             if not warnings:
                 self._event("accept", turn_id=turn["id"], via="edit")

@@ -26,7 +26,8 @@ holding a single ``.`` (a text line that is exactly ``.`` is written ``..``).
 Output: one event a line, ``TAG JSON`` (tag, one space, a JSON object), flushed at once:
 ``session``, ``dialogue`` (what the screen shows: source, pair, instruction language, planned
 types and turns, ``resumed`` and a ``message``), ``turn`` (the conversation so far, on open),
-``request`` (committed, with its ``warnings``), ``delta`` (a piece of the streaming answer),
+``request`` (committed: its ``content`` — the first one with the source sentence attached, as
+in simulate, unless you pasted it — and its ``warnings``), ``delta`` (a piece of the streaming answer),
 ``answer`` (committed; ``warnings`` from the same checks as simulate), ``ok`` (an action done),
 ``guidelines``, ``status``, ``error`` (a command that did not fit: nothing changed),
 ``endpoint_error`` (the request is kept; ``retry``, ``undo`` or ``quit``), ``ready`` (waiting for a
@@ -162,7 +163,7 @@ class Protocol:
         s = self.s
         if cmd == "request":
             r = s.add_request(arg)
-            self.emit("request", turn_id=r["turn_id"], type=r["type"], warnings=r["warnings"])
+            self.emit("request", turn_id=r["turn_id"], type=r["type"], content=r["content"], warnings=r["warnings"])
             await self._answer(s.get_answer)
         elif cmd == "type":
             s.set_next_type(arg)

@@ -248,6 +248,8 @@ class TerminalUI:
             await self.slash(cmd.lower(), arg.strip())
             return
         r = self.s.add_request(text)
+        if r["content"] != text:
+            self.console.print("[dim](the source sentence is attached to your first request)[/dim]")
         self.show_warnings([f"request: {w}" for w in r["warnings"]])
         await self._stream(self.s.get_answer)
 
