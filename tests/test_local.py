@@ -110,7 +110,7 @@ def test_local_server_answers_plain_and_streaming_and_stops_on_error():
     import psutil
 
     with pytest.raises(RuntimeError, match="boom"):
-        with local_server(parse_config("[local]\nn_ctx = 1024\n")) as (base_url, model):
+        with local_server(parse_config("[local]\nn_ctx = 1024\nn_threads = 1\n")) as (base_url, model):
             assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
             assert model == BUNDLED_MODEL_NAME
             assert _models(base_url) == [model]
@@ -140,7 +140,7 @@ def test_local_server_answers_plain_and_streaming_and_stops_on_error():
 def _start_serve_local(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
     env = dict(os.environ, ITCOLLECT_PROGRESS="0")
     env.pop("OPENAI_BASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "itcollect", "serve-local", "--n-ctx", "512", *args],
+    proc = subprocess.Popen([sys.executable, "-m", "itcollect", "serve-local", "--n-ctx", "512", "--n-threads", "1", *args],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()  # blocks until the server answers (or the command fails)
     if not line.startswith("base_url: "):
