@@ -30,6 +30,10 @@ def collect_stats(store: Store, config: dict[str, Any] | None = None) -> dict[st
     # Per human annotator (session): dialogues finished, skipped (+ reasons), turns, edits,
     # regenerations, undos, flags, median active seconds per finished dialogue.
     stats["annotators"] = store.annotator_stats()
+    # Realised mix vs the configured target, request diversity, imports and exports (corpus_stats).
+    from .corpus_stats import corpus_sections
+
+    stats.update(corpus_sections(store, config))
     return stats
 
 
@@ -90,4 +94,7 @@ def render_stats(stats: dict[str, Any]) -> str:
             reasons = ", ".join(f"{k} {v}" for k, v in a["skip_reasons"].items())
             lines.append(f"  {name:<20} {a['dialogues']:>9,} {a['skipped']:>7,} {a['turns']:>6,} {a['edits']:>6,}"
                          f" {a['regenerations']:>6,} {med_text:>16}  {reasons}")
+    from .corpus_stats import render_corpus
+
+    lines += render_corpus(stats)
     return "\n".join(lines).lstrip("\n")

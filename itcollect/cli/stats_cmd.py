@@ -7,13 +7,19 @@ import click
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
+@click.option("--plot", "plot", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
+              help="Also draw the realised mix against the target as bars into FILE.png.")
 @click.pass_obj
-def stats(state, as_json: bool) -> None:
+def stats(state, as_json: bool, plot: str | None) -> None:
     """Show what the workspace holds: sources, ingest drops, specs, dialogues, calls, filter."""
     from ..stats import collect_stats, render_stats
 
     with state.workspace() as ws:
         data = collect_stats(ws.store, ws.config)
+    if plot:
+        from ..corpus_stats import plot_mix
+
+        plot_mix(data, plot)
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False, sort_keys=False))
     else:

@@ -64,8 +64,12 @@ def exact_key(turns: Sequence[dict[str, Any]], norms: Sequence[str] | None = Non
 class MinHasher:
     """Batched MinHash signatures (datasketch ``affine32`` scheme) of token 3-gram shingles."""
 
-    def __init__(self, num_perm: int = 64, seed: int = 1) -> None:
+    def __init__(self, num_perm: int = 64, seed: int = 1, shingle: int = SHINGLE) -> None:
         from datasketch import MinHash
+
+        if shingle not in (1, 2, 3):
+            raise ValueError("shingle must be 1, 2 or 3 tokens")
+        self.shingle = shingle
 
         proto = MinHash(num_perm=num_perm, seed=seed, scheme="affine32")
         self.num_perm = num_perm
@@ -77,14 +81,23 @@ class MinHasher:
 
     def _tokens(self, text: str) -> list[str]:
         toks = _TOKEN.findall(text.lower())
-        if len(toks) < SHINGLE:  # pad short texts so every text has at least one shingle
-            toks += _PAD[:SHINGLE - len(toks)]
+        if len(toks) < self.shingle:  # pad short texts so every text has at least one shingle
+            toks += _PAD[:self.shingle - len(toks)]
         return toks
 
     def shingle_hashes(self, text: str) -> np.ndarray:
         """uint32 hash of each token 3-gram of one text (the values :meth:`signatures` uses)."""
         ids = np.fromiter(map(self.vocab.__getitem__, self._tokens(text)), dtype=np.uint32)
+        return self._combine(ids)
+
+    def _combine(self, ids: np.ndarray) -> np.ndarray:
+        """Hash of each run of ``shingle`` consecutive token hashes."""
+        k = self.shingle
         with np.errstate(over="ignore"):
+            if k == 1:
+                return ids * _P1
+            if k == 2:
+                return ids[:-1] * _P1 + ids[1:] * _P2
             return ids[:-2] * _P1 + ids[1:-1] * _P2 + ids[2:] * _P3
 
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
@@ -96,15 +109,15 @@ class MinHasher:
         """:meth:`signatures` of texts already tokenised (lower-cased, by the same tokenizer)."""
         if not token_lists:
             return np.zeros((0, self.num_perm), dtype=np.uint32)
-        toks = [t if len(t) >= SHINGLE else t + _PAD[:SHINGLE - len(t)] for t in token_lists]
+        k = self.shingle
+        toks = [t if len(t) >= k else t + _PAD[:k - len(t)] for t in token_lists]
         lens = np.fromiter(map(len, toks), dtype=np.int64, count=len(toks))
         ids = np.fromiter(map(self.vocab.__getitem__, chain.from_iterable(toks)), dtype=np.uint32,
                           count=int(lens.sum()))
-        with np.errstate(over="ignore"):
-            sh = ids[:-2] * _P1 + ids[1:-1] * _P2 + ids[2:] * _P3
+        sh = self._combine(ids)
         starts = np.zeros(len(lens), dtype=np.int64)
         np.cumsum(lens[:-1], out=starts[1:])
-        counts = lens - (SHINGLE - 1)
+        counts = lens - (k - 1)
         seg = np.zeros(len(lens), dtype=np.int64)
         np.cumsum(counts[:-1], out=seg[1:])
         idx = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(seg, counts) + np.repeat(starts, counts)

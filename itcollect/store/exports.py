@@ -72,6 +72,44 @@ class ExportsMixin(StoreCore):
             for d in dialogues:
                 yield d, turns[d["id"]]
 
+    def mix_counts(self, *, kept_only: bool = False) -> dict[str, dict[str, int]]:
+        """Realised mix of finished dialogues (or of those the latest filter kept), by SQL aggregates:
+        pair, instruction language, origin, user turns, interaction type of the user turns after
+        the first."""
+        kept = " JOIN verdicts v ON v.dialogue_id=d.id AND v.kept=1" if kept_only else ""
+        base = f"FROM dialogues d{kept} WHERE d.status='done'"
+        out: dict[str, dict[str, int]] = {}
+        out["pair"] = {f"{r[0]}-{r[1]}": r[2] for r in self.query(
+            f"SELECT d.src_lang, d.tgt_lang, COUNT(*) {base} GROUP BY 1, 2 ORDER BY 3 DESC")}
+        out["instruction_lang"] = {str(r[0]): r[1] for r in self.query(
+            f"SELECT d.instruction_lang, COUNT(*) {base} GROUP BY 1 ORDER BY 2 DESC")}
+        out["origin"] = {r[0]: r[1] for r in self.query(f"SELECT d.origin, COUNT(*) {base} GROUP BY 1 ORDER BY 2 DESC")}
+        out["turns"] = {str(r[0]): r[1] for r in self.query(
+            f"SELECT n, COUNT(*) FROM (SELECT (SELECT COUNT(*) FROM turns t WHERE t.dialogue_id=d.id"
+            f" AND t.state='active' AND t.role='user') AS n {base}) GROUP BY n ORDER BY n")}
+        out["interaction_type"] = {str(r[0]): r[1] for r in self.query(
+            f"SELECT t.interaction_type, COUNT(*) FROM turns t JOIN dialogues d ON d.id=t.dialogue_id{kept}"
+            f" WHERE d.status='done' AND t.state='active' AND t.role='user' AND t.interaction_type IS NOT NULL"
+            f" AND t.interaction_type != 'translate' GROUP BY 1 ORDER BY 2 DESC")}
+        return out
+
+    def iter_requests(self) -> Iterator[tuple[str | None, str, str | None]]:
+        """(instruction language, request text, source text) of every active user turn of every
+        finished dialogue, streamed."""
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        try:
+            cur.execute("SELECT d.instruction_lang, t.content, d.source_text FROM turns t"
+                        " JOIN dialogues d ON d.id=t.dialogue_id WHERE d.status='done' AND t.state='active'"
+                        " AND t.role='user' ORDER BY t.id")
+            while True:
+                rows = cur.fetchmany(5000)
+                if not rows:
+                    return
+                yield from rows
+        except sqlite3.Error as exc:
+            raise StoreError(f"store read failed: {exc}", path=str(self.path)) from None
+
     def references_for(self, source_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self.query(
             "SELECT lang, text, translator FROM source_refs WHERE source_id=? ORDER BY lang, translator",
