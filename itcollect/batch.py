@@ -508,3 +508,345 @@ def render_batch_status(status: dict[str, Any]) -> str:
     lines.append(f"Specs: {specs['pending']:,} pending, {specs['in_progress']:,} in progress, {specs['done']:,} "
                  f"done, {specs['failed']:,} failed.")
     return "\n".join(lines)
+
+
+# -- the simulate --batch-api run -----------------------------------------------------------------
+LOCK_FILE = ".itcollect-batch.lock"
+#: Lease of the specs a batch run holds; renewed at every poll (polls are at most poll_max_s apart).
+LEASE_S = 3600.0
+
+
+@dataclass
+class BatchSummary:
+    """What one ``simulate --batch-api`` invocation did (or, for --dry-run / --status, would do)."""
+
+    rounds: int = 0
+    submitted: int = 0
+    answered: int = 0
+    failed_calls: int = 0
+    done: int = 0
+    failed: int = 0
+    stragglers: int = 0
+    waiting: int = 0
+    cost_usd: float = 0.0
+    stopped: str | None = None
+    estimate: dict[str, Any] | None = None
+    status: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("rounds", "submitted", "answered", "failed_calls", "done", "failed",
+                                              "stragglers", "waiting", "cost_usd", "stopped", "estimate",
+                                              "status")}
+
+    def render(self) -> str:
+        if self.status is not None:
+            return render_batch_status(self.status)
+        if self.estimate is not None:
+            e = self.estimate
+            head = (f"dry run (batch): next round {e['calls']:,} calls from {e['dialogues']:,} dialogues "
+                    f"(assistant {e['by_role'].get('assistant', 0):,}, annotator {e['by_role'].get('annotator', 0):,}), "
+                    f"about {e['prompt_tokens']:,} prompt + {e['completion_tokens']:,} completion tokens, "
+                    f"${e['cost_usd']:.4f} at batch prices (${e['cost_usd_online']:.4f} online; at most "
+                    f"${e['cost_usd_max']:.4f}); {e['batches']} batch file(s)")
+            tail = []
+            if e["ready"]:
+                tail.append(f"{e['ready']:,} dialogues have answers in the ledger to apply first")
+            if e["in_flight"]:
+                tail.append(f"{e['in_flight']:,} calls are in batches still out (collected before the next round)")
+            if e["stragglers"]:
+                tail.append(f"{e['stragglers']:,} calls failed in {e['max_attempts']} batches and are left to "
+                            f"online simulate")
+            tail.append(f"{e['remaining_calls']:,} calls remain over all rounds (without re-samples)")
+            return head + "\n" + "; ".join(tail)
+        line = (f"simulate --batch-api: {self.rounds} round(s), {self.submitted:,} calls submitted, "
+                f"{self.answered:,} answered, {self.failed_calls:,} came back without an answer; dialogues "
+                f"{self.done:,} done, {self.failed:,} failed; ${self.cost_usd:.4f} at batch prices")
+        if self.waiting:
+            line += f"; {self.waiting:,} calls still out (re-run to collect)"
+        if self.stragglers:
+            line += (f"; {self.stragglers:,} dialogues left to online `itcollect simulate` (their call failed in "
+                     f"every batch)")
+        return line
+
+
+class _WorkspaceLock:
+    """One batch run per workspace at a time (two would race on the same dialogues' next calls)."""
+
+    def __init__(self, root: Any) -> None:
+        self.path = os.path.join(str(root), LOCK_FILE)
+        self.fh: Any = None
+
+    def __enter__(self) -> _WorkspaceLock:
+        import fcntl
+
+        self.fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
+        try:
+            fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.fh.seek(0)
+            other = self.fh.read().strip()
+            self.fh.close()
+            raise ServiceError(f"another `simulate --batch-api` is running on this workspace"
+                               f"{f' (pid {other})' if other else ''}; wait for it or stop it first",
+                               path=self.path) from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(str(os.getpid()))
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fh is not None:
+            self.fh.close()
+
+
+def _result_from_row(key: str, row: dict[str, Any]) -> Any:
+    from .llm import ChatResult
+
+    return ChatResult(row["response"] or "", row["finish_reason"] or "stop", row["model"], key,
+                      int(row["prompt_tokens"] or 0), int(row["completion_tokens"] or 0),
+                      float(row["latency_ms"] or 0.0), float(row["cost_usd"] or 0.0), True, int(row["attempts"] or 0))
+
+
+def _call_estimate(body: dict[str, Any], price: Any) -> tuple[int, int, int, float, float, float]:
+    """(prompt, expected completion, max completion tokens, batch cost, online cost, max batch cost)."""
+    from .llm import call_cost
+
+    pt = _prompt_estimate(body)
+    last = body["messages"][-1].get("content") if body.get("messages") else ""
+    guess = int(_estimate(last if isinstance(last, str) else "") * 1.2) + 16
+    ct_max = int(body.get("max_tokens") or guess)
+    ct = min(ct_max, guess)
+    return (pt, ct, ct_max, call_cost(price, pt, ct, batch=True), call_cost(price, pt, ct),
+            call_cost(price, pt, ct_max, batch=True))
+
+
+class _Round:
+    """Advances dialogues from the ledger and collects the next call of each (one round)."""
+
+    def __init__(self, store: Store, driver: Any, llm: Any, max_attempts: int) -> None:
+        self.store = store
+        self.driver = driver
+        self.llm = llm
+        self.max_attempts = max_attempts
+
+    def next_call(self, state: Any, *, write: bool) -> tuple[str, Any]:
+        """Walk a dialogue forward over everything the ledger can answer.
+
+        Returns ("finished", None) | ("call", BatchCall) | ("in_flight", key) | ("straggler", key)
+        | ("ready", None) (dry run: an answer is in the ledger, nothing applied).
+        """
+        driver = self.driver
+        while True:
+            step = driver.next_step(state)
+            if step is None:
+                return "finished", None
+            if step.kind == "template":
+                outcome = driver.apply(state, step)
+                if write:
+                    driver.record(self.store, state, step, outcome)
+                else:
+                    state.turns.append({"role": "user", "content": outcome.content,
+                                        "interaction_type": step.interaction_type, "idx": step.idx})
+                continue
+            messages = step.messages or []
+            key = self.llm.call_key(step.role, messages, sample=step.sample)
+            row = self.store.ledger_lookup(key)
+            status = row["status"] if row is not None else None
+            if status == "done":
+                if not write:
+                    return "ready", None
+                driver.record(self.store, state, step, driver.apply(state, step, _result_from_row(key, row)))
+                continue
+            if status == "batched":
+                return "in_flight", key
+            if status == "failed" and self.store.batch_failure_counts([key])[key] >= self.max_attempts:
+                return "straggler", key
+            role = step.role
+            return "call", BatchCall(key, role, self.llm.model_for(role), self.llm.base_url_for(role),
+                                     self.llm.request_body(role, messages))
+
+
+def _specs_to_plan(store: Store, limit: int | None) -> list[dict[str, Any]]:
+    specs = list(store.iter_specs(("pending", "in_progress")))
+    return specs if limit is None else specs[:limit]
+
+
+def _dry_run(ws: Any, opts: Any, llm: Any, driver: Any) -> dict[str, Any]:
+    """The next round, computed without writing anything: calls, tokens, cost at batch prices."""
+    store = ws.store
+    planner = _Round(store, driver, llm, int(ws.config["batch"]["max_attempts"]))
+    calls: list[BatchCall] = []
+    counts = {"ready": 0, "in_flight": 0, "straggler": 0}
+    remaining = 0
+    specs = _specs_to_plan(store, opts.limit)
+    for spec in specs:
+        state = driver.load(store, spec, create=False)
+        kind, what = planner.next_call(state, write=False)
+        if kind == "call":
+            calls.append(what)
+        elif kind in counts:
+            counts[kind] += 1
+        if not state.done:
+            left = 2 * spec["n_turns"] - len(state.turns)
+            remaining += left - (1 if len(state.turns) == 0 else 0)  # the first request is a template
+    pt = ct = ct_max = 0
+    cost = cost_online = cost_max = 0.0
+    by_role: dict[str, int] = {}
+    for c in calls:
+        a, b, m, x, y, z = _call_estimate(c.body, llm.price_for(c.role))
+        pt, ct, ct_max = pt + a, ct + b, ct_max + m
+        cost, cost_online, cost_max = cost + x, cost_online + y, cost_max + z
+        by_role[c.role] = by_role.get(c.role, 0) + 1
+    settings = ws.config["batch"]
+    files = split_calls(calls, max_requests=int(settings["max_requests_per_file"]),
+                        max_bytes=int(settings["max_bytes_per_file"])) if calls else []
+    return {"dialogues": len(specs), "calls": len(calls), "by_role": by_role, "prompt_tokens": pt,
+            "completion_tokens": ct, "max_completion_tokens": ct_max, "cost_usd": round(cost, 6),
+            "cost_usd_online": round(cost_online, 6), "cost_usd_max": round(cost_max, 6), "batches": len(files),
+            "ready": counts["ready"], "in_flight": counts["in_flight"],
+            "stragglers": counts["straggler"], "max_attempts": int(settings["max_attempts"]),
+            "batches_out": len(store.open_batches()), "remaining_calls": remaining,
+            "assistant_model": llm.model_for("assistant"), "annotator_model": llm.model_for("annotator")}
+
+
+async def _run(ws: Any, opts: Any, echo: Callable[[str], None]) -> BatchSummary:
+    from .llm import LLMClient
+    from .simulate import DialogueDriver
+    from .store.claims import process_holder
+
+    store, config = ws.store, ws.config
+    settings = config["batch"]
+    dry_run = bool(getattr(opts, "dry_run", False))
+    llm = LLMClient(config, store, command="simulate --batch-api", base_url=opts.base_url, model=opts.model,
+                    annotator_base_url=opts.annotator_base_url, annotator_model=opts.annotator_model,
+                    concurrency=opts.concurrency, dry_run=dry_run)
+    summary = BatchSummary()
+    try:
+        driver = DialogueDriver(config, assistant_model=llm.model_for("assistant"),
+                                annotator_model=llm.model_for("annotator"), base=ws.root)
+        if dry_run:
+            summary.estimate = _dry_run(ws, opts, llm, driver)
+            return summary
+        holder = process_holder("simulate-batch")
+        wait = bool(settings["wait"])
+        max_cost = opts.max_cost if opts.max_cost is not None else (config["simulate"]["max_cost_usd"] or None)
+        runner = BatchRunner(store, config, llm, echo=echo)
+
+        async def renewing_sleep(seconds: float) -> None:
+            store.renew_claims(holder, lease_s=LEASE_S)
+            await asyncio.sleep(seconds)
+
+        runner._sleep = renewing_sleep
+        planner = _Round(store, driver, llm, int(settings["max_attempts"]))
+
+        def account() -> None:
+            for rep in runner.collected:
+                summary.answered += rep.answered
+                summary.failed_calls += rep.failed
+                summary.cost_usd += rep.cost_usd
+                if rep.remote_status == "failed":
+                    raise ServiceError(f"batch {rep.batch_id} failed as a whole at the provider "
+                                       f"({rep.errors[0] if rep.errors else 'no reason given'}); its calls are "
+                                       f"free again and a re-run submits them")
+            runner.collected.clear()
+
+        try:
+            # 1. whatever an earlier run left out there: finish submitting, poll, collect
+            if store.open_batches():
+                echo(f"resuming {len(store.open_batches())} batch(es) from an earlier run")
+                still = await runner.drain(wait=wait)
+                account()
+                if still:
+                    summary.waiting = sum(b["n_requests"] for b in still)
+                    return summary
+            ids = store.claim_specs(holder, opts.limit if opts.limit is not None else 1 << 40, lease_s=LEASE_S)
+            states = {i: driver.load(store, spec) for i in ids if (spec := store.get_spec(i)) is not None}
+            while states:
+                calls: list[BatchCall] = []
+                for spec_id, state in list(states.items()):
+                    kind, what = planner.next_call(state, write=True)
+                    if kind == "finished":
+                        if state.status == "in_progress":
+                            driver.finish(store, state, "done")
+                        store.finish_claim(spec_id, holder, state.status, state.status_reason)
+                        summary.done += state.status == "done"
+                        summary.failed += state.status == "failed"
+                        del states[spec_id]
+                    elif kind == "straggler":
+                        store.finish_claim(spec_id, holder, "pending",
+                                           f"left to online simulate: its call failed in {settings['max_attempts']} "
+                                           f"batches")
+                        summary.stragglers += 1
+                        del states[spec_id]
+                    elif kind == "in_flight":  # submitted by another path; collected by a later run
+                        del states[spec_id]
+                    else:
+                        calls.append(what)
+                if not calls:
+                    break
+                if max_cost:
+                    budget = max_cost - summary.cost_usd
+                    kept, total = [], 0.0
+                    for c in calls:
+                        upper = _call_estimate(c.body, llm.price_for(c.role))[5]
+                        if total + upper > budget:
+                            break
+                        kept.append(c)
+                        total += upper
+                    if len(kept) < len(calls):
+                        summary.stopped = (f"--max-cost ${max_cost:.2f}: submitting {len(kept):,} of {len(calls):,} "
+                                           f"calls this round would stay within the budget (spent "
+                                           f"${summary.cost_usd:.4f}, at most ${total:.4f} more)")
+                    calls = kept
+                    if not calls:
+                        break
+                round_no = store.next_batch_round()
+                runner.record_round(calls, round_no)
+                summary.rounds += 1
+                summary.submitted += len(calls)
+                echo(f"round {round_no}: {len(calls):,} calls recorded, submitting")
+                still = await runner.drain(wait=wait)
+                account()
+                if still:
+                    summary.waiting = sum(b["n_requests"] for b in still)
+                    break
+                if summary.stopped:
+                    break
+        finally:
+            store.release_claims(holder)
+        return summary
+    finally:
+        await llm.aclose()
+
+
+def run_batch_simulation(ws: Any, opts: Any, *, echo: Callable[[str], None] | None = None,
+                         status: bool | None = None) -> BatchSummary:
+    """``itcollect simulate --batch-api`` (with ``opts`` the online run's SimulateOptions).
+
+    ``status`` (or ``opts.status``): report batches in flight from the store and return.
+    ``opts.dry_run``: estimate the next round at batch prices, write nothing.
+    Otherwise: collect what is out, then submit rounds until every dialogue is done (or, with
+    ``[batch] wait = false``, submit or collect one round and return).
+    """
+    import sys
+
+    if echo is None:
+        def echo(msg: str) -> None:
+            print(f"itcollect: {msg}", file=sys.stderr, flush=True)
+
+    if status if status is not None else getattr(opts, "status", False):
+        return BatchSummary(status=batch_status(ws.store))
+    if getattr(opts, "limit", None) is not None and opts.limit < 0:
+        from .errors import UsageError
+
+        raise UsageError("--limit must be zero or more")
+    import openai
+
+    with _WorkspaceLock(ws.root):
+        try:
+            summary = asyncio.run(_run(ws, opts, echo))
+        except openai.APIError as exc:
+            raise ServiceError(f"the Batch API failed: {type(exc).__name__}: {exc}; nothing is lost, re-run "
+                               f"`itcollect simulate --batch-api` to continue") from None
+    return summary
