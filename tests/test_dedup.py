@@ -110,3 +110,16 @@ def test_a_dropped_copy_does_not_displace_a_good_one(workspace):
     assert store.get_verdict(id_good)["kept"]
     reasons = store.get_verdict(id_broken)["reasons"]
     assert "refusal" in reasons and "duplicate" not in reasons
+
+
+def test_parallel_pages_give_the_same_verdicts(workspace):
+    store = workspace.store
+    ids = [add_dialogue(store, en_dialogue(k)) for k in range(6)]
+    ids += [add_dialogue(store, zh_dialogue(k)) for k in range(6)]
+    ids.append(add_dialogue(store, en_dialogue(2)))  # an exact duplicate across pages
+    one = run_filter(store, workspace.config, workers=1, page_size=4)
+    first = {i: store.get_verdict(i)["reasons"] for i in ids}
+    two = run_filter(store, workspace.config, workers=2, page_size=4)
+    second = {i: store.get_verdict(i)["reasons"] for i in ids}
+    assert first == second and one.kept == two.kept and one.reasons == two.reasons
+    assert second[ids[-1]] == ["duplicate"]

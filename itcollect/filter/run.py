@@ -1,15 +1,19 @@
 """One filter run over every finished dialogue: rules, then exact and near-duplicate dedup.
 
-Flow: stream the corpus page by page; detect the language of turns that have no cached
-``detected_lang`` yet (one batch per page, written back so the next run detects nothing); apply the
-rules; keep per dialogue only what dedup needs (keep key, exact key, two MinHash signatures). Dedup
-runs among the dialogues that passed the rules, so a broken copy never displaces a good one:
-exact duplicates first, then near-duplicates by user requests, then by whole dialogue. The verdicts
-of the run replace the previous ones in one transaction. Nothing is deleted.
+Flow: the finished dialogues are cut into pages of consecutive rowids. Each page is judged on its
+own (in worker processes when there is more than one page and more than one core; each worker reads
+its pages from SQLite through its own connection): detect the language of turns without a cached
+``detected_lang`` (written back by the main process, so the next run detects nothing), apply the
+rules, and keep only what dedup needs (keep key, exact key, two MinHash signatures). Dedup then runs
+in the main process among the dialogues that passed the rules, so a broken copy never displaces a
+good one: exact duplicates first, then near-duplicates by user requests, then by whole dialogue. The
+verdicts of the run replace the previous ones in one transaction. Nothing is deleted.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -39,47 +43,58 @@ class FilterResult:
         return "\n".join(lines)
 
 
-def run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None = None,
-               page_size: int = 1000) -> FilterResult:
-    """Filter all finished dialogues with the thresholds of ``config['filter']``; store the verdicts."""
-    from ..progress import progress
+@dataclass
+class _PageResult:
+    ids: list[str]
+    reasons: list[list[str]]
+    details: list[dict[str, Any]]
+    keep_keys: list[tuple]
+    exact_keys: list[str]
+    req_sigs: np.ndarray | None
+    dia_sigs: np.ndarray | None
+    langs: list[tuple[str, int]]
 
-    th = Thresholds.from_config(config.get("filter", {}))
-    if near_dup is not None:
-        th.near_dup = near_dup
-    languages = tuple(config.get("workspace", {}).get("languages", ("en", "zh", "de", "fr")))
-    backend = config.get("ingest", {}).get("langid_backend", "lingua")
-    hasher = dedup.MinHasher(th.minhash_num_perm)
 
-    ids: list[str] = []
-    rule_reasons: list[list[str]] = []
-    details: list[dict[str, Any]] = []
-    keep_keys: list[tuple] = []
-    exact_keys: list[str] = []
-    req_sigs: list[np.ndarray] = []
-    dia_sigs: list[np.ndarray] = []
-    detected_total = 0
+class _Judge:
+    """Judges pages of dialogues; one per process."""
 
-    total = store.dialogue_counts().get("by_status", {}).get("done", 0)
-    bar = progress(total=total, desc="filter", unit=" dialogues")
-    page: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    def __init__(self, db_path: str | None, th: Thresholds, languages: tuple[str, ...], backend: str) -> None:
+        self.db_path = db_path
+        self.th = th
+        self.languages = languages
+        self.backend = backend
+        self.hasher = dedup.MinHasher(th.minhash_num_perm) if th.near_dup else None
+        self._store = None
 
-    def process(page: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> int:
-        # 1. languages not yet cached
+    def store(self):
+        if self._store is None:
+            from ..store import Store
+
+            self._store = Store(self.db_path, migrate=False)
+        return self._store
+
+    def page(self, bounds: tuple[int, int], store: Any = None) -> _PageResult:
+        store = store if store is not None else self.store()
+        items = list(store.iter_corpus(after=bounds[0], upto=bounds[1]))
+        return self.judge(items, store)
+
+    def judge(self, items: list[tuple[dict[str, Any], list[dict[str, Any]]]], store: Any) -> _PageResult:
+        th = self.th
         todo: list[tuple[dict[str, Any], str]] = []
-        for d, turns in page:
+        for d, turns in items:
             for t in turns:
                 if t.get("detected_lang") is None:
                     todo.append((t, text_to_detect(t, d.get("source_text"))))
+        langs: list[tuple[str, int]] = []
         if todo:
-            found = detect_languages([x for _, x in todo], languages, backend)
-            store.set_detected_langs([(lang, t["id"]) for (t, _), lang in zip(todo, found)])
+            found = detect_languages([x for _, x in todo], self.languages, self.backend)
             for (t, _), lang in zip(todo, found):
                 t["detected_lang"] = lang or ""
-        # 2. rules and dedup features
+                langs.append((lang or "", t["id"]))
+        res = _PageResult([], [], [], [], [], None, None, langs)
         req_tokens: list[list[str]] = []
         dia_tokens: list[list[str]] = []
-        for d, turns in page:
+        for d, turns in items:
             ref = None
             if th.min_chrf > 0:
                 ref = d["meta"].get("reference") if isinstance(d["meta"].get("reference"), str) else None
@@ -88,34 +103,91 @@ def run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None = No
             view = DialogueView(d, turns, [t["detected_lang"] or None for t in turns], reference=ref)
             reasons, detail = check_dialogue(view, th)
             n_user = sum(1 for t in turns if t["role"] == "user")
-            ids.append(d["id"])
-            rule_reasons.append(reasons)
-            details.append(detail)
-            keep_keys.append(dedup.keep_key(d.get("origin"), n_user, d.get("created_at"), d["id"]))
-            body = [k for k, t in enumerate(turns) if t["role"] != "system"]
+            res.ids.append(d["id"])
+            res.reasons.append(reasons)
+            res.details.append(detail)
+            res.keep_keys.append(dedup.keep_key(d.get("origin"), n_user, d.get("created_at"), d["id"]))
             if not view.norms:  # structure rules stopped early: compute what dedup needs here
                 view.norms = [norm(t["content"]) for t in turns]
                 view.tokens = [tokens_of(t["content"]) for t in turns]
-            exact_keys.append(dedup.exact_key([turns[k] for k in body], [view.norms[k] for k in body]))
-            if th.near_dup:
+            body = [k for k, t in enumerate(turns) if t["role"] != "system"]
+            res.exact_keys.append(dedup.exact_key([turns[k] for k in body], [view.norms[k] for k in body]))
+            if self.hasher is not None:
                 req_tokens.append([w for k in body if turns[k]["role"] == "user" for w in view.tokens[k]])
                 dia_tokens.append([w for k in body for w in view.tokens[k]])
-        if th.near_dup:
-            req_sigs.append(hasher.signatures_of_tokens(req_tokens))
-            dia_sigs.append(hasher.signatures_of_tokens(dia_tokens))
-        return len(todo)
+        if self.hasher is not None:
+            res.req_sigs = self.hasher.signatures_of_tokens(req_tokens)
+            res.dia_sigs = self.hasher.signatures_of_tokens(dia_tokens)
+        return res
 
-    for item in store.iter_corpus(batch_size=page_size):
-        page.append(item)
-        if len(page) >= page_size:
-            detected_total += process(page)
-            bar.update(len(page))
-            page = []
-    if page:
-        detected_total += process(page)
-        bar.update(len(page))
-    bar.close()
 
+_WORKER: _Judge | None = None
+
+
+def _init_worker(judge: _Judge) -> None:
+    global _WORKER
+    _WORKER = judge
+    _WORKER._store = None  # never the parent's connection: each worker opens its own
+
+
+def _work(bounds: tuple[int, int]) -> _PageResult:
+    assert _WORKER is not None
+    return _WORKER.page(bounds)
+
+
+def default_workers() -> int:
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None = None,
+               page_size: int = 2000, workers: int | None = None) -> FilterResult:
+    """Filter all finished dialogues with the thresholds of ``config['filter']``; store the verdicts.
+
+    ``workers``: processes judging pages in parallel (default: the usable cores, at most 4; a corpus
+    of one page is judged in this process).
+    """
+    from ..progress import progress
+
+    th = Thresholds.from_config(config.get("filter", {}))
+    if near_dup is not None:
+        th.near_dup = near_dup
+    languages = tuple(config.get("workspace", {}).get("languages", ("en", "zh", "de", "fr")))
+    backend = config.get("ingest", {}).get("langid_backend", "lingua")
+    judge = _Judge(str(store.path), th, languages, backend)
+
+    rowids = store.done_rowids()
+    pages = [((rowids[i - 1] if i else 0), rowids[min(i + page_size, len(rowids)) - 1])
+             for i in range(0, len(rowids), page_size)]
+    total = len(rowids)
+    del rowids
+    workers = default_workers() if workers is None else max(1, workers)
+
+    results: list[_PageResult] = []
+    detected_total = 0
+    with progress(total=total, desc="filter", unit=" dialogues") as bar:
+        def take(res: _PageResult) -> None:
+            nonlocal detected_total
+            if res.langs:
+                store.set_detected_langs(res.langs)
+                detected_total += len(res.langs)
+                res.langs = []
+            results.append(res)
+            bar.update(len(res.ids))
+
+        if workers > 1 and len(pages) > 1:
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(min(workers, len(pages)), initializer=_init_worker, initargs=(judge,)) as pool:
+                for res in pool.imap(_work, pages):
+                    take(res)
+        else:
+            for bounds in pages:
+                take(judge.page(bounds, store))
+
+    ids = [i for r in results for i in r.ids]
+    rule_reasons = [x for r in results for x in r.reasons]
+    details = [x for r in results for x in r.details]
+    keep_keys = [x for r in results for x in r.keep_keys]
+    exact_keys = [x for r in results for x in r.exact_keys]
     n = len(ids)
     clusters: list[dict[str, str]] = [{} for _ in range(n)]
     dup_reasons: list[list[str]] = [[] for _ in range(n)]
@@ -138,8 +210,9 @@ def run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None = No
 
     alive = apply(dedup.exact_groups(exact_keys[i] for i in alive), alive, "duplicate", "exact")
     if th.near_dup and n:
-        req_all = np.concatenate(req_sigs) if req_sigs else np.zeros((0, th.minhash_num_perm), np.uint32)
-        dia_all = np.concatenate(dia_sigs) if dia_sigs else np.zeros((0, th.minhash_num_perm), np.uint32)
+        req_all = np.concatenate([r.req_sigs for r in results])
+        dia_all = np.concatenate([r.dia_sigs for r in results])
+        del results
         labels = dedup.near_duplicate_groups(req_all[alive], th.near_dup_threshold)
         alive = apply(labels, alive, "near_duplicate_requests", "requests")
         labels = dedup.near_duplicate_groups(dia_all[alive], th.near_dup_threshold)

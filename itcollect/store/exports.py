@@ -21,18 +21,26 @@ _DIALOGUE_FIELDS = ("id", "spec_id", "origin", "annotator", "source_id", "source
 
 
 class ExportsMixin(StoreCore):
-    def iter_corpus(self, *, kept_only: bool = False, batch_size: int = 1000,
-                    with_verdicts: bool = False) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    def done_rowids(self) -> list[int]:
+        """Rowids of the finished dialogues, ascending (page boundaries for parallel readers)."""
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        return [r[0] for r in cur.execute("SELECT rowid FROM dialogues WHERE status='done' ORDER BY rowid")]
+
+    def iter_corpus(self, *, kept_only: bool = False, batch_size: int = 1000, with_verdicts: bool = False,
+                    after: int = 0, upto: int | None = None) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
         """(dialogue, active turns) of every finished dialogue, in creation (rowid) order.
 
         ``kept_only`` restricts to dialogues the latest filter run kept. The dialogue dict carries
         ``docid`` of its source and, with ``with_verdicts``, the verdict's kept/reasons/cluster_id.
+        ``after``/``upto`` restrict to rowids in (after, upto] (one page of a parallel reader).
         """
         dcols = ", ".join(f"d.{c}" for c in _DIALOGUE_FIELDS)
         vjoin = "JOIN verdicts v ON v.dialogue_id=d.id AND v.kept=1" if kept_only else \
             "LEFT JOIN verdicts v ON v.dialogue_id=d.id"
         tcols = ", ".join(_TURN_FIELDS)
-        last = 0
+        last = after
+        upper = "" if upto is None else f" AND d.rowid <= {int(upto)}"
         while True:
             cur = self.conn.cursor()
             cur.row_factory = None  # plain tuples: this loop runs for every dialogue of the corpus
@@ -40,7 +48,8 @@ class ExportsMixin(StoreCore):
                 rows = cur.execute(
                     f"SELECT d.rowid, {dcols}, s.docid, v.kept, v.reasons, v.cluster_id FROM dialogues d"
                     f" LEFT JOIN sources s ON s.id=d.source_id {vjoin}"
-                    f" WHERE d.rowid > ? AND d.status='done' ORDER BY d.rowid LIMIT ?", (last, batch_size)).fetchall()
+                    f" WHERE d.rowid > ?{upper} AND d.status='done' ORDER BY d.rowid LIMIT ?",
+                    (last, batch_size)).fetchall()
             except sqlite3.Error as exc:
                 raise StoreError(f"store read failed: {exc}", path=str(self.path)) from None
             if not rows:
