@@ -282,6 +282,7 @@ def test_guidelines_section_for_current_type(tmp_path, server):
     assert "## type: explain" in g[1]["text"] and "Now give it in French." in g[2]["text"]
 
 
+@pytest.mark.slow
 def test_sixteen_sessions_drain_two_hundred_specs_each_exactly_once(tmp_path, server):
     ws = make_workspace(tmp_path / "ws", 200, types=("translate",))
     script = "request Please translate this sentence into Chinese.\naccept\nfinish\n" * 200
@@ -405,3 +406,17 @@ def test_workspace_helper_is_valid(tmp_path):
     w = Workspace(ws)
     assert w.store.spec_counts()["pending"] == 2
     w.close()
+
+
+def test_guides_have_a_section_for_every_interaction_type_in_both_languages():
+    from itcollect.session.guidelines import guide_sections, guideline_section
+    from itcollect.taxonomy import INTERACTION_TYPES
+
+    for lang in ("en", "zh"):
+        sections = guide_sections(lang)
+        for type_id in INTERACTION_TYPES:
+            assert f"type:{type_id}" in sections, (lang, type_id)
+        for topic in ("screen", "requests", "judging", "skipping", "time"):
+            assert f"general:{topic}" in sections, (lang, topic)
+    assert "## type: length" in guideline_section("length", "zh") and "二十个字" in guideline_section("length", "zh")
+    assert guideline_section("no_such_type", "en").startswith("## general: judging")

@@ -1,0 +1,74 @@
+"""The interactive session in a real pseudo-terminal (pexpect): type a Chinese request, accept,
+quit, start again and see the resume."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from itcollect.store import Store
+
+from .test_session import CountingResponder, make_workspace
+
+pexpect = pytest.importorskip("pexpect")
+
+
+def spawn(ws, url):
+    env = dict(os.environ, PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm", ITCOLLECT_PROGRESS="0", COLUMNS="110",
+               LINES="40")
+    env.pop("OPENAI_BASE_URL", None)
+    return pexpect.spawn(sys.executable, ["-m", "itcollect", "-C", str(ws), "session", "--annotator", "li.wei",
+                                          "--base-url", url, "--model", "fake-model"],
+                         env=env, encoding="utf-8", timeout=60, dimensions=(40, 110))
+
+
+def test_terminal_session_chinese_request_accept_quit_resume(tmp_path, fake_openai):
+    fake_openai.responder = CountingResponder()
+    ws = make_workspace(tmp_path / "ws", 2, instruction_langs=("zh",))
+    child = spawn(ws, fake_openai.base_url)
+    try:
+        child.expect("Source")
+        child.expect(r"You \(translate\)")
+        child.send("请把这句新闻翻译成中文，谢谢。\r")
+        child.expect("source sentence is attached")
+        child.expect("第零稿")                      # the answer streamed onto the screen
+        child.expect(r"\[a\]ccept")
+        child.send("a")
+        child.expect(r"You \(polish\)")          # next turn: the plan's second type
+        child.sendcontrol("d")                     # quit at the request prompt
+        child.expect("Run the same command to continue")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+
+    with Store(ws / "itcollect.db") as store:
+        d = store.dialogue_for_spec(1)
+        turns = store.get_turns(d["id"])
+        assert [(t["role"], t["author"]) for t in turns] == [("user", "human"), ("assistant", "model")]
+        assert turns[0]["content"].startswith("请把这句新闻翻译成中文，谢谢。")
+        assert store.last_turn_action(turns[1]["id"]) == "accept"
+
+    child = spawn(ws, fake_openai.base_url)
+    try:
+        child.expect("Resuming dialogue")
+        child.expect(r"1 request\(s\) and 1 answer\(s\) kept")
+        child.expect("请把这句新闻翻译成中文")        # the conversation so far is shown again
+        child.expect(r"You \(polish\)")
+        child.send("请润色一下，让它更通顺。\r")
+        child.expect(r"\[a\]ccept")
+        child.send("f")                            # finish accepts the answer and closes the dialogue
+        child.expect("Dialogue finished")
+        child.expect(r"You \(translate\)")         # the next spec is leased and shown
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    with Store(ws / "itcollect.db") as store:
+        assert store.dialogue_for_spec(1)["status"] == "done"
+        assert [t["role"] for t in store.get_turns(store.dialogue_for_spec(1)["id"])] == [
+            "user", "assistant", "user", "assistant"]
+        assert store.get_spec(2)["status"] == "in_progress"
