@@ -11,7 +11,9 @@ code and our streaming code run exactly as against vLLM or api.openai.com. It se
   ``429`` (with Retry-After), ``500``, ``hang`` (answers after ``hang_s``, i.e. past the client
   timeout), ``truncated`` (a 200 whose JSON body is cut in half), ``disconnect`` (connection
   dropped mid-body), ``empty`` (empty content), ``no_choices``, ``wrong_lang`` (an answer in
-  another language) and ``length`` (half the answer with ``finish_reason: length``);
+  another language), ``length`` (half the answer with ``finish_reason: length``), ``400`` and
+  ``401``. ``queue_faults(kind, ...)`` forces the next requests' faults in order (``None``: a
+  clean answer), for tests that need "429, then success";
 * ``responder(request_json) -> str`` makes the answer text (settable at run time);
 * counters: every request (``requests``), per call identity (``counts``: the
   ``X-Itcollect-Call-Key`` header itcollect sends, else a hash of the body) and completed 200
@@ -45,7 +47,8 @@ from typing import Any
 
 from aiohttp import web
 
-FAULT_KINDS = ("429", "500", "hang", "truncated", "disconnect", "empty", "no_choices", "wrong_lang", "length")
+FAULT_KINDS = ("429", "500", "hang", "truncated", "disconnect", "empty", "no_choices", "wrong_lang", "length",
+               "400", "401")
 
 Responder = Callable[[dict], str]
 
@@ -139,12 +142,21 @@ class FakeOpenAI:
             raise ValueError("fault rates sum to more than 1")
         self._faults = {k: float(v) for k, v in merged.items() if v > 0}
 
+    def queue_faults(self, *kinds: str | None) -> None:
+        """The next requests get these faults, in arrival order (None: answered normally)."""
+        for kind in kinds:
+            if kind is not None and kind not in FAULT_KINDS:
+                raise ValueError(f"unknown fault kind {kind!r}")
+        with self._lock:
+            self._queued.extend(kinds)
+
     def reset(self) -> None:
         """Forget every counter (not the configuration)."""
         self.requests: list[dict[str, Any]] = []
         self.counts: Counter[str] = Counter()
         self.answered: Counter[str] = Counter()
         self.faults_served: Counter[str] = Counter()
+        self._queued: list[str | None] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self.first_request_at: float | None = None
@@ -280,7 +292,11 @@ class FakeOpenAI:
             if not isinstance(body, dict) or "messages" not in body or "model" not in body:
                 return web.json_response({"error": {"message": "model and messages are required",
                                                     "type": "invalid_request_error"}}, status=400)
-            fault = self._draw_fault(ident, nth)
+            with self._lock:
+                queued = bool(self._queued)
+                fault = self._queued.pop(0) if queued else None
+            if not queued:
+                fault = self._draw_fault(ident, nth)
             record["fault"] = fault
             if fault:
                 with self._lock:
@@ -296,6 +312,13 @@ class FakeOpenAI:
                     headers["retry-after-ms"] = str(self.retry_after_ms)
                 return web.json_response({"error": {"message": "Rate limit reached (injected)", "type": "requests",
                                                     "code": "rate_limit_exceeded"}}, status=429, headers=headers)
+            if fault == "400":
+                return web.json_response({"error": {"message": "Bad request (injected)",
+                                                    "type": "invalid_request_error"}}, status=400)
+            if fault == "401":
+                return web.json_response({"error": {"message": "Incorrect API key provided (injected)",
+                                                    "type": "invalid_request_error", "code": "invalid_api_key"}},
+                                         status=401)
             if fault == "500":
                 return web.json_response({"error": {"message": "Internal server error (injected)",
                                                     "type": "server_error"}}, status=500)

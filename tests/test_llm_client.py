@@ -103,3 +103,258 @@ def test_dead_endpoint_opens_breaker(store):
 
     with pytest.raises(EndpointDown, match=f"127.0.0.1:{port}"):
         run(go())
+
+
+async def _one(cfg, store, url, messages=MSGS, role="assistant", env=None, client_kw=None, **kw):
+    client = LLMClient(cfg, store, command="test", base_url=url, model="fake-model", env=env or {},
+                       **(client_kw or {}))
+    try:
+        return await client.chat(role, messages, **kw), client.stats()
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("fault", ["429", "500", "truncated", "disconnect", "empty", "no_choices"])
+def test_one_failed_attempt_then_success(fake_openai, store, fault):
+    fake_openai.queue_faults(fault)
+    res, stats = run(_one(make_config(), store, fake_openai.base_url))
+    assert res.text.startswith("Answer ") and res.attempts == 2
+    assert fake_openai.total_requests == 2 and stats["retries"] == 1
+    assert [r["fault"] for r in fake_openai.requests] == [fault, None]
+    row = store.ledger_lookup(res.call_key)
+    assert row["status"] == "done" and row["attempts"] == 2
+
+
+def test_429_retry_after_header_is_used(fake_openai, store):
+    # Retry-After says 0.2 s while the configured backoff is at most 0.05 s: the wait must come from the header.
+    fake_openai.retry_after = 0.2
+    fake_openai.queue_faults("429", "429")
+    res, stats = run(_one(make_config(), store, fake_openai.base_url))
+    assert res.attempts == 3 and stats["retries"] == 2
+    assert fake_openai.total_requests == 3
+
+
+def test_retry_after_parsing():
+    from email.utils import formatdate
+
+    from itcollect.llm import parse_retry_after
+
+    assert parse_retry_after({"retry-after": "2"}) == 2.0
+    assert parse_retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    future = parse_retry_after({"retry-after": formatdate(__import__("time").time() + 30, usegmt=True)})
+    assert 25 <= future <= 31
+    assert parse_retry_after({"retry-after": "soon"}) is None
+    assert parse_retry_after({}) is None
+
+
+def test_hang_times_out_then_retries(fake_openai, store):
+    fake_openai.hang_s = 20
+    fake_openai.queue_faults("hang")
+    res, stats = run(_one(make_config(timeout_s=0.5), store, fake_openai.base_url))
+    assert res.text and res.attempts == 2 and fake_openai.total_requests == 2
+
+
+def test_bad_request_is_not_retried(fake_openai, store):
+    fake_openai.queue_faults("400")
+    with pytest.raises(LLMCallError, match="HTTP 400"):
+        run(_one(make_config(), store, fake_openai.base_url))
+    assert fake_openai.total_requests == 1
+    (row,) = store.ledger_calls()
+    assert row["status"] == "failed" and "400" in row["error"]
+    assert store.call_totals()["failed"] == 1
+
+
+def test_bad_key_stops_the_run(fake_openai, store):
+    fake_openai.queue_faults("401")
+    with pytest.raises(EndpointDown, match="OPENAI_API_KEY"):
+        run(_one(make_config(), store, fake_openai.base_url))
+
+
+def test_failed_call_is_retried_by_a_later_run(fake_openai, store):
+    fake_openai.set_faults({"500": 1.0})
+    cfg = make_config(max_retries=1)
+    with pytest.raises(LLMCallError):
+        run(_one(cfg, store, fake_openai.base_url))
+    fake_openai.set_faults()
+    res, _ = run(_one(cfg, store, fake_openai.base_url))
+    assert not res.from_ledger and store.ledger_lookup(res.call_key)["status"] == "done"
+    assert fake_openai.total_requests == 3
+
+
+def test_length_finish_reason_is_returned(fake_openai, store):
+    fake_openai.queue_faults("length")
+    res, _ = run(_one(make_config(), store, fake_openai.base_url))
+    assert res.finish_reason == "length" and res.attempts == 1
+    assert store.ledger_lookup(res.call_key)["finish_reason"] == "length"
+
+
+def test_streaming_delivers_deltas_and_matches_ledger(fake_openai, store):
+    pieces = []
+    res, _ = run(_one(make_config(), store, fake_openai.base_url, on_delta=pieces.append))
+    assert len(pieces) > 1 and "".join(pieces) == res.text
+    assert fake_openai.requests[0]["body"]["stream"] is True
+    row = store.ledger_lookup(res.call_key)
+    assert row["response"] == res.text and row["prompt_tokens"] == res.prompt_tokens > 0
+    # the same call streamed again comes from the ledger, delivered as one piece
+    again = []
+    res2, _ = run(_one(make_config(), store, fake_openai.base_url, on_delta=again.append))
+    assert res2.from_ledger and again == [res.text] and fake_openai.total_requests == 1
+
+
+def test_streaming_cut_off_resets_and_retries(fake_openai, store):
+    fake_openai.set_latency(0)
+    fake_openai.queue_faults("truncated")
+    pieces, resets = [], []
+
+    def on_reset():
+        resets.append(len(pieces))
+        pieces.clear()
+
+    res, _ = run(_one(make_config(), store, fake_openai.base_url, on_delta=pieces.append, on_reset=on_reset))
+    assert resets and resets[0] > 0
+    assert "".join(pieces) == res.text and res.attempts == 2
+
+
+def test_concurrency_bound_respected(fake_openai, store):
+    fake_openai.set_latency(0.05)
+    cfg = make_config()
+
+    async def go():
+        client = LLMClient(cfg, store, command="test", base_url=fake_openai.base_url, model="fake-model",
+                           concurrency=3, env={})
+        try:
+            return await asyncio.gather(*(client.chat("assistant", [{"role": "user", "content": f"s{i}"}])
+                                          for i in range(15)))
+        finally:
+            await client.aclose()
+
+    results = run(go())
+    assert len({r.call_key for r in results}) == 15
+    assert 1 < fake_openai.max_in_flight <= 3
+
+
+def test_identical_calls_in_flight_are_sent_once(fake_openai, store):
+    fake_openai.set_latency(0.05)
+
+    async def go():
+        client = LLMClient(make_config(), store, command="test", base_url=fake_openai.base_url,
+                           model="fake-model", env={})
+        try:
+            return await asyncio.gather(*(client.chat("assistant", MSGS) for _ in range(4))), client.stats()
+        finally:
+            await client.aclose()
+
+    results, stats = run(go())
+    assert fake_openai.total_requests == 1
+    assert len({r.text for r in results}) == 1 and sum(r.from_ledger for r in results) == 3
+    assert stats["sent"] == 1 and stats["from_ledger"] == 3
+
+
+def test_cost_from_prices_and_run_counters(fake_openai, store):
+    res, stats = run(_one(make_config(), store, fake_openai.base_url))
+    expected = res.prompt_tokens * 1.0 / 1e6 + res.completion_tokens * 2.0 / 1e6
+    assert res.cost_usd == pytest.approx(expected) and expected > 0
+    assert stats["cost_usd"] == pytest.approx(expected, abs=1e-6)
+    totals = store.call_totals()
+    assert totals["cost_usd"] == pytest.approx(expected, abs=1e-6)
+    assert totals["prompt_tokens"] == res.prompt_tokens and totals["completion_tokens"] == res.completion_tokens
+    (run_row,) = store.query("SELECT * FROM llm_runs")
+    assert run_row["sent"] == 1 and run_row["cost_usd"] == pytest.approx(expected) and run_row["finished_at"]
+
+
+def test_price_lookup():
+    from itcollect.llm import call_cost, price_for
+
+    prices = {"gpt-4o-mini": [0.15, 0.60, 0.075, 0.30], "gpt-4o": [2.5, 10.0], "local": [0, 0]}
+    assert price_for(prices, "gpt-4o-mini-2024-07-18") == (0.15, 0.60, 0.075, 0.30)
+    assert price_for(prices, "openai/gpt-4o") == (2.5, 10.0, 1.25, 5.0)
+    assert price_for(prices, "qwen2.5-72b") == (0.0, 0.0, 0.0, 0.0)
+    assert call_cost((1.0, 2.0, 0.5, 1.0), 1_000_000, 500_000) == pytest.approx(2.0)
+    assert call_cost((1.0, 2.0, 0.5, 1.0), 1_000_000, 500_000, batch=True) == pytest.approx(1.0)
+
+
+def test_max_cost_stops_before_sending(fake_openai, store):
+    from itcollect.llm import CostLimitReached
+
+    async def go():
+        client = LLMClient(make_config(), store, command="test", base_url=fake_openai.base_url,
+                           model="fake-model", max_cost_usd=1e-9, env={})
+        try:
+            await client.chat("assistant", MSGS)
+            assert client.cost_limit_reached
+            with pytest.raises(CostLimitReached, match="limit"):
+                await client.chat("assistant", [{"role": "user", "content": "another"}])
+        finally:
+            await client.aclose()
+
+    run(go())
+    assert fake_openai.total_requests == 1
+    assert store.ledger_counts()["pending"] == 0
+
+
+def test_dry_run_records_and_sends_nothing(fake_openai, store):
+    async def go():
+        client = LLMClient(make_config(), store, command="test", base_url=fake_openai.base_url,
+                           model="fake-model", dry_run=True, env={})
+        try:
+            res = [await client.chat("assistant", [{"role": "user", "content": f"s{i} " * 20}]) for i in range(5)]
+            return res, client.stats()
+        finally:
+            await client.aclose()
+
+    res, stats = run(go())
+    assert fake_openai.total_requests == 0
+    assert store.ledger_calls() == [] and store.query("SELECT COUNT(*) FROM llm_runs")[0][0] == 0
+    assert stats["estimated_calls"] == 5 and stats["prompt_tokens"] > 0 and stats["cost_usd"] > 0
+    assert all(r.finish_reason == "dry_run" for r in res)
+
+
+def test_api_key_never_stored(fake_openai, store, tmp_path):
+    secret = "sk-test-SECRET-0123456789abcdef"
+    run(_one(make_config(), store, fake_openai.base_url, env={"OPENAI_API_KEY": secret}))
+    fake_openai.queue_faults("500", "400")
+    with pytest.raises(LLMCallError):
+        run(_one(make_config(), store, fake_openai.base_url, env={"OPENAI_API_KEY": secret},
+                 messages=[{"role": "user", "content": "other"}]))
+    assert fake_openai.requests[0]["auth"] == f"Bearer {secret}"  # it was really used
+    store.close()
+    blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("itcollect.db"))
+    assert b"SECRET" not in blob and secret.encode() not in blob
+
+
+def test_custom_key_env_and_local_placeholder(fake_openai, store):
+    cfg = make_config(api_key_env="MY_KEY")
+    run(_one(cfg, store, fake_openai.base_url, env={"MY_KEY": "sk-mine"}))
+    assert fake_openai.requests[-1]["auth"] == "Bearer sk-mine"
+    run(_one(cfg, store, fake_openai.base_url, env={}, messages=[{"role": "user", "content": "x"}]))
+    assert fake_openai.requests[-1]["auth"] == "Bearer sk-no-key"
+
+
+def test_no_endpoint_no_key_is_a_clear_error(store):
+    from itcollect.errors import ServiceError
+
+    with pytest.raises(ServiceError, match="--base-url") as info:
+        LLMClient(make_config(), store, command="test", env={})
+    assert "OPENAI_API_KEY" in str(info.value) and "--local" in str(info.value)
+
+
+def test_roles_and_overrides(fake_openai, store):
+    cfg = parse_config('[llm.assistant]\nmodel = "a-model"\nbase_url = "http://127.0.0.1:9/v1"\n'
+                       '[llm.annotator]\nmodel = "b-model"\ntemperature = 1.0\n')
+    c = LLMClient(cfg, store, command="t", env={})
+    assert c.model_for("assistant") == "a-model" and c.model_for("annotator") == "b-model"
+    assert c.base_url_for("annotator") == "http://127.0.0.1:9/v1"
+    assert c.request_body("annotator", MSGS)["temperature"] == 1.0
+    assert c.request_body("assistant", MSGS, temperature=0.1, max_tokens=None) == {
+        "model": "a-model", "messages": MSGS, "temperature": 0.1, "top_p": 1.0}
+    run(c.aclose())
+    c = LLMClient(cfg, store, command="t", base_url=fake_openai.base_url, model="m1",
+                  annotator_model="m2", env={})
+    assert c.model_for("assistant") == "m1" and c.model_for("annotator") == "m2"
+    assert c.base_url_for("annotator") == fake_openai.base_url
+    assert c.call_key("assistant", MSGS) != c.call_key("assistant", MSGS, sample=1)
+    assert c.call_key("assistant", MSGS) != c.call_key("assistant", MSGS, temperature=0.2)
+    run(c.aclose())
+    c = LLMClient(cfg, store, command="t", base_url="http://user:pw@127.0.0.1:9/v1", model="m", env={})
+    assert "pw" not in c.base_url_for("assistant")
+    run(c.aclose())

@@ -16,8 +16,8 @@ with the SDK's own retries switched off, because retrying belongs here, next to 
 * bounded concurrency (a semaphore held only while a request is in flight), requests- and
   tokens-per-minute token buckets, ``max_cost_usd`` and ``dry_run``.
 
-The SQLite writes are synchronous on the event loop on purpose: each is one prepared statement in a
-short WAL transaction (tens of microseconds), cheaper than handing it to a thread.
+The SQLite writes run on the event loop (no thread hand-off), grouped by :class:`LedgerWriter`: the
+writes asked for during one loop turn share one short WAL transaction, and each caller waits for it.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from ..config import Config
 from ..errors import ServiceError
 from ..store import Store
 from .errors import CostLimitReached, EndpointDown, LLMCallError
+from .ledger import LedgerWriter
 from .pricing import Prices, call_cost, price_for
 from .ratelimit import TokenBucket
 
@@ -83,6 +84,21 @@ class _Role:
     client: Any  # AsyncOpenAI
     price: Prices
     display_url: str
+
+
+def _http_client(openai: Any, limits: Any, timeout_s: float) -> Any:
+    """The SDK's aiohttp transport (``openai[aiohttp]``) when aiohttp is installed, else its httpx one.
+
+    Both are the SDK's own; at hundreds of concurrent calls the aiohttp transport spends about a
+    third less CPU per call (httpcore scans its whole pool on every request), see
+    benchmarks/RESULTS.md. ``ITCOLLECT_HTTP_TRANSPORT=httpx`` forces the default transport.
+    """
+    if os.environ.get("ITCOLLECT_HTTP_TRANSPORT", "").lower() != "httpx":
+        try:
+            return openai.DefaultAioHttpClient(limits=limits, timeout=timeout_s)
+        except RuntimeError:  # the SDK's placeholder when aiohttp is missing
+            pass
+    return openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout_s)
 
 
 def _redact_url(url: str) -> str:
@@ -199,13 +215,13 @@ class LLMClient:
         for role, s in settings.items():
             url = s["base_url"]
             if url not in self._clients:
-                http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout_s)
+                http = _http_client(openai, limits, self.timeout_s)
                 self._clients[url] = openai.AsyncOpenAI(api_key=api_key, base_url=url, max_retries=0,
                                                         timeout=self.timeout_s, http_client=http)
             client = self._clients[url]
             defaults = {k: s[k] for k in ("temperature", "top_p", "max_tokens") if k in s}
             self._roles[role] = _Role(role, url, s["model"], defaults, client, price_for(prices, s["model"]),
-                                      _redact_url(str(client.base_url)))
+                                      _redact_url(str(client.base_url)).rstrip("/"))
 
         self._sem = asyncio.Semaphore(self.concurrency)
         rpm, tpm = float(llm["requests_per_minute"]), float(llm["tokens_per_minute"])
@@ -231,6 +247,7 @@ class LLMClient:
         self._started = time.monotonic()
         self._first_send: float | None = None
         self.run_id: int | None = None if dry_run else store.start_llm_run(command)
+        self._ledger = LedgerWriter(store, self.run_id)
 
     # -- public helpers ------------------------------------------------------------------------
     def model_for(self, role: str) -> str:
@@ -287,6 +304,7 @@ class LLMClient:
         if self._closed:
             return
         self._closed = True
+        self._ledger.flush()
         if self.run_id is not None:
             self.store.finish_llm_run(self.run_id)
         for client in self._clients.values():
@@ -334,10 +352,10 @@ class LLMClient:
             raise CostLimitReached(f"the run's cost reached the limit of ${self.max_cost_usd:.2f} "
                                    f"(spent ${self.cost_usd:.4f}); nothing more is sent")
 
-        self.store.ledger_begin(key, role=role, model=r.model, base_url=r.display_url, request_json=request_json)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
+            await self._ledger.begin(key, role, r.model, r.display_url, request_json)
             result = await self._send(r, key, body, on_delta, on_reset)
         except BaseException as exc:
             if not fut.done():
@@ -374,7 +392,7 @@ class LLMClient:
     def _count_from_ledger(self) -> None:
         self.from_ledger += 1
         if self.run_id is not None:
-            self.store.add_run_counts(self.run_id, from_ledger=1)
+            self._ledger.count(from_ledger=1)
 
     def _from_ledger(self, key: str, row: dict, on_delta: Callable[[str], None] | None) -> ChatResult:
         self._count_from_ledger()
@@ -479,14 +497,14 @@ class LLMClient:
                     self.in_flight -= 1
                 latency_ms = (time.perf_counter() - t0) * 1000.0
             if error is None:
-                return self._record_answer(r, key, text, finish, usage, model, latency_ms, attempts, est, body)
+                return await self._record_answer(r, key, text, finish, usage, model, latency_ms, attempts, est, body)
             reason, retryable, retry_after, fatal = self._classify(error, r.display_url)
             if fatal:
                 self._open_breaker(fatal)
-                self._record_failure(key, reason, attempts, r.display_url, count_for_breaker=False)
+                await self._record_failure(key, reason, attempts, r.display_url, count_for_breaker=False)
                 raise EndpointDown(fatal) from None
             if not retryable or attempts > self.max_retries:
-                self._record_failure(key, reason, attempts, r.display_url)
+                await self._record_failure(key, reason, attempts, r.display_url)
                 tries = f" after {attempts} attempts" if attempts > 1 else ""
                 raise LLMCallError(f"LLM call to {r.display_url} ({r.model}) failed{tries}: {reason}") from None
             self.retries += 1
@@ -544,7 +562,7 @@ class LLMClient:
             raise _BadAnswer("empty answer")
         return text, finish, usage, model
 
-    def _record_answer(self, r: _Role, key: str, text: str, finish: str, usage: Any, model: str,
+    async def _record_answer(self, r: _Role, key: str, text: str, finish: str, usage: Any, model: str,
                        latency_ms: float, attempts: int, est: int, body: dict) -> ChatResult:
         pt = getattr(usage, "prompt_tokens", None)
         ct = getattr(usage, "completion_tokens", None)
@@ -554,8 +572,8 @@ class LLMClient:
             ct = estimate_tokens(text)
         pt, ct = int(pt), int(ct)
         cost = call_cost(r.price, pt, ct)
-        self.store.ledger_done(key, response=text, finish_reason=finish, prompt_tokens=pt, completion_tokens=ct,
-                               cost_usd=cost, latency_ms=latency_ms, attempts=attempts, run_id=self.run_id)
+        await self._ledger.done(key, response=text, finish_reason=finish, prompt_tokens=pt, completion_tokens=ct,
+                                cost_usd=cost, latency_ms=latency_ms, attempts=attempts)
         if self._tpm is not None:
             self._tpm.adjust(est - (pt + ct))
         self._consecutive_failures = 0
@@ -565,10 +583,10 @@ class LLMClient:
         self.cost_usd += cost
         return ChatResult(text, finish, model, key, pt, ct, latency_ms, cost, False, attempts)
 
-    def _record_failure(self, key: str, reason: str, attempts: int, url: str, *,
+    async def _record_failure(self, key: str, reason: str, attempts: int, url: str, *,
                         count_for_breaker: bool = True) -> None:
         self.failed += 1
-        self.store.ledger_failed(key, error=reason, attempts=attempts, run_id=self.run_id)
+        await self._ledger.failed(key, error=reason, attempts=attempts)
         if not count_for_breaker:
             return
         self._consecutive_failures += 1

@@ -25,24 +25,22 @@ LEDGER_STATUSES = ("pending", "done", "failed", "batched")
 _RUN_COUNTERS = ("sent", "from_ledger", "failed", "prompt_tokens", "completion_tokens", "cost_usd")
 
 
+_BEGIN_SQL = ("INSERT INTO llm_calls(key, role, model, base_url, request, status, created_at)"
+              " VALUES (?,?,?,?,?,'pending',?)"
+              " ON CONFLICT(key) DO UPDATE SET status='pending', base_url=excluded.base_url, error=NULL"
+              " WHERE llm_calls.status != 'done'")
+_DONE_SQL = ("UPDATE llm_calls SET status='done', response=?, finish_reason=?, prompt_tokens=?,"
+             " completion_tokens=?, cost_usd=?, latency_ms=?, attempts=attempts+?, error=NULL, answered_at=?"
+             " WHERE key=? AND status!='done'")
+_FAILED_SQL = "UPDATE llm_calls SET status='failed', error=?, attempts=attempts+? WHERE key=? AND status!='done'"
+
+
 class LedgerMixin(StoreCore):
     # -- the write path of one call -------------------------------------------------------------
     def _ledger_exec(self, sql: str, params: Any) -> None:
-        """One statement in its own (IMMEDIATE) transaction; joins an outer one if open."""
-        with self._lock:
-            if self._depth:
-                self.conn.execute(sql, params)
-                return
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self.conn.execute(sql, params)
-                    self.conn.execute("COMMIT")
-                except BaseException:
-                    self.conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StoreError(f"ledger write failed: {exc}", path=str(self.path)) from None
+        """One statement in its own transaction (or joining the caller's)."""
+        with self.transaction() as c:
+            c.execute(sql, params)
 
     def ledger_lookup(self, key: str) -> dict[str, Any] | None:
         """The ledger row of a call (all columns), or None."""
@@ -68,12 +66,7 @@ class LedgerMixin(StoreCore):
         ``request_json`` is the body sent to the endpoint; it never contains the API key.
         A ``done`` row is left alone: the caller should have answered from it.
         """
-        self._ledger_exec(
-            "INSERT INTO llm_calls(key, role, model, base_url, request, status, created_at)"
-            " VALUES (?,?,?,?,?,'pending',?)"
-            " ON CONFLICT(key) DO UPDATE SET status='pending', base_url=excluded.base_url, error=NULL"
-            " WHERE llm_calls.status != 'done'",
-            (key, role, model, base_url, request_json, utcnow()))
+        self._ledger_exec(_BEGIN_SQL, (key, role, model, base_url, request_json, utcnow()))
 
     def ledger_done(self, key: str, *, response: str, finish_reason: str | None, prompt_tokens: int,
                     completion_tokens: int, cost_usd: float, latency_ms: float | None, attempts: int,
@@ -82,40 +75,42 @@ class LedgerMixin(StoreCore):
 
         A row already ``done`` (another process answered it first) keeps its first answer.
         """
-        now = utcnow()
-        sql = ("UPDATE llm_calls SET status='done', response=?, finish_reason=?, prompt_tokens=?,"
-               " completion_tokens=?, cost_usd=?, latency_ms=?, attempts=attempts+?, error=NULL, answered_at=?"
-               " WHERE key=? AND status!='done'")
-        params = (response, finish_reason, prompt_tokens, completion_tokens, cost_usd, latency_ms, attempts,
-                  now, key)
-        with self._lock:
-            try:
-                own = not self._depth
-                if own:
-                    self.conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self.conn.execute(sql, params)
-                    if run_id is not None:
-                        self.conn.execute(
-                            "UPDATE llm_runs SET sent=sent+1, prompt_tokens=prompt_tokens+?,"
-                            " completion_tokens=completion_tokens+?, cost_usd=cost_usd+? WHERE id=?",
-                            (prompt_tokens, completion_tokens, cost_usd, run_id))
-                    if own:
-                        self.conn.execute("COMMIT")
-                except BaseException:
-                    if own:
-                        self.conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StoreError(f"ledger write failed: {exc}", path=str(self.path)) from None
+        self.ledger_apply(
+            done=[(response, finish_reason, prompt_tokens, completion_tokens, cost_usd, latency_ms, attempts,
+                   utcnow(), key)],
+            run_id=run_id, run_deltas={"sent": 1, "prompt_tokens": prompt_tokens,
+                                       "completion_tokens": completion_tokens, "cost_usd": cost_usd})
 
     def ledger_failed(self, key: str, *, error: str, attempts: int, run_id: int | None = None) -> None:
         """Mark a call failed after its retries (a later run sends it again) and count it."""
+        self.ledger_apply(failed=[(error, attempts, key)], run_id=run_id, run_deltas={"failed": 1})
+
+    def ledger_apply(self, *, begin: Iterable[tuple] = (), done: Iterable[tuple] = (), failed: Iterable[tuple] = (),
+                     run_id: int | None = None, run_deltas: dict[str, float] | None = None) -> None:
+        """Several ledger writes in one transaction (the LLM client's group commit).
+
+        ``begin`` rows: (key, role, model, base_url, request_json, created_at) -> pending;
+        ``done`` rows: (response, finish_reason, prompt_tokens, completion_tokens, cost_usd, latency_ms,
+        attempts, answered_at, key); ``failed`` rows: (error, attempts, key); ``run_deltas`` are added
+        to the run's counters in the same transaction.
+        """
+        begin, done, failed = list(begin), list(done), list(failed)
+        deltas = {k: v for k, v in (run_deltas or {}).items() if v}
+        bad = set(deltas) - set(_RUN_COUNTERS)
+        if bad:
+            raise ValueError(f"unknown run counters {sorted(bad)}")
+        if not (begin or done or failed or (deltas and run_id is not None)):
+            return
         with self.transaction() as c:
-            c.execute("UPDATE llm_calls SET status='failed', error=?, attempts=attempts+? WHERE key=? AND status!='done'",
-                      (error[:2000], attempts, key))
-            if run_id is not None:
-                c.execute("UPDATE llm_runs SET failed=failed+1 WHERE id=?", (run_id,))
+            if begin:
+                c.executemany(_BEGIN_SQL, begin)
+            if done:
+                c.executemany(_DONE_SQL, done)
+            if failed:
+                c.executemany(_FAILED_SQL, [(e[:2000], a, k) for e, a, k in failed])
+            if deltas and run_id is not None:
+                sets = ", ".join(f"{k}={k}+?" for k in deltas)
+                c.execute(f"UPDATE llm_runs SET {sets} WHERE id=?", (*deltas.values(), run_id))
 
     def ledger_forget_pending(self, key: str) -> None:
         """Drop a ``pending`` row whose call was never sent (e.g. the run stopped before sending)."""

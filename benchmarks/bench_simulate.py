@@ -1,0 +1,237 @@
+"""Throughput and client CPU of LLM calls against the loopback server, one run.
+
+    /work/venv/bin/python benchmarks/bench_simulate.py [--latency-ms 1000] [--concurrency 256] [--calls N]
+
+The loopback server (tests/fakeserver.py) runs in its own process with a fixed latency, so with
+concurrency C and latency L the best possible rate is C / L calls/s ("the limit"). Each variant
+runs in its own fresh process (so its CPU is its own) and makes the same number of calls:
+
+  (a) raw    the official ``openai`` SDK (AsyncOpenAI, max_retries=0, the same connection pool
+             size as ours), N ``chat.completions.create`` calls under a semaphore;
+  (c) client itcollect's LLMClient (ledger writes, retries, limits, counters), N distinct calls;
+  (b) simulate  ``itcollect simulate --concurrency C`` on a planned workspace: the whole stack
+             (templates, validation, ledger, turns, store). It runs as many calls as its plan
+             needs; the server counts them.
+
+Rates are measured on the server (first request arrival to last answer); CPU is the child's
+user+system time (getrusage), divided by the calls it made. (b) and (c) CPU include process
+start-up (imports, store open); every variant's start-up is also measured by a run with no calls
+and reported subtracted ("without start-up").
+Targets (issue 3): (b) >= 0.9 of the limit; (b) CPU per call <= 1.5 x (a)'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+# -- children ----------------------------------------------------------------------------------------
+def _child_raw(url: str, calls: int, concurrency: int) -> None:
+    import httpx2
+    import openai
+
+    async def main() -> None:
+        http = openai.DefaultAsyncHttpxClient(limits=httpx2.Limits(max_connections=max(100, concurrency * 2),
+                                                                   max_keepalive_connections=concurrency + 16))
+        client = openai.AsyncOpenAI(base_url=url, api_key="sk-bench", max_retries=0, timeout=60, http_client=http)
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with sem:
+                r = await client.chat.completions.create(
+                    model="fake-model", messages=[{"role": "system", "content": "You are a translator."},
+                                                  {"role": "user", "content": f"Translate into Chinese: sentence {i}."}],
+                    temperature=0.7, max_tokens=256)
+                assert r.choices[0].message.content
+
+        await asyncio.gather(*(one(i) for i in range(calls)))
+        await client.close()
+
+    asyncio.run(main())
+
+
+def _child_client(url: str, calls: int, concurrency: int, db: str) -> None:
+    from itcollect.config import parse_config
+    from itcollect.llm import LLMClient
+    from itcollect.store import Store
+
+    cfg = parse_config(f"[llm]\nconcurrency = {concurrency}\ntimeout_s = 60.0\n")
+    store = Store(db)
+
+    async def main() -> None:
+        client = LLMClient(cfg, store, command="bench", base_url=url, model="fake-model", env={})
+
+        async def one(i: int) -> None:
+            r = await client.chat("assistant", [{"role": "system", "content": "You are a translator."},
+                                                {"role": "user", "content": f"Translate into Chinese: sentence {i}."}])
+            assert r.text
+
+        await asyncio.gather(*(one(i) for i in range(calls)))
+        await client.aclose()
+
+    if calls:
+        asyncio.run(main())
+    store.close()
+
+
+# -- parent ------------------------------------------------------------------------------------------
+def _server_call(url: str, path: str, payload: dict | None = None) -> dict:
+    root = url.rsplit("/v1", 1)[0]
+    data = None if payload is None else json.dumps(payload).encode()
+    req = urllib.request.Request(root + path, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def _run_child(args: list[str], env: dict | None = None, cwd: Path | None = None) -> tuple[float, float]:
+    """Run a child process; returns (wall seconds, child CPU seconds)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, env=env, cwd=cwd or REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"child failed ({' '.join(args[:4])}...):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def _measure(url: str, label: str, args: list[str], limit: float, env: dict | None = None,
+             cwd: Path | None = None, startup_cpu: float = 0.0) -> dict:
+    _server_call(url, "/_fake/config", {"reset": True})
+    wall, cpu = _run_child(args, env=env, cwd=cwd)
+    st = _server_call(url, "/_fake/stats")
+    calls = st["answered"]
+    span = (st["last_answer_at"] - st["first_request_at"]) if calls else float("nan")
+    rate = calls / span if calls else 0.0
+    row = {"variant": label, "calls": calls, "requests": st["requests"], "seconds": round(span, 2),
+           "calls_per_s": round(rate, 1), "fraction_of_limit": round(rate / limit, 3),
+           "cpu_s": round(cpu, 2), "cpu_ms_per_call": round(1000 * cpu / calls, 3) if calls else None,
+           "cpu_ms_per_call_excl_startup": round(1000 * max(0.0, cpu - startup_cpu) / calls, 3) if calls else None,
+           "wall_s": round(wall, 2)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def _simulate_variant(url: str, concurrency: int, calls: int, limit: float) -> dict | None:
+    """(b): plan a workspace whose dialogues need about ``calls`` calls and simulate it."""
+    probe = subprocess.run([PY, "-m", "itcollect", "simulate", "--help"], capture_output=True, text=True, cwd=REPO)
+    if probe.returncode != 0:
+        print("# (b) skipped: `itcollect simulate` is not available yet", flush=True)
+        return None
+    return _simulate_run(url, concurrency, calls, limit)
+
+
+def _simulate_run(url: str, concurrency: int, calls: int, limit: float) -> dict | None:
+    work = Path(tempfile.mkdtemp(prefix="bench-sim-"))
+    try:
+        env = dict(os.environ, ITCOLLECT_PROGRESS="0")
+        env.pop("OPENAI_BASE_URL", None)
+        ws = work / "ws"
+        subprocess.run([PY, "-m", "itcollect", "init", str(ws)], check=True, capture_output=True, env=env)
+        sample = REPO / "data" / "samples"
+        srcs = sorted(p for p in sample.rglob("*") if p.is_file() and p.suffix in (".txt", ".tsv", ".jsonl", ".sgm"))
+        if not srcs:
+            print("# (b) skipped: no sample sources under data/samples", flush=True)
+            return None
+        r = subprocess.run([PY, "-m", "itcollect", "-C", str(ws), "ingest", *map(str, srcs)], capture_output=True,
+                           text=True, env=env)
+        if r.returncode != 0:
+            print(f"# (b) skipped: ingest failed: {r.stderr.strip()[-300:]}", flush=True)
+            return None
+        # Fixed 2 user turns (4 calls: first assistant answer, annotator request, assistant answer = 3,
+        # plus validation may re-sample); dialogues = calls / 3.
+        (ws / "itcollect.toml").write_text((ws / "itcollect.toml").read_text().replace(
+            'turns = { "2" = 0.30, "3" = 0.30, "4" = 0.25, "5" = 0.15 }', 'turns = { "2" = 1.0 }'))
+        n_dialogues = max(1, calls // 3)
+        r = subprocess.run([PY, "-m", "itcollect", "-C", str(ws), "plan", "--dialogues", str(n_dialogues),
+                            "--seed", "1"], capture_output=True, text=True, env=env)
+        if r.returncode != 0:
+            print(f"# (b) skipped: plan failed: {r.stderr.strip()[-300:]}", flush=True)
+            return None
+        sim = [PY, "-m", "itcollect", "-C", str(ws), "simulate", "--base-url", url, "--model", "fake-model",
+               "--concurrency", str(concurrency)]
+        # start-up cost: the same command with nothing to do (--limit 0)
+        _, startup = _run_child([*sim, "--limit", "0"], env=env)
+        return _measure(url, "(b) itcollect simulate", sim, limit, env=env, startup_cpu=startup)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--latency-ms", type=float, default=1000.0)
+    ap.add_argument("--concurrency", type=int, default=256)
+    ap.add_argument("--calls", type=int, default=2560)
+    ap.add_argument("--skip-simulate", action="store_true")
+    ap.add_argument("--responder", default="", help="module:function for the server's answers (for simulate)")
+    ap.add_argument("--child", choices=["raw", "client"], help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
+    ap.add_argument("--db", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child == "raw":
+        _child_raw(args.url, args.calls, args.concurrency)
+        return 0
+    if args.child == "client":
+        _child_client(args.url, args.calls, args.concurrency, args.db)
+        return 0
+
+    limit = args.concurrency / (args.latency_ms / 1000.0)
+    server_cmd = [PY, "-m", "tests.fakeserver", "--port", "0", "--latency-ms", str(args.latency_ms)]
+    if args.responder:
+        server_cmd += ["--responder", args.responder]
+    server = subprocess.Popen(server_cmd, cwd=REPO, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().strip()
+        if not url.startswith("http"):
+            raise SystemExit("the loopback server did not start")
+        print(f"# server {url}  latency {args.latency_ms:g} ms  concurrency {args.concurrency}  "
+              f"limit {limit:g} calls/s  calls {args.calls}", flush=True)
+        me = [PY, str(Path(__file__).resolve()), "--url", url, "--concurrency", str(args.concurrency)]
+        _, startup = _run_child([*me, "--child", "raw", "--calls", "0"])
+        rows = [_measure(url, "(a) raw openai SDK", [*me, "--child", "raw", "--calls", str(args.calls)], limit,
+                         startup_cpu=startup)]
+        tmp = Path(tempfile.mkdtemp(prefix="bench-client-"))
+        try:
+            _, startup = _run_child([*me, "--child", "client", "--calls", "0", "--db", str(tmp / "s.db")])
+            (tmp / "s.db").unlink(missing_ok=True)
+            rows.append(_measure(url, "(c) LLMClient + ledger",
+                                 [*me, "--child", "client", "--calls", str(args.calls), "--db", str(tmp / "c.db")],
+                                 limit, startup_cpu=startup))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if not args.skip_simulate:
+            row = _simulate_variant(url, args.concurrency, args.calls, limit)
+            if row:
+                rows.append(row)
+        raw, raw_excl = rows[0]["cpu_ms_per_call"], rows[0]["cpu_ms_per_call_excl_startup"]
+        for row in rows:
+            print(f"# {row['variant']}: {row['calls_per_s']:.1f} calls/s = {row['fraction_of_limit']:.2f} of the "
+                  f"limit; CPU/call {row['cpu_ms_per_call']:.2f} ms = {row['cpu_ms_per_call'] / raw:.2f} x (a) "
+                  f"({row['cpu_ms_per_call_excl_startup']:.2f} ms = "
+                  f"{row['cpu_ms_per_call_excl_startup'] / raw_excl:.2f} x (a) without start-up)", flush=True)
+    finally:
+        server.stdin.close()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
