@@ -70,18 +70,21 @@ class ExportResult:
 
 def group_key(d: dict[str, Any]) -> str:
     """The unit a split is assigned to: one source sentence (by id, else by normalised text)."""
-    if d.get("source_id"):
-        return "src:" + d["source_id"]
-    text = d.get("source_text") or ""
-    if text:
-        from .checks import normalize_for_compare
-
-        return "txt:" + hashlib.sha1(normalize_for_compare(text).encode("utf-8")).hexdigest()[:20]
-    return "dlg:" + d["id"]
+    return _group_key(d["id"], d.get("source_id"), d.get("source_text"))
 
 
-def _stratum(d: dict[str, Any]) -> str:
-    return f"{d.get('src_lang') or '?'}-{d.get('tgt_lang') or '?'}|{d.get('instruction_lang') or '?'}"
+def _group_key(did: str, source_id: str | None, source_text: str | None) -> str:
+    if source_id:
+        return "src:" + source_id
+    if source_text:
+        from .filter.rules import norm
+
+        return "txt:" + hashlib.sha1(norm(source_text).encode("utf-8")).hexdigest()[:20]
+    return "dlg:" + did
+
+
+def _stratum(src: str | None, tgt: str | None, instr: str | None) -> str:
+    return f"{src or '?'}-{tgt or '?'}|{instr or '?'}"
 
 
 def _hash01(seed: int, key: str) -> float:
@@ -114,7 +117,7 @@ def assign_splits(groups: dict[str, Counter], validation_share: float, test_shar
 
 
 def build_row(d: dict[str, Any], turns: list[dict[str, Any]], system_prompt: str | None,
-              run_id: int | None) -> dict[str, Any]:
+              run_id: int | None, gkey: str | None = None) -> dict[str, Any]:
     """One dataset row: the stored active turns in order, plus provenance."""
     messages = [{"role": t["role"], "content": t["content"]} for t in turns]
     if system_prompt and not (messages and messages[0]["role"] == "system"):
@@ -141,7 +144,7 @@ def build_row(d: dict[str, Any], turns: list[dict[str, Any]], system_prompt: str
         "id": d["id"],
         "messages": messages,
         "source": d.get("source_text"),
-        "source_id": d.get("source_id") or group_key(d),
+        "source_id": d.get("source_id") or gkey or group_key(d),
         "docid": d.get("docid") or (d["meta"].get("docid") if isinstance(d.get("meta"), dict) else None),
         "src_lang": d.get("src_lang"), "tgt_lang": d.get("tgt_lang"),
         "instruction_lang": d.get("instruction_lang"),
@@ -293,9 +296,12 @@ def export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, f
 
     # pass 1: groups, strata and the card's counts
     groups: dict[str, Counter] = defaultdict(Counter)
+    group_of: dict[str, str] = {}
     total = 0
-    for d, _turns in store.iter_corpus(kept_only=True):
-        groups[group_key(d)][_stratum(d)] += 1
+    for did, sid, stext, src, tgt, instr in store.iter_kept_keys():
+        key = _group_key(did, sid, stext)
+        group_of[did] = key
+        groups[key][_stratum(src, tgt, instr)] += 1
         total += 1
     if total == 0:
         raise InputError(f"the latest filter run ({run['id']}) kept no dialogues: nothing to export")
@@ -327,8 +333,9 @@ def export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, f
     # pass 2: rows
     with progress(total=total, desc="export", unit=" dialogues") as bar:
         for d, turns in store.iter_corpus(kept_only=True):
-            row = build_row(d, turns, system_prompt, run["id"])
-            split = split_of[group_key(d)]
+            gkey = group_of.get(d["id"]) or group_key(d)
+            row = build_row(d, turns, system_prompt, run["id"], gkey)
+            split = split_of[gkey]
             writers[split].add(row)
             if want_sharegpt:
                 if split not in sg_writers:
