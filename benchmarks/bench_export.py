@@ -18,7 +18,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -86,9 +85,11 @@ def first_request(rng: random.Random, instr: str, tgt: str, src_text: str) -> st
 def make_dialogue(rng: random.Random) -> dict:
     r = rng.random()
     acc = 0.0
-    for src, tgt, w in PAIRS:
+    src, tgt = PAIRS[-1][:2]
+    for s_, t_, w in PAIRS:
         acc += w
         if r <= acc:
+            src, tgt = s_, t_
             break
     instr = "en" if rng.random() < 0.5 else "zh"
     src_text = sentence(rng, src)
