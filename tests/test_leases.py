@@ -134,3 +134,59 @@ def test_sixteen_processes_started_together_never_share_a_spec(tmp_path: Path):
     assert set(claimed.values()) == {1}
     with Store(db) as store:
         assert store.spec_counts()["done"] == 120
+
+
+def test_session_takeover_after_expiry_and_the_old_holder_cannot_write(tmp_path):
+    """Engine level (no LLM call needed): ann's lease runs out, bob continues her dialogue and is
+    told whose it was; ann's next action is refused with LeaseLost and writes nothing."""
+    from itcollect.session.engine import Session
+    from itcollect.workspace import init_workspace
+
+    ws = init_workspace(tmp_path / "ws")
+    make_specs(ws.store, 2)
+    ann = Session(ws.config, ws.store, "ann", client_factory=lambda: None)
+    cur = ann.open_next()
+    assert cur.spec["id"] == 1 and not cur.resumed
+    ann.add_request("Please translate this sentence into Chinese.")
+    assert ann.state() == "answer"
+    ws.store.renew_lease(1, "human:ann", -1.0)  # her lease ran out a second ago
+
+    bob_store = Store(ws.db_path)
+    bob = Session(ws.config, bob_store, "bob", client_factory=lambda: None)
+    taken = bob.open_next()
+    assert taken.spec["id"] == 1 and taken.resumed
+    assert "taken over from ann" in taken.resume_note and "no answer yet" in taken.resume_note
+    assert bob_store.get_dialogue(taken.dialogue_id)["annotator"] == "bob"
+    assert bob_store.get_dialogue(taken.dialogue_id)["meta"]["previous_annotators"] == ["ann"]
+
+    n_turns = len(ws.store.get_turns(cur.dialogue_id, include_inactive=True))
+    with pytest.raises(LeaseLost):
+        ann.undo()
+    with pytest.raises(LeaseLost):
+        ann.flag("mine!")
+    assert len(ws.store.get_turns(cur.dialogue_id, include_inactive=True)) == n_turns
+    assert ws.store.get_turns(cur.dialogue_id)[0]["state"] == "active"
+    assert not ws.store.get_dialogue(cur.dialogue_id)["flagged"]
+    bob.undo()  # bob holds it now
+    assert ws.store.get_turns(cur.dialogue_id) == []
+    bob_store.close()
+    ws.close()
+
+
+def test_own_unfinished_dialogue_offered_first_even_after_its_lease_was_released(tmp_path):
+    from itcollect.session.engine import Session
+    from itcollect.workspace import init_workspace
+
+    ws = init_workspace(tmp_path / "ws")
+    make_specs(ws.store, 3)
+    s = Session(ws.config, ws.store, "ann", client_factory=lambda: None)
+    s.open_next()
+    s.add_request("Please translate this sentence into Chinese.")
+    s.quit()
+    ws.store.expire_leases(now=10 ** 12)  # maintenance returned every expired lease to the pool
+    assert ws.store.get_spec(1)["status"] == "pending"
+    again = Session(ws.config, ws.store, "ann", client_factory=lambda: None).open_next()
+    assert again.spec["id"] == 1 and again.resumed
+    other = Session(ws.config, ws.store, "bob", client_factory=lambda: None).open_next()
+    assert other.spec["id"] == 2
+    ws.close()
