@@ -17,10 +17,12 @@ import click
 @click.option("--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD",
               help="Stop sending once this run has spent this much (default [simulate].max_cost_usd).")
 @click.option("--dry-run", is_flag=True, help="Estimate calls, tokens and cost; send and write nothing.")
+@click.option("--status", "show_status", is_flag=True,
+              help="With --batch-api: batches in flight, their counts and what each waits for (no network).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON object.")
 @click.pass_obj
 def simulate(state, limit, concurrency, base_url, model, annotator_base_url, annotator_model, batch_api, local,
-             max_cost, dry_run, as_json) -> None:
+             max_cost, dry_run, show_status, as_json) -> None:
     """Play every pending spec as a dialogue: an LLM annotator writes the requests, the assistant answers.
 
     Interrupt (Ctrl-C) or kill it at any time: every committed turn is kept and the same command
@@ -37,8 +39,13 @@ def simulate(state, limit, concurrency, base_url, model, annotator_base_url, ann
                 from ..batch import run_batch_simulation
             except ImportError as exc:
                 raise click.ClickException(f"--batch-api is not available in this installation ({exc})") from None
-            run_batch_simulation(ws, opts)
+            batch = run_batch_simulation(ws, opts, status=show_status)
+            click.echo(json.dumps(batch.to_json()) if as_json else batch.render())
+            if batch.stopped:
+                click.echo(f"itcollect: stopped: {batch.stopped}", err=True)
             return
+        if show_status:
+            raise click.UsageError("--status goes with --batch-api")
         if local:
             from ..local import local_server
 
