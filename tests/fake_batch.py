@@ -67,6 +67,7 @@ class FakeBatchAPI:
         self.uploads: list[dict[str, Any]] = []
         self.created: list[dict[str, Any]] = []
         self.answered: list[tuple[str, str, str]] = []   # (batch id, round metadata, custom_id)
+        self.errored: list[tuple[str, str, str]] = []    # the subset whose line went to the error file
         self.requests: Counter[str] = Counter()          # "METHOD path-kind" -> count
         self._seen: Counter[str] = Counter()
 
@@ -272,6 +273,7 @@ class FakeBatchAPI:
             self._seen[cid] += 1
             if self._seen[cid] == 1 and self.fail_first_share and _share(cid) < self.fail_first_share:
                 failed += 1
+                self.errored.append((obj["id"], round_tag, cid))
                 if _share(cid + "#kind") < self.http_error_share:
                     err.append({"id": rid, "custom_id": cid, "error": None,
                                 "response": {"status_code": 500, "request_id": rid,
