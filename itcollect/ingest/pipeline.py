@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..langid import _HAN, _KANA_HANGUL, detect_languages, han_ratio, letter_ratio
+from ..langid import detect_languages, is_chinese_script, letter_ratio
 from ..normalize import moses_normalize, pre_normalize
 from ..progress import progress
 from ..store import Store, source_id_for
@@ -193,9 +193,9 @@ class _Batcher:
     def drop(self, reason: str) -> None:
         self.report.dropped[reason] += 1
 
-    def _length_reason(self, text: str) -> str | None:
+    def _length_reason(self, text: str, chinese: bool) -> str | None:
         s = self.s
-        if _HAN.search(text) is not None and han_ratio(text) > 0.3 and not _KANA_HANGUL.search(text):
+        if chinese:
             n = len(text) - text.count(" ")  # pre-normalised: the only whitespace left is " "
             lo, hi = s.min_chars_zh, s.max_chars_zh
         else:
@@ -234,14 +234,21 @@ class _Batcher:
                     letter_ratio(masked) < s.min_letter_ratio:
                 self.drop("non_letters")
                 continue
-            reason = self._length_reason(text)
+            chinese = is_chinese_script(text)
+            reason = self._length_reason(text, chinese)
             if reason:
                 self.drop(reason)
                 continue
-            survivors.append((rec, text))
+            survivors.append((rec, text, chinese))
         if not survivors:
             return
-        detected = detect_languages([t for _, t in survivors], s.languages, s.backend, s.fast_langid)
+        # detect_languages answers "zh" for Chinese-script text without asking a model (the same
+        # is_chinese_script rule), so only the other lines are sent to it
+        zh = "zh" if "zh" in s.languages else None
+        others = [t for _, t, chinese in survivors if not chinese]
+        found = iter(detect_languages(others, s.languages, s.backend, s.fast_langid) if others else ())
+        detected = [zh if chinese else next(found) for _, _, chinese in survivors]
+        survivors = [(rec, text) for rec, text, _ in survivors]
         rows: dict[str, tuple] = {}
         refs: list[tuple[str, Ref_, str | None]] = []
         for (rec, text), lang in zip(survivors, detected):
@@ -313,6 +320,7 @@ def ingest_file(store: Store, path: Path, display: str, settings: IngestSettings
         records = _records(f, fmt, opts, stats, opts.lang)
         with store.transaction(), progress(total=f.size, unit="B", unit_scale=True, desc=display[-30:],
                                            leave=False) as bar:
+            store.tune_for_bulk_insert()
             run_id = store.begin_ingest_run(display, fmt, declared, opts.ref_lang or name_ref)
             # In-file declarations (<src lang>, srclang, a header's language, a JSON lang field) win
             # over the file name; --lang wins over everything.
