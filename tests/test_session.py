@@ -420,3 +420,16 @@ def test_guides_have_a_section_for_every_interaction_type_in_both_languages():
             assert f"general:{topic}" in sections, (lang, topic)
     assert "## type: length" in guideline_section("length", "zh") and "二十个字" in guideline_section("length", "zh")
     assert guideline_section("no_such_type", "en").startswith("## general: judging")
+
+
+def test_checks_follow_what_the_human_asked_not_only_the_plan():
+    from itcollect.session.engine import human_request_params as h
+
+    langs = ("en", "zh", "de", "fr")
+    assert h("length", "请控制在二十个字以内。", "zh", langs) == {"mode": "max", "n": 20, "unit": "characters"}
+    assert h("length", "Say it in at most 12 words.", "en", langs) == {"mode": "max", "n": 12, "unit": "words"}
+    assert h("length", "Can you make it shorter?", "en", langs) == {"mode": "shorter"}
+    assert h("style", "请改成新闻标题的风格。", "zh", langs) == {"register": "headline"}
+    assert h("style", "Make it sound poetic.", "en", langs) == {}
+    assert h("retarget", "Now give it in French.", "zh", langs) == {"lang": "fr"}
+    assert h("retarget", "现在请译成德语。", "en", langs) == {"lang": "de"}

@@ -19,10 +19,12 @@ answer stays as ``state='rejected'`` and an undone pair as ``state='undone'``.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 from ..config import Config
@@ -91,6 +93,52 @@ def _turn_params(spec: dict[str, Any], k: int) -> dict[str, Any]:
 def planned_turns(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """The plan of a spec as the screen shows it: one ``{"type": ..., **params}`` per user turn."""
     return [{"type": t, **_turn_params(spec, k)} for k, t in enumerate(spec.get("interaction_types") or [])]
+
+
+_REGISTERS = (("headline", ("headline", "标题")), ("children", ("child", "kids", "儿童", "小学生", "孩子")),
+              ("plain", ("plain", "simple words", "通俗", "浅显", "大白话")),
+              ("casual", ("casual", "informal", "friend", "chatty", "口语", "随意", "轻松")),
+              ("formal", ("formal", "正式", "书面")))
+_SHORTER = ("shorter", "shorten", "brief", "concise", "condense", "短", "精简", "简洁", "压缩")
+_LONGER = ("longer", "expand", "more detail", "elaborate", "长一", "详细", "扩展", "扩充")
+_NUMBER = re.compile(r"\d+")
+
+
+@lru_cache(maxsize=1)
+def _zh_numbers() -> list[tuple[str, int]]:
+    from ..taxonomy import zh_number
+
+    return sorted(((zh_number(n), n) for n in range(1, 100)), key=lambda x: -len(x[0]))
+
+
+def human_request_params(type_id: str, text: str, target: str, languages: Any) -> dict[str, Any]:
+    """Parameters a request fixes by its own wording: a length bound (digits or Chinese numerals),
+    shorter / longer, a style register, a retarget's new language."""
+    low = text.casefold()
+    out: dict[str, Any] = {}
+    if type_id == "length":
+        m = _NUMBER.search(text)
+        n = int(m.group()) if m else next((v for k, v in _zh_numbers() if k in text), None)
+        if n:
+            from ..checks import length_unit
+
+            out.update(mode="max", n=n, unit=length_unit(target) if target else None)
+        elif any(w in low for w in _SHORTER):
+            out["mode"] = "shorter"
+        elif any(w in low for w in _LONGER):
+            out["mode"] = "longer"
+    elif type_id == "style":
+        for register, words in _REGISTERS:
+            if any(w in low for w in words):
+                out["register"] = register
+                break
+    elif type_id == "retarget":
+        from ..taxonomy import mentions_language
+
+        named = [lang for lang in languages if lang != target and mentions_language(text, lang)]
+        if named:
+            out["lang"] = named[0]
+    return out
 
 
 class Session:
@@ -320,14 +368,12 @@ class Session:
         return answer_language(type_id, self._check_context(turns[i], turns[:i]))
 
     def _request_params(self, type_id: str, text: str) -> dict[str, Any]:
-        """The planned parameters of this turn, plus what the human's own wording fixes (a retarget's language)."""
-        from ..taxonomy import mentions_language
-
+        """The planned parameters of this turn, corrected by what the annotator actually asked, so the
+        answer is checked against the request on record (a human may ask for 15 words, not the plan's 12)."""
         params = _turn_params(self._need().spec, self.user_turns())
-        if type_id == "retarget":
-            named = [lang for lang in self.languages if lang != self.target_lang() and mentions_language(text, lang)]
-            if named:
-                params["lang"] = named[0]
+        params.update(human_request_params(type_id, text, self.target_lang(), self.languages))
+        if type_id == "style" and "register" not in human_request_params(type_id, text, "", ()):
+            params.pop("register", None)
         return params
 
     def _request_warnings(self, type_id: str, text: str, params: dict[str, Any]) -> list[str]:
