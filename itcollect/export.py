@@ -419,8 +419,8 @@ def dataset_card(counts: dict[str, Any], config: dict[str, Any], formats: set[st
             front += [f"  - split: {s}", f"    path: parquet/{s}-*.parquet"]
     front.append("---")
 
-    def table(title: str, data: dict[str, int], key: str) -> list[str]:
-        rows = [f"### {title}", "", f"| {key} | dialogues |", "|---|---:|"]
+    def table(title: str, data: dict[str, int], key: str, unit: str = "dialogues") -> list[str]:
+        rows = [f"### {title}", "", f"| {key} | {unit} |", "|---|---:|"]
         rows += [f"| {k} | {v:,} |" for k, v in sorted(data.items(), key=lambda kv: (-kv[1], kv[0]))]
         return rows + [""]
 
@@ -450,7 +450,7 @@ def dataset_card(counts: dict[str, Any], config: dict[str, Any], formats: set[st
     body += table("Instruction language", counts["instruction_lang"], "language")
     body += table("Origin", counts["origin"], "origin")
     body += table("User turns", counts["user_turns"], "turns")
-    body += table("Interaction types (user turns)", counts["interaction_type"], "type")
+    body += table("Interaction types", counts["interaction_type"], "type", "user turns")
     body += ["## Filtering", "", f"Filter run {f['run_id']}: kept {f['kept']:,}, dropped {f['dropped']:,}.", ""]
     if f["reasons"]:
         body += table("Drop reasons", f["reasons"], "reason")
