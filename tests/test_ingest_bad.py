@@ -170,3 +170,9 @@ def test_cli_exit_codes_and_one_line_errors(tmp_path):
     assert usage.returncode == 2
     nothing = run_cli("-C", str(ws), "ingest")
     assert nothing.returncode == 2
+
+
+def test_columns_option_naming_more_columns_than_the_file_has(workspace, tmp_path):
+    f = tmp_path / "one.tsv"
+    f.write_text("The harbour reopened on Monday after the storm passed.\n")
+    assert "--columns names 2 columns but the file has 1" in failure(workspace, f, columns=["source", "reference"])

@@ -294,6 +294,10 @@ def read_table(f: InputFile, opts: ReaderOptions, stats: ReadStats, fmt: str) ->
                 if roles[0] is None:
                     raise InputError(f"no source column among {', '.join(names)} "
                                      f"(name one 'source', or use --columns)", path=f.display, line=lineno)
+                used = max(i for i in roles[:3] if i is not None)
+                if used >= expected:
+                    raise InputError(f"--columns names {used + 1} columns but the file has {expected}",
+                                     path=f.display, line=lineno)
             else:
                 roles = (0, 1 if expected > 1 else None, None, None, None)
             if header:
