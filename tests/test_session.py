@@ -189,6 +189,8 @@ def test_scripted_session_three_dialogues_records_match_exactly(tmp_path, server
     assert me["regenerations"] == 1 and me["skip_reasons"] == {"not_news": 1}
     assert me["median_seconds_per_dialogue"] is not None
     assert stats["dialogues"]["by_origin"]["human"] == 3
+    table = run_cli("-C", str(ws), "stats").stdout
+    assert "Annotators" in table and "li.wei" in table and "not_news 1" in table
 
 
 def test_protocol_errors_warnings_and_overrides(tmp_path, server):
@@ -433,3 +435,19 @@ def test_checks_follow_what_the_human_asked_not_only_the_plan():
     assert h("style", "Make it sound poetic.", "en", langs) == {}
     assert h("retarget", "Now give it in French.", "zh", langs) == {"lang": "fr"}
     assert h("retarget", "现在请译成德语。", "en", langs) == {"lang": "de"}
+
+
+def test_reference_shown_only_when_the_config_allows(tmp_path, server):
+    for allowed in (False, True):
+        ws = make_workspace(tmp_path / f"ws{allowed}", 1)
+        if allowed:
+            cfg = ws / "itcollect.toml"
+            cfg.write_text(cfg.read_text(encoding="utf-8").replace("show_reference = false", "show_reference = true"),
+                           encoding="utf-8")
+        with Store(ws / "itcollect.db") as store:
+            store.add_reference(source_id_for(SOURCES[0]), "zh", "市议会周一批准了新桥的预算。")
+        r = session(ws, "ann", "quit\n", server.base_url)
+        opened = next(d for t, d in events(r.stdout) if t == "dialogue")
+        assert opened["reference"] == ("市议会周一批准了新桥的预算。" if allowed else None)
+        assert opened["source"] == SOURCES[0] and (opened["src_lang"], opened["tgt_lang"]) == ("en", "zh")
+        assert opened["plan"] == [{"type": "translate"}, {"type": "polish"}]
