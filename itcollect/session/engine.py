@@ -392,6 +392,12 @@ class Session:
         self.store.ensure_lease(d.spec["id"], self.holder, self.lease_s)
         return d
 
+    def renew(self) -> bool:
+        """Extend the current lease (the UI calls it while the annotator is typing); False if lost."""
+        if self.current is None:
+            return True
+        return self.store.renew_lease(self.current.spec["id"], self.holder, self.lease_s)
+
     def _event(self, action: str, *, turn_id: int | None = None, **detail: Any) -> None:
         d = self._need()
         self.store.log_event(self.annotator, action, dialogue_id=d.dialogue_id, spec_id=d.spec["id"],

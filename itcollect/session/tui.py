@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ class TerminalUI:
         self.console = Console(highlight=False)
         self.history_dir = Path(history_dir) if history_dir else None
         self._prompt: Any = None
+        self._activity = time.monotonic()
 
     # -- prompt_toolkit pieces --------------------------------------------------------------------
     def _prompt_session(self, history: bool = True) -> Any:
@@ -66,9 +68,25 @@ class TerminalUI:
             event.current_buffer.validate_and_handle()
 
         ps = PromptSession(history=hist, key_bindings=kb, multiline=True, bottom_toolbar=self._toolbar)
+        ps.default_buffer.on_text_changed += self._touch
         if history:
             self._prompt = ps
         return ps
+
+    def _touch(self, _buffer: Any = None) -> None:
+        self._activity = time.monotonic()
+
+    async def _keep_lease(self) -> None:
+        """Renew the lease now and then while the annotator is typing (typing is work, too: a long
+        request must not lose its spec); an idle terminal lets the lease run out as it should."""
+        period = max(1.0, min(60.0, self.s.lease_s / 3))
+        while True:
+            await asyncio.sleep(period)
+            if self.s.current is not None and time.monotonic() - self._activity < self.s.lease_s / 2:
+                try:
+                    self.s.renew()
+                except Exception:  # noqa: BLE001 - a failed renewal shows up at the next action
+                    pass
 
     def _toolbar(self) -> str:
         try:
@@ -198,6 +216,7 @@ class TerminalUI:
         self.console.print(f"[bold]itcollect session[/bold] · {self.s.annotator} · "
                            "keys: a accept, e edit, r regenerate, u undo, f finish, s skip, ! flag, "
                            "g guidelines, q quit")
+        keeper = asyncio.ensure_future(self._keep_lease())
         try:
             while True:
                 if self.s.current is None:
@@ -219,6 +238,7 @@ class TerminalUI:
             self.console.print("Saved. Run the same command to continue exactly here.")
             return 0
         finally:
+            keeper.cancel()
             await self.s.close()
 
     async def step(self) -> None:
