@@ -190,3 +190,14 @@ def test_own_unfinished_dialogue_offered_first_even_after_its_lease_was_released
     other = Session(ws.config, ws.store, "bob", client_factory=lambda: None).open_next()
     assert other.spec["id"] == 2
     ws.close()
+
+
+def test_human_never_continues_a_simulated_dialogue(store):
+    ids = make_specs(store, 2)
+    # a simulate run started spec 1, then gave it back on Ctrl-C (pending, its dialogue kept)
+    assert store.claim_specs("simulate@h:1", 1, lease_s=60) == [ids[0]]
+    store.create_dialogue(origin="simulated", spec_id=ids[0], annotator="m")
+    store.release_claims("simulate@h:1")
+    assert store.get_spec(ids[0])["status"] == "pending"
+    assert store.lease_next_spec("human:ann", 60)["id"] == ids[1]
+    assert store.lease_next_spec("human:bob", 60) is None

@@ -44,8 +44,8 @@ class LeasesMixin(StoreCore):
         """Lease one spec to ``holder``, or return None when nothing is free.
 
         The holder's own lease comes back first (live or expired but not taken), then a spec whose
-        lease expired (work in progress, continued; never one a simulate run has started a
-        dialogue for, which simulate finishes itself), then the lowest pending spec. The returned spec
+        lease expired (work in progress, continued), then the lowest pending spec; never a spec
+        for which a simulate run has started a dialogue (simulate finishes those itself). The returned spec
         dict carries ``lease_expires_at``, ``previous_holder`` (None, or the holder whose expired
         lease was taken over) and ``own`` (True when it was already this holder's).
         """
@@ -71,7 +71,9 @@ class LeasesMixin(StoreCore):
             if picked is None:
                 row = c.execute(
                     "SELECT id FROM specs WHERE status = 'pending' AND id NOT IN"
-                    " (SELECT spec_id FROM leases WHERE expires_at >= ?) ORDER BY id LIMIT 1", (now,)).fetchone()
+                    " (SELECT spec_id FROM leases WHERE expires_at >= ?) AND NOT EXISTS"
+                    " (SELECT 1 FROM dialogues d WHERE d.spec_id = specs.id AND d.origin != 'human')"
+                    " ORDER BY id LIMIT 1", (now,)).fetchone()
                 if row is not None:
                     picked = (row[0], None, False)
             if picked is None:
