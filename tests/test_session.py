@@ -451,3 +451,12 @@ def test_reference_shown_only_when_the_config_allows(tmp_path, server):
         assert opened["reference"] == ("市议会周一批准了新桥的预算。" if allowed else None)
         assert opened["source"] == SOURCES[0] and (opened["src_lang"], opened["tgt_lang"]) == ("en", "zh")
         assert opened["plan"] == [{"type": "translate"}, {"type": "polish"}]
+
+
+def test_no_endpoint_configured_fails_before_leasing_anything(tmp_path):
+    ws = make_workspace(tmp_path / "ws", 1)
+    r = run_cli("-C", str(ws), "session", "--annotator", "ann", input="request hi\n",
+                env={"OPENAI_API_KEY": ""})
+    assert r.returncode == 1 and "no LLM endpoint configured" in r.stderr and "Traceback" not in r.stderr
+    with Store(ws / "itcollect.db") as store:
+        assert store.get_spec(1)["status"] == "pending" and list(store.iter_dialogues()) == []

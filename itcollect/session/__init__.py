@@ -46,6 +46,8 @@ def run_session(config: Config, store: Store, annotator: str, *, base_url: str |
         return LLMClient(cfg, store, command="session", base_url=base_url, model=model, concurrency=1)
 
     session = Session(cfg, store, annotator, factory)
+    # Build the client now: a missing endpoint or key is one clear error before any spec is leased.
+    _ = session.client
     if interactive is None:
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if interactive:
