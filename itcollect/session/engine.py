@@ -386,11 +386,24 @@ class Session:
         return check_request(type_id, text, ctx)
 
     # -- writing -----------------------------------------------------------------------------------
-    def _guard(self) -> Current:
-        """Check-and-renew the lease; call inside the write's transaction."""
+    _ANY = object()
+
+    def _guard(self, last_id: Any = _ANY) -> Current:
+        """Check-and-renew the lease; call inside the write's transaction. With ``last_id``, also
+        check that the dialogue's last turn is still the one the action was decided on (a second
+        session under the same name cannot interleave its writes with this one's)."""
         d = self._need()
         self.store.ensure_lease(d.spec["id"], self.holder, self.lease_s)
+        if last_id is not Session._ANY:
+            turns = self.conversation()
+            if (turns[-1]["id"] if turns else None) != last_id:
+                raise CommandError("the dialogue changed meanwhile (another session under your name?): "
+                                   "nothing was written; look again and repeat the action")
         return d
+
+    def _last_id(self) -> int | None:
+        turns = self.conversation()
+        return turns[-1]["id"] if turns else None
 
     def renew(self) -> bool:
         """Extend the current lease (the UI calls it while the annotator is typing); False if lost."""
@@ -420,9 +433,10 @@ class Session:
         if not any(t["role"] == "user" for t in self.conversation()):
             own = text.replace(self._need().source["text"], " ").strip() or text
         warnings = self._request_warnings(type_id, own, params)
+        last = self._last_id()
         text = self._with_source(text)
         with self.store.transaction():
-            d = self._guard()
+            d = self._guard(last)
             turn_id = self.store.add_turn(d.dialogue_id, role="user", content=text, author="human",
                                           annotator=self.annotator, interaction_type=type_id, params=params,
                                           warnings=warnings, lang=d.spec["instruction_lang"])
@@ -480,7 +494,7 @@ class Session:
         request = turns[-1]
         type_id = request.get("interaction_type") or DEFAULT_FOLLOW_TYPE
         with self.store.transaction():
-            self._guard()
+            self._guard(request["id"])
             turn_id = self.store.add_turn(
                 d.dialogue_id, role="assistant", content=text, author="model", model=result.model,
                 call_key=result.call_key, prompt_tokens=result.prompt_tokens,
@@ -511,7 +525,7 @@ class Session:
             raise CommandError("the answer has warnings (" + "; ".join(turn["warnings"]) +
                                "): accept with a reason to override them")
         with self.store.transaction():
-            self._guard()
+            self._guard(turn["id"])
             if turn["warnings"]:
                 self._event("override", turn_id=turn["id"], reason=reason, warnings=turn["warnings"])
             self._event("accept", turn_id=turn["id"], reason=reason)
@@ -537,7 +551,7 @@ class Session:
         warnings = self._answer_warnings(text)
         original = turn["original_content"] if turn["original_content"] is not None else turn["content"]
         with self.store.transaction():
-            self._guard()
+            self._guard(turn["id"])
             self.store.update_turn(turn["id"], content=text, original_content=original, author="human",
                                    annotator=self.annotator, warnings=warnings)
             self._event("edit", turn_id=turn["id"], warnings=warnings)
@@ -552,7 +566,7 @@ class Session:
         if turn is None:
             raise CommandError("there is no answer to regenerate")
         with self.store.transaction():
-            self._guard()
+            self._guard(turn["id"])
             self.store.set_turn_state(turn["id"], "rejected")
             self._event("regenerate", turn_id=turn["id"])
         return await self.get_answer(on_delta, on_reset)
@@ -565,7 +579,7 @@ class Session:
         last = turns[-1]
         undone = [last] if last["role"] == "user" else [t for t in turns[-2:]]
         with self.store.transaction():
-            self._guard()
+            self._guard(last["id"])
             for t in undone:
                 self.store.set_turn_state(t["id"], "undone")
             self._event("undo", turn_id=undone[0]["id"], turns=[t["id"] for t in undone])
