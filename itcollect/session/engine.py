@@ -444,6 +444,24 @@ class Session:
         self.next_type_override = None
         return {"turn_id": turn_id, "type": type_id, "warnings": warnings, "content": text}
 
+    def suggestion(self) -> str | None:
+        """For the first request: the wording simulate's first-turn template would use (without the
+        sentence, which is attached anyway), shown as a grey hint the annotator may ignore."""
+        if self.user_turns() or self.next_type() != "translate":
+            return None
+        d = self._need()
+        spec = d.spec
+        try:
+            self._system_prompt()  # loads the prompts
+            r = self._prompts.render(f"first_turn_{spec['instruction_lang']}.j2", source=d.source["text"],
+                                     src_lang=spec["src_lang"], tgt_lang=spec["tgt_lang"],
+                                     variant=int((spec.get("params") or {}).get("variant", 0)),
+                                     terms=list((spec.get("params") or {}).get("must_include") or []))
+        except ItcollectError:
+            return None
+        head, sep, _ = r.text.rpartition("\n\n")
+        return (head if sep else r.text).strip() or None
+
     def _with_source(self, text: str) -> str:
         """The first request carries the source sentence, as simulate's first-turn template does
         (the request, a blank line, the sentence quoted), unless the annotator pasted it already:

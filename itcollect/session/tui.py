@@ -94,11 +94,15 @@ class TerminalUI:
         except Exception:  # noqa: BLE001 - the toolbar must never break the prompt
             return ""
 
-    async def _text(self, message: str, default: str = "", history: bool = True) -> str | None:
+    async def _text(self, message: str, default: str = "", history: bool = True,
+                    placeholder: str | None = None) -> str | None:
         """A line (or several) of text; None on Ctrl-D / Ctrl-C."""
+        from prompt_toolkit.formatted_text import FormattedText
+
         session = self._prompt_session(history)
+        hint = FormattedText([("fg:ansibrightblack", f"e.g. {placeholder}")]) if placeholder else None
         try:
-            return await session.prompt_async(message, default=default)
+            return await session.prompt_async(message, default=default, placeholder=hint)
         except (EOFError, KeyboardInterrupt):
             return None
 
@@ -257,7 +261,7 @@ class TerminalUI:
 
     async def ask(self) -> None:
         type_id = self.s.next_type()
-        text = await self._text(f"You ({type_id}) › ")
+        text = await self._text(f"You ({type_id}) › ", placeholder=self.s.suggestion())
         if text is None:
             raise Quit
         text = text.strip()
