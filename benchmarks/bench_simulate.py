@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -83,8 +85,7 @@ def _child_client(url: str, calls: int, concurrency: int, db: str) -> None:
         await asyncio.gather(*(one(i) for i in range(calls)))
         await client.aclose()
 
-    if calls:
-        asyncio.run(main())
+    asyncio.run(main())  # calls=0 still builds and closes the client: the start-up cost
     store.close()
 
 
@@ -143,21 +144,32 @@ def _simulate_run(url: str, concurrency: int, calls: int, limit: float) -> dict 
         env.pop("OPENAI_BASE_URL", None)
         ws = work / "ws"
         subprocess.run([PY, "-m", "itcollect", "init", str(ws)], check=True, capture_output=True, env=env)
+        # Unique en/zh news sentences (the samples, each in numbered variants) so that no two
+        # dialogues share a prompt: every planned call is a real HTTP call, none a ledger hit.
+        n_dialogues = max(1, calls // 3)  # 2 user turns: assistant, annotator, assistant
         sample = REPO / "data" / "samples"
-        srcs = sorted(p for p in sample.rglob("*") if p.is_file() and p.suffix in (".txt", ".tsv", ".jsonl", ".sgm"))
-        if not srcs:
-            print("# (b) skipped: no sample sources under data/samples", flush=True)
-            return None
-        r = subprocess.run([PY, "-m", "itcollect", "-C", str(ws), "ingest", *map(str, srcs)], capture_output=True,
-                           text=True, env=env)
-        if r.returncode != 0:
-            print(f"# (b) skipped: ingest failed: {r.stderr.strip()[-300:]}", flush=True)
-            return None
-        # Fixed 2 user turns (4 calls: first assistant answer, annotator request, assistant answer = 3,
-        # plus validation may re-sample); dialogues = calls / 3.
-        (ws / "itcollect.toml").write_text((ws / "itcollect.toml").read_text().replace(
-            'turns = { "2" = 0.30, "3" = 0.30, "4" = 0.25, "5" = 0.15 }', 'turns = { "2" = 1.0 }'))
-        n_dialogues = max(1, calls // 3)
+        with gzip.open(sample / "news.zh.txt.gz", "rt", encoding="utf-8") as f:
+            zh = [line.strip() for line in f if len(line.strip()) >= 12]
+        en = [line.split("\t")[0].strip() for line in (sample / "pairs.en-fr.tsv").read_text().splitlines()[1:]]
+        en = [t for t in en if len(t.split()) >= 6]
+        per = n_dialogues  # twice what the plan needs: normalisation may merge a few
+        (work / "en.txt").write_text("\n".join(f"{en[i % len(en)].rstrip('.')}, report {i + 1} said."
+                                               for i in range(per)) + "\n")
+        (work / "zh.txt").write_text("\n".join(f"{zh[i % len(zh)].rstrip('。')}（第{i + 1}号报道）。"
+                                               for i in range(per)) + "\n")
+        for lang in ("en", "zh"):
+            r = subprocess.run([PY, "-m", "itcollect", "-C", str(ws), "ingest", "--lang", lang, str(work / f"{lang}.txt")],
+                               capture_output=True, text=True, env=env)
+            if r.returncode != 0:
+                print(f"# (b) skipped: ingest failed: {r.stderr.strip()[-300:]}", flush=True)
+                return None
+        cfg = (ws / "itcollect.toml").read_text()
+        for old, new in (('turns = { "2" = 0.30, "3" = 0.30, "4" = 0.25, "5" = 0.15 }', 'turns = { "2" = 1.0 }'),
+                         ("max_uses_per_source = 3", "max_uses_per_source = 1")):
+            assert old in cfg, old
+            cfg = cfg.replace(old, new)
+        cfg = re.sub(r"^pairs = .*$", 'pairs = { "en-zh" = 0.5, "zh-en" = 0.5 }', cfg, flags=re.M)
+        (ws / "itcollect.toml").write_text(cfg)
         r = subprocess.run([PY, "-m", "itcollect", "-C", str(ws), "plan", "--dialogues", str(n_dialogues),
                             "--seed", "1"], capture_output=True, text=True, env=env)
         if r.returncode != 0:
@@ -178,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--calls", type=int, default=2560)
     ap.add_argument("--skip-simulate", action="store_true")
-    ap.add_argument("--responder", default="", help="module:function for the server's answers (for simulate)")
+    ap.add_argument("--responder", default="tests.responders:responder",
+                    help="module:function for the server's answers (one that understands itcollect's prompts)")
     ap.add_argument("--child", choices=["raw", "client"], help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)

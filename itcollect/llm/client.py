@@ -47,13 +47,6 @@ ROLES = ("assistant", "annotator")
 #: Header carrying the call key, so a server (and our test double) can count calls exactly.
 CALL_KEY_HEADER = "X-Itcollect-Call-Key"
 
-# Parameters the SDK's create() takes as keywords; anything else travels in extra_body
-# (vLLM's top_k, repetition_penalty, ...), so the request body is exactly request_body().
-_SDK_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
-                         "presence_penalty", "frequency_penalty", "n", "logit_bias", "logprobs", "top_logprobs",
-                         "response_format", "user", "reasoning_effort", "service_tier"})
-
-
 @dataclass(slots=True)
 class ChatResult:
     """One answer. ``from_ledger``: answered from the store (or shared with an identical call in
@@ -84,6 +77,17 @@ class _Role:
     client: Any  # AsyncOpenAI
     price: Prices
     display_url: str
+
+
+def _sdk_types() -> Any:
+    """The SDK classes a chat call is parsed into (imported with the SDK, not at module import)."""
+    from types import SimpleNamespace
+
+    from openai import AsyncStream
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    return SimpleNamespace(ChatCompletion=ChatCompletion, ChatCompletionChunk=ChatCompletionChunk,
+                           AsyncStream=AsyncStream)
 
 
 def _http_client(openai: Any, limits: Any, timeout_s: float) -> Any:
@@ -165,6 +169,7 @@ class LLMClient:
         import openai
 
         self._openai = openai
+        self._types = _sdk_types()
         self.config = config
         self.store = store
         self.command = command
@@ -461,12 +466,7 @@ class LLMClient:
     async def _send(self, r: _Role, key: str, body: dict, on_delta: Callable[[str], None] | None,
                     on_reset: Callable[[], None] | None) -> ChatResult:
         est = _messages_tokens(body["messages"]) + int(body.get("max_tokens") or 256)
-        kwargs: dict[str, Any] = {"model": body["model"], "messages": body["messages"]}
-        extra = {k: v for k, v in body.items() if k not in kwargs and k not in _SDK_PARAMS}
-        kwargs.update({k: v for k, v in body.items() if k in _SDK_PARAMS})
-        if extra:
-            kwargs["extra_body"] = extra
-        kwargs["extra_headers"] = {CALL_KEY_HEADER: key}
+        options = {"headers": {CALL_KEY_HEADER: key}, "security": {"bearer_auth": True}}
         attempts = 0
         shown = [False]
         while True:
@@ -485,9 +485,10 @@ class LLMClient:
                 t0 = time.perf_counter()
                 try:
                     if on_delta is None:
-                        text, finish, usage, model = await self._attempt_plain(r, kwargs)
+                        text, finish, usage, model = await self._attempt_plain(r, body, options)
                     else:
-                        text, finish, usage, model = await self._attempt_stream(r, kwargs, on_delta, shown)
+                        text, finish, usage, model = await self._attempt_stream(r, body, options, on_delta,
+                                                                                      shown)
                     error = None
                 except asyncio.CancelledError:
                     raise
@@ -516,8 +517,12 @@ class LLMClient:
                 delay = self._backoff(attempts)
             await asyncio.sleep(delay)
 
-    async def _attempt_plain(self, r: _Role, kwargs: dict) -> tuple[str, str, Any, str]:
-        resp = await r.client.chat.completions.create(**kwargs)
+    async def _attempt_plain(self, r: _Role, body: dict, options: dict) -> tuple[str, str, Any, str]:
+        # The SDK's own POST with our body as is (what chat.completions.create() does after
+        # re-walking every message against its TypedDicts, which costs more CPU than the rest of
+        # the call for long dialogues; our messages are plain JSON already).
+        resp = await r.client.post("/chat/completions", cast_to=self._types.ChatCompletion, body=body,
+                                   options=options)
         choices = getattr(resp, "choices", None)
         if not choices:
             raise _BadAnswer("response without choices")
@@ -528,10 +533,12 @@ class LLMClient:
             raise _BadAnswer("empty answer")
         return text, choice.finish_reason or "stop", getattr(resp, "usage", None), resp.model or r.model
 
-    async def _attempt_stream(self, r: _Role, kwargs: dict, on_delta: Callable[[str], None],
+    async def _attempt_stream(self, r: _Role, body: dict, options: dict, on_delta: Callable[[str], None],
                               shown: list[bool]) -> tuple[str, str, Any, str]:
-        stream = await r.client.chat.completions.create(**kwargs, stream=True,
-                                                        stream_options={"include_usage": True})
+        t = self._types
+        stream = await r.client.post("/chat/completions", cast_to=t.ChatCompletion,
+                                     body={**body, "stream": True, "stream_options": {"include_usage": True}},
+                                     options=options, stream=True, stream_cls=t.AsyncStream[t.ChatCompletionChunk])
         parts: list[str] = []
         finish: str | None = None
         usage = None
