@@ -222,6 +222,7 @@ def test_protocol_errors_warnings_and_overrides(tmp_path, server):
         assert override[0]["detail"]["reason"] == "proper names only, checked by hand"
         turn = store.get_turns(store.dialogue_for_spec(1)["id"])[-1]
         assert turn["warnings"] and turn["role"] == "assistant"
+        assert turn["params"]["override"] == "proper names only, checked by hand"
         assert store.get_spec(1)["status"] == "in_progress"  # quit keeps the lease for the resume
 
 

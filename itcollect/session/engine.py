@@ -545,6 +545,8 @@ class Session:
         with self.store.transaction():
             self._guard(turn["id"])
             if turn["warnings"]:
+                # the reason travels with the turn (export provenance) and in the action log
+                self.store.update_turn(turn["id"], params={**(turn["params"] or {}), "override": reason})
                 self._event("override", turn_id=turn["id"], reason=reason, warnings=turn["warnings"])
             self._event("accept", turn_id=turn["id"], reason=reason)
         return turn
