@@ -261,3 +261,16 @@ def test_langdetect_backend_from_the_config(tmp_path):
         report = one(ws, SAMPLES / "news.fr.jsonl")
         # full news sentences are easy for langdetect too: the same golden counts
         assert (report.kept, report.dropped["wrong_language"]) == (42, 1)
+
+
+def test_language_codes_are_normalised(workspace, tmp_path):
+    f = tmp_path / "wmt.xml"
+    f.write_text('<dataset id="t"><collection id="c"><doc id="d1" origlang="zh">'
+                 '<src lang="zh-CN"><p><seg id="1">国际油价周二大幅下跌，创下三个月来最低水平。</seg></p></src>'
+                 '<ref lang="EN" translator="x"><p><seg id="1">Oil prices fell sharply on Tuesday.</seg></p></ref>'
+                 '</doc></collection></dataset>', encoding="utf-8")
+    report = one(workspace, f)
+    assert report.kept == 1
+    src = next(iter(workspace.store.iter_sources()))
+    assert src["lang"] == "zh"
+    assert workspace.store.get_source(src["id"])["references"][0]["lang"] == "en"

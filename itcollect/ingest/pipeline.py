@@ -50,6 +50,16 @@ BATCH_SIZE = 2000
 #: Line numbers of bad records kept for the report (the count is always complete).
 MAX_BAD_EXAMPLES = 5
 
+def norm_lang(code: str | None) -> str | None:
+    """"zh-CN", "ZH_Hans", "zho"... -> "zh"; None stays None. Files spell languages many ways."""
+    if not code:
+        return None
+    base = re.split(r"[-_]", code.strip().lower(), maxsplit=1)[0]
+    return _ISO3.get(base, base)
+
+
+_ISO3 = {"eng": "en", "zho": "zh", "chi": "zh", "cmn": "zh", "deu": "de", "ger": "de", "fra": "fr", "fre": "fr"}
+
 _URL = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+")
 
 
@@ -252,7 +262,7 @@ class _Batcher:
         rows: dict[str, tuple] = {}
         refs: list[tuple[str, Ref_, str | None]] = []
         for (rec, text), lang in zip(survivors, detected):
-            declared = self.forced or rec.lang or self.name_lang
+            declared = self.forced or norm_lang(rec.lang) or self.name_lang
             if lang is None or (declared is not None and lang != declared):
                 self.drop("wrong_language")
                 continue
@@ -285,7 +295,7 @@ class _Batcher:
         for i, ((sid, ref, _src_lang), text) in enumerate(zip(refs, texts)):
             if not text:
                 continue
-            lang = (ref.lang or self.name_ref_lang or guessed.get(i) or "und").lower()
+            lang = norm_lang(ref.lang) or self.name_ref_lang or guessed.get(i) or "und"
             if s.moses:
                 text = moses_normalize(text, lang)
             rows.append((sid, lang, text, ref.translator or ""))
