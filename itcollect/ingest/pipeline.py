@@ -33,6 +33,7 @@ from .readers import (
     ReaderOptions,
     ReadStats,
     Record,
+    Ref,
     format_from_name,
     lang_from_name,
     read_jsonl,
@@ -117,7 +118,7 @@ class FileReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "format": self.fmt, "records": self.records, "kept": self.kept,
-                "refs": self.refs, "dropped": dict(sorted(self.dropped.items())),
+                "refs": self.refs, "dropped": {r: n for r, n in sorted(self.dropped.items()) if n},
                 "bad_records": [{"line": ln, "reason": why} for ln, why in self.bad_examples],
                 "skipped_testsuite_docs": self.skipped_docs}
 
@@ -220,7 +221,7 @@ class _Batcher:
     def process(self, batch: list[Record]) -> None:
         s = self.s
         report = self.report
-        survivors: list[tuple[Record, str]] = []
+        survivors: list[tuple[Record, str, bool]] = []
         for rec in batch:
             report.records += 1
             if rec.bad is not None:
@@ -258,10 +259,9 @@ class _Batcher:
         others = [t for _, t, chinese in survivors if not chinese]
         found = iter(detect_languages(others, s.languages, s.backend, s.fast_langid) if others else ())
         detected = [zh if chinese else next(found) for _, _, chinese in survivors]
-        survivors = [(rec, text) for rec, text, _ in survivors]
         rows: dict[str, tuple] = {}
-        refs: list[tuple[str, Ref_, str | None]] = []
-        for (rec, text), lang in zip(survivors, detected):
+        refs: list[tuple[str, Ref, str | None]] = []
+        for (rec, text, _), lang in zip(survivors, detected):
             declared = self.forced or norm_lang(rec.lang) or self.name_lang
             if lang is None or (declared is not None and lang != declared):
                 self.drop("wrong_language")
@@ -284,7 +284,7 @@ class _Batcher:
         if refs:
             self._store_refs(refs)
 
-    def _store_refs(self, refs: list[tuple[str, Ref_, str | None]]) -> None:
+    def _store_refs(self, refs: list[tuple[str, Ref, str | None]]) -> None:
         """References of kept sources and of duplicates (a second test set may add one)."""
         s = self.s
         texts = [pre_normalize(ref.text) for _, ref, _ in refs]
@@ -300,9 +300,6 @@ class _Batcher:
                 text = moses_normalize(text, lang)
             rows.append((sid, lang, text, ref.translator or ""))
         self.report.refs += self.store.add_references_batch(rows)
-
-
-Ref_ = Any  # readers.Ref; aliased to keep the long tuple annotations readable
 
 
 def _resolve_format(f: InputFile, opts: IngestOptions) -> str:
