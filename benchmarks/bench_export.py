@@ -137,20 +137,47 @@ def _has_han(s: str) -> bool:
     return any("\u4e00" <= c <= "\u9fff" for c in s)
 
 
-def run_step(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
-    """(seconds, peak RSS in MB, stdout) of one process; wait4 gives that child's own rusage."""
+def run_step(cmd: list[str], cwd: Path) -> tuple[float, float, float, str, float]:
+    """One process: (wall seconds, peak RSS of its largest process in MB, peak RSS of the whole
+    process tree (it and its workers, sampled every 50 ms) in MB, stdout, CPU seconds).
+
+    ``os.wait4`` gives the child's rusage including the workers it reaped (Linux RUSAGE_BOTH)."""
+    import threading
+
+    import psutil
+
     env = dict(os.environ, ITCOLLECT_PROGRESS="0")
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         pid = _spawn(cmd, cwd, env, out, err)
+        tree_peak = [0]
+        done = threading.Event()
+
+        def sample() -> None:
+            try:
+                proc = psutil.Process(pid)
+                while not done.is_set():
+                    try:
+                        rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(True))
+                        tree_peak[0] = max(tree_peak[0], rss)
+                    except psutil.Error:
+                        pass
+                    done.wait(0.05)
+            except psutil.Error:
+                return
+
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
         _, status, usage = os.wait4(pid, 0)
         secs = time.perf_counter() - t0
+        done.set()
+        th.join()
         out.seek(0)
         err.seek(0)
         text, errtext = out.read(), err.read()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{errtext}")
-    return secs, usage.ru_maxrss / 1024, text
+    return secs, usage.ru_maxrss / 1024, tree_peak[0] / 2**20, text, usage.ru_utime + usage.ru_stime
 
 
 def _spawn(cmd: list[str], cwd: Path, env: dict, out, err) -> int:
@@ -186,15 +213,21 @@ def main() -> None:
         if ws.exists():
             shutil.rmtree(ws)
         run_step([*exe, "init", str(ws)], work)
-        secs, rss, text = run_step([*exe, "-C", str(ws), "import", str(data)], work)
-        print(f"import    {secs:7.1f} s  {n / secs:9,.0f} dialogues/s  peak RSS {rss:7.0f} MB   ({text.strip()})")
-    secs_f, rss_f, text = run_step([*exe, "-C", str(ws), "filter"], work)
-    print(f"filter    {secs_f:7.1f} s  {n / secs_f:9,.0f} dialogues/s  peak RSS {rss_f:7.0f} MB")
+        secs, rss, tree, text, cpu = run_step([*exe, "-C", str(ws), "import", str(data)], work)
+        print(f"import    {secs:7.1f} s wall  {cpu:7.1f} s CPU  {n / secs:8,.0f} dialogues/s  "
+              f"peak RSS {rss:6.0f} MB (tree {tree:6.0f} MB)   ({text.strip()})")
+    load = os.getloadavg()[0]
+    secs_f, rss_f, tree_f, text, cpu_f = run_step([*exe, "-C", str(ws), "filter"], work)
+    print(f"filter    {secs_f:7.1f} s wall  {cpu_f:7.1f} s CPU  {n / secs_f:8,.0f} dialogues/s  "
+          f"peak RSS {rss_f:6.0f} MB (tree {tree_f:6.0f} MB)  load before {load:.1f}")
     print("          " + text.strip().replace("\n", "\n          "))
-    secs_e, rss_e, text = run_step([*exe, "-C", str(ws), "export", "--hf", str(out), "--format", "all"], work)
-    print(f"export    {secs_e:7.1f} s  {n / secs_e:9,.0f} dialogues/s  peak RSS {rss_e:7.0f} MB   ({text.strip()})")
-    total = secs_f + secs_e
-    print(f"filter + export: {total:.1f} s (target <= 60 s), peak RSS {max(rss_f, rss_e):.0f} MB (target <= 1536 MB)")
+    load = os.getloadavg()[0]
+    secs_e, rss_e, tree_e, text, cpu_e = run_step([*exe, "-C", str(ws), "export", "--hf", str(out), "--format", "all"],
+                                                  work)
+    print(f"export    {secs_e:7.1f} s wall  {cpu_e:7.1f} s CPU  {n / secs_e:8,.0f} dialogues/s  "
+          f"peak RSS {rss_e:6.0f} MB (tree {tree_e:6.0f} MB)  load before {load:.1f}   ({text.strip()})")
+    print(f"filter + export: {secs_f + secs_e:.1f} s wall, {cpu_f + cpu_e:.1f} s CPU (target <= 60 s on 2 cores); "
+          f"peak RSS {max(tree_f, tree_e):.0f} MB for the process tree (target <= 1536 MB)")
     if not args.keep and not args.workdir:
         shutil.rmtree(work)
 

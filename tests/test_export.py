@@ -208,3 +208,17 @@ def test_sharegpt_import_filter_export_round_trip(tmp_path):
     assert r.returncode == 2
     r = run_cli("-C", str(ws_dir), "export", "--hf", str(out), "--push-to-hub", "me/ds", env={"HF_TOKEN": ""})
     assert r.returncode == 1 and "HF_TOKEN" in r.stderr
+
+
+def test_format_sharegpt_only_and_rerun_replaces(exported, tmp_path):
+    ws, _out, _result, _ids = exported
+    out = tmp_path / "sg"
+    (out / "hf").mkdir(parents=True)  # left over from an earlier export
+    res = export_dataset(ws.store, ws.config, out, fmt="sharegpt", validation_share=0, test_share=0)
+    assert (out / "sharegpt.json").is_file() and not (out / "dataset_info.json").exists()
+    assert not (out / "hf").exists() and not (out / "sharegpt_test.json").exists()
+    assert res.counts["splits"] == {"train": res.counts["total"], "validation": 0, "test": 0}
+    assert len(json.loads((out / "sharegpt.json").read_text(encoding="utf-8"))) == res.counts["total"]
+    assert sorted(p.name for p in (out / "parquet").iterdir()) == ["train-00000-of-00001.parquet"]
+    with pytest.raises(InputError):
+        export_dataset(ws.store, ws.config, out, fmt="csv")
