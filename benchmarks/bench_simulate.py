@@ -8,13 +8,16 @@ runs in its own fresh process (so its CPU is its own) and makes the same number 
 
   (a) raw    the official ``openai`` SDK (AsyncOpenAI, max_retries=0, the same connection pool
              size as ours), N ``chat.completions.create`` calls under a semaphore;
+  (a2)       the same with the SDK's aiohttp transport (``DefaultAioHttpClient``), which
+             LLMClient uses, to show what the transport accounts for;
   (c) client itcollect's LLMClient (ledger writes, retries, limits, counters), N distinct calls;
   (b) simulate  ``itcollect simulate --concurrency C`` on a planned workspace: the whole stack
              (templates, validation, ledger, turns, store). It runs as many calls as its plan
              needs; the server counts them.
 
 Rates are measured on the server (first request arrival to last answer); CPU is the child's
-user+system time (getrusage), divided by the calls it made. (b) and (c) CPU include process
+user+system time (getrusage), divided by the calls it made; the server's own CPU is reported too
+(on a loaded machine the two compete for the same cores). (b) and (c) CPU include process
 start-up (imports, store open); every variant's start-up is also measured by a run with no calls
 and reported subtracted ("without start-up").
 Targets (issue 3): (b) >= 0.9 of the limit; (b) CPU per call <= 1.5 x (a)'s.
@@ -42,12 +45,14 @@ PY = sys.executable
 
 
 # -- children ----------------------------------------------------------------------------------------
-def _child_raw(url: str, calls: int, concurrency: int) -> None:
+def _child_raw(url: str, calls: int, concurrency: int, transport: str = "httpx") -> None:
     import httpx2
     import openai
 
+    make_http = openai.DefaultAioHttpClient if transport == "aiohttp" else openai.DefaultAsyncHttpxClient
+
     async def main() -> None:
-        http = openai.DefaultAsyncHttpxClient(limits=httpx2.Limits(max_connections=max(100, concurrency * 2),
+        http = make_http(limits=httpx2.Limits(max_connections=max(100, concurrency * 2),
                                                                    max_keepalive_connections=concurrency + 16))
         client = openai.AsyncOpenAI(base_url=url, api_key="sk-bench", max_retries=0, timeout=60, http_client=http)
         sem = asyncio.Semaphore(concurrency)
@@ -113,7 +118,7 @@ def _run_child(args: list[str], env: dict | None = None, cwd: Path | None = None
 
 def _measure(url: str, label: str, args: list[str], limit: float, env: dict | None = None,
              cwd: Path | None = None, startup_cpu: float = 0.0) -> dict:
-    _server_call(url, "/_fake/config", {"reset": True})
+    st0 = _server_call(url, "/_fake/config", {"reset": True})
     wall, cpu = _run_child(args, env=env, cwd=cwd)
     st = _server_call(url, "/_fake/stats")
     calls = st["answered"]
@@ -123,7 +128,7 @@ def _measure(url: str, label: str, args: list[str], limit: float, env: dict | No
            "calls_per_s": round(rate, 1), "fraction_of_limit": round(rate / limit, 3),
            "cpu_s": round(cpu, 2), "cpu_ms_per_call": round(1000 * cpu / calls, 3) if calls else None,
            "cpu_ms_per_call_excl_startup": round(1000 * max(0.0, cpu - startup_cpu) / calls, 3) if calls else None,
-           "wall_s": round(wall, 2)}
+           "wall_s": round(wall, 2), "server_cpu_s": round(st["cpu_s"] - st0["cpu_s"], 2)}
     print(json.dumps(row), flush=True)
     return row
 
@@ -192,12 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-simulate", action="store_true")
     ap.add_argument("--responder", default="tests.responders:responder",
                     help="module:function for the server's answers (one that understands itcollect's prompts)")
-    ap.add_argument("--child", choices=["raw", "client"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["raw", "raw-aiohttp", "client"], help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.child == "raw":
-        _child_raw(args.url, args.calls, args.concurrency)
+    if args.child in ("raw", "raw-aiohttp"):
+        _child_raw(args.url, args.calls, args.concurrency, "aiohttp" if args.child == "raw-aiohttp" else "httpx")
         return 0
     if args.child == "client":
         _child_client(args.url, args.calls, args.concurrency, args.db)
@@ -218,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         _, startup = _run_child([*me, "--child", "raw", "--calls", "0"])
         rows = [_measure(url, "(a) raw openai SDK", [*me, "--child", "raw", "--calls", str(args.calls)], limit,
                          startup_cpu=startup)]
+        _, startup = _run_child([*me, "--child", "raw-aiohttp", "--calls", "0"])
+        rows.append(_measure(url, "(a2) raw openai SDK, aiohttp transport",
+                             [*me, "--child", "raw-aiohttp", "--calls", str(args.calls)], limit, startup_cpu=startup))
         tmp = Path(tempfile.mkdtemp(prefix="bench-client-"))
         try:
             _, startup = _run_child([*me, "--child", "client", "--calls", "0", "--db", str(tmp / "s.db")])

@@ -26,7 +26,7 @@ Handlers run on the server's own event loop thread.
 
 Standalone (for benchmarks): ``python -m tests.fakeserver --port 0 --latency-ms 1000`` prints
 ``http://127.0.0.1:PORT/v1`` on its first stdout line and serves until stdin closes or SIGTERM.
-``GET /_fake/stats`` returns its counters; ``POST /_fake/config`` (JSON: latency, faults, seed,
+``GET /_fake/stats`` returns its counters (and its process CPU seconds); ``POST /_fake/config`` (JSON: latency, faults, seed,
 retry_after, hang_s, reset) changes it at run time.
 """
 
@@ -174,7 +174,8 @@ class FakeOpenAI:
         return {"requests": len(self.requests), "answered": sum(self.answered.values()),
                 "distinct_calls": len(self.counts), "paid_twice": len(self.paid_twice()),
                 "faults": dict(self.faults_served), "max_in_flight": self.max_in_flight,
-                "first_request_at": self.first_request_at, "last_answer_at": self.last_answer_at}
+                "first_request_at": self.first_request_at, "last_answer_at": self.last_answer_at,
+                "cpu_s": time.process_time()}
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> FakeOpenAI:
@@ -267,7 +268,7 @@ class FakeOpenAI:
         for key in ("seed", "retry_after", "retry_after_ms", "hang_s"):
             if key in cfg:
                 setattr(self, key, cfg[key])
-        return web.json_response({"ok": True})
+        return web.json_response({"ok": True, **self.stats()})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
