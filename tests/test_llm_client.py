@@ -358,3 +358,11 @@ def test_roles_and_overrides(fake_openai, store):
     c = LLMClient(cfg, store, command="t", base_url="http://user:pw@127.0.0.1:9/v1", model="m", env={})
     assert "pw" not in c.base_url_for("assistant")
     run(c.aclose())
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_client_survives_a_second_event_loop(fake_openai, store):
+    client = LLMClient(make_config(), store, command="test", base_url=fake_openai.base_url, model="m", env={})
+    texts = [asyncio.run(client.chat("assistant", [{"role": "user", "content": f"loop {i}"}])).text for i in range(2)]
+    asyncio.run(client.aclose())
+    assert all(t.startswith("Answer ") for t in texts) and fake_openai.total_requests == 2

@@ -214,26 +214,27 @@ class LLMClient:
 
         limits = httpx2.Limits(max_connections=max(100, self.concurrency * 2),
                                max_keepalive_connections=max(20, self.concurrency + 16))
+        def make_client(url: str | None) -> Any:
+            return openai.AsyncOpenAI(api_key=api_key, base_url=url, max_retries=0, timeout=self.timeout_s,
+                                      http_client=_http_client(openai, limits, self.timeout_s))
+
+        self._make_client = make_client
         self._clients: dict[str | None, Any] = {}
         self._roles: dict[str, _Role] = {}
         prices = config.get("prices", {})
         for role, s in settings.items():
             url = s["base_url"]
             if url not in self._clients:
-                http = _http_client(openai, limits, self.timeout_s)
-                self._clients[url] = openai.AsyncOpenAI(api_key=api_key, base_url=url, max_retries=0,
-                                                        timeout=self.timeout_s, http_client=http)
+                self._clients[url] = make_client(url)
             client = self._clients[url]
             defaults = {k: s[k] for k in ("temperature", "top_p", "max_tokens") if k in s}
             self._roles[role] = _Role(role, url, s["model"], defaults, client, price_for(prices, s["model"]),
                                       _redact_url(str(client.base_url)).rstrip("/"))
 
-        self._sem = asyncio.Semaphore(self.concurrency)
-        rpm, tpm = float(llm["requests_per_minute"]), float(llm["tokens_per_minute"])
-        self._rpm = TokenBucket(rpm) if rpm > 0 else None
-        self._tpm = TokenBucket(tpm) if tpm > 0 else None
+        self._rpm_limit, self._tpm_limit = float(llm["requests_per_minute"]), float(llm["tokens_per_minute"])
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._new_loop_state()
         self._rng = random.Random()
-        self._inflight: dict[str, asyncio.Future] = {}
         self._pause_until = 0.0
         self._down: str | None = None
         self._consecutive_failures = 0
@@ -335,6 +336,9 @@ class LLMClient:
         """
         if self._down:
             raise EndpointDown(self._down)
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._bind_loop(loop)
         r = self._role(role)
         body = self.request_body(role, messages, **params)
         request_json = self._canonical(body)
@@ -357,7 +361,7 @@ class LLMClient:
             raise CostLimitReached(f"the run's cost reached the limit of ${self.max_cost_usd:.2f} "
                                    f"(spent ${self.cost_usd:.4f}); nothing more is sent")
 
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future = loop.create_future()
         self._inflight[key] = fut
         try:
             await self._ledger.begin(key, role, r.model, r.display_url, request_json)
@@ -377,6 +381,24 @@ class LLMClient:
         return result
 
     # -- internals -------------------------------------------------------------------------------
+    def _new_loop_state(self) -> None:
+        """The pieces bound to an event loop: semaphore, rate buckets, calls in flight."""
+        self._sem = asyncio.Semaphore(self.concurrency)
+        self._rpm = TokenBucket(self._rpm_limit) if self._rpm_limit > 0 else None
+        self._tpm = TokenBucket(self._tpm_limit) if self._tpm_limit > 0 else None
+        self._inflight: dict[str, asyncio.Future] = {}
+
+    def _bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A client used from a second event loop (one ``asyncio.run`` per step) gets fresh HTTP
+        clients and loop state: connections and futures of the first loop cannot be reused."""
+        if self._loop is not None:
+            self._ledger.flush()
+            self._clients = {url: self._make_client(url) for url in self._clients}
+            for r in self._roles.values():
+                r.client = self._clients[r.base_url]
+            self._new_loop_state()
+        self._loop = loop
+
     def _role(self, role: str) -> _Role:
         try:
             return self._roles[role]
