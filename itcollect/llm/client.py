@@ -36,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..config import Config
 from ..errors import ServiceError
-from ..store import Store
+from ..store import Store, dumps
 from .errors import CostLimitReached, EndpointDown, LLMCallError
 from .ledger import LedgerWriter
 from .pricing import Prices, call_cost, price_for
@@ -407,7 +407,7 @@ class LLMClient:
 
     @staticmethod
     def _canonical(body: dict) -> str:
-        return json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        return dumps(body)  # the store's canonical JSON: sorted keys, compact, UTF-8 as is
 
     @staticmethod
     def _key(request_json: str, sample: int) -> str:
