@@ -164,6 +164,8 @@ def text_to_detect(turn: dict[str, Any], source: str | None) -> str:
 def norm(text: str) -> str:
     """Case-, width- and punctuation-insensitive form (as ``checks.normalize_for_compare``, but
     with one C-level regex instead of a per-character generator: it runs on every turn)."""
+    if text.isascii():  # NFKC and casefold are the identity / lower() on ASCII
+        return _NON_WORD.sub("", text.lower())
     return _NON_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())
 
 
@@ -206,10 +208,13 @@ def repeated_ngram(text: str, n: int, max_count: int, tokens: list[str] | None =
         grams = [chars[i:i + k] for i in range(len(chars) - k + 1)]
     else:
         toks = tokens if tokens is not None else tokens_of(text)
-        if len(toks) - n + 1 < max_count:
+        n_grams = len(toks) - n + 1
+        if n_grams < max_count:
+            return None
+        # a gram seen max_count times needs at least max_count - 1 repeats among the grams
+        if n_grams - len(set(zip(*(toks[i:] for i in range(n))))) < max_count - 1:
             return None
         grams = list(zip(*(toks[i:] for i in range(n))))
-    # a gram seen max_count times needs at least max_count - 1 repeats among the grams
     if len(grams) - len(set(grams)) < max_count - 1:
         return None
     gram, count = Counter(grams).most_common(1)[0]
@@ -264,6 +269,9 @@ def check_dialogue(view: DialogueView, th: Thresholds) -> tuple[list[str], dict[
         return reasons, detail
 
     lows = [t["content"].lower() for t in turns]
+    answers_low = "\n".join(lows[i] for i, t in enumerate(turns) if t["role"] == "assistant")
+    maybe_refusal = any(k in answers_low for k in REFUSAL_KEYWORDS)
+    maybe_identity = any(k in answers_low for k in IDENTITY_KEYWORDS)
     view.tokens = [_TOKEN.findall(x) for x in lows]
     view.norms = [norm(t["content"]) for t in turns]
     source = view.source
@@ -304,11 +312,11 @@ def check_dialogue(view: DialogueView, th: Thresholds) -> tuple[list[str], dict[
         if (t.get("finish_reason") or "") == "length":
             add("truncated", turn=i)
         low = lows[i]
-        refusal = find_refusal(content, low)
+        refusal = find_refusal(content, low) if maybe_refusal else None
         if refusal is not None:
             add("refusal", turn=i, match=refusal)
-        ident = find_identity(content, low)
-        if ident is None and ("openai" in low or "chatgpt" in low):
+        ident = find_identity(content, low) if maybe_identity else None
+        if ident is None and maybe_identity and ("openai" in low or "chatgpt" in low):
             m2 = _OPENAI.search(content)
             # naming OpenAI is a leak only when the user (or the news) did not bring it up
             if m2 is not None and not _OPENAI.search(source) and not any(
