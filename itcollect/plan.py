@@ -303,8 +303,7 @@ def plan_specs(store: Any, config: dict[str, Any], n_dialogues: int, seed: int =
         counts["interaction_types"].update(types[1:])
         if progress is not None:
             progress.update(1)
-    with store.transaction():
-        result.added = store.add_specs(specs)
+    result.added = store.insert_specs(specs)
     result.counts = counts
     return result
 

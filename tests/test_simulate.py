@@ -241,3 +241,53 @@ def test_injection_in_source_is_text_in_every_prompt(tmp_path, fake_openai):
                                        ("Use 'bill', not 'law'.", "Use 'bill', not 'law'.")])
 def test_clean_request(raw, clean):
     assert clean_request(raw) == clean
+
+
+def test_ctrl_c_stops_cleanly_and_rerun_finishes(tmp_path, fake_openai):
+    fake_openai.responder = responder
+    fake_openai.set_latency(0.05)
+    ws = make_ws(tmp_path, 40)
+    root = ws.root
+    ws.close()
+    env = dict(os.environ, ITCOLLECT_PROGRESS="0")
+    env.pop("OPENAI_BASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "itcollect", "-C", str(root), "simulate", "--base-url",
+                             fake_openai.base_url, "--model", "fake-model", "--concurrency", "8"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while fake_openai.total_requests < 40 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    ws = Workspace(root)
+    counts = ws.store.spec_counts()
+    assert counts["in_progress"] == 0 and counts["done"] < 40  # claims given back, work kept
+    committed = ws.store.turn_count()
+    assert committed > 0
+    ws.close()
+    r = run_cli("-C", str(root), "simulate", "--base-url", fake_openai.base_url, "--model", "fake-model")
+    assert r.returncode == 0, r.stderr
+    ws = Workspace(root)
+    assert check_dialogues(ws) == Counter(done=40)
+    ws.close()
+
+
+def test_max_cost_stops_sending(tmp_path, fake_openai):
+    fake_openai.responder = responder
+    ws = make_ws(tmp_path, 30)
+    root = ws.root
+    cfg = (root / "itcollect.toml").read_text(encoding="utf-8")
+    (root / "itcollect.toml").write_text(cfg + '\n[prices]\n"fake-model" = [1000.0, 1000.0]\n', encoding="utf-8")
+    ws.close()
+    r = run_cli("-C", str(root), "simulate", "--base-url", fake_openai.base_url, "--model", "fake-model",
+                "--concurrency", "2", "--max-cost", "1.0")
+    assert r.returncode == 0, r.stderr
+    assert "stopped" in r.stderr and "$1.00" in r.stderr
+    ws = Workspace(root)
+    counts = ws.store.spec_counts()
+    assert counts["in_progress"] == 0 and counts["done"] < 30
+    cost = ws.store.call_totals()["cost_usd"]
+    assert 1.0 <= cost < 1.0 + 2 * 0.8  # at most the 2 calls in flight when the budget was reached
+    ws.close()

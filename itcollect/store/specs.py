@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from .core import StoreCore, utcnow
-from .dialogues import _spec_row
+
+# One shared encoder: json.dumps(..., sort_keys=True) builds a new encoder per call, which was the
+# largest single cost of planning 160K specs. Same output as core.dumps.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 class PlanMixin(StoreCore):
@@ -22,6 +27,18 @@ class PlanMixin(StoreCore):
                                     (lang,)):
             out.setdefault(sid, text)
         return out
+
+    def insert_specs(self, specs: Sequence[dict[str, Any]]) -> int:
+        """Bulk form of ``add_specs`` for plan (same rows, same INSERT OR IGNORE), in one transaction."""
+        now = utcnow()
+        enc = _ENCODER.encode
+        with self.transaction() as c:
+            cur = c.executemany(
+                "INSERT OR IGNORE INTO specs(seed, seq, source_id, src_lang, tgt_lang, instruction_lang, n_turns,"
+                " interaction_types, params, status, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,'pending',?,?)",
+                [(s["seed"], s["seq"], s["source_id"], s["src_lang"], s["tgt_lang"], s["instruction_lang"],
+                  s["n_turns"], enc(s["interaction_types"]), enc(s.get("params", {})), now, now) for s in specs])
+            return cur.rowcount
 
     def spec_count_for_seed(self, seed: int) -> int:
         return int(self.scalar("SELECT COUNT(*) FROM specs WHERE seed=?", (seed,)) or 0)
