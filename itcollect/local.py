@@ -148,12 +148,15 @@ def auto_threads() -> int:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the server gets SIGTERM when we die, even by kill -9, so no server is orphaned."""
+    """Linux: the server is killed when we die, even by kill -9, so no server is orphaned.
+
+    SIGKILL, not SIGTERM: uvicorn's graceful shutdown waits for in-flight generations, which
+    nobody will read once we are gone (seen: a server outliving its parent by minutes)."""
     try:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except Exception:  # noqa: BLE001 - best effort; stop() and atexit still clean up
         pass
 
@@ -260,7 +263,7 @@ class LocalServer:
                                    f"{self.startup_timeout_s:g} s ([local] startup_timeout_s)")
             time.sleep(0.1)
 
-    def stop(self, grace_s: float = 5.0) -> None:
+    def stop(self, grace_s: float = 3.0) -> None:
         """Terminate the server (SIGTERM, then SIGKILL after ``grace_s``); safe to call twice."""
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
@@ -292,8 +295,8 @@ class LocalServer:
 
 def server_for_config(config: Mapping[str, Any] | None = None) -> LocalServer:
     """A (not yet started) LocalServer with the model and settings of ``config``'s [local]."""
+    settings = local_settings(config)  # config errors first: they are the user's to fix either way
     check_local_installed()
-    settings = local_settings(config)
     model_path, model_name = resolve_model(config)
     return LocalServer(model_path, model_name, n_ctx=int(settings["n_ctx"]), n_threads=int(settings["n_threads"]),
                        port=int(settings["port"]), startup_timeout_s=float(settings["startup_timeout_s"]))

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from itcollect.config import parse_config
-from itcollect.errors import ConfigError, ServiceError
+from itcollect.errors import ServiceError
 from itcollect.local import (
     BUNDLED_DISTRIBUTION,
     BUNDLED_MODEL_NAME,
@@ -30,7 +30,7 @@ from itcollect.local import (
     resolve_model,
 )
 
-from .conftest import REPO, run_cli
+from .conftest import run_cli
 
 _HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
 
@@ -79,30 +79,6 @@ def test_bundled_model_is_found_inside_the_installed_distribution():
     dist = importlib.metadata.distribution(BUNDLED_DISTRIBUTION)
     assert path in {Path(str(dist.locate_file(f))).resolve() for f in dist.files}
     assert resolve_model(parse_config("")) == (path, BUNDLED_MODEL_NAME)
-
-
-def test_own_model_path_overrides_the_bundled_one(tmp_path):
-    own = tmp_path / "models" / "Qwen2.5-7B-Instruct-Q4_K_M.gguf"
-    own.parent.mkdir()
-    own.write_bytes(b"GGUF")
-    cfg = parse_config('[local]\nmodel_path = "models/Qwen2.5-7B-Instruct-Q4_K_M.gguf"\n', tmp_path / "itcollect.toml")
-    assert resolve_model(cfg) == (own.resolve(), "Qwen2.5-7B-Instruct-Q4_K_M")
-    cfg = parse_config('[local]\nmodel_path = "models/missing.gguf"\n', tmp_path / "itcollect.toml")
-    with pytest.raises(ConfigError, match="local.model_path"):
-        resolve_model(cfg)
-    with pytest.raises(ConfigError, match="local.n_ctx"):
-        with local_server(parse_config("[local]\nn_ctx = 16\n")):
-            pass
-
-
-def test_missing_extra_names_the_install_command(tmp_path):
-    # A Python where llama_cpp cannot be imported (sys.modules[name] = None is Python's import block).
-    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['llama_cpp'] = None\n")
-    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
-    r = run_cli("serve-local", cwd=tmp_path, env=env, timeout=60)
-    assert r.returncode == 1
-    assert "pip install 'itcollect[local]'" in r.stderr and "llama_cpp" in r.stderr
-    assert "Traceback" not in r.stderr
 
 
 def test_local_server_answers_plain_and_streaming_and_stops_on_error():

@@ -43,6 +43,22 @@ Le maire a annoncé la rénovation complète de la gare centrale d'ici deux ans.
 Les exportations françaises ont progressé de trois pour cent au premier trimestre.
 """
 
+#: Gold English for each source: what the scripted human annotator types as their edit.
+ENGLISH = dict(zip(GERMAN.splitlines() + FRENCH.splitlines(), [
+    "On Tuesday the government presented a new law to promote housing construction.",
+    "The Bundestag voted by a large majority for the reform of the pension insurance.",
+    "The police are investigating after a fire in a warehouse in the port of Hamburg.",
+    "Inflation in the eurozone fell slightly last month.",
+    "The city council wants to expand public transport in the city centre.",
+    "After the storm, many schools in northern Germany stayed closed on Monday.",
+    "On Tuesday the government presented a new housing bill.",
+    "Farmers demonstrated in front of the prefecture to denounce rising costs.",
+    "The central bank decided to keep its interest rates unchanged.",
+    "Thousands of people took part in the climate march in Paris.",
+    "The mayor announced the complete renovation of the central station within two years.",
+    "French exports grew by three percent in the first quarter.",
+]))
+
 #: Into English with English instructions: the one direction a 135M model manages often enough for
 #: dialogues to get past the first turn, so multi-turn behaviour is exercised. Short answers keep
 #: the test fast on 2 cores.
@@ -137,3 +153,80 @@ def test_session_local_streams_answers_and_records_provenance(tmp_path):
                 assert call["base_url"].startswith("http://127.0.0.1:")
     calls = _stats(ws)["calls"]
     assert calls["sent"] >= 2 and calls["failed"] == 0 and calls["cost_usd"] == 0
+
+
+def test_simulate_and_session_local_then_filter_and_export(tmp_path):
+    """simulate --local and session --local share a workspace and the real server's answers land
+    in the ledger, the turns (with provenance) and a dataset that ``datasets`` loads."""
+    import datasets
+
+    from itcollect.workspace import Workspace
+
+    ws = _workspace(tmp_path, specs=3)
+    r = run_cli("-C", str(ws), "simulate", "--local", "--limit", "2", "--json", timeout=600)
+    assert r.returncode == 0, r.stderr
+    run = json.loads(r.stdout.strip().splitlines()[-1])
+    assert run["done"] + run["failed"] == 2
+    assert run["calls"]["sent"] >= 2
+
+    with Workspace(ws) as w:
+        simulated = [d for d in w.store.iter_dialogues() if d["origin"] == "simulated"]
+        assert len(simulated) == 2
+        roles_seen = set()
+        for d in simulated:
+            turns = w.store.get_turns(d["id"])
+            assert [t["role"] for t in turns] == ["user", "assistant"] * (len(turns) // 2) + ["user"] * (len(turns) % 2)
+            for t in turns:
+                assert t["author"] == "model" and t["template_hash"]
+                if t["role"] == "assistant" or t["idx"] > 0:  # every answer and every written request was a call
+                    call = w.store.ledger_lookup(t["call_key"])
+                    assert call["status"] == "done" and call["model"] == BUNDLED_MODEL_NAME
+                    assert call["base_url"].startswith("http://127.0.0.1:")
+                    assert call["response"].strip() and call["prompt_tokens"] > 0
+                    roles_seen.add(call["role"])
+                    assert t["model"] == BUNDLED_MODEL_NAME
+        assert "assistant" in roles_seen
+        ledger = w.store.ledger_calls()
+        assert ledger and all(c["status"] in ("done", "failed") for c in ledger)  # nothing left pending
+        assert {c["model"] for c in ledger} == {BUNDLED_MODEL_NAME}
+        # A multi-turn call: some request carried an earlier answer back to the server.
+        assert any(sum(m["role"] == "assistant" for m in json.loads(c["request"])["messages"]) >= 1
+                   for c in ledger), "no call continued a conversation"
+
+    # The third spec: a human at the (non-interactive) session, with a gold edit.
+    r = run_cli("-C", str(ws), "session", "--annotator", "ana", "--local", input="quit\n", timeout=300)
+    assert r.returncode == 0, r.stderr
+    first = next(e for t, e in _events(r.stdout) if t == "dialogue")
+    source = first["source"]
+    script = "\n".join(["request Please translate this news sentence into English.", f"edit {ENGLISH[source]}",
+                        "finish", "quit", ""])
+    r = run_cli("-C", str(ws), "session", "--annotator", "ana", "--local", input=script, timeout=300)
+    assert r.returncode == 0, r.stderr
+    events = _events(r.stdout)
+    human_id = next(e["dialogue_id"] for t, e in events if t == "done")
+    assert human_id == first["dialogue_id"]  # the annotator's own unfinished dialogue came back first
+
+    # Nothing pending any more: a second simulate sends nothing.
+    r = run_cli("-C", str(ws), "simulate", "--local", "--json", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["calls"]["sent"] == 0
+
+    assert run_cli("-C", str(ws), "filter").returncode == 0
+    out = tmp_path / "out"
+    r = run_cli("-C", str(ws), "export", "--hf", str(out), "--format", "all")
+    assert r.returncode == 0, r.stderr
+    stats = _stats(ws)
+    dd = datasets.load_from_disk(str(out / "hf"))
+    rows = [row for split in dd.values() for row in split]
+    assert len(rows) == stats["filter"]["kept"] >= 1
+    by_id = {row["id"]: row for row in rows}
+    assert human_id in by_id, "the human dialogue with a gold English edit was filtered out"
+    human = by_id[human_id]
+    assert human["origin"] == "human" and human["annotator"] == "ana"
+    assert human["messages"][-1] == {"role": "assistant", "content": ENGLISH[source]}
+    assert human["messages"][0]["role"] == "user" and source in human["messages"][0]["content"]
+    for row in rows:
+        if row["origin"] == "simulated":
+            assert row["models"] == [BUNDLED_MODEL_NAME] and row["template_hashes"]
+    sharegpt = json.loads((out / "sharegpt.json").read_text(encoding="utf-8"))
+    assert len(sharegpt) == len(rows)

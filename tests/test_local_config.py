@@ -1,0 +1,92 @@
+"""The local endpoint's and the demo's configuration, and their errors: no llama.cpp needed."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from itcollect.config import DEFAULT_CONFIG_TEXT, parse_config
+from itcollect.demo import DEMO_SETTINGS, demo_config_text, demo_dialogues_file, sample_files
+from itcollect.errors import ConfigError
+from itcollect.local import BUNDLED_MODEL_NAME, local_server, local_settings, resolve_model
+
+from .conftest import REPO, run_cli
+
+
+def test_local_section_defaults_and_validation(tmp_path):
+    assert local_settings(parse_config("")) == {"model_path": "", "n_ctx": 2048, "n_threads": 0, "port": 0,
+                                                 "startup_timeout_s": 120.0}
+    assert local_settings(None)["n_ctx"] == 2048  # a config without [local] (older workspace)
+    with pytest.raises(ConfigError, match="unknown key 'local.n_gpu'"):
+        parse_config("[local]\nn_gpu = 1\n")
+    for bad, key in (("n_ctx = 16", "local.n_ctx"), ("port = 70000", "local.port"),
+                     ("n_threads = -1", "local.n_threads")):
+        with pytest.raises(ConfigError, match=key):
+            with local_server(parse_config(f"[local]\n{bad}\n")):
+                pass
+
+
+def test_own_model_path_overrides_the_bundled_one(tmp_path):
+    own = tmp_path / "models" / "Qwen2.5-7B-Instruct-Q4_K_M.gguf"
+    own.parent.mkdir()
+    own.write_bytes(b"GGUF")
+    cfg = parse_config('[local]\nmodel_path = "models/Qwen2.5-7B-Instruct-Q4_K_M.gguf"\n', tmp_path / "itcollect.toml")
+    assert resolve_model(cfg) == (own.resolve(), "Qwen2.5-7B-Instruct-Q4_K_M")
+    cfg = parse_config('[local]\nmodel_path = "models/missing.gguf"\n', tmp_path / "itcollect.toml")
+    with pytest.raises(ConfigError, match="local.model_path"):
+        resolve_model(cfg)
+
+
+def test_missing_extra_names_the_install_command(tmp_path):
+    # A Python in which llama_cpp cannot be imported (sys.modules[name] = None is Python's import block).
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['llama_cpp'] = None\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    for args in (["serve-local"], ["demo", str(tmp_path / "demo")]):
+        r = run_cli(*args, cwd=tmp_path, env=env, timeout=60)
+        assert r.returncode == 1, r.stderr
+        assert "pip install 'itcollect[local]'" in r.stderr and "llama_cpp" in r.stderr
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "demo").exists()  # the demo failed before creating anything
+
+
+def test_no_endpoint_and_no_key_says_how_to_point_at_one(tmp_path):
+    ws = tmp_path / "ws"
+    assert run_cli("init", str(ws)).returncode == 0
+    for lang, text in (("en", "The government presented a new housing bill on Tuesday morning."),
+                       ("zh", "政府周二上午提出了一项新的住房法案。")):
+        (tmp_path / f"{lang}.txt").write_text(text + "\n", encoding="utf-8")
+        assert run_cli("-C", str(ws), "ingest", str(tmp_path / f"{lang}.txt"), "--lang", lang).returncode == 0
+    assert run_cli("-C", str(ws), "plan", "--dialogues", "1").returncode == 0
+    env = {"OPENAI_API_KEY": ""}
+    r = run_cli("-C", str(ws), "simulate", env=env)
+    assert r.returncode == 1
+    line = r.stderr.strip().splitlines()[-1]
+    assert "--base-url" in line and "--model" in line and "OPENAI_API_KEY" in line and "--local" in line
+
+
+def test_demo_config_is_the_default_with_demo_values_marked():
+    text = demo_config_text()
+    cfg = parse_config(text)
+    assert cfg["llm"]["assistant"]["model"] == BUNDLED_MODEL_NAME
+    pairs = cfg["mix"]["pairs"]
+    assert {lang for pair in pairs for lang in pair.split("-")} == {"en", "zh", "de", "fr"}
+    assert set(cfg["mix"]["instruction_langs"]) == {"en", "zh"}
+    changed = [line for line in text.splitlines() if line.endswith("# itcollect demo")]
+    assert len(changed) == len(DEMO_SETTINGS)
+    # Everything else, comments included, is the default config line for line.
+    kept = [line for line in text.splitlines() if not line.endswith("# itcollect demo")]
+    default = [line for line in DEFAULT_CONFIG_TEXT.splitlines()]
+    assert all(line in default for line in kept) and len(kept) == len(default) - len(changed)
+
+
+def test_demo_finds_its_bundled_data():
+    assert demo_dialogues_file().is_file()
+    files = sample_files("sources")
+    assert files and all(f.is_file() and f.suffix not in (".py", ".md") for f in files)
+    assert {f.name.split(".")[-1] for f in files} & {"txt", "gz", "tsv", "jsonl", "sgm", "xml"}
+
+
+def test_demo_with_model_but_no_base_url_is_usage_error(tmp_path):
+    r = run_cli("demo", str(tmp_path / "d"), "--model", "x")
+    assert r.returncode == 2 and "--base-url" in r.stderr
