@@ -247,7 +247,11 @@ class BatchRunner:
 
     # -- recording ---------------------------------------------------------------------------------
     def record_round(self, calls: Sequence[BatchCall], round_no: int) -> list[str]:
-        """Record a round's batches (split by the per-file limits) before anything is sent."""
+        """Record a round's batches (split by the per-file limits) before anything is sent.
+
+        Identical calls (two dialogues at the same point with the same prompt) are submitted once;
+        both advance from the one answer, as online mode shares an identical call in flight."""
+        calls = list({c.key: c for c in calls}.values())
         files = split_calls(calls, max_requests=int(self.settings["max_requests_per_file"]),
                             max_bytes=int(self.settings["max_bytes_per_file"]))
         ids = []
@@ -677,6 +681,7 @@ def _dry_run(ws: Any, opts: Any, llm: Any, driver: Any) -> dict[str, Any]:
     store = ws.store
     planner = _Round(store, driver, llm, int(ws.config["batch"]["max_attempts"]))
     calls: list[BatchCall] = []
+    seen: set[str] = set()
     counts = {"ready": 0, "in_flight": 0, "straggler": 0}
     remaining = 0
     specs = _specs_to_plan(store, opts.limit)
@@ -684,7 +689,9 @@ def _dry_run(ws: Any, opts: Any, llm: Any, driver: Any) -> dict[str, Any]:
         state = driver.load(store, spec, create=False)
         kind, what = planner.next_call(state, write=False)
         if kind == "call":
-            calls.append(what)
+            if what.key not in seen:
+                calls.append(what)
+                seen.add(what.key)
         elif kind in counts:
             counts[kind] += 1
         if not state.done:
@@ -783,6 +790,7 @@ async def _run(ws: Any, opts: Any, echo: Callable[[str], None]) -> BatchSummary:
                         del states[spec_id]
                     else:
                         calls.append(what)
+                calls = list({c.key: c for c in calls}.values())  # identical calls: submitted once
                 if not calls:
                     break
                 if max_cost:

@@ -146,7 +146,8 @@ completion_window = "24h"
 # online `simulate` picks up such stragglers.
 max_attempts = 3
 # true: poll until the round is collected, then submit the next round, until every dialogue is
-# done; false: submit (or collect) one round and return, re-run to continue.
+# done; false: never sleep: poll once, collect what is finished, submit the next round and return
+# while a batch is still out (re-run, e.g. from cron, to continue).
 wait = true
 
 [session]
