@@ -849,9 +849,13 @@ def run_batch_simulation(ws: Any, opts: Any, *, echo: Callable[[str], None] | No
         from .errors import UsageError
 
         raise UsageError("--limit must be zero or more")
+    from contextlib import nullcontext
+
     import openai
 
-    with _WorkspaceLock(ws.root):
+    # a dry run writes nothing, so it may run while a batch run polls
+    lock = nullcontext() if getattr(opts, "dry_run", False) else _WorkspaceLock(ws.root)
+    with lock:
         try:
             summary = asyncio.run(_run(ws, opts, echo))
         except openai.APIError as exc:

@@ -30,6 +30,8 @@ def collect_stats(store: Store, config: dict[str, Any] | None = None) -> dict[st
     # Per human annotator (session): dialogues finished, skipped (+ reasons), turns, edits,
     # regenerations, undos, flags, median active seconds per finished dialogue.
     stats["annotators"] = store.annotator_stats()
+    # simulate --batch-api: batches, in flight, answers and their (batch-priced) cost.
+    stats["batch"] = store.batch_stats()
     # Realised mix vs the configured target, request diversity, imports and exports (corpus_stats).
     from .corpus_stats import corpus_sections
 
@@ -77,6 +79,11 @@ def render_stats(stats: dict[str, Any]) -> str:
         lines.append(f"  sent {calls['sent']:,}  from ledger {calls['from_ledger']:,}  failed {calls['failed']:,}")
         lines.append(f"  tokens {calls['prompt_tokens']:,} in / {calls['completion_tokens']:,} out"
                      f"  cost ${calls['cost_usd']:.4f}")
+        batch = stats.get("batch") or {}
+        if batch.get("batches"):
+            lines.append(f"  batch API: {batch['batches']:,} batches ({batch['in_flight']:,} in flight, "
+                         f"{batch['calls_batched']:,} calls out), {batch['answered']:,} answers "
+                         f"${batch['cost_usd']:.4f} at batch prices, {batch['failed']:,} resubmitted")
     filt = stats["filter"]
     if filt["kept"] or filt["dropped"]:
         section("Filter")

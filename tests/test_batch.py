@@ -131,6 +131,9 @@ def test_300_dialogues_over_several_rounds_with_failures_and_expiry(tmp_path, ba
     assert totals["sent"] == out["answered"]
     assert totals["cost_usd"] == pytest.approx(
         (totals["prompt_tokens"] * 0.075 + totals["completion_tokens"] * 0.30) / 1e6, abs=2e-6)
+    stats = json.loads(run_cli("-C", str(ws.root), "stats", "--json").stdout)
+    assert stats["batch"]["in_flight"] == 0 and stats["batch"]["answered"] == out["answered"]
+    assert stats["batch"]["cost_usd"] == pytest.approx(stats["calls"]["cost_usd"], abs=2e-6)
     # a second run finds nothing to do and sends nothing
     created = len(api.created)
     r = batch_cli(ws, batch_server, "--json")
@@ -295,6 +298,10 @@ def test_second_batch_run_on_the_same_workspace_is_refused(tmp_path, batch_serve
     with open(ws.root / LOCK_FILE, "a+") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         r = batch_cli(ws, batch_server)
+        dry = batch_cli(ws, batch_server, "--dry-run")  # writes nothing: allowed alongside
+        status = batch_cli(ws, batch_server, "--status")
     assert r.returncode == 1 and "another `simulate --batch-api` is running" in r.stderr
+    assert dry.returncode == 0 and "at batch prices" in dry.stdout
+    assert status.returncode == 0 and "No batch in flight" in status.stdout
     assert "Traceback" not in r.stderr and batch_server.batch_api.requests == Counter()
     ws.close()

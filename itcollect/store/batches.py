@@ -135,3 +135,16 @@ class BatchesMixin(StoreCore):
         return {"total": sum(by_status.values()), "in_flight": sum(by_status[s] for s in BATCH_OPEN),
                 "by_status": by_status, "items": items,
                 "calls_batched": int(self.scalar("SELECT COUNT(*) FROM llm_calls WHERE status='batched'") or 0)}
+
+    def batch_stats(self) -> dict[str, Any]:
+        """The ``batch`` section of ``stats``: batches, those in flight, answers and their cost
+        (batch-priced; already included in ``calls``)."""
+        totals = self.batch_totals()
+        answered = int(self.scalar("SELECT COUNT(*) FROM batch_items WHERE status='done'") or 0)
+        failed = int(self.scalar("SELECT COUNT(*) FROM batch_items WHERE status='failed'") or 0)
+        cost = 0.0
+        for (detail,) in self.query("SELECT detail FROM batches WHERE status='collected'"):
+            cost += float(loads(detail, {}).get("cost_usd", 0.0))
+        return {"batches": totals["total"], "in_flight": totals["in_flight"],
+                "calls_batched": totals["calls_batched"], "answered": answered, "failed": failed,
+                "cost_usd": round(cost, 6)}
