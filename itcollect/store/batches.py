@@ -109,11 +109,11 @@ class BatchesMixin(StoreCore):
 
     def batch_failure_counts(self, keys: Iterable[str] | None = None) -> dict[str, int]:
         """How many batches each call has failed in (for ``[batch] max_attempts``)."""
-        rows = self.query("SELECT call_key, COUNT(*) FROM batch_items WHERE status='failed' GROUP BY call_key")
-        counts = {r[0]: int(r[1]) for r in rows}
         if keys is not None:
-            return {k: counts.get(k, 0) for k in keys}
-        return counts
+            return {k: int(self.scalar("SELECT COUNT(*) FROM batch_items WHERE call_key=? AND status='failed'",
+                                       (k,)) or 0) for k in keys}
+        rows = self.query("SELECT call_key, COUNT(*) FROM batch_items WHERE status='failed' GROUP BY call_key")
+        return {r[0]: int(r[1]) for r in rows}
 
     def next_batch_round(self) -> int:
         v = self.scalar("SELECT MAX(round) FROM batches")

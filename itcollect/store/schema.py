@@ -243,11 +243,17 @@ ALTER TABLE turns ADD COLUMN detected_lang TEXT;
 CREATE INDEX verdicts_run ON verdicts(run_id);
 """
 
+# Migration 4: Batch API — find a call's batch items (attempt counts) without scanning them all.
+_M_BATCH_ITEMS_KEY = """
+CREATE INDEX batch_items_call_key ON batch_items(call_key, status);
+"""
+
 #: Append new migrations at the end; never edit or reorder a released one.
 MIGRATIONS: list[str] = [
     _M1_SOURCES,
     _M2_DIALOGUES,
     _M_IMPORT_FILTER,
+    _M_BATCH_ITEMS_KEY,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
