@@ -719,6 +719,7 @@ def _dry_run(ws: Any, opts: Any, llm: Any, driver: Any) -> dict[str, Any]:
 
 async def _run(ws: Any, opts: Any, echo: Callable[[str], None]) -> BatchSummary:
     from .llm import LLMClient
+    from .progress import progress
     from .simulate import DialogueDriver
     from .store.claims import process_holder
 
@@ -771,7 +772,10 @@ async def _run(ws: Any, opts: Any, echo: Callable[[str], None]) -> BatchSummary:
             states = {i: driver.load(store, spec) for i in ids if (spec := store.get_spec(i)) is not None}
             while states:
                 calls: list[BatchCall] = []
+                bar = progress(total=len(states), desc=f"round {store.next_batch_round()}: advance dialogues",
+                               unit="dlg", leave=False)
                 for spec_id, state in list(states.items()):
+                    bar.update(1)
                     kind, what = planner.next_call(state, write=True)
                     if kind == "finished":
                         if state.status == "in_progress":
@@ -790,6 +794,7 @@ async def _run(ws: Any, opts: Any, echo: Callable[[str], None]) -> BatchSummary:
                         del states[spec_id]
                     else:
                         calls.append(what)
+                bar.close()
                 calls = list({c.key: c for c in calls}.values())  # identical calls: submitted once
                 if not calls:
                     break
