@@ -284,6 +284,15 @@ def _check_values(cfg: dict, path: Path) -> None:
     shares = cfg["export"]["validation_share"] + cfg["export"]["test_share"]
     if cfg["export"]["validation_share"] < 0 or cfg["export"]["test_share"] < 0 or shares >= 1:
         raise ConfigError("export.validation_share + export.test_share must be in [0, 1)", path=str(path))
+    batch = cfg["batch"]
+    if batch["poll_interval_s"] <= 0 or batch["poll_backoff"] < 1 or batch["poll_max_s"] < batch["poll_interval_s"]:
+        raise ConfigError("batch: poll_interval_s must be > 0, poll_backoff >= 1 and poll_max_s >= poll_interval_s",
+                          path=str(path))
+    if not 1 <= batch["max_requests_per_file"] <= 50000 or batch["max_bytes_per_file"] < 1:
+        raise ConfigError("batch.max_requests_per_file must be 1..50000 (the API's limit) and "
+                          "batch.max_bytes_per_file at least 1", path=str(path))
+    if batch["max_attempts"] < 1:
+        raise ConfigError("batch.max_attempts must be at least 1", path=str(path))
 
 
 class Config(dict):

@@ -305,3 +305,14 @@ def test_second_batch_run_on_the_same_workspace_is_refused(tmp_path, batch_serve
     assert status.returncode == 0 and "No batch in flight" in status.stdout
     assert "Traceback" not in r.stderr and batch_server.batch_api.requests == Counter()
     ws.close()
+
+
+def test_bad_batch_config_is_one_clear_line(tmp_path, batch_server):
+    ws = make_ws(tmp_path, 3)
+    cfg = ws.root / "itcollect.toml"
+    cfg.write_text(cfg.read_text().replace("max_requests_per_file = 50000", "max_requests_per_file = 60000"))
+    r = batch_cli(ws, batch_server)
+    assert r.returncode == 1 and "batch.max_requests_per_file must be 1..50000" in r.stderr
+    assert "itcollect.toml" in r.stderr and "Traceback" not in r.stderr
+    assert batch_server.batch_api.requests == Counter() and ws.store.batch_totals()["total"] == 0
+    ws.close()
