@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 from collections import Counter, defaultdict
@@ -28,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .filter.run import default_workers
 
 SPLITS = ("train", "validation", "test")
+_PAGE_SIZE = 2000  # dialogues a worker renders at a time
 FORMATS = ("hf", "sharegpt", "llamafactory", "all")
 DATASET_NAME = "itcollect"
 
@@ -245,6 +248,18 @@ class _SplitWriter:
         self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
         self.in_shard = 0
 
+    def add_table(self, table) -> None:
+        """Append rows (an Arrow table), cutting shards at ``shard_size`` rows."""
+        self.flush()
+        while table.num_rows:
+            if self.writer is None or self.in_shard >= self.shard_size:
+                self._open()
+            part = table.slice(0, self.shard_size - self.in_shard)
+            self.writer.write_table(part)
+            self.in_shard += part.num_rows
+            self.count += part.num_rows
+            table = table.slice(part.num_rows)
+
     def add(self, row: dict[str, Any]) -> None:
         if self.writer is None or self.in_shard + len(self.buffer) >= self.shard_size:
             self.flush()
@@ -285,9 +300,80 @@ class _ShareGPTWriter:
         self.fh.write(("\n" if self.n == 0 else ",\n") + json.dumps(rec, ensure_ascii=False))
         self.n += 1
 
+    def add_text(self, text: str, n: int) -> None:
+        """Append ``n`` records already serialised and joined with ",\\n"."""
+        if n:
+            self.fh.write(("\n" if self.n == 0 else ",\n") + text)
+            self.n += n
+
     def close(self) -> None:
         self.fh.write("\n]\n" if self.n else "]\n")
         self.fh.close()
+
+
+@dataclass
+class _Page:
+    n: int
+    splits: dict[int, tuple[Any, str, int]]  # split index -> (Arrow table, ShareGPT JSON text, records)
+    counts: dict[str, Counter]
+
+
+class _Renderer:
+    """Turns a page of kept dialogues into Arrow tables and ShareGPT text, per split."""
+
+    def __init__(self, db_path: str, split_by_id: dict[str, int], system_prompt: str | None, run_id: int,
+                 want_sharegpt: bool) -> None:
+        self.db_path = db_path
+        self.split_by_id = split_by_id
+        self.system_prompt = system_prompt
+        self.run_id = run_id
+        self.want_sharegpt = want_sharegpt
+        self._store = None
+
+    def page(self, bounds: tuple[int, int], store: Any = None) -> _Page:
+        if store is None:
+            if self._store is None:
+                from .store import Store
+
+                self._store = Store(self.db_path, migrate=False)
+            store = self._store
+        by_split: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        counts: dict[str, Counter] = {k: Counter() for k in
+                                      ("pair", "instruction_lang", "origin", "user_turns", "interaction_type")}
+        n = 0
+        for d, turns in store.iter_corpus(kept_only=True, after=bounds[0], upto=bounds[1]):
+            split = self.split_by_id.get(d["id"])
+            if split is None:  # kept after the split assignment was made (a concurrent filter run)
+                continue
+            row = build_row(d, turns, self.system_prompt, self.run_id)
+            by_split[split].append(row)
+            counts["pair"][f"{row['src_lang']}-{row['tgt_lang']}"] += 1
+            counts["instruction_lang"][str(row["instruction_lang"])] += 1
+            counts["origin"][str(row["origin"])] += 1
+            counts["user_turns"][str(row["n_user_turns"])] += 1
+            counts["interaction_type"].update(str(t) for t in row["interaction_types"] if t)
+            n += 1
+        schema = _schema()
+        splits = {}
+        for split, rows in by_split.items():
+            text = ",\n".join(json.dumps(sharegpt_record(r), ensure_ascii=False) for r in rows) \
+                if self.want_sharegpt else ""
+            splits[split] = (rows_to_table(rows, schema), text, len(rows))
+        return _Page(n, splits, counts)
+
+
+_RENDERER: _Renderer | None = None
+
+
+def _init_renderer(renderer: _Renderer) -> None:
+    global _RENDERER
+    _RENDERER = renderer
+    _RENDERER._store = None  # each worker opens its own connection
+
+
+def _render(bounds: tuple[int, int]) -> _Page:
+    assert _RENDERER is not None
+    return _RENDERER.page(bounds)
 
 
 def _formats(fmt: str) -> set[str]:
@@ -298,8 +384,13 @@ def _formats(fmt: str) -> set[str]:
 
 def export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, fmt: str = "hf",
                    system_prompt: str | None = None, validation_share: float | None = None,
-                   test_share: float | None = None, push_to_hub: str | None = None) -> ExportResult:
-    """Write the kept dialogues to ``out_dir`` in the requested formats; record the export."""
+                   test_share: float | None = None, push_to_hub: str | None = None,
+                   workers: int | None = None) -> ExportResult:
+    """Write the kept dialogues to ``out_dir`` in the requested formats; record the export.
+
+    ``workers``: processes rendering pages of rows in parallel (default: usable cores, at most 4);
+    the files are written by this process, in dialogue order, so the output does not depend on it.
+    """
     from .progress import progress
 
     formats = _formats(fmt)
@@ -324,12 +415,13 @@ def export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, f
     # pass 1: groups, strata and the card's counts
     groups: dict[str, Counter] = defaultdict(Counter)
     group_of: dict[str, str] = {}
-    total = 0
-    for did, sid, stext, src, tgt, instr in store.iter_kept_keys():
+    rowids: list[int] = []
+    for rowid, did, sid, stext, src, tgt, instr in store.iter_kept_keys():
         key = _group_key(did, sid, stext)
         group_of[did] = key
         groups[key][_stratum(src, tgt, instr)] += 1
-        total += 1
+        rowids.append(rowid)
+    total = len(rowids)
     if total == 0:
         raise InputError(f"the latest filter run ({run['id']}) kept no dialogues: nothing to export")
     split_of = assign_splits(groups, vs, ts, int(ecfg.get("split_seed", 0)))
@@ -337,6 +429,8 @@ def export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, f
     for key, strata in groups.items():
         split_sizes[split_of[key]] += sum(strata.values())
     del groups
+    split_by_id = {did: SPLITS.index(split_of[g]) for did, g in group_of.items()}
+    del group_of, split_of
 
     out.mkdir(parents=True, exist_ok=True)
     for old in ("hf", "parquet"):
@@ -357,23 +451,33 @@ def export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, f
 
     counts: dict[str, Counter] = {k: Counter() for k in
                                   ("pair", "instruction_lang", "origin", "user_turns", "interaction_type")}
-    # pass 2: rows
+    # pass 2: rows, rendered a page at a time (in worker processes when there are several pages)
+    page_size = _PAGE_SIZE
+    pages = [((rowids[i - 1] if i else 0), rowids[min(i + page_size, total) - 1]) for i in range(0, total, page_size)]
+    del rowids
+    renderer = _Renderer(str(store.path), split_by_id, system_prompt, run["id"], want_sharegpt)
+    workers = default_workers() if workers is None else max(1, workers)
     with progress(total=total, desc="export", unit=" dialogues") as bar:
-        for d, turns in store.iter_corpus(kept_only=True):
-            gkey = group_of.get(d["id"]) or group_key(d)
-            row = build_row(d, turns, system_prompt, run["id"], gkey)
-            split = split_of[gkey]
-            writers[split].add(row)
-            if want_sharegpt:
-                if split not in sg_writers:
-                    sg_writers[split] = _ShareGPTWriter(out / sharegpt_names[split])
-                sg_writers[split].add(sharegpt_record(row))
-            counts["pair"][f"{row['src_lang']}-{row['tgt_lang']}"] += 1
-            counts["instruction_lang"][str(row["instruction_lang"])] += 1
-            counts["origin"][str(row["origin"])] += 1
-            counts["user_turns"][str(row["n_user_turns"])] += 1
-            counts["interaction_type"].update(str(t) for t in row["interaction_types"] if t)
-            bar.update(1)
+        def take(page: _Page) -> None:
+            for split_idx, (table, text, n) in page.splits.items():
+                split = SPLITS[split_idx]
+                writers[split].add_table(table)
+                if want_sharegpt:
+                    if split not in sg_writers:
+                        sg_writers[split] = _ShareGPTWriter(out / sharegpt_names[split])
+                    sg_writers[split].add_text(text, n)
+            for k, c in page.counts.items():
+                counts[k].update(c)
+            bar.update(page.n)
+
+        if workers > 1 and len(pages) > 1:
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(min(workers, len(pages)), initializer=_init_renderer, initargs=(renderer,)) as pool:
+                for page in pool.imap(_render, pages):
+                    take(page)
+        else:
+            for bounds in pages:
+                take(renderer.page(bounds, store))
     for w in writers.values():
         w.close()
     files = ["parquet/"]

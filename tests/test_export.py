@@ -222,3 +222,23 @@ def test_format_sharegpt_only_and_rerun_replaces(exported, tmp_path):
     assert sorted(p.name for p in (out / "parquet").iterdir()) == ["train-00000-of-00001.parquet"]
     with pytest.raises(InputError):
         export_dataset(ws.store, ws.config, out, fmt="csv")
+
+
+def test_parallel_rendering_gives_identical_files(exported, tmp_path, monkeypatch):
+    import itcollect.export as ex
+
+    ws, _out, _result, _ids = exported
+    outs = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        monkeypatch.setattr(ex, "_PAGE_SIZE", 7)  # several pages
+        export_dataset(ws.store, ws.config, out, fmt="sharegpt", validation_share=0.2, test_share=0.2,
+                       workers=workers)
+        outs.append(out)
+    for name in ("sharegpt.json", "sharegpt_validation.json", "sharegpt_test.json"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
+    a = datasets.load_dataset("parquet", data_files=str(outs[0] / "parquet" / "*.parquet"),
+                              cache_dir=str(tmp_path / "c1"))["train"]
+    b = datasets.load_dataset("parquet", data_files=str(outs[1] / "parquet" / "*.parquet"),
+                              cache_dir=str(tmp_path / "c2"))["train"]
+    assert a["id"] == b["id"] and a["messages"] == b["messages"]

@@ -81,13 +81,14 @@ class ExportsMixin(StoreCore):
             for d in dialogues:
                 yield d, turns[d["id"]]
 
-    def iter_kept_keys(self) -> Iterator[tuple[str, str | None, str | None, str | None, str | None, str | None]]:
-        """(id, source_id, source_text, src_lang, tgt_lang, instruction_lang) of every finished dialogue the
-        latest filter kept: what split assignment needs, without reading turns."""
+    def iter_kept_keys(self) -> Iterator[tuple[int, str, str | None, str | None, str | None, str | None,
+                                               str | None]]:
+        """(rowid, id, source_id, source_text, src_lang, tgt_lang, instruction_lang) of every finished
+        dialogue the latest filter kept: what split assignment needs, without reading turns."""
         cur = self.conn.cursor()
         cur.row_factory = None
         try:
-            cur.execute("SELECT d.id, d.source_id, d.source_text, d.src_lang, d.tgt_lang, d.instruction_lang"
+            cur.execute("SELECT d.rowid, d.id, d.source_id, d.source_text, d.src_lang, d.tgt_lang, d.instruction_lang"
                         " FROM dialogues d JOIN verdicts v ON v.dialogue_id=d.id AND v.kept=1"
                         " WHERE d.status='done' ORDER BY d.rowid")
             while True:
