@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -218,6 +219,8 @@ def main() -> None:
               f"peak RSS {rss:6.0f} MB (tree {tree:6.0f} MB)   ({text.strip()})")
     load = os.getloadavg()[0]
     secs_f, rss_f, tree_f, text, cpu_f = run_step([*exe, "-C", str(ws), "filter"], work)
+    m = re.search(r"filter run \d+: ([\d,]+) dialogues", text)
+    n = int(m.group(1).replace(",", "")) if m else n  # what the store holds (duplicates were not imported)
     print(f"filter    {secs_f:7.1f} s wall  {cpu_f:7.1f} s CPU  {n / secs_f:8,.0f} dialogues/s  "
           f"peak RSS {rss_f:6.0f} MB (tree {tree_f:6.0f} MB)  load before {load:.1f}")
     print("          " + text.strip().replace("\n", "\n          "))
