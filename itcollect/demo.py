@@ -182,6 +182,16 @@ def _invoke(args: list[str]) -> None:
         raise ItcollectError(f"'itcollect {' '.join(args)}' exited with status {code}")
 
 
+def _counts(root: Path) -> dict[str, int]:
+    """How far an existing demo workspace got (so a re-run skips what is done)."""
+    from .workspace import Workspace
+
+    with Workspace(root) as ws:
+        specs = ws.store.spec_counts()
+        return {"sources": sum(ws.store.source_counts_by_lang().values()),
+                "open_specs": int(specs.get("pending", 0)) + int(specs.get("in_progress", 0))}
+
+
 def run_demo(directory: str | Path = DEFAULT_DEMO_DIR, *, base_url: str | None = None, model: str | None = None,
              dialogues: int = DEMO_DIALOGUES, echo: Callable[[str], None] = print) -> DemoResult:
     """Run the whole pipeline in ``directory`` (created, or reused when it is a workspace).
@@ -228,7 +238,10 @@ def run_demo(directory: str | Path = DEFAULT_DEMO_DIR, *, base_url: str | None =
         if not sources:
             raise InputError("no sample files found in the installed package itcollect.samples",
                              path=str(samples_dir()))
-        if need("ingest"):
+        have_sources = _counts(root)["sources"]
+        if have_sources:
+            echo(f"   the workspace already holds {have_sources} sources; not ingesting again")
+        elif need("ingest"):
             _invoke([*ws_flag, "ingest", *map(str, sources)])
 
     with step(3, "import hand-written example dialogues"):
@@ -242,7 +255,10 @@ def run_demo(directory: str | Path = DEFAULT_DEMO_DIR, *, base_url: str | None =
 
     endpoint = f"{base_url} ({model})" if base_url else "the bundled local model (llama.cpp, 127.0.0.1)"
     with step(5, f"simulate on {endpoint}"):
-        if need("simulate"):
+        open_specs = _counts(root)["open_specs"]
+        if not open_specs:
+            echo("   every planned dialogue is already simulated (done or failed); nothing to send")
+        elif need("simulate"):
             args = [*ws_flag, "simulate"]
             args += ["--base-url", base_url] if base_url else ["--local"]
             if model:

@@ -19,8 +19,8 @@ def demo(directory: str, base_url: str | None, model: str | None, dialogues: int
     from ..demo import run_demo, summary
     from ..errors import UsageError
 
-    if model and not base_url:
-        raise UsageError("--model names a model at --base-url: give --base-url too")
+    if bool(model) != bool(base_url):
+        raise UsageError("--base-url and --model go together: the endpoint and the model it serves")
     if not base_url:
         from ..local import check_local_installed
 
