@@ -316,3 +316,34 @@ def test_bad_batch_config_is_one_clear_line(tmp_path, batch_server):
     assert "itcollect.toml" in r.stderr and "Traceback" not in r.stderr
     assert batch_server.batch_api.requests == Counter() and ws.store.batch_totals()["total"] == 0
     ws.close()
+
+
+def test_endpoint_down_during_upload_then_resume(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ws = make_ws(tmp_path, 6)
+    cfg = ws.root / "itcollect.toml"
+    cfg.write_text(cfg.read_text().replace("timeout_s = 10.0", "timeout_s = 10.0\nmax_retries = 0"))
+    url = f"http://127.0.0.1:{port}/v1"
+    r = run_cli("-C", str(ws.root), "simulate", "--batch-api", "--base-url", url, "--model", MODEL)
+    assert r.returncode == 1 and "the Batch API failed" in r.stderr and "re-run" in r.stderr
+    assert "Traceback" not in r.stderr
+    [b] = ws.store.open_batches()  # recorded before the upload was tried: nothing lost
+    assert b["status"] == "uploading" and ws.store.ledger_counts()["batched"] == b["n_requests"] == 6
+    # another endpoint cannot take over a batch that may have reached the first one
+    api = FakeBatchAPI()
+    with FakeOpenAI(extra_routes=api.install, responder=responder) as other:
+        r = run_cli("-C", str(ws.root), "simulate", "--batch-api", "--base-url", other.base_url, "--model", MODEL)
+        assert r.returncode == 1 and f"submitted to {url}" in r.stderr
+    # the endpoint is back: the same command resumes and completes
+    api = FakeBatchAPI()
+    with FakeOpenAI(extra_routes=api.install, responder=responder, port=port) as server:
+        r = run_cli("-C", str(ws.root), "simulate", "--batch-api", "--base-url", url, "--model", MODEL)
+        assert r.returncode == 0, r.stderr
+        check_done(ws)
+        check_exactly_once(api, ws)
+        assert server.base_url == url
+    ws.close()
