@@ -291,3 +291,27 @@ def test_max_cost_stops_sending(tmp_path, fake_openai):
     cost = ws.store.call_totals()["cost_usd"]
     assert 1.0 <= cost < 1.0 + 2 * 0.8  # at most the 2 calls in flight when the budget was reached
     ws.close()
+
+
+def test_limit_and_two_processes_share_a_workspace(tmp_path, fake_openai):
+    fake_openai.responder = responder
+    fake_openai.set_latency(0.05)  # ~7 s of work: the second process starts long before the first could finish
+    ws = make_ws(tmp_path, 60)
+    root = ws.root
+    summary = run_simulation(ws, opts(fake_openai, limit=5), show_progress=False)
+    assert summary.done == 5 and ws.store.spec_counts()["done"] == 5
+    ws.close()
+    env = dict(os.environ, ITCOLLECT_PROGRESS="0")
+    env.pop("OPENAI_BASE_URL", None)
+    cmd = [sys.executable, "-m", "itcollect", "-C", str(root), "simulate", "--base-url", fake_openai.base_url,
+           "--model", "fake-model", "--concurrency", "4"]
+    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    done_each = [int(out.split(" done")[0].split()[-1]) for out, _ in outs]
+    assert sum(done_each) == 55 and all(n > 0 for n in done_each), outs  # both worked, none twice
+    ws = Workspace(root)
+    assert check_dialogues(ws) == Counter(done=60)
+    assert not fake_openai.paid_twice()
+    ws.close()
