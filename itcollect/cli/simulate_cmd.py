@@ -35,6 +35,9 @@ def simulate(state, limit, concurrency, base_url, model, annotator_base_url, ann
                            max_cost=max_cost, dry_run=dry_run)
     with state.workspace() as ws:
         if batch_api:
+            if local:
+                raise click.UsageError("--batch-api needs a provider with the OpenAI Batch API; the local "
+                                       "llama.cpp server has none (drop --local)")
             try:
                 from ..batch import run_batch_simulation
             except ImportError as exc:
