@@ -185,12 +185,13 @@ def contains_language(text: str, lang: str, *, languages: Sequence[str] = DEFAUL
     """Some line or sentence of ``text`` is in ``lang`` (mixed answers such as back-translations)."""
     if lang == "zh":
         return bool(_HAN.search(text))
-    for seg in re.split(r"[\n。！？!?]|(?<=[.;:])\s+|[“”\"«»「」]", text):
-        probe = strip_quoted(seg) if lang != "zh" else seg
-        if len(words(probe)) >= 3 and not _HAN.search(probe) and detect(probe, languages, backend) == lang:
-            return True
-        if len(words(seg)) >= 3 and not _HAN.search(seg) and detect(seg, languages, backend) == lang:
-            return True
+    for seg in re.split(r"[\n。！？!?；：，]|(?<=[.;:])\s+|[“”\"«»「」]", text):
+        # Chinese remarks around a Latin-script back-translation ("回译：The council ...") are cut
+        # away, so the Latin part is judged on its own.
+        latin = _HAN.sub(" ", seg)
+        for probe in (latin, strip_quoted(latin)):
+            if len(words(probe)) >= 3 and detect(probe, languages, backend) == lang:
+                return True
     return False
 
 

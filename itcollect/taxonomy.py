@@ -189,7 +189,9 @@ def _check_follow_up(answer: str, ctx: CheckContext) -> list[str]:
         return r
     r += C.check_language(answer, ctx.instruction_lang, languages=ctx.languages, backend=ctx.backend,
                           ignore_quoted=True)
-    r += C.check_on_topic(answer, ctx.source, ctx.previous_translation, ctx.previous_answer)
+    # The question itself counts: an English opinion on a Chinese source with a German translation
+    # shares the question's words ("housing bill") rather than the source's.
+    r += C.check_on_topic(answer, ctx.source, ctx.previous_translation, ctx.previous_answer, ctx.request)
     return r
 
 

@@ -94,3 +94,5 @@ def test_contains_language_for_back_translation():
     assert C.contains_language(text, "en")
     assert not C.contains_language("Die Regierung hat am Montag ein neues Gesetz vorgestellt.", "zh")
     assert C.contains_language("回译：政府周一提出新法案。", "zh")
+    assert C.contains_language("回译：The government introduced a new housing law on Monday. 比较：意思一致。", "en")
+    assert not C.contains_language("回译：政府周一提出新法案。比较：意思一致。", "en")

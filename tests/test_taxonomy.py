@@ -82,6 +82,9 @@ def test_explain_follow_up_back_translate_retarget():
     c = ctx(request="What could this mean for renters?")
     assert check_answer("follow_up", "This housing bill could make rents more affordable for families.", c) == []
     assert "off_topic" in codes(check_answer("follow_up", "I enjoy football matches on sunny weekends.", c))
+    # a Chinese source and a German translation: the English question's words keep the answer on topic
+    c = ctx(source="政府周一提出了一项新的住房法案。", src_lang="zh", request="What could this mean for renters?")
+    assert check_answer("follow_up", "Renters could see lower costs if the plan works.", c) == []
     bt = "Back-translation: The government introduced a new housing law on Monday.\nThe source says 'bill'."
     assert check_answer("back_translate", bt, ctx()) == []
     assert check_answer("back_translate", "Die Regierung hat ein Gesetz vorgestellt, alles gleich.", ctx())
