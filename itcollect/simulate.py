@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import checks as C
-from .errors import ItcollectError, ServiceError, UsageError
+from .errors import InputError, ItcollectError, ServiceError, UsageError
 from .prompting import Prompts, load_prompts
 from .taxonomy import INTERACTION_TYPES, CheckContext, answer_language
 
@@ -505,9 +505,12 @@ def run_simulation(ws: Any, opts: SimulateOptions, *, show_progress: bool = True
         raise UsageError("--concurrency must be at least 1")
     if opts.limit is not None and opts.limit < 0:
         raise UsageError("--limit must be zero or more")
+    counts = ws.store.spec_counts()
+    if counts["total"] == 0:
+        raise InputError("the workspace has no dialogue specs yet: run 'itcollect plan --dialogues N' first",
+                         path=str(ws.root))
     if opts.dry_run:
         return SimulateSummary(estimate=asyncio.run(_estimate(ws, opts)))
-    counts = ws.store.spec_counts()
     total = counts["pending"] + counts["in_progress"]
     if opts.limit is not None:
         total = min(total, opts.limit)

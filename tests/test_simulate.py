@@ -165,8 +165,11 @@ def test_endpoint_down_stops_with_exit_1_and_keeps_work(tmp_path, fake_openai):
 
 
 def test_dry_run_sends_and_writes_nothing(tmp_path, fake_openai):
-    ws = make_ws(tmp_path, 30)
+    ws = make_ws(tmp_path, 0)
     root = ws.root
+    r = run_cli("-C", str(root), "simulate", "--base-url", fake_openai.base_url, "--model", "m")
+    assert r.returncode == 1 and "run 'itcollect plan --dialogues N' first" in r.stderr
+    plan_specs(ws.store, ws.config, 30)
     ws.close()
     r = run_cli("-C", str(root), "simulate", "--base-url", fake_openai.base_url, "--model", "gpt-4o-mini",
                 "--dry-run")
