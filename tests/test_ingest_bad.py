@@ -144,9 +144,11 @@ def test_malformed_xml_names_the_line(workspace, tmp_path):
 def test_unclosed_sgm_seg_and_stray_text_are_bad_records(workspace, tmp_path):
     f = tmp_path / "x.sgm"
     f.write_text('<srcset srclang="en">\n<doc docid="d1">\n<seg id="1">The port reopened on Monday after the '
-                 'storm.</seg>\n<seg id="2">The second segment never closes\nstray text\n</doc>\n</srcset>\n')
+                 'storm.</seg>\n<seg id="2">The second segment never closes\nstray text\n'
+                 '<hl><seg id="3">Two segments share this line today.</seg> <seg id="4">The second one is here '
+                 'as well.</seg></hl>\n</doc>\n</srcset>\n')
     report = ingest(workspace, f).files[0]
-    assert report.kept == 1 and report.dropped["bad_record"] == 2
+    assert report.kept == 3 and report.dropped["bad_record"] == 2
     assert [ln for ln, _ in report.bad_examples] == [4, 5]
 
 

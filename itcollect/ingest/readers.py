@@ -422,13 +422,14 @@ def read_sgm(f: InputFile, opts: ReaderOptions, stats: ReadStats) -> Iterator[Re
             yield Record(lineno, overlong=True)
             continue
         if "<seg" in line[:200].lower():
-            m = _SGM_SEG.search(line)
-            if m is None:
+            found = False
+            for m in _SGM_SEG.finditer(line):  # normally one a line; a few corpora put several
+                found = True
+                attrs = _attrs(m.group(1))
+                yield Record(lineno, html.unescape(m.group(2)), lang=set_lang, docid=docid, origlang=origlang,
+                             seg_id=attrs.get("id"))
+            if not found:
                 yield Record(lineno, bad="<seg> without </seg> on the same line")
-                continue
-            attrs = _attrs(m.group(1))
-            yield Record(lineno, html.unescape(m.group(2)), lang=set_lang, docid=docid, origlang=origlang,
-                         seg_id=attrs.get("id"))
             continue
         stripped = line.strip()
         if not stripped:
