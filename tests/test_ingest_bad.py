@@ -178,3 +178,25 @@ def test_columns_option_naming_more_columns_than_the_file_has(workspace, tmp_pat
     f = tmp_path / "one.tsv"
     f.write_text("The harbour reopened on Monday after the storm passed.\n")
     assert "--columns names 2 columns but the file has 1" in failure(workspace, f, columns=["source", "reference"])
+
+
+def test_memory_does_not_grow_with_the_number_of_lines(workspace, tmp_path):
+    """Streaming: the peak of Python allocations while ingesting 12,000 lines is about that of
+    3,000 lines (one batch at a time), not four times as much."""
+    settings = IngestSettings.from_config(workspace.config)
+    warm = tmp_path / "warm.en.txt"
+    warm.write_text(good_lines(50))
+    ingest_paths(workspace.store, [str(warm)], settings, IngestOptions())  # imports, caches, models
+    peaks = {}
+    for n in (3000, 12000):
+        f = tmp_path / f"n{n}.en.txt"
+        f.write_text("".join(f"Plan {n}-{i} for the new bridge over the river was approved by the council.\n"
+                             for i in range(n)))
+        tracemalloc.start()
+        try:
+            summary = ingest_paths(workspace.store, [str(f)], settings, IngestOptions())
+            peaks[n] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert summary.kept == n
+    assert peaks[12000] < 1.5 * peaks[3000] + 512 * 1024, peaks
