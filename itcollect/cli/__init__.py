@@ -83,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="itcollect", standalone_mode=False)
-        return 0
+        rv = cli.main(args=args, prog_name="itcollect", standalone_mode=False)
+        # click returns the code of ctx.exit(n) / Exit(n) instead of raising it in this mode
+        return rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
