@@ -117,15 +117,19 @@ class FakeBatchAPI:
 
     async def create_file(self, request: web.Request) -> web.Response:
         self.requests["POST files"] += 1
-        form = await request.post()
-        purpose, upload = form.get("purpose"), form.get("file")
+        purpose, filename, content = None, None, None
+        async for part in await request.multipart():
+            data = await part.read()  # type: ignore[union-attr]
+            if part.name == "purpose":
+                purpose = data.decode()
+            elif part.name == "file":
+                filename, content = part.filename, bytes(data)  # type: ignore[union-attr]
         if purpose != "batch":
             return self._error(400, f"purpose must be 'batch' here, got {purpose!r}")
-        if upload is None or not hasattr(upload, "file"):
+        if content is None:
             return self._error(400, "missing file")
-        content = upload.file.read()
-        meta = self._store_file(content, upload.filename, "batch")
-        self.uploads.append({"id": meta["id"], "filename": upload.filename,
+        meta = self._store_file(content, filename or "upload.jsonl", "batch")
+        self.uploads.append({"id": meta["id"], "filename": filename,
                              "lines": content.count(b"\n") + (0 if content.endswith(b"\n") else 1)})
         return web.json_response(meta)
 
