@@ -366,3 +366,26 @@ def test_client_survives_a_second_event_loop(fake_openai, store):
     texts = [asyncio.run(client.chat("assistant", [{"role": "user", "content": f"loop {i}"}])).text for i in range(2)]
     asyncio.run(client.aclose())
     assert all(t.startswith("Answer ") for t in texts) and fake_openai.total_requests == 2
+
+
+def test_ledger_writes_are_grouped(fake_openai, store):
+    async def go():
+        client = LLMClient(make_config(), store, command="test", base_url=fake_openai.base_url, model="m",
+                           concurrency=32, env={})
+        try:
+            await asyncio.gather(*(client.chat("assistant", [{"role": "user", "content": f"g{i}"}])
+                                   for i in range(30)))
+            return client._ledger.commits
+        finally:
+            await client.aclose()
+
+    commits = run(go())
+    assert commits < 30  # 60 writes (pending + answer per call) in far fewer transactions
+    assert store.ledger_counts()["done"] == 30 and store.call_totals()["sent"] == 30
+
+
+def test_httpx_transport_fallback(fake_openai, store, monkeypatch):
+    monkeypatch.setenv("ITCOLLECT_HTTP_TRANSPORT", "httpx")
+    pieces = []
+    res, _ = run(_one(make_config(), store, fake_openai.base_url, on_delta=pieces.append))
+    assert res.text == "".join(pieces) and res.text.startswith("Answer ")
