@@ -82,7 +82,7 @@ def render_stats(stats: dict[str, Any]) -> str:
         batch = stats.get("batch") or {}
         if batch.get("batches"):
             lines.append(f"  batch API: {batch['batches']:,} batches ({batch['in_flight']:,} in flight, "
-                         f"{batch['calls_batched']:,} calls out), {batch['answered']:,} answers "
+                         f"{batch['calls_batched']:,} calls out), {batch['answered']:,} answers, "
                          f"${batch['cost_usd']:.4f} at batch prices, {batch['failed']:,} resubmitted")
     filt = stats["filter"]
     if filt["kept"] or filt["dropped"]:
