@@ -25,6 +25,7 @@ _LATIN_WORD = re.compile(r"[A-Za-z0-9\u00c0-\u024f]+(?:['’\-][A-Za-z0-9\u00c0-
 # Quoted spans: a request in Chinese quoting an English phrase (or the other way round) is judged
 # by the language it is written in, not by what it quotes.
 _QUOTED = re.compile(r"“[^”]*”|\"[^\"]*\"|「[^」]*」|『[^』]*』|‘[^’]*’|«[^»]*»|„[^“”]*[“”]|(?<!\w)'[^']+'(?!\w)")
+_NON_ALNUM = re.compile(r"[\W_]+")
 _FINAL_STOP = ("。", ".", "！", "!", "；", ";")
 
 _STOPWORDS = {
@@ -73,8 +74,7 @@ def lang_name(lang: str) -> str:
 # -- text measures -------------------------------------------------------------------------------
 def normalize_for_compare(text: str) -> str:
     """Case-, width- and punctuation-insensitive form used to decide whether two texts are "the same"."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in text if ch.isalnum())
+    return _NON_ALNUM.sub("", unicodedata.normalize("NFKC", text).casefold())
 
 
 def words(text: str) -> list[str]:
