@@ -47,6 +47,7 @@ ROLES = ("assistant", "annotator")
 #: Header carrying the call key, so a server (and our test double) can count calls exactly.
 CALL_KEY_HEADER = "X-Itcollect-Call-Key"
 
+
 @dataclass(slots=True)
 class ChatResult:
     """One answer. ``from_ledger``: answered from the store (or shared with an identical call in
@@ -299,6 +300,8 @@ class LLMClient:
 
     @property
     def cost_limit_reached(self) -> bool:
+        """The run spent ``max_cost_usd``: no new call is sent (calls already in flight finish, so
+        the total may pass the cap by what they cost)."""
         return self.max_cost_usd is not None and self.cost_usd >= self.max_cost_usd
 
     @property
@@ -592,7 +595,7 @@ class LLMClient:
         return text, finish, usage, model
 
     async def _record_answer(self, r: _Role, key: str, text: str, finish: str, usage: Any, model: str,
-                       latency_ms: float, attempts: int, est: int, body: dict) -> ChatResult:
+                             latency_ms: float, attempts: int, est: int, body: dict) -> ChatResult:
         pt = getattr(usage, "prompt_tokens", None)
         ct = getattr(usage, "completion_tokens", None)
         if pt is None:
@@ -613,7 +616,7 @@ class LLMClient:
         return ChatResult(text, finish, model, key, pt, ct, latency_ms, cost, False, attempts)
 
     async def _record_failure(self, key: str, reason: str, attempts: int, url: str, *,
-                        count_for_breaker: bool = True) -> None:
+                              count_for_breaker: bool = True) -> None:
         self.failed += 1
         await self._ledger.failed(key, error=reason, attempts=attempts)
         if not count_for_breaker:
