@@ -121,28 +121,36 @@ def assign_splits(groups: dict[str, Counter], validation_share: float, test_shar
 
 def build_row(d: dict[str, Any], turns: list[dict[str, Any]], system_prompt: str | None,
               run_id: int | None, gkey: str | None = None) -> dict[str, Any]:
-    """One dataset row: the stored active turns in order, plus provenance."""
-    messages = [{"role": t["role"], "content": t["content"]} for t in turns]
-    if system_prompt and not (messages and messages[0]["role"] == "system"):
-        messages.insert(0, {"role": "system", "content": system_prompt})
-    users = [t for t in turns if t["role"] == "user"]
-    answers = [t for t in turns if t["role"] == "assistant"]
+    """One dataset row: the stored active turns in order, plus provenance (one pass over the turns)."""
+    messages: list[dict[str, str]] = []
     models: list[str] = []
     hashes: list[str] = []
+    itypes: list[str | None] = []
+    authors: list[str | None] = []
+    answer_models: list[str | None] = []
+    templates: list[str | None] = []
+    created: list[str | None] = []
     for t in turns:
-        if t.get("model") and t["model"] not in models:
-            models.append(t["model"])
-        if t.get("template_hash") and t["template_hash"] not in hashes:
-            hashes.append(t["template_hash"])
-    itypes = []
-    for k, u in enumerate(users):
-        it = u.get("interaction_type")
-        if not it:
-            # the type may sit on the answer turn instead
-            idx = turns.index(u)
-            nxt = turns[idx + 1] if idx + 1 < len(turns) else None
-            it = (nxt or {}).get("interaction_type")
-        itypes.append(it or ("translate" if k == 0 and d.get("origin") != "imported" else None))
+        role = t["role"]
+        messages.append({"role": role, "content": t["content"]})
+        model, th = t.get("model"), t.get("template_hash")
+        if model and model not in models:
+            models.append(model)
+        if th and th not in hashes:
+            hashes.append(th)
+        templates.append(t.get("template_name"))
+        created.append(t.get("created_at"))
+        if role == "user":
+            itypes.append(t.get("interaction_type"))
+            authors.append(t.get("author"))
+        elif role == "assistant":
+            answer_models.append(model)
+            if itypes and itypes[-1] is None and t.get("interaction_type"):
+                itypes[-1] = t["interaction_type"]  # the type may sit on the answer turn instead
+    if itypes and itypes[0] is None and d.get("origin") != "imported":
+        itypes[0] = "translate"
+    if system_prompt and not (messages and messages[0]["role"] == "system"):
+        messages.insert(0, {"role": "system", "content": system_prompt})
     return {
         "id": d["id"],
         "messages": messages,
@@ -155,11 +163,11 @@ def build_row(d: dict[str, Any], turns: list[dict[str, Any]], system_prompt: str
         "origin": d.get("origin"), "annotator": d.get("annotator"),
         "models": models, "template_hashes": hashes,
         "created_at": d.get("created_at"),
-        "n_user_turns": len(users),
-        "user_turn_authors": [u.get("author") for u in users],
-        "turn_models": [a.get("model") for a in answers],
-        "turn_templates": [t.get("template_name") for t in turns],
-        "turn_created_at": [t.get("created_at") for t in turns],
+        "n_user_turns": len(itypes),
+        "user_turn_authors": authors,
+        "turn_models": answer_models,
+        "turn_templates": templates,
+        "turn_created_at": created,
         "origin_file": d.get("origin_file"),
         "filter_run_id": run_id,
     }

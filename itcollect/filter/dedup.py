@@ -46,17 +46,16 @@ def keep_key(origin: str | None, n_user_turns: int, created_at: str | None, dial
     return (_ORIGIN_RANK.get(origin or "", 3), -n_user_turns, created_at or "", dialogue_id)
 
 
-def exact_key(turns: Sequence[dict[str, Any]], norms: Sequence[str] | None = None) -> str:
-    """Hash of the normalised dialogue (role + case/space/punctuation-insensitive text per turn)."""
-    from .rules import norm
-
-    if norms is None:
-        norms = [norm(t["content"]) for t in turns]
+def exact_key(turns: Sequence[dict[str, Any]], tokens: Sequence[list[str]] | None = None) -> str:
+    """Hash of the normalised dialogue: role and lower-cased word/Han-character tokens of each turn
+    (so case, spacing and punctuation do not matter)."""
+    if tokens is None:
+        tokens = [_TOKEN.findall(t["content"].lower()) for t in turns]
     h = hashlib.blake2b(digest_size=16)
-    for t, n in zip(turns, norms):
+    for t, toks in zip(turns, tokens):
         h.update(t["role"].encode())
         h.update(b"\x1f")
-        h.update(n.encode("utf-8"))
+        h.update(" ".join(toks).encode("utf-8"))
         h.update(b"\x1e")
     return h.hexdigest()
 

@@ -136,10 +136,9 @@ class DialogueView:
     langs: list[str | None]
     reference: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    #: filled by :func:`check_dialogue` and re-used by dedup: lower-cased tokens and the
-    #: normalised text of every turn (each turn is tokenised and normalised once per run)
+    #: filled by :func:`check_dialogue` and re-used by dedup: the lower-cased tokens of every turn
+    #: (each turn is tokenised once per run)
     tokens: list[list[str]] = field(default_factory=list)
-    norms: list[str] = field(default_factory=list)
 
     @property
     def source(self) -> str:
@@ -273,7 +272,6 @@ def check_dialogue(view: DialogueView, th: Thresholds) -> tuple[list[str], dict[
     maybe_refusal = any(k in answers_low for k in REFUSAL_KEYWORDS)
     maybe_identity = any(k in answers_low for k in IDENTITY_KEYWORDS)
     view.tokens = [_TOKEN.findall(x) for x in lows]
-    view.norms = [norm(t["content"]) for t in turns]
     source = view.source
     src_lang, tgt, instr = d.get("src_lang"), d.get("tgt_lang"), d.get("instruction_lang")
     first_answer: int | None = None
@@ -307,7 +305,7 @@ def check_dialogue(view: DialogueView, th: Thresholds) -> tuple[list[str], dict[
                 and tgt != src_lang and copies_text(content, source):
             add("copies_source", turn=i)
         if prev_answer is not None and (itype in _REVISION_TYPES or itype is None) \
-                and view.norms[i] == view.norms[prev_answer]:
+                and view.tokens[i] == view.tokens[prev_answer]:
             add("copies_previous", turn=i)
         if (t.get("finish_reason") or "") == "length":
             add("truncated", turn=i)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..langid import detect_languages
 from . import dedup
-from .rules import DialogueView, Thresholds, check_dialogue, first_reference, norm, text_to_detect, tokens_of
+from .rules import DialogueView, Thresholds, check_dialogue, first_reference, text_to_detect, tokens_of
 
 
 @dataclass
@@ -75,7 +75,7 @@ class _Judge:
 
     def page(self, bounds: tuple[int, int], store: Any = None) -> _PageResult:
         store = store if store is not None else self.store()
-        items = list(store.iter_corpus(after=bounds[0], upto=bounds[1]))
+        items = list(store.iter_corpus(after=bounds[0], upto=bounds[1], slim=True))
         return self.judge(items, store)
 
     def judge(self, items: list[tuple[dict[str, Any], list[dict[str, Any]]]], store: Any) -> _PageResult:
@@ -107,11 +107,10 @@ class _Judge:
             res.reasons.append(reasons)
             res.details.append(detail)
             res.keep_keys.append(dedup.keep_key(d.get("origin"), n_user, d.get("created_at"), d["id"]))
-            if not view.norms:  # structure rules stopped early: compute what dedup needs here
-                view.norms = [norm(t["content"]) for t in turns]
+            if not view.tokens:  # structure rules stopped early: compute what dedup needs here
                 view.tokens = [tokens_of(t["content"]) for t in turns]
             body = [k for k, t in enumerate(turns) if t["role"] != "system"]
-            res.exact_keys.append(dedup.exact_key([turns[k] for k in body], [view.norms[k] for k in body]))
+            res.exact_keys.append(dedup.exact_key([turns[k] for k in body], [view.tokens[k] for k in body]))
             if self.hasher is not None:
                 req_tokens.append([w for k in body if turns[k]["role"] == "user" for w in view.tokens[k]])
                 dia_tokens.append([w for k in body for w in view.tokens[k]])
