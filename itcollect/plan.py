@@ -94,6 +94,32 @@ def _shuffled(quota: dict[str, int], rng: random.Random) -> list[str]:
     return items
 
 
+def _no_repeats(dealt: list[list[str]]) -> None:
+    """Swap follow-up types between the block's dialogues so no dialogue asks for the same type twice
+    in a row ("make it a headline" twice reads like a bug, and the second answer cannot differ).
+    A permutation inside the block: the quotas are untouched. Deterministic, best effort."""
+
+    def fits(lst: list[str], j: int, t: str) -> bool:
+        return (j == 0 or lst[j - 1] != t) and (j + 1 >= len(lst) or lst[j + 1] != t)
+
+    n = len(dealt)
+    for di in range(n):
+        lst = dealt[di]
+        for j in range(1, len(lst)):
+            if lst[j] != lst[j - 1]:
+                continue
+            done = False
+            for step in range(1, n):
+                other = dealt[(di + step) % n]
+                for m, cand in enumerate(other):
+                    if cand != lst[j] and fits(lst, j, cand) and fits(other, m, lst[j]):
+                        other[m], lst[j] = lst[j], cand
+                        done = True
+                        break
+                if done:
+                    break
+
+
 def _pick(seq: Sequence[Any], rand: Any) -> Any:
     return seq[int(rand() * len(seq))]
 
@@ -188,10 +214,12 @@ def _turn_params(types: list[str], rng: random.Random, *, src_lang: str, tgt_lan
     out: list[dict[str, Any]] = [{}]
     current = tgt_lang
     rand = rng.random
+    used: set[str] = set()
     for t in types[1:]:
         p: dict[str, Any] = {}
-        if t == "style":
-            p["register"] = _pick(STYLE_REGISTERS, rand)
+        if t == "style":  # a register not asked for earlier in the dialogue
+            p["register"] = _pick([r for r in STYLE_REGISTERS if r not in used] or STYLE_REGISTERS, rand)
+            used.add(p["register"])
         elif t == "length":
             p["mode"] = _pick(LENGTH_MODES, rand)
             if p["mode"] == "max":
@@ -238,11 +266,14 @@ def plan_specs(store: Any, config: dict[str, Any], n_dialogues: int, seed: int =
         types = _shuffled(types_q.take(slots), _rng(seed, "types", block_start))
         constrained = _shuffled(constr_q.take(size), _rng(seed, "constr", block_start))
         rng = _rng(seed, "spec", block_start)
-        pos = 0
+        dealt, pos = [], 0
+        for i in range(size):
+            dealt.append(types[pos:pos + turns[i] - 1])
+            pos += turns[i] - 1
+        _no_repeats(dealt)
         for i in range(size):
             seq = block_start + i
-            ts = ["translate", *types[pos:pos + turns[i] - 1]]
-            pos += turns[i] - 1
+            ts = ["translate", *dealt[i]]
             src, tgt = pairs[i].split("-")
             # The same draws for every position, used or not, so a position never depends on another.
             variant, n_terms, term_seed = int(rng.random() * FIRST_TURN_VARIANTS), \

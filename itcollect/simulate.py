@@ -379,6 +379,9 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
     stop: list[str] = []
     last_postfix = [0.0]
     last_call_error: list[str | None] = [None]
+    # Calls out in a Batch API batch are answered by the batch run; a batch run claims its dialogues,
+    # so only calls batched before this run started can be met here.
+    any_batched = store.ledger_counts().get("batched", 0) > 0
 
     def postfix(force: bool = False) -> None:
         if bar is None:
@@ -417,10 +420,10 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
             if step.kind == "template":
                 driver.record(store, state, step, driver.apply(state, step))
                 continue
-            key = client.call_key(step.role, step.messages or [], sample=step.sample)
-            row = store.ledger_lookup(key)
-            if row is not None and row.get("status") == "batched":
-                return "parked", None
+            if any_batched:  # only a workspace with calls out in a batch pays for this look-up
+                row = store.ledger_lookup(client.call_key(step.role, step.messages or [], sample=step.sample))
+                if row is not None and row.get("status") == "batched":
+                    return "parked", None
             try:
                 result = await client.chat(step.role, step.messages or [], sample=step.sample)
             except LLMCallError as exc:

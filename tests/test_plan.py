@@ -80,6 +80,11 @@ def test_proportions_within_one_point_at_10k(tmp_path):
         assert 1 <= len(s["params"].get("must_include", [1])) <= 3
     uses = Counter(s["source_id"] for s in specs)
     assert max(uses.values()) <= CFG["mix"]["max_uses_per_source"]
+    # no dialogue asks for the same type twice in a row, nor for the same register twice
+    assert not [s for s in specs if any(a == b for a, b in zip(s["interaction_types"], s["interaction_types"][1:]))]
+    for s in specs:
+        regs = [p["register"] for p in s["params"]["turns"] if "register" in p]
+        assert len(regs) == len(set(regs))
 
 
 def test_deterministic_for_a_seed_and_differs_across_seeds(tmp_path):
