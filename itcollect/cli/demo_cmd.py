@@ -11,7 +11,7 @@ import click
 def demo(directory: str, base_url: str | None, model: str | None, dialogues: int) -> None:
     """Run the whole pipeline offline in DIRECTORY (default ./itcollect-demo) on the bundled model.
 
-    init, ingest the bundled news samples, plan, simulate on a local llama.cpp server
+    init, ingest the bundled news samples, import example dialogues, plan, simulate on a local llama.cpp server
     (itcollect[local]), filter, export --format all, stats. Re-running reuses the workspace and the
     request ledger. The tiny local model shows the pipeline, not translation quality; --base-url
     and --model run the same demo on a real endpoint.
