@@ -110,18 +110,21 @@ startup_timeout_s = 120.0
 dir = ""
 
 [mix]
-# What `plan` produces. Weights are relative (they need not sum to 1).
+# What `plan` produces. Weights are relative (they need not sum to 1); the realised shares match
+# them exactly (quotas, not sampling). Changing the mix affects only specs planned afterwards.
 # Source -> target language pairs.
 pairs = { "en-zh" = 0.35, "zh-en" = 0.35, "en-de" = 0.08, "en-fr" = 0.08, "zh-de" = 0.07, "zh-fr" = 0.07 }
 # The language the user writes requests in, independent of the pair (BayLing: en or zh).
 instruction_langs = { en = 0.5, zh = 0.5 }
 # Number of user turns per dialogue (the first asks for the translation).
 turns = { "2" = 0.30, "3" = 0.30, "4" = 0.25, "5" = 0.15 }
-# Interaction types for the turns after the first (see annotation_guidelines/).
+# Interaction types for the turns after the first, as a share of all those turns (ids from
+# itcollect/taxonomy.py, described in annotation_guidelines/; retarget needs 3+ workspace.languages).
 interaction_types = { terminology = 0.12, style = 0.12, length = 0.10, polish = 0.12, correct = 0.10, explain = 0.10, retarget = 0.08, back_translate = 0.06, follow_up = 0.20 }
-# Share of first turns that ask for a constrained translation with 1-3 must-include terms.
+# Share of first turns that ask for a constrained translation with 1-3 must-include terms (taken from
+# the reference translation; a source without one offers only numbers and names, or none).
 must_include_share = 0.3
-# A source sentence is used by at most this many dialogues.
+# A source sentence is used by at most this many dialogues (over all plan seeds).
 max_uses_per_source = 3
 
 [simulate]
