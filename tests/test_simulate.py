@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -158,9 +159,13 @@ def test_endpoint_down_stops_with_exit_1_and_keeps_work(tmp_path, fake_openai):
     ws = Workspace(root)
     assert ws.store.spec_counts()["in_progress"] == 0  # claims given back
     fake_openai.set_faults({})
-    r = run_cli("-C", str(root), "simulate", "--base-url", fake_openai.base_url, "--model", "fake-model")
+    r = run_cli("-C", str(root), "simulate", "--base-url", fake_openai.base_url, "--model", "fake-model", "--json",
+                env={"ITCOLLECT_PROGRESS": "1"})
     assert r.returncode == 0, r.stderr
     assert ws.store.spec_counts()["done"] == 20
+    out = json.loads(r.stdout)
+    assert out["done"] == 20 and out["failed"] == 0 and out["calls"]["sent"] > 0
+    assert "simulate" in r.stderr and "calls/s" in r.stderr and "tok" in r.stderr  # the progress bar
     ws.close()
 
 
@@ -317,4 +322,24 @@ def test_limit_and_two_processes_share_a_workspace(tmp_path, fake_openai):
     ws = Workspace(root)
     assert check_dialogues(ws) == Counter(done=60)
     assert not fake_openai.paid_twice()
+    ws.close()
+
+
+def test_resume_asks_the_same_sample_again(tmp_path, fake_openai):
+    """The sample number of a turn is the count of rejected samples stored at its position, so a
+    process that died after a rejection asks for the next sample, never an old one."""
+    from itcollect.simulate import Outcome
+
+    ws = make_ws(tmp_path, 1)
+    driver = DialogueDriver(ws.config, assistant_model="m", annotator_model="m")
+    spec = next(ws.store.iter_specs())
+    state = driver.load(ws.store, spec)
+    step = driver.next_step(state)
+    driver.record(ws.store, state, step, driver.apply(state, step))
+    step = driver.next_step(state)
+    assert step.kind == "assistant" and step.sample == 0
+    driver.record(ws.store, state, step, Outcome("", ["empty"]))
+    again = driver.load(ws.store, spec)  # as a new process would
+    assert len(again.turns) == 1 and driver.next_step(again).sample == 1
+    assert driver.next_step(again).messages == step.messages
     ws.close()
