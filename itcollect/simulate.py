@@ -116,6 +116,7 @@ class DialogueDriver:
         self.max_turn_retries = int(config["simulate"]["max_turn_retries"])
         self.assistant_model = assistant_model
         self.annotator_model = annotator_model
+        self._assistant_system: dict[str, Any] = {}
 
     # -- state -------------------------------------------------------------------------------------
     def load(self, store: Any, spec: dict[str, Any], *, create: bool = True) -> DialogueState:
@@ -209,7 +210,9 @@ class DialogueDriver:
             return Step("annotator", idx, k, t, user_r.name, user_r.hash, instr, params, messages=messages,
                         sample=sample, provenance={"system_template": sys_r.name,
                                                    "system_template_hash": sys_r.hash})
-        sys_r = self.prompts.render("assistant_system.j2", instruction_lang=instr)
+        sys_r = self._assistant_system.get(instr)
+        if sys_r is None:  # the same for every dialogue of an instruction language: render once
+            sys_r = self._assistant_system[instr] = self.prompts.render("assistant_system.j2", instruction_lang=instr)
         messages = [{"role": "system", "content": sys_r.text}]
         messages += [{"role": x["role"], "content": x["content"]} for x in state.turns]
         return Step("assistant", idx, k, t, sys_r.name, sys_r.hash, answer_language(t, ctx), params,
