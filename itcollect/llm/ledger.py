@@ -16,7 +16,6 @@ which is everything the resume-after-``kill -9`` guarantees rely on. Counter upd
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from ..store import Store, utcnow
 
@@ -92,6 +91,3 @@ class LedgerWriter:
                 fut.set_exception(error)
         if error is not None and not waiters:
             raise error
-
-    def pending_writes(self) -> dict[str, Any]:
-        return {"begin": len(self._begin), "done": len(self._done), "failed": len(self._failed)}

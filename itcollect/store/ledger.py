@@ -6,9 +6,10 @@ Its row goes ``pending`` before the HTTP request leaves, ``done`` with the answe
 an OpenAI Batch. After ``kill -9`` a ``pending`` row is simply sent again; a ``done`` row is
 answered from the ledger and never paid twice.
 
-The writes are on the hot path of a simulate run (two per call), so they are single prepared
-statements in their own short transaction; the run's counters (``llm_runs``) are updated in the
-same transaction as the answer, so a crash never leaves them disagreeing with the ledger.
+The writes are on the hot path of a simulate run (two per call): the LLM client batches the writes
+of one event-loop turn into one ``ledger_apply`` transaction, and the run's counters (``llm_runs``)
+are updated in the same transaction as the answers, so a crash never leaves them disagreeing with
+the ledger.
 """
 
 from __future__ import annotations
@@ -68,19 +69,6 @@ class LedgerMixin(StoreCore):
         """
         self._ledger_exec(_BEGIN_SQL, (key, role, model, base_url, request_json, utcnow()))
 
-    def ledger_done(self, key: str, *, response: str, finish_reason: str | None, prompt_tokens: int,
-                    completion_tokens: int, cost_usd: float, latency_ms: float | None, attempts: int,
-                    run_id: int | None = None) -> None:
-        """Store the answer of a call and add its usage to the run's counters, atomically.
-
-        A row already ``done`` (another process answered it first) keeps its first answer.
-        """
-        self.ledger_apply(
-            done=[(response, finish_reason, prompt_tokens, completion_tokens, cost_usd, latency_ms, attempts,
-                   utcnow(), key)],
-            run_id=run_id, run_deltas={"sent": 1, "prompt_tokens": prompt_tokens,
-                                       "completion_tokens": completion_tokens, "cost_usd": cost_usd})
-
     def ledger_failed(self, key: str, *, error: str, attempts: int, run_id: int | None = None) -> None:
         """Mark a call failed after its retries (a later run sends it again) and count it."""
         self.ledger_apply(failed=[(error, attempts, key)], run_id=run_id, run_deltas={"failed": 1})
@@ -111,10 +99,6 @@ class LedgerMixin(StoreCore):
             if deltas and run_id is not None:
                 sets = ", ".join(f"{k}={k}+?" for k in deltas)
                 c.execute(f"UPDATE llm_runs SET {sets} WHERE id=?", (*deltas.values(), run_id))
-
-    def ledger_forget_pending(self, key: str) -> None:
-        """Drop a ``pending`` row whose call was never sent (e.g. the run stopped before sending)."""
-        self._ledger_exec("DELETE FROM llm_calls WHERE key=? AND status='pending'", (key,))
 
     def ledger_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(LEDGER_STATUSES, 0)
@@ -176,22 +160,8 @@ class LedgerMixin(StoreCore):
             cur = c.execute("INSERT INTO llm_runs(command, started_at) VALUES (?,?)", (command, utcnow()))
             return int(cur.lastrowid)
 
-    def add_run_counts(self, run_id: int, **deltas: float) -> None:
-        """Add to a run's counters (``sent``, ``from_ledger``, ``failed``, tokens, ``cost_usd``)."""
-        bad = set(deltas) - set(_RUN_COUNTERS)
-        if bad:
-            raise ValueError(f"unknown run counters {sorted(bad)}")
-        if not deltas:
-            return
-        sets = ", ".join(f"{k}={k}+?" for k in deltas)
-        self._ledger_exec(f"UPDATE llm_runs SET {sets} WHERE id=?", (*deltas.values(), run_id))
-
     def finish_llm_run(self, run_id: int) -> None:
         self._ledger_exec("UPDATE llm_runs SET finished_at=? WHERE id=?", (utcnow(), run_id))
-
-    def get_llm_run(self, run_id: int) -> dict[str, Any] | None:
-        rows = self.query("SELECT * FROM llm_runs WHERE id=?", (run_id,))
-        return dict(rows[0]) if rows else None
 
     def call_totals(self) -> dict[str, Any]:
         """Counts over all runs, and tokens/cost of the answers paid for (each call once)."""
