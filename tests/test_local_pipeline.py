@@ -156,6 +156,10 @@ def test_session_local_streams_answers_and_records_provenance(tmp_path):
                 assert call is not None and call["status"] == "done"
                 assert call["response"].strip() == t["content"].strip()
                 assert call["base_url"].startswith("http://127.0.0.1:")
+        # The second answer's call sent the whole conversation: request, answer, request.
+        request = json.loads(w.store.ledger_lookup(turns[-1]["call_key"])["request"])
+        convo = [(m["role"], m["content"]) for m in request["messages"] if m["role"] != "system"]
+        assert convo == [(t["role"], t["content"]) for t in turns[:-1] if t["role"] != "system"]
     calls = _stats(ws)["calls"]
     assert calls["sent"] >= 2 and calls["failed"] == 0 and calls["cost_usd"] == 0
 
@@ -191,11 +195,14 @@ def test_simulate_and_session_local_then_filter_and_export(tmp_path):
                     assert call["response"].strip() and call["prompt_tokens"] > 0
                     roles_seen.add(call["role"])
                     assert t["model"] == BUNDLED_MODEL_NAME
-            # Past the first answer, the annotator's call is grounded in the conversation so far, and
-            # the next answer's call carries the whole conversation back to the server.
-            if len(turns) >= 3:
-                request = json.loads(w.store.ledger_lookup(turns[2]["call_key"])["request"])
-                assert turns[1]["content"].strip() in json.dumps(request["messages"], ensure_ascii=False)
+            # Past the first answer, every annotator call (a kept or a rejected sample) is grounded in
+            # the conversation so far, and the next answer's call carries the conversation back.
+            if len(turns) >= 2:
+                samples = [t for t in w.store.get_turns(d["id"], include_inactive=True) if t["idx"] == 2]
+                for t in samples:
+                    request = json.loads(w.store.ledger_lookup(t["call_key"])["request"])
+                    assert turns[1]["content"].strip() in "\n".join(m["content"] for m in request["messages"])
+                    roles_seen.add("annotator")
             if len(turns) >= 4:
                 request = json.loads(w.store.ledger_lookup(turns[3]["call_key"])["request"])
                 convo = [(m["role"], m["content"]) for m in request["messages"] if m["role"] != "system"]
