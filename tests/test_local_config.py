@@ -90,3 +90,43 @@ def test_demo_finds_its_bundled_data():
 def test_demo_with_model_but_no_base_url_is_usage_error(tmp_path):
     r = run_cli("demo", str(tmp_path / "d"), "--model", "x")
     assert r.returncode == 2 and "--base-url" in r.stderr
+
+
+def test_demo_runs_every_stage_on_an_endpoint_and_reuses_everything_on_rerun(tmp_path, fake_openai):
+    """The demo's orchestration, against the suite's loopback server (the --base-url switch); the
+    local llama.cpp path of the same stages is covered in test_local_pipeline.py."""
+    import json
+
+    import datasets
+
+    demo_dir = tmp_path / "demo"
+    args = ("demo", str(demo_dir), "--dialogues", "6", "--base-url", fake_openai.base_url, "--model", "fake-model")
+    r = run_cli(*args, env={"OPENAI_API_KEY": ""}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "[8/8] stats" in r.stdout and f"dataset:   {demo_dir / 'export' / 'hf'}" in r.stdout
+    assert "SmolLM2" not in r.stdout.split("Demo finished")[1]  # the tiny-model note is for --local only
+    sent = fake_openai.total_requests
+    assert sent >= 6
+    stats = json.loads(run_cli("-C", str(demo_dir), "stats", "--json").stdout)
+    assert stats["specs"]["total"] == 6 and stats["specs"]["pending"] == 0
+    assert stats["dialogues"]["by_origin"]["imported"] == 8
+    assert stats["calls"]["sent"] == sent
+    dd = datasets.load_from_disk(str(demo_dir / "export" / "hf"))
+    rows = [row for split in dd.values() for row in split]
+    assert len(rows) == stats["filter"]["kept"] >= 8
+    assert (demo_dir / "export" / "sharegpt.json").is_file() and (demo_dir / "export" / "dataset_info.json").is_file()
+    config = (demo_dir / "itcollect.toml").read_text(encoding="utf-8")
+    assert "# itcollect demo" in config
+
+    # A re-run reuses the workspace: nothing ingested, imported, planned or sent again.
+    r = run_cli(*args, env={"OPENAI_API_KEY": ""}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "reusing the existing workspace" in r.stdout and "not ingesting again" in r.stdout
+    assert "nothing to send" in r.stdout
+    assert fake_openai.total_requests == sent
+    again = json.loads(run_cli("-C", str(demo_dir), "stats", "--json").stdout)
+    for key in ("sources", "specs", "dialogues", "turns", "filter"):
+        if key == "filter":
+            assert again[key]["kept"] == stats[key]["kept"]
+        else:
+            assert again[key] == stats[key], key
