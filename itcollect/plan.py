@@ -31,8 +31,8 @@ from .errors import ConfigError, InputError
 from .taxonomy import EXPLAIN_KINDS, FOLLOW_TYPES, FOLLOW_UP_KINDS, LENGTH_MODES, STYLE_REGISTERS
 
 BLOCK = 100
-#: Paraphrase variants of the first-turn templates a spec may pick (12 forms x 4 constraint forms).
-FIRST_TURN_VARIANTS = 48
+#: Paraphrase variants of the first-turn templates a spec may pick (20 forms x 4 constraint forms).
+FIRST_TURN_VARIANTS = 80
 
 _HAN_CHUNK_SPLIT = re.compile(r"[\s，。、；：？！“”‘’（）《》「」『』,.;:?!()\"'0-9A-Za-z的了在是和与对将为把被也都而及并从向于以等这那个其之]+")
 _LATIN_TERM = re.compile(r"[^\W\d_][\w’'-]*[^\W_]|\d{2,}")

@@ -24,8 +24,8 @@ def first(p, lang, variant=0, terms=(), source="The government presented a new h
 def test_many_paraphrases_per_instruction_language():
     p = Prompts()
     for lang in ("en", "zh"):
-        texts = {first(p, lang, v).text for v in range(40)}
-        assert len(texts) >= 10, lang
+        texts = {first(p, lang, v).text for v in range(80)}
+        assert len(texts) >= 20, lang
         for t in texts:
             assert "The government presented a new housing bill on Monday." in t
     assert "German" in first(p, "en").text
