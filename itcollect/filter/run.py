@@ -87,7 +87,12 @@ class _Judge:
                     todo.append((t, text_to_detect(t, d.get("source_text"))))
         langs: list[tuple[str, int]] = []
         if todo:
-            found = detect_languages([x for _, x in todo], self.languages, self.backend)
+            # normally done before the pages (detect_missing_languages); what is left (turns added
+            # meanwhile) is detected in small batches, which stay off lingua's thread pool: this
+            # may run in a forked worker
+            texts = [x for _, x in todo]
+            found = [lang for i in range(0, len(texts), 64)
+                     for lang in detect_languages(texts[i:i + 64], self.languages, self.backend)]
             for (t, _), lang in zip(todo, found):
                 t["detected_lang"] = lang or ""
                 langs.append((lang or "", t["id"]))
@@ -134,6 +139,18 @@ def _work(bounds: tuple[int, int]) -> _PageResult:
     return _WORKER.page(bounds)
 
 
+def detect_missing_languages(store: Any, languages: tuple[str, ...], backend: str) -> int:
+    """Detect and cache the language of every active turn of a finished dialogue that has none yet
+    (in this process, before any worker is forked). Returns how many turns were detected."""
+    n = 0
+    for batch in store.iter_undetected_turns():
+        texts = [text_to_detect({"role": role, "content": content}, source) for _tid, role, content, source in batch]
+        found = detect_languages(texts, languages, backend)
+        store.set_detected_langs([(lang or "", row[0]) for row, lang in zip(batch, found)])
+        n += len(batch)
+    return n
+
+
 def default_workers() -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
@@ -162,7 +179,7 @@ def run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None = No
     workers = default_workers() if workers is None else max(1, workers)
 
     results: list[_PageResult] = []
-    detected_total = 0
+    detected_total = detect_missing_languages(store, languages, backend)
     with progress(total=total, desc="filter", unit=" dialogues") as bar:
         def take(res: _PageResult) -> None:
             nonlocal detected_total

@@ -82,6 +82,20 @@ class VerdictsMixin(StoreCore):
         return int(self.scalar("SELECT COUNT(*) FROM dialogues d LEFT JOIN verdicts v ON v.dialogue_id=d.id"
                                " WHERE d.status='done' AND v.dialogue_id IS NULL") or 0)
 
+    def iter_undetected_turns(self, batch_size: int = 5000):
+        """(turn id, role, content, dialogue source text) of active turns of finished dialogues whose
+        language was never detected, in batches (lists)."""
+        last = 0
+        while True:
+            rows = self.query(
+                "SELECT t.id, t.role, t.content, d.source_text FROM turns t JOIN dialogues d ON d.id=t.dialogue_id"
+                " WHERE t.id > ? AND t.detected_lang IS NULL AND t.state='active' AND d.status='done'"
+                " ORDER BY t.id LIMIT ?", (last, batch_size))
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [tuple(r) for r in rows]
+
     def set_detected_langs(self, pairs: Iterable[tuple[str | None, int]]) -> None:
         """Cache detected languages: (lang, turn_id) pairs ('' marks 'no letters to judge')."""
         with self.transaction() as c:
