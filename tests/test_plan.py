@@ -161,3 +161,16 @@ def test_plan_cli(tmp_path):
     r = run_cli("-C", str(tmp_path / "ws"), "plan", "--dialogues", "5000")
     assert r.returncode == 1 and "not enough source sentences" in r.stderr and "Traceback" not in r.stderr
     assert run_cli("-C", str(tmp_path / "ws"), "plan").returncode == 2
+
+
+def test_without_references_terms_come_only_from_what_survives_translation(tmp_path):
+    store = make_store(tmp_path, n_en=400, n_zh=400, refs=False)
+    plan_specs(store, CFG, 1000, seed=5)
+    specs = list(store.iter_specs())
+    texts = {sid: t for lang in ("en", "zh") for sid, t in store.planning_sources(lang)}
+    constrained = [s for s in specs if s["params"].get("must_include")]
+    assert constrained and len(constrained) / len(specs) <= CFG["mix"]["must_include_share"] + 0.01
+    for s in constrained:
+        for term in s["params"]["must_include"]:
+            assert term in texts[s["source_id"]]  # verbatim from the source: a number or a name
+            assert term.isdigit() or (s["src_lang"] != "zh" and s["tgt_lang"] != "zh" and term[:1].isupper())
