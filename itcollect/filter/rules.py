@@ -199,27 +199,27 @@ def tokens_of(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
-def repeated_ngram(text: str, n: int, max_count: int, tokens: list[str] | None = None) -> tuple[str, int] | None:
-    """The most repeated word n-gram (character 2n-gram for Chinese) if it reaches ``max_count``."""
-    if _HAN.search(text) and len(_HAN.findall(text)) > len(text) * 0.3:
-        chars = _SPACES.sub("", text)
-        k = 2 * n
-        grams = [chars[i:i + k] for i in range(len(chars) - k + 1)]
+def repeated_ngram(text: str, n: int, max_count: int, tokens: list[str] | None = None,
+                   lang: str | None = None) -> tuple[str, int] | None:
+    """The most repeated n-gram of tokens if it occurs ``max_count`` times or more: word n-grams, or
+    for Chinese (``lang`` "zh", or Han-heavy text) 2n-grams of characters (punctuation ignored)."""
+    toks = tokens if tokens is not None else tokens_of(text)
+    if lang is None:
+        zh = bool(_HAN.search(text)) and len(_HAN.findall(text)) > len(text) * 0.3
     else:
-        toks = tokens if tokens is not None else tokens_of(text)
-        n_grams = len(toks) - n + 1
-        if n_grams < max_count:
-            return None
-        # a gram seen max_count times needs at least max_count - 1 repeats among the grams
-        if n_grams - len(set(zip(*(toks[i:] for i in range(n))))) < max_count - 1:
-            return None
-        grams = list(zip(*(toks[i:] for i in range(n))))
-    if len(grams) - len(set(grams)) < max_count - 1:
+        zh = lang == "zh"
+    k = 2 * n if zh else n
+    n_grams = len(toks) - k + 1
+    if n_grams < max_count:
         return None
-    gram, count = Counter(grams).most_common(1)[0]
+    uniq = set(zip(*(toks[i:] for i in range(k))))
+    # a gram seen max_count times needs at least max_count - 1 repeats among the grams
+    if n_grams - len(uniq) < max_count - 1:
+        return None
+    gram, count = Counter(zip(*(toks[i:] for i in range(k)))).most_common(1)[0]
     if count < max_count:
         return None
-    return ("".join(gram) if isinstance(gram, str) else " ".join(gram)), count
+    return ("".join(gram) if zh else " ".join(gram)), count
 
 
 def _turn_type(turns: list[dict[str, Any]], i: int) -> str | None:
@@ -322,7 +322,7 @@ def check_dialogue(view: DialogueView, th: Thresholds) -> tuple[list[str], dict[
                 ident = m2.group(0)
         if ident is not None:
             add("identity_leak", turn=i, match=ident)
-        rep = repeated_ngram(content, th.repeat_ngram_n, th.repeat_ngram_max, view.tokens[i])
+        rep = repeated_ngram(content, th.repeat_ngram_n, th.repeat_ngram_max, view.tokens[i], lang)
         if rep is not None:
             add("repeated_ngrams", turn=i, ngram=rep[0], count=rep[1])
         prev_answer = i
