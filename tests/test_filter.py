@@ -247,9 +247,11 @@ def test_filter_cli_exit_codes(tmp_path):
     ws = init_workspace(tmp_path / "ws")
     add_dialogue(ws.store, en_dialogue(5))
     ws.close()
-    r = run_cli("-C", str(tmp_path / "ws"), "filter")
+    r = run_cli("-C", str(tmp_path / "ws"), "filter", "--workers", "2")
     assert r.returncode == 0, r.stderr
     assert "kept 1" in r.stdout
+    r = run_cli("-C", str(tmp_path / "ws"), "filter", "--workers", "0")
+    assert r.returncode == 2
     r = run_cli("-C", str(tmp_path / "ws"), "filter", "--near-dup-threshold", "2")
     assert r.returncode == 2
     r = run_cli("-C", str(tmp_path / "nowhere"), "filter")

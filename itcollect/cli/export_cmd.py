@@ -15,9 +15,11 @@ import click
               help="Share of dialogues in the test split (default: [export].test_share).")
 @click.option("--push-to-hub", "push_to_hub", metavar="REPO", default=None,
               help="Also push the DatasetDict to the Hugging Face Hub (token from HF_TOKEN).")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Processes rendering rows in parallel (default: the usable cores, at most 4).")
 @click.pass_obj
 def export(state, out: str, fmt: str, system_prompt: str | None, validation_share: float | None,
-           test_share: float | None, push_to_hub: str | None) -> None:
+           test_share: float | None, push_to_hub: str | None, workers: int | None) -> None:
     """Export the dialogues the latest filter run kept (run 'itcollect filter' first).
 
     Splits train/validation/test never share a source sentence.
@@ -28,7 +30,7 @@ def export(state, out: str, fmt: str, system_prompt: str | None, validation_shar
         new = ws.store.unfiltered_done_count()
         result = export_dataset(ws.store, ws.config, out, fmt=fmt, system_prompt=system_prompt,
                                 validation_share=validation_share, test_share=test_share,
-                                push_to_hub=push_to_hub)
+                                push_to_hub=push_to_hub, workers=workers)
     if new:
         click.echo(f"note: {new:,} finished dialogues have no verdict yet and were not exported; "
                    "run 'itcollect filter' to include them", err=True)

@@ -8,8 +8,10 @@ import click
               help="Run near-duplicate detection (default: [filter].near_dup in the config).")
 @click.option("--near-dup-threshold", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
               help="Jaccard threshold for near-duplicates (default: [filter].near_dup_threshold).")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Processes judging dialogues in parallel (default: the usable cores, at most 4).")
 @click.pass_obj
-def filter_(state, near_dup: bool | None, near_dup_threshold: float | None) -> None:
+def filter_(state, near_dup: bool | None, near_dup_threshold: float | None, workers: int | None) -> None:
     """Give every finished dialogue a verdict (kept, or dropped with reasons); nothing is deleted.
 
     Thresholds come from [filter] in itcollect.toml; re-running replaces the verdicts and re-uses the
@@ -23,5 +25,5 @@ def filter_(state, near_dup: bool | None, near_dup_threshold: float | None) -> N
         cfg = copy.deepcopy(dict(ws.config))
         if near_dup_threshold is not None:
             cfg["filter"]["near_dup_threshold"] = near_dup_threshold
-        result = run_filter(ws.store, cfg, near_dup=near_dup)
+        result = run_filter(ws.store, cfg, near_dup=near_dup, workers=workers)
     click.echo(result.summary())
