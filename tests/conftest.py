@@ -54,8 +54,10 @@ def workspace(tmp_path):
 def fake_openai():
     """The OpenAI-compatible loopback server (tests/fakeserver.py), started on a free port.
 
-    ``.base_url`` (http://127.0.0.1:PORT/v1), ``.set_faults({...})``, ``.set_latency(s)``,
-    ``.responder = fn``, ``.requests`` / ``.counts`` / ``.answered`` / ``.max_in_flight``.
+    ``.base_url`` (http://127.0.0.1:PORT/v1), ``.set_faults({...})`` (seeded per-kind rates),
+    ``.queue_faults(kind, ...)`` (the next requests' faults, in order), ``.set_latency(s)``,
+    ``.responder = fn``, ``.requests`` / ``.counts`` / ``.answered`` (per call key) /
+    ``.paid_twice()`` / ``.max_in_flight``. See tests/fakeserver.py.
     """
     from tests.fakeserver import FakeOpenAI
 
