@@ -378,7 +378,10 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
     queue: list[dict[str, Any]] = []
     claim_lock = asyncio.Lock()
     parked: list[int] = []  # specs whose next call is in a submitted batch: released at the end
-    batch = opts.claim_batch or max(16, client.concurrency)
+    # Claim several specs per worker and start the longest dialogues first (LPT scheduling): a
+    # dialogue's calls are sequential, so a long one started last would leave the endpoint idle
+    # while it finishes.
+    batch = opts.claim_batch or max(16, 2 * client.concurrency)
     stop: list[str] = []
     last_postfix = [0.0]
     last_call_error: list[str | None] = [None]
@@ -415,6 +418,7 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
                         if spec is not None:
                             spec_holder[i] = holder
                             queue.append(spec)
+                    queue.sort(key=lambda sp: (-sp["n_turns"], sp["id"]))
             return queue.pop(0) if queue and not stop else None
 
     async def run_dialogue(spec: dict[str, Any]) -> tuple[str, str | None]:
