@@ -7,7 +7,8 @@ import click
 @click.argument("directory", required=False, default="itcollect-demo", type=click.Path(file_okay=False))
 @click.option("--base-url", metavar="URL", help="Use this OpenAI-compatible endpoint instead of the local model.")
 @click.option("--model", metavar="NAME", help="Model name at --base-url.")
-@click.option("--dialogues", type=click.IntRange(1), default=24, show_default=True, help="Dialogues to plan.")
+@click.option("--dialogues", type=click.IntRange(1), default=16, show_default=True,
+              help="Dialogues to plan and simulate (about 15 s each on 2 cores with the local model).")
 def demo(directory: str, base_url: str | None, model: str | None, dialogues: int) -> None:
     """Run the whole pipeline offline in DIRECTORY (default ./itcollect-demo) on the bundled model.
 
