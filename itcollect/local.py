@@ -141,7 +141,7 @@ def auto_threads() -> int:
     except AttributeError:  # pragma: no cover - not Linux
         cores = os.cpu_count() or 1
     try:
-        busy = int(round(os.getloadavg()[0]))
+        busy = int(os.getloadavg()[0])  # whole cores busy: a lagging 0.9 is not a busy core
     except OSError:  # pragma: no cover
         busy = 0
     return max(1, cores - busy)
