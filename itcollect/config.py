@@ -89,8 +89,8 @@ max_tokens = 200
 # SmolLM2-135M-Instruct (it proves the pipeline, not translation quality); or a GGUF chat model of
 # your own, e.g. "~/models/qwen2.5-7b-instruct-q4_k_m.gguf" (relative paths: from this folder).
 model_path = ""
-# Context window in tokens, and CPU threads (0 = auto: the cores not already busy, at least 1;
-# llama.cpp slows down badly when its threads compete with other work for the cores).
+# Context window in tokens, and CPU threads (0 = auto: every core, half of them when the load
+# average already fills every core; llama.cpp slows down badly when its threads compete for cores).
 n_ctx = 2048
 n_threads = 0
 # TCP port on 127.0.0.1 (0 = any free port).

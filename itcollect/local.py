@@ -131,20 +131,21 @@ def free_port() -> int:
 
 
 def auto_threads() -> int:
-    """CPU threads for llama.cpp: the cores not already busy (at least 1).
+    """CPU threads for llama.cpp: every core, or half of them on an oversubscribed machine.
 
-    llama.cpp's threads spin-wait for each other; on an oversubscribed machine 2 threads were
-    measured 7x slower than 1 (2 cores, load 17), so a busy machine gets fewer threads.
+    llama.cpp's threads spin-wait for each other: on 2 cores with a load of 17, 2 threads were
+    measured 7x slower than 1; on 2 cores with one other busy process, 2 threads were still 2x
+    faster than 1. So only a machine whose load already fills every core gets fewer threads.
     """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         cores = os.cpu_count() or 1
     try:
-        busy = int(os.getloadavg()[0])  # whole cores busy: a lagging 0.9 is not a busy core
+        load = os.getloadavg()[0]
     except OSError:  # pragma: no cover
-        busy = 0
-    return max(1, cores - busy)
+        load = 0.0
+    return cores if load < cores else max(1, cores // 2)
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec

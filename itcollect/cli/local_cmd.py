@@ -24,7 +24,7 @@ def _config_or_none(state):
               help="A GGUF chat model of your own (default: [local] model_path, else the bundled SmolLM2).")
 @click.option("--port", type=click.IntRange(0, 65535), help="TCP port on 127.0.0.1 (default: a free one).")
 @click.option("--n-ctx", type=click.IntRange(256), help="Context window in tokens.")
-@click.option("--n-threads", type=click.IntRange(0), help="CPU threads (0 = auto: the idle cores).")
+@click.option("--n-threads", type=click.IntRange(0), help="CPU threads (0 = auto: all cores, half on an overloaded machine).")
 @click.pass_obj
 def serve_local(state, model_path: str | None, port: int | None, n_ctx: int | None, n_threads: int | None) -> None:
     """Serve the local llama.cpp model as an OpenAI-compatible endpoint until Ctrl-C.
