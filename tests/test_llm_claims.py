@@ -93,3 +93,18 @@ def test_parallel_processes_never_claim_the_same_spec(db):
     assert len(claimed) == len(set(claimed)) == 60
     with Store(db) as s:
         assert s.spec_counts()["done"] == 60 and s.claim_holders() == {}
+
+
+def test_a_human_dialogue_is_never_claimed_by_simulate(db):
+    """An annotator's expired lease must not hand their dialogue to a machine."""
+    with Store(db) as s:
+        spec = s.lease_next_spec("human:ann", -1, now=1000.0)  # leased, and already expired
+        did = s.create_dialogue(origin="human", spec_id=spec["id"], annotator="ann", source_id="s1")
+        s.add_turn(did, role="user", content="Please translate this.", author="human", annotator="ann")
+        claimed = s.claim_specs("simulate@h:9", 100)
+        assert spec["id"] not in claimed
+        assert len(claimed) == 59
+        # nor when the human's spec went back to pending
+        s.release_claims("simulate@h:9")
+        s.set_spec_status(spec["id"], "pending")
+        assert spec["id"] not in s.claim_specs("simulate@h:10", 100)

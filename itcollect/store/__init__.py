@@ -28,4 +28,5 @@ class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, PlanMixin, L
 
 
 __all__ = ["Store", "StoreCore", "STORE_FILE", "SCHEMA_VERSION", "MIGRATIONS", "SPEC_STATUSES",
-           "DIALOGUE_ORIGINS", "source_id_for", "dumps", "loads", "utcnow"]
+           "DIALOGUE_ORIGINS", "source_id_for", "dumps", "loads", "utcnow", "process_holder", "LeaseLost",
+           "human_holder", "SKIP_REASONS"]

@@ -56,6 +56,9 @@ class ClaimsMixin(StoreCore):
         whose holder process is dead (so a run interrupted by ``kill -9`` is finished before new work
         starts, without waiting for the expiry), then ``pending`` specs without a live lease. An
         ``in_progress`` spec with a live lease, or with no lease at all, is taken.
+        A spec whose dialogue a human started (or that was imported) is never claimed here: a
+        machine must not append simulated turns to an annotator's dialogue, even after the
+        annotator's lease expired; it stays for the annotator (see :mod:`.leases`).
         """
         if limit <= 0:
             return []
@@ -63,7 +66,9 @@ class ClaimsMixin(StoreCore):
         with self.transaction() as c:
             held = c.execute(
                 "SELECT s.id, l.holder, l.expires_at FROM specs s JOIN leases l ON l.spec_id = s.id"
-                " WHERE s.status='in_progress' ORDER BY (l.holder = ?) DESC, s.id", (holder,)).fetchall()
+                " WHERE s.status='in_progress' AND NOT EXISTS (SELECT 1 FROM dialogues d"
+                " WHERE d.spec_id = s.id AND d.origin <> 'simulated')"
+                " ORDER BY (l.holder = ?) DESC, s.id", (holder,)).fetchall()
             ids: list[int] = []
             dead: dict[str, bool] = {}
             for spec_id, lease_holder, expires in held:
@@ -79,7 +84,9 @@ class ClaimsMixin(StoreCore):
             if len(ids) < limit:
                 ids += [r[0] for r in c.execute(
                     "SELECT id FROM specs WHERE status='pending' AND id NOT IN"
-                    " (SELECT spec_id FROM leases WHERE expires_at >= ?) ORDER BY id LIMIT ?",
+                    " (SELECT spec_id FROM leases WHERE expires_at >= ?)"
+                    " AND id NOT IN (SELECT spec_id FROM dialogues WHERE spec_id IS NOT NULL"
+                    " AND origin <> 'simulated') ORDER BY id LIMIT ?",
                     (now, limit - len(ids)))]
             if not ids:
                 return []
