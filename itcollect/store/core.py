@@ -142,6 +142,20 @@ class StoreCore:
         except sqlite3.Error as exc:
             raise StoreError(f"store read failed: {exc}", path=str(self.path)) from None
 
+    def stream(self, sql: str, params: Any = (), chunk: int = 5000) -> Iterator[tuple]:
+        """Plain tuples of a large result, fetched in chunks so memory stays flat."""
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        try:
+            cur.execute(sql, params)
+            while True:
+                rows = cur.fetchmany(chunk)
+                if not rows:
+                    return
+                yield from rows
+        except sqlite3.Error as exc:
+            raise StoreError(f"store read failed: {exc}", path=str(self.path)) from None
+
     def scalar(self, sql: str, params: Any = ()) -> Any:
         rows = self.query(sql, params)
         return rows[0][0] if rows else None

@@ -91,19 +91,10 @@ class ExportsMixin(StoreCore):
                                                str | None]]:
         """(rowid, id, source_id, source_text, src_lang, tgt_lang, instruction_lang) of every finished
         dialogue the latest filter kept: what split assignment needs, without reading turns."""
-        cur = self.conn.cursor()
-        cur.row_factory = None
-        try:
-            cur.execute("SELECT d.rowid, d.id, d.source_id, d.source_text, d.src_lang, d.tgt_lang, d.instruction_lang"
-                        " FROM dialogues d JOIN verdicts v ON v.dialogue_id=d.id AND v.kept=1"
-                        " WHERE d.status='done' ORDER BY d.rowid")
-            while True:
-                rows = cur.fetchmany(5000)
-                if not rows:
-                    return
-                yield from rows
-        except sqlite3.Error as exc:
-            raise StoreError(f"store read failed: {exc}", path=str(self.path)) from None
+        yield from self.stream(
+            "SELECT d.rowid, d.id, d.source_id, d.source_text, d.src_lang, d.tgt_lang, d.instruction_lang"
+            " FROM dialogues d JOIN verdicts v ON v.dialogue_id=d.id AND v.kept=1"
+            " WHERE d.status='done' ORDER BY d.rowid")
 
     def mix_counts(self, *, kept_only: bool = False) -> dict[str, dict[str, int]]:
         """Realised mix of finished dialogues (or of those the latest filter kept), by SQL aggregates:
@@ -129,19 +120,10 @@ class ExportsMixin(StoreCore):
     def iter_requests(self) -> Iterator[tuple[str | None, str, str | None]]:
         """(instruction language, request text, source text) of every active user turn of every
         finished dialogue, streamed."""
-        cur = self.conn.cursor()
-        cur.row_factory = None
-        try:
-            cur.execute("SELECT d.instruction_lang, t.content, d.source_text FROM turns t"
-                        " JOIN dialogues d ON d.id=t.dialogue_id WHERE d.status='done' AND t.state='active'"
-                        " AND t.role='user' ORDER BY t.id")
-            while True:
-                rows = cur.fetchmany(5000)
-                if not rows:
-                    return
-                yield from rows
-        except sqlite3.Error as exc:
-            raise StoreError(f"store read failed: {exc}", path=str(self.path)) from None
+        yield from self.stream(
+            "SELECT d.instruction_lang, t.content, d.source_text FROM turns t"
+            " JOIN dialogues d ON d.id=t.dialogue_id WHERE d.status='done' AND t.state='active'"
+            " AND t.role='user' ORDER BY t.id")
 
     def references_for(self, source_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self.query(
