@@ -485,7 +485,11 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
                 store.renew_claims(h, lease_s=opts.lease_s)
 
     renewer = asyncio.create_task(renew())
-    n_workers = client.concurrency if opts.limit is None else max(1, min(client.concurrency, opts.limit))
+    # More dialogues than call slots: while one dialogue records a turn (SQLite, validation) or waits
+    # for its next claim, another holds the slot, so the endpoint stays at the concurrency bound.
+    # The client's semaphore still bounds the calls in flight.
+    n_dialogues = client.concurrency + max(8, client.concurrency // 2)
+    n_workers = n_dialogues if opts.limit is None else max(1, min(n_dialogues, opts.limit))
     tasks = [asyncio.create_task(worker()) for _ in range(n_workers)]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)

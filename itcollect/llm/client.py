@@ -503,6 +503,11 @@ class LLMClient:
                 on_reset()
                 shown[0] = False
             async with self._sem:
+                if attempts == 1 and self.cost_limit_reached:
+                    # checked again once a slot is ours: calls queued behind the semaphore when the
+                    # budget ran out must not all go out (the overshoot stays bounded by concurrency)
+                    raise CostLimitReached(f"the run's cost reached the limit of ${self.max_cost_usd:.2f} "
+                                           f"(spent ${self.cost_usd:.4f}); nothing more is sent")
                 if self._first_send is None:
                     self._first_send = time.monotonic()
                 self.attempts += 1
