@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 from collections import Counter, defaultdict
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .filter.run import default_workers
+from .paging import default_workers, map_pages, page_bounds
 
 SPLITS = ("train", "validation", "test")
 _PAGE_SIZE = 2000  # dialogues a worker renders at a time
@@ -370,20 +369,6 @@ class _Renderer:
         return _Page(n, splits, counts)
 
 
-_RENDERER: _Renderer | None = None
-
-
-def _init_renderer(renderer: _Renderer) -> None:
-    global _RENDERER
-    _RENDERER = renderer
-    _RENDERER._store = None  # each worker opens its own connection
-
-
-def _render(bounds: tuple[int, int]) -> _Page:
-    assert _RENDERER is not None
-    return _RENDERER.page(bounds)
-
-
 def _formats(fmt: str) -> set[str]:
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r} (choose from {', '.join(FORMATS)})")
@@ -461,7 +446,7 @@ def export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, f
                                   ("pair", "instruction_lang", "origin", "user_turns", "interaction_type")}
     # pass 2: rows, rendered a page at a time (in worker processes when there are several pages)
     page_size = _PAGE_SIZE
-    pages = [((rowids[i - 1] if i else 0), rowids[min(i + page_size, total) - 1]) for i in range(0, total, page_size)]
+    pages = page_bounds(rowids, page_size)
     del rowids
     renderer = _Renderer(str(store.path), split_by_id, system_prompt, run["id"], want_sharegpt)
     workers = default_workers() if workers is None else max(1, workers)
@@ -478,14 +463,8 @@ def export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, f
                 counts[k].update(c)
             bar.update(page.n)
 
-        if workers > 1 and len(pages) > 1:
-            ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(min(workers, len(pages)), initializer=_init_renderer, initargs=(renderer,)) as pool:
-                for page in pool.imap(_render, pages):
-                    take(page)
-        else:
-            for bounds in pages:
-                take(renderer.page(bounds, store))
+        for page in map_pages(renderer, pages, store, workers):
+            take(page)
     for w in writers.values():
         w.close()
     files = ["parquet/"]

@@ -12,8 +12,6 @@ verdicts of the run replace the previous ones in one transaction. Nothing is del
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..langid import detect_languages
+from ..paging import default_workers, map_pages, page_bounds
 from . import dedup
 from .rules import DialogueView, Thresholds, check_dialogue, first_reference, text_to_detect, tokens_of
 
@@ -125,20 +124,6 @@ class _Judge:
         return res
 
 
-_WORKER: _Judge | None = None
-
-
-def _init_worker(judge: _Judge) -> None:
-    global _WORKER
-    _WORKER = judge
-    _WORKER._store = None  # never the parent's connection: each worker opens its own
-
-
-def _work(bounds: tuple[int, int]) -> _PageResult:
-    assert _WORKER is not None
-    return _WORKER.page(bounds)
-
-
 def detect_missing_languages(store: Any, languages: tuple[str, ...], backend: str) -> int:
     """Detect and cache the language of every active turn of a finished dialogue that has none yet
     (in this process, before any worker is forked). Returns how many turns were detected."""
@@ -149,10 +134,6 @@ def detect_missing_languages(store: Any, languages: tuple[str, ...], backend: st
         store.set_detected_langs([(lang or "", row[0]) for row, lang in zip(batch, found)])
         n += len(batch)
     return n
-
-
-def default_workers() -> int:
-    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 def run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None = None,
@@ -172,8 +153,7 @@ def run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None = No
     judge = _Judge(str(store.path), th, languages, backend)
 
     rowids = store.done_rowids()
-    pages = [((rowids[i - 1] if i else 0), rowids[min(i + page_size, len(rowids)) - 1])
-             for i in range(0, len(rowids), page_size)]
+    pages = page_bounds(rowids, page_size)
     total = len(rowids)
     del rowids
     workers = default_workers() if workers is None else max(1, workers)
@@ -190,14 +170,8 @@ def run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None = No
             results.append(res)
             bar.update(len(res.ids))
 
-        if workers > 1 and len(pages) > 1:
-            ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(min(workers, len(pages)), initializer=_init_worker, initargs=(judge,)) as pool:
-                for res in pool.imap(_work, pages):
-                    take(res)
-        else:
-            for bounds in pages:
-                take(judge.page(bounds, store))
+        for res in map_pages(judge, pages, store, workers):
+            take(res)
 
     ids = [i for r in results for i in r.ids]
     rule_reasons = [x for r in results for x in r.reasons]

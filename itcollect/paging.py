@@ -1,0 +1,60 @@
+"""Walking the corpus in rowid pages, in forked worker processes when there are several.
+
+filter and export both do per-dialogue Python work over up to 160K dialogues. A page (a range of
+dialogue rowids) is independent of the others, so it can be handled in another process that opens
+its own read connection to the store; the results come back in page order, so the output does not
+depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+
+class PageWorker(Protocol):
+    """Handles one page; with ``store=None`` it opens (and caches in ``_store``) its own connection."""
+
+    _store: Any
+
+    def page(self, bounds: tuple[int, int], store: Any = None) -> Any: ...
+
+
+def default_workers() -> int:
+    """The usable cores, at most 4 (more processes only add SQLite read contention)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+def page_bounds(rowids: Sequence[int], page_size: int) -> list[tuple[int, int]]:
+    """(after, upto] rowid ranges of ``page_size`` dialogues each, over ascending ``rowids``."""
+    return [((rowids[i - 1] if i else 0), rowids[min(i + page_size, len(rowids)) - 1])
+            for i in range(0, len(rowids), page_size)]
+
+
+_WORKER: PageWorker | None = None
+
+
+def _init_worker(worker: PageWorker) -> None:
+    global _WORKER
+    _WORKER = worker
+    _WORKER._store = None  # never the parent's connection: each worker opens its own
+
+
+def _work(bounds: tuple[int, int]) -> Any:
+    assert _WORKER is not None
+    return _WORKER.page(bounds)
+
+
+def map_pages(worker: PageWorker, pages: list[tuple[int, int]], store: Any, workers: int) -> Iterator[Any]:
+    """``worker.page(bounds)`` of every page, in page order: in ``workers`` forked processes when
+    there is more than one page, else in this process on ``store``."""
+    if workers > 1 and len(pages) > 1:
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(min(workers, len(pages)), initializer=_init_worker, initargs=(worker,)) as pool:
+            yield from pool.imap(_work, pages)
+    else:
+        for bounds in pages:
+            yield worker.page(bounds, store)
