@@ -508,6 +508,11 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
             summary.calls = client.stats()
             await client.aclose()
             postfix(force=True)
+    if not stop and summary.call_errors and not summary.done and not summary.failed:
+        # Too few calls to trip the circuit breaker, yet every dialogue's call failed: the run did
+        # nothing, which is a failed service (exit 1), not a success with a footnote.
+        stop.append(f"every dialogue of this run hit a failed LLM call; the last: {last_call_error[0]}")
+        summary.stop_kind = "endpoint"
     if stop:
         summary.stopped = stop[0]
     return summary

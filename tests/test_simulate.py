@@ -169,6 +169,23 @@ def test_endpoint_down_stops_with_exit_1_and_keeps_work(tmp_path, fake_openai):
     ws.close()
 
 
+def test_a_run_whose_every_call_failed_exits_1(tmp_path, fake_openai):
+    """Too few calls to trip the breaker (limit 1, breaker 50) must still not look like success."""
+    fake_openai.responder = responder
+    ws = make_ws(tmp_path, 3)
+    root = ws.root
+    ws.close()
+    fake_openai.set_faults({"500": 1.0})
+    r = run_cli("-C", str(root), "simulate", "--base-url", fake_openai.base_url, "--model", "fake-model",
+                "--limit", "1")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "failed LLM call" in r.stderr and "re-run to continue" in r.stderr
+    ws = Workspace(root)
+    counts = ws.store.spec_counts()
+    assert counts["in_progress"] == 0 and counts["done"] == 0  # the claim went back to pending
+    ws.close()
+
+
 def test_dry_run_sends_and_writes_nothing(tmp_path, fake_openai):
     ws = make_ws(tmp_path, 0)
     root = ws.root
