@@ -65,12 +65,7 @@ class BatchesMixin(StoreCore):
         return None if row is None else _batch_row(row)
 
     def list_batches(self, statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        sql, params = "SELECT * FROM batches", []
-        if statuses is not None:
-            statuses = list(statuses)
-            sql += f" WHERE status IN ({','.join('?' * len(statuses))})"
-            params = statuses
-        return [_batch_row(r) for r in self.query(sql + " ORDER BY round, created_at, id", params)]
+        return [_batch_row(r) for r in self.rows_by_status("batches", statuses, order_by="round, created_at, id")]
 
     def open_batches(self) -> list[dict[str, Any]]:
         """Batches whose calls are still out: recorded, uploading, ..., submitted."""

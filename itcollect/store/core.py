@@ -142,6 +142,20 @@ class StoreCore:
         except sqlite3.Error as exc:
             raise StoreError(f"store read failed: {exc}", path=str(self.path)) from None
 
+    def rows_by_status(self, table: str, statuses: Any = None, *, order_by: str,
+                       limit: int | None = None) -> list[sqlite3.Row]:
+        """Rows of ``table`` (a store table name, never user input), optionally only those whose
+        status is one of ``statuses``, in ``order_by`` order, at most ``limit``."""
+        sql, params = f"SELECT * FROM {table}", []
+        if statuses is not None:
+            params = list(statuses)
+            sql += f" WHERE status IN ({','.join('?' * len(params))})"
+        sql += f" ORDER BY {order_by}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self.query(sql, params)
+
     def stream(self, sql: str, params: Any = (), chunk: int = 5000) -> Iterator[tuple]:
         """Plain tuples of a large result, fetched in chunks so memory stays flat."""
         cur = self.conn.cursor()

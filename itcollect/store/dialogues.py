@@ -56,17 +56,7 @@ class DialoguesMixin(StoreCore):
         return None if row is None else _spec_row(row)
 
     def iter_specs(self, statuses: Iterable[str] | None = None, limit: int | None = None) -> Iterator[dict[str, Any]]:
-        sql = "SELECT * FROM specs"
-        params: list[Any] = []
-        if statuses is not None:
-            statuses = list(statuses)
-            sql += f" WHERE status IN ({','.join('?' * len(statuses))})"
-            params += statuses
-        sql += " ORDER BY id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        for row in self.query(sql, params):
+        for row in self.rows_by_status("specs", statuses, order_by="id", limit=limit):
             yield _spec_row(row)
 
     def set_spec_status(self, spec_id: int, status: str, reason: str | None = None) -> None:

@@ -108,16 +108,7 @@ class LedgerMixin(StoreCore):
 
     def ledger_calls(self, statuses: Iterable[str] | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Ledger rows (oldest first), optionally only some statuses."""
-        sql, params = "SELECT * FROM llm_calls", []
-        if statuses is not None:
-            statuses = list(statuses)
-            sql += f" WHERE status IN ({','.join('?' * len(statuses))})"
-            params += statuses
-        sql += " ORDER BY created_at, key"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [dict(r) for r in self.query(sql, params)]
+        return [dict(r) for r in self.rows_by_status("llm_calls", statuses, order_by="created_at, key", limit=limit)]
 
     # -- Batch API support ----------------------------------------------------------------------
     def ledger_mark_batched(self, keys: Iterable[str], batch_id: str) -> int:
