@@ -432,7 +432,9 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
                 if row is not None and row.get("status") == "batched":
                     return "parked", None
             try:
-                result = await client.chat(step.role, step.messages or [], sample=step.sample)
+                # the dialogue with the most calls still to make goes first when slots are short
+                result = await client.chat(step.role, step.messages or [], sample=step.sample,
+                                           priority=step.idx - 2 * spec["n_turns"])
             except LLMCallError as exc:
                 # A call that failed after all its retries is an endpoint problem, not the dialogue's:
                 # the dialogue stays in progress and goes back to pending at the end of this run, so

@@ -1,4 +1,4 @@
-"""Token buckets: the accounting, without timing asserts."""
+"""Token buckets and call slots: the accounting and the order, without timing asserts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from itcollect.llm.ratelimit import TokenBucket
+from itcollect.llm.ratelimit import PrioritySlots, TokenBucket
 
 
 def test_bucket_spends_and_refunds():
@@ -20,6 +20,61 @@ def test_bucket_spends_and_refunds():
         assert 5 <= b.level <= 6
         await b.acquire(30)  # more than it can hold: waits for a full bucket, then goes negative
         assert b.level < -15
+
+    asyncio.run(asyncio.wait_for(go(), 10))
+
+
+def test_slots_serve_lowest_priority_first_then_first_come():
+    async def go():
+        slots = PrioritySlots(2)
+        order: list[str] = []
+        gate = asyncio.Event()
+
+        async def call(name: str, priority: float) -> None:
+            async with slots.slot(priority):
+                order.append(name)
+                await gate.wait()
+
+        holders = [asyncio.create_task(call(f"h{i}", 0)) for i in range(2)]
+        await asyncio.sleep(0)
+        assert order == ["h0", "h1"]  # both slots taken
+        waiting = [asyncio.create_task(call(n, p)) for n, p in
+                   (("late-few-left", -1), ("many-left-a", -5), ("mid", -3), ("many-left-b", -5))]
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert slots.waiting == 4 and len(order) == 2
+        gate.set()
+        await asyncio.gather(*holders, *waiting)
+        assert order[2:] == ["many-left-a", "many-left-b", "mid", "late-few-left"]
+        assert slots._free == 2  # every slot came back
+
+    asyncio.run(asyncio.wait_for(go(), 10))
+
+
+def test_slots_survive_cancelled_waiters():
+    async def go():
+        slots = PrioritySlots(1)
+        await slots.acquire()
+        cancelled = asyncio.create_task(slots.acquire(-10))
+        served = asyncio.create_task(slots.acquire(0))
+        await asyncio.sleep(0)
+        cancelled.cancel()  # gives up while queued: must not swallow the slot
+        await asyncio.sleep(0)
+        slots.release()
+        await asyncio.wait_for(served, 5)
+        slots.release()
+        # a waiter cancelled right after the slot was handed to it passes the slot on
+        await slots.acquire()
+        handed = asyncio.create_task(slots.acquire(0))
+        nxt = asyncio.create_task(slots.acquire(1))
+        await asyncio.sleep(0)
+        slots.release()  # hands the slot to `handed`...
+        handed.cancel()  # ...which is cancelled before it runs
+        await asyncio.wait_for(nxt, 5)
+        slots.release()
+        assert slots._free == 1 and slots.waiting == 0
+        with pytest.raises(ValueError):
+            PrioritySlots(0)
 
     asyncio.run(asyncio.wait_for(go(), 10))
 

@@ -40,7 +40,7 @@ from ..store import Store, dumps
 from .errors import CostLimitReached, EndpointDown, LLMCallError
 from .ledger import LedgerWriter
 from .pricing import Prices, call_cost, price_for
-from .ratelimit import TokenBucket
+from .ratelimit import PrioritySlots, TokenBucket
 
 ROLES = ("assistant", "annotator")
 
@@ -326,7 +326,7 @@ class LLMClient:
         await self.aclose()
 
     # -- the call --------------------------------------------------------------------------------
-    async def chat(self, role: str, messages: list[dict], *, sample: int = 0,
+    async def chat(self, role: str, messages: list[dict], *, sample: int = 0, priority: float = 0.0,
                    on_delta: Callable[[str], None] | None = None,
                    on_reset: Callable[[], None] | None = None, **params: Any) -> ChatResult:
         """Answer ``messages`` as ``role`` ("assistant" | "annotator").
@@ -335,7 +335,9 @@ class LLMClient:
         ``sample`` distinguishes re-samples of the same prompt (a validation retry must get a new
         call, not the ledger's answer). ``on_delta`` streams: it gets each text piece as it
         arrives; ``on_reset`` is called when a streamed attempt failed after pieces were shown
-        and the answer starts again. Raises LLMCallError, EndpointDown or CostLimitReached.
+        and the answer starts again. ``priority``: when all call slots are taken, the waiting call
+        with the lowest value goes next (ties: first come). Raises LLMCallError, EndpointDown or
+        CostLimitReached.
         """
         if self._down:
             raise EndpointDown(self._down)
@@ -368,7 +370,7 @@ class LLMClient:
         self._inflight[key] = fut
         try:
             await self._ledger.begin(key, role, r.model, r.display_url, request_json)
-            result = await self._send(r, key, body, on_delta, on_reset)
+            result = await self._send(r, key, body, request_json.encode(), priority, on_delta, on_reset)
         except BaseException as exc:
             if not fut.done():
                 if isinstance(exc, Exception):
@@ -386,7 +388,7 @@ class LLMClient:
     # -- internals -------------------------------------------------------------------------------
     def _new_loop_state(self) -> None:
         """The pieces bound to an event loop: semaphore, rate buckets, calls in flight."""
-        self._sem = asyncio.Semaphore(self.concurrency)
+        self._sem = PrioritySlots(self.concurrency)
         self._rpm = TokenBucket(self._rpm_limit) if self._rpm_limit > 0 else None
         self._tpm = TokenBucket(self._tpm_limit) if self._tpm_limit > 0 else None
         self._inflight: dict[str, asyncio.Future] = {}
@@ -488,8 +490,8 @@ class LLMClient:
             return f"malformed response: {type(exc).__name__}: {str(exc)[:200]}", True, None, None
         raise exc
 
-    async def _send(self, r: _Role, key: str, body: dict, on_delta: Callable[[str], None] | None,
-                    on_reset: Callable[[], None] | None) -> ChatResult:
+    async def _send(self, r: _Role, key: str, body: dict, wire: bytes, priority: float,
+                    on_delta: Callable[[str], None] | None, on_reset: Callable[[], None] | None) -> ChatResult:
         est = _messages_tokens(body["messages"]) + int(body.get("max_tokens") or 256)
         options = {"headers": {CALL_KEY_HEADER: key}, "security": {"bearer_auth": True}}
         attempts = 0
@@ -502,7 +504,7 @@ class LLMClient:
             if shown[0] and on_reset is not None:
                 on_reset()
                 shown[0] = False
-            async with self._sem:
+            async with self._sem.slot(priority):
                 if attempts == 1 and self.cost_limit_reached:
                     # checked again once a slot is ours: calls queued behind the semaphore when the
                     # budget ran out must not all go out (the overshoot stays bounded by concurrency)
@@ -515,7 +517,7 @@ class LLMClient:
                 t0 = time.perf_counter()
                 try:
                     if on_delta is None:
-                        text, finish, usage, model = await self._attempt_plain(r, body, options)
+                        text, finish, usage, model = await self._attempt_plain(r, wire, options)
                     else:
                         text, finish, usage, model = await self._attempt_stream(r, body, options, on_delta,
                                                                                       shown)
@@ -547,21 +549,27 @@ class LLMClient:
                 delay = self._backoff(attempts)
             await asyncio.sleep(delay)
 
-    async def _attempt_plain(self, r: _Role, body: dict, options: dict) -> tuple[str, str, Any, str]:
-        # The SDK's own POST with our body as is (what chat.completions.create() does after
-        # re-walking every message against its TypedDicts, which costs more CPU than the rest of
-        # the call for long dialogues; our messages are plain JSON already).
-        resp = await r.client.post("/chat/completions", cast_to=self._types.ChatCompletion, body=body,
-                                   options=options)
-        choices = getattr(resp, "choices", None)
-        if not choices:
+    async def _attempt_plain(self, r: _Role, body: bytes, options: dict) -> tuple[str, str, Any, str]:
+        # The SDK's own POST (what chat.completions.create() does after re-walking every message
+        # against its TypedDicts) with the body as the ledger's canonical JSON bytes, which the SDK
+        # sends as they are, and the answer read as text: building the SDK's pydantic response
+        # model cost more CPU than the rest of our per-call work, and we read four fields of it.
+        raw = await r.client.post("/chat/completions", cast_to=str, content=body, options=options)
+        data = json.loads(raw)  # a ValueError here is a malformed answer (retried)
+        if not isinstance(data, dict):
+            raise _BadAnswer(f"response is a JSON {type(data).__name__}, not an object")
+        choices = data.get("choices")
+        if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
             raise _BadAnswer("response without choices")
         choice = choices[0]
-        message = getattr(choice, "message", None)
-        text = getattr(message, "content", None) if message is not None else None
+        message = choice.get("message")
+        text = message.get("content") if isinstance(message, dict) else None
         if not isinstance(text, str) or not text.strip():
             raise _BadAnswer("empty answer")
-        return text, choice.finish_reason or "stop", getattr(resp, "usage", None), resp.model or r.model
+        usage = data.get("usage")
+        model = data.get("model")
+        return (text, choice.get("finish_reason") or "stop", usage if isinstance(usage, dict) else None,
+                model if isinstance(model, str) and model else r.model)
 
     async def _attempt_stream(self, r: _Role, body: dict, options: dict, on_delta: Callable[[str], None],
                               shown: list[bool]) -> tuple[str, str, Any, str]:
@@ -601,8 +609,15 @@ class LLMClient:
 
     async def _record_answer(self, r: _Role, key: str, text: str, finish: str, usage: Any, model: str,
                              latency_ms: float, attempts: int, est: int, body: dict) -> ChatResult:
-        pt = getattr(usage, "prompt_tokens", None)
-        ct = getattr(usage, "completion_tokens", None)
+        if isinstance(usage, dict):  # a plain answer's usage; a stream's is the SDK's model
+            pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        else:
+            pt = getattr(usage, "prompt_tokens", None)
+            ct = getattr(usage, "completion_tokens", None)
+        if not isinstance(pt, int) or isinstance(pt, bool):
+            pt = None
+        if not isinstance(ct, int) or isinstance(ct, bool):
+            ct = None
         if pt is None:
             pt = _messages_tokens(body["messages"])
         if ct is None:

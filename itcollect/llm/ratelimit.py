@@ -1,4 +1,4 @@
-"""Client-side rate limits: token buckets for requests and tokens per minute.
+"""Client-side admission: token buckets for requests and tokens per minute, and the call slots.
 
 A bucket refills continuously at ``per_minute / 60`` a second and holds at most ``burst_s``
 seconds' worth, so a fresh run does not fire a whole minute's budget in its first second (which
@@ -10,6 +10,7 @@ corrected with the real usage afterwards (``adjust``).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 
 
@@ -43,3 +44,64 @@ class TokenBucket:
         """Give back (positive) or charge (negative) the difference between estimate and usage."""
         self._refill()
         self.level = min(self.capacity, self.level + delta)
+
+
+class PrioritySlots:
+    """A semaphore whose waiters are served lowest ``priority`` first (ties: first come).
+
+    simulate gives each call the negated number of calls its dialogue still needs: a dialogue's
+    calls are sequential, so when the run nears its end the dialogues with the most left go first
+    and the endpoint is not left idle while a late-started dialogue finishes alone (critical-path
+    scheduling). With one priority it is a plain FIFO semaphore.
+    """
+
+    def __init__(self, slots: int) -> None:
+        if slots < 1:
+            raise ValueError("slots must be at least 1")
+        self._free = slots
+        self._waiters: list[tuple[float, int, asyncio.Future]] = []
+        self._seq = 0
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for _, _, fut in self._waiters if not fut.done())
+
+    async def acquire(self, priority: float = 0.0) -> None:
+        if self._free > 0:  # free slots only exist while nobody live is queued (release hands over)
+            self._free -= 1
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        heapq.heappush(self._waiters, (priority, self._seq, fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # the slot was handed over as we were cancelled
+                self.release()
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():  # skip waiters cancelled while queued
+                fut.set_result(None)
+                return
+        self._free += 1
+
+    def slot(self, priority: float = 0.0) -> _Slot:
+        """``async with slots.slot(priority):`` holds one slot for the block."""
+        return _Slot(self, priority)
+
+
+class _Slot:
+    __slots__ = ("_slots", "_priority")
+
+    def __init__(self, slots: PrioritySlots, priority: float) -> None:
+        self._slots = slots
+        self._priority = priority
+
+    async def __aenter__(self) -> None:
+        await self._slots.acquire(self._priority)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._slots.release()
