@@ -20,6 +20,7 @@ import numpy as np
 
 from ..langid import detect_languages
 from ..paging import default_workers, map_pages, page_bounds
+from ..store import dumps, loads
 from . import dedup
 from .rules import DialogueView, Thresholds, check_dialogue, first_reference, text_to_detect, tokens_of
 
@@ -46,7 +47,7 @@ class FilterResult:
 class _PageResult:
     ids: list[str]
     reasons: list[list[str]]
-    details: list[dict[str, Any]]
+    details: list[str]  # JSON, serialised in the worker (the main process only touches clustered ones)
     keep_keys: list[tuple]
     exact_keys: list[str]
     req_sigs: np.ndarray | None
@@ -109,7 +110,7 @@ class _Judge:
             n_user = sum(1 for t in turns if t["role"] == "user")
             res.ids.append(d["id"])
             res.reasons.append(reasons)
-            res.details.append(detail)
+            res.details.append(dumps(detail) if detail else "{}")
             res.keep_keys.append(dedup.keep_key(d.get("origin"), n_user, d.get("created_at"), d["id"]))
             if not view.tokens:  # structure rules stopped early: compute what dedup needs here
                 view.tokens = [tokens_of(t["content"]) for t in turns]
@@ -213,9 +214,9 @@ def run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None = No
     kept = 0
     for i in range(n):
         reasons = rule_reasons[i] + dup_reasons[i]
-        detail = dict(details[i])
+        detail = details[i]
         if clusters[i]:
-            detail["clusters"] = clusters[i]
+            detail = dumps({**loads(detail, {}), "clusters": clusters[i]})
         cluster_id = next(iter(clusters[i].values()), None)
         ok = not reasons
         kept += ok

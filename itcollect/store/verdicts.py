@@ -37,6 +37,7 @@ class VerdictsMixin(StoreCore):
                         str | None, dict[str, Any]]]) -> int:
         """Store a complete run: (dialogue_id, kept, reasons, cluster_id, detail) per dialogue.
 
+        ``detail`` may come as its JSON text already (filter serialises it in its worker processes).
         Verdicts of earlier runs are replaced in the same transaction; returns the run id.
         """
         with self.transaction() as c:
@@ -49,7 +50,8 @@ class VerdictsMixin(StoreCore):
             for did, ok, reasons, cluster, detail in verdicts:
                 kept += bool(ok)
                 dropped += not ok
-                rows.append((did, run_id, int(bool(ok)), dumps(reasons), cluster, dumps(detail)))
+                rows.append((did, run_id, int(bool(ok)), dumps(reasons) if reasons else "[]", cluster,
+                             detail if isinstance(detail, str) else dumps(detail)))
                 if len(rows) >= 5000:
                     c.executemany("INSERT INTO verdicts(dialogue_id, run_id, kept, reasons, cluster_id, detail)"
                                   " VALUES (?,?,?,?,?,?)", rows)
@@ -88,7 +90,10 @@ class VerdictsMixin(StoreCore):
         last = 0
         while True:
             rows = self.query(
-                "SELECT t.id, t.role, t.content, d.source_text FROM turns t JOIN dialogues d ON d.id=t.dialogue_id"
+                # turns first (CROSS JOIN fixes the order), through the partial index of undetected
+                # turns: otherwise SQLite walks every finished dialogue's turns to find none
+                "SELECT t.id, t.role, t.content, d.source_text FROM turns t CROSS JOIN dialogues d"
+                " ON d.id=t.dialogue_id"
                 " WHERE t.id > ? AND t.detected_lang IS NULL AND t.state='active' AND d.status='done'"
                 " ORDER BY t.id LIMIT ?", (last, batch_size))
             if not rows:
