@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import json
 import os
 import re
@@ -130,6 +129,13 @@ def _measure(url: str, label: str, args: list[str], limit: float, env: dict | No
            "cpu_ms_per_call_excl_startup": round(1000 * max(0.0, cpu - startup_cpu) / calls, 3) if calls else None,
            "wall_s": round(wall, 2), "server_cpu_s": round(st["cpu_s"] - st0["cpu_s"], 2)}
     print(json.dumps(row), flush=True)
+    if calls:
+        tl = _server_call(url, "/_fake/timeline")
+        t0 = st["first_request_at"]
+        per_s: list[int] = [0] * (int(span) + 1)
+        for t in tl["answer_times"]:
+            per_s[min(len(per_s) - 1, int(t - t0))] += 1
+        print(f"#   answers per second of the run: {' '.join(map(str, per_s))}", flush=True)
     return row
 
 
@@ -149,18 +155,20 @@ def _simulate_run(url: str, concurrency: int, calls: int, limit: float) -> dict 
         env.pop("OPENAI_BASE_URL", None)
         ws = work / "ws"
         subprocess.run([PY, "-m", "itcollect", "init", str(ws)], check=True, capture_output=True, env=env)
-        # Unique en/zh news sentences (the samples, each in numbered variants) so that no two
-        # dialogues share a prompt: every planned call is a real HTTP call, none a ledger hit.
+        # Unique en/zh news sentences, so that no two dialogues share a prompt (every planned call
+        # is a real HTTP call, none a ledger hit): the responder's corpus sentences, each with a
+        # numbered report suffix. The responder recognises the sentence inside the source and
+        # answers like a compliant model, so the dialogues pass validation and run their planned
+        # turns (3 calls for 2 user turns) instead of re-sampling a rejected answer.
+        if str(REPO) not in sys.path:
+            sys.path.insert(0, str(REPO))
+        from tests.responders import CORPUS
+
         n_dialogues = max(1, calls // 3)  # 2 user turns: assistant, annotator, assistant
-        sample = REPO / "data" / "samples"
-        with gzip.open(sample / "news.zh.txt.gz", "rt", encoding="utf-8") as f:
-            zh = [line.strip() for line in f if len(line.strip()) >= 12]
-        en = [line.split("\t")[0].strip() for line in (sample / "pairs.en-fr.tsv").read_text().splitlines()[1:]]
-        en = [t for t in en if len(t.split()) >= 6]
-        per = n_dialogues  # twice what the plan needs: normalisation may merge a few
-        (work / "en.txt").write_text("\n".join(f"{en[i % len(en)].rstrip('.')}, report {i + 1} said."
+        per = n_dialogues  # twice what the plan needs: half en, half zh sources
+        (work / "en.txt").write_text("\n".join(f"{CORPUS[i % len(CORPUS)]['en']} Report {i + 1}."
                                                for i in range(per)) + "\n")
-        (work / "zh.txt").write_text("\n".join(f"{zh[i % len(zh)].rstrip('。')}（第{i + 1}号报道）。"
+        (work / "zh.txt").write_text("\n".join(f"{CORPUS[i % len(CORPUS)]['zh']}第{i + 1}号报道。"
                                                for i in range(per)) + "\n")
         for lang in ("en", "zh"):
             r = subprocess.run([PY, "-m", "itcollect", "-C", str(ws), "ingest", "--lang", lang, str(work / f"{lang}.txt")],

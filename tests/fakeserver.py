@@ -105,6 +105,7 @@ class FakeOpenAI:
         self.app.router.add_post("/v1/chat/completions", self._chat)
         self.app.router.add_get("/v1/models", self._models)
         self.app.router.add_get("/_fake/stats", self._stats)
+        self.app.router.add_get("/_fake/timeline", self._timeline)
         self.app.router.add_post("/_fake/config", self._config)
         if callable(extra_routes):
             extra_routes(self.app, self)
@@ -161,6 +162,7 @@ class FakeOpenAI:
         self.max_in_flight = 0
         self.first_request_at: float | None = None
         self.last_answer_at: float | None = None
+        self.answer_times: list[float] = []
 
     @property
     def total_requests(self) -> int:
@@ -257,6 +259,12 @@ class FakeOpenAI:
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())
 
+    async def _timeline(self, request: web.Request) -> web.Response:
+        """When each request arrived and each complete answer left (epoch seconds): lets a
+        benchmark see ramp-up, steady state and tail instead of one average."""
+        return web.json_response({"request_times": [r["at"] for r in self.requests],
+                                  "answer_times": list(self.answer_times)})
+
     async def _config(self, request: web.Request) -> web.Response:
         cfg = await request.json()
         if cfg.get("reset"):
@@ -349,6 +357,7 @@ class FakeOpenAI:
         with self._lock:
             self.answered[ident] += 1
             self.last_answer_at = time.time()
+            self.answer_times.append(self.last_answer_at)
 
     async def _plain(self, request: web.Request, body: dict, text: str, finish: str, fault: str | None,
                      ident: str) -> web.StreamResponse:
