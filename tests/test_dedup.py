@@ -123,3 +123,34 @@ def test_parallel_pages_give_the_same_verdicts(workspace):
     second = {i: store.get_verdict(i)["reasons"] for i in ids}
     assert first == second and one.kept == two.kept and one.reasons == two.reasons
     assert second[ids[-1]] == ["duplicate"]
+
+
+def test_signatures_of_ids_equal_signatures_of_tokens_for_every_length():
+    rng = np.random.default_rng(3)
+    for shingle in (1, 2, 3):
+        hasher = MinHasher(16, shingle=shingle)
+        lists = [_words(rng, int(n)) for n in rng.integers(0, 6, 200)] + [[], ["a"], ["a", "b"]]
+        expected = hasher.signatures_of_tokens(lists)
+        # what the filter does: every token hashed once, texts one after the other
+        flat = [w for x in lists for w in x]
+        got = hasher.signatures_of_ids(hasher.token_ids(flat, len(flat)), np.array([len(x) for x in lists]))
+        assert np.array_equal(got, expected)
+        # padding makes a short text equal to itself, never to an empty one
+        assert not np.array_equal(expected[-3], expected[-2])
+    assert MinHasher(8).signatures_of_ids(np.zeros(0, np.uint32), np.zeros(0, np.int64)).shape == (0, 8)
+
+
+def test_page_signatures_equal_those_of_concatenated_turns():
+    from itcollect.filter.rules import Thresholds
+    from itcollect.filter.run import _Judge
+
+    judge = _Judge(None, Thresholds(), ("en", "zh"), "lingua")
+    rng = np.random.default_rng(5)
+    dialogues = []  # per dialogue: (tokens, is_user) of each non-system turn; some empty, some short
+    for n_turns in [0, 1, 2, 4, 3, 0, 2]:
+        dialogues.append([(_words(rng, int(rng.integers(0, 4))), k % 2 == 0) for k in range(n_turns)])
+    req, dia = judge._signatures([t for d in dialogues for t, _ in d], [u for d in dialogues for _, u in d],
+                                 [len(d) for d in dialogues])
+    hasher = judge.hasher
+    assert np.array_equal(req, hasher.signatures_of_tokens([[w for t, u in d if u for w in t] for d in dialogues]))
+    assert np.array_equal(dia, hasher.signatures_of_tokens([[w for t, _ in d for w in t] for d in dialogues]))

@@ -256,3 +256,61 @@ def test_filter_cli_exit_codes(tmp_path):
     assert r.returncode == 2
     r = run_cli("-C", str(tmp_path / "nowhere"), "filter")
     assert r.returncode == 1 and "workspace" in r.stderr
+
+
+# Texts that stress the fast paths of the tokenizer, norm and length rule against their regex definitions.
+_TRICKY = ["", "   ", "Hello, World! it's 2024_05 A-B", "snake_case__x", "tab\there\x1fand\x00nul", "ÄÖÜ straße İstanbul",
+           "把这句话译成英文：“Record coach station”", "abc中文def", "中文abc中", "数字123和ABC", "ｆｕｌｌ　ｗｉｄｔｈ１２",
+           "\ufa6e\ufa6f\ufada unassigned compatibility ideographs \uf900\ufaff", "\u3400\u4dbf\u9fff edge", "²³ ½ x²",
+           "emoji 😀 text", "Ｈello,  World！", "\u00a0nbsp\u2003em space\u3000ideographic", "line\nbreak\r\nend",
+           "Je ne peux pas traduire ça, désolé.", "ИЗВИНИТЕ, я не могу"]
+
+
+def test_tokenize_equals_its_regex_definition():
+    import random
+    import re
+
+    from itcollect.filter.tokens import TOKEN, tokenize
+
+    rng = random.Random(0)
+    alphabet = "aZ09_ -,.!\t\n中文字\u3400\uf900\ufa6e\ufaffÄß²😀：“”\u00a0"
+    texts = _TRICKY + ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(2000)]
+    texts += [chr(c) + "a" + chr(c) for c in range(0, 0x3000, 7)]
+    for text in texts:
+        assert tokenize(text) == TOKEN.findall(text), text
+        assert tokenize(text.lower()) == TOKEN.findall(text.lower()), text
+    # the rules' length measure relies on split() dropping exactly what \s matches
+    assert all((re.fullmatch(r"\s", c) is not None) == c.isspace() for c in map(chr, range(0x110000)))
+
+
+def test_norm_and_repeated_ngram_fast_paths_agree_with_their_definitions():
+    import random
+    import re
+    import unicodedata
+    from collections import Counter
+
+    from itcollect.filter.tokens import tokenize
+
+    def norm_ref(text):
+        return re.sub(r"[\W_]+", "", unicodedata.normalize("NFKC", text).casefold())
+
+    def repeated_ref(toks, k, max_count):
+        grams = Counter(zip(*(toks[i:] for i in range(k))))
+        if not grams:
+            return None
+        gram, count = grams.most_common(1)[0]
+        return (gram, count) if count >= max_count else None
+
+    for text in _TRICKY:
+        assert norm(text) == norm_ref(text), text
+    rng = random.Random(1)
+    for _ in range(3000):
+        vocab = rng.choice([["a", "b"], ["a", "b", "c"], ["x", "y", "z", "w", "v"]])
+        toks = [rng.choice(vocab) for _ in range(rng.randint(0, 14))]
+        text = " ".join(toks)
+        n, max_count = rng.choice([(1, 3), (2, 2), (2, 3), (3, 3), (4, 3)])
+        ref = repeated_ref(toks, n, max_count)
+        got = repeated_ngram(text, n, max_count, tokenize(text), "en")
+        assert (got is None) == (ref is None), (text, n, max_count)
+        if got is not None:
+            assert got == (" ".join(ref[0]), ref[1])

@@ -37,11 +37,12 @@ from typing import Any
 
 from ..checks import strip_quoted
 from ..taxonomy import INTERACTION_TYPES
+from .tokens import tokenize
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _NON_WORD = re.compile(r"[\W_]+")
-_SPACES = re.compile(r"\s+")
-_TOKEN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+")
+# the bytes ``_NON_WORD`` removes from ASCII text (everything but letters and digits)
+_ASCII_NON_WORD = bytes(i for i in range(128) if not chr(i).isalnum())
 
 REFUSAL_PATTERNS = re.compile("|".join([
     r"\bI(?:'m| am) (?:sorry|afraid),? (?:but )?I (?:can(?:not|'t)|am unable|won't)",
@@ -81,7 +82,7 @@ IDENTITY_KEYWORDS = ("as an ai", "as a ai", "as an artificial", "as a language",
 
 def find_refusal(text: str, low: str | None = None) -> str | None:
     low = text.lower() if low is None else low
-    if not any(k in low for k in REFUSAL_KEYWORDS):
+    if not any(map(low.__contains__, REFUSAL_KEYWORDS)):
         return None
     m = REFUSAL_PATTERNS.search(text)
     return None if m is None else m.group(0)
@@ -89,7 +90,7 @@ def find_refusal(text: str, low: str | None = None) -> str | None:
 
 def find_identity(text: str, low: str | None = None) -> str | None:
     low = text.lower() if low is None else low
-    if not any(k in low for k in IDENTITY_KEYWORDS):
+    if not any(map(low.__contains__, IDENTITY_KEYWORDS)):
         return None
     m = IDENTITY_PATTERNS.search(text)
     return None if m is None else m.group(0)
@@ -163,8 +164,8 @@ def text_to_detect(turn: dict[str, Any], source: str | None) -> str:
 def norm(text: str) -> str:
     """Case-, width- and punctuation-insensitive form (as ``checks.normalize_for_compare``, but
     with one C-level regex instead of a per-character generator: it runs on every turn)."""
-    if text.isascii():  # NFKC and casefold are the identity / lower() on ASCII
-        return _NON_WORD.sub("", text.lower())
+    if text.isascii():  # NFKC and casefold are the identity / lower() on ASCII; bytes.translate is 3x the regex
+        return text.encode("ascii").translate(None, _ASCII_NON_WORD).decode("ascii").lower()
     return _NON_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())
 
 
@@ -188,15 +189,15 @@ def copies_text(answer: str, source: str, threshold: float = 0.9) -> bool:
 
 def _length(text: str, cjk: bool, zh_weight: float) -> float:
     if not cjk:
-        return float(len(_TOKEN.findall(text)))
+        return float(len(tokenize(text)))
     han = len(_HAN.findall(text))
-    other = len(_SPACES.sub("", text)) - han
+    other = len("".join(text.split())) - han  # split() drops what \s matches (str.isspace), 3x faster than a sub
     return other + han * zh_weight
 
 
 def tokens_of(text: str) -> list[str]:
     """Lower-cased tokens: words, and single Han characters."""
-    return _TOKEN.findall(text.lower())
+    return tokenize(text.lower())
 
 
 def repeated_ngram(text: str, n: int, max_count: int, tokens: list[str] | None = None,
@@ -211,6 +212,12 @@ def repeated_ngram(text: str, n: int, max_count: int, tokens: list[str] | None =
     k = 2 * n if zh else n
     n_grams = len(toks) - k + 1
     if n_grams < max_count:
+        return None
+    # cheap necessary conditions first (most answers repeat nothing): a k-gram seen max_count times
+    # starts with a token, and (k >= 2) a bigram, that repeats at least max_count - 1 times
+    if len(toks) - len(set(toks)) < max_count - 1:
+        return None
+    if k >= 2 and len(toks) - 1 - len(set(zip(toks, toks[1:]))) < max_count - 1:
         return None
     uniq = set(zip(*(toks[i:] for i in range(k))))
     # a gram seen max_count times needs at least max_count - 1 repeats among the grams
@@ -269,9 +276,9 @@ def check_dialogue(view: DialogueView, th: Thresholds) -> tuple[list[str], dict[
 
     lows = [t["content"].lower() for t in turns]
     answers_low = "\n".join(lows[i] for i, t in enumerate(turns) if t["role"] == "assistant")
-    maybe_refusal = any(k in answers_low for k in REFUSAL_KEYWORDS)
-    maybe_identity = any(k in answers_low for k in IDENTITY_KEYWORDS)
-    view.tokens = [_TOKEN.findall(x) for x in lows]
+    maybe_refusal = any(map(answers_low.__contains__, REFUSAL_KEYWORDS))
+    maybe_identity = any(map(answers_low.__contains__, IDENTITY_KEYWORDS))
+    view.tokens = [tokenize(x) for x in lows]
     source = view.source
     src_lang, tgt, instr = d.get("src_lang"), d.get("tgt_lang"), d.get("instruction_lang")
     first_answer: int | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -97,8 +98,11 @@ class _Judge:
                 t["detected_lang"] = lang or ""
                 langs.append((lang or "", t["id"]))
         res = _PageResult([], [], [], [], [], None, None, langs)
-        req_tokens: list[list[str]] = []
-        dia_tokens: list[list[str]] = []
+        # the tokens of every non-system turn of the page, one after the other: each is hashed once
+        # for both MinHash signatures (requests: the user turns; dialogue: all of them)
+        body_tokens: list[list[str]] = []
+        body_user: list[bool] = []
+        body_counts: list[int] = []
         for d, turns in items:
             ref = None
             if th.min_chrf > 0:
@@ -116,13 +120,27 @@ class _Judge:
                 view.tokens = [tokens_of(t["content"]) for t in turns]
             body = [k for k, t in enumerate(turns) if t["role"] != "system"]
             res.exact_keys.append(dedup.exact_key([turns[k] for k in body], [view.tokens[k] for k in body]))
-            if self.hasher is not None:
-                req_tokens.append([w for k in body if turns[k]["role"] == "user" for w in view.tokens[k]])
-                dia_tokens.append([w for k in body for w in view.tokens[k]])
+            body_tokens += [view.tokens[k] for k in body]
+            body_user += [turns[k]["role"] == "user" for k in body]
+            body_counts.append(len(body))
         if self.hasher is not None:
-            res.req_sigs = self.hasher.signatures_of_tokens(req_tokens)
-            res.dia_sigs = self.hasher.signatures_of_tokens(dia_tokens)
+            res.req_sigs, res.dia_sigs = self._signatures(body_tokens, body_user, body_counts)
         return res
+
+    def _signatures(self, body_tokens: list[list[str]], body_user: list[bool],
+                    body_counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """MinHash signatures of each dialogue's user requests and of its whole body (the same as
+        ``signatures_of_tokens`` of the concatenated token lists; measured ~20 us a dialogue less)."""
+        assert self.hasher is not None
+        n = len(body_counts)
+        lens = np.fromiter(map(len, body_tokens), dtype=np.int64, count=len(body_tokens))
+        ids = self.hasher.token_ids(chain.from_iterable(body_tokens), int(lens.sum()))
+        owner = np.repeat(np.arange(n), body_counts)  # dialogue of each turn
+        user = np.array(body_user, dtype=bool)
+        dia_lens = np.bincount(owner, weights=lens, minlength=n).astype(np.int64)
+        req_lens = np.bincount(owner, weights=lens * user, minlength=n).astype(np.int64)
+        req_ids = ids[np.repeat(user, lens)]
+        return self.hasher.signatures_of_ids(req_ids, req_lens), self.hasher.signatures_of_ids(ids, dia_lens)
 
 
 def detect_missing_languages(store: Any, languages: tuple[str, ...], backend: str) -> int:
