@@ -64,6 +64,10 @@ circuit_breaker_failures = 20
 concurrency = 16
 requests_per_minute = 0
 tokens_per_minute = 0
+# The first `concurrency` requests of a run go out at most this many a second (0 = all at once):
+# a burst of hundreds of first requests draws 429s from providers, and its answers come back as a
+# burst that keeps call slots idle while they are processed.
+start_pace_per_s = 250.0
 
 [llm.assistant]
 # OpenAI-compatible endpoint answering as the assistant. Empty base_url: the openai SDK's own

@@ -29,6 +29,7 @@ from typing import Any
 
 from . import checks as C
 from .errors import InputError, ItcollectError, ServiceError, UsageError
+from .langid import warm_up
 from .prompting import Prompts, load_prompts
 from .taxonomy import INTERACTION_TYPES, CheckContext, answer_language
 
@@ -378,6 +379,7 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
     queue: list[dict[str, Any]] = []
     claim_lock = asyncio.Lock()
     parked: list[int] = []  # specs whose next call is in a submitted batch: released at the end
+    claims_exhausted = [False]  # the store (or --limit) has no spec left to hand this run
     # Claim several specs per worker and start the longest dialogues first (LPT scheduling): a
     # dialogue's calls are sequential, so a long one started last would leave the endpoint idle
     # while it finishes.
@@ -403,12 +405,14 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
     async def next_spec() -> dict[str, Any] | None:
         nonlocal remaining
         async with claim_lock:
-            if not queue and not stop:
+            if not queue and not stop and not claims_exhausted[0]:
                 n = batch if remaining is None else min(batch, remaining)
                 if n > 0:
                     batch_no[0] += 1
                     holder = process_holder(f"simulate-b{batch_no[0]}")
                     ids = store.claim_specs(holder, n, lease_s=opts.lease_s)
+                    if len(ids) < n or (remaining is not None and remaining - len(ids) <= 0):
+                        claims_exhausted[0] = True
                     if ids:
                         holders[holder] = len(ids)
                     if remaining is not None:
@@ -432,9 +436,14 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
                 if row is not None and row.get("status") == "batched":
                     return "parked", None
             try:
-                # the dialogue with the most calls still to make goes first when slots are short
+                # Who gets a free call slot first. While dialogues are still to be started: the one
+                # closest to its end (it frees its worker for the next spec soonest). Once every
+                # dialogue of the run has started: the one with the most calls left, so they all
+                # end together instead of a late one finishing alone on an idle endpoint.
+                left = 2 * spec["n_turns"] - step.idx
+                all_started = claims_exhausted[0] and not queue
                 result = await client.chat(step.role, step.messages or [], sample=step.sample,
-                                           priority=step.idx - 2 * spec["n_turns"])
+                                           priority=-left if all_started else left)
             except LLMCallError as exc:
                 # A call that failed after all its retries is an endpoint problem, not the dialogue's:
                 # the dialogue stays in progress and goes back to pending at the end of this run, so
@@ -487,6 +496,9 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
                 store.renew_claims(h, lease_s=opts.lease_s)
 
     renewer = asyncio.create_task(renew())
+    # language models and templates are loaded now, not between two calls of the run
+    warm_up(driver.languages, driver.backend)
+    driver.prompts.warm_up()
     # More dialogues than call slots: while one dialogue records a turn (SQLite, validation) or waits
     # for its next claim, another holds the slot, so the endpoint stays at the concurrency bound.
     # The client's semaphore still bounds the calls in flight.

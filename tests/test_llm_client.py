@@ -370,8 +370,9 @@ def test_client_survives_a_second_event_loop(fake_openai, store):
 
 def test_ledger_writes_are_grouped(fake_openai, store):
     async def go():
-        client = LLMClient(make_config(), store, command="test", base_url=fake_openai.base_url, model="m",
-                           concurrency=32, env={})
+        # start-up pacing off: 30 requests leaving in the same loop turn share their commits
+        client = LLMClient(make_config(start_pace_per_s=0), store, command="test", base_url=fake_openai.base_url,
+                           model="m", concurrency=32, env={})
         try:
             await asyncio.gather(*(client.chat("assistant", [{"role": "user", "content": f"g{i}"}])
                                    for i in range(30)))
@@ -382,6 +383,29 @@ def test_ledger_writes_are_grouped(fake_openai, store):
     commits = run(go())
     assert commits < 30  # 60 writes (pending + answer per call) in far fewer transactions
     assert store.ledger_counts()["done"] == 30 and store.call_totals()["sent"] == 30
+
+
+def test_first_requests_are_paced_then_slots_are_reused_at_once(fake_openai, store):
+    fake_openai.set_latency(0.5)
+
+    async def go(pace):
+        client = LLMClient(make_config(start_pace_per_s=pace), store, command="test", base_url=fake_openai.base_url,
+                           model="m", concurrency=8, env={})
+        try:
+            await asyncio.gather(*(client.chat("assistant", [{"role": "user", "content": f"p{pace}-{i}"}])
+                                   for i in range(16)))
+        finally:
+            await client.aclose()
+        arrivals = sorted(r["at"] for r in fake_openai.requests)
+        fake_openai.reset()
+        return arrivals
+
+    paced = run(go(40))  # 40 a second: the first 8 requests span 7 gaps of 25 ms
+    assert paced[7] - paced[0] >= 7 * 0.025 * 0.9
+    # the second 8 wait for answers (0.5 s), not for the pace: each leaves as a slot frees
+    assert paced[8] - paced[0] >= 0.45 and paced[15] - paced[8] <= (paced[7] - paced[0]) + 0.2
+    burst = run(go(0))  # pacing off: the first 8 leave together
+    assert burst[7] - burst[0] < 7 * 0.025 * 0.9 and burst[8] - burst[0] >= 0.45
 
 
 def test_httpx_transport_fallback(fake_openai, store, monkeypatch):

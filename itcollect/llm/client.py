@@ -13,8 +13,14 @@ with the SDK's own retries switched off, because retrying belongs here, next to 
   answer (or one without choices) is a failed attempt, never a silent ``None``.
 * a circuit breaker: ``[llm].circuit_breaker_failures`` consecutive calls failing after all their
   retries (or a 401/403/404: bad key or unknown model) raise :class:`EndpointDown` naming the URL.
-* bounded concurrency (a semaphore held only while a request is in flight), requests- and
-  tokens-per-minute token buckets, ``max_cost_usd`` and ``dry_run``.
+* bounded concurrency (call slots held only while a request is in flight, handed out by
+  priority), requests- and tokens-per-minute token buckets, ``max_cost_usd`` and ``dry_run``.
+* start-up pacing: the first ``concurrency`` requests of a run go out at most
+  ``[llm].start_pace_per_s`` a second rather than all at once. A burst of hundreds of simultaneous
+  first requests is what providers answer with 429s, and its answers come back as a burst too:
+  each needs a few ms of our CPU before the dialogue's next call goes out, so a burst of 256 keeps
+  slots idle for most of a second, and with steady latencies that wave pattern repeats for the
+  whole run. Paced, the answers arrive spread out and every slot is re-used as soon as it frees.
 
 The SQLite writes run on the event loop (no thread hand-off), grouped by :class:`LedgerWriter`: the
 writes asked for during one loop turn share one short WAL transaction, and each caller waits for it.
@@ -237,6 +243,10 @@ class LLMClient:
         self._new_loop_state()
         self._rng = random.Random()
         self._pause_until = 0.0
+        pace = float(llm.get("start_pace_per_s", 0) or 0)
+        self._pace_gap = 1.0 / pace if pace > 0 else 0.0
+        self._paced = 0 if self._pace_gap else self.concurrency  # first requests paced so far
+        self._pace_next = 0.0
         self._down: str | None = None
         self._consecutive_failures = 0
         self._closed = False
@@ -510,6 +520,13 @@ class LLMClient:
                     # budget ran out must not all go out (the overshoot stays bounded by concurrency)
                     raise CostLimitReached(f"the run's cost reached the limit of ${self.max_cost_usd:.2f} "
                                            f"(spent ${self.cost_usd:.4f}); nothing more is sent")
+                if self._paced < self.concurrency:  # start-up pacing, with the slot held: the
+                    self._paced += 1                    # first wave of slots fills gradually
+                    now = time.monotonic()
+                    at = max(now, self._pace_next)
+                    self._pace_next = at + self._pace_gap
+                    if at > now:
+                        await asyncio.sleep(at - now)
                 if self._first_send is None:
                     self._first_send = time.monotonic()
                 self.attempts += 1
