@@ -242,3 +242,50 @@ def test_parallel_rendering_gives_identical_files(exported, tmp_path, monkeypatc
     b = datasets.load_dataset("parquet", data_files=str(outs[1] / "parquet" / "*.parquet"),
                               cache_dir=str(tmp_path / "c2"))["train"]
     assert a["id"] == b["id"] and a["messages"] == b["messages"]
+
+
+def test_assign_splits_one_dialogue_groups_as_strata_match_the_counter_form():
+    """A group of one dialogue may be given as its stratum; the result is that of the documented
+    rule (seeded order, main stratum by most_common with ties to the first seen) over Counters."""
+    import hashlib
+    import random
+    from collections import Counter, defaultdict
+
+    from itcollect.export import assign_splits
+
+    def reference(groups, vs, ts, seed):
+        def h(key):
+            return int.from_bytes(hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest(), "big") / 2 ** 64
+        size = Counter()
+        for strata in groups.values():
+            size.update(strata)
+        quota = {s: {"validation": n * vs, "test": n * ts} for s, n in size.items()}
+        filled = defaultdict(Counter)
+        out = {}
+        for key in sorted(groups, key=h):
+            strata = groups[key]
+            main = strata.most_common(1)[0][0]
+            n = sum(strata.values())
+            split = "train"
+            for cand in ("validation", "test"):
+                if filled[main][cand] + n <= quota[main][cand] + 0.5:
+                    split = cand
+                    break
+            filled[main][split] += n
+            out[key] = split
+        return out
+
+    rng = random.Random(2)
+    strata = ["en-zh|en", "zh-en|zh", "en-de|en", "zh-fr|en"]
+    counters = {}
+    for g in range(3000):
+        c = Counter()
+        for _ in range(rng.choice([1, 1, 1, 1, 2, 3, 5])):
+            c[rng.choice(strata)] += 1
+        counters[f"src:{g}"] = c
+    mixed = {k: (next(iter(c)) if sum(c.values()) == 1 else c) for k, c in counters.items()}
+    for seed, vs, ts in ((0, 0.02, 0.02), (7, 0.1, 0.05), (3, 0.0, 0.3)):
+        expected = reference(counters, vs, ts, seed)
+        assert assign_splits(counters, vs, ts, seed) == expected
+        assert assign_splits(mixed, vs, ts, seed) == expected
+    assert set(expected.values()) == {"train", "test"}
