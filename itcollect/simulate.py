@@ -380,10 +380,11 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
     claim_lock = asyncio.Lock()
     parked: list[int] = []  # specs whose next call is in a submitted batch: released at the end
     claims_exhausted = [False]  # the store (or --limit) has no spec left to hand this run
-    # Claim several specs per worker and start the longest dialogues first (LPT scheduling): a
+    # Claim specs a batch at a time and start the longest dialogues of a batch first (LPT): a
     # dialogue's calls are sequential, so a long one started last would leave the endpoint idle
-    # while it finishes.
-    batch = opts.claim_batch or max(16, 2 * client.concurrency)
+    # while it finishes. Batches of half the call slots: with several simulate processes on one
+    # workspace, large batches left one process holding the last few hundred specs alone.
+    batch = opts.claim_batch or max(16, client.concurrency // 2)
     stop: list[str] = []
     last_postfix = [0.0]
     last_call_error: list[str | None] = [None]
