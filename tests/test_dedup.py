@@ -154,3 +154,19 @@ def test_page_signatures_equal_those_of_concatenated_turns():
     hasher = judge.hasher
     assert np.array_equal(req, hasher.signatures_of_tokens([[w for t, u in d if u for w in t] for d in dialogues]))
     assert np.array_equal(dia, hasher.signatures_of_tokens([[w for t, _ in d for w in t] for d in dialogues]))
+
+
+def test_permutations_are_datasketchs_and_roots_are_finds():
+    from itcollect.filter.dedup import _roots, _UnionFind, affine32_permutations
+
+    for num_perm, seed in ((64, 1), (128, 7), (1, 0)):
+        expected = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+        got = affine32_permutations(num_perm, seed)
+        assert got.dtype == expected.dtype and np.array_equal(got, expected)
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 50, 500):
+        uf = _UnionFind(n)
+        for a, b in rng.integers(0, n, (n, 2)):
+            uf.union(int(a), int(b))
+        parent = uf.parent.copy()  # before any find compresses paths further
+        assert _roots(parent).tolist() == [uf.find(i) for i in range(n)]

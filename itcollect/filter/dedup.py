@@ -16,6 +16,7 @@ more user turns, then earlier creation, then the smaller id (deterministic).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import zlib
 from collections.abc import Iterable, Sequence
@@ -56,22 +57,28 @@ def exact_key(turns: Sequence[dict[str, Any]], tokens: Sequence[list[str]] | Non
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
+def affine32_permutations(num_perm: int, seed: int) -> np.ndarray:
+    """``datasketch.MinHash(num_perm, seed, scheme="affine32").permutations`` (odd ``a``, any ``b``,
+    drawn the same way from the same generator), without importing datasketch: it imports scipy
+    (~0.8 s), which the filter only needs for :func:`lsh_params`."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return np.array([a, b])
+
+
 class MinHasher:
     """Batched MinHash signatures (datasketch ``affine32`` scheme) of token 3-gram shingles."""
 
     def __init__(self, num_perm: int = 64, seed: int = 1, shingle: int = SHINGLE) -> None:
-        from datasketch import MinHash
-
         if shingle not in (1, 2, 3):
             raise ValueError("shingle must be 1, 2 or 3 tokens")
         self.shingle = shingle
-
-        proto = MinHash(num_perm=num_perm, seed=seed, scheme="affine32")
         self.num_perm = num_perm
         self.seed = seed
-        self.permutations = proto.permutations
-        self.a = proto.permutations[0].astype(np.uint32)[:, None]
-        self.b = proto.permutations[1].astype(np.uint32)[:, None]
+        self.permutations = affine32_permutations(num_perm, seed)
+        self.a = self.permutations[0][:, None]
+        self.b = self.permutations[1][:, None]
         self.vocab = _Vocab()
         self._pad_ids = np.array([self.vocab[p] for p in _PAD[:shingle]], dtype=np.uint32)
 
@@ -162,8 +169,10 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
     return h
 
 
+@functools.lru_cache(maxsize=16)
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) minimising weighted false positives/negatives (datasketch's optimiser)."""
+    """(bands, rows) minimising weighted false positives/negatives (datasketch's optimiser; cached,
+    so the filter can compute it while its workers judge pages)."""
     from datasketch.lsh import _optimal_param
 
     return _optimal_param(threshold, num_perm, 0.5, 0.5)
@@ -214,7 +223,16 @@ def near_duplicate_groups(signatures: np.ndarray, threshold: float) -> np.ndarra
         groups = np.split(idx, np.flatnonzero(np.diff(inverse[idx])) + 1)
         for g in groups:
             _verify_bucket(g, signatures, threshold, uf)
-    return np.array([uf.find(i) for i in range(n)])
+    return _roots(uf.parent)
+
+
+def _roots(parent: np.ndarray) -> np.ndarray:
+    """The root of every element (what ``find`` gives), by pointer jumping over the whole array."""
+    while True:
+        up = parent[parent]
+        if np.array_equal(up, parent):
+            return up
+        parent = up
 
 
 def _verify_bucket(members: np.ndarray, sig: np.ndarray, threshold: float, uf: _UnionFind) -> None:
