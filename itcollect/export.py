@@ -19,9 +19,11 @@ instruction language, so no source sentence appears in two splits.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import shutil
+import threading
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,8 @@ SPLITS = ("train", "validation", "test")
 _PAGE_SIZE = 2000  # dialogues a worker renders at a time
 FORMATS = ("hf", "sharegpt", "llamafactory", "all")
 DATASET_NAME = "itcollect"
+#: json.dumps(..., ensure_ascii=False) builds an encoder per call; this one is built once
+_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 def _schema():
@@ -132,6 +136,11 @@ def assign_splits(groups: dict[str, Counter | str], validation_share: float, tes
         filled[main][split] += n
         out[key] = split
     return out
+
+
+#: the turn columns :func:`build_row` reads (the renderer reads no others: ~15 us a dialogue less)
+ROW_TURN_FIELDS = ("role", "content", "author", "model", "interaction_type", "template_name", "template_hash",
+                   "created_at")
 
 
 def build_row(d: dict[str, Any], turns: list[dict[str, Any]], system_prompt: str | None,
@@ -364,7 +373,7 @@ class _Renderer:
         counts: dict[str, Counter] = {k: Counter() for k in
                                       ("pair", "instruction_lang", "origin", "user_turns", "interaction_type")}
         n = 0
-        for d, turns in store.iter_corpus(kept_only=True, after=bounds[0], upto=bounds[1]):
+        for d, turns in store.iter_corpus(kept_only=True, after=bounds[0], upto=bounds[1], turn_fields=ROW_TURN_FIELDS):
             split = self.split_by_id.get(d["id"])
             if split is None:  # kept after the split assignment was made (a concurrent filter run)
                 continue
@@ -379,8 +388,7 @@ class _Renderer:
         schema = _schema()
         splits = {}
         for split, rows in by_split.items():
-            text = ",\n".join(json.dumps(sharegpt_record(r), ensure_ascii=False) for r in rows) \
-                if self.want_sharegpt else ""
+            text = ",\n".join([_JSON.encode(sharegpt_record(r)) for r in rows]) if self.want_sharegpt else ""
             splits[split] = (rows_to_table(rows, schema), text, len(rows))
         return _Page(n, splits, counts)
 
@@ -474,8 +482,15 @@ def export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, f
     del rowids
     renderer = _Renderer(str(store.path), split_by_id, system_prompt, run["id"], want_sharegpt)
     workers = default_workers() if workers is None else max(1, workers)
+    hf_import: threading.Thread | None = None
     with progress(total=total, desc="export", unit=" dialogues") as bar:
         def take(page: _Page) -> None:
+            nonlocal hf_import
+            if hf_import is None and ("hf" in formats or push_to_hub):
+                # importing datasets takes ~1.3 s; done here while the workers render pages instead
+                # of after them. Only now: the workers are forked by then (no fork during an import)
+                hf_import = threading.Thread(target=importlib.import_module, args=("datasets",), daemon=True)
+                hf_import.start()
             for split_idx, (table, text, n) in page.splits.items():
                 split = SPLITS[split_idx]
                 writers[split].add_table(table)
@@ -512,6 +527,8 @@ def export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, f
                    "reasons": store.filter_totals()["reasons"]},
     }
     if "hf" in formats or push_to_hub:
+        if hf_import is not None:
+            hf_import.join()
         _write_hf(out, writers)
         files.append("hf/")
     (out / "README.md").write_text(dataset_card(result_counts, config, formats, system_prompt, writers),

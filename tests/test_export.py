@@ -289,3 +289,18 @@ def test_assign_splits_one_dialogue_groups_as_strata_match_the_counter_form():
         assert assign_splits(counters, vs, ts, seed) == expected
         assert assign_splits(mixed, vs, ts, seed) == expected
     assert set(expected.values()) == {"train", "test"}
+
+
+def test_rows_from_the_export_columns_equal_rows_from_every_column(exported):
+    """The renderer reads only ROW_TURN_FIELDS of each turn: build_row must not need any other."""
+    from itcollect.export import ROW_TURN_FIELDS, build_row
+
+    ws, _out, _result, _ids = exported
+    full = list(ws.store.iter_corpus(kept_only=True))
+    slim = list(ws.store.iter_corpus(kept_only=True, turn_fields=ROW_TURN_FIELDS))
+    assert len(full) == len(slim) > 0
+    for (d, turns), (d2, turns2) in zip(full, slim):
+        assert d == d2
+        assert all(set(t) == {"id", "dialogue_id", *ROW_TURN_FIELDS} for t in turns2)
+        assert [{k: t[k] for k in t2} for t, t2 in zip(turns, turns2)] == turns2
+        assert build_row(d, turns2, SYSTEM, 1) == build_row(d, turns, SYSTEM, 1)
