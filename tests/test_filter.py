@@ -314,3 +314,18 @@ def test_norm_and_repeated_ngram_fast_paths_agree_with_their_definitions():
         assert (got is None) == (ref is None), (text, n, max_count)
         if got is not None:
             assert got == (" ".join(ref[0]), ref[1])
+
+
+def test_corpus_reader_joins_verdicts_only_when_asked(workspace):
+    store = workspace.store
+    good = add_dialogue(store, en_dialogue(3))
+    bad = en_dialogue(4)
+    bad["turns"][3] = ("assistant", "I'm sorry, but I can't help with that.", "style")
+    bad_id = add_dialogue(store, bad)
+    run_filter(store, workspace.config)
+    plain = {d["id"]: d for d, _ in store.iter_corpus(slim=True)}
+    assert set(plain) == {good, bad_id} and all("verdict_kept" not in d for d in plain.values())
+    judged = {d["id"]: d for d, _ in store.iter_corpus(with_verdicts=True)}
+    assert judged[good]["verdict_kept"] is True and judged[bad_id]["verdict_kept"] is False
+    assert "refusal" in judged[bad_id]["verdict_reasons"]
+    assert [d["id"] for d, _ in store.iter_corpus(kept_only=True)] == [good]

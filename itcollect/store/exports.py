@@ -43,8 +43,10 @@ class ExportsMixin(StoreCore):
         ``dialogue_id`` are always read).
         """
         dcols = ", ".join(f"d.{c}" for c in _DIALOGUE_FIELDS)
+        # the verdict only when asked for (a lookup and a JSON text per dialogue otherwise wasted)
         vjoin = "JOIN verdicts v ON v.dialogue_id=d.id AND v.kept=1" if kept_only else \
-            "LEFT JOIN verdicts v ON v.dialogue_id=d.id"
+            "LEFT JOIN verdicts v ON v.dialogue_id=d.id" if with_verdicts else ""
+        vcols = ", v.kept, v.reasons, v.cluster_id" if with_verdicts else ""
         tfields = _SLIM_TURN_FIELDS if slim else _TURN_FIELDS
         if turn_fields is not None:
             tfields = ("id", "dialogue_id", *(f for f in turn_fields if f not in ("id", "dialogue_id")))
@@ -57,7 +59,7 @@ class ExportsMixin(StoreCore):
             cur.row_factory = None  # plain tuples: this loop runs for every dialogue of the corpus
             try:
                 rows = cur.execute(
-                    f"SELECT d.rowid, {dcols}, s.docid, v.kept, v.reasons, v.cluster_id FROM dialogues d"
+                    f"SELECT d.rowid, {dcols}, s.docid{vcols} FROM dialogues d"
                     f" LEFT JOIN sources s ON s.id=d.source_id {vjoin}"
                     f" WHERE d.rowid > ?{upper} AND d.status='done' ORDER BY d.rowid LIMIT ?",
                     (last, batch_size)).fetchall()
