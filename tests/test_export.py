@@ -304,3 +304,22 @@ def test_rows_from_the_export_columns_equal_rows_from_every_column(exported):
         assert all(set(t) == {"id", "dialogue_id", *ROW_TURN_FIELDS} for t in turns2)
         assert [{k: t[k] for k in t2} for t, t2 in zip(turns, turns2)] == turns2
         assert build_row(d, turns2, SYSTEM, 1) == build_row(d, turns, SYSTEM, 1)
+
+
+def test_sharegpt_json_is_json_dumps_of_the_record(exported):
+    import random
+
+    from itcollect.export import build_row, sharegpt_json
+
+    ws, _out, _result, _ids = exported
+    rows = [build_row(d, t, sp, 1) for d, t in ws.store.iter_corpus(kept_only=True) for sp in (None, SYSTEM)]
+    rng = random.Random(0)
+    alphabet = ['"', "\\", "\n", "\t", "\x00", "\x1f", "\u2028", "é", "中", "😀", "a", " ", "/", "<"]
+    for k in range(300):  # odd strings, None values, several/odd system messages, no messages
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        roles = [rng.choice(["system", "user", "assistant"]) for _ in range(rng.randint(0, 5))]
+        rows.append({"id": f"x{k}{text}", "messages": [{"role": r, "content": text + r} for r in roles],
+                     "src_lang": rng.choice([None, "en", text]), "tgt_lang": None, "instruction_lang": "zh",
+                     "origin": rng.choice([None, "imported"]), "source_id": text})
+    for row in rows:
+        assert sharegpt_json(row) == json.dumps(sharegpt_record(row), ensure_ascii=False)
