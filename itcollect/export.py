@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import threading
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -375,18 +375,32 @@ class _ShareGPTWriter:
 
 @dataclass
 class _Page:
-    n: int
-    splits: dict[int, tuple[Any, str, int]]  # split index -> (Arrow table, ShareGPT JSON text, records)
+    table: Any  # every kept dialogue of the page, in order
+    texts: list[str]  # the ShareGPT JSON of each (empty without ShareGPT output)
+    ids: list[str]
     counts: dict[str, Counter]
 
 
-class _Renderer:
-    """Turns a page of kept dialogues into Arrow tables and ShareGPT text, per split."""
+_COUNT_KEYS = ("pair", "instruction_lang", "origin", "user_turns", "interaction_type")
 
-    def __init__(self, db_path: str, split_by_id: dict[str, int], system_prompt: str | None, run_id: int,
-                 want_sharegpt: bool) -> None:
+
+def _count_row(counts: dict[str, Counter], row: dict[str, Any], k: int = 1) -> None:
+    """Add (``k=-1``: take back) a row to the dataset card's counts."""
+    counts["pair"][f"{row['src_lang']}-{row['tgt_lang']}"] += k
+    counts["instruction_lang"][str(row["instruction_lang"])] += k
+    counts["origin"][str(row["origin"])] += k
+    counts["user_turns"][str(row["n_user_turns"])] += k
+    for t in row["interaction_types"]:
+        if t:
+            counts["interaction_type"][str(t)] += k
+
+
+class _Renderer:
+    """Turns a page of kept dialogues into an Arrow table and ShareGPT text (split by the main
+    process, so the workers can start before the split pass is done)."""
+
+    def __init__(self, db_path: str, system_prompt: str | None, run_id: int, want_sharegpt: bool) -> None:
         self.db_path = db_path
-        self.split_by_id = split_by_id
         self.system_prompt = system_prompt
         self.run_id = run_id
         self.want_sharegpt = want_sharegpt
@@ -399,28 +413,39 @@ class _Renderer:
 
                 self._store = Store(self.db_path, migrate=False)
             store = self._store
-        by_split: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        counts: dict[str, Counter] = {k: Counter() for k in
-                                      ("pair", "instruction_lang", "origin", "user_turns", "interaction_type")}
-        n = 0
+        counts: dict[str, Counter] = {k: Counter() for k in _COUNT_KEYS}
+        rows = []
         for d, turns in store.iter_corpus(kept_only=True, after=bounds[0], upto=bounds[1], turn_fields=ROW_TURN_FIELDS):
-            split = self.split_by_id.get(d["id"])
-            if split is None:  # kept after the split assignment was made (a concurrent filter run)
-                continue
             row = build_row(d, turns, self.system_prompt, self.run_id)
-            by_split[split].append(row)
-            counts["pair"][f"{row['src_lang']}-{row['tgt_lang']}"] += 1
-            counts["instruction_lang"][str(row["instruction_lang"])] += 1
-            counts["origin"][str(row["origin"])] += 1
-            counts["user_turns"][str(row["n_user_turns"])] += 1
-            counts["interaction_type"].update(str(t) for t in row["interaction_types"] if t)
-            n += 1
-        schema = _schema()
-        splits = {}
-        for split, rows in by_split.items():
-            text = ",\n".join([sharegpt_json(r) for r in rows]) if self.want_sharegpt else ""
-            splits[split] = (rows_to_table(rows, schema), text, len(rows))
-        return _Page(n, splits, counts)
+            rows.append(row)
+            _count_row(counts, row)
+        texts = [sharegpt_json(r) for r in rows] if self.want_sharegpt else []
+        return _Page(rows_to_table(rows, _schema()), texts, [r["id"] for r in rows], counts)
+
+
+def _split_pass(store: Any, validation_share: float, test_share: float, seed: int) -> tuple[dict[str, int],
+                                                                                          Counter]:
+    """Pass 1: the split index of every kept dialogue (by its source group), and the split sizes."""
+    groups: dict[str, Counter | str] = {}  # a group of one dialogue holds its stratum, see assign_splits
+    ids: list[str] = []
+    keys: list[str] = []
+    for _rowid, did, sid, stext, src, tgt, instr in store.iter_kept_keys():
+        key = _group_key(did, sid, stext)
+        stratum = _stratum(src, tgt, instr)
+        have = groups.get(key)
+        if have is None:
+            groups[key] = stratum
+        else:  # a second dialogue of the group
+            if type(have) is str:
+                have = groups[key] = Counter({have: 1})
+            have[stratum] += 1
+        ids.append(did)
+        keys.append(key)
+    split_of = assign_splits(groups, validation_share, test_share, seed)
+    del groups
+    index = {s: i for i, s in enumerate(SPLITS)}
+    split_by_id = {did: index[split_of[key]] for did, key in zip(ids, keys)}
+    return split_by_id, Counter(SPLITS[i] for i in split_by_id.values())
 
 
 def _formats(fmt: str) -> set[str]:
@@ -459,33 +484,10 @@ def export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, f
     if out.exists() and not out.is_dir():
         raise InputError("exists and is not a folder", path=str(out))
 
-    # pass 1: groups and strata (a group of one dialogue holds its stratum, see assign_splits)
-    groups: dict[str, Counter | str] = {}
-    ids: list[str] = []
-    keys: list[str] = []
-    rowids: list[int] = []
-    for rowid, did, sid, stext, src, tgt, instr in store.iter_kept_keys():
-        key = _group_key(did, sid, stext)
-        stratum = _stratum(src, tgt, instr)
-        have = groups.get(key)
-        if have is None:
-            groups[key] = stratum
-        else:  # a second dialogue of the group
-            if type(have) is str:
-                have = groups[key] = Counter({have: 1})
-            have[stratum] += 1
-        ids.append(did)
-        keys.append(key)
-        rowids.append(rowid)
-    total = len(rowids)
-    if total == 0:
+    # pages of _PAGE_SIZE kept dialogues (the row groups of the files follow them)
+    rowids = store.kept_rowids()
+    if not rowids:
         raise InputError(f"the latest filter run ({run['id']}) kept no dialogues: nothing to export")
-    split_of = assign_splits(groups, vs, ts, int(ecfg.get("split_seed", 0)))
-    del groups
-    index = {s: i for i, s in enumerate(SPLITS)}
-    split_by_id = {did: index[split_of[key]] for did, key in zip(ids, keys)}
-    split_sizes = Counter(SPLITS[i] for i in split_by_id.values())
-    del ids, keys, split_of
 
     out.mkdir(parents=True, exist_ok=True)
     for old in ("hf", "parquet"):
@@ -498,42 +500,58 @@ def export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, f
     pq_dir.mkdir()
     schema = _schema()
     shard_size = int(ecfg.get("shard_size", 50000))
-    writers = {s: _SplitWriter(pq_dir, s, split_sizes.get(s, 0), shard_size, schema) for s in SPLITS}
     sharegpt_names = {"train": "sharegpt.json", "validation": "sharegpt_validation.json",
                       "test": "sharegpt_test.json"}
     sg_writers: dict[str, _ShareGPTWriter] = {}
     want_sharegpt = bool(formats & {"sharegpt", "llamafactory"})
 
-    counts: dict[str, Counter] = {k: Counter() for k in
-                                  ("pair", "instruction_lang", "origin", "user_turns", "interaction_type")}
-    # pass 2: rows, rendered a page at a time (in worker processes when there are several pages)
-    page_size = _PAGE_SIZE
-    pages = page_bounds(rowids, page_size)
-    del rowids
-    renderer = _Renderer(str(store.path), split_by_id, system_prompt, run["id"], want_sharegpt)
+    counts: dict[str, Counter] = {k: Counter() for k in _COUNT_KEYS}
+    # pass 2: rows, rendered a page at a time (in worker processes when there are several pages);
+    # the workers start first, the split pass (pass 1) runs here meanwhile
+    pages = page_bounds(rowids, _PAGE_SIZE)
+    renderer = _Renderer(str(store.path), system_prompt, run["id"], want_sharegpt)
     workers = default_workers() if workers is None else max(1, workers)
     hf_import: threading.Thread | None = None
-    with progress(total=total, desc="export", unit=" dialogues") as bar:
-        def take(page: _Page) -> None:
-            nonlocal hf_import
-            if hf_import is None and ("hf" in formats or push_to_hub):
-                # importing datasets takes ~1.3 s; done here while the workers render pages instead
-                # of after them. Only now: the workers are forked by then (no fork during an import)
-                hf_import = threading.Thread(target=importlib.import_module, args=("datasets",), daemon=True)
-                hf_import.start()
-            for split_idx, (table, text, n) in page.splits.items():
-                split = SPLITS[split_idx]
-                writers[split].add_table(table)
-                if want_sharegpt:
-                    if split not in sg_writers:
-                        sg_writers[split] = _ShareGPTWriter(out / sharegpt_names[split])
-                    sg_writers[split].add_text(text, n)
-            for k, c in page.counts.items():
-                counts[k].update(c)
-            bar.update(page.n)
+    rendered = map_pages(renderer, pages, store, workers)
+    try:
+        first = next(rendered, None)  # the pool is forked by now
+        if "hf" in formats or push_to_hub:
+            # importing datasets takes ~1.3 s: done while the workers render pages, not after them
+            # (only now: the workers are forked, no fork happens during the import)
+            hf_import = threading.Thread(target=importlib.import_module, args=("datasets",), daemon=True)
+            hf_import.start()
+        split_by_id, split_sizes = _split_pass(store, vs, ts, int(ecfg.get("split_seed", 0)))
+        total = len(split_by_id)
+        writers = {s: _SplitWriter(pq_dir, s, split_sizes.get(s, 0), shard_size, schema) for s in SPLITS}
+        with progress(total=total, desc="export", unit=" dialogues") as bar:
+            def take(page: _Page) -> None:
+                where = [split_by_id.get(i) for i in page.ids]
+                by_split: dict[int, list[int]] = {}
+                gone = []
+                for pos, split_idx in enumerate(where):
+                    if split_idx is None:  # kept after the split pass read (a concurrent filter run)
+                        gone.append(pos)
+                    else:
+                        by_split.setdefault(split_idx, []).append(pos)
+                for k, c in page.counts.items():
+                    counts[k].update(c)
+                for row in page.table.take(gone).to_pylist() if gone else ():
+                    _count_row(counts, row, -1)
+                for split_idx, idx in by_split.items():
+                    split = SPLITS[split_idx]
+                    writers[split].add_table(page.table if len(idx) == len(where) else page.table.take(idx))
+                    if want_sharegpt:
+                        if split not in sg_writers:
+                            sg_writers[split] = _ShareGPTWriter(out / sharegpt_names[split])
+                        sg_writers[split].add_text(",\n".join([page.texts[p] for p in idx]), len(idx))
+                bar.update(len(where) - len(gone))
 
-        for page in map_pages(renderer, pages, store, workers):
-            take(page)
+            if first is not None:
+                take(first)
+            for page in rendered:
+                take(page)
+    finally:
+        rendered.close()
     for w in writers.values():
         w.close()
     files = ["parquet/"]
@@ -552,7 +570,7 @@ def export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, f
 
     result_counts: dict[str, Any] = {
         "total": total, "splits": {s: writers[s].count for s in SPLITS},
-        **{k: dict(sorted(v.items())) for k, v in counts.items()},
+        **{k: dict(sorted((+v).items())) for k, v in counts.items()},
         "filter": {"run_id": run["id"], "kept": run["kept"], "dropped": run["dropped"],
                    "reasons": store.filter_totals()["reasons"]},
     }

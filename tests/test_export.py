@@ -323,3 +323,31 @@ def test_sharegpt_json_is_json_dumps_of_the_record(exported):
                      "origin": rng.choice([None, "imported"]), "source_id": text})
     for row in rows:
         assert sharegpt_json(row) == json.dumps(sharegpt_record(row), ensure_ascii=False)
+
+
+def test_a_dialogue_the_split_pass_did_not_see_is_left_out_everywhere(exported, tmp_path, monkeypatch):
+    """Workers render every kept dialogue of their pages while the split pass runs; one that pass
+    did not see (kept by a filter run in between) is in no file and in none of the card's counts."""
+    import itcollect.export as ex
+
+    ws, _out, full, _ids = exported
+    real = ws.store.iter_kept_keys
+    rows = list(real())
+    late = rows[len(rows) // 2][1]
+    monkeypatch.setattr(ws.store, "iter_kept_keys", lambda: iter([r for r in rows if r[1] != late]))
+    monkeypatch.setattr(ex, "_PAGE_SIZE", 5)
+    out = tmp_path / "late"
+    result = export_dataset(ws.store, ws.config, out, fmt="all", system_prompt=SYSTEM,
+                            validation_share=0.2, test_share=0.2, workers=2)
+    dd = datasets.load_from_disk(str(out / "hf"))
+    exported_ids = [i for s in dd for i in dd[s]["id"]]
+    assert late not in exported_ids and len(exported_ids) == result.counts["total"] == full.counts["total"] - 1
+    sharegpt = [r["id"] for name in ("sharegpt.json", "sharegpt_validation.json", "sharegpt_test.json")
+                for r in json.loads((out / name).read_text(encoding="utf-8"))]
+    assert sorted(sharegpt) == sorted(exported_ids)
+    expected = {k: defaultdict(int) for k in ("pair", "instruction_lang", "origin", "user_turns", "interaction_type")}
+    for s in dd:
+        for row in dd[s]:
+            ex._count_row(expected, row)
+    for k, v in expected.items():
+        assert result.counts[k] == dict(sorted(v.items())), k

@@ -95,6 +95,12 @@ class ExportsMixin(StoreCore):
             for d in dialogues:
                 yield d, turns[d["id"]]
 
+    def kept_rowids(self) -> list[int]:
+        """Rowids of the finished dialogues the latest filter kept, ascending (export's pages)."""
+        kept = {r[0] for r in self.stream("SELECT dialogue_id FROM verdicts WHERE kept=1")}
+        return [rowid for rowid, did in self.stream("SELECT rowid, id FROM dialogues WHERE status='done'"
+                                                    " ORDER BY rowid") if did in kept]
+
     def iter_kept_keys(self) -> Iterator[tuple[int, str, str | None, str | None, str | None, str | None,
                                                str | None]]:
         """(rowid, id, source_id, source_text, src_lang, tgt_lang, instruction_lang) of every finished
