@@ -170,3 +170,42 @@ def test_permutations_are_datasketchs_and_roots_are_finds():
             uf.union(int(a), int(b))
         parent = uf.parent.copy()  # before any find compresses paths further
         assert _roots(parent).tolist() == [uf.find(i) for i in range(n)]
+
+
+def _near_duplicate_groups_by_full_sort(signatures, threshold):
+    """The previous implementation (every band's byte keys sorted), as the reference."""
+    from itcollect.filter.dedup import _roots, _UnionFind, _verify_bucket
+
+    n, num_perm = signatures.shape
+    uf = _UnionFind(n)
+    if n < 2:
+        return uf.parent.copy()
+    bands, rows = lsh_params(threshold, num_perm)
+    for b in range(bands):
+        block = np.ascontiguousarray(signatures[:, b * rows:(b + 1) * rows])
+        keys = block.view(np.dtype((np.void, block.dtype.itemsize * rows))).ravel()
+        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        multi = np.flatnonzero(counts > 1)
+        if not len(multi):
+            continue
+        idx = np.flatnonzero(np.isin(inverse, multi))
+        idx = idx[np.argsort(inverse[idx], kind="stable")]
+        for g in np.split(idx, np.flatnonzero(np.diff(inverse[idx])) + 1):
+            _verify_bucket(g, signatures, threshold, uf)
+    return _roots(uf.parent)
+
+
+def test_near_duplicate_groups_equal_the_full_sort_of_every_band():
+    from itcollect.filter.dedup import _shared_hash_rows
+
+    rng = np.random.default_rng(6)
+    for n, high, threshold in ((3000, 3, 0.8), (2000, 2, 0.5), (500, 1000, 0.8), (40, 2, 0.9), (1, 5, 0.8)):
+        sigs = rng.integers(0, high, (n, 64)).astype(np.uint32)
+        sigs[n // 2:] = sigs[:n - n // 2]  # exact copies, then some perturbed ones
+        sigs[: n // 4, ::7] += 1
+        expected = _near_duplicate_groups_by_full_sort(sigs, threshold)
+        assert np.array_equal(near_duplicate_groups(sigs, threshold), expected)
+    block = rng.integers(0, 4, (5000, 3)).astype(np.uint32)
+    shared = set(_shared_hash_rows(block).tolist())
+    _, inverse, counts = np.unique(block, axis=0, return_inverse=True, return_counts=True)
+    assert {i for i, g in enumerate(inverse.ravel()) if counts[g] > 1} <= shared

@@ -211,7 +211,13 @@ def near_duplicate_groups(signatures: np.ndarray, threshold: float) -> np.ndarra
     bands, rows = lsh_params(threshold, num_perm)
     for b in range(bands):
         block = np.ascontiguousarray(signatures[:, b * rows:(b + 1) * rows])
-        keys = block.view(np.dtype((np.void, block.dtype.itemsize * rows))).ravel()
+        # only rows whose band shares a 64-bit hash with another row can share the band: sorting
+        # their (few) byte keys instead of all n (a sort of n byte strings: 0.08 s a band at 160K)
+        cand = _shared_hash_rows(block)
+        if not len(cand):
+            continue
+        sub = np.ascontiguousarray(block[cand])
+        keys = sub.view(np.dtype((np.void, sub.dtype.itemsize * rows))).ravel()
         _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
         multi = np.flatnonzero(counts > 1)
         if not len(multi):
@@ -220,10 +226,28 @@ def near_duplicate_groups(signatures: np.ndarray, threshold: float) -> np.ndarra
         idx = np.flatnonzero(member_mask)
         order = np.argsort(inverse[idx], kind="stable")
         idx = idx[order]
-        groups = np.split(idx, np.flatnonzero(np.diff(inverse[idx])) + 1)
+        # buckets in byte-key order, members ascending: the order of the full sort it replaces
+        groups = np.split(cand[idx], np.flatnonzero(np.diff(inverse[idx])) + 1)
         for g in groups:
             _verify_bucket(g, signatures, threshold, uf)
     return _roots(uf.parent)
+
+
+def _shared_hash_rows(block: np.ndarray) -> np.ndarray:
+    """Ascending indices of the rows whose hash (of all their values) another row has too: every
+    row equal to another is among them (a collision only adds a row that then stays alone)."""
+    h = np.zeros(len(block), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(block.shape[1]):
+            h *= np.uint64(0x9E3779B97F4A7C15)
+            h ^= block[:, j].astype(np.uint64)
+            h ^= h >> np.uint64(29)
+    order = np.argsort(h, kind="stable")
+    same = h[order[1:]] == h[order[:-1]]
+    shared = np.zeros(len(block), dtype=bool)
+    shared[1:] |= same
+    shared[:-1] |= same
+    return np.sort(order[shared])
 
 
 def _roots(parent: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
 from .core import StoreCore, dumps, loads, utcnow
@@ -49,7 +50,7 @@ class VerdictsMixin(StoreCore):
             dropped += not ok
             rows.append((did, int(bool(ok)), dumps(reasons) if reasons else "[]", cluster,
                          detail if isinstance(detail, str) else dumps(detail)))
-        rows.sort()
+        rows.sort(key=itemgetter(0))
         with self.transaction() as c:
             cur = c.execute("INSERT INTO filter_runs(thresholds, kept, dropped, created_at) VALUES (?,?,?,?)",
                             (dumps(thresholds), kept, dropped, utcnow()))
