@@ -31,7 +31,7 @@ from typing import Any
 
 from .errors import InputError
 from .filter.rules import norm  # at the top: an import statement per call cost ~6 us of every row
-from .paging import default_workers, map_pages, page_bounds
+from .paging import default_workers, gc_paused, map_pages, page_bounds
 
 SPLITS = ("train", "validation", "test")
 _PAGE_SIZE = 2000  # dialogues a worker renders at a time
@@ -463,6 +463,16 @@ def export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, f
     ``workers``: processes rendering pages of rows in parallel (default: usable cores, at most 4);
     the files are written by this process, in dialogue order, so the output does not depend on it.
     """
+    with gc_paused():  # (and so in the forked workers)
+        return _export_dataset(store, config, out_dir, fmt=fmt, system_prompt=system_prompt,
+                               validation_share=validation_share, test_share=test_share,
+                               push_to_hub=push_to_hub, workers=workers)
+
+
+def _export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, fmt: str = "hf",
+                    system_prompt: str | None = None, validation_share: float | None = None,
+                    test_share: float | None = None, push_to_hub: str | None = None,
+                    workers: int | None = None) -> ExportResult:
     from .progress import progress
 
     formats = _formats(fmt)

@@ -8,9 +8,11 @@ depend on the number of workers.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 
@@ -34,11 +36,30 @@ def page_bounds(rowids: Sequence[int], page_size: int) -> list[tuple[int, int]]:
             for i in range(0, len(rowids), page_size)]
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for a pass over the corpus, on again after.
+
+    Judging and rendering allocate millions of short-lived container objects (token lists, row
+    dicts) without reference cycles: refcounting frees them, and the collector's passes over them
+    found nothing but cost ~10% of the filter's judge CPU (measured 224 -> 199 us a dialogue) and
+    ~0.5 s of its main process. Whatever cycles appear meanwhile are collected once it is back on.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 _WORKER: PageWorker | None = None
 
 
 def _init_worker(worker: PageWorker) -> None:
     global _WORKER
+    gc.disable()  # a worker only handles pages (see gc_paused); it ends with the pool
     _WORKER = worker
     _WORKER._store = None  # never the parent's connection: each worker opens its own
 

@@ -329,3 +329,26 @@ def test_corpus_reader_joins_verdicts_only_when_asked(workspace):
     assert judged[good]["verdict_kept"] is True and judged[bad_id]["verdict_kept"] is False
     assert "refusal" in judged[bad_id]["verdict_reasons"]
     assert [d["id"] for d, _ in store.iter_corpus(kept_only=True)] == [good]
+
+
+def test_gc_is_paused_only_during_a_pass(workspace):
+    import gc
+
+    from itcollect.paging import gc_paused
+
+    add_dialogue(workspace.store, en_dialogue(1))
+    assert gc.isenabled()
+    run_filter(workspace.store, workspace.config)
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError):
+        with gc_paused():
+            assert not gc.isenabled()
+            raise RuntimeError("boom")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..langid import detect_languages
-from ..paging import default_workers, map_pages, page_bounds
+from ..paging import default_workers, gc_paused, map_pages, page_bounds
 from ..store import dumps, loads
 from . import dedup
 from .rules import DialogueView, Thresholds, check_dialogue, first_reference, text_to_detect, tokens_of
@@ -163,6 +163,12 @@ def run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None = No
     ``workers``: processes judging pages in parallel (default: the usable cores, at most 4; a corpus
     of one page is judged in this process).
     """
+    with gc_paused():  # (and so in the forked workers)
+        return _run_filter(store, config, near_dup=near_dup, page_size=page_size, workers=workers)
+
+
+def _run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None,
+                page_size: int, workers: int | None) -> FilterResult:
     from ..progress import progress
 
     th = Thresholds.from_config(config.get("filter", {}))
