@@ -352,3 +352,14 @@ def test_gc_is_paused_only_during_a_pass(workspace):
         assert not gc.isenabled()  # left as the caller had it
     finally:
         gc.enable()
+
+
+def test_corpus_reader_without_meta(workspace):
+    store = workspace.store
+    add_dialogue(store, en_dialogue(2), meta={"reference": "x", "docid": "d1"})
+    add_dialogue(store, zh_dialogue(3))
+    with_meta = list(store.iter_corpus(slim=True))
+    without = list(store.iter_corpus(slim=True, meta=False))
+    assert [d["meta"] for d, _ in with_meta][0]["reference"] == "x"
+    assert [({k: v for k, v in d.items() if k != "meta"}, t) for d, t in with_meta] == without
+    assert all("meta" not in d for d, _ in without)

@@ -77,7 +77,7 @@ class _Judge:
 
     def page(self, bounds: tuple[int, int], store: Any = None) -> _PageResult:
         store = store if store is not None else self.store()
-        items = list(store.iter_corpus(after=bounds[0], upto=bounds[1], slim=True))
+        items = list(store.iter_corpus(after=bounds[0], upto=bounds[1], slim=True, meta=self.th.min_chrf > 0))
         return self.judge(items, store)
 
     def judge(self, items: list[tuple[dict[str, Any], list[dict[str, Any]]]], store: Any) -> _PageResult:
