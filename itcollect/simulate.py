@@ -22,6 +22,7 @@ driver round by round.
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import time
 from dataclasses import dataclass, field
@@ -380,6 +381,7 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
     claim_lock = asyncio.Lock()
     parked: list[int] = []  # specs whose next call is in a submitted batch: released at the end
     claims_exhausted = [False]  # the store (or --limit) has no spec left to hand this run
+    ranked_by_most_left: list[bool] = []  # [True] once every dialogue of the run has started
     # Claim specs a batch at a time and start the longest dialogues of a batch first (LPT): a
     # dialogue's calls are sequential, so a long one started last would leave the endpoint idle
     # while it finishes. Batches of half the call slots: with several simulate processes on one
@@ -440,11 +442,14 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
                 # Who gets a free call slot first. While dialogues are still to be started: the one
                 # closest to its end (it frees its worker for the next spec soonest). Once every
                 # dialogue of the run has started: the one with the most calls left, so they all
-                # end together instead of a late one finishing alone on an idle endpoint.
-                left = 2 * spec["n_turns"] - step.idx
-                all_started = claims_exhausted[0] and not queue
+                # end together instead of a late one finishing alone on an idle endpoint. The
+                # rule changes in the slots themselves, so calls queued before the change (or on
+                # their way to the queue) are ranked by the new rule too.
+                if claims_exhausted[0] and not queue and not ranked_by_most_left:
+                    ranked_by_most_left.append(True)
+                    client.rank_calls_by(lambda left: -left)
                 result = await client.chat(step.role, step.messages or [], sample=step.sample,
-                                           priority=-left if all_started else left)
+                                           priority=2 * spec["n_turns"] - step.idx)
             except LLMCallError as exc:
                 # A call that failed after all its retries is an endpoint problem, not the dialogue's:
                 # the dialogue stays in progress and goes back to pending at the end of this run, so
@@ -500,6 +505,10 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
     # language models and templates are loaded now, not between two calls of the run
     warm_up(driver.languages, driver.backend)
     driver.prompts.warm_up()
+    # The SDK, lingua and jinja leave ~1M long-lived objects that every full garbage collection
+    # would walk again (tens of ms with the event loop stopped): set them aside for the run.
+    gc.collect()
+    gc.freeze()
     # More dialogues than call slots: while one dialogue records a turn (SQLite, validation) or waits
     # for its next claim, another holds the slot, so the endpoint stays at the concurrency bound.
     # The client's semaphore still bounds the calls in flight.
@@ -520,6 +529,7 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
             for h in list(holders):  # unfinished (interrupted, parked) specs go back to pending
                 store.release_claims(h)
         finally:
+            gc.unfreeze()
             summary.calls = client.stats()
             await client.aclose()
             postfix(force=True)

@@ -51,6 +51,31 @@ def test_slots_serve_lowest_priority_first_then_first_come():
     asyncio.run(asyncio.wait_for(go(), 10))
 
 
+def test_slots_rank_rule_applies_to_queued_and_new_waiters():
+    async def go():
+        slots = PrioritySlots(1)
+        await slots.acquire()
+        order: list[str] = []
+
+        async def call(name: str, calls_left: int) -> None:
+            await slots.acquire(calls_left)
+            order.append(name)
+            slots.release()
+
+        early = [asyncio.create_task(call(f"early-{n}", n)) for n in (1, 3, 2)]
+        await asyncio.sleep(0)
+        slots.rank_by(lambda left: -left)  # from now on: most calls left first, queued ones too
+        late = asyncio.create_task(call("late-2", 2))
+        await asyncio.sleep(0)
+        slots.release()
+        await asyncio.gather(*early, late)
+        # under the first rule early-1 would have gone first; a rule applied to new arrivals only
+        # would have put late-2 before all of the early ones
+        assert order == ["early-3", "early-2", "late-2", "early-1"]
+
+    asyncio.run(asyncio.wait_for(go(), 10))
+
+
 def test_slots_survive_cancelled_waiters():
     async def go():
         slots = PrioritySlots(1)

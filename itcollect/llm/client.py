@@ -395,6 +395,11 @@ class LLMClient:
             del self._inflight[key]
         return result
 
+    def rank_calls_by(self, rule: Callable[[float], float]) -> None:
+        """From now on calls wait for a slot in the order of ``rule(priority)``, those already
+        waiting included (see :class:`PrioritySlots`)."""
+        self._sem.rank_by(rule)
+
     # -- internals -------------------------------------------------------------------------------
     def _new_loop_state(self) -> None:
         """The pieces bound to an event loop: semaphore, rate buckets, calls in flight."""

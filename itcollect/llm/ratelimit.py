@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
+from collections.abc import Callable
 
 
 class TokenBucket:
@@ -47,24 +48,34 @@ class TokenBucket:
 
 
 class PrioritySlots:
-    """A semaphore whose waiters are served lowest ``priority`` first (ties: first come).
+    """A semaphore whose waiters are served lowest rank first (ties: first come). A waiter's rank
+    is its ``priority``, or ``rule(priority)`` once :meth:`rank_by` set a rule.
 
-    simulate gives each call the negated number of calls its dialogue still needs: a dialogue's
-    calls are sequential, so when the run nears its end the dialogues with the most left go first
-    and the endpoint is not left idle while a late-started dialogue finishes alone (critical-path
-    scheduling). With one priority it is a plain FIFO semaphore.
+    simulate passes the number of calls a dialogue still needs. While dialogues remain to be
+    started, the one closest to its end goes first (it frees its worker for the next dialogue
+    soonest); once all have started it switches the rule to "most calls left first", so the
+    dialogues end together instead of a late one finishing alone on an idle endpoint
+    (critical-path scheduling). With one priority it is a plain FIFO semaphore.
     """
 
     def __init__(self, slots: int) -> None:
         if slots < 1:
             raise ValueError("slots must be at least 1")
         self._free = slots
-        self._waiters: list[tuple[float, int, asyncio.Future]] = []
+        self._waiters: list[tuple[float, int, asyncio.Future, float]] = []  # rank, seq, future, priority
         self._seq = 0
+        self._rule: Callable[[float], float] | None = None
 
     @property
     def waiting(self) -> int:
-        return sum(1 for _, _, fut in self._waiters if not fut.done())
+        return sum(1 for w in self._waiters if not w[2].done())
+
+    def rank_by(self, rule: Callable[[float], float]) -> None:
+        """From now on rank waiters by ``rule(priority)``, those already queued included (a rule
+        applied only to new arrivals would leave the queued ones behind all of them)."""
+        self._rule = rule
+        self._waiters = [(rule(prio), seq, fut, prio) for _, seq, fut, prio in self._waiters if not fut.done()]
+        heapq.heapify(self._waiters)
 
     async def acquire(self, priority: float = 0.0) -> None:
         if self._free > 0:  # free slots only exist while nobody live is queued (release hands over)
@@ -72,7 +83,8 @@ class PrioritySlots:
             return
         fut = asyncio.get_running_loop().create_future()
         self._seq += 1
-        heapq.heappush(self._waiters, (priority, self._seq, fut))
+        rank = self._rule(priority) if self._rule is not None else priority
+        heapq.heappush(self._waiters, (rank, self._seq, fut, priority))
         try:
             await fut
         except asyncio.CancelledError:
@@ -82,7 +94,7 @@ class PrioritySlots:
 
     def release(self) -> None:
         while self._waiters:
-            _, _, fut = heapq.heappop(self._waiters)
+            fut = heapq.heappop(self._waiters)[2]
             if not fut.done():  # skip waiters cancelled while queued
                 fut.set_result(None)
                 return
