@@ -23,9 +23,9 @@ import importlib
 import json
 import os
 import shutil
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -93,11 +93,6 @@ def _stratum(src: str | None, tgt: str | None, instr: str | None) -> str:
     return f"{src or '?'}-{tgt or '?'}|{instr or '?'}"
 
 
-def _hash01(seed: int, key: str) -> float:
-    h = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(h, "big") / 2 ** 64
-
-
 def assign_splits(groups: dict[str, Counter | str], validation_share: float, test_share: float,
                   seed: int = 0) -> dict[str, str]:
     """group key -> split. Groups are visited in a seeded pseudo-random order; a group goes to
@@ -118,7 +113,7 @@ def assign_splits(groups: dict[str, Counter | str], validation_share: float, tes
     prefix = f"{seed}:".encode()
     blake2b, from_bytes = hashlib.blake2b, int.from_bytes  # the loop runs once per group
 
-    def order(key: str) -> float:  # _hash01(seed, key)
+    def order(key: str) -> float:  # a seeded hash of the key in [0, 1)
         return from_bytes(blake2b(prefix + key.encode(), digest_size=8).digest(), "big") / 2 ** 64
 
     out: dict[str, str] = {}
@@ -521,15 +516,11 @@ def _export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, 
     pages = page_bounds(rowids, _PAGE_SIZE)
     renderer = _Renderer(str(store.path), system_prompt, run["id"], want_sharegpt)
     workers = default_workers() if workers is None else max(1, workers)
-    hf_import: threading.Thread | None = None
-    rendered = map_pages(renderer, pages, store, workers)
+    # importing datasets takes ~1.3 s: done while the workers render pages, not after them
+    hf_import = partial(importlib.import_module, "datasets") if "hf" in formats or push_to_hub else None
+    rendered = map_pages(renderer, pages, store, workers, meanwhile=hf_import)
     try:
-        first = next(rendered, None)  # the pool is forked by now
-        if "hf" in formats or push_to_hub:
-            # importing datasets takes ~1.3 s: done while the workers render pages, not after them
-            # (only now: the workers are forked, no fork happens during the import)
-            hf_import = threading.Thread(target=importlib.import_module, args=("datasets",), daemon=True)
-            hf_import.start()
+        first = next(rendered, None)  # the workers render while the split pass runs here
         split_by_id, split_sizes = _split_pass(store, vs, ts, int(ecfg.get("split_seed", 0)))
         total = len(split_by_id)
         writers = {s: _SplitWriter(pq_dir, s, split_sizes.get(s, 0), shard_size, schema) for s in SPLITS}
@@ -585,8 +576,6 @@ def _export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, 
                    "reasons": store.filter_totals()["reasons"]},
     }
     if "hf" in formats or push_to_hub:
-        if hf_import is not None:
-            hf_import.join()
         _write_hf(out, writers)
         files.append("hf/")
     (out / "README.md").write_text(dataset_card(result_counts, config, formats, system_prompt, writers),

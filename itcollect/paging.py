@@ -11,7 +11,8 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -69,13 +70,34 @@ def _work(bounds: tuple[int, int]) -> Any:
     return _WORKER.page(bounds)
 
 
-def map_pages(worker: PageWorker, pages: list[tuple[int, int]], store: Any, workers: int) -> Iterator[Any]:
+def map_pages(worker: PageWorker, pages: list[tuple[int, int]], store: Any, workers: int,
+              meanwhile: Callable[[], object] | None = None) -> Iterator[Any]:
     """``worker.page(bounds)`` of every page, in page order: in ``workers`` forked processes when
-    there is more than one page, else in this process on ``store``."""
-    if workers > 1 and len(pages) > 1:
-        ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(min(workers, len(pages)), initializer=_init_worker, initargs=(worker,)) as pool:
-            yield from pool.imap(_work, pages)
-    else:
-        for bounds in pages:
-            yield worker.page(bounds, store)
+    there is more than one page, else in this process on ``store``.
+
+    ``meanwhile`` (slow serial set-up the caller needs only after the pages, e.g. a heavy import)
+    runs in a thread while the pages are handled. It is started only once the worker processes
+    exist (forking while a thread imports modules can leave the child holding a lock forever) and is
+    joined when the pages are done.
+    """
+    helper: threading.Thread | None = None
+
+    def start_helper() -> None:
+        nonlocal helper
+        if meanwhile is not None:
+            helper = threading.Thread(target=meanwhile, daemon=True)
+            helper.start()
+
+    try:
+        if workers > 1 and len(pages) > 1:
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(min(workers, len(pages)), initializer=_init_worker, initargs=(worker,)) as pool:
+                start_helper()  # the pool forked its workers when it was created
+                yield from pool.imap(_work, pages)
+        else:
+            start_helper()
+            for bounds in pages:
+                yield worker.page(bounds, store)
+    finally:
+        if helper is not None:
+            helper.join()

@@ -12,9 +12,9 @@ verdicts of the run replace the previous ones in one transaction. Nothing is del
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain
 from typing import Any
 
@@ -186,26 +186,17 @@ def _run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None,
 
     results: list[_PageResult] = []
     detected_total = detect_missing_languages(store, languages, backend)
-    lsh_ready: threading.Thread | None = None
+    # the LSH band split needs datasketch's optimiser (importing it takes ~0.8 s): worked out (and
+    # cached) while the workers judge pages, instead of after them
+    lsh_setup = partial(dedup.lsh_params, th.near_dup_threshold, th.minhash_num_perm) if th.near_dup else None
     with progress(total=total, desc="filter", unit=" dialogues") as bar:
-        def take(res: _PageResult) -> None:
-            nonlocal detected_total, lsh_ready
-            if lsh_ready is None and th.near_dup:
-                # the LSH band split needs datasketch's optimiser (importing it takes ~0.8 s): worked
-                # out here while the workers judge pages, instead of after them. Only now: the
-                # workers are forked by then (no fork while a thread is importing)
-                lsh_ready = threading.Thread(target=dedup.lsh_params,
-                                             args=(th.near_dup_threshold, th.minhash_num_perm), daemon=True)
-                lsh_ready.start()
+        for res in map_pages(judge, pages, store, workers, meanwhile=lsh_setup):
             if res.langs:
                 store.set_detected_langs(res.langs)
                 detected_total += len(res.langs)
                 res.langs = []
             results.append(res)
             bar.update(len(res.ids))
-
-        for res in map_pages(judge, pages, store, workers):
-            take(res)
 
     ids = [i for r in results for i in r.ids]
     rule_reasons = [x for r in results for x in r.reasons]
@@ -237,8 +228,6 @@ def _run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None,
         return [i for pos, i in enumerate(members) if pos not in dropped] if dropped else list(members)
 
     alive = apply(dedup.exact_groups(exact_keys[i] for i in alive), alive, "duplicate", "exact")
-    if lsh_ready is not None:
-        lsh_ready.join()  # lsh_params is cached: near_duplicate_groups finds it computed
     if th.near_dup and n:
         req_all = np.concatenate([r.req_sigs for r in results])
         dia_all = np.concatenate([r.dia_sigs for r in results])

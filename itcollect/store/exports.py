@@ -99,21 +99,23 @@ class ExportsMixin(StoreCore):
             for d in dialogues:
                 yield d, turns[d["id"]]
 
+    def _kept_ids(self) -> set[str]:
+        """Ids the latest filter run kept, read in one statement (so all from one run). Readers of
+        the whole corpus check finished dialogues against this set: a verdict lookup per dialogue
+        in SQL cost more (1.4 -> 0.9 s at 160K)."""
+        return {r[0] for r in self.stream("SELECT dialogue_id FROM verdicts WHERE kept=1")}
+
     def kept_rowids(self) -> list[int]:
         """Rowids of the finished dialogues the latest filter kept, ascending (export's pages)."""
-        kept = {r[0] for r in self.stream("SELECT dialogue_id FROM verdicts WHERE kept=1")}
+        kept = self._kept_ids()
         return [rowid for rowid, did in self.stream("SELECT rowid, id FROM dialogues WHERE status='done'"
                                                     " ORDER BY rowid") if did in kept]
 
     def iter_kept_keys(self) -> Iterator[tuple[int, str, str | None, str | None, str | None, str | None,
                                                str | None]]:
         """(rowid, id, source_id, source_text, src_lang, tgt_lang, instruction_lang) of every finished
-        dialogue the latest filter kept: what split assignment needs, without reading turns.
-
-        The kept ids are read first (one statement, so from one run) and the finished dialogues
-        checked against them: a verdict lookup per dialogue in SQL cost more (1.4 -> 0.9 s at 160K).
-        """
-        kept = {r[0] for r in self.stream("SELECT dialogue_id FROM verdicts WHERE kept=1")}
+        dialogue the latest filter kept: what split assignment needs, without reading turns."""
+        kept = self._kept_ids()
         for row in self.stream("SELECT rowid, id, source_id, source_text, src_lang, tgt_lang, instruction_lang"
                                " FROM dialogues WHERE status='done' ORDER BY rowid"):
             if row[1] in kept:
