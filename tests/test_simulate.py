@@ -203,17 +203,22 @@ def test_dry_run_sends_and_writes_nothing(tmp_path, fake_openai):
     ws.close()
 
 
+def spawn_simulate(root, fake_openai, concurrency: int, **popen) -> subprocess.Popen:
+    """`itcollect simulate` against the loopback server as a real child process (to kill or interrupt)."""
+    env = dict(os.environ, ITCOLLECT_PROGRESS="0")
+    env.pop("OPENAI_BASE_URL", None)
+    return subprocess.Popen([sys.executable, "-m", "itcollect", "-C", str(root), "simulate", "--base-url",
+                             fake_openai.base_url, "--model", "fake-model", "--concurrency", str(concurrency)],
+                            cwd=REPO, env=env, **popen)
+
+
 def test_kill_9_then_rerun_completes_paying_only_for_calls_in_flight(tmp_path, fake_openai):
     fake_openai.responder = responder
     fake_openai.set_latency((0.02, 0.08))
     ws = make_ws(tmp_path, 80)
     root = ws.root
     ws.close()
-    env = dict(os.environ, ITCOLLECT_PROGRESS="0")
-    env.pop("OPENAI_BASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "itcollect", "-C", str(root), "simulate", "--base-url",
-                             fake_openai.base_url, "--model", "fake-model", "--concurrency", "16"],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = spawn_simulate(root, fake_openai, 16, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while fake_openai.total_requests < 150 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
@@ -274,11 +279,7 @@ def test_ctrl_c_stops_cleanly_and_rerun_finishes(tmp_path, fake_openai):
     ws = make_ws(tmp_path, 40)
     root = ws.root
     ws.close()
-    env = dict(os.environ, ITCOLLECT_PROGRESS="0")
-    env.pop("OPENAI_BASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "itcollect", "-C", str(root), "simulate", "--base-url",
-                             fake_openai.base_url, "--model", "fake-model", "--concurrency", "8"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn_simulate(root, fake_openai, 8, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while fake_openai.total_requests < 40 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
@@ -326,11 +327,7 @@ def test_limit_and_two_processes_share_a_workspace(tmp_path, fake_openai):
     summary = run_simulation(ws, opts(fake_openai, limit=5), show_progress=False)
     assert summary.done == 5 and ws.store.spec_counts()["done"] == 5
     ws.close()
-    env = dict(os.environ, ITCOLLECT_PROGRESS="0")
-    env.pop("OPENAI_BASE_URL", None)
-    cmd = [sys.executable, "-m", "itcollect", "-C", str(root), "simulate", "--base-url", fake_openai.base_url,
-           "--model", "fake-model", "--concurrency", "4"]
-    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = [spawn_simulate(root, fake_openai, 4, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     outs = [p.communicate(timeout=240) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
