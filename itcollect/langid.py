@@ -112,10 +112,16 @@ def _lingua_detector(languages: tuple[str, ...]):
     return builder.build()
 
 
+def _non_zh(languages: Sequence[str]) -> tuple[str, ...]:
+    """The candidates a model decides among (Chinese is told by its script), in the given order:
+    also the detector cache's key, so warm_up builds the detector detect_languages will use."""
+    return tuple(lang for lang in languages if lang != "zh")
+
+
 def warm_up(languages: Sequence[str] = DEFAULT_LANGUAGES, backend: str = "lingua") -> None:
     """Build (and cache) the detector now: an async stage calls this before its first request,
     so the model loading does not happen between two LLM calls."""
-    non_zh = tuple(lang for lang in languages if lang != "zh")  # the key detect_languages uses
+    non_zh = _non_zh(languages)
     if backend == "lingua" and len(non_zh) > 1:
         _lingua_detector(non_zh)
 
@@ -154,7 +160,7 @@ def detect_languages(texts: Sequence[str], languages: Sequence[str] = DEFAULT_LA
     langdetect is always asked as is, so its results stay comparable.
     """
     langs = tuple(languages)
-    non_zh = tuple(lang for lang in langs if lang != "zh")
+    non_zh = _non_zh(langs)
     use_words = fast and backend == "lingua" and len(non_zh) > 1
     results: list[str | None] = [None] * len(texts)
     pending: list[int] = []
