@@ -101,8 +101,10 @@ def test_dead_endpoint_opens_breaker(store):
             await client.aclose()
         return errors
 
-    with pytest.raises(EndpointDown, match=f"127.0.0.1:{port}"):
+    with pytest.raises(EndpointDown, match=f"127.0.0.1:{port}") as down:
         run(go())
+    # a refused connection is named as such, not as a timeout (the aiohttp transport wraps it in one)
+    assert "connection error: ConnectionRefusedError" in str(down.value) and "timeout" not in str(down.value)
 
 
 async def _one(cfg, store, url, messages=MSGS, role="assistant", env=None, client_kw=None, **kw):

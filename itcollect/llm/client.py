@@ -71,6 +71,15 @@ class ChatResult:
     attempts: int = 0
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of the ``__cause__`` / ``__context__`` chain (``exc`` if none)."""
+    seen = {id(exc)}
+    while (nxt := exc.__cause__ or exc.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        exc = nxt
+    return exc
+
+
 class _BadAnswer(Exception):
     """A 200 response that is not a usable answer (empty, no choices, malformed)."""
 
@@ -481,11 +490,14 @@ class LLMClient:
         oa = self._openai
         if isinstance(exc, _BadAnswer):
             return str(exc), True, None, None
-        if isinstance(exc, oa.APITimeoutError):
-            return f"timeout after {self.timeout_s:g}s", True, None, None
-        if isinstance(exc, oa.APIConnectionError):
-            cause = exc.__cause__ or exc.__context__
-            detail = f": {type(cause).__name__}" if cause is not None else ""
+        if isinstance(exc, oa.APIConnectionError):  # APITimeoutError included
+            root = _root_cause(exc)
+            # the SDK's aiohttp transport reports a refused or failed connect as a connect
+            # *timeout*: the innermost cause tells which it was
+            if isinstance(exc, oa.APITimeoutError) and (root is exc or isinstance(root, TimeoutError)
+                                                        or not isinstance(root, OSError)):
+                return f"timeout after {self.timeout_s:g}s", True, None, None
+            detail = f": {type(root).__name__}" if root is not exc else ""
             return f"connection error{detail}", True, None, None
         if isinstance(exc, oa.APIStatusError):
             status = exc.status_code
