@@ -107,3 +107,44 @@ def test_transaction_rolls_back_everything_on_error(workspace):
             raise RuntimeError("boom")
     assert store.get_source("s1") is None
     assert store.ingest_runs() == []
+
+
+def test_background_checkpoints_copy_the_wal_into_the_database(tmp_path):
+    # Automatic checkpoints are off for the writer inside the block; the thread's checkpoints are
+    # the only way committed pages reach the database file, so the file growing shows they ran.
+    import threading
+    import time
+
+    store = Store(tmp_path / "s.db")
+    db_size = (tmp_path / "s.db").stat().st_size
+    with store.background_checkpoints(interval_s=0.01):
+        assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        did = store.create_dialogue(origin="simulated")
+        for i in range(40):
+            store.add_turn(did, role="user" if i % 2 == 0 else "assistant", content="x" * 4000 + str(i),
+                           author="model", idx=i)
+        deadline = time.monotonic() + 20
+        while (tmp_path / "s.db").stat().st_size <= db_size + 100_000 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (tmp_path / "s.db").stat().st_size > db_size + 100_000
+    assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    assert not any(t.name == "itcollect-checkpoint" for t in threading.enumerate())
+    assert len(store.get_turns(did)) == 40
+    store.close()
+    reopened = Store(tmp_path / "s.db")
+    assert [t["content"][-2:] for t in reopened.get_turns(did)][-1] == "39"
+
+
+def test_utcnow_is_iso_utc_with_milliseconds():
+    import re
+    from datetime import datetime, timezone
+
+    from itcollect.store.core import utcnow
+
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    stamps = [utcnow() for _ in range(2000)]
+    after = datetime.now(timezone.utc)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", s) for s in stamps)
+    assert stamps == sorted(stamps)
+    parsed = [datetime.fromisoformat(s.replace("Z", "+00:00")) for s in (stamps[0], stamps[-1])]
+    assert before <= parsed[0] <= parsed[1] <= after
