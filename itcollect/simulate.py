@@ -428,12 +428,23 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
                     queue.sort(key=lambda sp: (-sp["n_turns"], sp["id"]))
             return queue.pop(0) if queue and not stop else None
 
+    def finish_claim(spec: dict[str, Any], state: DialogueState) -> None:
+        holder = spec_holder.pop(spec["id"])
+        store.finish_claim(spec["id"], holder, state.status, state.status_reason)
+        holders[holder] -= 1
+        if holders[holder] <= 0:
+            del holders[holder]
+
     async def run_dialogue(spec: dict[str, Any]) -> tuple[str, str | None]:
-        state = driver.load(store, spec)
-        while (step := driver.next_step(state)) is not None:
-            if step.kind == "template":
+        # Fewer commits, same guarantees: a new dialogue and its first (template) turn are one
+        # transaction, and so are the last turn, the dialogue's status and the spec's release.
+        with store.transaction():
+            state = driver.load(store, spec)
+            step = driver.next_step(state)
+            while step is not None and step.kind == "template":
                 driver.record(store, state, step, driver.apply(state, step))
-                continue
+                step = driver.next_step(state)
+        while step is not None:
             if any_batched:  # only a workspace with calls out in a batch pays for this look-up
                 row = store.ledger_lookup(client.call_key(step.role, step.messages or [], sample=step.sample))
                 if row is not None and row.get("status") == "batched":
@@ -456,9 +467,17 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
                 # the next run retries it (the circuit breaker stops a run when the endpoint is down).
                 last_call_error[0] = f"{step.role} call for turn {step.turn_no + 1}: {exc.message}"
                 return CALL_FAILED, last_call_error[0]
-            driver.record(store, state, step, driver.apply(state, step, result))
-        if state.status == "in_progress":  # complete but not yet marked (e.g. a crash right before)
-            driver.finish(store, state, "done")
+            outcome = driver.apply(state, step, result)
+            with store.transaction():
+                driver.record(store, state, step, outcome)
+                if state.done:
+                    finish_claim(spec, state)
+                    return state.status, state.status_reason
+            step = driver.next_step(state)
+        with store.transaction():
+            if state.status == "in_progress":  # complete but not yet marked (e.g. a crash right before)
+                driver.finish(store, state, "done")
+            finish_claim(spec, state)
         return state.status, state.status_reason
 
     async def worker() -> None:
@@ -480,11 +499,6 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
                 else:
                     summary.call_errors += 1
                 continue
-            holder = spec_holder.pop(spec["id"])
-            store.finish_claim(spec["id"], holder, status, reason)
-            holders[holder] -= 1
-            if holders[holder] <= 0:
-                del holders[holder]
             if status == "done":
                 summary.done += 1
             else:
@@ -514,6 +528,10 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
     # The client's semaphore still bounds the calls in flight.
     n_dialogues = client.concurrency + max(8, client.concurrency // 2)
     n_workers = n_dialogues if opts.limit is None else max(1, min(n_dialogues, opts.limit))
+    # WAL checkpoints (a copy and an fsync every ~1000 pages) in a thread, not inside a commit
+    # that holds up every dialogue of the event loop.
+    checkpoints = store.background_checkpoints()
+    checkpoints.__enter__()
     tasks = [asyncio.create_task(worker()) for _ in range(n_workers)]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -529,6 +547,7 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
             for h in list(holders):  # unfinished (interrupted, parked) specs go back to pending
                 store.release_claims(h)
         finally:
+            checkpoints.__exit__(None, None, None)
             gc.unfreeze()
             summary.calls = client.stats()
             await client.aclose()
