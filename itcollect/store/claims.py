@@ -82,11 +82,14 @@ class ClaimsMixin(StoreCore):
                 if dead[lease_holder]:
                     ids.append(spec_id)
             if len(ids) < limit:
+                # Correlated NOT EXISTS: index look-ups for the candidates read, in id order, until
+                # the limit; a NOT IN list of every dialogue's spec was built per claim (26 ms at
+                # 100K dialogues, with the writer's event loop stopped).
                 ids += [r[0] for r in c.execute(
-                    "SELECT id FROM specs WHERE status='pending' AND id NOT IN"
-                    " (SELECT spec_id FROM leases WHERE expires_at >= ?)"
-                    " AND id NOT IN (SELECT spec_id FROM dialogues WHERE spec_id IS NOT NULL"
-                    " AND origin <> 'simulated') ORDER BY id LIMIT ?",
+                    "SELECT s.id FROM specs s WHERE s.status='pending'"
+                    " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.spec_id = s.id AND l.expires_at >= ?)"
+                    " AND NOT EXISTS (SELECT 1 FROM dialogues d WHERE d.spec_id = s.id"
+                    " AND d.origin <> 'simulated') ORDER BY s.id LIMIT ?",
                     (now, limit - len(ids)))]
             if not ids:
                 return []

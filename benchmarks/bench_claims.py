@@ -1,0 +1,62 @@
+"""Benchmark: how long one simulate claim holds the writer at the scale of a full plan.
+
+    /work/venv/bin/python benchmarks/bench_claims.py [--specs 160000] [--dialogues 100000] [--batch 128]
+
+``simulate`` claims specs a batch at a time from inside its event loop, so a slow claim stops every
+call of the run for its duration. This builds a store with ``--specs`` specs of which ``--dialogues``
+already have a (simulated, done) dialogue, as two thirds into a 160K run, then times a few claims of
+``--batch`` specs and prints the milliseconds per claim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from itcollect.store import Store  # noqa: E402
+from itcollect.store.core import utcnow  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--specs", type=int, default=160_000)
+    ap.add_argument("--dialogues", type=int, default=100_000)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--claims", type=int, default=8)
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-claims-") as tmp:
+        store = Store(Path(tmp) / "s.db")
+        now = utcnow()
+        with store.transaction() as c:
+            c.execute("INSERT INTO sources(id, text, lang, origin_file, created_at) VALUES ('s1', 'x', 'en', 'f', ?)",
+                      (now,))
+            c.executemany(
+                "INSERT INTO specs(id, seed, seq, source_id, src_lang, tgt_lang, instruction_lang, n_turns,"
+                " interaction_types, status, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(i, 1, i, "s1", "en", "zh", "en", 2, '["translate","polish"]',
+                  "done" if i <= args.dialogues else "pending", now, now) for i in range(1, args.specs + 1)])
+            c.executemany("INSERT INTO dialogues(id, spec_id, origin, status, created_at, updated_at)"
+                          " VALUES (?,?,?,?,?,?)",
+                          [(f"d{i}", i, "simulated", "done", now, now) for i in range(1, args.dialogues + 1)])
+        times = []
+        for n in range(args.claims):
+            t0 = time.perf_counter()
+            ids = store.claim_specs(f"simulate-b{n}@bench:{n}", args.batch)
+            times.append((time.perf_counter() - t0) * 1000)
+            assert len(ids) == args.batch
+        store.close()
+    times.sort()
+    print(f"# {args.specs:,} specs, {args.dialogues:,} with a dialogue: claim of {args.batch} specs "
+          f"median {times[len(times) // 2]:.1f} ms, max {times[-1]:.1f} ms ({args.claims} claims)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
