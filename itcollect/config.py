@@ -137,6 +137,10 @@ max_uses_per_source = 3
 max_turn_retries = 3
 # Stop spending once the run's cost reaches this many USD (0 = no limit).
 max_cost_usd = 0.0
+# Seconds a run's claim on a spec lasts without renewal (renewed every third of it while the run
+# lives). A process that dies is taken over at once; one that stalls (suspended, stopped) longer
+# than this loses its specs to the next run, and on waking leaves them to it.
+lease_s = 300.0
 
 [batch]
 # `simulate --batch-api`: the OpenAI Batch API answers within the completion window at about
@@ -300,6 +304,8 @@ def _check_values(cfg: dict, path: Path) -> None:
                           "batch.max_bytes_per_file at least 1", path=str(path))
     if batch["max_attempts"] < 1:
         raise ConfigError("batch.max_attempts must be at least 1", path=str(path))
+    if cfg["simulate"]["lease_s"] < 1:
+        raise ConfigError("simulate.lease_s must be at least 1 second", path=str(path))
 
 
 class Config(dict):

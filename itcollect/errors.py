@@ -48,6 +48,11 @@ class StoreError(ItcollectError):
     """The store cannot be opened, migrated or written (locked, full disk, newer schema)."""
 
 
+class StoreConflict(StoreError):
+    """A write lost a race: another writer already stored the unique row (a dialogue's turn, a
+    spec's dialogue). simulate meets it when a spec was taken over from a stalled process."""
+
+
 class UsageError(ItcollectError):
     """Wrong usage that click could not catch itself: exit 2."""
 

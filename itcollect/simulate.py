@@ -29,13 +29,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import checks as C
-from .errors import InputError, ItcollectError, ServiceError, UsageError
+from .errors import InputError, ItcollectError, ServiceError, StoreConflict, UsageError
 from .langid import warm_up
 from .prompting import Prompts, load_prompts
 from .taxonomy import INTERACTION_TYPES, CheckContext, answer_language
 
 #: A call that failed after all its retries: the dialogue is left for the next run.
 CALL_FAILED = "call_failed"
+TAKEN_OVER = "taken_over"
 VALIDATION = "validation"
 
 _LABEL = re.compile(r"^\s*(?:\[?(?:user|human|annotator|request|用户|请求)\]?\s*[:：]\s*|\[(?:user|用户)\]\s*)",
@@ -298,7 +299,7 @@ class SimulateOptions:
     annotator_model: str | None = None
     max_cost: float | None = None
     dry_run: bool = False
-    lease_s: float = 300.0
+    lease_s: float | None = None  # default: [simulate] lease_s
     claim_batch: int | None = None
 
 
@@ -308,6 +309,7 @@ class SimulateSummary:
     failed: int = 0
     skipped_batched: int = 0
     call_errors: int = 0  # dialogues left for the next run because a call failed after its retries
+    taken_over: int = 0  # dialogues another process took over while this one stalled past its lease
     stopped: str | None = None
     stop_kind: str | None = None  # "endpoint" (exit 1) | "cost" (the --max-cost budget was reached)
     calls: dict[str, Any] = field(default_factory=dict)
@@ -387,6 +389,7 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
     # while it finishes. Batches of half the call slots: with several simulate processes on one
     # workspace, large batches left one process holding the last few hundred specs alone.
     batch = opts.claim_batch or max(16, client.concurrency // 2)
+    lease_s = float(opts.lease_s or ws.config["simulate"]["lease_s"])
     stop: list[str] = []
     last_postfix = [0.0]
     last_call_error: list[str | None] = [None]
@@ -413,7 +416,7 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
                 if n > 0:
                     batch_no[0] += 1
                     holder = process_holder(f"simulate-b{batch_no[0]}")
-                    ids = store.claim_specs(holder, n, lease_s=opts.lease_s)
+                    ids = store.claim_specs(holder, n, lease_s=lease_s)
                     if len(ids) < n or (remaining is not None and remaining - len(ids) <= 0):
                         claims_exhausted[0] = True
                     if ids:
@@ -428,14 +431,28 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
                     queue.sort(key=lambda sp: (-sp["n_turns"], sp["id"]))
             return queue.pop(0) if queue and not stop else None
 
-    def finish_claim(spec: dict[str, Any], state: DialogueState) -> None:
-        holder = spec_holder.pop(spec["id"])
-        store.finish_claim(spec["id"], holder, state.status, state.status_reason)
+    def forget_claim(spec_id: int) -> str:
+        holder = spec_holder.pop(spec_id)
         holders[holder] -= 1
         if holders[holder] <= 0:
             del holders[holder]
+        return holder
+
+    def finish_claim(spec: dict[str, Any], state: DialogueState) -> bool:
+        return store.finish_claim(spec["id"], forget_claim(spec["id"]), state.status, state.status_reason)
 
     async def run_dialogue(spec: dict[str, Any]) -> tuple[str, str | None]:
+        try:
+            return await play_dialogue(spec)
+        except StoreConflict as exc:
+            # This process stalled past its lease (suspended, stopped) and another process took
+            # the spec over and stored the same turn first: the dialogue is the other's now.
+            # Nothing of it was written here (the transaction rolled back); the run goes on.
+            if spec["id"] in spec_holder:
+                forget_claim(spec["id"])
+            return TAKEN_OVER, exc.message
+
+    async def play_dialogue(spec: dict[str, Any]) -> tuple[str, str | None]:
         # Fewer commits, same guarantees: a new dialogue and its first (template) turn are one
         # transaction, and so are the last turn, the dialogue's status and the spec's release.
         with store.transaction():
@@ -471,13 +488,15 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
             with store.transaction():
                 driver.record(store, state, step, outcome)
                 if state.done:
-                    finish_claim(spec, state)
+                    if not finish_claim(spec, state):
+                        return TAKEN_OVER, "the spec's lease had passed to another process"
                     return state.status, state.status_reason
             step = driver.next_step(state)
         with store.transaction():
             if state.status == "in_progress":  # complete but not yet marked (e.g. a crash right before)
                 driver.finish(store, state, "done")
-            finish_claim(spec, state)
+            if not finish_claim(spec, state):
+                return TAKEN_OVER, "the spec's lease had passed to another process"
         return state.status, state.status_reason
 
     async def worker() -> None:
@@ -492,6 +511,9 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
                     stop.append(exc.message if isinstance(exc, ItcollectError) else str(exc))
                     summary.stop_kind = "cost" if isinstance(exc, CostLimitReached) else "endpoint"
                 return
+            if status == TAKEN_OVER:
+                summary.taken_over += 1
+                continue
             if status in ("parked", CALL_FAILED):
                 parked.append(spec["id"])
                 if status == "parked":
@@ -511,9 +533,9 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
 
     async def renew() -> None:
         while True:
-            await asyncio.sleep(max(1.0, opts.lease_s / 3))
+            await asyncio.sleep(max(1.0, lease_s / 3))
             for h in list(holders):
-                store.renew_claims(h, lease_s=opts.lease_s)
+                store.renew_claims(h, lease_s=lease_s)
 
     renewer = asyncio.create_task(renew())
     # language models and templates are loaded now, not between two calls of the run
@@ -594,4 +616,4 @@ def run_simulation(ws: Any, opts: SimulateOptions, *, show_progress: bool = True
 
 
 __all__ = ["DialogueDriver", "DialogueState", "Step", "Outcome", "SimulateOptions", "SimulateSummary",
-           "run_simulation", "clean_request", "CALL_FAILED", "VALIDATION"]
+           "run_simulation", "clean_request", "CALL_FAILED", "TAKEN_OVER", "VALIDATION"]

@@ -357,3 +357,37 @@ def test_resume_asks_the_same_sample_again(tmp_path, fake_openai):
     assert len(again.turns) == 1 and driver.next_step(again).sample == 1
     assert driver.next_step(again).messages == step.messages
     ws.close()
+
+
+def test_a_stalled_process_leaves_taken_over_dialogues_to_the_other(tmp_path, fake_openai):
+    """A simulate process stopped past its lease loses its specs to another run; when it wakes up,
+    its answers land on dialogues the other already wrote: it drops them and exits cleanly."""
+    fake_openai.responder = responder
+    fake_openai.set_latency(0.3)
+    ws = make_ws(tmp_path, 12)
+    root = ws.root
+    ws.close()
+    cfg = root / "itcollect.toml"
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace("[simulate]\n", "[simulate]\nlease_s = 1\n"),
+                   encoding="utf-8")
+    stalled = spawn_simulate(root, fake_openai, 4, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while fake_openai.total_requests < 6 and time.time() < deadline and stalled.poll() is None:
+            time.sleep(0.01)
+        assert stalled.poll() is None, stalled.communicate()
+        os.kill(stalled.pid, signal.SIGSTOP)
+        time.sleep(2.5)  # its leases (1 s, renewed every 1 s) run out
+        other = run_cli("-C", str(root), "simulate", "--base-url", fake_openai.base_url, "--model", "fake-model",
+                        "--concurrency", "4")
+        assert other.returncode == 0, other.stderr
+        assert "12 done" in other.stdout, other.stdout
+    finally:
+        os.kill(stalled.pid, signal.SIGCONT)
+    out, err = stalled.communicate(timeout=120)
+    assert stalled.returncode == 0, err
+    assert "taken over by another process" in out and "Traceback" not in err, (out, err)
+    ws = Workspace(root)
+    assert check_dialogues(ws) == Counter(done=12)  # one dialogue per spec, no turn twice
+    assert ws.store.claim_holders() == {}
+    ws.close()

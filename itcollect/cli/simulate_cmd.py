@@ -72,7 +72,7 @@ def simulate(state, limit, concurrency, base_url, model, annotator_base_url, ann
     calls = summary.calls
     if as_json:
         click.echo(json.dumps({"done": summary.done, "failed": summary.failed, "parked": summary.skipped_batched,
-                               "call_errors": summary.call_errors,
+                               "call_errors": summary.call_errors, "taken_over": summary.taken_over,
                                "failures": summary.failures, "stopped": summary.stopped, "calls": calls}))
     else:
         line = (f"simulate: {summary.done} done, {summary.failed} failed; {calls.get('sent', 0)} calls sent, "
@@ -85,6 +85,9 @@ def simulate(state, limit, concurrency, base_url, model, annotator_base_url, ann
                      f"(left pending: re-run to retry)")
         if summary.skipped_batched:
             line += f"; {summary.skipped_batched} waiting for a submitted batch"
+        if summary.taken_over:
+            line += (f"; {summary.taken_over} taken over by another process while this one stalled past "
+                     f"their lease (left to it)")
         click.echo(line)
     if summary.stopped:
         click.echo(f"itcollect: stopped: {summary.stopped}", err=True)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreError
+from ..errors import StoreConflict, StoreError
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
 _second: tuple[int, str] = (-1, "")  # the last whole second and its text: utcnow runs per write
@@ -128,6 +128,8 @@ class StoreCore:
                         self.conn.execute(f"RELEASE {name}")
                 except sqlite3.Error:  # pragma: no cover - connection already gone
                     pass
+                if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc):
+                    raise StoreConflict(f"store write lost to another writer: {exc}", path=str(self.path)) from None
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"store write failed: {exc}", path=str(self.path)) from None
                 raise
