@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .jsonarray import iter_json_array
 from .langid import detect_languages
 from .normalize import normalize_whitespace
 
@@ -138,52 +139,8 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
 
 def _iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
     """Stream the elements of a top-level JSON array without loading the file."""
-    decoder = json.JSONDecoder()
     with path.open("r", encoding="utf-8-sig") as fh:
-        buf = fh.read(_CHUNK)
-        eof = not buf
-        pos = 0
-        line = 1
-        # skip to the opening bracket
-        while pos < len(buf) and buf[pos].isspace():
-            line += buf[pos] == "\n"
-            pos += 1
-        pos += 1  # '['
-        while True:
-            while True:
-                while pos < len(buf) and (buf[pos].isspace() or buf[pos] == ","):
-                    line += buf[pos] == "\n"
-                    pos += 1
-                if pos < len(buf) or eof:
-                    break
-                buf, pos = buf[pos:] + fh.read(_CHUNK), 0
-                eof = pos >= len(buf)
-            if pos >= len(buf):
-                yield line, BadRecord("truncated_json_array")
-                return
-            if buf[pos] == "]":
-                return
-            while True:
-                try:
-                    obj, end = decoder.raw_decode(buf, pos)
-                    break
-                except json.JSONDecodeError:
-                    more = "" if eof else fh.read(_CHUNK)
-                    if not more:
-                        eof = True
-                        # cannot resynchronise inside a broken array: count the rest as one bad record
-                        yield line, BadRecord("not_json")
-                        return
-                    buf, pos = buf[pos:] + more, 0
-            yield line, obj
-            line += buf.count("\n", pos, end)
-            pos = end
-            if pos > _CHUNK:
-                buf, pos = buf[pos:], 0
-            if pos >= len(buf) and not eof:
-                more = fh.read(_CHUNK)
-                eof = not more
-                buf += more
+        yield from iter_json_array(fh, BadRecord, chunk=_CHUNK)
 
 
 def iter_records(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:

@@ -274,3 +274,56 @@ def test_language_codes_are_normalised(workspace, tmp_path):
     src = next(iter(workspace.store.iter_sources()))
     assert src["lang"] == "zh"
     assert workspace.store.get_source(src["id"])["references"][0]["lang"] == "en"
+
+
+SENTENCES_EN = [
+    "The central bank raised its interest rate by a quarter point on Thursday.",
+    "Heavy rain flooded several roads in the north of the country overnight.",
+    "The company said its profits had fallen for the third quarter in a row.",
+    "Thousands of people gathered in the capital to mark the anniversary.",
+]
+
+
+@pytest.mark.parametrize("layout", ["pretty", "one_line", "gzip"])
+def test_json_array_of_strings_and_objects(workspace, tmp_path, layout):
+    items = [SENTENCES_EN[0], {"text": SENTENCES_EN[1], "de": None}, {"text": SENTENCES_EN[2],
+             "reference": "Das Unternehmen meldete den dritten Gewinnrückgang in Folge.", "ref_lang": "de"},
+             SENTENCES_EN[3], 42, ""]
+    # one line of ~2 MB (json.dump of a list): far past the reader's 1 MiB chunk and line limit
+    filler = [{"text": f"Officials counted {i} ballots in the district before noon on Sunday."} for i in range(25_000)]
+    text = json.dumps(items + filler, ensure_ascii=False, indent=2 if layout == "pretty" else None)
+    f = tmp_path / ("sentences.en.json.gz" if layout == "gzip" else "sentences.en.json")
+    if layout == "gzip":
+        f.write_bytes(gzip.compress(text.encode("utf-8")))
+    else:
+        f.write_text(text, encoding="utf-8")
+    report = one(workspace, f)
+    assert report.records == len(items) + len(filler)
+    assert report.dropped["bad_record"] == 1 and report.dropped["empty"] == 1  # the 42 and the ""
+    assert report.kept == 4 + len(filler) and report.refs == 1
+    assert workspace.store.get_source(source_id_for(normalize_text(SENTENCES_EN[3]))) is not None
+    if layout == "pretty":  # the line of the element that is not a sentence
+        assert report.bad_examples == [(text[:text.index("42")].count("\n") + 1, "a JSON int, not an object")]
+
+
+def test_truncated_json_array_keeps_what_came_before(workspace, tmp_path):
+    f = tmp_path / "cut.json"
+    f.write_text(json.dumps(SENTENCES_EN, indent=1)[:-40], encoding="utf-8")  # cut inside the last string
+    report = one(workspace, f, lang="en")
+    assert report.kept == 3 and report.dropped["bad_record"] == 1
+    assert "invalid JSON inside the array" in report.bad_examples[0][1]
+    g = tmp_path / "open.json"
+    g.write_text(json.dumps(SENTENCES_EN[:2])[:-1] + ",\n", encoding="utf-8")  # no closing bracket
+    report = one(workspace, g, lang="en")
+    assert report.kept == 0 and report.dropped["duplicate"] == 2 and report.bad_examples[0][1].startswith(
+        "the JSON array ends early")
+
+
+def test_json_array_with_invalid_utf8_is_one_clear_error(tmp_path):
+    r = run_cli("init", str(tmp_path / "ws"))
+    assert r.returncode == 0
+    f = tmp_path / "bad.en.json"
+    f.write_bytes(b'["' + SENTENCES_EN[0].encode() + b'", "caf\xe9 au lait and more words here"]')
+    r = run_cli("-C", str(tmp_path / "ws"), "ingest", str(f))
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "bad.en.json" in r.stderr and "not valid UTF-8" in r.stderr

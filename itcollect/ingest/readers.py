@@ -23,6 +23,7 @@ from xml.parsers import expat
 
 from .. import LANGUAGES
 from ..errors import InputError
+from ..jsonarray import TRUNCATED, iter_json_array
 
 #: Formats `--format` accepts (csv is TSV's comma-separated sibling).
 FORMATS = ("txt", "tsv", "csv", "jsonl", "sgm", "wmt-xml")
@@ -185,7 +186,7 @@ def sniff_format(head: bytes, display: str) -> str:
     """Format from the first bytes of content, for names that do not say."""
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     low = text[:4096].lower()
-    if text.startswith(b"{"):
+    if text.startswith((b"{", b"[")):
         return "jsonl"
     if text.startswith(b"<"):
         if b"<dataset" in low:
@@ -350,9 +351,12 @@ def _json_refs(value, ref_lang: str | None) -> list[Ref] | str:
 def read_jsonl(f: InputFile, opts: ReaderOptions, stats: ReadStats, declared: str | None) -> Iterator[Record]:
     """JSON Lines: one object a line. Field names default to text/source/src/sentence for the
     sentence, reference/ref/target/tgt for the translation, lang, docid; ``{"translation": {"en":
-    ..., "zh": ...}}`` (Hugging Face WMT style) works when the source language is known."""
-    lang_field = opts.lang_field or "lang"
-    docid_field = opts.docid_field or "docid"
+    ..., "zh": ...}}`` (Hugging Face WMT style) works when the source language is known.
+    A file whose content is one JSON array (``json.dump`` of a list, often a single huge line)
+    is read element by element: the same objects, or plain strings (one sentence each)."""
+    if f.head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+        yield from _read_json_array(f, opts, declared)
+        return
     for lineno, line in f.lines():
         if line is None:
             yield Record(lineno, overlong=True)
@@ -365,42 +369,70 @@ def read_jsonl(f: InputFile, opts: ReaderOptions, stats: ReadStats, declared: st
         except json.JSONDecodeError as exc:
             yield Record(lineno, bad=f"invalid JSON ({exc.msg} at column {exc.colno})")
             continue
-        if not isinstance(obj, dict):
-            yield Record(lineno, bad=f"a JSON {type(obj).__name__}, not an object")
-            continue
-        lang = obj.get(lang_field) if isinstance(obj.get(lang_field), str) else None
-        text_key = opts.text_field or next((k for k in _JSON_TEXT if k in obj), None)
-        ref_value = obj.get(opts.ref_field) if opts.ref_field else \
-            next((obj[k] for k in _JSON_REF if k in obj), None)
-        if text_key is None and isinstance(obj.get("translation"), dict):
-            pair = obj["translation"]
-            src_lang = declared or lang
-            if src_lang not in pair:
-                yield Record(lineno, bad="a 'translation' object, but the source language is unknown "
-                                         "(give --lang)")
-                continue
-            text = pair[src_lang]
-            lang = src_lang
-            ref_value = {k: v for k, v in pair.items() if k != src_lang}
-        elif text_key is None or text_key not in obj:
-            wanted = opts.text_field or "/".join(_JSON_TEXT)
-            yield Record(lineno, bad=f"no '{wanted}' field")
-            continue
+        yield _json_record(lineno, obj, opts, declared)
+
+
+class _ArrayBroken:
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _read_json_array(f: InputFile, opts: ReaderOptions, declared: str | None) -> Iterator[Record]:
+    text = io.TextIOWrapper(f.stream, encoding="utf-8-sig", newline="")
+
+    class _Source:
+        @staticmethod
+        def read(n: int) -> str:
+            try:
+                return f.guard(lambda: text.read(n))
+            except UnicodeDecodeError as exc:
+                raise InputError(f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}); convert the file "
+                                 f"to UTF-8", path=f.display) from None
+
+    for lineno, obj in iter_json_array(_Source, _ArrayBroken):
+        if isinstance(obj, _ArrayBroken):
+            yield Record(lineno, bad="the JSON array ends early (truncated file?)" if obj.reason == TRUNCATED
+                         else "invalid JSON inside the array (the rest of the file is skipped)")
+        elif isinstance(obj, str):
+            yield Record(lineno, obj)
         else:
-            text = obj[text_key]
-        if not isinstance(text, str):
-            yield Record(lineno, bad=f"the sentence field is a {type(text).__name__}, not a string")
-            continue
-        refs = _json_refs(ref_value, opts.ref_lang or (obj.get("ref_lang") if isinstance(obj.get("ref_lang"), str)
-                                                       else None))
-        if isinstance(refs, str):
-            yield Record(lineno, bad=refs)
-            continue
-        docid = obj.get(docid_field, obj.get("doc_id"))
-        seg = obj.get("seg_id")
-        yield Record(lineno, text, lang=lang, refs=refs, docid=None if docid is None else str(docid),
-                     origlang=obj.get("origlang") if isinstance(obj.get("origlang"), str) else None,
-                     seg_id=None if seg is None else str(seg))
+            yield _json_record(lineno, obj, opts, declared)
+
+
+def _json_record(lineno: int, obj: object, opts: ReaderOptions, declared: str | None) -> Record:
+    """One JSON object (a JSONL line or an array element) as a Record."""
+    if not isinstance(obj, dict):
+        return Record(lineno, bad=f"a JSON {type(obj).__name__}, not an object")
+    lang_field = opts.lang_field or "lang"
+    docid_field = opts.docid_field or "docid"
+    lang = obj.get(lang_field) if isinstance(obj.get(lang_field), str) else None
+    text_key = opts.text_field or next((k for k in _JSON_TEXT if k in obj), None)
+    ref_value = obj.get(opts.ref_field) if opts.ref_field else \
+        next((obj[k] for k in _JSON_REF if k in obj), None)
+    if text_key is None and isinstance(obj.get("translation"), dict):
+        pair = obj["translation"]
+        src_lang = declared or lang
+        if src_lang not in pair:
+            return Record(lineno, bad="a 'translation' object, but the source language is unknown (give --lang)")
+        text = pair[src_lang]
+        lang = src_lang
+        ref_value = {k: v for k, v in pair.items() if k != src_lang}
+    elif text_key is None or text_key not in obj:
+        wanted = opts.text_field or "/".join(_JSON_TEXT)
+        return Record(lineno, bad=f"no '{wanted}' field")
+    else:
+        text = obj[text_key]
+    if not isinstance(text, str):
+        return Record(lineno, bad=f"the sentence field is a {type(text).__name__}, not a string")
+    refs = _json_refs(ref_value, opts.ref_lang or (obj.get("ref_lang") if isinstance(obj.get("ref_lang"), str)
+                                                   else None))
+    if isinstance(refs, str):
+        return Record(lineno, bad=refs)
+    docid = obj.get(docid_field, obj.get("doc_id"))
+    seg = obj.get("seg_id")
+    return Record(lineno, text, lang=lang, refs=refs, docid=None if docid is None else str(docid),
+                  origlang=obj.get("origlang") if isinstance(obj.get("origlang"), str) else None,
+                  seg_id=None if seg is None else str(seg))
 
 
 _ATTR = re.compile(r"""([\w:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
