@@ -21,8 +21,10 @@ import pstats
 import random
 import resource
 import shutil
+import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -106,6 +108,21 @@ def main() -> int:
     settings.backend = args.backend
     settings.fast_langid = not args.no_fast_langid
     profiler = cProfile.Profile() if args.profile else None
+    # Another writer (what a running simulate or an annotator's session is to ingest): every 20 ms
+    # it takes the store's write lock and lets go; the longest wait is how long ingest held it.
+    probe_stop, waits = threading.Event(), []
+
+    def probe() -> None:
+        conn = sqlite3.connect(str(tmpdir / "ws" / "itcollect.db"), timeout=600, isolation_level=None)
+        while not probe_stop.wait(0.02):
+            t = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            waits.append(time.perf_counter() - t)
+            conn.execute("ROLLBACK")
+        conn.close()
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
     t0, c0 = time.perf_counter(), time.process_time()
     if profiler:
         profiler.enable()
@@ -113,6 +130,8 @@ def main() -> int:
     if profiler:
         profiler.disable()
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    probe_stop.set()
+    prober.join()
     ws.close()
     if summary.failures:
         print("FAILED:", summary.failures[0].format())
@@ -124,6 +143,8 @@ def main() -> int:
     print(f"throughput: {report.records / elapsed:,.0f} sentences/s (wall clock); "
           f"{report.records / cpu:,.0f} sentences per CPU-second ({cpu:.1f}s CPU, all threads)")
     print(f"peak RSS: {peak_mb:,.0f} MB")
+    print(f"another writer, probing every 20 ms: waited at most {max(waits) * 1000:,.0f} ms for the write lock "
+          f"({len(waits):,} probes)")
     print(f"store: {(tmpdir / 'ws' / 'itcollect.db').stat().st_size / 1e6:.0f} MB; cpus: {os.cpu_count()}; "
           f"load average at end: {os.getloadavg()[0]:.1f}")
     if profiler:

@@ -200,3 +200,72 @@ def test_memory_does_not_grow_with_the_number_of_lines(workspace, tmp_path):
             tracemalloc.stop()
         assert summary.kept == n
     assert peaks[12000] < 1.5 * peaks[3000] + 512 * 1024, peaks
+
+
+def _spawn_ingest(root, path):
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    env = dict(os.environ, ITCOLLECT_PROGRESS="0")
+    return subprocess.Popen([sys.executable, "-m", "itcollect", "-C", str(root), "ingest", str(path)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_scratch(root, proc, timeout: float = 120.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(root.glob(".itcollect-ingest-*.tmp"))
+        if found:
+            return found[0]
+        time.sleep(0.01)
+    raise AssertionError(f"ingest never staged its file: {proc.communicate()}")
+
+
+def test_other_writers_are_not_locked_out_while_a_file_is_ingested(workspace, tmp_path):
+    """The file's rows are staged outside the store's write lock: a writer that waits at most
+    5 s for the lock (a running simulate, an annotator) writes while the ingest is still reading."""
+    import sqlite3
+
+    f = tmp_path / "long.en.txt"
+    f.write_text("".join(f"The council approved plan {i} for the new bridge across the wide river.\n"
+                         for i in range(60_000)))
+    root = workspace.root
+    before = workspace.store.ingest_table_counts()
+    proc = _spawn_ingest(root, f)
+    scratch = _wait_for_scratch(root, proc)
+    other = sqlite3.connect(str(root / "itcollect.db"), timeout=5, isolation_level=None)
+    for _ in range(3):
+        other.execute("BEGIN IMMEDIATE")  # would wait for the whole file before
+        other.execute("ROLLBACK")
+    other.close()
+    assert scratch.exists() and proc.poll() is None  # the ingest was still staging meanwhile
+    assert workspace.store.ingest_table_counts() == before  # and nothing of it is visible yet
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert workspace.store.ingest_table_counts()["sources"] == before["sources"] + 60_000
+    assert not list(root.glob(".itcollect-ingest-*.tmp"))
+
+
+def test_killed_ingest_leaves_the_store_unchanged_and_its_scratch_file_is_removed_next_time(workspace, tmp_path):
+    import os
+    import signal
+
+    f = tmp_path / "long.en.txt"
+    f.write_text(good_lines(60_000))
+    root = workspace.root
+    before = workspace.store.ingest_table_counts()
+    proc = _spawn_ingest(root, f)
+    scratch = _wait_for_scratch(root, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert scratch.exists() and workspace.store.ingest_table_counts() == before
+    small = tmp_path / "small.en.txt"
+    small.write_text(good_lines(5))
+    assert ingest(workspace, small).files[0].kept == 5
+    assert not scratch.exists()
+    assert workspace.store.ingest_table_counts()["sources"] == before["sources"] + 5

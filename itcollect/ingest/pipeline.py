@@ -1,11 +1,12 @@
 """The per-file ingest pipeline: read -> normalise -> filter -> identify language -> dedup -> store.
 
-Each file is one transaction: a file that turns out to be unusable half-way (invalid UTF-8 on line
-90,000, a truncated .gz, malformed XML) leaves the store exactly as it was, while files ingested
-before it in the same command stay committed. Records are processed in batches so language
-identification runs on many lines at once and inserts use ``executemany``; nothing proportional
-to the file size is held in memory (duplicates within the file are found through the store,
-which sees the rows this transaction already inserted).
+Each file reaches the store in one transaction: its rows are staged in a scratch database
+(:meth:`Store.staged_ingest`) and merged at the end, so a file that turns out to be unusable
+half-way (invalid UTF-8 on line 90,000, a truncated .gz, malformed XML) leaves the store exactly as
+it was, while files ingested before it in the same command stay committed, and other writers wait
+only for the merge. Records are processed in batches so language identification runs on many lines
+at once and inserts use ``executemany``; nothing proportional to the file size is held in memory
+(duplicates within the file are found through the store and the rows staged so far).
 
 A record is counted once, for the first of these that applies (README "ingest" lists them):
 ``bad_record``, ``empty``, ``non_letters``, ``too_short`` / ``too_long``, ``wrong_language``,
@@ -27,6 +28,7 @@ from ..langid import detect_languages, is_chinese_script, letter_ratio
 from ..normalize import moses_normalize, pre_normalize
 from ..progress import progress
 from ..store import Store, source_id_for
+from ..store.sources import IngestStaging
 from .readers import (
     FORMATS,
     InputFile,
@@ -191,12 +193,11 @@ def _records(f: InputFile, fmt: str, opts: IngestOptions, stats: ReadStats,
 class _Batcher:
     """Turns records into store rows for one file, batch by batch."""
 
-    def __init__(self, store: Store, settings: IngestSettings, report: FileReport, run_id: int,
+    def __init__(self, store: IngestStaging, settings: IngestSettings, report: FileReport,
                  forced: str | None, name_lang: str | None, name_ref_lang: str | None) -> None:
         self.store = store
         self.s = settings
         self.report = report
-        self.run_id = run_id
         self.forced = forced              # --lang: wins over everything
         self.name_lang = name_lang        # from the file name: loses to in-file declarations
         self.name_ref_lang = name_ref_lang
@@ -271,8 +272,7 @@ class _Batcher:
             if sid in rows:
                 self.drop("duplicate")
             else:
-                rows[sid] = (sid, final, lang, rec.docid, rec.origlang, rec.seg_id, report.path, rec.line,
-                             self.run_id)
+                rows[sid] = (sid, final, lang, rec.docid, rec.origlang, rec.seg_id, report.path, rec.line)
             for ref in rec.refs:
                 refs.append((sid, ref, lang))
         if rows:
@@ -312,7 +312,8 @@ def _resolve_format(f: InputFile, opts: IngestOptions) -> str:
 
 def ingest_file(store: Store, path: Path, display: str, settings: IngestSettings,
                 opts: IngestOptions) -> FileReport:
-    """Ingest one file in one transaction; raises InputError (store unchanged) when unusable."""
+    """Ingest one file (staged, then merged in one transaction); raises InputError (store unchanged)
+    when unusable."""
     if opts.lang is not None and opts.lang not in settings.languages:
         raise InputError(f"--lang {opts.lang} is not a workspace language ({', '.join(settings.languages)})")
     f = InputFile(path, display)
@@ -325,13 +326,12 @@ def ingest_file(store: Store, path: Path, display: str, settings: IngestSettings
         report = FileReport(display, fmt)
         stats = ReadStats()
         records = _records(f, fmt, opts, stats, opts.lang)
-        with store.transaction(), progress(total=f.size, unit="B", unit_scale=True, desc=display[-30:],
-                                           leave=False) as bar:
+        with store.staged_ingest() as staging, progress(total=f.size, unit="B", unit_scale=True,
+                                                        desc=display[-30:], leave=False) as bar:
             store.tune_for_bulk_insert()
-            run_id = store.begin_ingest_run(display, fmt, declared, opts.ref_lang or name_ref)
             # In-file declarations (<src lang>, srclang, a header's language, a JSON lang field) win
             # over the file name; --lang wins over everything.
-            batcher = _Batcher(store, settings, report, run_id, opts.lang, name_lang, opts.ref_lang or name_ref)
+            batcher = _Batcher(staging, settings, report, opts.lang, name_lang, opts.ref_lang or name_ref)
             while True:
                 batch = list(islice(records, BATCH_SIZE))
                 if not batch:
@@ -348,8 +348,11 @@ def ingest_file(store: Store, path: Path, display: str, settings: IngestSettings
                 raise InputError(f"no usable records: all {report.records} are malformed (first: {why}); "
                                  f"wrong --format?", path=display, line=line)
             dropped = {r: n for r, n in report.dropped.items() if n}
-            store.finish_ingest_run(run_id, lines=report.records, kept=report.kept, dropped=dropped)
-            report.run_id = run_id
+            run_id, kept, refs = staging.merge(display, fmt, declared, opts.ref_lang or name_ref,
+                                               lines=report.records, dropped=dropped)
+            # another writer may have stored some of the same sentences meanwhile: duplicates now
+            report.dropped["duplicate"] += report.kept - kept
+            report.kept, report.refs, report.run_id = kept, refs, run_id
         return report
     finally:
         f.close()

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from ..errors import StoreError
 from .core import StoreCore, utcnow
+
+_STAGE = "ingest_stage"
+_STAGE_PREFIX = ".itcollect-ingest-"
 
 
 def source_id_for(text: str) -> str:
@@ -86,7 +93,52 @@ class SourcesMixin(StoreCore):
             run["dropped"] = drops.get(run["id"], {})
         return runs
 
-    # -- batch API used by ingest (inside the caller's per-file transaction) ------------------------
+    # -- ingest of one file, staged outside the write lock -----------------------------------------
+    @contextmanager
+    def staged_ingest(self) -> Iterator[IngestStaging]:
+        """Collect one file's rows in a scratch database next to the store, then merge them in one
+        short transaction (:meth:`IngestStaging.merge`).
+
+        Why: a file of millions of lines takes minutes to read, normalise and identify; holding
+        the store's write lock for all of it made every other writer (a running ``simulate``, an
+        annotator's session) wait, and give up after the busy timeout. Now the lock is held only
+        for the final merge (INSERT ... SELECT). A file that fails half-way leaves the store as it
+        was (nothing reached it); a killed ingest leaves a scratch file that the next one removes.
+        """
+        folder = self.path.parent
+        for stale in folder.glob(f"{_STAGE_PREFIX}*.tmp"):
+            pid = stale.name[len(_STAGE_PREFIX):].split("-", 1)[0]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                stale.unlink(missing_ok=True)
+        scratch = folder / f"{_STAGE_PREFIX}{os.getpid()}-{id(self):x}.tmp"
+        scratch.unlink(missing_ok=True)
+        try:
+            self.conn.execute(f"ATTACH DATABASE ? AS {_STAGE}", (str(scratch),))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot create the ingest scratch file {scratch.name}: {exc}",
+                             path=str(self.path)) from None
+        try:
+            self.conn.executescript(f"""
+                PRAGMA {_STAGE}.journal_mode=OFF;
+                PRAGMA {_STAGE}.synchronous=OFF;
+                CREATE TABLE {_STAGE}.sources (id TEXT PRIMARY KEY, text TEXT, lang TEXT, docid TEXT,
+                    origlang TEXT, seg_id TEXT, origin_file TEXT, origin_line INTEGER);
+                CREATE TABLE {_STAGE}.source_refs (source_id TEXT, lang TEXT, text TEXT, translator TEXT,
+                    PRIMARY KEY (source_id, lang, translator));
+            """)
+            yield IngestStaging(self)
+        except sqlite3.Error as exc:
+            raise StoreError(f"ingest scratch file {scratch.name}: {exc}", path=str(self.path)) from None
+        finally:
+            if self.conn.in_transaction and self._depth == 0:
+                self.conn.execute("ROLLBACK")
+            try:
+                self.conn.execute(f"DETACH DATABASE {_STAGE}")
+            except sqlite3.Error:  # pragma: no cover - connection gone
+                pass
+            scratch.unlink(missing_ok=True)
+
+    # -- batch API (an import's transaction, or the rows a staged ingest merges) --------------------
     def tune_for_bulk_insert(self, cache_mib: int = 128) -> None:
         """A bigger page cache for this connection: source ids are hashes, so every insert lands at
         a random place in the id index, and with SQLite's 2 MiB default most of them miss."""
@@ -120,3 +172,83 @@ class SourcesMixin(StoreCore):
         """Row counts of the ingest tables (tests check a failed file changed none of them)."""
         return {t: int(self.scalar(f"SELECT COUNT(*) FROM {t}") or 0)
                 for t in ("sources", "source_refs", "ingest_runs", "ingest_drops")}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+class IngestStaging:
+    """The rows of one file on their way into the store (see :meth:`SourcesMixin.staged_ingest`).
+
+    Writes go to the scratch database only, in deferred transactions that never take the store's
+    write lock; look-ups see the store and the rows staged so far, so duplicates within the file
+    and against the store are found as before.
+    """
+
+    def __init__(self, store: SourcesMixin) -> None:
+        self.store = store
+        self.conn = store.conn
+
+    def existing_source_ids(self, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), 450):
+            chunk = ids[start:start + 450]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self.conn.execute(
+                f"SELECT id FROM main.sources WHERE id IN ({marks})"
+                f" UNION SELECT id FROM {_STAGE}.sources WHERE id IN ({marks})", chunk + chunk))
+        return found
+
+    def _write(self, sql: str, rows: list[tuple]) -> int:
+        before = self.conn.total_changes
+        self.conn.execute("BEGIN")  # deferred: locks only the scratch database it writes
+        try:
+            self.conn.executemany(sql, rows)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return self.conn.total_changes - before
+
+    def add_sources_batch(self, rows: list[tuple]) -> None:
+        """(id, text, lang, docid, origlang, seg_id, origin_file, origin_line) rows."""
+        self._write(f"INSERT OR IGNORE INTO {_STAGE}.sources VALUES (?,?,?,?,?,?,?,?)", rows)
+
+    def add_references_batch(self, rows: list[tuple[str, str, str, str]]) -> int:
+        """(source_id, lang, text, translator) rows; returns how many were staged (:meth:`merge`
+        tells how many of them were new to the store)."""
+        return self._write(f"INSERT OR IGNORE INTO {_STAGE}.source_refs VALUES (?,?,?,?)", rows) if rows else 0
+
+    def merge(self, path: str, fmt: str, declared_lang: str | None, ref_lang: str | None, *, lines: int,
+              dropped: dict[str, int]) -> tuple[int, int, int]:
+        """Move the staged rows into the store with the run's record, in one transaction; returns
+        (run id, sources added, references added). Rows another writer stored meanwhile are counted
+        as duplicates, not added."""
+        store = self.store
+        with store.transaction() as c:
+            now = utcnow()
+            run_id = int(c.execute(
+                "INSERT INTO ingest_runs(path, format, declared_lang, ref_lang, started_at) VALUES (?,?,?,?,?)",
+                (path, fmt, declared_lang, ref_lang, now)).lastrowid)
+            before = self.conn.total_changes
+            c.execute("INSERT OR IGNORE INTO main.sources(id, text, lang, docid, origlang, seg_id, origin_file,"
+                      " origin_line, run_id, created_at) SELECT id, text, lang, docid, origlang, seg_id,"
+                      f" origin_file, origin_line, ?, ? FROM {_STAGE}.sources ORDER BY rowid", (run_id, now))
+            kept = self.conn.total_changes - before
+            staged = int(c.execute(f"SELECT COUNT(*) FROM {_STAGE}.sources").fetchone()[0])
+            before = self.conn.total_changes
+            c.execute("INSERT OR IGNORE INTO main.source_refs(source_id, lang, text, translator)"
+                      f" SELECT source_id, lang, text, translator FROM {_STAGE}.source_refs ORDER BY rowid")
+            refs = self.conn.total_changes - before
+            dropped = dict(dropped)
+            if staged > kept:
+                dropped["duplicate"] = dropped.get("duplicate", 0) + staged - kept
+            store.finish_ingest_run(run_id, lines=lines, kept=kept, dropped={k: v for k, v in dropped.items() if v})
+        return run_id, kept, refs
