@@ -174,3 +174,22 @@ def test_without_references_terms_come_only_from_what_survives_translation(tmp_p
         for term in s["params"]["must_include"]:
             assert term in texts[s["source_id"]]  # verbatim from the source: a number or a name
             assert term.isdigit() or (s["src_lang"] != "zh" and s["tgt_lang"] != "zh" and term[:1].isupper())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_small_plans_keep_the_proportions(tmp_path, seed):
+    """Every prefix of a plan (what a first small plan, or the demo's 16 dialogues, realises) holds
+    each pair, instruction language and turn count within about one dialogue of its share; a plain
+    shuffle of the planning block left 16-dialogue plans off by up to 6."""
+    store = make_store(tmp_path, n_en=200, n_zh=200, refs=False)
+    plan_specs(store, CFG, 64, seed=seed)
+    specs = sorted(store.iter_specs(), key=lambda s: s["seq"])
+    columns = {"pairs": [f"{s['src_lang']}-{s['tgt_lang']}" for s in specs],
+               "instruction_langs": [s["instruction_lang"] for s in specs],
+               "turns": [str(s["n_turns"]) for s in specs]}
+    for dim, values in columns.items():
+        weights = CFG["mix"][dim]
+        total = sum(weights.values())
+        for n in (8, 16, 32, 64):
+            for k, w in weights.items():
+                assert abs(values[:n].count(k) - n * w / total) <= 1.5, (dim, k, n, values[:n].count(k))
