@@ -296,7 +296,10 @@ def assistant_answer(messages: list[dict[str, Any]]) -> str:
     if kind in ("polish", "correct", "style"):
         return f"{_PREFIX[tgt][k % 6]}{base}"
     if kind == "headline":
-        return _truncate(base, tgt, 8 if tgt != "zh" else 12)
+        n = 8 if tgt != "zh" else 12
+        text = _truncate(base, tgt, n)
+        # after "say it in at most 8 words" a model's headline still reads differently
+        return text if text != prev else _truncate(base, tgt, n - 2)
     if kind == "max":
         n = int((re.findall(r"\d+", req) or ["8"])[0])
         return _truncate(base, tgt, n)
