@@ -107,6 +107,67 @@ def test_dead_endpoint_opens_breaker(store):
     assert "connection error: ConnectionRefusedError" in str(down.value) and "timeout" not in str(down.value)
 
 
+def _closed_port_url() -> str:
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now: connection refused
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def test_an_endpoint_that_never_answered_stops_the_run_after_three_refused_attempts(store):
+    url = _closed_port_url()
+    cfg = make_config(max_retries=6, circuit_breaker_failures=20)  # the breaker would need 140 attempts
+
+    async def go():
+        client = LLMClient(cfg, store, command="test", base_url=url, model="fake-model", env={})
+        try:
+            with pytest.raises(EndpointDown) as down:
+                await client.chat("assistant", MSGS)
+            with pytest.raises(EndpointDown):  # and the run stays stopped
+                await client.chat("assistant", [{"role": "user", "content": "another"}])
+            return str(down.value), client.attempts
+        finally:
+            await client.aclose()
+
+    message, attempts = run(go())
+    assert attempts == 3
+    assert f"cannot reach the LLM endpoint {url}" in message and "connection was refused" in message
+    assert "--base-url" in message
+    (row,) = store.ledger_calls()
+    assert row["status"] == "failed" and "ConnectionRefusedError" in row["error"]
+
+
+def test_an_endpoint_that_answered_once_goes_through_the_breaker_when_it_goes_away(store):
+    """A server that dies mid-run is an outage, not a wrong URL: retries and the breaker apply."""
+    from tests.fakeserver import FakeOpenAI
+
+    server = FakeOpenAI().start()
+    cfg = make_config(max_retries=3, circuit_breaker_failures=2)
+
+    async def go():
+        client = LLMClient(cfg, store, command="test", base_url=server.base_url, model="fake-model", env={})
+        errors = []
+        try:
+            await client.chat("assistant", MSGS)
+            server.stop()
+            with pytest.raises(EndpointDown) as down:
+                for i in range(5):
+                    try:
+                        await client.chat("assistant", [{"role": "user", "content": f"q{i}"}])
+                    except LLMCallError as exc:
+                        errors.append(exc)
+            return errors, str(down.value), client.attempts
+        finally:
+            await client.aclose()
+
+    errors, message, attempts = run(go())
+    assert len(errors) == 1 and "after 4 attempts" in errors[0].message  # every retry was made
+    assert "looks down: 2 calls in a row" in message and attempts == 1 + 2 * 4
+
+
 async def _one(cfg, store, url, messages=MSGS, role="assistant", env=None, client_kw=None, **kw):
     client = LLMClient(cfg, store, command="test", base_url=url, model="fake-model", env=env or {},
                        **(client_kw or {}))

@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,6 +79,10 @@ def _root_cause(exc: BaseException) -> BaseException:
         seen.add(id(nxt))
         exc = nxt
     return exc
+
+
+#: Connection attempts refused (or unresolvable) before any answer that stop a run at once.
+UNREACHABLE_ATTEMPTS = 3
 
 
 class _BadAnswer(Exception):
@@ -258,6 +263,10 @@ class LLMClient:
         self._pace_next = 0.0
         self._down: str | None = None
         self._consecutive_failures = 0
+        # endpoints that answered something (even an error status) in this run, and how many
+        # attempts found nobody listening at an endpoint that never did
+        self._reached: set[str] = set()
+        self._unreachable: dict[str, int] = {}
         self._closed = False
         # live counters of this run (the llm_runs row mirrors the persistent ones)
         self.sent = 0
@@ -485,6 +494,25 @@ class LLMClient:
         cap = min(self.backoff_max_s, self.backoff_base_s * (2 ** (attempt - 1)))
         return cap * (0.5 + 0.5 * self._rng.random())
 
+    def _never_reached(self, url: str, error: BaseException, reason: str) -> str | None:
+        """A run whose endpoint has refused every connection (or whose host name does not resolve)
+        since it started is pointed at the wrong place, not at an outage: stop after a few
+        attempts with a message saying so, instead of after the circuit breaker's minute of
+        retries. Once the endpoint has answered anything, outages go through the breaker."""
+        if url in self._reached:
+            return None
+        if not isinstance(error, self._openai.APIConnectionError) or \
+                not isinstance(_root_cause(error), (ConnectionRefusedError, socket.gaierror)):
+            if isinstance(error, self._openai.APIStatusError):
+                self._reached.add(url)
+            return None
+        n = self._unreachable[url] = self._unreachable.get(url, 0) + 1
+        if n < UNREACHABLE_ATTEMPTS:
+            return None
+        what = "the connection was refused" if "Refused" in reason else "its host name does not resolve"
+        return (f"cannot reach the LLM endpoint {url}: {what} on all {n} attempts since the run started "
+                f"({reason}); is the server running, and are --base-url and the port right?")
+
     def _classify(self, exc: BaseException, url: str) -> tuple[str, bool, float | None, str | None]:
         """(reason, retryable, server-requested delay, fatal-endpoint message)."""
         oa = self._openai
@@ -566,6 +594,7 @@ class LLMClient:
             if error is None:
                 return await self._record_answer(r, key, text, finish, usage, model, latency_ms, attempts, est, body)
             reason, retryable, retry_after, fatal = self._classify(error, r.display_url)
+            fatal = fatal or self._never_reached(r.display_url, error, reason)
             if fatal:
                 self._open_breaker(fatal)
                 await self._record_failure(key, reason, attempts, r.display_url, count_for_breaker=False)
@@ -663,6 +692,7 @@ class LLMClient:
         if self._tpm is not None:
             self._tpm.adjust(est - (pt + ct))
         self._consecutive_failures = 0
+        self._reached.add(r.display_url)
         self.sent += 1
         self.prompt_tokens += pt
         self.completion_tokens += ct
