@@ -329,6 +329,31 @@ class BatchRunner:
                       f"{batch['round']})")
         return self.store.get_batch(bid) or batch
 
+    # -- cancelling ---------------------------------------------------------------------------------
+    async def cancel_all(self) -> int:
+        """Ask the provider to cancel every batch still out (their partial output is collected by
+        :meth:`drain` once they are ``cancelled``); close here the ones that never reached it. Their
+        calls without an answer become free again. Returns how many batches were stopped."""
+        stopped = 0
+        for batch in self.store.open_batches():
+            bid, status = batch["id"], batch["status"]
+            remote = self._remote(batch["detail"].get("base_url"))
+            rb = None
+            if status == "submitted":
+                rb = await remote.batches.retrieve(batch["remote_id"])
+            elif status == "creating":  # interrupted while creating: it may exist at the provider
+                rb = await self._find_batch(remote, bid, _epoch(batch["created_at"]))
+                if rb is not None:
+                    self.store.update_batch(bid, status="submitted", remote_id=rb.id, detail=_remote_detail(rb))
+            if rb is None:  # recorded, uploading, uploaded: no batch at the provider to cancel
+                await self.collect(batch, _NeverSubmitted())
+            elif rb.status not in REMOTE_TERMINAL:
+                rb = await remote.batches.cancel(rb.id)
+                self.store.update_batch(bid, detail=_remote_detail(rb))
+                self.echo(f"batch {bid}: cancel requested ({rb.id}, {rb.status})")
+            stopped += 1
+        return stopped
+
     # -- polling and collection --------------------------------------------------------------------
     async def poll_once(self) -> list[dict[str, Any]]:
         """Push what is not submitted yet, retrieve every submitted batch once, collect the
@@ -456,6 +481,17 @@ def _epoch(iso: str) -> float:
         return 0.0
 
 
+class _NeverSubmitted:
+    """What :meth:`BatchRunner.collect` needs of a remote batch, for one that was never created:
+    cancelled, no output, so every call of it goes back to ``failed`` (free again)."""
+
+    status = "cancelled"
+    output_file_id = None
+    error_file_id = None
+    request_counts = None
+    errors = None
+
+
 def _remote_detail(rb: Any) -> dict[str, Any]:
     counts = getattr(rb, "request_counts", None)
     return {"remote_status": rb.status, "polled_at": time.time(),
@@ -536,11 +572,12 @@ class BatchSummary:
     stopped: str | None = None
     estimate: dict[str, Any] | None = None
     status: dict[str, Any] | None = None
+    cancelled: int | None = None  # --cancel: batches stopped
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("rounds", "submitted", "answered", "failed_calls", "done", "failed",
                                               "stragglers", "waiting", "cost_usd", "stopped", "estimate",
-                                              "status")}
+                                              "status", "cancelled")}
 
     def render(self) -> str:
         if self.status is not None:
@@ -562,6 +599,10 @@ class BatchSummary:
                             f"online simulate")
             tail.append(f"{e['remaining_calls']:,} calls remain over all rounds (without re-samples)")
             return head + "\n" + "; ".join(tail)
+        if self.cancelled is not None:
+            return (f"simulate --batch-api --cancel: {self.cancelled} batch(es) stopped; {self.answered:,} answers "
+                    f"they had collected (${self.cost_usd:.4f}), {self.failed_calls:,} calls without an answer "
+                    f"are free again (re-run simulate, with or without --batch-api, to continue)")
         line = (f"simulate --batch-api: {self.rounds} round(s), {self.submitted:,} calls submitted, "
                 f"{self.answered:,} answered, {self.failed_calls:,} came back without an answer; dialogues "
                 f"{self.done:,} done, {self.failed:,} failed; ${self.cost_usd:.4f} at batch prices")
@@ -717,6 +758,27 @@ def _dry_run(ws: Any, opts: Any, llm: Any, driver: Any) -> dict[str, Any]:
             "assistant_model": llm.model_for("assistant"), "annotator_model": llm.model_for("annotator")}
 
 
+async def _cancel(ws: Any, opts: Any, echo: Callable[[str], None]) -> BatchSummary:
+    """``simulate --batch-api --cancel``: stop every batch still out and collect what they answered."""
+    from .llm import LLMClient
+
+    llm = LLMClient(ws.config, ws.store, command="simulate --batch-api --cancel", base_url=opts.base_url,
+                    model=opts.model, annotator_base_url=opts.annotator_base_url,
+                    annotator_model=opts.annotator_model, concurrency=opts.concurrency)
+    try:
+        runner = BatchRunner(ws.store, ws.config, llm, echo=echo)
+        summary = BatchSummary(cancelled=await runner.cancel_all())
+        if summary.cancelled:
+            await runner.drain(wait=True)  # until the provider reports each one cancelled (or finished)
+        for rep in runner.collected:
+            summary.answered += rep.answered
+            summary.failed_calls += rep.failed
+            summary.cost_usd += rep.cost_usd
+        return summary
+    finally:
+        await llm.aclose()
+
+
 async def _run(ws: Any, opts: Any, echo: Callable[[str], None]) -> BatchSummary:
     from .llm import LLMClient
     from .progress import progress
@@ -834,10 +896,12 @@ async def _run(ws: Any, opts: Any, echo: Callable[[str], None]) -> BatchSummary:
 
 
 def run_batch_simulation(ws: Any, opts: Any, *, echo: Callable[[str], None] | None = None,
-                         status: bool | None = None) -> BatchSummary:
+                         status: bool | None = None, cancel: bool = False) -> BatchSummary:
     """``itcollect simulate --batch-api`` (with ``opts`` the online run's SimulateOptions).
 
     ``status`` (or ``opts.status``): report batches in flight from the store and return.
+    ``cancel``: cancel every batch still out at the provider, collect what they had answered, free
+    the other calls; submit nothing.
     ``opts.dry_run``: estimate the next round at batch prices, write nothing.
     Otherwise: collect what is out, then submit rounds until every dialogue is done (or, with
     ``[batch] wait = false``, submit or collect one round and return).
@@ -862,7 +926,7 @@ def run_batch_simulation(ws: Any, opts: Any, *, echo: Callable[[str], None] | No
     lock = nullcontext() if getattr(opts, "dry_run", False) else _WorkspaceLock(ws.root)
     with lock:
         try:
-            summary = asyncio.run(_run(ws, opts, echo))
+            summary = asyncio.run(_cancel(ws, opts, echo) if cancel else _run(ws, opts, echo))
         except openai.APIError as exc:
             raise ServiceError(f"the Batch API failed: {type(exc).__name__}: {exc}; nothing is lost, re-run "
                                f"`itcollect simulate --batch-api` to continue") from None

@@ -347,3 +347,53 @@ def test_endpoint_down_during_upload_then_resume(tmp_path):
         check_exactly_once(api, ws)
         assert server.base_url == url
     ws.close()
+
+
+def test_cancel_stops_the_batches_keeps_their_answers_and_frees_the_rest(tmp_path, batch_server):
+    api = batch_server.batch_api
+    api.polls_before_done = 1000  # the provider would take its time
+    ws = make_ws(tmp_path, 30, per_file=12, wait=False)
+    r = batch_cli(ws, batch_server, "--json")  # round 1 submitted, the run returns
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["waiting"] == 30 and len(ws.store.open_batches()) == 3
+    r = batch_cli(ws, batch_server, "--cancel", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["cancelled"] == 3 and api.requests["POST cancel"] == 3 and out["submitted"] == 0
+    # the fake provider answered a third of each batch (12, 12 and 6 calls) before the cancel took
+    # effect: those answers are kept
+    assert out["answered"] == 4 + 4 + 2 and out["failed_calls"] == 30 - 10 and out["cost_usd"] > 0
+    assert ws.store.open_batches() == [] and ws.store.ledger_counts()["batched"] == 0
+    assert ws.store.ledger_counts()["done"] == 10
+    assert batch_cli(ws, batch_server, "--cancel").stdout.startswith("simulate --batch-api --cancel: 0 batch(es)")
+    # online simulate continues: the 10 answers come from the ledger, nothing is paid twice
+    r = run_cli("-C", str(ws.root), "simulate", "--base-url", batch_server.base_url, "--model", MODEL, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["done"] == 30
+    check_done(ws)
+    assert not set(batch_server.counts) & {cid for _, _, cid in api.answered}
+    ws.close()
+
+
+def test_cancel_closes_a_batch_that_never_reached_the_provider(tmp_path, batch_server):
+    api = batch_server.batch_api
+    ws = make_ws(tmp_path, 6)
+    marker = tmp_path / "paused"
+    env = dict(os.environ, ITCOLLECT_PROGRESS="0", **{PAUSE_ENV: "recorded", PAUSE_FILE_ENV: str(marker)})
+    env.pop("OPENAI_BASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "itcollect", "-C", str(ws.root), "simulate", "--batch-api",
+                             "--base-url", batch_server.base_url, "--model", MODEL],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert [b["status"] for b in ws.store.open_batches()] == ["recorded"]
+    r = batch_cli(ws, batch_server, "--cancel", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["cancelled"] == 1 and out["failed_calls"] == 6 and out["answered"] == 0
+    assert api.requests["POST cancel"] == 0 and not api.uploads  # nothing was sent anywhere
+    assert ws.store.open_batches() == [] and ws.store.ledger_counts()["batched"] == 0
+    ws.close()

@@ -19,10 +19,12 @@ import click
 @click.option("--dry-run", is_flag=True, help="Estimate calls, tokens and cost; send and write nothing.")
 @click.option("--status", "show_status", is_flag=True,
               help="With --batch-api: batches in flight, their counts and what each waits for (no network).")
+@click.option("--cancel", "cancel_batches", is_flag=True,
+              help="With --batch-api: cancel every batch still out, keep what they answered, free the rest.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON object.")
 @click.pass_obj
 def simulate(state, limit, concurrency, base_url, model, annotator_base_url, annotator_model, batch_api, local,
-             max_cost, dry_run, show_status, as_json) -> None:
+             max_cost, dry_run, show_status, cancel_batches, as_json) -> None:
     """Play every pending spec as a dialogue: an LLM annotator writes the requests, the assistant answers.
 
     Interrupt (Ctrl-C) or kill it at any time: every committed turn is kept and the same command
@@ -42,13 +44,15 @@ def simulate(state, limit, concurrency, base_url, model, annotator_base_url, ann
                 from ..batch import run_batch_simulation
             except ImportError as exc:
                 raise click.ClickException(f"--batch-api is not available in this installation ({exc})") from None
-            batch = run_batch_simulation(ws, opts, status=show_status)
+            if cancel_batches and (show_status or dry_run):
+                raise click.UsageError("--cancel does not go with --status or --dry-run")
+            batch = run_batch_simulation(ws, opts, status=show_status, cancel=cancel_batches)
             click.echo(json.dumps(batch.to_json()) if as_json else batch.render())
             if batch.stopped:
                 click.echo(f"itcollect: stopped: {batch.stopped}", err=True)
             return
-        if show_status:
-            raise click.UsageError("--status goes with --batch-api")
+        if show_status or cancel_batches:
+            raise click.UsageError(f"{'--status' if show_status else '--cancel'} goes with --batch-api")
         if local:
             from ..local import local_server
 
