@@ -236,7 +236,7 @@ class BatchRunner:
         files and batches calls are idempotent reads or guarded by our lookups)."""
         if base_url not in self._remotes:
             role = self._role_for_url(base_url)
-            client = self.llm._role(role).client
+            client = self.llm.sdk_client(role)
             self._remotes[base_url] = client.with_options(max_retries=max(2, int(self.llm.max_retries)),
                                                           timeout=max(60.0, float(self.llm.timeout_s)))
         return self._remotes[base_url]

@@ -292,6 +292,11 @@ class LLMClient:
         """The endpoint of a role, without credentials (for messages and provenance)."""
         return self._role(role).display_url
 
+    def sdk_client(self, role: str) -> Any:
+        """The role's ``openai.AsyncOpenAI`` (endpoint, key, HTTP transport), for the API calls this
+        client does not make itself: the Batch API's files and batches."""
+        return self._role(role).client
+
     def request_body(self, role: str, messages: list[dict], *, sample: int = 0, **params: Any) -> dict:
         """The exact ``/v1/chat/completions`` body of a call (also the Batch API line's body).
 
