@@ -34,6 +34,49 @@ def test_mix_vs_target(workspace):
     assert mix["pair"]["en-zh"]["kept"] == 3
 
 
+def _mix_by_definition(store, kept_only):
+    """The realised mix as one SQL aggregate per question and variant (the earlier implementation)."""
+    kept = " JOIN verdicts v ON v.dialogue_id=d.id AND v.kept=1" if kept_only else ""
+    base = f"FROM dialogues d{kept} WHERE d.status='done'"
+    q = store.query
+    return {
+        "pair": {f"{a}-{b}": n for a, b, n in q(f"SELECT d.src_lang, d.tgt_lang, COUNT(*) {base} GROUP BY 1, 2")},
+        "instruction_lang": {str(a): n for a, n in q(f"SELECT d.instruction_lang, COUNT(*) {base} GROUP BY 1")},
+        "origin": {a: n for a, n in q(f"SELECT d.origin, COUNT(*) {base} GROUP BY 1")},
+        "turns": {str(a): n for a, n in q(
+            f"SELECT n, COUNT(*) FROM (SELECT (SELECT COUNT(*) FROM turns t WHERE t.dialogue_id=d.id"
+            f" AND t.state='active' AND t.role='user') AS n {base}) GROUP BY n")},
+        "interaction_type": {str(a): n for a, n in q(
+            f"SELECT t.interaction_type, COUNT(*) FROM turns t JOIN dialogues d ON d.id=t.dialogue_id{kept}"
+            f" WHERE d.status='done' AND t.state='active' AND t.role='user' AND t.interaction_type IS NOT NULL"
+            f" AND t.interaction_type != 'translate' GROUP BY 1")}}
+
+
+def test_mix_counts_of_all_and_kept_in_one_pass_equal_their_definition(workspace):
+    store = workspace.store
+    for k in range(6):
+        add_dialogue(store, en_dialogue(k))
+    for k in range(3):
+        add_dialogue(store, zh_dialogue(10 + k), origin="human")
+    add_dialogue(store, en_dialogue(0))  # an exact duplicate: the filter drops one of the two
+    spec = en_dialogue(20)
+    spec["turns"][1] = ("assistant", "The council approved the housing budget on Tuesday, as planned.",
+                        "translate")  # English where Chinese was asked: dropped
+    add_dialogue(store, spec)
+    run_filter(store, workspace.config)
+    done, kept = store.mix_counts_with_kept()
+    assert done == _mix_by_definition(store, False) and kept == _mix_by_definition(store, True)
+    assert sum(kept["pair"].values()) < sum(done["pair"].values())  # the filter did drop some
+    assert list(done["pair"].values()) == sorted(done["pair"].values(), reverse=True)
+
+
+def test_diversity_lsh_parameters_are_the_filter_optimiser_s():
+    from itcollect.corpus_stats import DIVERSITY_LSH
+    from itcollect.filter.dedup import lsh_params
+
+    assert DIVERSITY_LSH == lsh_params(0.4, 64)
+
+
 def test_rouge_l():
     assert _rouge_l("a b c d".split(), "a b c d".split()) == 1.0
     assert abs(_rouge_l("a b c d".split(), "a x c d".split()) - 0.75) < 1e-9

@@ -122,25 +122,47 @@ class ExportsMixin(StoreCore):
                 yield row
 
     def mix_counts(self, *, kept_only: bool = False) -> dict[str, dict[str, int]]:
-        """Realised mix of finished dialogues (or of those the latest filter kept), by SQL aggregates:
-        pair, instruction language, origin, user turns, interaction type of the user turns after
-        the first."""
-        kept = " JOIN verdicts v ON v.dialogue_id=d.id AND v.kept=1" if kept_only else ""
-        base = f"FROM dialogues d{kept} WHERE d.status='done'"
-        out: dict[str, dict[str, int]] = {}
-        out["pair"] = {f"{r[0]}-{r[1]}": r[2] for r in self.query(
-            f"SELECT d.src_lang, d.tgt_lang, COUNT(*) {base} GROUP BY 1, 2 ORDER BY 3 DESC")}
-        out["instruction_lang"] = {str(r[0]): r[1] for r in self.query(
-            f"SELECT d.instruction_lang, COUNT(*) {base} GROUP BY 1 ORDER BY 2 DESC")}
-        out["origin"] = {r[0]: r[1] for r in self.query(f"SELECT d.origin, COUNT(*) {base} GROUP BY 1 ORDER BY 2 DESC")}
-        out["turns"] = {str(r[0]): r[1] for r in self.query(
-            f"SELECT n, COUNT(*) FROM (SELECT (SELECT COUNT(*) FROM turns t WHERE t.dialogue_id=d.id"
-            f" AND t.state='active' AND t.role='user') AS n {base}) GROUP BY n ORDER BY n")}
-        out["interaction_type"] = {str(r[0]): r[1] for r in self.query(
-            f"SELECT t.interaction_type, COUNT(*) FROM turns t JOIN dialogues d ON d.id=t.dialogue_id{kept}"
-            f" WHERE d.status='done' AND t.state='active' AND t.role='user' AND t.interaction_type IS NOT NULL"
-            f" AND t.interaction_type != 'translate' GROUP BY 1 ORDER BY 2 DESC")}
-        return out
+        """Realised mix of finished dialogues (or of those the latest filter kept): pair,
+        instruction language, origin, user turns, interaction type of the user turns after the
+        first."""
+        return self.mix_counts_with_kept()[1 if kept_only else 0]
+
+    def mix_counts_with_kept(self) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+        """:meth:`mix_counts` of all finished dialogues and of the kept ones, from one pass per
+        question (a verdict join per question and variant took ~9 s at 160K dialogues, ~4 s now)."""
+        base = ("FROM dialogues d LEFT JOIN verdicts v ON v.dialogue_id=d.id WHERE d.status='done'")
+        done: dict[str, dict[str, int]] = {k: {} for k in ("pair", "instruction_lang", "origin", "turns",
+                                                          "interaction_type")}
+        kept: dict[str, dict[str, int]] = {k: {} for k in done}
+
+        def add(dim: str, key: str, is_kept: Any, n: int) -> None:
+            done[dim][key] = done[dim].get(key, 0) + n
+            if is_kept:
+                kept[dim][key] = kept[dim].get(key, 0) + n
+
+        for src, tgt, instr, origin, is_kept, n in self.query(
+                f"SELECT d.src_lang, d.tgt_lang, d.instruction_lang, d.origin, v.kept = 1, COUNT(*) {base}"
+                " GROUP BY 1, 2, 3, 4, 5"):
+            add("pair", f"{src}-{tgt}", is_kept, n)
+            add("instruction_lang", str(instr), is_kept, n)
+            add("origin", origin, is_kept, n)
+        for n_user, is_kept, n in self.query(
+                "SELECT (SELECT COUNT(*) FROM turns t WHERE t.dialogue_id=d.id AND t.state='active'"
+                f" AND t.role='user'), v.kept = 1, COUNT(*) {base} GROUP BY 1, 2 ORDER BY 1"):
+            add("turns", str(n_user), is_kept, n)
+        for itype, is_kept, n in self.query(
+                "SELECT t.interaction_type, v.kept = 1, COUNT(*) FROM turns t JOIN dialogues d ON d.id=t.dialogue_id"
+                " LEFT JOIN verdicts v ON v.dialogue_id=d.id WHERE d.status='done' AND t.state='active'"
+                " AND t.role='user' AND t.interaction_type IS NOT NULL AND t.interaction_type != 'translate'"
+                " GROUP BY 1, 2"):
+            add("interaction_type", str(itype), is_kept, n)
+
+        def ordered(counts: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+            return {dim: (dict(sorted(c.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0))
+                          if dim == "turns" else dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))))
+                    for dim, c in counts.items()}
+
+        return ordered(done), ordered(kept)
 
     def iter_requests(self) -> Iterator[tuple[str | None, str, str | None]]:
         """(instruction language, request text, source text) of every active user turn of every
