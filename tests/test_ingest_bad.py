@@ -231,6 +231,8 @@ def test_other_writers_are_not_locked_out_while_a_file_is_ingested(workspace, tm
     5 s for the lock (a running simulate, an annotator) writes while the ingest is still reading."""
     import sqlite3
 
+    from itcollect.store.core import utcnow
+
     f = tmp_path / "long.en.txt"
     f.write_text("".join(f"The council approved plan {i} for the new bridge across the wide river.\n"
                          for i in range(60_000)))
@@ -238,6 +240,7 @@ def test_other_writers_are_not_locked_out_while_a_file_is_ingested(workspace, tm
     before = workspace.store.ingest_table_counts()
     proc = _spawn_ingest(root, f)
     scratch = _wait_for_scratch(root, proc)
+    seen = utcnow()
     other = sqlite3.connect(str(root / "itcollect.db"), timeout=5, isolation_level=None)
     for _ in range(3):
         other.execute("BEGIN IMMEDIATE")  # would wait for the whole file before
@@ -248,6 +251,8 @@ def test_other_writers_are_not_locked_out_while_a_file_is_ingested(workspace, tm
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert workspace.store.ingest_table_counts()["sources"] == before["sources"] + 60_000
+    run = workspace.store.ingest_runs()[-1]  # started when the file did, finished at the merge
+    assert run["started_at"] <= seen < run["finished_at"]
     assert not list(root.glob(".itcollect-ingest-*.tmp"))
 
 

@@ -195,6 +195,7 @@ class IngestStaging:
     def __init__(self, store: SourcesMixin) -> None:
         self.store = store
         self.conn = store.conn
+        self.started_at = utcnow()  # the run's start is the file's, not the merge's
 
     def existing_source_ids(self, ids: list[str]) -> set[str]:
         found: set[str] = set()
@@ -236,7 +237,7 @@ class IngestStaging:
             now = utcnow()
             run_id = int(c.execute(
                 "INSERT INTO ingest_runs(path, format, declared_lang, ref_lang, started_at) VALUES (?,?,?,?,?)",
-                (path, fmt, declared_lang, ref_lang, now)).lastrowid)
+                (path, fmt, declared_lang, ref_lang, self.started_at)).lastrowid)
             before = self.conn.total_changes
             c.execute("INSERT OR IGNORE INTO main.sources(id, text, lang, docid, origlang, seg_id, origin_file,"
                       " origin_line, run_id, created_at) SELECT id, text, lang, docid, origlang, seg_id,"
