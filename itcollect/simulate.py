@@ -329,6 +329,8 @@ def _client(ws: Any, opts: SimulateOptions, *, dry_run: bool = False):
 async def _estimate(ws: Any, opts: SimulateOptions, sample_size: int = 500) -> dict[str, Any]:
     """``--dry-run``: play a sample of the pending dialogues with stand-in answers (nothing sent,
     nothing written) and scale its calls, tokens and cost to every dialogue the run would do."""
+    from .llm import LLMCallError
+
     store = ws.store
     client = _client(ws, opts, dry_run=True)
     driver = DialogueDriver(ws.config, assistant_model=client.model_for("assistant"),
@@ -347,7 +349,10 @@ async def _estimate(ws: Any, opts: SimulateOptions, sample_size: int = 500) -> d
                 if step.kind == "template":
                     content = step.text or ""
                 else:
-                    await client.chat(step.role, step.messages or [], sample=step.sample)
+                    try:
+                        await client.chat(step.role, step.messages or [], sample=step.sample)
+                    except LLMCallError:  # out in a Batch API batch: a run leaves it to the batch run
+                        break
                     calls += 1
                     content = state.source_text if step.kind == "assistant" else \
                         ("Could you make it a little more formal, please?" if step.expected_lang != "zh" else "请改得更正式一些。")

@@ -264,6 +264,9 @@ def test_mixing_modes_online_never_resends_a_batched_call(tmp_path, batch_server
     assert out["done"] == 4 and out["parked"] == 10
     assert not batched & set(batch_server.counts)
     assert ws.store.ledger_counts()["batched"] == 10
+    # a dry run counts nothing for calls that are out in the batch (an online run leaves them)
+    r = run_cli("-C", str(ws.root), "simulate", "--dry-run", "--base-url", batch_server.base_url, "--model", MODEL)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     # the provider finishes; the batch run collects its round and completes the 10
     api.polls_before_done = 0
     r = batch_cli(ws, batch_server, "--json")

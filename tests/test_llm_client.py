@@ -107,6 +107,28 @@ def test_dead_endpoint_opens_breaker(store):
     assert "connection error: ConnectionRefusedError" in str(down.value) and "timeout" not in str(down.value)
 
 
+def test_a_call_out_in_a_batch_is_not_sent_again(store, fake_openai):
+    """A call recorded as submitted in a Batch API batch is paid for there: chat() refuses to send
+    it online (it would be paid twice) and says how to collect or free it."""
+    cfg = make_config()
+
+    async def go():
+        client = LLMClient(cfg, store, command="test", base_url=fake_openai.base_url, model="fake-model", env={})
+        try:
+            key = client.call_key("assistant", MSGS)
+            store.ledger_begin(key, role="assistant", model="fake-model", base_url=fake_openai.base_url,
+                               request_json="{}")
+            store.ledger_mark_batched([key], "b123")
+            with pytest.raises(LLMCallError, match="out in Batch API batch b123"):
+                await client.chat("assistant", MSGS)
+            return await client.chat("assistant", [{"role": "user", "content": "not batched"}])
+        finally:
+            await client.aclose()
+
+    other = run(go())
+    assert fake_openai.total_requests == 1 and not other.from_ledger  # only the other call went out
+
+
 def _closed_port_url() -> str:
     import socket
 

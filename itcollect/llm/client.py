@@ -384,6 +384,9 @@ class LLMClient:
 
         stored = self.store.ledger_answer(key)
         if stored is not None:
+            if stored["status"] == "batched":  # paid for in a batch: sending it again pays twice
+                raise LLMCallError(f"this {role} call is out in Batch API batch {stored['batch_id']}; "
+                                   f"`itcollect simulate --batch-api` collects it (or --cancel frees it)")
             return self._from_ledger(key, stored, on_delta)
         shared = self._inflight.get(key)
         if shared is not None:  # the same call is in flight in this run: wait for it, pay once

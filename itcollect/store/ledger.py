@@ -52,14 +52,21 @@ class LedgerMixin(StoreCore):
         return None if row is None else dict(row)
 
     def ledger_answer(self, key: str) -> dict[str, Any] | None:
-        """The stored answer of a ``done`` call (what a repeated call returns), else None."""
+        """The stored answer of a ``done`` call (what a repeated call returns); for a call out in
+        a Batch API batch, ``{"status": "batched", "batch_id": ...}`` (it must not be sent again);
+        else None."""
         try:
             row = self.conn.execute(
-                "SELECT response, finish_reason, model, prompt_tokens, completion_tokens, latency_ms, cost_usd"
-                " FROM llm_calls WHERE key=? AND status='done'", (key,)).fetchone()
+                "SELECT status, batch_id, response, finish_reason, model, prompt_tokens, completion_tokens,"
+                " latency_ms, cost_usd FROM llm_calls WHERE key=? AND status IN ('done', 'batched')",
+                (key,)).fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"ledger read failed: {exc}", path=str(self.path)) from None
-        return None if row is None else dict(row)
+        if row is None:
+            return None
+        if row["status"] == "batched":
+            return {"status": "batched", "batch_id": row["batch_id"]}
+        return dict(row)
 
     def ledger_begin(self, key: str, *, role: str, model: str, base_url: str | None, request_json: str) -> None:
         """Record a call as ``pending`` before it is sent (a failed or pending row goes pending again).
