@@ -329,7 +329,7 @@ def _client(ws: Any, opts: SimulateOptions, *, dry_run: bool = False):
 async def _estimate(ws: Any, opts: SimulateOptions, sample_size: int = 500) -> dict[str, Any]:
     """``--dry-run``: play a sample of the pending dialogues with stand-in answers (nothing sent,
     nothing written) and scale its calls, tokens and cost to every dialogue the run would do."""
-    from .llm import LLMCallError
+    from .llm import CallInBatch
 
     store = ws.store
     client = _client(ws, opts, dry_run=True)
@@ -351,7 +351,7 @@ async def _estimate(ws: Any, opts: SimulateOptions, sample_size: int = 500) -> d
                 else:
                     try:
                         await client.chat(step.role, step.messages or [], sample=step.sample)
-                    except LLMCallError:  # out in a Batch API batch: a run leaves it to the batch run
+                    except CallInBatch:  # a run leaves this dialogue to the batch run
                         break
                     calls += 1
                     content = state.source_text if step.kind == "assistant" else \
@@ -369,7 +369,7 @@ async def _estimate(ws: Any, opts: SimulateOptions, sample_size: int = 500) -> d
 
 
 async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> SimulateSummary:
-    from .llm import CostLimitReached, EndpointDown, LLMCallError
+    from .llm import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
     from .store.claims import process_holder
 
     store = ws.store
@@ -398,9 +398,6 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
     stop: list[str] = []
     last_postfix = [0.0]
     last_call_error: list[str | None] = [None]
-    # Calls out in a Batch API batch are answered by the batch run; a batch run claims its dialogues,
-    # so only calls batched before this run started can be met here.
-    any_batched = store.ledger_counts().get("batched", 0) > 0
 
     def postfix(force: bool = False) -> None:
         if bar is None:
@@ -467,10 +464,6 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
                 driver.record(store, state, step, driver.apply(state, step))
                 step = driver.next_step(state)
         while step is not None:
-            if any_batched:  # only a workspace with calls out in a batch pays for this look-up
-                row = store.ledger_lookup(client.call_key(step.role, step.messages or [], sample=step.sample))
-                if row is not None and row.get("status") == "batched":
-                    return "parked", None
             try:
                 # Who gets a free call slot first. While dialogues are still to be started: the one
                 # closest to its end (it frees its worker for the next spec soonest). Once every
@@ -483,6 +476,8 @@ async def _run_online(ws: Any, opts: SimulateOptions, bar: Any = None) -> Simula
                     client.rank_calls_by(lambda left: -left)
                 result = await client.chat(step.role, step.messages or [], sample=step.sample,
                                            priority=2 * spec["n_turns"] - step.idx)
+            except CallInBatch:  # answered by the batch run that collects it: left to that run
+                return "parked", None
             except LLMCallError as exc:
                 # A call that failed after all its retries is an endpoint problem, not the dialogue's:
                 # the dialogue stays in progress and goes back to pending at the end of this run, so

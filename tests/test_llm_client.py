@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from itcollect.config import parse_config
-from itcollect.llm import ChatResult, EndpointDown, LLMCallError, LLMClient
+from itcollect.llm import CallInBatch, ChatResult, EndpointDown, LLMCallError, LLMClient
 from itcollect.store import Store
 
 MSGS = [{"role": "system", "content": "You translate."}, {"role": "user", "content": "Translate: Hello world"}]
@@ -119,7 +119,7 @@ def test_a_call_out_in_a_batch_is_not_sent_again(store, fake_openai):
             store.ledger_begin(key, role="assistant", model="fake-model", base_url=fake_openai.base_url,
                                request_json="{}")
             store.ledger_mark_batched([key], "b123")
-            with pytest.raises(LLMCallError, match="out in Batch API batch b123"):
+            with pytest.raises(CallInBatch, match="out in Batch API batch b123"):
                 await client.chat("assistant", MSGS)
             return await client.chat("assistant", [{"role": "user", "content": "not batched"}])
         finally:

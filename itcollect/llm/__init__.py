@@ -7,8 +7,8 @@ so CLI help and modules that only catch the errors stay fast.
 from __future__ import annotations
 
 from .client import CALL_KEY_HEADER, ROLES, ChatResult, LLMClient, estimate_tokens, parse_retry_after
-from .errors import CostLimitReached, EndpointDown, LLMCallError
+from .errors import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
 from .pricing import call_cost, price_for
 
-__all__ = ["LLMClient", "ChatResult", "LLMCallError", "EndpointDown", "CostLimitReached", "ROLES",
+__all__ = ["LLMClient", "ChatResult", "LLMCallError", "CallInBatch", "EndpointDown", "CostLimitReached", "ROLES",
            "CALL_KEY_HEADER", "price_for", "call_cost", "estimate_tokens", "parse_retry_after"]

@@ -44,7 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..config import Config
 from ..errors import ServiceError
 from ..store import Store, dumps
-from .errors import CostLimitReached, EndpointDown, LLMCallError
+from .errors import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
 from .ledger import LedgerWriter
 from .pricing import Prices, call_cost, price_for
 from .ratelimit import PrioritySlots, TokenBucket
@@ -369,8 +369,8 @@ class LLMClient:
         call, not the ledger's answer). ``on_delta`` streams: it gets each text piece as it
         arrives; ``on_reset`` is called when a streamed attempt failed after pieces were shown
         and the answer starts again. ``priority``: when all call slots are taken, the waiting call
-        with the lowest value goes next (ties: first come). Raises LLMCallError, EndpointDown or
-        CostLimitReached.
+        with the lowest value goes next (ties: first come). Raises LLMCallError (CallInBatch for a
+        call out in a Batch API batch), EndpointDown or CostLimitReached.
         """
         if self._down:
             raise EndpointDown(self._down)
@@ -385,7 +385,7 @@ class LLMClient:
         stored = self.store.ledger_answer(key)
         if stored is not None:
             if stored["status"] == "batched":  # paid for in a batch: sending it again pays twice
-                raise LLMCallError(f"this {role} call is out in Batch API batch {stored['batch_id']}; "
+                raise CallInBatch(f"this {role} call is out in Batch API batch {stored['batch_id']}; "
                                    f"`itcollect simulate --batch-api` collects it (or --cancel frees it)")
             return self._from_ledger(key, stored, on_delta)
         shared = self._inflight.get(key)

@@ -10,6 +10,11 @@ class LLMCallError(ServiceError):
     the message. The run may go on: the ledger row is 'failed' and a later run tries again."""
 
 
+class CallInBatch(LLMCallError):
+    """The call is out in a Batch API batch (ledger status ``batched``): it is paid for there and
+    must not be sent again; ``simulate --batch-api`` collects it, ``--cancel`` frees it."""
+
+
 class EndpointDown(ServiceError):
     """The endpoint is unusable (circuit breaker open, bad key, unknown model): the run must stop."""
 
