@@ -507,12 +507,8 @@ class LLMClient:
         since it started is pointed at the wrong place, not at an outage: stop after a few
         attempts with a message saying so, instead of after the circuit breaker's minute of
         retries. Once the endpoint has answered anything, outages go through the breaker."""
-        if url in self._reached:
-            return None
-        if not isinstance(error, self._openai.APIConnectionError) or \
+        if url in self._reached or not isinstance(error, self._openai.APIConnectionError) or \
                 not isinstance(_root_cause(error), (ConnectionRefusedError, socket.gaierror)):
-            if isinstance(error, self._openai.APIStatusError):
-                self._reached.add(url)
             return None
         n = self._unreachable[url] = self._unreachable.get(url, 0) + 1
         if n < UNREACHABLE_ATTEMPTS:
@@ -599,6 +595,8 @@ class LLMClient:
                 finally:
                     self.in_flight -= 1
                 latency_ms = (time.perf_counter() - t0) * 1000.0
+            if error is None or isinstance(error, self._openai.APIStatusError):
+                self._reached.add(r.display_url)  # something answered there
             if error is None:
                 return await self._record_answer(r, key, text, finish, usage, model, latency_ms, attempts, est, body)
             reason, retryable, retry_after, fatal = self._classify(error, r.display_url)
@@ -700,7 +698,6 @@ class LLMClient:
         if self._tpm is not None:
             self._tpm.adjust(est - (pt + ct))
         self._consecutive_failures = 0
-        self._reached.add(r.display_url)
         self.sent += 1
         self.prompt_tokens += pt
         self.completion_tokens += ct
