@@ -23,11 +23,11 @@ def source_id_for(text: str) -> str:
 
 class SourcesMixin(StoreCore):
     def begin_ingest_run(self, path: str, fmt: str, declared_lang: str | None = None,
-                         ref_lang: str | None = None) -> int:
+                         ref_lang: str | None = None, *, started_at: str | None = None) -> int:
         """Call inside the file's transaction, so a failed file leaves no run behind either."""
         cur = self.conn.execute(
             "INSERT INTO ingest_runs(path, format, declared_lang, ref_lang, started_at) VALUES (?,?,?,?,?)",
-            (path, fmt, declared_lang, ref_lang, utcnow()))
+            (path, fmt, declared_lang, ref_lang, started_at or utcnow()))
         return int(cur.lastrowid)
 
     def finish_ingest_run(self, run_id: int, *, lines: int, kept: int, dropped: dict[str, int]) -> None:
@@ -138,35 +138,10 @@ class SourcesMixin(StoreCore):
                 pass
             scratch.unlink(missing_ok=True)
 
-    # -- batch API (an import's transaction, or the rows a staged ingest merges) --------------------
     def tune_for_bulk_insert(self, cache_mib: int = 128) -> None:
         """A bigger page cache for this connection: source ids are hashes, so every insert lands at
         a random place in the id index, and with SQLite's 2 MiB default most of them miss."""
         self.conn.execute(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")
-
-    def existing_source_ids(self, ids: list[str]) -> set[str]:
-        """Which of ``ids`` are already sources (including rows this transaction inserted)."""
-        found: set[str] = set()
-        for start in range(0, len(ids), 900):
-            chunk = ids[start:start + 900]
-            marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self.conn.execute(f"SELECT id FROM sources WHERE id IN ({marks})", chunk))
-        return found
-
-    def add_sources_batch(self, rows: list[tuple]) -> None:
-        """Insert (id, text, lang, docid, origlang, seg_id, origin_file, origin_line, run_id) rows;
-        ids that already exist are ignored."""
-        now = utcnow()
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO sources(id, text, lang, docid, origlang, seg_id, origin_file, origin_line,"
-            " run_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)", [(*row, now) for row in rows])
-
-    def add_references_batch(self, rows: list[tuple[str, str, str, str]]) -> int:
-        """Insert (source_id, lang, text, translator) rows; returns how many were new."""
-        before = self.conn.total_changes
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO source_refs(source_id, lang, text, translator) VALUES (?,?,?,?)", rows)
-        return self.conn.total_changes - before
 
     def ingest_table_counts(self) -> dict[str, int]:
         """Row counts of the ingest tables (tests check a failed file changed none of them)."""
@@ -196,6 +171,7 @@ class IngestStaging:
         self.store = store
         self.conn = store.conn
         self.started_at = utcnow()  # the run's start is the file's, not the merge's
+        self.staged = 0  # sources staged so far
 
     def existing_source_ids(self, ids: list[str]) -> set[str]:
         found: set[str] = set()
@@ -220,7 +196,7 @@ class IngestStaging:
 
     def add_sources_batch(self, rows: list[tuple]) -> None:
         """(id, text, lang, docid, origlang, seg_id, origin_file, origin_line) rows."""
-        self._write(f"INSERT OR IGNORE INTO {_STAGE}.sources VALUES (?,?,?,?,?,?,?,?)", rows)
+        self.staged += self._write(f"INSERT OR IGNORE INTO {_STAGE}.sources VALUES (?,?,?,?,?,?,?,?)", rows)
 
     def add_references_batch(self, rows: list[tuple[str, str, str, str]]) -> int:
         """(source_id, lang, text, translator) rows; returns how many were staged (:meth:`merge`
@@ -235,21 +211,18 @@ class IngestStaging:
         store = self.store
         with store.transaction() as c:
             now = utcnow()
-            run_id = int(c.execute(
-                "INSERT INTO ingest_runs(path, format, declared_lang, ref_lang, started_at) VALUES (?,?,?,?,?)",
-                (path, fmt, declared_lang, ref_lang, self.started_at)).lastrowid)
+            run_id = store.begin_ingest_run(path, fmt, declared_lang, ref_lang, started_at=self.started_at)
             before = self.conn.total_changes
             c.execute("INSERT OR IGNORE INTO main.sources(id, text, lang, docid, origlang, seg_id, origin_file,"
                       " origin_line, run_id, created_at) SELECT id, text, lang, docid, origlang, seg_id,"
                       f" origin_file, origin_line, ?, ? FROM {_STAGE}.sources ORDER BY rowid", (run_id, now))
             kept = self.conn.total_changes - before
-            staged = int(c.execute(f"SELECT COUNT(*) FROM {_STAGE}.sources").fetchone()[0])
             before = self.conn.total_changes
             c.execute("INSERT OR IGNORE INTO main.source_refs(source_id, lang, text, translator)"
                       f" SELECT source_id, lang, text, translator FROM {_STAGE}.source_refs ORDER BY rowid")
             refs = self.conn.total_changes - before
             dropped = dict(dropped)
-            if staged > kept:
-                dropped["duplicate"] = dropped.get("duplicate", 0) + staged - kept
+            if self.staged > kept:
+                dropped["duplicate"] = dropped.get("duplicate", 0) + self.staged - kept
             store.finish_ingest_run(run_id, lines=lines, kept=kept, dropped={k: v for k, v in dropped.items() if v})
         return run_id, kept, refs
