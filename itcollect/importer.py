@@ -140,7 +140,7 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
 def _iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
     """Stream the elements of a top-level JSON array without loading the file."""
     with path.open("r", encoding="utf-8-sig") as fh:
-        yield from iter_json_array(fh, BadRecord, chunk=_CHUNK)
+        yield from iter_json_array(fh.read, BadRecord, chunk=_CHUNK)
 
 
 def iter_records(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import Any, TextIO
+from typing import Any
 
 CHUNK = 1 << 20
 
@@ -19,12 +19,14 @@ TRUNCATED = "truncated_json_array"
 NOT_JSON = "not_json"
 
 
-def iter_json_array(fh: TextIO, bad: Callable[[str], Any], *, chunk: int = CHUNK) -> Iterator[tuple[int, Any]]:
-    """(line where the element starts, element) for each element of the array in ``fh``; a
-    problem ends the stream with one ``(line, bad(reason))`` (reason ``TRUNCATED`` or ``NOT_JSON``).
-    ``fh`` must be positioned before the opening bracket (leading whitespace is skipped)."""
+def iter_json_array(read: Callable[[int], str], bad: Callable[[str], Any], *,
+                    chunk: int = CHUNK) -> Iterator[tuple[int, Any]]:
+    """(line where the element starts, element) for each element of the array that ``read(n)``
+    (a text file's ``read``) returns in pieces; a problem ends the stream with one
+    ``(line, bad(reason))`` (reason ``TRUNCATED`` or ``NOT_JSON``). The text must start with the
+    opening bracket (leading whitespace is skipped)."""
     decoder = json.JSONDecoder()
-    buf = fh.read(chunk)
+    buf = read(chunk)
     eof = not buf
     pos = 0
     line = 1
@@ -34,7 +36,7 @@ def iter_json_array(fh: TextIO, bad: Callable[[str], Any], *, chunk: int = CHUNK
             pos += 1
         if pos < len(buf) or eof:
             break
-        buf, pos = fh.read(chunk), 0
+        buf, pos = read(chunk), 0
         eof = not buf
     if pos >= len(buf) or buf[pos] != "[":
         yield line, bad(NOT_JSON)
@@ -47,7 +49,7 @@ def iter_json_array(fh: TextIO, bad: Callable[[str], Any], *, chunk: int = CHUNK
                 pos += 1
             if pos < len(buf) or eof:
                 break
-            buf, pos = buf[pos:] + fh.read(chunk), 0
+            buf, pos = buf[pos:] + read(chunk), 0
             eof = pos >= len(buf)
         if pos >= len(buf):
             yield line, bad(TRUNCATED)
@@ -59,7 +61,7 @@ def iter_json_array(fh: TextIO, bad: Callable[[str], Any], *, chunk: int = CHUNK
                 obj, end = decoder.raw_decode(buf, pos)
                 break
             except json.JSONDecodeError:
-                more = "" if eof else fh.read(chunk)
+                more = "" if eof else read(chunk)
                 if not more:
                     eof = True
                     yield line, bad(NOT_JSON)
@@ -71,6 +73,6 @@ def iter_json_array(fh: TextIO, bad: Callable[[str], Any], *, chunk: int = CHUNK
         if pos > chunk:
             buf, pos = buf[pos:], 0
         if pos >= len(buf) and not eof:
-            more = fh.read(chunk)
+            more = read(chunk)
             eof = not more
             buf += more

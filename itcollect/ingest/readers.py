@@ -182,9 +182,14 @@ class InputFile:
             self._raw.close()
 
 
+def _content(head: bytes) -> bytes:
+    """The first bytes of content: without a UTF-8 byte order mark and leading whitespace."""
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n")
+
+
 def sniff_format(head: bytes, display: str) -> str:
     """Format from the first bytes of content, for names that do not say."""
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    text = _content(head)
     low = text[:4096].lower()
     if text.startswith((b"{", b"[")):
         return "jsonl"
@@ -354,7 +359,7 @@ def read_jsonl(f: InputFile, opts: ReaderOptions, stats: ReadStats, declared: st
     ..., "zh": ...}}`` (Hugging Face WMT style) works when the source language is known.
     A file whose content is one JSON array (``json.dump`` of a list, often a single huge line)
     is read element by element: the same objects, or plain strings (one sentence each)."""
-    if f.head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+    if _content(f.head).startswith(b"["):
         yield from _read_json_array(f, opts, declared)
         return
     for lineno, line in f.lines():
@@ -380,16 +385,14 @@ class _ArrayBroken:
 def _read_json_array(f: InputFile, opts: ReaderOptions, declared: str | None) -> Iterator[Record]:
     text = io.TextIOWrapper(f.stream, encoding="utf-8-sig", newline="")
 
-    class _Source:
-        @staticmethod
-        def read(n: int) -> str:
-            try:
-                return f.guard(lambda: text.read(n))
-            except UnicodeDecodeError as exc:
-                raise InputError(f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}); convert the file "
-                                 f"to UTF-8", path=f.display) from None
+    def read(n: int) -> str:
+        try:
+            return f.guard(lambda: text.read(n))
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x}); convert the file "
+                             f"to UTF-8", path=f.display) from None
 
-    for lineno, obj in iter_json_array(_Source, _ArrayBroken):
+    for lineno, obj in iter_json_array(read, _ArrayBroken):
         if isinstance(obj, _ArrayBroken):
             yield Record(lineno, bad="the JSON array ends early (truncated file?)" if obj.reason == TRUNCATED
                          else "invalid JSON inside the array (the rest of the file is skipped)")
