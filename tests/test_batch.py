@@ -65,6 +65,22 @@ def batch_cli(ws: Workspace, server, *args: str, env: dict | None = None):
                    *args, env=env)
 
 
+def kill_batch_run_at(phase: str, ws: Workspace, server, marker) -> None:
+    """Start `simulate --batch-api` as a child process, let it pause at ``phase`` and kill -9 it there."""
+    env = dict(os.environ, ITCOLLECT_PROGRESS="0", **{PAUSE_ENV: phase, PAUSE_FILE_ENV: str(marker)})
+    env.pop("OPENAI_BASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "itcollect", "-C", str(ws.root), "simulate", "--batch-api",
+                             "--base-url", server.base_url, "--model", MODEL],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert marker.exists(), proc.stderr.read().decode() if proc.poll() is not None else "no pause"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+
+
 def check_done(ws: Workspace) -> None:
     """Every dialogue done, alternating, each position once, every model turn backed by the ledger."""
     store = ws.store
@@ -149,19 +165,7 @@ def test_kill_9_at_each_phase_then_resume(tmp_path, batch_server, phase):
     api = batch_server.batch_api
     api.polls_before_done = 1
     ws = make_ws(tmp_path, 12)
-    marker = tmp_path / "paused"
-    env = dict(os.environ, ITCOLLECT_PROGRESS="0", **{PAUSE_ENV: phase, PAUSE_FILE_ENV: str(marker)})
-    env.pop("OPENAI_BASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "itcollect", "-C", str(ws.root), "simulate", "--batch-api",
-                             "--base-url", batch_server.base_url, "--model", MODEL],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert marker.exists(), proc.stderr.read().decode() if proc.poll() is not None else "no pause"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
+    kill_batch_run_at(phase, ws, batch_server, tmp_path / "paused")
     before = {"uploads": len(api.uploads), "created": len(api.created)}
     if phase in ("uploaded", "created", "polling", "downloaded", "collected"):
         assert before["uploads"] == 1
@@ -381,17 +385,7 @@ def test_cancel_stops_the_batches_keeps_their_answers_and_frees_the_rest(tmp_pat
 def test_cancel_closes_a_batch_that_never_reached_the_provider(tmp_path, batch_server):
     api = batch_server.batch_api
     ws = make_ws(tmp_path, 6)
-    marker = tmp_path / "paused"
-    env = dict(os.environ, ITCOLLECT_PROGRESS="0", **{PAUSE_ENV: "recorded", PAUSE_FILE_ENV: str(marker)})
-    env.pop("OPENAI_BASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "itcollect", "-C", str(ws.root), "simulate", "--batch-api",
-                             "--base-url", batch_server.base_url, "--model", MODEL],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_batch_run_at("recorded", ws, batch_server, tmp_path / "paused")
     assert [b["status"] for b in ws.store.open_batches()] == ["recorded"]
     r = batch_cli(ws, batch_server, "--cancel", "--json")
     assert r.returncode == 0, r.stderr
