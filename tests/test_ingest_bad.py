@@ -55,7 +55,7 @@ def test_utf16_file_gets_a_specific_hint(workspace, tmp_path):
     assert "UTF-16" in failure(workspace, f)
 
 
-@pytest.mark.parametrize("content", [b"", gzip.compress(b"")])
+@pytest.mark.parametrize("content", [b"", gzip.compress(b"", mtime=0)], ids=["empty", "empty-gzip"])
 def test_empty_file(workspace, tmp_path, content):
     f = tmp_path / ("empty.txt.gz" if content else "empty.txt")
     f.write_bytes(content)
