@@ -461,3 +461,52 @@ def test_no_endpoint_configured_fails_before_leasing_anything(tmp_path):
     assert r.returncode == 1 and "no LLM endpoint configured" in r.stderr and "Traceback" not in r.stderr
     with Store(ws / "itcollect.db") as store:
         assert store.get_spec(1)["status"] == "pending" and list(store.iter_dialogues()) == []
+
+
+def _spec_state(ws: Path) -> dict[int, tuple[str, str | None, int]]:
+    """spec id -> (status, lease holder, dialogues for it)."""
+    store = Store(ws / "itcollect.db")
+    try:
+        out = {}
+        for spec in store.iter_specs():
+            lease = store.lease_of(spec["id"])
+            out[spec["id"]] = (spec["status"], lease["holder"] if lease else None,
+                               1 if store.dialogue_for_spec(spec["id"]) is not None else 0)
+        return out
+    finally:
+        store.close()
+
+
+def test_quit_right_after_finish_gives_the_freshly_opened_spec_back(tmp_path, server):
+    """`finish` opens (and leases) the next spec before a script can say `quit`: quitting on a
+    dialogue with nothing written must return it to the pool at once, not hold it for 30 min."""
+    ws = make_workspace(tmp_path / "ws", 2, instruction_langs=("en",), types=("translate",))
+    script = "request Please translate this sentence into Chinese.\naccept\nfinish\nquit\n"
+    r = session(ws, "li.wei", script, server.base_url)
+    assert r.returncode == 0, r.stderr
+    tags = [t for t, _ in events(r.stdout)]
+    assert tags.count("done") == 1 and tags.count("dialogue") == 2 and tags[-1] == "bye"
+    state = _spec_state(ws)
+    assert sorted(state.values()) == [("done", None, 1), ("pending", None, 0)]
+    # another annotator gets that spec at once, as a fresh dialogue (not a takeover)
+    r2 = session(ws, "chen.yu", "quit\n", server.base_url)
+    dialogue = next(d for t, d in events(r2.stdout) if t == "dialogue")
+    assert dialogue["resumed"] is False
+    # end of input quits the same way
+    r3 = session(ws, "chen.yu", "", server.base_url)
+    assert r3.returncode == 0, r3.stderr
+    assert sorted(_spec_state(ws).values()) == [("done", None, 1), ("pending", None, 0)]
+
+
+def test_quit_with_turns_keeps_the_lease_and_resumes(tmp_path, server):
+    ws = make_workspace(tmp_path / "ws", 2, instruction_langs=("en",), types=("translate", "polish"))
+    r = session(ws, "li.wei", "request Please translate this sentence into Chinese.\nquit\n", server.base_url)
+    assert r.returncode == 0, r.stderr
+    state = _spec_state(ws)
+    held = [s for s in state.values() if s[1] is not None]
+    assert held == [("in_progress", "human:li.wei", 1)]
+    # a request that was undone still counts as work on record: the lease stays too
+    r = session(ws, "li.wei", "undo\nquit\n", server.base_url)
+    dialogue = next(d for t, d in events(r.stdout) if t == "dialogue")
+    assert dialogue["resumed"] is True
+    assert [s for s in _spec_state(ws).values() if s[1] is not None] == [("in_progress", "human:li.wei", 1)]

@@ -657,11 +657,22 @@ class Session:
             self._event("guidelines", type=type_id)
 
     def quit(self) -> None:
-        """Stop for now: the lease stays (it expires on its own), the dialogue resumes next time."""
-        if self.current is not None:
+        """Stop for now. A dialogue with turns keeps its lease (it expires on its own) and resumes
+        next time; one with nothing written (just opened: a script that quits after ``finish``
+        opened the next spec, a person who quits on a fresh sentence) goes back to the pool at
+        once, dialogue record and lease both, instead of staying leased for ``lease_minutes``."""
+        d = self.current
+        if d is not None:
             try:
+                state = self.state()
                 with self.store.transaction():
-                    self._event("quit", state=self.state())
+                    lease = self.store.lease_of(d.spec["id"])
+                    # only while the lease is ours: after a takeover the dialogue is someone else's
+                    released = bool(lease and lease["holder"] == self.holder
+                                    and self.store.discard_empty_dialogue(d.dialogue_id))
+                    if released:
+                        self.store.release_lease(d.spec["id"], self.holder, "pending")
+                    self._event("quit", state=state, released=released)
             except ItcollectError:  # pragma: no cover - quitting must never fail loudly
                 pass
         self.current = None

@@ -207,5 +207,15 @@ class DialoguesMixin(StoreCore):
         with self.transaction() as c:
             c.execute(f"UPDATE turns SET {sets} WHERE id=?", (*fields.values(), turn_id))
 
+    def discard_empty_dialogue(self, dialogue_id: str) -> bool:
+        """Delete a dialogue that has no turn at all (in any state); False when it has one.
+
+        An opened-but-untouched dialogue holds nothing worth keeping, and while it exists its
+        spec counts as a human's (simulate never claims it): dropping it gives the spec back whole."""
+        with self.transaction() as c:
+            cur = c.execute("DELETE FROM dialogues WHERE id=? AND NOT EXISTS"
+                            " (SELECT 1 FROM turns WHERE dialogue_id=?)", (dialogue_id, dialogue_id))
+            return cur.rowcount == 1
+
     def turn_count(self) -> int:
         return int(self.scalar("SELECT COUNT(*) FROM turns WHERE state='active'") or 0)
