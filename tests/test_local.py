@@ -164,7 +164,7 @@ def test_startup_failure_is_one_clear_error(tmp_path):
     bad.write_bytes(b"GGUF" + b"\0" * 64)  # a GGUF header and nothing else: llama.cpp refuses to load it
     r = run_cli("serve-local", "--model-path", str(bad), cwd=tmp_path, timeout=120)
     assert r.returncode == 1
-    assert "llama.cpp server exited" in r.stderr and "broken.gguf" in r.stderr
+    assert "the local llama.cpp server (pid " in r.stderr and "exited with code" in r.stderr and "broken.gguf" in r.stderr
     assert "Traceback" not in r.stderr.splitlines()[-1]
 
 
@@ -178,3 +178,111 @@ def test_busy_port_is_reported(tmp_path):
         with pytest.raises(ServiceError, match="address already in use"):
             with local_server(parse_config(f"[local]\nport = {port}\nn_ctx = 512\n")):
                 pass
+
+
+def _wait_for(predicate, timeout: float = 120.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _log_path_in(message: str) -> Path:
+    path = Path(message.split("full log: ", 1)[1].split(";", 1)[0].strip())
+    assert path.is_file(), message
+    return path
+
+
+def test_serve_local_reports_a_server_that_crashed(tmp_path):
+    """A server of ours that dies (here: SIGSEGV, as a build for another CPU does) is reported as
+    such — pid, signal, log tail, log file — and serve-local exits 1."""
+    proc, base_url = _start_serve_local(tmp_path)
+    try:
+        server_pid = _server_child(proc)
+        os.kill(server_pid, signal.SIGSEGV)
+        assert proc.wait(timeout=30) == 1
+        err = proc.stderr.read()
+        line = [ln for ln in err.splitlines() if ln.startswith("itcollect: error:")][-1]
+        assert f"the local llama.cpp server (pid {server_pid}) died with signal 11 (SIGSEGV)" in line
+        assert "last lines of its log:" in line and "--force-reinstall" in line
+        assert "is the server running" not in err
+        assert "llama" in _log_path_in(line).read_text(errors="replace").lower()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_simulate_local_says_the_server_it_started_died_not_is_it_running(tmp_path):
+    from .test_session import make_workspace
+
+    ws = make_workspace(tmp_path / "ws", 3, types=("translate", "polish"))
+    cfg = ws / "itcollect.toml"
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace("n_ctx = 2048", "n_ctx = 1024")
+                   .replace("n_threads = 0", "n_threads = 1"), encoding="utf-8")
+    env = dict(os.environ, ITCOLLECT_PROGRESS="0")
+    env.pop("OPENAI_BASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "itcollect", "-C", str(ws), "simulate", "--local"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import psutil
+
+    try:
+        def server():
+            try:
+                return next((p for p in psutil.Process(proc.pid).children(recursive=True)
+                             if "llama_cpp.server" in " ".join(p.cmdline())), None)
+            except psutil.NoSuchProcess:
+                return None
+
+        def started():
+            if proc.poll() is not None:
+                raise AssertionError(f"simulate ended first: {proc.communicate()}")
+            return server()
+
+        child = _wait_for(started, what="the llama.cpp server to start")
+        port = int(child.cmdline()[child.cmdline().index("--port") + 1])
+        _wait_for(lambda: not _refused(f"http://127.0.0.1:{port}/v1"), what="the server to answer")
+        import sqlite3
+
+        def calls_sent() -> int:  # the ledger row of a call is committed before the call is sent
+            with sqlite3.connect(ws / "itcollect.db") as db:
+                return db.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0]
+
+        _wait_for(calls_sent, what="the first call")
+        child.send_signal(signal.SIGSEGV)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, (out, err)
+    assert "is the server running" not in err
+    line = [ln for ln in err.splitlines() if ln.startswith("itcollect: error:")][-1]
+    assert f"the local llama.cpp server (pid {child.pid}) died with signal 11 (SIGSEGV)" in line
+    log = _log_path_in(line)
+    assert log.parent == (ws / ".itcollect" / "logs").resolve()
+    # nothing of the dialogues was lost or marked failed because of the crash
+    r = run_cli("-C", str(ws), "stats", "--json")
+    import json
+
+    assert json.loads(r.stdout)["specs"]["failed"] == 0
+
+
+def test_quick_start_builds_the_pinned_llama_cpp_portably():
+    """The README's install lines carry the portable CMake flags, and the [local] extra is bounded
+    to the llama-cpp-python release the demo and these tests were run with."""
+    from itcollect.local import LLAMA_CPP_VERSION, PORTABLE_CMAKE_ARGS
+
+    repo = Path(__file__).resolve().parent.parent
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    lines = [ln for ln in block.strip().splitlines()]
+    assert len(lines) == 2
+    for line in lines:
+        assert line.startswith(f'CMAKE_ARGS="{PORTABLE_CMAKE_ARGS}" pip install ')
+    assert "-DGGML_NATIVE=OFF" in PORTABLE_CMAKE_ARGS
+    pyproject = (repo / "pyproject.toml").read_text(encoding="utf-8")
+    major, minor, patch = LLAMA_CPP_VERSION.split(".")
+    assert f'"llama-cpp-python[server]>={LLAMA_CPP_VERSION},<{major}.{minor}.{int(patch) + 1}"' in pyproject
+    assert importlib.metadata.version("llama-cpp-python") == LLAMA_CPP_VERSION

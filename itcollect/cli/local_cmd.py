@@ -61,7 +61,9 @@ def serve_local(state, model_path: str | None, port: int | None, n_ctx: int | No
         while not stop.is_set() and server.running:
             stop.wait(0.5)
         if not stop.is_set():
-            raise click.ClickException("the llama.cpp server exited unexpectedly")
+            from ..errors import ServiceError
+
+            raise ServiceError(server.failure(wait_s=1.0) or "the llama.cpp server exited unexpectedly")
     except KeyboardInterrupt:
         pass
     finally:

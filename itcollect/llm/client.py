@@ -48,6 +48,7 @@ from .errors import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
 from .ledger import LedgerWriter
 from .pricing import Prices, call_cost, price_for
 from .ratelimit import PrioritySlots, TokenBucket
+from .watch import owned_endpoint_failure
 
 ROLES = ("assistant", "annotator")
 
@@ -600,6 +601,9 @@ class LLMClient:
             if error is None:
                 return await self._record_answer(r, key, text, finish, usage, model, latency_ms, attempts, est, body)
             reason, retryable, retry_after, fatal = self._classify(error, r.display_url)
+            if not fatal and isinstance(error, self._openai.APIConnectionError):
+                # a local server this process started and that died: say so, not "is it running?"
+                fatal = owned_endpoint_failure(r.display_url)
             fatal = fatal or self._never_reached(r.display_url, error, reason)
             if fatal:
                 self._open_breaker(fatal)
