@@ -1,6 +1,6 @@
 """Benchmark: how long one simulate claim holds the writer at the scale of a full plan.
 
-    /work/venv/bin/python benchmarks/bench_claims.py [--specs 160000] [--dialogues 100000] [--batch 128]
+    python benchmarks/bench_claims.py [--specs 160000] [--dialogues 100000] [--batch 128]
 
 ``simulate`` claims specs a batch at a time from inside its event loop, so a slow claim stops every
 call of the run for its duration. This builds a store with ``--specs`` specs of which ``--dialogues``

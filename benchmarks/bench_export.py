@@ -1,6 +1,6 @@
 """Benchmark: import, filter (with near-duplicate detection) and export of 160K dialogues.
 
-    /work/venv/bin/python benchmarks/bench_export.py [--dialogues 160000] [--workdir DIR] [--keep]
+    python benchmarks/bench_export.py [--dialogues 160000] [--workdir DIR] [--keep]
 
 Generates realistic multi-turn interactive-translation dialogues (2-5 user turns; pairs among
 en/zh/de/fr; instructions in en or zh; ~1% exact duplicates, ~1% near-duplicates, ~1% refusals,

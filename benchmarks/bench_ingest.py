@@ -1,6 +1,6 @@
 """Ingest throughput: generate N news-like lines, ingest them, print sentences/s and peak RSS.
 
-    /work/venv/bin/python benchmarks/bench_ingest.py --lines 1000000
+    python benchmarks/bench_ingest.py --lines 1000000
 
 The lines are built from the bundled sample sentences (data/samples): each generated sentence
 joins the first, middle and last third of three sample sentences of one language (en 35%, zh 35%,

@@ -1,6 +1,6 @@
 """Throughput and client CPU of LLM calls against the loopback server, one run.
 
-    /work/venv/bin/python benchmarks/bench_simulate.py [--latency-ms 1000] [--concurrency 256] [--calls N]
+    python benchmarks/bench_simulate.py [--latency-ms 1000] [--concurrency 256] [--calls N]
 
 The loopback server (tests/fakeserver.py) runs in its own process with a fixed latency, so with
 concurrency C and latency L the best possible rate is C / L calls/s ("the limit"). Each variant
