@@ -71,4 +71,6 @@ def test_terminal_session_chinese_request_accept_quit_resume(tmp_path, fake_open
         assert store.dialogue_for_spec(1)["status"] == "done"
         assert [t["role"] for t in store.get_turns(store.dialogue_for_spec(1)["id"])] == [
             "user", "assistant", "user", "assistant"]
-        assert store.get_spec(2)["status"] == "in_progress"
+        # quitting on the freshly opened spec 2 (nothing written) gave it back to the pool at once
+        assert store.get_spec(2)["status"] == "pending"
+        assert store.lease_of(2) is None and store.dialogue_for_spec(2) is None
