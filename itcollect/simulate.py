@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import checks as C
+from .dialogue import Expectation, RequestInfo, expectations, planned_params
 from .errors import InputError, ItcollectError, ServiceError, StoreConflict, UsageError
 from .langid import warm_up
 from .prompting import Prompts, load_prompts
-from .taxonomy import INTERACTION_TYPES, CheckContext, answer_language
+from .taxonomy import INTERACTION_TYPES, CheckContext
 
 #: A call that failed after all its retries: the dialogue is left for the next run.
 CALL_FAILED = "call_failed"
@@ -144,36 +145,27 @@ class DialogueDriver:
                 rejected[t["idx"]] = rejected.get(t["idx"], 0) + 1
         return DialogueState(spec, d["source_text"] or "", d["id"], active, rejected, d["status"], d["status_reason"])
 
-    def _turn_params(self, spec: dict[str, Any], k: int) -> dict[str, Any]:
+    def _recorded_params(self, spec: dict[str, Any], k: int) -> dict[str, Any]:
+        """The per-turn parameters a turn's record carries (the first turn's template step records
+        its phrasing variant and terms itself)."""
         turns = spec["params"].get("turns") or []
         return dict(turns[k]) if k < len(turns) else {}
 
-    def target_before(self, spec: dict[str, Any], k: int) -> str:
-        """The target language in force when user turn ``k`` is asked (earlier retargets applied)."""
-        tgt = spec["tgt_lang"]
-        for j in range(1, min(k, len(spec["interaction_types"]))):
-            if spec["interaction_types"][j] == "retarget":
-                tgt = self._turn_params(spec, j).get("lang") or tgt
-        return tgt
+    def expectation(self, state: DialogueState, k: int) -> Expectation:
+        """What user turn ``k`` expects, from the plan and the answers committed so far."""
+        spec = state.spec
+        answers = [x["content"] for x in state.turns if x["role"] == "assistant"]
+        requests = [RequestInfo(spec["interaction_types"][j], planned_params(spec, j),
+                                answers[j] if j < len(answers) else None) for j in range(k + 1)]
+        return expectations(src_lang=spec["src_lang"], tgt_lang=spec["tgt_lang"],
+                            instruction_lang=spec["instruction_lang"], requests=requests)[k]
 
     def context(self, state: DialogueState, k: int, request: str = "") -> CheckContext:
-        """What the checks of user turn ``k`` (its request and its answer) need."""
+        """What the checks of user turn ``k`` (its request, and its answer to ``request``) need."""
         spec = state.spec
-        t = spec["interaction_types"][k]
-        answers = [x for x in state.turns[: 2 * k] if x["role"] == "assistant"]
-        previous_translation = None
-        for x in answers:
-            if x.get("interaction_type") in INTERACTION_TYPES and INTERACTION_TYPES[x["interaction_type"]].revises:
-                previous_translation = x["content"]
-        previous = answers[-1]["content"] if answers else None
-        if INTERACTION_TYPES[t].revises and previous_translation:
-            previous = previous_translation
-        return CheckContext(
-            source=state.source_text, src_lang=spec["src_lang"], tgt_lang=self.target_before(spec, k),
-            instruction_lang=spec["instruction_lang"], request=request, previous_answer=previous,
-            previous_translation=previous_translation, params=self._turn_params(spec, k),
-            must_include=list(spec["params"].get("must_include") or []) if k == 0 else (),
-            languages=self.languages, backend=self.backend)
+        return self.expectation(state, k).check_context(
+            source=state.source_text, src_lang=spec["src_lang"], instruction_lang=spec["instruction_lang"],
+            request=request, languages=self.languages, backend=self.backend)
 
     # -- what next ---------------------------------------------------------------------------------
     def next_step(self, state: DialogueState) -> Step | None:
@@ -188,8 +180,8 @@ class DialogueDriver:
         t = spec["interaction_types"][k]
         instr = spec["instruction_lang"]
         sample = state.rejected.get(idx, 0)
-        params = self._turn_params(spec, k)
-        ctx = self.context(state, k)
+        params = self._recorded_params(spec, k)
+        exp = self.expectation(state, k)
         if idx % 2 == 0 and k == 0:
             terms = list(spec["params"].get("must_include") or [])
             name = f"first_turn_{instr}.j2"
@@ -202,11 +194,11 @@ class DialogueDriver:
             return Step("template", idx, k, t, r.name, r.hash, instr, p, text=r.text)
         if idx % 2 == 0:
             sys_r = self.prompts.render("annotator_system.j2", instruction_lang=instr, type_id=t,
-                                        src_lang=spec["src_lang"], tgt_lang=ctx.tgt_lang, params=params, turn_no=k,
-                                        n_turns=spec["n_turns"])
+                                        src_lang=spec["src_lang"], tgt_lang=exp.target_before, params=params,
+                                        turn_no=k, n_turns=spec["n_turns"])
             name = f"annotator/{t}.j2"
             user_r = self.prompts.render(name, source=state.source_text, src_lang=spec["src_lang"],
-                                         tgt_lang=ctx.tgt_lang, instruction_lang=instr,
+                                         tgt_lang=exp.target_before, instruction_lang=instr,
                                          dialogue=[{"role": x["role"], "content": x["content"]} for x in state.turns],
                                          params=params)
             messages = [{"role": "system", "content": sys_r.text}, {"role": "user", "content": user_r.text}]
@@ -218,7 +210,7 @@ class DialogueDriver:
             sys_r = self._assistant_system[instr] = self.prompts.render("assistant_system.j2", instruction_lang=instr)
         messages = [{"role": "system", "content": sys_r.text}]
         messages += [{"role": x["role"], "content": x["content"]} for x in state.turns]
-        return Step("assistant", idx, k, t, sys_r.name, sys_r.hash, answer_language(t, ctx), params,
+        return Step("assistant", idx, k, t, sys_r.name, sys_r.hash, exp.answer_lang or instr, params,
                     messages=messages, sample=sample)
 
     # -- judging -----------------------------------------------------------------------------------

@@ -96,3 +96,69 @@ def test_contains_language_for_back_translation():
     assert C.contains_language("回译：政府周一提出新法案。", "zh")
     assert C.contains_language("回译：The government introduced a new housing law on Monday. 比较：意思一致。", "en")
     assert not C.contains_language("回译：政府周一提出新法案。比较：意思一致。", "en")
+
+
+# -- the fast paths of checks.py against their definitions (property tests) -----------------------
+def _normalize_ref(text: str) -> str:
+    import re
+    import unicodedata
+
+    return re.sub(r"[\W_]+", "", unicodedata.normalize("NFKC", text).casefold())
+
+
+def _copies_source_ref(answer: str, source: str, threshold: float) -> bool:
+    """The definition: equal compare forms, or Jaccard of their character trigram sets >= threshold."""
+    a, s = _normalize_ref(answer), _normalize_ref(source)
+    if not a or not s:
+        return False
+    if a == s:
+        return True
+
+    def grams(x: str) -> set[str]:
+        return {x[i:i + 3] for i in range(len(x) - 2)} if len(x) >= 3 else {x}
+
+    ga, gs = grams(a), grams(s)
+    return len(ga & gs) / len(ga | gs) >= threshold
+
+
+_ALPHABET = "ha ha ab Ab aB c-d_e 1 2 中文字 ｆｕ ＡＢ ß ẞ İ ı ½ ² é é \t\n.,!“”"
+
+
+def _texts():
+    from hypothesis import strategies as st
+
+    pieces = st.sampled_from(["ha", "ha ", "ab", "Ab", "c-d", "_", "中文", "字", "ｆ", "Ａ", "ß", "İ", "½", "²",
+                              "é", "e\u0301", " ", ".", "“", "1", "x"])
+    return st.one_of(st.text(alphabet=_ALPHABET, max_size=40),
+                     st.lists(pieces, max_size=30).map("".join),
+                     st.text(max_size=20))
+
+
+def test_normalize_for_compare_fast_path_equals_its_definition():
+    from hypothesis import given, settings
+
+    @settings(max_examples=600, deadline=None, derandomize=True)
+    @given(_texts())
+    def prop(text):
+        assert C.normalize_for_compare(text) == _normalize_ref(text)
+
+    prop()
+
+
+def test_copies_source_equals_its_definition_at_any_threshold():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=1500, deadline=None, derandomize=True)
+    @given(_texts(), _texts(), st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.5000001, 0.75, 0.8, 0.9, 0.95, 1.0])
+           | st.floats(0.0, 1.0))
+    def prop(answer, source, threshold):
+        assert C.copies_source(answer, source, threshold) == _copies_source_ref(answer, source, threshold)
+
+    prop()
+    # the cases a length-based early exit got wrong: few distinct trigrams in a long text
+    long_ha = " ".join(["ha"] * 40)
+    assert C.copies_source(long_ha, "ha ha ha ha") is True
+    assert C.copies_source(long_ha, "ha ha ha ha", 0.5) is True
+    assert C.copies_source("The council approved the budget.", "The council approved the new budget today.", 0.5)
+    assert not C.copies_source("The council approved the budget.", "Le conseil a approuvé le budget.", 0.5)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from itcollect.checks import normalize_for_compare
 from itcollect.filter import run_filter
-from itcollect.filter.rules import REFUSAL_KEYWORDS, find_identity, find_refusal, norm, repeated_ngram
+from itcollect.filter.rules import REFUSAL_KEYWORDS, find_identity, find_refusal, repeated_ngram
 from itcollect.workspace import init_workspace
 
 from .conftest import run_cli
@@ -240,7 +241,7 @@ def test_detectors_en_zh():
     assert all(k == k.lower() for k in REFUSAL_KEYWORDS)
     assert repeated_ngram("a b c d a b c d a b c d", 4, 3) == ("a b c d", 3)
     assert repeated_ngram("a b c d a b c d", 4, 3) is None
-    assert norm("Ｈello,  World！") == "helloworld"
+    assert normalize_for_compare("Ｈello,  World！") == "helloworld"
 
 
 def test_filter_cli_exit_codes(tmp_path):
@@ -302,7 +303,7 @@ def test_norm_and_repeated_ngram_fast_paths_agree_with_their_definitions():
         return (gram, count) if count >= max_count else None
 
     for text in _TRICKY:
-        assert norm(text) == norm_ref(text), text
+        assert normalize_for_compare(text) == norm_ref(text), text
     rng = random.Random(1)
     for _ in range(3000):
         vocab = rng.choice([["a", "b"], ["a", "b", "c"], ["x", "y", "z", "w", "v"]])

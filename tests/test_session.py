@@ -510,3 +510,27 @@ def test_quit_with_turns_keeps_the_lease_and_resumes(tmp_path, server):
     dialogue = next(d for t, d in events(r.stdout) if t == "dialogue")
     assert dialogue["resumed"] is True
     assert [s for s in _spec_state(ws).values() if s[1] is not None] == [("in_progress", "human:li.wei", 1)]
+
+
+def test_a_revision_after_an_explanation_is_compared_with_the_translation(tmp_path, fake_openai):
+    """The session's checks come from the same expectations as simulate's: a polish after an
+    explanation must differ from the last *translation*, not from the explanation."""
+    translation = "市议会周一批准了新桥的预算。"
+
+    def responder(body):
+        last = body["messages"][-1]["content"]
+        if "Why" in last:
+            return "I chose “批准” because it is the usual verb for a council approving a budget."
+        return translation  # the translation, and the same text again for the polish
+
+    fake_openai.responder = responder
+    ws = make_workspace(tmp_path / "ws", 1, instruction_langs=("en",), types=("translate", "explain", "polish"))
+    script = "\n".join(["request Please translate this sentence into Chinese.", "accept",
+                        "request Why did you choose “批准”?", "accept",
+                        "request Could you make it sound more natural?", "quit"]) + "\n"
+    r = session(ws, "li.wei", script, fake_openai.base_url)
+    assert r.returncode == 0, r.stderr
+    answers = [d for t, d in events(r.stdout) if t == "answer"]
+    assert len(answers) == 3
+    assert answers[1]["warnings"] == []
+    assert any(w.startswith("unchanged") for w in answers[2]["warnings"]), answers[2]

@@ -43,8 +43,7 @@ def test_registry_covers_the_brief():
 def test_translate():
     c = ctx(previous_answer=None, must_include=["Wohnungsgesetz"])
     assert check_answer("translate", DE, c) == []
-    assert codes(check_answer("translate", SRC, c)) == {"wrong_language", "copies_source"} or \
-        "wrong_language" in codes(check_answer("translate", SRC, c))
+    assert codes(check_answer("translate", SRC, c)) == {"wrong_language", "copies_source"}
     assert codes(check_answer("translate", "Die Regierung hat am Montag ein Gesetz vorgestellt.", c)) == {"missing_terms"}
     assert codes(check_answer("translate", "", c)) == {"empty"}
 
@@ -112,6 +111,5 @@ def test_zh_number(n, zh):
 
 
 def test_quoted_terms():
-    assert quoted_terms("Use 'housing bill' rather than \"housing law\".") == ["housing law", "housing bill"] or \
-        set(quoted_terms("Use 'housing bill' rather than \"housing law\".")) == {"housing bill", "housing law"}
+    assert quoted_terms("Use 'housing bill' rather than \"housing law\".") == ["housing bill", "housing law"]
     assert quoted_terms("把“住房法案”换成更正式的术语") == ["住房法案"]

@@ -29,13 +29,13 @@ Reason codes (also the keys of ``stats`` → filter → reasons):
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..checks import strip_quoted
+from ..checks import copies_source, strip_quoted
+from ..dialogue import RequestInfo, expectations
 from ..taxonomy import INTERACTION_TYPES
 from .tokens import tokenize
 
@@ -161,32 +161,6 @@ def text_to_detect(turn: dict[str, Any], source: str | None) -> str:
     return turn["content"]
 
 
-def norm(text: str) -> str:
-    """Case-, width- and punctuation-insensitive form (as ``checks.normalize_for_compare``, but
-    with one C-level regex instead of a per-character generator: it runs on every turn)."""
-    if text.isascii():  # NFKC and casefold are the identity / lower() on ASCII; bytes.translate is 3x the regex
-        return text.encode("ascii").translate(None, _ASCII_NON_WORD).decode("ascii").lower()
-    return _NON_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())
-
-
-def _trigrams(s: str) -> set[str]:
-    return {s[i:i + 3] for i in range(len(s) - 2)} if len(s) >= 3 else ({s} if s else set())
-
-
-def copies_text(answer: str, source: str, threshold: float = 0.9) -> bool:
-    """The answer is the source again: equal after :func:`norm`, or character-trigram Jaccard >=
-    ``threshold`` (the rule of ``checks.copies_source``)."""
-    a, s = norm(answer), norm(source)
-    if not a or not s:
-        return False
-    if a == s:
-        return True
-    if min(len(a), len(s)) < 0.8 * max(len(a), len(s)):  # Jaccard cannot reach 0.9 then
-        return False
-    ga, gs = _trigrams(a), _trigrams(s)
-    return len(ga & gs) / len(ga | gs) >= threshold
-
-
 def _length(text: str, cjk: bool, zh_weight: float) -> float:
     if not cjk:
         return float(len(tokenize(text)))
@@ -229,21 +203,17 @@ def repeated_ngram(text: str, n: int, max_count: int, tokens: list[str] | None =
     return ("".join(gram) if zh else " ".join(gram)), count
 
 
-def _turn_type(turns: list[dict[str, Any]], i: int) -> str | None:
-    """Interaction type of the request answered by assistant turn ``i`` (from either turn)."""
-    t = turns[i].get("interaction_type")
-    if not t and i > 0 and turns[i - 1]["role"] == "user":
-        t = turns[i - 1].get("interaction_type")
-    return t if t in INTERACTION_TYPES else None
-
-
-def _turn_param(turns: list[dict[str, Any]], i: int, key: str) -> Any:
-    for j in (i - 1, i):
-        if 0 <= j < len(turns):
-            p = turns[j].get("params") or {}
-            if isinstance(p, dict) and p.get(key):
-                return p[key]
-    return None
+def _request_info(user: dict[str, Any], answer: dict[str, Any], detected: str | None) -> RequestInfo:
+    """A user turn and its answer as :func:`itcollect.dialogue.expectations` reads them: the type
+    recorded on either turn (the answer's first), the parameters of both (the request's win)."""
+    t = answer.get("interaction_type")
+    if t not in INTERACTION_TYPES:
+        t = user.get("interaction_type")
+    ap, up = answer.get("params") or {}, user.get("params") or {}
+    if not isinstance(ap, dict):
+        ap = {}
+    params = {**ap, **{k: v for k, v in up.items() if v}} if isinstance(up, dict) and up else ap
+    return RequestInfo(t, params, answer["content"], detected)
 
 
 def check_dialogue(view: DialogueView, th: Thresholds) -> tuple[list[str], dict[str, Any]]:
@@ -280,7 +250,9 @@ def check_dialogue(view: DialogueView, th: Thresholds) -> tuple[list[str], dict[
     maybe_identity = any(map(answers_low.__contains__, IDENTITY_KEYWORDS))
     view.tokens = [tokenize(x) for x in lows]
     source = view.source
-    src_lang, tgt, instr = d.get("src_lang"), d.get("tgt_lang"), d.get("instruction_lang")
+    src_lang, instr = d.get("src_lang"), d.get("instruction_lang")
+    expected = expectations(src_lang=src_lang, tgt_lang=d.get("tgt_lang"), instruction_lang=instr, requests=[
+        _request_info(turns[i - 1], turns[i], langs[i]) for i in range(body_start + 1, len(turns), 2)])
     first_answer: int | None = None
     prev_answer: int | None = None
     for i, t in enumerate(turns):
@@ -293,23 +265,14 @@ def check_dialogue(view: DialogueView, th: Thresholds) -> tuple[list[str], dict[
             continue
         # an assistant turn
         content = t["content"]
-        itype = _turn_type(turns, i)
+        exp = expected[(i - body_start) // 2]
+        itype = exp.type
         if first_answer is None:
             first_answer = i
-            itype = itype or "translate"
-        if itype == "retarget":
-            new = _turn_param(turns, i, "lang")
-            if new:
-                tgt = new
-            elif lang and lang != instr:
-                tgt = lang
-        if itype is not None and lang:
-            kind = INTERACTION_TYPES[itype].answer_lang
-            expected = tgt if kind == "target" else (instr if kind == "instruction" else None)
-            if expected and lang != expected:
-                add("wrong_language_answer", turn=i, found=lang, expected=expected)
+        if lang and exp.strict and exp.answer_lang and lang != exp.answer_lang:
+            add("wrong_language_answer", turn=i, found=lang, expected=exp.answer_lang)
         if source and itype is not None and INTERACTION_TYPES[itype].answer_lang == "target" \
-                and tgt != src_lang and copies_text(content, source):
+                and exp.target != src_lang and copies_source(content, source):
             add("copies_source", turn=i)
         if prev_answer is not None and (itype in _REVISION_TYPES or itype is None) \
                 and view.tokens[i] == view.tokens[prev_answer]:

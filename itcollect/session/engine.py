@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..config import Config
+from ..dialogue import planned_params
 from ..errors import ItcollectError
 from ..store import SKIP_REASONS, LeaseLost, Store, human_holder
 
@@ -75,24 +76,6 @@ def local_midnight_utc() -> str:
     now = datetime.now().astimezone()
     start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     return start.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _turn_params(spec: dict[str, Any], k: int) -> dict[str, Any]:
-    """Planned parameters of user turn ``k``: plan keeps per-turn ones in ``params.turns`` and the
-    first turn's (must-include terms, phrasing variant) at the top level."""
-    params = spec.get("params") or {}
-    per_turn = params.get("turns")
-    out: dict[str, Any] = {}
-    if k == 0:
-        out.update({kk: v for kk, v in params.items() if kk not in ("turns", "variant")})
-    if isinstance(per_turn, list) and k < len(per_turn) and isinstance(per_turn[k], dict):
-        out.update(per_turn[k])
-    return out
-
-
-def planned_turns(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """The plan of a spec as the screen shows it: one ``{"type": ..., **params}`` per user turn."""
-    return [{"type": t, **_turn_params(spec, k)} for k, t in enumerate(spec.get("interaction_types") or [])]
 
 
 _REGISTERS = (("headline", ("headline", "标题")), ("children", ("child", "kids", "儿童", "小学生", "孩子")),
@@ -310,67 +293,62 @@ class Session:
         self.next_type_override = type_id
 
     def target_lang(self) -> str:
-        """The target in force: the spec's, or the language of the latest accepted retarget."""
-        d = self._need()
-        lang = d.spec["tgt_lang"]
-        for t in self.conversation():
-            if t["role"] == "user" and t.get("interaction_type") == "retarget" and t["params"].get("lang"):
-                lang = t["params"]["lang"]
-        return lang
+        """The target in force for the next request: the spec's, or the latest retarget's."""
+        return self._expectation().target_before or self._need().spec["tgt_lang"]
 
     # -- checks ------------------------------------------------------------------------------------
-    def _check_context(self, request: dict[str, Any], before: list[dict[str, Any]]) -> Any:
-        from ..taxonomy import CheckContext
+    def _expectation(self, pending: dict[str, Any] | None = None, *, last_request: bool = False) -> Any:
+        """What a turn expects (:func:`itcollect.dialogue.expectations` over the recorded requests).
+
+        ``last_request``: the last recorded request, whose answer is being checked (the answer
+        itself is not part of its context); else the next request: ``pending`` (its ``type`` and
+        ``params``, not committed yet) or, without it, the next one as planned."""
+        from ..dialogue import RequestInfo, expectations
 
         d = self._need()
-        answers = [t for t in before if t["role"] == "assistant"]
-        previous = answers[-1]["content"] if answers else None
-        from ..taxonomy import INTERACTION_TYPES
+        requests: list[RequestInfo] = []
+        for t in self.conversation():
+            if t["role"] == "user":
+                requests.append(RequestInfo(t.get("interaction_type"), t["params"] or {}))
+            elif requests:
+                r = requests[-1]
+                requests[-1] = RequestInfo(r.type, r.params, t["content"])
+        if last_request:
+            if not requests:
+                raise CommandError("there is no request yet")
+            requests[-1] = RequestInfo(requests[-1].type, requests[-1].params)
+        elif pending is not None:
+            requests.append(RequestInfo(pending["type"], pending["params"]))
+        else:
+            requests.append(RequestInfo(self.next_type(), planned_params(d.spec, len(requests))))
+        spec = d.spec
+        return expectations(src_lang=spec["src_lang"], tgt_lang=spec["tgt_lang"],
+                            instruction_lang=spec["instruction_lang"], requests=requests)[-1]
 
-        translation = None
-        users = [t for t in before if t["role"] == "user"]
-        for u, a in zip(users, answers):
-            t = INTERACTION_TYPES.get(u.get("interaction_type") or "")
-            if t is not None and t.revises:
-                translation = a["content"]
-        tgt = d.spec["tgt_lang"]
-        for u in users:
-            if u.get("interaction_type") == "retarget" and u["params"].get("lang"):
-                tgt = u["params"]["lang"]
-        params = dict(request.get("params") or {})
-        return CheckContext(source=d.source["text"], src_lang=d.spec["src_lang"], tgt_lang=tgt,
-                            instruction_lang=d.spec["instruction_lang"], request=request["content"],
-                            previous_answer=previous, previous_translation=translation, params=params,
-                            must_include=tuple(params.get("must_include") or ()), languages=self.languages,
-                            backend=self.backend)
+    def _check_context(self, exp: Any, request: str) -> Any:
+        d = self._need()
+        return exp.check_context(source=d.source["text"], src_lang=d.spec["src_lang"],
+                                 instruction_lang=d.spec["instruction_lang"], request=request,
+                                 languages=self.languages, backend=self.backend)
 
     def _answer_warnings(self, text: str) -> list[str]:
         """Failure reasons of an answer to the pending request (the type's checks, as in simulate)."""
-        from ..taxonomy import INTERACTION_TYPES, check_answer
+        from ..taxonomy import check_answer
 
         turns = self.conversation()
-        # the request is the last user turn; everything before it is the context
-        i = max(j for j, t in enumerate(turns) if t["role"] == "user")
-        request = turns[i]
-        type_id = request.get("interaction_type") or DEFAULT_FOLLOW_TYPE
-        if type_id not in INTERACTION_TYPES:
-            type_id = DEFAULT_FOLLOW_TYPE
-        return check_answer(type_id, text, self._check_context(request, turns[:i]))
+        request = turns[max(j for j, t in enumerate(turns) if t["role"] == "user")]
+        exp = self._expectation(last_request=True)
+        type_id = exp.type if exp.type is not None else DEFAULT_FOLLOW_TYPE
+        return check_answer(type_id, text, self._check_context(exp, request["content"]))
 
-    def _answer_lang(self, type_id: str) -> str:
+    def _answer_lang(self) -> str:
         """The language an answer of this type must be in (what simulate records as the turn's lang)."""
-        from ..taxonomy import INTERACTION_TYPES, answer_language
-
-        turns = self.conversation()
-        i = max(j for j, t in enumerate(turns) if t["role"] == "user")
-        if type_id not in INTERACTION_TYPES:
-            return self._need().spec["instruction_lang"]
-        return answer_language(type_id, self._check_context(turns[i], turns[:i]))
+        return self._expectation(last_request=True).answer_lang or self._need().spec["instruction_lang"]
 
     def _request_params(self, type_id: str, text: str) -> dict[str, Any]:
         """The planned parameters of this turn, corrected by what the annotator actually asked, so the
         answer is checked against the request on record (a human may ask for 15 words, not the plan's 12)."""
-        params = _turn_params(self._need().spec, self.user_turns())
+        params = planned_params(self._need().spec, self.user_turns())
         params.update(human_request_params(type_id, text, self.target_lang(), self.languages))
         if type_id == "style" and "register" not in human_request_params(type_id, text, "", ()):
             params.pop("register", None)
@@ -381,9 +359,8 @@ class Session:
 
         if type_id not in INTERACTION_TYPES:
             return []
-        turns = self.conversation()
-        ctx = self._check_context({"content": text, "params": params}, turns)
-        return check_request(type_id, text, ctx)
+        exp = self._expectation({"type": type_id, "params": params})
+        return check_request(type_id, text, self._check_context(exp, text))
 
     # -- writing -----------------------------------------------------------------------------------
     _ANY = object()
@@ -518,7 +495,7 @@ class Session:
                 call_key=result.call_key, prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens, latency_ms=result.latency_ms,
                 finish_reason=result.finish_reason, warnings=warnings, idx=idx,
-                lang=self._answer_lang(type_id), interaction_type=type_id, template_name=template_name,
+                lang=self._answer_lang(), interaction_type=type_id, template_name=template_name,
                 template_hash=template_hash, params={**(request.get("params") or {}), "sample": sample})
             dia = self.store.get_dialogue(d.dialogue_id)
             if dia is not None and "assistant_model" not in dia["meta"]:

@@ -42,8 +42,9 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
+from ..dialogue import planned_turns
 from ..store import LeaseLost
-from .engine import AnswerFailed, CommandError, Session, planned_turns, status_line
+from .engine import AnswerFailed, CommandError, Session, status_line
 from .guidelines import guideline_section
 
 COMMANDS = ("request", "type", "accept", "edit", "regenerate", "undo", "retry", "finish", "skip", "flag",

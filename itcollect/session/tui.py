@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..dialogue import planned_turns
 from ..store import SKIP_REASONS, LeaseLost
-from .engine import AnswerFailed, CommandError, Session, planned_turns, status_line
+from .engine import AnswerFailed, CommandError, Session, status_line
 from .guidelines import guideline_section
 
 DECISION_KEYS = {"a": "accept", "e": "edit", "r": "regenerate", "u": "undo", "f": "finish", "s": "skip",
