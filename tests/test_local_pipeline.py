@@ -224,7 +224,10 @@ def test_simulate_and_session_local_then_filter_and_export(tmp_path):
     assert r.returncode == 0, r.stderr
     events = _events(r.stdout)
     human_id = next(e["dialogue_id"] for t, e in events if t == "done")
-    assert human_id == first["dialogue_id"]  # the annotator's own unfinished dialogue came back first
+    # quitting with nothing written gave the spec back; the same (lowest pending) spec comes again,
+    # as a fresh dialogue
+    second = next(e for t, e in events if t == "dialogue")
+    assert second["spec_id"] == first["spec_id"] and second["source"] == source and second["resumed"] is False
 
     # Nothing pending any more: a second simulate sends nothing.
     r = run_cli("-C", str(ws), "simulate", "--local", "--json", timeout=300)
