@@ -351,3 +351,40 @@ def test_a_dialogue_the_split_pass_did_not_see_is_left_out_everywhere(exported, 
             ex._count_row(expected, row)
     for k, v in expected.items():
         assert result.counts[k] == dict(sorted(v.items())), k
+
+
+def test_a_new_format_is_one_writer_class_and_one_registry_line(exported, tmp_path, monkeypatch):
+    """The writer interface: a JSONL format, registered in WRITERS, is chosen by --format and sees
+    every exported row once, in its split, in dialogue order."""
+    from itcollect.export import ExportWriter, build_row
+    from itcollect.export import writers as W
+
+    class JSONLines(ExportWriter):
+        name = "jsonl"
+
+        @staticmethod
+        def render(rows):
+            return [json.dumps({"id": r["id"], "n": r["n_user_turns"]}) for r in rows]
+
+        def write(self, split, page, positions):
+            lines = page.rendered["jsonl"]
+            with (self.ctx.out / f"{split}.jsonl").open("a", encoding="utf-8") as fh:
+                for p in (range(len(lines)) if positions is None else positions):
+                    fh.write(lines[p] + "\n")
+
+        def close(self, counts):
+            return sorted(p.name for p in self.ctx.out.glob("*.jsonl"))
+
+    monkeypatch.setitem(W.WRITERS, "jsonl", JSONLines)
+    ws, _out, full, _ids = exported
+    out = tmp_path / "jsonl"
+    result = export_dataset(ws.store, ws.config, out, fmt="jsonl", validation_share=0.2, test_share=0.2, workers=2)
+    assert result.formats == ["jsonl"] and "train.jsonl" in result.files
+    assert not (out / "hf").exists() and (out / "parquet").is_dir() and (out / "README.md").is_file()
+    got = {s: [json.loads(x) for x in (out / f"{s}.jsonl").read_text().splitlines()]
+           for s in ("train", "validation", "test") if (out / f"{s}.jsonl").exists()}
+    assert {s: len(v) for s, v in got.items()} == {s: n for s, n in result.counts["splits"].items() if n}
+    expected = {r["id"]: r["n_user_turns"] for r in (build_row(d, t, None, 1) for d, t in ws.store.iter_corpus(kept_only=True))}
+    assert {x["id"]: x["n"] for v in got.values() for x in v} == expected
+    r = run_cli("-C", str(ws.root), "export", "--hf", str(tmp_path / "x"), "--format", "nope")
+    assert r.returncode == 2

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import click
 
+from ..export.writers import FORMATS as EXPORT_FORMATS  # the registry (no pyarrow/datasets import)
+
 
 @click.command()
 @click.option("--hf", "out", required=True, type=click.Path(file_okay=False),
               help="Output folder: OUT/hf (DatasetDict), OUT/parquet, OUT/sharegpt.json, OUT/README.md ...")
-@click.option("--format", "fmt", type=click.Choice(["hf", "sharegpt", "llamafactory", "all"]), default="hf",
+@click.option("--format", "fmt", type=click.Choice([*EXPORT_FORMATS, "all"]), default="hf",
               show_default=True, help="What to write besides the Parquet shards and the dataset card.")
 @click.option("--system-prompt", default=None, help="Add this system message to every dialogue.")
 @click.option("--validation-share", type=click.FloatRange(0, 1), default=None,

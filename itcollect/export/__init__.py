@@ -1,0 +1,235 @@
+"""``itcollect export --hf OUT``: the kept dialogues as files a trainer loads unchanged.
+
+Layout of OUT (files of an earlier export in OUT are replaced), one writer each
+(:mod:`.writers`; a new format is one class and one registry line there):
+
+* ``parquet/{split}-NNNNN-of-MMMMM.parquet`` — written incrementally with pyarrow (bounded memory);
+* ``hf/`` — a ``datasets.DatasetDict`` (``save_to_disk``) built from those Parquet shards;
+* ``sharegpt.json`` (train split; ``sharegpt_validation.json`` / ``sharegpt_test.json`` for the
+  others) — FastChat's ``conversations`` of ``{from: human|gpt, value}``, system prompt in ``system``;
+* ``dataset_info.json`` — LLaMA-Factory entries (sharegpt formatting, from/value tags) for those files;
+* ``README.md`` — a Hugging Face dataset card with front matter and the corpus statistics.
+
+Only dialogues the latest filter run kept are exported; a workspace that was never filtered is
+refused with a message saying to run ``itcollect filter`` (export never filters implicitly: the
+verdicts are something to look at first). Splits are assigned per *source group* (the source id,
+or the normalised source text of an imported dialogue), stratified by language pair and
+instruction language, so no source sentence appears in two splits (:mod:`.splits`). Rows are
+built by :mod:`.rows`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..paging import default_workers, gc_paused, map_pages, page_bounds
+from .rows import ROW_TURN_FIELDS, build_row, group_key, rows_to_table, schema, sharegpt_json, sharegpt_record
+from .splits import SPLITS, assign_splits, split_pass
+from .writers import (
+    FORMATS,
+    WRITERS,
+    ExportContext,
+    ExportWriter,
+    Page,
+    ParquetShards,
+    available_formats,
+    page_renderings,
+    selected_writers,
+)
+
+_PAGE_SIZE = 2000  # dialogues a worker renders at a time
+
+
+@dataclass
+class ExportResult:
+    out_dir: str
+    formats: list[str]
+    counts: dict[str, Any]
+    files: list[str] = field(default_factory=list)
+    export_id: int | None = None
+
+    def summary(self) -> str:
+        sp = self.counts["splits"]
+        return (f"exported {self.counts['total']:,} dialogues to {self.out_dir} "
+                f"(train {sp.get('train', 0):,}, validation {sp.get('validation', 0):,}, test {sp.get('test', 0):,});"
+                f" files: {', '.join(self.files)}")
+
+
+_COUNT_KEYS = ("pair", "instruction_lang", "origin", "user_turns", "interaction_type")
+
+
+def _count_row(counts: dict[str, Counter], row: dict[str, Any], k: int = 1) -> None:
+    """Add (``k=-1``: take back) a row to the dataset card's counts."""
+    counts["pair"][f"{row['src_lang']}-{row['tgt_lang']}"] += k
+    counts["instruction_lang"][str(row["instruction_lang"])] += k
+    counts["origin"][str(row["origin"])] += k
+    counts["user_turns"][str(row["n_user_turns"])] += k
+    for t in row["interaction_types"]:
+        if t:
+            counts["interaction_type"][str(t)] += k
+
+
+class _Renderer:
+    """Turns a page of kept dialogues into an Arrow table and the writers' renderings (split by
+    the main process, so the workers can start before the split pass is done)."""
+
+    def __init__(self, db_path: str, system_prompt: str | None, run_id: int,
+                 writers: list[type[ExportWriter]]) -> None:
+        self.db_path = db_path
+        self.system_prompt = system_prompt
+        self.run_id = run_id
+        self.writers = writers
+        self._store = None
+
+    def page(self, bounds: tuple[int, int], store: Any = None) -> Page:
+        if store is None:
+            if self._store is None:
+                from ..store import Store
+
+                self._store = Store(self.db_path, migrate=False)
+            store = self._store
+        counts: dict[str, Counter] = {k: Counter() for k in _COUNT_KEYS}
+        rows = []
+        for d, turns in store.iter_corpus(kept_only=True, after=bounds[0], upto=bounds[1], turn_fields=ROW_TURN_FIELDS):
+            row = build_row(d, turns, self.system_prompt, self.run_id)
+            rows.append(row)
+            _count_row(counts, row)
+        return Page(rows_to_table(rows, schema()), [r["id"] for r in rows], counts,
+                    page_renderings(self.writers, rows))
+
+
+def _formats(fmt: str) -> set[str]:
+    known = available_formats()
+    if fmt == "all":
+        return set(known)
+    if fmt not in known:
+        raise InputError(f"unknown export format {fmt!r} (choose from {', '.join((*known, 'all'))})")
+    return {fmt}
+
+
+def export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, fmt: str = "hf",
+                   system_prompt: str | None = None, validation_share: float | None = None,
+                   test_share: float | None = None, push_to_hub: str | None = None,
+                   workers: int | None = None) -> ExportResult:
+    """Write the kept dialogues to ``out_dir`` in the requested formats; record the export.
+
+    ``workers``: processes rendering pages of rows in parallel (default: usable cores, at most 4);
+    the files are written by this process, in dialogue order, so the output does not depend on it.
+    """
+    with gc_paused():  # (and so in the forked workers)
+        return _export_dataset(store, config, out_dir, fmt=fmt, system_prompt=system_prompt,
+                               validation_share=validation_share, test_share=test_share,
+                               push_to_hub=push_to_hub, workers=workers)
+
+
+def _export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, fmt: str = "hf",
+                    system_prompt: str | None = None, validation_share: float | None = None,
+                    test_share: float | None = None, push_to_hub: str | None = None,
+                    workers: int | None = None) -> ExportResult:
+    from ..progress import progress
+
+    formats = _formats(fmt)
+    ecfg = config.get("export", {})
+    vs = ecfg.get("validation_share", 0.02) if validation_share is None else validation_share
+    ts = ecfg.get("test_share", 0.02) if test_share is None else test_share
+    if vs < 0 or ts < 0 or vs + ts >= 1:
+        raise InputError("--validation-share and --test-share must be >= 0 and add up to less than 1")
+    token = None
+    if push_to_hub:
+        token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+        if not token:
+            raise InputError("--push-to-hub needs a Hugging Face token in the HF_TOKEN environment variable")
+    run = store.latest_filter_run()
+    if run is None:
+        raise InputError("no filter verdicts yet: run 'itcollect filter' before exporting "
+                         "(only dialogues the filter kept are exported)")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError("exists and is not a folder", path=str(out))
+
+    # pages of _PAGE_SIZE kept dialogues (the row groups of the files follow them)
+    rowids = store.kept_rowids()
+    if not rowids:
+        raise InputError(f"the latest filter run ({run['id']}) kept no dialogues: nothing to export")
+
+    out.mkdir(parents=True, exist_ok=True)
+    for old in ("hf", "parquet"):
+        if (out / old).exists():
+            shutil.rmtree(out / old)
+    for old in ("sharegpt.json", "sharegpt_validation.json", "sharegpt_test.json", "dataset_info.json"):
+        if (out / old).exists():
+            (out / old).unlink()
+    writer_classes = selected_writers(formats | ({"hf"} if push_to_hub else set()))
+
+    counts: dict[str, Counter] = {k: Counter() for k in _COUNT_KEYS}
+    # rows, rendered a page at a time (in worker processes when there are several pages); the
+    # workers start first, the split pass runs here meanwhile
+    pages = page_bounds(rowids, _PAGE_SIZE)
+    renderer = _Renderer(str(store.path), system_prompt, run["id"], writer_classes)
+    workers = default_workers() if workers is None else max(1, workers)
+    # importing datasets takes ~1.3 s: done while the workers render pages, not after them
+    hf_import = partial(importlib.import_module, "datasets") if any(w.name == "hf" for w in writer_classes) else None
+    rendered = map_pages(renderer, pages, store, workers, meanwhile=hf_import)
+    try:
+        first = next(rendered, None)  # the workers render while the split pass runs here
+        split_by_id, split_sizes = split_pass(store, vs, ts, int(ecfg.get("split_seed", 0)))
+        ctx = ExportContext(out, split_sizes, int(ecfg.get("shard_size", 50000)),
+                            str(ecfg.get("license", "cc-by-4.0")), system_prompt, formats)
+        for cls in writer_classes:
+            ctx.writers[cls.name] = cls(ctx)
+        with progress(total=len(split_by_id), desc="export", unit=" dialogues") as bar:
+            def take(page: Page) -> None:
+                where = [split_by_id.get(i) for i in page.ids]
+                by_split: dict[int, list[int]] = {}
+                gone = []
+                for pos, split_idx in enumerate(where):
+                    if split_idx is None:  # kept after the split pass read (a concurrent filter run)
+                        gone.append(pos)
+                    else:
+                        by_split.setdefault(split_idx, []).append(pos)
+                for k, c in page.counts.items():
+                    counts[k].update(c)
+                for row in page.table.take(gone).to_pylist() if gone else ():
+                    _count_row(counts, row, -1)
+                for split_idx, idx in by_split.items():
+                    positions = None if len(idx) == len(where) else idx
+                    for w in ctx.writers.values():
+                        w.write(SPLITS[split_idx], page, positions)
+                bar.update(len(where) - len(gone))
+
+            if first is not None:
+                take(first)
+            for page in rendered:
+                take(page)
+    finally:
+        rendered.close()
+    parquet = ctx.writers["parquet"]
+    assert isinstance(parquet, ParquetShards)
+    result_counts: dict[str, Any] = {
+        "total": len(split_by_id), "splits": parquet.counts(),
+        **{k: dict(sorted((+v).items())) for k, v in counts.items()},
+        "filter": {"run_id": run["id"], "kept": run["kept"], "dropped": run["dropped"],
+                   "reasons": store.filter_totals()["reasons"]},
+    }
+    files: list[str] = []
+    for w in ctx.writers.values():
+        files += w.close(result_counts)
+    if push_to_hub:  # pragma: no cover - needs the network and a token; never run in tests
+        import datasets
+
+        datasets.load_from_disk(str(out / "hf")).push_to_hub(push_to_hub, token=token)
+    export_id = store.record_export(out_dir=str(out.resolve()), formats=sorted(formats), filter_run_id=run["id"],
+                                    counts=result_counts)
+    return ExportResult(str(out), sorted(formats), result_counts, files, export_id)
+
+
+__all__ = ["export_dataset", "ExportResult", "FORMATS", "WRITERS", "SPLITS", "ExportWriter", "build_row",
+           "sharegpt_record", "sharegpt_json", "assign_splits", "group_key", "ROW_TURN_FIELDS"]

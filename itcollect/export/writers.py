@@ -1,0 +1,355 @@
+"""Export formats: one :class:`ExportWriter` per output, one line in :data:`WRITERS` each.
+
+A writer sees every kept dialogue once, page by page and in dialogue order: ``render`` runs in the
+worker process that built the page's rows (for per-row work such as serialising JSON), ``write``
+runs in the main process with the positions of the page's rows that go to one split, and ``close``
+finishes the files and names them. A writer may read what another wrote (``needs``: LLaMA-Factory's
+``dataset_info.json`` points at the ShareGPT files, ``hf/`` is built from the Parquet shards).
+
+To add a format: a subclass with a ``name``, registered in :data:`WRITERS`; ``--format NAME``
+then selects it (the CLI's choices come from this registry).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .rows import rows_to_table, schema, sharegpt_json
+from .splits import SPLITS
+
+DATASET_NAME = "itcollect"
+
+
+@dataclass
+class Page:
+    """A page of kept dialogues, rendered: every row as Arrow, the writers' own renderings."""
+
+    table: Any
+    ids: list[str]
+    counts: dict[str, Counter]
+    rendered: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExportContext:
+    """What every writer of one export shares."""
+
+    out: Path
+    split_sizes: Counter
+    shard_size: int
+    license: str
+    system_prompt: str | None
+    formats: set[str]
+    writers: dict[str, ExportWriter] = field(default_factory=dict)
+
+
+class ExportWriter:
+    """One output of an export (see the module docstring)."""
+
+    #: the --format name (also the key in WRITERS)
+    name: ClassVar[str]
+    #: written by every export, whatever --format says
+    always: ClassVar[bool] = False
+    #: writers whose output this one reads when it closes
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, ctx: ExportContext) -> None:
+        self.ctx = ctx
+
+    @staticmethod
+    def render(rows: list[dict[str, Any]]) -> Any:
+        """Per-page work done in the worker process (None: nothing to render)."""
+        return None
+
+    def write(self, split: str, page: Page, positions: list[int] | None) -> None:
+        """The rows of ``page`` at ``positions`` (None: all of them) belong to ``split``."""
+
+    def close(self, counts: dict[str, Any]) -> list[str]:
+        """Finish; the paths written, relative to the output folder."""
+        return []
+
+
+class _Shards:
+    """Parquet shards of one split, written a row group at a time."""
+
+    def __init__(self, root: Path, split: str, total: int, shard_size: int, schema) -> None:
+        self.root, self.split, self.schema = root, split, schema
+        self.shard_size = max(1, shard_size)
+        self.n_shards = max(1, -(-total // self.shard_size))
+        self.shard = -1
+        self.in_shard = 0
+        self.writer = None
+        self.files: list[Path] = []
+        self.count = 0
+
+    def _open(self) -> None:
+        import pyarrow.parquet as pq
+
+        if self.writer is not None:
+            self.writer.close()
+        self.shard += 1
+        path = self.root / f"{self.split}-{self.shard:05d}-of-{self.n_shards:05d}.parquet"
+        self.files.append(path)
+        self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
+        self.in_shard = 0
+
+    def add_table(self, table) -> None:
+        """Append rows (an Arrow table), cutting shards at ``shard_size`` rows."""
+        while table.num_rows:
+            if self.writer is None or self.in_shard >= self.shard_size:
+                self._open()
+            part = table.slice(0, self.shard_size - self.in_shard)
+            self.writer.write_table(part)
+            self.in_shard += part.num_rows
+            self.count += part.num_rows
+            table = table.slice(part.num_rows)
+
+    def close(self) -> None:
+        if self.writer is not None:  # an empty split has no shard (datasets refuses empty data files)
+            self.writer.close()
+            self.writer = None
+
+
+class ParquetShards(ExportWriter):
+    """``parquet/{split}-NNNNN-of-MMMMM.parquet``: every column, ``[export].shard_size`` rows a shard."""
+
+    name = "parquet"
+    always = True
+
+    def __init__(self, ctx: ExportContext) -> None:
+        super().__init__(ctx)
+        root = ctx.out / "parquet"
+        root.mkdir()
+        sch = schema()
+        self.splits = {s: _Shards(root, s, ctx.split_sizes.get(s, 0), ctx.shard_size, sch) for s in SPLITS}
+
+    def write(self, split: str, page: Page, positions: list[int] | None) -> None:
+        self.splits[split].add_table(page.table if positions is None else page.table.take(positions))
+
+    def close(self, counts: dict[str, Any]) -> list[str]:
+        for shards in self.splits.values():
+            shards.close()
+        return ["parquet/"]
+
+    def counts(self) -> dict[str, int]:
+        return {s: w.count for s, w in self.splits.items()}
+
+
+class _JSONArray:
+    """A JSON array written a page at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.fh = path.open("w", encoding="utf-8")
+        self.fh.write("[")
+        self.n = 0
+
+    def add_text(self, text: str, n: int) -> None:
+        """Append ``n`` records already serialised and joined with ",\\n"."""
+        if n:
+            self.fh.write(("\n" if self.n == 0 else ",\n") + text)
+            self.n += n
+
+    def close(self) -> None:
+        self.fh.write("\n]\n" if self.n else "]\n")
+        self.fh.close()
+
+
+class ShareGPTFiles(ExportWriter):
+    """``sharegpt.json`` (train), ``sharegpt_validation.json``, ``sharegpt_test.json``: FastChat's
+    ``conversations`` of ``{from: human|gpt, value}``, the system prompt in ``system``."""
+
+    name = "sharegpt"
+    FILES = {"train": "sharegpt.json", "validation": "sharegpt_validation.json", "test": "sharegpt_test.json"}
+
+    def __init__(self, ctx: ExportContext) -> None:
+        super().__init__(ctx)
+        self.files: dict[str, _JSONArray] = {}
+
+    @staticmethod
+    def render(rows: list[dict[str, Any]]) -> list[str]:
+        return [sharegpt_json(r) for r in rows]
+
+    def write(self, split: str, page: Page, positions: list[int] | None) -> None:
+        texts = page.rendered[self.name]
+        if split not in self.files:
+            self.files[split] = _JSONArray(self.ctx.out / self.FILES[split])
+        chosen = texts if positions is None else [texts[p] for p in positions]
+        self.files[split].add_text(",\n".join(chosen), len(chosen))
+
+    def close(self, counts: dict[str, Any]) -> list[str]:
+        if "train" not in self.files:  # always a train file, even an empty one
+            self.files["train"] = _JSONArray(self.ctx.out / self.FILES["train"])
+        for f in self.files.values():
+            f.close()
+        return sorted(self.FILES[s] for s in self.files)
+
+    def written(self) -> list[str]:
+        """The splits with a file, in split order."""
+        return [s for s in SPLITS if s in self.files]
+
+
+def llamafactory_entry(file_name: str) -> dict[str, Any]:
+    return {"file_name": file_name, "formatting": "sharegpt",
+            "columns": {"messages": "conversations", "system": "system"},
+            "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}}
+
+
+class LlamaFactoryInfo(ExportWriter):
+    """``dataset_info.json``: LLaMA-Factory entries ``itcollect``, ``itcollect_validation``,
+    ``itcollect_test`` for the ShareGPT files."""
+
+    name = "llamafactory"
+    needs = ("sharegpt",)
+
+    def close(self, counts: dict[str, Any]) -> list[str]:
+        sharegpt = self.ctx.writers["sharegpt"]
+        assert isinstance(sharegpt, ShareGPTFiles)
+        info = {DATASET_NAME if s == "train" else f"{DATASET_NAME}_{s}": llamafactory_entry(ShareGPTFiles.FILES[s])
+                for s in sharegpt.written()}
+        (self.ctx.out / "dataset_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n",
+                                                        encoding="utf-8")
+        return ["dataset_info.json"]
+
+
+class HFDataset(ExportWriter):
+    """``hf/``: a ``datasets.DatasetDict`` (``save_to_disk``) built from the Parquet shards."""
+
+    name = "hf"
+    needs = ("parquet",)
+
+    def close(self, counts: dict[str, Any]) -> list[str]:
+        import datasets
+
+        from ..progress import progress_enabled
+
+        parquet = self.ctx.writers["parquet"]
+        assert isinstance(parquet, ParquetShards)
+        if not progress_enabled():
+            datasets.disable_progress_bars()
+        data_files = {s: [str(p) for p in w.files] for s, w in parquet.splits.items() if w.files}
+        # a split without dialogues is left out: datasets can neither load nor reload an empty one.
+        # Converted in a private cache, so parallel exports never share the user's HF cache.
+        with tempfile.TemporaryDirectory(prefix=".hf-cache-", dir=self.ctx.out) as cache:
+            dd = datasets.load_dataset("parquet", data_files=data_files, cache_dir=cache)
+            dd.save_to_disk(str(self.ctx.out / "hf"))
+            del dd
+        return ["hf/"]
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                        (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+def dataset_card(counts: dict[str, Any], license_: str, formats: set[str], system_prompt: str | None) -> str:
+    """A Hugging Face dataset card: front matter (languages, license, size, task, the Parquet
+    configs) and the corpus statistics."""
+    langs = sorted({x for p in counts["pair"] for x in p.split("-") if x not in ("None", "?")}
+                   | {x for x in counts["instruction_lang"] if x not in ("None", "?")})
+    front = ["---", "language:"] + [f"- {x}" for x in langs] + [
+        f"license: {license_}",
+        "size_categories:", f"- {_size_category(counts['total'])}",
+        "task_categories:", "- translation", "- text-generation",
+        "tags:", "- interactive-translation", "- instruction-tuning", "- multi-turn", "- itcollect",
+        "configs:", "- config_name: default", "  data_files:"]
+    for s in SPLITS:
+        if counts["splits"].get(s):
+            front += [f"  - split: {s}", f"    path: parquet/{s}-*.parquet"]
+    front.append("---")
+
+    def table(title: str, data: dict[str, int], key: str, unit: str = "dialogues") -> list[str]:
+        rows = [f"### {title}", "", f"| {key} | {unit} |", "|---|---:|"]
+        rows += [f"| {k} | {v:,} |" for k, v in sorted(data.items(), key=lambda kv: (-kv[1], kv[0]))]
+        return rows + [""]
+
+    f = counts["filter"]
+    body = [
+        "", "# Interactive translation dialogues", "",
+        "Multi-turn instruction-tuning dialogues in the style of BayLing: a user asks for the translation",
+        "of a news sentence, then for revisions (terminology, style, length, corrections, other target",
+        "languages) and follow-up questions. Built with itcollect.", "",
+        "## Files", "",
+        "- `parquet/{split}-*.parquet`: columns `id`, `messages` (list of `{role, content}`), `source`, "
+        "`source_id`, `docid`, `src_lang`, `tgt_lang`, `instruction_lang`, `interaction_types`, `origin`, "
+        "`annotator`, `models`, `template_hashes`, `created_at` and per-turn provenance.",
+        "- `hf/`: the same as a `datasets.DatasetDict` (`datasets.load_from_disk`).",
+    ]
+    if formats & {"sharegpt", "llamafactory"}:
+        body.append("- `sharegpt.json` (+ `_validation`/`_test`): FastChat ShareGPT conversations.")
+    if "llamafactory" in formats:
+        body.append("- `dataset_info.json`: LLaMA-Factory entries (sharegpt formatting).")
+    if system_prompt:
+        body.append(f"- Every dialogue starts with the system prompt: `{system_prompt}`")
+    body += ["", "No source sentence appears in two splits (splits are assigned per source, stratified by",
+             "language pair and instruction language).", "", "## Statistics", "",
+             f"Dialogues: {counts['total']:,} (" + ", ".join(f"{s} {counts['splits'][s]:,}" for s in SPLITS) + ")",
+             ""]
+    body += table("Language pair", counts["pair"], "pair")
+    body += table("Instruction language", counts["instruction_lang"], "language")
+    body += table("Origin", counts["origin"], "origin")
+    body += table("User turns", counts["user_turns"], "turns")
+    body += table("Interaction types", counts["interaction_type"], "type", "user turns")
+    body += ["## Filtering", "", f"Filter run {f['run_id']}: kept {f['kept']:,}, dropped {f['dropped']:,}.", ""]
+    if f["reasons"]:
+        body += table("Drop reasons", f["reasons"], "reason")
+    return "\n".join(front + body) + "\n"
+
+
+class DatasetCard(ExportWriter):
+    """``README.md``: the Hugging Face dataset card."""
+
+    name = "card"
+    always = True
+
+    def close(self, counts: dict[str, Any]) -> list[str]:
+        text = dataset_card(counts, self.ctx.license, self.ctx.formats, self.ctx.system_prompt)
+        (self.ctx.out / "README.md").write_text(text, encoding="utf-8")
+        return ["README.md"]
+
+
+#: Every writer, in the order they are written and closed (a writer after those it ``needs``).
+WRITERS: dict[str, type[ExportWriter]] = {w.name: w for w in (
+    ParquetShards, ShareGPTFiles, LlamaFactoryInfo, HFDataset, DatasetCard)}
+
+
+def available_formats() -> tuple[str, ...]:
+    """The ``--format`` choices (besides ``all``): the registered writers an export may leave out."""
+    return tuple(name for name, w in WRITERS.items() if not w.always)
+
+
+FORMATS: tuple[str, ...] = available_formats()
+
+
+def selected_writers(formats: set[str]) -> list[type[ExportWriter]]:
+    """The writers an export with ``formats`` runs: those always run, the chosen ones and what
+    they need, in registry order."""
+    names = set(formats) | {n for n, w in WRITERS.items() if w.always}
+    todo = list(names)
+    while todo:
+        for need in WRITERS[todo.pop()].needs:
+            if need not in names:
+                names.add(need)
+                todo.append(need)
+    return [w for n, w in WRITERS.items() if n in names]
+
+
+def page_renderings(writers: list[type[ExportWriter]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each writer's per-page rendering (in the worker process)."""
+    out = {}
+    for w in writers:
+        if w.render is not ExportWriter.render:
+            out[w.name] = w.render(rows)
+    return out
+
+
+__all__ = ["ExportWriter", "ExportContext", "Page", "WRITERS", "FORMATS", "available_formats", "selected_writers", "page_renderings",
+           "ParquetShards", "ShareGPTFiles", "LlamaFactoryInfo", "HFDataset", "DatasetCard", "dataset_card",
+           "llamafactory_entry", "DATASET_NAME", "rows_to_table"]
