@@ -364,3 +364,39 @@ def test_corpus_reader_without_meta(workspace):
     assert [d["meta"] for d, _ in with_meta][0]["reference"] == "x"
     assert [({k: v for k, v in d.items() if k != "meta"}, t) for d, t in with_meta] == without
     assert all("meta" not in d for d, _ in without)
+
+
+def test_a_new_rule_is_one_unit_in_the_registry(workspace, monkeypatch):
+    """Rules are small units returning (keep, code, details): one more in RULES is run by the
+    filter, stored with its details and counted, and its reasons sort by the turn it fired at."""
+    from itcollect.filter import rules as R
+
+    class MentionsHousing(R.Rule):
+        """an answer that talks about housing (a stand-in for a lead's own rule)"""
+
+        code = "mentions_housing"
+
+        def __call__(self, p, th):
+            for i in p.answers:
+                if "住房" in p.view.turns[i]["content"]:
+                    return self.drop(turn=i)
+            return self.keep()
+
+    monkeypatch.setattr(R, "RULES", [*R.RULES, MentionsHousing()])
+    housing = add_dialogue(workspace.store, en_dialogue(1))
+    other = add_dialogue(workspace.store, zh_dialogue(2))
+    result = run_filter(workspace.store, workspace.config, workers=1)
+    assert result.reasons == {"mentions_housing": 1}
+    assert workspace.store.get_verdict(housing)["reasons"] == ["mentions_housing"]
+    assert workspace.store.get_verdict(housing)["detail"]["mentions_housing"] == {"turn": 1}
+    assert workspace.store.get_verdict(other)["kept"]
+    # a turn rule firing at an earlier turn is listed before one firing later, whatever their order in RULES
+    view = R.DialogueView({"source_text": "x", "src_lang": "en", "tgt_lang": "zh", "instruction_lang": "en"},
+                          [{"role": "user", "content": "Translate please.", "interaction_type": "translate"},
+                           {"role": "assistant", "content": "住房预算。", "interaction_type": "translate"},
+                           {"role": "user", "content": "Make it shorter.", "interaction_type": "length"},
+                           {"role": "assistant", "content": "cut", "interaction_type": "length",
+                            "finish_reason": "length"}], ["en", "zh", "en", "zh"])
+    reasons, detail = R.check_dialogue(view, R.Thresholds())
+    assert reasons.index("mentions_housing") < reasons.index("truncated")
+    assert detail["truncated"] == {"turn": 3}

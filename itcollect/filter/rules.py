@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..checks import copies_source, strip_quoted
-from ..dialogue import RequestInfo, expectations
+from ..dialogue import Expectation, RequestInfo, expectations
 from ..taxonomy import INTERACTION_TYPES
 from .tokens import tokenize
 
@@ -216,103 +216,298 @@ def _request_info(user: dict[str, Any], answer: dict[str, Any], detected: str | 
     return RequestInfo(t, params, answer["content"], detected)
 
 
-def check_dialogue(view: DialogueView, th: Thresholds) -> tuple[list[str], dict[str, Any]]:
-    """All rule reasons of one dialogue, and details (which turn, measured values)."""
-    d, turns, langs = view.dialogue, view.turns, view.langs
-    reasons: list[str] = []
-    detail: dict[str, Any] = {}
+# -- the rules: small named units -----------------------------------------------------------------
+# Each rule is a callable with a reason ``code`` that returns ``(keep, code, details)``; a dialogue is
+# kept when every rule keeps it. Structure rules look at the raw turns; when one of them finds the
+# dialogue malformed the others are not run. Turn rules and dialogue rules get a :class:`Prepared`
+# dialogue (lower-cased turns, tokens and the expectation of every answer, computed once). A new rule
+# is one unit (and its threshold in ``[filter]`` / :class:`Thresholds`) added to RULES.
 
-    def add(code: str, **info: Any) -> None:
-        if code not in reasons:
-            reasons.append(code)
-            if info:
-                detail[code] = info
+Result = tuple[bool, str, dict[str, Any]]
 
-    # structure
-    body_start = 1 if turns and turns[0]["role"] == "system" else 0
-    body = turns[body_start:]
-    if not body or any(t["role"] != ("user" if k % 2 == 0 else "assistant") for k, t in enumerate(body)) \
-            or body[-1]["role"] != "assistant":
-        add("roles_not_alternating")
-    for k, t in enumerate(turns):
-        if not (t["content"] or "").strip():
-            add("empty_turn", turn=k)
-            break
-    n_user = sum(1 for t in body if t["role"] == "user")
-    if n_user < th.min_user_turns:
-        add("too_few_turns", user_turns=n_user)
-    if "roles_not_alternating" in reasons or "empty_turn" in reasons:
-        return reasons, detail
 
-    lows = [t["content"].lower() for t in turns]
-    answers_low = "\n".join(lows[i] for i, t in enumerate(turns) if t["role"] == "assistant")
-    maybe_refusal = any(map(answers_low.__contains__, REFUSAL_KEYWORDS))
-    maybe_identity = any(map(answers_low.__contains__, IDENTITY_KEYWORDS))
-    view.tokens = [tokenize(x) for x in lows]
-    source = view.source
-    src_lang, instr = d.get("src_lang"), d.get("instruction_lang")
-    expected = expectations(src_lang=src_lang, tgt_lang=d.get("tgt_lang"), instruction_lang=instr, requests=[
-        _request_info(turns[i - 1], turns[i], langs[i]) for i in range(body_start + 1, len(turns), 2)])
-    first_answer: int | None = None
-    prev_answer: int | None = None
-    for i, t in enumerate(turns):
-        if i < body_start:
-            continue
-        lang = langs[i]
-        if t["role"] == "user":
-            if instr and lang and lang != instr:
-                add("wrong_language_request", turn=i, found=lang, expected=instr)
-            continue
-        # an assistant turn
-        content = t["content"]
-        exp = expected[(i - body_start) // 2]
-        itype = exp.type
-        if first_answer is None:
-            first_answer = i
-        if lang and exp.strict and exp.answer_lang and lang != exp.answer_lang:
-            add("wrong_language_answer", turn=i, found=lang, expected=exp.answer_lang)
-        if source and itype is not None and INTERACTION_TYPES[itype].answer_lang == "target" \
-                and exp.target != src_lang and copies_source(content, source):
-            add("copies_source", turn=i)
-        if prev_answer is not None and (itype in _REVISION_TYPES or itype is None) \
-                and view.tokens[i] == view.tokens[prev_answer]:
-            add("copies_previous", turn=i)
-        if (t.get("finish_reason") or "") == "length":
-            add("truncated", turn=i)
-        low = lows[i]
-        refusal = find_refusal(content, low) if maybe_refusal else None
-        if refusal is not None:
-            add("refusal", turn=i, match=refusal)
-        ident = find_identity(content, low) if maybe_identity else None
-        if ident is None and maybe_identity and ("openai" in low or "chatgpt" in low):
-            m2 = _OPENAI.search(content)
-            # naming OpenAI is a leak only when the user (or the news) did not bring it up
-            if m2 is not None and not _OPENAI.search(source) and not any(
-                    _OPENAI.search(u["content"]) for u in turns[:i] if u["role"] == "user"):
-                ident = m2.group(0)
-        if ident is not None:
-            add("identity_leak", turn=i, match=ident)
-        rep = repeated_ngram(content, th.repeat_ngram_n, th.repeat_ngram_max, view.tokens[i], lang)
-        if rep is not None:
-            add("repeated_ngrams", turn=i, ngram=rep[0], count=rep[1])
-        prev_answer = i
+@dataclass
+class Prepared:
+    """What the turn and dialogue rules share, computed once per dialogue."""
 
-    # the first translation against its source and reference
-    if first_answer is not None and source:
-        answer = turns[first_answer]["content"]
+    view: DialogueView
+    body_start: int
+    lows: list[str]
+    tokens: list[list[str]]
+    answers: list[int]  # indices of the assistant turns
+    expected: list[Expectation]  # one per answer
+    maybe_refusal: bool
+    maybe_identity: bool
+
+    @property
+    def first_answer(self) -> int | None:
+        return self.answers[0] if self.answers else None
+
+
+class Rule:
+    """A filter rule (see above). ``stage``: "structure", "turns" or "dialogue"."""
+
+    code: str = ""
+    stage: str = "turns"
+
+    def __init__(self) -> None:
+        self._keep: Result = (True, self.code, {})  # one tuple for every dialogue kept (never mutated)
+
+    def __call__(self, p: Any, th: Thresholds) -> Result:
+        raise NotImplementedError
+
+    def keep(self) -> Result:
+        return self._keep
+
+    def drop(self, **details: Any) -> Result:
+        return False, self.code, details
+
+
+def _body(turns: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
+    start = 1 if turns and turns[0]["role"] == "system" else 0
+    return start, turns[start:]
+
+
+class RolesNotAlternating(Rule):
+    """not system?, user, assistant, user, ... ending with an answer"""
+
+    code, stage = "roles_not_alternating", "structure"
+
+    def __call__(self, view: DialogueView, th: Thresholds) -> Result:
+        _, body = _body(view.turns)
+        if not body or any(t["role"] != ("user" if k % 2 == 0 else "assistant") for k, t in enumerate(body)) \
+                or body[-1]["role"] != "assistant":
+            return self.drop()
+        return self.keep()
+
+
+class EmptyTurn(Rule):
+    """a turn with no text"""
+
+    code, stage = "empty_turn", "structure"
+
+    def __call__(self, view: DialogueView, th: Thresholds) -> Result:
+        for k, t in enumerate(view.turns):
+            if not (t["content"] or "").strip():
+                return self.drop(turn=k)
+        return self.keep()
+
+
+class TooFewTurns(Rule):
+    """fewer user turns than ``min_user_turns``"""
+
+    code, stage = "too_few_turns", "structure"
+
+    def __call__(self, view: DialogueView, th: Thresholds) -> Result:
+        n_user = sum(1 for t in _body(view.turns)[1] if t["role"] == "user")
+        return self.drop(user_turns=n_user) if n_user < th.min_user_turns else self.keep()
+
+
+#: Structure findings after which the other rules do not run (they need alternating, non-empty turns).
+_MALFORMED = ("roles_not_alternating", "empty_turn")
+
+
+class WrongLanguageRequest(Rule):
+    """a request not in the dialogue's instruction language"""
+
+    code = "wrong_language_request"
+
+    def __call__(self, p: Prepared, th: Thresholds) -> Result:
+        instr = p.view.dialogue.get("instruction_lang")
+        if instr:
+            for i in range(p.body_start, len(p.view.turns), 2):
+                lang = p.view.langs[i]
+                if lang and lang != instr:
+                    return self.drop(turn=i, found=lang, expected=instr)
+        return self.keep()
+
+
+class WrongLanguageAnswer(Rule):
+    """an answer not in the language its request calls for (:func:`itcollect.dialogue.expectations`)"""
+
+    code = "wrong_language_answer"
+
+    def __call__(self, p: Prepared, th: Thresholds) -> Result:
+        for i, exp in zip(p.answers, p.expected):
+            lang = p.view.langs[i]
+            if lang and exp.strict and exp.answer_lang and lang != exp.answer_lang:
+                return self.drop(turn=i, found=lang, expected=exp.answer_lang)
+        return self.keep()
+
+
+class CopiesSource(Rule):
+    """a translation that is the source sentence again"""
+
+    code = "copies_source"
+
+    def __call__(self, p: Prepared, th: Thresholds) -> Result:
+        source = p.view.source
+        if source:
+            src_lang = p.view.dialogue.get("src_lang")
+            for i, exp in zip(p.answers, p.expected):
+                if exp.type is not None and INTERACTION_TYPES[exp.type].answer_lang == "target" \
+                        and exp.target != src_lang and copies_source(p.view.turns[i]["content"], source):
+                    return self.drop(turn=i)
+        return self.keep()
+
+
+class CopiesPrevious(Rule):
+    """a revision identical to the previous answer"""
+
+    code = "copies_previous"
+
+    def __call__(self, p: Prepared, th: Thresholds) -> Result:
+        for prev, i, exp in zip(p.answers, p.answers[1:], p.expected[1:]):
+            if (exp.type in _REVISION_TYPES or exp.type is None) and p.tokens[i] == p.tokens[prev]:
+                return self.drop(turn=i)
+        return self.keep()
+
+
+class Truncated(Rule):
+    """an answer cut by the token limit (finish_reason = length)"""
+
+    code = "truncated"
+
+    def __call__(self, p: Prepared, th: Thresholds) -> Result:
+        for i in p.answers:
+            if (p.view.turns[i].get("finish_reason") or "") == "length":
+                return self.drop(turn=i)
+        return self.keep()
+
+
+class Refusal(Rule):
+    """"I'm sorry, but I can't…", "抱歉，我无法…" """
+
+    code = "refusal"
+
+    def __call__(self, p: Prepared, th: Thresholds) -> Result:
+        if p.maybe_refusal:
+            for i in p.answers:
+                match = find_refusal(p.view.turns[i]["content"], p.lows[i])
+                if match is not None:
+                    return self.drop(turn=i, match=match)
+        return self.keep()
+
+
+class IdentityLeak(Rule):
+    """"As an AI language model", "我是ChatGPT", OpenAI when the user did not bring it up"""
+
+    code = "identity_leak"
+
+    def __call__(self, p: Prepared, th: Thresholds) -> Result:
+        if not p.maybe_identity:
+            return self.keep()
+        turns, source = p.view.turns, p.view.source
+        for i in p.answers:
+            content, low = turns[i]["content"], p.lows[i]
+            ident = find_identity(content, low)
+            if ident is None and ("openai" in low or "chatgpt" in low):
+                m2 = _OPENAI.search(content)
+                # naming OpenAI is a leak only when the user (or the news) did not bring it up
+                if m2 is not None and not _OPENAI.search(source) and not any(
+                        _OPENAI.search(u["content"]) for u in turns[:i] if u["role"] == "user"):
+                    ident = m2.group(0)
+            if ident is not None:
+                return self.drop(turn=i, match=ident)
+        return self.keep()
+
+
+class RepeatedNgrams(Rule):
+    """an answer in which one n-gram occurs ``repeat_ngram_max`` times or more"""
+
+    code = "repeated_ngrams"
+
+    def __call__(self, p: Prepared, th: Thresholds) -> Result:
+        for i in p.answers:
+            rep = repeated_ngram(p.view.turns[i]["content"], th.repeat_ngram_n, th.repeat_ngram_max, p.tokens[i],
+                                 p.view.langs[i])
+            if rep is not None:
+                return self.drop(turn=i, ngram=rep[0], count=rep[1])
+        return self.keep()
+
+
+class LengthRatio(Rule):
+    """first translation too short/long for its source"""
+
+    code, stage = "length_ratio", "dialogue"
+
+    def __call__(self, p: Prepared, th: Thresholds) -> Result:
+        d, source = p.view.dialogue, p.view.source
+        if p.first_answer is None or not source:
+            return self.keep()
+        answer = p.view.turns[p.first_answer]["content"]
         cjk = "zh" in (d.get("src_lang"), d.get("tgt_lang")) or bool(_HAN.search(source + answer))
         ls, la = _length(source, cjk, th.zh_char_weight), _length(answer, cjk, th.zh_char_weight)
         if ls > 0:
             ratio = la / ls
             if not th.min_length_ratio <= ratio <= th.max_length_ratio:
-                add("length_ratio", ratio=round(ratio, 3), unit="weighted_chars" if cjk else "words")
-        if th.min_chrf > 0 and view.reference:
-            from sacrebleu.metrics import CHRF
+                return self.drop(ratio=round(ratio, 3), unit="weighted_chars" if cjk else "words")
+        return self.keep()
 
-            score = CHRF().sentence_score(answer, [view.reference]).score
-            if score < th.min_chrf:
-                add("low_chrf", chrf=round(score, 2))
-    return reasons, detail
+
+class LowChrf(Rule):
+    """chrF of the first translation against a reference below ``min_chrf``"""
+
+    code, stage = "low_chrf", "dialogue"
+
+    def __call__(self, p: Prepared, th: Thresholds) -> Result:
+        if p.first_answer is None or not p.view.source or th.min_chrf <= 0 or not p.view.reference:
+            return self.keep()
+        from sacrebleu.metrics import (
+            CHRF,  # deferred: only runs with min_chrf set (sacrebleu is slow to import)
+        )
+
+        score = CHRF().sentence_score(p.view.turns[p.first_answer]["content"], [p.view.reference]).score
+        return self.drop(chrf=round(score, 2)) if score < th.min_chrf else self.keep()
+
+
+#: Every rule, in the order their reasons are listed (turn rules: ordered by the turn they fire at).
+RULES: list[Rule] = [RolesNotAlternating(), EmptyTurn(), TooFewTurns(), WrongLanguageRequest(),
+                     WrongLanguageAnswer(), CopiesSource(), CopiesPrevious(), Truncated(), Refusal(), IdentityLeak(),
+                     RepeatedNgrams(), LengthRatio(), LowChrf()]
+
+
+def prepare(view: DialogueView) -> Prepared:
+    """The shared per-dialogue work of the turn and dialogue rules (tokens are kept on the view
+    for dedup)."""
+    d, turns, langs = view.dialogue, view.turns, view.langs
+    body_start = _body(turns)[0]
+    lows = [t["content"].lower() for t in turns]
+    answers = list(range(body_start + 1, len(turns), 2))
+    answers_low = "\n".join(lows[i] for i in answers)
+    view.tokens = [tokenize(x) for x in lows]
+    expected = expectations(src_lang=d.get("src_lang"), tgt_lang=d.get("tgt_lang"),
+                            instruction_lang=d.get("instruction_lang"),
+                            requests=[_request_info(turns[i - 1], turns[i], langs[i]) for i in answers])
+    return Prepared(view, body_start, lows, view.tokens, answers, expected,
+                    any(map(answers_low.__contains__, REFUSAL_KEYWORDS)),
+                    any(map(answers_low.__contains__, IDENTITY_KEYWORDS)))
+
+
+def check_dialogue(view: DialogueView, th: Thresholds, rules: Sequence[Rule] | None = None
+                   ) -> tuple[list[str], dict[str, Any]]:
+    """The reason codes of every rule that drops the dialogue, and their details (which turn,
+    what was measured). Reasons are listed structure first, then turn rules by the turn they
+    fire at, then dialogue rules."""
+    rules = RULES if rules is None else rules
+    found: list[tuple[tuple[int, int, int], str, dict[str, Any]]] = []
+    for pos, rule in enumerate(rules):
+        if rule.stage == "structure":
+            keep, code, info = rule(view, th)
+            if not keep:
+                found.append(((0, 0, pos), code, info))
+    if not found or not any(code in _MALFORMED for _, code, _ in found):
+        p = prepare(view)
+        for pos, rule in enumerate(rules):
+            if rule.stage != "structure":
+                keep, code, info = rule(p, th)
+                if not keep:
+                    key = (1, info.get("turn", 0), pos) if rule.stage == "turns" else (2, 0, pos)
+                    found.append((key, code, info))
+    if not found:
+        return [], {}
+    found.sort(key=lambda f: f[0])
+    return [code for _, code, _ in found], {code: info for _, code, info in found if info}
 
 
 def first_reference(refs: Sequence[dict[str, Any]], lang: str | None) -> str | None:
