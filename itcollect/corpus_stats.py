@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ItcollectError
+
 ROUGE_THRESHOLD = 0.7
 
 
@@ -195,12 +197,23 @@ def render_corpus(stats: dict[str, Any]) -> list[str]:
     return lines
 
 
-def plot_mix(stats: dict[str, Any], path: str) -> None:
-    """Bars of the realised mix against the target, one panel per dimension (PNG via Agg)."""
-    import matplotlib
-
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend; only ``stats --plot`` needs it (the [plot] extra),
+    so a missing matplotlib is a one-line error saying how to install it."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ItcollectError("stats --plot needs matplotlib, which is not installed: "
+                             "pip install 'itcollect[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_mix(stats: dict[str, Any], path: str) -> None:
+    """Bars of the realised mix against the target, one panel per dimension (PNG via Agg)."""
+    plt = pyplot()
 
     mix = stats.get("mix") or {}
     dims = [d for d in ("pair", "instruction_lang", "turns", "interaction_type", "origin") if mix.get(d)]

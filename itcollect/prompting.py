@@ -32,7 +32,7 @@ def bundled_dir() -> Path:
     return Path(str(files("itcollect.prompts")))
 
 
-def _quote(text: Any) -> str:
+def quote_source(text: Any) -> str:
     """A sentence as quoted data on its own: straight double quotes, inner ones made typographic."""
     s = str(text).replace('"', "”")
     return f'"{s}"'
@@ -68,7 +68,7 @@ class Prompts:
             loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined, autoescape=False,
             keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True,
             auto_reload=False)  # one run renders thousands of times: no stat() of the file per render
-        self.env.filters["quote"] = _quote
+        self.env.filters["quote"] = quote_source
         self.env.filters["lang_name"] = _lang_name
         self.env.filters["lang_name_zh"] = _lang_name_zh
         self._hashes: dict[str, str] = {}

@@ -121,3 +121,17 @@ def test_stats_json_keeps_contract_and_plots(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     r = run_cli("-C", str(tmp_path / "ws"), "stats")
     assert r.returncode == 0 and "Mix (finished dialogues) vs target" in r.stdout and "ROUGE-L" in r.stdout
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(tmp_path):
+    """matplotlib is the [plot] extra: without it, --plot is one clear line (exit 1), before any
+    statistics are computed, and plain stats still work."""
+    init_workspace(tmp_path / "ws").close()
+    blocker = tmp_path / "no-matplotlib" / "matplotlib"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('matplotlib is blocked for this test')\n")
+    env = {"PYTHONPATH": str(blocker.parent)}
+    r = run_cli("-C", str(tmp_path / "ws"), "stats", "--plot", str(tmp_path / "mix.png"), env=env)
+    assert r.returncode == 1 and "pip install 'itcollect[plot]'" in r.stderr
+    assert r.stderr.count("\n") == 1 and not (tmp_path / "mix.png").exists()
+    assert run_cli("-C", str(tmp_path / "ws"), "stats", "--json", env=env).returncode == 0

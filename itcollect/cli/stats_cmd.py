@@ -14,6 +14,10 @@ def stats(state, as_json: bool, plot: str | None) -> None:
     """Show what the workspace holds: sources, ingest drops, specs, dialogues, calls, filter."""
     from ..stats import collect_stats, render_stats
 
+    if plot:  # before the (possibly long) statistics: a missing matplotlib is said at once
+        from ..corpus_stats import pyplot
+
+        pyplot()
     with state.workspace() as ws:
         data = collect_stats(ws.store, ws.config)
     if plot:

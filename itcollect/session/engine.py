@@ -27,10 +27,14 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
+from ..checks import length_unit, normalize_for_compare
 from ..config import Config
-from ..dialogue import planned_params
+from ..dialogue import RequestInfo, expectations, planned_params
 from ..errors import ItcollectError
+from ..llm import CostLimitReached, EndpointDown, LLMCallError
+from ..prompting import load_prompts, quote_source
 from ..store import SKIP_REASONS, LeaseLost, Store, human_holder
+from ..taxonomy import INTERACTION_TYPES, check_answer, check_request, mentions_language, zh_number
 
 STATES = ("ask", "answer", "decide")
 DEFAULT_FOLLOW_TYPE = "follow_up"
@@ -89,8 +93,6 @@ _NUMBER = re.compile(r"\d+")
 
 @lru_cache(maxsize=1)
 def _zh_numbers() -> list[tuple[str, int]]:
-    from ..taxonomy import zh_number
-
     return sorted(((zh_number(n), n) for n in range(1, 100)), key=lambda x: -len(x[0]))
 
 
@@ -103,8 +105,6 @@ def human_request_params(type_id: str, text: str, target: str, languages: Any) -
         m = _NUMBER.search(text)
         n = int(m.group()) if m else next((v for k, v in _zh_numbers() if k in text), None)
         if n:
-            from ..checks import length_unit
-
             out.update(mode="max", n=n, unit=length_unit(target) if target else None)
         elif any(w in low for w in _SHORTER):
             out["mode"] = "shorter"
@@ -116,8 +116,6 @@ def human_request_params(type_id: str, text: str, target: str, languages: Any) -
                 out["register"] = register
                 break
     elif type_id == "retarget":
-        from ..taxonomy import mentions_language
-
         named = [lang for lang in languages if lang != target and mentions_language(text, lang)]
         if named:
             out["lang"] = named[0]
@@ -165,8 +163,6 @@ class Session:
     def _system_prompt(self) -> tuple[str, str, str]:
         """(text, template name, template hash) of the assistant's system prompt for this dialogue."""
         if self._prompts is None:
-            from ..prompting import load_prompts
-
             base = self.config.path.parent if getattr(self.config, "path", None) else None
             self._prompts = load_prompts(self.config, base)
         assert self.current is not None
@@ -284,8 +280,6 @@ class Session:
         return self.next_type()
 
     def set_next_type(self, type_id: str) -> None:
-        from ..taxonomy import INTERACTION_TYPES
-
         if type_id not in INTERACTION_TYPES:
             raise CommandError(f"unknown interaction type {type_id!r} (known: {', '.join(INTERACTION_TYPES)})")
         if self.state() != "ask":
@@ -303,8 +297,6 @@ class Session:
         ``last_request``: the last recorded request, whose answer is being checked (the answer
         itself is not part of its context); else the next request: ``pending`` (its ``type`` and
         ``params``, not committed yet) or, without it, the next one as planned."""
-        from ..dialogue import RequestInfo, expectations
-
         d = self._need()
         requests: list[RequestInfo] = []
         for t in self.conversation():
@@ -333,8 +325,6 @@ class Session:
 
     def _answer_warnings(self, text: str) -> list[str]:
         """Failure reasons of an answer to the pending request (the type's checks, as in simulate)."""
-        from ..taxonomy import check_answer
-
         turns = self.conversation()
         request = turns[max(j for j, t in enumerate(turns) if t["role"] == "user")]
         exp = self._expectation(last_request=True)
@@ -355,8 +345,6 @@ class Session:
         return params
 
     def _request_warnings(self, type_id: str, text: str, params: dict[str, Any]) -> list[str]:
-        from ..taxonomy import INTERACTION_TYPES, check_request
-
         if type_id not in INTERACTION_TYPES:
             return []
         exp = self._expectation({"type": type_id, "params": params})
@@ -445,13 +433,10 @@ class Session:
         the dialogue must be complete without the screen that showed the source."""
         if any(t["role"] == "user" for t in self.conversation()):
             return text
-        from ..checks import normalize_for_compare
-        from ..prompting import _quote
-
         source = self._need().source["text"]
         if normalize_for_compare(source) in normalize_for_compare(text):
             return text
-        return f"{text}\n\n{_quote(source)}"
+        return f"{text}\n\n{quote_source(source)}"
 
     def _messages(self, system: str) -> list[dict[str, str]]:
         """What the assistant sees: the system prompt (rendered per call, not stored, as in simulate)
@@ -471,8 +456,6 @@ class Session:
         idx = turns[-1]["idx"] + 1
         sample = self.store.count_rejected_answers(d.dialogue_id, idx)
         system, template_name, template_hash = self._system_prompt()
-        from ..llm import CostLimitReached, EndpointDown, LLMCallError
-
         try:
             result = await self.client.chat("assistant", self._messages(system), sample=sample, on_delta=on_delta,
                                             on_reset=on_reset)

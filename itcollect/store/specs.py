@@ -60,7 +60,3 @@ class PlanMixin(StoreCore):
                           " WHERE spec_id=? AND origin='simulated'", [(stamp, i) for i in ids])
         return len(ids)
 
-    def rejected_turn_count(self, dialogue_id: str, idx: int) -> int:
-        """Samples rejected by validation at position ``idx`` (the next sample number to ask for)."""
-        return int(self.scalar("SELECT COUNT(*) FROM turns WHERE dialogue_id=? AND idx=? AND state='rejected'",
-                               (dialogue_id, idx)) or 0)
