@@ -255,6 +255,27 @@ _M_UNDETECTED_TURNS = """
 CREATE INDEX turns_undetected ON turns(id) WHERE detected_lang IS NULL;
 """
 
+# Migration 6: people who work in the browser (`annotators add`, `session --web`): accounts with a
+# role and the sha256 of their login token, and the browser sessions a login opened (hashed too).
+_M_ACCOUNTS = """
+CREATE TABLE accounts (
+    name         TEXT PRIMARY KEY,
+    role         TEXT NOT NULL CHECK (role IN ('annotator','reviewer','lead')),
+    token_hash   TEXT NOT NULL UNIQUE,
+    created_at   TEXT NOT NULL,
+    revoked_at   TEXT,
+    last_seen_at TEXT
+);
+CREATE TABLE web_sessions (
+    sid_hash   TEXT PRIMARY KEY,
+    name       TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+    csrf       TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX web_sessions_name ON web_sessions(name);
+"""
+
 #: Append new migrations at the end; never edit or reorder a released one.
 MIGRATIONS: list[str] = [
     _M1_SOURCES,
@@ -262,6 +283,7 @@ MIGRATIONS: list[str] = [
     _M_IMPORT_FILTER,
     _M_BATCH_ITEMS_KEY,
     _M_UNDETECTED_TURNS,
+    _M_ACCOUNTS,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
