@@ -256,7 +256,8 @@ CREATE INDEX turns_undetected ON turns(id) WHERE detected_lang IS NULL;
 """
 
 # Migration 6: people who work in the browser (`annotators add`, `session --web`): accounts with a
-# role and the sha256 of their login token, and the browser sessions a login opened (hashed too).
+# role and the sha256 of their login token, the browser sessions a login opened (hashed too), and
+# indexes on the action log for the engine's per-turn and per-dialogue look-ups.
 _M_ACCOUNTS = """
 CREATE TABLE accounts (
     name         TEXT PRIMARY KEY,
@@ -274,6 +275,10 @@ CREATE TABLE web_sessions (
     expires_at REAL NOT NULL
 );
 CREATE INDEX web_sessions_name ON web_sessions(name);
+-- The session engine asks "was this turn accepted?" and "this dialogue's actions" on every
+-- screen it draws; with a team in the browser the action log grows fast, so look them up by index.
+CREATE INDEX session_events_turn ON session_events(turn_id);
+CREATE INDEX session_events_dialogue ON session_events(dialogue_id);
 """
 
 #: Append new migrations at the end; never edit or reorder a released one.
