@@ -83,7 +83,9 @@
     }
     $("idle").hidden = true;
     $("dialogue").hidden = paused;
-    if (d.id !== dialogueId) { dialogueId = d.id; chosenType = null; guide.pinned = false; closePanel(); }
+    if (d.id !== dialogueId) {  // a new dialogue: the guide follows its instruction language and plan again
+      dialogueId = d.id; chosenType = null; guide.pinned = false; guide.lang = null; closePanel();
+    }
 
     const target = d.target_lang && d.target_lang !== d.tgt_lang ? ` (now → ${d.target_lang})` : "";
     $("pair").textContent = `${d.src_lang} → ${d.tgt_lang}${target}`;
