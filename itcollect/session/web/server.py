@@ -27,7 +27,9 @@ from .auth import remove_server_record, url_host, write_server_record
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio sets TCP_NODELAY only on sockets that do, and without it every
+    # response body waits ~40 ms for the client's delayed ACK of the headers (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
@@ -65,21 +67,20 @@ def serve(config: Config, store: Store, root: Path, *, host: str | None = None, 
     port = int(web["port"] if port is None else port)
 
     def factory() -> Any:
-        return LLMClient(cfg, store, command="session", base_url=base_url, model=model, concurrency=1)
+        # one client for the whole team (see SharedClient): room for a call per annotator; the
+        # config's rate limits apply to the team together, as the provider counts them
+        return LLMClient(cfg, store, command="session", base_url=base_url, model=model,
+                         concurrency=max(256, int(cfg["llm"]["concurrency"])))
 
-    # Build one client now: a missing endpoint or key is one clear error before anything is served.
-    # The first annotator's session gets it.
-    spare = [factory()]
-
-    def client_factory() -> Any:
-        return spare.pop() if spare else factory()
+    # Build the client now: a missing endpoint or key is one clear error before anything is served.
+    first = factory()
 
     sock = _bind(host, port)
     port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     own_url = f"http://{url_host(host)}:{port}"
     write_server_record(root, url=own_url, link_url=web["public_url"] or own_url)
-    webapp = WebApp(cfg, store, client_factory, on_shutdown=lambda: remove_server_record(root))
+    webapp = WebApp(cfg, store, factory, first_client=first, on_shutdown=lambda: remove_server_record(root))
     _logging()
 
     class Server(uvicorn.Server):
@@ -112,7 +113,5 @@ def serve(config: Config, store: Store, root: Path, *, host: str | None = None, 
     finally:
         remove_server_record(root)
         sock.close()
-        if spare:  # nobody came: close the client built at start (its run row is finished)
-            asyncio.run(spare.pop().aclose())
     print("itcollect: stopped; everything committed is kept", file=sys.stderr, flush=True)
     return 0
