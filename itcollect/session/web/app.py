@@ -42,7 +42,7 @@ from ..engine import CommandError, Session, status_line
 from ..guidelines import GUIDE_LANGS, guide_sections
 from ..review import ReviewError, next_review, record_verdict
 from .auth import secret_hash
-from .desk import TAB_TIMEOUT_S, Desk
+from .desk import TAB_TIMEOUT_S, Desk, SharedClient
 
 log = logging.getLogger("itcollect.web")
 
@@ -92,7 +92,9 @@ def _static_files() -> dict[str, bytes]:
 class SecurityHeaders:
     """Pure ASGI middleware (no buffering, so streamed answers pass through at once): a strict
     Content-Security-Policy (scripts from this server only: even a rendering bug could not run an
-    injected script), no sniffing, no framing, no referrer, and no caching of the API."""
+    injected script), no sniffing, no framing, no referrer, and no caching of the API. It also
+    says how long the app took before the response started (``Server-Timing: app;dur=MS``), the
+    server's own latency, which a benchmark or a browser's dev tools can read apart from the network."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -102,10 +104,13 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         no_store = scope["path"].startswith(("/api/", "/login"))
+        started = time.perf_counter()
 
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", [])) + _SECURITY_HEADERS
+                took = (time.perf_counter() - started) * 1000
+                headers.append((b"server-timing", f"app;dur={took:.2f}".encode()))
                 if no_store:
                     headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
@@ -116,14 +121,14 @@ class SecurityHeaders:
 
 class WebApp:
     """The server's state: the store, one :class:`Desk` (engine session) per annotator, and the
-    routes. ``client_factory()`` builds the LLM client a session uses (one per annotator, as
-    each terminal session has its own)."""
+    routes. ``client_factory()`` builds an LLM client; the server shares one among all sessions
+    (:class:`SharedClient`), ``first_client`` if given (built before serving, to fail early)."""
 
     def __init__(self, config: Config, store: Store, client_factory: Callable[[], Any], *,
-                 on_shutdown: Callable[[], None] | None = None) -> None:
+                 first_client: Any = None, on_shutdown: Callable[[], None] | None = None) -> None:
         self.config = config
         self.store = store
-        self.client_factory = client_factory
+        self.llm = SharedClient(client_factory, first_client)
         web = config["web"]
         self.max_body = int(web["max_body_bytes"])
         self.session_s = float(web["session_hours"]) * 3600.0
@@ -134,7 +139,12 @@ class WebApp:
         self._static = _static_files()
         self._on_shutdown = on_shutdown
         self.stopping = False
+        from ...prompting import load_prompts
         from ...taxonomy import INTERACTION_TYPES
+
+        # one set of compiled templates for every annotator's session (compiling per session would
+        # stall the event loop ~50 ms each time someone new logs in)
+        self.prompts = load_prompts(config, config.path.parent if getattr(config, "path", None) else None)
 
         self.types = [{"id": t.id, "description": t.description} for t in INTERACTION_TYPES.values()]
 
@@ -142,7 +152,8 @@ class WebApp:
     def desk(self, name: str) -> Desk:
         desk = self.desks.get(name)
         if desk is None:
-            desk = self.desks[name] = Desk(Session(self.config, self.store, name, self.client_factory))
+            desk = self.desks[name] = Desk(Session(self.config, self.store, name, self.llm.handle,
+                                                   prompts=self.prompts))
         return desk
 
     def auth(self, request: Request, *, roles: tuple[str, ...] | None = None, csrf: bool = False,
@@ -527,9 +538,23 @@ class WebApp:
                         with contextlib.suppress(Exception):
                             desk.s.quit()
 
+    def warm_up(self) -> None:
+        """Load the language detector and compile the templates (about a second) in a thread at
+        start, as simulate does before its first call, so the first answer's checks do not stall
+        everybody's requests while they load."""
+        from ...langid import warm_up
+
+        try:
+            warm_up(tuple(self.config["workspace"]["languages"]), self.config["ingest"]["langid_backend"])
+            self.prompts.warm_up()
+        except Exception:  # noqa: BLE001 - the first check loads whatever is missing, and says what failed
+            log.exception("warming up")
+
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette):
-        sweeper = asyncio.get_running_loop().create_task(self.sweep())
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(None, self.warm_up)
+        sweeper = loop.create_task(self.sweep())
         try:
             yield
         finally:
@@ -540,6 +565,7 @@ class WebApp:
                     await desk.close()
                 except Exception:  # noqa: BLE001 - shutting down: close the others all the same
                     log.exception("closing a session")
+            await self.llm.aclose()
             if self._on_shutdown is not None:
                 self._on_shutdown()
 

@@ -148,7 +148,7 @@ class Desk:
             self.listeners.clear()
 
     async def close(self) -> None:
-        """Server shutdown: stop an answer in flight (as Ctrl-C would), quit, close the client."""
+        """Server shutdown: stop an answer in flight (as Ctrl-C would), quit."""
         if self.streaming:
             assert self.task is not None
             self.task.cancel()
@@ -157,4 +157,71 @@ class Desk:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
         self.s.quit()
-        await self.s.close()
+
+
+class SharedClient:
+    """The server's one LLM client, lent to every annotator's session.
+
+    A terminal session builds its own :class:`~itcollect.llm.LLMClient`; in a server that would be
+    one per annotator, ~40 ms of the event loop each (SDK client, TLS context), paid while everyone
+    else waits, and rate limits that do not know about each other. Here every session gets a
+    handle on one client, with room for one call per annotator. The engine closes its client
+    after the endpoint failed, so that "retry" really tries again: closing a handle instead
+    retires the shared client (the next call gets a fresh one; the old one is closed once its
+    calls in flight are done).
+    """
+
+    def __init__(self, factory: Any, first: Any = None) -> None:
+        self._factory = factory
+        self._client = first
+        self._retired: list[Any] = []
+
+    def current(self) -> Any:
+        if self._client is None:
+            self._client = self._factory()
+        return self._client
+
+    def handle(self) -> _ClientHandle:
+        return _ClientHandle(self)
+
+    def retire(self, client: Any) -> None:
+        if client is self._client:
+            self._client = None
+            self._retired.append(client)
+            asyncio.get_running_loop().create_task(self._close_when_idle(client))
+
+    async def _close_when_idle(self, client: Any) -> None:
+        while getattr(client, "in_flight", 0):
+            await asyncio.sleep(2.0)
+        if client in self._retired:
+            self._retired.remove(client)
+            await client.aclose()
+
+    async def aclose(self) -> None:
+        for client in [self._client, *self._retired]:
+            if client is not None:
+                try:
+                    await client.aclose()
+                except Exception:  # noqa: BLE001 - shutting down
+                    log.exception("closing the LLM client")
+        self._client = None
+        self._retired.clear()
+
+
+class _ClientHandle:
+    """What a session holds as its client: calls go to the shared one; closing it (after an
+    endpoint failure) retires the shared one."""
+
+    def __init__(self, shared: SharedClient) -> None:
+        self._shared = shared
+        self._client = shared.current()
+
+    async def chat(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._client.chat(*args, **kwargs)
+
+    async def aclose(self) -> None:
+        self._shared.retire(self._client)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
