@@ -486,3 +486,27 @@ def test_store_schema_has_no_clear_secrets(tmp_path):
         {r[1] for r in conn.execute("PRAGMA table_info(web_sessions)")}
     conn.close()
     assert "token_hash" in cols and "sid_hash" in cols and "token" not in cols and "sid" not in cols
+
+
+def test_endpoint_failure_gives_retry_and_the_request_is_kept(tmp_path, llm, servers):
+    ws = make_workspace(tmp_path / "ws", 1, instruction_langs=("en",))
+    srv = start(servers, ws, llm.base_url)
+    c = Client(srv.url, add_account(ws, "alice"))
+    c.state()
+    llm.queue_faults("500", "500", "500")  # every attempt of the session's call (1 + 2 retries) fails
+    c.act("/api/request", {"text": "Please translate this sentence into Chinese."})
+    end = c.stream()[-1]
+    assert end[0] == "end" and end[1]["ok"] is False and "could not answer" in end[1]["error"]
+    st = c.state(load=True)
+    assert st["dialogue"]["state"] == "answer" and not st["streaming"] and st["answer_error"]
+    assert "no answer yet" in st["message"]  # the terminal's words for a request without an answer
+    status, out = c.post("/api/accept")
+    assert status == 409 and out["code"] == "refused"  # nothing to accept: nothing changed
+    c.act("/api/retry")
+    st = c.answer()
+    assert st["dialogue"]["state"] == "decide" and st["answer_error"] is None
+    with Store(ws / "itcollect.db") as store:
+        turns = store.get_turns(store.dialogue_for_spec(1)["id"], include_inactive=True)
+        assert [t["role"] for t in turns] == ["user", "assistant"]
+        actions = [e["action"] for e in store.session_events(annotator="alice")]
+        assert actions.count("request") == 1 and actions.count("endpoint_error") == 1
