@@ -185,17 +185,13 @@ def test_annotator_page_request_stream_accept_edit_regenerate_undo_finish_and_ke
     assert b.js("return document.getElementById('request').value") == "afs!gqeru"
     assert not b.visible("#panel-skip") and not b.visible("#panel-flag") and b.turns() == []
 
-    # a request; the answer streams in piece by piece
+    # a request; the answer streams in piece by piece (the page itself records what it showed)
+    b.js("window.__seen = []; new MutationObserver(() => window.__seen.push("
+         "document.getElementById('live-text').textContent)).observe(document.getElementById('live-text'),"
+         " {childList: true, characterData: true, subtree: true});")
     b.type_request("Please translate this sentence into Chinese.")
-    seen: list[str] = []
-
-    def answered() -> bool:
-        live = b.text("#live-text") or ""
-        if live and b.visible("#live") and (not seen or seen[-1] != live):
-            seen.append(live)
-        return b.enabled("accept")
-
-    b.wait(answered, what="the first answer")
+    b.wait_decision()
+    seen = [t for t in b.js("return window.__seen") if t]
     final = b.turns()[-1][1]
     assert b.turns()[0] == ("user", f'Please translate this sentence into Chinese.\n\n"{SOURCES[0]}"')
     assert any(0 < len(s) < len(final) and final.startswith(s) for s in seen), (seen, final)
@@ -258,7 +254,7 @@ def test_annotator_page_request_stream_accept_edit_regenerate_undo_finish_and_ke
 def test_reload_mid_answer_continues_at_that_turn(tmp_path, llm, servers, browsers):
     ws = make_workspace(tmp_path / "ws", 1, instruction_langs=("en",))
     serve(servers, ws, llm.base_url)
-    llm.stream_chunk_delay = 0.4  # a slow answer: it is still arriving when the page reloads
+    llm.stream_chunk_delay = 0.6  # a slow answer: it is still arriving when the page reloads
     b = browsers()
     b.d.get(add_account(ws, "alice"))
     b.wait(lambda: b.text("#source") == SOURCES[0])
