@@ -741,7 +741,7 @@ class Session:
     # -- status line -------------------------------------------------------------------------------
     def progress(self) -> dict[str, Any]:
         p = self.store.annotator_progress(self.annotator, local_midnight_utc())
-        p["pool"] = self.store.spec_counts()["pending"]
+        p["pool"] = self.store.pending_spec_count()
         return p
 
 

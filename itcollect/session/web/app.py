@@ -26,6 +26,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -138,6 +139,8 @@ class WebApp:
         self._touched: dict[str, float] = {}
         self._static = _static_files()
         self._on_shutdown = on_shutdown
+        self._lead_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="itcollect-lead")
+        self._reader: Store | None = None
         self.stopping = False
         from ...prompting import load_prompts
         from ...taxonomy import INTERACTION_TYPES
@@ -498,13 +501,23 @@ class WebApp:
         return JSONResponse(self._review_json(who, message="Left for later."))
 
     # -- routes: the lead --------------------------------------------------------------------------
+    def _lead_figures(self) -> dict[str, Any]:
+        """The team's figures, read in the lead's worker thread on a connection of its own: they
+        read the whole action log and every spec (a second or more at the scale of a full plan),
+        which must not hold up the annotators' requests on the event loop. WAL lets it read while
+        the server writes."""
+        if self._reader is None:
+            self._reader = Store(self.store.path, migrate=False)
+        store = self._reader
+        return {"stats": store.annotator_stats(), "flagged": store.flagged_dialogue_counts(),
+                "last_action": store.last_actions(), "accounts": store.accounts(), "pool": store.spec_pool(),
+                "specs": store.spec_counts()}
+
     async def api_lead(self, request: Request) -> Response:
         who = self.auth(request, roles=("lead",))
-        store = self.store
-        stats = store.annotator_stats()
-        flagged = store.flagged_dialogue_counts()
-        last_action = store.last_actions()
-        accounts = {a["name"]: a for a in store.accounts()}
+        figures = await asyncio.get_running_loop().run_in_executor(self._lead_pool, self._lead_figures)
+        stats, flagged, last_action = figures["stats"], figures["flagged"], figures["last_action"]
+        accounts = {a["name"]: a for a in figures["accounts"]}
         now = time.monotonic()
         rows = []
         for name in sorted(set(accounts) | set(stats)):
@@ -521,8 +534,8 @@ class WebApp:
                 "median_seconds_per_dialogue": st.get("median_seconds_per_dialogue"), "last_seen": seen,
                 "online": bool(desk and (desk.open_tabs(now) or now - desk.last_heard < TAB_TIMEOUT_S)),
                 "working_on": desk.s.current.spec["id"] if desk and desk.s.current else None})
-        return JSONResponse({"lead": who.name, "csrf": who.csrf, "annotators": rows, "pool": store.spec_pool(),
-                             "specs": store.spec_counts()})
+        return JSONResponse({"lead": who.name, "csrf": who.csrf, "annotators": rows, "pool": figures["pool"],
+                             "specs": figures["specs"]})
 
     # -- the app -----------------------------------------------------------------------------------
     async def sweep(self) -> None:
@@ -566,6 +579,9 @@ class WebApp:
                 except Exception:  # noqa: BLE001 - shutting down: close the others all the same
                     log.exception("closing a session")
             await self.llm.aclose()
+            self._lead_pool.shutdown(wait=True)
+            if self._reader is not None:
+                self._reader.close()
             if self._on_shutdown is not None:
                 self._on_shutdown()
 
