@@ -100,6 +100,18 @@ def test_annotators_add_list_revoke(tmp_path):
     assert r.stdout.strip().splitlines()[-1].startswith("https://annotate.example.org/login?token=")
 
 
+def test_no_endpoint_or_a_taken_port_fails_before_serving(tmp_path, llm, servers):
+    ws = make_workspace(tmp_path / "ws", 1)
+    r = run_cli("-C", str(ws), "session", "--web", "--port", "0", env={"OPENAI_API_KEY": ""}, timeout=60)
+    assert r.returncode == 1 and "no LLM endpoint configured" in r.stderr and "Traceback" not in r.stderr
+    assert r.stdout == "" and not (ws / ".itcollect" / "web.json").exists()
+    srv = start(servers, ws, llm.base_url)
+    r = run_cli("-C", str(ws), "session", "--web", "--port", str(srv.port), "--base-url", llm.base_url,
+                "--model", "m", timeout=60)
+    assert r.returncode == 1 and f"cannot listen on 127.0.0.1:{srv.port}" in r.stderr and r.stdout == ""
+    assert json.loads((ws / ".itcollect" / "web.json").read_text())["pid"] == srv.proc.pid  # left alone
+
+
 def test_session_usage_errors(tmp_path):
     ws = make_workspace(tmp_path / "ws", 1)
     for args in (["session"], ["session", "--web", "--annotator", "a"], ["session", "--annotator", "a", "--port", "1"],
