@@ -14,7 +14,15 @@ import json
 import sys
 from typing import IO, Any
 
+from ..errors import ItcollectError
 from ..store import Store
+
+#: reviewer's command -> the verdict stored in ``dialogues.review_status``
+VERDICTS = {"accept": "accepted", "reject": "rejected"}
+
+
+class ReviewError(ItcollectError):
+    """A verdict that cannot be recorded: unknown dialogue, not in the queue, or already reviewed."""
 
 
 def review_item(store: Store, d: dict[str, Any]) -> dict[str, Any]:
@@ -27,6 +35,34 @@ def review_item(store: Store, d: dict[str, Any]) -> dict[str, Any]:
                        "author": t["author"], "content": t["content"], "original_content": t["original_content"],
                        "type": t["interaction_type"], "warnings": t["warnings"]} for t in turns
                       if t["role"] != "system"]}
+
+
+def next_review(store: Store, skipped: set[str] | frozenset[str] = frozenset()) -> dict[str, Any] | None:
+    """The next dialogue to review (as :func:`review_item`, plus ``remaining``: the queue's length
+    without the ones this reviewer left for later), or None when nothing is left. The terminal,
+    the line protocol and the web page all walk the queue through this."""
+    queue = [d for d in store.review_queue() if d["id"] not in skipped]
+    if not queue:
+        return None
+    return {"remaining": len(queue), **review_item(store, queue[0])}
+
+
+def record_verdict(store: Store, reviewer: str, dialogue_id: str, command: str, note: str | None = None) -> str:
+    """Record ``accept`` or ``reject`` (with a note) on a dialogue of the queue; returns the stored
+    verdict. Checked and written in one transaction, so two reviewers deciding the same dialogue
+    at once cannot both succeed: the second gets a :class:`ReviewError` naming the first."""
+    verdict = VERDICTS.get(command)
+    if verdict is None:
+        raise ReviewError(f"verdict {command!r}: accept or reject")
+    with store.transaction():
+        d = store.get_dialogue(dialogue_id)
+        if d is None or d["status"] not in ("done", "skipped"):
+            raise ReviewError(f"no finished dialogue {dialogue_id!r} to review")
+        if d["review_status"] is not None:
+            by = (d["meta"].get("reviews") or [{}])[-1].get("reviewer", "someone")
+            raise ReviewError(f"dialogue {dialogue_id[:8]} was already reviewed ({d['review_status']} by {by})")
+        store.set_review(dialogue_id, reviewer, verdict, (note or "").strip() or None)
+    return verdict
 
 
 def run_review(store: Store, reviewer: str, *, interactive: bool | None = None,
@@ -45,12 +81,11 @@ def run_review(store: Store, reviewer: str, *, interactive: bool | None = None,
     skipped: set[str] = set()
     emit("session", annotator=reviewer, mode="review", commands=["accept", "reject", "next", "quit"])
     while True:
-        queue = [d for d in store.review_queue() if d["id"] not in skipped]
-        if not queue:
+        item = next_review(store, skipped)
+        if item is None:
             emit("idle", message="nothing left to review")
             return 0
-        d = queue[0]
-        emit("review", remaining=len(queue), **review_item(store, d))
+        emit("review", **item)
         while True:
             emit("ready", expect="verdict")
             line = stdin.readline()
@@ -61,13 +96,16 @@ def run_review(store: Store, reviewer: str, *, interactive: bool | None = None,
             cmd = cmd.lower()
             if not cmd or cmd.startswith("#"):
                 continue
-            if cmd in ("accept", "reject"):
-                verdict = "accepted" if cmd == "accept" else "rejected"
-                store.set_review(d["id"], reviewer, verdict, note.strip() or None)
-                emit("ok", action=cmd, dialogue_id=d["id"])
+            if cmd in VERDICTS:
+                try:
+                    record_verdict(store, reviewer, item["dialogue_id"], cmd, note)
+                except ReviewError as exc:
+                    emit("error", command=cmd, message=exc.message)
+                    break
+                emit("ok", action=cmd, dialogue_id=item["dialogue_id"])
                 break
             if cmd == "next":
-                skipped.add(d["id"])
+                skipped.add(item["dialogue_id"])
                 break
             if cmd == "quit":
                 emit("bye", reason="quit")
@@ -92,11 +130,10 @@ def _review_tui(store: Store, reviewer: str) -> int:
     kb.add("<any>")(lambda event: None)
     skipped: set[str] = set()
     while True:
-        queue = [d for d in store.review_queue() if d["id"] not in skipped]
-        if not queue:
+        item = next_review(store, skipped)
+        if item is None:
             console.print("[green]Nothing left to review.[/green]")
             return 0
-        item = review_item(store, queue[0])
         head = Text()
         head.append(f"{item['src_lang']} → {item['tgt_lang']} · requests in {item['instruction_lang']} · by "
                     f"{item['annotator']} · {item['status']}" + (" · FLAGGED" if item["flagged"] else "") + "\n",
@@ -104,7 +141,7 @@ def _review_tui(store: Store, reviewer: str) -> int:
         head.append(item["source"] or "")
         for f in item["flags"]:
             head.append(f"\nflag: {f.get('note') or ''}", style="yellow")
-        console.print(Panel(head, title=f"review {item['dialogue_id'][:8]} · {len(queue)} left"))
+        console.print(Panel(head, title=f"review {item['dialogue_id'][:8]} · {item['remaining']} left"))
         for t in item["turns"]:
             style = "dim strike" if t["state"] != "active" else ""
             label = {"user": "You", "assistant": "Model"}[t["role"]]
@@ -119,4 +156,7 @@ def _review_tui(store: Store, reviewer: str) -> int:
             skipped.add(item["dialogue_id"])
             continue
         note = prompt("Note (optional) › ").strip() or None
-        store.set_review(item["dialogue_id"], reviewer, "accepted" if choice == "accept" else "rejected", note)
+        try:
+            record_verdict(store, reviewer, item["dialogue_id"], choice, note)
+        except ReviewError as exc:
+            console.print(f"[bold red]{exc.message}[/bold red]")
