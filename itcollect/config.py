@@ -199,6 +199,27 @@ lease_minutes = 30
 # Show the reference translation (if the source has one) to annotators.
 show_reference = false
 
+[web]
+# `itcollect session --web`: the same annotation sessions in a browser, for a team.
+# Address and port to listen on (--host / --port override them; port 0 = any free port).
+# "127.0.0.1" serves this machine only; for a team keep it and put a TLS reverse proxy in front
+# (see the README), or listen on "0.0.0.0" inside a trusted network.
+host = "127.0.0.1"
+port = 8765
+# The address annotators open, used in the login links `itcollect annotators add` prints, e.g.
+# "https://annotate.example.org" behind a reverse proxy. "" = the running server's own address.
+public_url = ""
+# Largest request body accepted (a request, an edited answer, a note), in bytes; larger: refused (413).
+max_body_bytes = 65536
+# Hours a browser stays logged in after its login link was opened.
+session_hours = 168.0
+# The session cookie's Secure flag: "auto" (when the page is served over https, also behind a
+# proxy that sends X-Forwarded-Proto), "always" or "never".
+secure_cookie = "auto"
+# Proxies whose X-Forwarded-For / X-Forwarded-Proto headers are believed: comma-separated
+# addresses, "*" = any (only when nothing but the proxy can reach the server).
+trusted_proxies = "127.0.0.1"
+
 [filter]
 # Length ratio bounds of a translation against its source. Measured in characters when either
 # side is Chinese (a zh character carries about as much as 1.5-3 Latin characters), words otherwise.
@@ -349,6 +370,17 @@ def _check_values(cfg: dict, path: Path) -> None:
                           "batch.max_bytes_per_file at least 1", path=str(path))
     if batch["max_attempts"] < 1:
         raise ConfigError("batch.max_attempts must be at least 1", path=str(path))
+    web = cfg["web"]
+    if not 0 <= web["port"] <= 65535:
+        raise ConfigError("web.port must be 0..65535 (0 = any free port)", path=str(path))
+    if web["public_url"] and not web["public_url"].startswith(("http://", "https://")):
+        raise ConfigError("web.public_url must start with http:// or https:// (or be \"\")", path=str(path))
+    if web["max_body_bytes"] < 1024:
+        raise ConfigError("web.max_body_bytes must be at least 1024", path=str(path))
+    if web["session_hours"] <= 0:
+        raise ConfigError("web.session_hours must be more than 0", path=str(path))
+    if web["secure_cookie"] not in ("auto", "always", "never"):
+        raise ConfigError('web.secure_cookie must be "auto", "always" or "never"', path=str(path))
     if cfg["simulate"]["lease_s"] < 1:
         raise ConfigError("simulate.lease_s must be at least 1 second", path=str(path))
     if cfg["llm"]["judge"]["response_format"] not in JUDGE_RESPONSE_FORMATS:

@@ -15,6 +15,8 @@ code and our streaming code run exactly as against vLLM or api.openai.com. It se
   ``401``. ``queue_faults(kind, ...)`` forces the next requests' faults in order (``None``: a
   clean answer), for tests that need "429, then success";
 * ``responder(request_json) -> str`` makes the answer text (settable at run time);
+* ``stream_chunk_delay``: seconds between the pieces of a streamed answer (a slow model, so a
+  test can watch an answer arrive piece by piece);
 * counters: every request (``requests``), per call identity (``counts``: the
   ``X-Itcollect-Call-Key`` header itcollect sends, else a hash of the body) and completed 200
   answers per identity (``answered``, what a real endpoint bills), plus ``max_in_flight``.
@@ -86,7 +88,7 @@ class FakeOpenAI:
                  seed: int = 0, retry_after: float | str = 0.05, retry_after_ms: float | None = None,
                  hang_s: float = 30.0, responder: Responder | None = None, host: str = "127.0.0.1",
                  port: int = 0, models: tuple[str, ...] = ("fake-model",),
-                 extra_routes: Any = None, stream_chunk_chars: int = 8) -> None:
+                 extra_routes: Any = None, stream_chunk_chars: int = 8, stream_chunk_delay: float = 0.0) -> None:
         self.host = host
         self.port = port
         self.models = models
@@ -95,6 +97,7 @@ class FakeOpenAI:
         self.retry_after_ms = retry_after_ms
         self.hang_s = hang_s
         self.stream_chunk_chars = stream_chunk_chars
+        self.stream_chunk_delay = stream_chunk_delay
         self._responder: Responder = responder or default_responder
         self._latency: float | tuple[float, float] = latency
         self._faults: dict[str, float] = {}
@@ -273,7 +276,7 @@ class FakeOpenAI:
             self.set_latency(tuple(cfg["latency"]) if isinstance(cfg["latency"], list) else cfg["latency"])
         if "faults" in cfg:
             self.set_faults(cfg["faults"])
-        for key in ("seed", "retry_after", "retry_after_ms", "hang_s"):
+        for key in ("seed", "retry_after", "retry_after_ms", "hang_s", "stream_chunk_delay"):
             if key in cfg:
                 setattr(self, key, cfg[key])
         return web.json_response({"ok": True, **self.stats()})
@@ -406,6 +409,8 @@ class FakeOpenAI:
                 if request.transport is not None:
                     request.transport.close()
                 return resp
+            if i and self.stream_chunk_delay > 0:  # a slow model: each piece on the wire a moment apart
+                await asyncio.sleep(self.stream_chunk_delay)
             await resp.write(event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}]))
         if cut is not None:  # nothing to cut in the middle of: drop before the end
             if request.transport is not None:

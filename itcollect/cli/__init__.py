@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "serve-local": "local_cmd:serve_local",
     "demo": "demo_cmd:demo",
     "judge": "judge_cmd:judge",
+    "annotators": "annotators_cmd:annotators",
 }
 
 

@@ -19,6 +19,7 @@ answer stays as ``state='rejected'`` and an undone pair as ``state='undone'``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from typing import Any
 
 from ..checks import length_unit, normalize_for_compare
 from ..config import Config
-from ..dialogue import RequestInfo, expectations, planned_params
+from ..dialogue import RequestInfo, expectations, planned_params, planned_turns
 from ..errors import ItcollectError
 from ..llm import CostLimitReached, EndpointDown, LLMCallError
 from ..prompting import load_prompts, quote_source
@@ -122,6 +123,15 @@ def human_request_params(type_id: str, text: str, target: str, languages: Any) -
     return out
 
 
+def check_annotator_name(name: str) -> str:
+    """The name stripped, or an error: leases, turns and figures carry it, so a short name
+    without spaces (the same rule for the terminal, the line protocol and web accounts)."""
+    name = name.strip()
+    if not name or any(ch.isspace() for ch in name) or len(name) > 64:
+        raise ItcollectError(f"annotator name {name!r}: give a short name without spaces (e.g. li.wei)")
+    return name
+
+
 class Session:
     """One annotator's session over a workspace.
 
@@ -131,9 +141,7 @@ class Session:
 
     def __init__(self, config: Config, store: Store, annotator: str, client_factory: Callable[[], Any], *,
                  prompts: Any = None) -> None:
-        annotator = annotator.strip()
-        if not annotator or any(ch.isspace() for ch in annotator) or len(annotator) > 64:
-            raise ItcollectError(f"annotator name {annotator!r}: give a short name without spaces (e.g. li.wei)")
+        annotator = check_annotator_name(annotator)
         self.config = config
         self.store = store
         self.annotator = annotator
@@ -222,6 +230,16 @@ class Session:
             self.current.resume_note = self._resume_note(existing, previous)
         return self.current
 
+    def resume_message(self) -> str:
+        """The resume note for the open dialogue as it stands now (empty when nothing is committed
+        yet): what a front-end shows when it (re)loads a dialogue, e.g. a browser tab reloaded
+        mid-answer, in the same words the terminal uses after a restart."""
+        d = self._need()
+        existing = self.store.get_dialogue(d.dialogue_id)
+        if existing is None or not self.conversation():
+            return ""
+        return self._resume_note(existing, d.previous_holder)
+
     def _resume_note(self, existing: dict[str, Any], previous: str | None) -> str:
         turns = self.conversation()
         n_user = sum(1 for t in turns if t["role"] == "user")
@@ -237,6 +255,36 @@ class Session:
                 f"{n_user} request(s) and {len(turns) - n_user} answer(s) kept; {what}.")
 
     # -- reading the state -----------------------------------------------------------------------
+    def view(self) -> dict[str, Any] | None:
+        """The open dialogue as plain JSON-able data, everything a front-end shows: the source, pair,
+        instruction language, plan, the conversation, the state and what is expected next. None
+        when no dialogue is open. ``version`` changes with every committed change of the
+        conversation, so a front-end can refuse an action decided on an outdated screen (a second
+        browser tab under the same name)."""
+        if self.current is None:
+            return None
+        d = self.current
+        spec = d.spec
+        turns = self.conversation()
+        state = self.state()
+        last = turns[-1] if turns else None
+        version = hashlib.sha256(
+            f"{d.dialogue_id}|{last['id'] if last else ''}|{state}|{last['content'] if last else ''}".encode()
+        ).hexdigest()[:16]
+        return {
+            "id": d.dialogue_id, "spec_id": spec["id"], "source": d.source["text"], "reference": d.reference,
+            "src_lang": spec["src_lang"], "tgt_lang": spec["tgt_lang"], "target_lang": self.target_lang(),
+            "instruction_lang": spec["instruction_lang"], "planned_types": spec["interaction_types"],
+            "planned_turns": spec["n_turns"], "plan": planned_turns(spec),
+            "turns": [{"turn_id": t["id"], "idx": t["idx"], "role": t["role"], "content": t["content"],
+                       "author": t["author"], "type": t.get("interaction_type"), "warnings": t["warnings"],
+                       "original_content": t["original_content"]} for t in turns],
+            "state": state, "type": self.current_type(), "turn": self.user_turns(),
+            "suggestion": self.suggestion() if state == "ask" else None,
+            "resumed": d.resumed, "message": d.resume_note, "previous_holder": d.previous_holder,
+            "version": version,
+        }
+
     def _need(self) -> Current:
         if self.current is None:
             raise CommandError("no dialogue is open")
@@ -410,10 +458,15 @@ class Session:
         return {"turn_id": turn_id, "type": type_id, "warnings": warnings, "content": text}
 
     def suggestion(self) -> str | None:
-        """For the first request: the wording simulate's first-turn template would use (without the
-        sentence, which is attached anyway), shown as a grey hint the annotator may ignore."""
+        """A grey hint for the next request, which the annotator may ignore. For the first request:
+        the wording simulate's first-turn template would use (without the sentence, which is
+        attached anyway); for a later one: the guide's first example request for the type, in the
+        instruction language."""
         if self.user_turns() or self.next_type() != "translate":
-            return None
+            from .guidelines import example_requests
+
+            examples = example_requests(self.next_type(), self._need().spec["instruction_lang"])
+            return examples[0] if examples else None
         d = self._need()
         spec = d.spec
         try:
@@ -539,9 +592,10 @@ class Session:
                 self._event("accept", turn_id=turn["id"], via="edit")
         return {"turn_id": turn["id"], "warnings": warnings, "decided": not warnings}
 
-    async def regenerate(self, on_delta: Callable[[str], None] | None = None,
-                         on_reset: Callable[[], None] | None = None) -> Answer:
-        """Reject the answer (kept, state 'rejected') and ask again with a new sample number."""
+    def reject_answer(self) -> dict[str, Any]:
+        """The first half of :meth:`regenerate`: the answer is rejected (kept, state 'rejected') and
+        the request waits for a new one (state ``answer``). A front-end that streams the new answer
+        apart from the action (the web page) commits this first, then calls :meth:`get_answer`."""
         turn = self.pending_answer()
         if turn is None:
             raise CommandError("there is no answer to regenerate")
@@ -549,6 +603,12 @@ class Session:
             self._guard(turn["id"])
             self.store.set_turn_state(turn["id"], "rejected")
             self._event("regenerate", turn_id=turn["id"])
+        return turn
+
+    async def regenerate(self, on_delta: Callable[[str], None] | None = None,
+                         on_reset: Callable[[], None] | None = None) -> Answer:
+        """Reject the answer (kept, state 'rejected') and ask again with a new sample number."""
+        self.reject_answer()
         return await self.get_answer(on_delta, on_reset)
 
     def undo(self) -> dict[str, Any]:
@@ -637,6 +697,12 @@ class Session:
                 pass
         self.current = None
 
+    def interrupted(self) -> None:
+        """Record that the annotator stopped an answer while it streamed (the request stays and is
+        answered again; the streamed text is discarded, as nothing of it was committed)."""
+        if self.current is not None:
+            self._event("interrupted")
+
     def lease_lost(self) -> None:
         """Record that the current dialogue was taken over (its work stays; this session moves on)."""
         if self.current is not None:
@@ -646,7 +712,7 @@ class Session:
     # -- status line -------------------------------------------------------------------------------
     def progress(self) -> dict[str, Any]:
         p = self.store.annotator_progress(self.annotator, local_midnight_utc())
-        p["pool"] = self.store.spec_counts()["pending"]
+        p["pool"] = self.store.pending_spec_count()
         return p
 
 

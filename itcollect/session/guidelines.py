@@ -50,3 +50,33 @@ def guideline_section(type_id: str, lang: str = "en") -> str:
 def guideline_types(lang: str = "en") -> list[str]:
     """Interaction types that have a section in the guide."""
     return [k.split(":", 1)[1] for k in guide_sections(lang) if k.startswith("type:")]
+
+
+_GOOD = re.compile(r"^(?:Good|好的请求)\s*[:：]\s*$")
+_EXAMPLE = re.compile(r"^- [\"“](.+?)[\"”](?=\s|$|（|\()")
+
+
+def _mostly_chinese(text: str) -> bool:
+    han = sum(1 for ch in text if "\u4e00" <= ch <= "\u9fff")
+    latin = sum(1 for ch in text if ch.isascii() and ch.isalpha())
+    return han > latin
+
+
+@lru_cache(maxsize=64)
+def example_requests(type_id: str, lang: str = "en") -> tuple[str, ...]:
+    """The guide's "Good" example requests for a type that are written in ``lang`` (en | zh), in
+    the guide's order: what a request box can offer as a hint for the planned type."""
+    section = guide_sections(lang).get(f"type:{type_id}", "")
+    out: list[str] = []
+    in_good = False
+    for line in section.splitlines():
+        if _GOOD.match(line.strip()):
+            in_good = True
+            continue
+        if in_good:
+            if not line.strip():
+                break
+            m = _EXAMPLE.match(line.strip())
+            if m and _mostly_chinese(m.group(1)) == (lang == "zh"):
+                out.append(m.group(1).strip())
+    return tuple(out)

@@ -42,7 +42,6 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
-from ..dialogue import planned_turns
 from ..store import LeaseLost
 from .engine import AnswerFailed, CommandError, Session, status_line
 from .guidelines import guideline_section
@@ -129,16 +128,13 @@ class Protocol:
             await self.s.close()
 
     def _show_dialogue(self) -> None:
-        cur = self.s.current
-        assert cur is not None
-        spec = cur.spec
-        self.emit("dialogue", dialogue_id=cur.dialogue_id, spec_id=spec["id"], source=cur.source["text"],
-                  reference=cur.reference, src_lang=spec["src_lang"], tgt_lang=spec["tgt_lang"],
-                  instruction_lang=spec["instruction_lang"], planned_types=spec["interaction_types"],
-                  planned_turns=spec["n_turns"], plan=planned_turns(spec), resumed=cur.resumed, message=cur.resume_note)
-        for t in self.s.conversation():
-            self.emit("turn", turn_id=t["id"], idx=t["idx"], role=t["role"], content=t["content"],
-                      author=t["author"], type=t.get("interaction_type"), warnings=t["warnings"])
+        v = self.s.view()
+        assert v is not None
+        self.emit("dialogue", dialogue_id=v["id"], **{k: v[k] for k in (
+            "spec_id", "source", "reference", "src_lang", "tgt_lang", "instruction_lang", "planned_types",
+            "planned_turns", "plan", "resumed", "message")})
+        for t in v["turns"]:
+            self.emit("turn", **{k: t[k] for k in ("turn_id", "idx", "role", "content", "author", "type", "warnings")})
 
     async def _answer(self, fn) -> None:
         def on_delta(piece: str) -> None:

@@ -18,7 +18,15 @@ import json
 import sys
 from typing import IO, Any
 
+from ..errors import ItcollectError
 from ..store import Store
+
+#: reviewer's command -> the verdict stored in ``dialogues.review_status``
+VERDICTS = {"accept": "accepted", "reject": "rejected"}
+
+
+class ReviewError(ItcollectError):
+    """A verdict that cannot be recorded: unknown dialogue, not in the queue, or already reviewed."""
 
 
 def _judgement(j: dict[str, Any]) -> dict[str, Any]:
@@ -45,14 +53,36 @@ def review_item(store: Store, d: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
-def _next(store: Store, order: str, skipped: set[str]) -> tuple[dict[str, Any] | None, int]:
-    """The next dialogue to review and how many are left (the queue re-read each time: verdicts
-    of other reviewers, and new judgements, count at once)."""
+def next_review(store: Store, skipped: set[str] | frozenset[str] = frozenset(),
+                order: str = "default") -> dict[str, Any] | None:
+    """The next dialogue to review (as :func:`review_item`, plus ``remaining``: the queue's length
+    without the ones this reviewer left for later), or None when nothing is left. The terminal,
+    the line protocol and the web page all walk the queue through this; the queue is read again
+    each time (other reviewers' verdicts and new judgements count at once), one row and a count
+    (``order="judge"`` may queue every judged dialogue of the corpus)."""
     exclude = sorted(skipped)
     first = store.review_queue(order=order, limit=1, exclude=exclude)
     if not first:
-        return None, 0
-    return first[0], store.review_queue_size(order=order, exclude=exclude)
+        return None
+    return {"remaining": store.review_queue_size(order=order, exclude=exclude), **review_item(store, first[0])}
+
+
+def record_verdict(store: Store, reviewer: str, dialogue_id: str, command: str, note: str | None = None) -> str:
+    """Record ``accept`` or ``reject`` (with a note) on a dialogue of the queue; returns the stored
+    verdict. Checked and written in one transaction, so two reviewers deciding the same dialogue
+    at once cannot both succeed: the second gets a :class:`ReviewError` naming the first."""
+    verdict = VERDICTS.get(command)
+    if verdict is None:
+        raise ReviewError(f"verdict {command!r}: accept or reject")
+    with store.transaction():
+        d = store.get_dialogue(dialogue_id)
+        if d is None or d["status"] not in ("done", "skipped"):
+            raise ReviewError(f"no finished dialogue {dialogue_id!r} to review")
+        if d["review_status"] is not None:
+            by = (d["meta"].get("reviews") or [{}])[-1].get("reviewer", "someone")
+            raise ReviewError(f"dialogue {dialogue_id[:8]} was already reviewed ({d['review_status']} by {by})")
+        store.set_review(dialogue_id, reviewer, verdict, (note or "").strip() or None)
+    return verdict
 
 
 def run_review(store: Store, reviewer: str, *, interactive: bool | None = None,
@@ -71,11 +101,11 @@ def run_review(store: Store, reviewer: str, *, interactive: bool | None = None,
     skipped: set[str] = set()
     emit("session", annotator=reviewer, mode="review", commands=["accept", "reject", "next", "quit"])
     while True:
-        d, remaining = _next(store, order, skipped)
-        if d is None:
+        item = next_review(store, skipped, order)
+        if item is None:
             emit("idle", message="nothing left to review")
             return 0
-        emit("review", remaining=remaining, **review_item(store, d))
+        emit("review", **item)
         while True:
             emit("ready", expect="verdict")
             line = stdin.readline()
@@ -86,13 +116,16 @@ def run_review(store: Store, reviewer: str, *, interactive: bool | None = None,
             cmd = cmd.lower()
             if not cmd or cmd.startswith("#"):
                 continue
-            if cmd in ("accept", "reject"):
-                verdict = "accepted" if cmd == "accept" else "rejected"
-                store.set_review(d["id"], reviewer, verdict, note.strip() or None)
-                emit("ok", action=cmd, dialogue_id=d["id"])
+            if cmd in VERDICTS:
+                try:
+                    record_verdict(store, reviewer, item["dialogue_id"], cmd, note)
+                except ReviewError as exc:
+                    emit("error", command=cmd, message=exc.message)
+                    break
+                emit("ok", action=cmd, dialogue_id=item["dialogue_id"])
                 break
             if cmd == "next":
-                skipped.add(d["id"])
+                skipped.add(item["dialogue_id"])
                 break
             if cmd == "quit":
                 emit("bye", reason="quit")
@@ -148,11 +181,10 @@ def _review_tui(store: Store, reviewer: str, order: str = "default") -> int:
     kb.add("<any>")(lambda event: None)
     skipped: set[str] = set()
     while True:
-        d, remaining = _next(store, order, skipped)
-        if d is None:
+        item = next_review(store, skipped, order)
+        if item is None:
             console.print("[green]Nothing left to review.[/green]")
             return 0
-        item = review_item(store, d)
         head = Text()
         head.append(f"{item['src_lang']} → {item['tgt_lang']} · requests in {item['instruction_lang']} · by "
                     f"{item['annotator']} · {item['status']}" + (" · FLAGGED" if item["flagged"] else "") + "\n",
@@ -162,7 +194,7 @@ def _review_tui(store: Store, reviewer: str, order: str = "default") -> int:
             head.append(f"\nflag: {f.get('note') or ''}", style="yellow")
         if item.get("judge_score") is not None:
             head.append(f"\nlowest judge score: {item['judge_score']:g}", style="magenta")
-        console.print(Panel(head, title=f"review {item['dialogue_id'][:8]} · {remaining} left"))
+        console.print(Panel(head, title=f"review {item['dialogue_id'][:8]} · {item['remaining']} left"))
         for t in item["turns"]:
             style = "dim strike" if t["state"] != "active" else ""
             label = {"user": "You", "assistant": "Model"}[t["role"]]
@@ -179,4 +211,7 @@ def _review_tui(store: Store, reviewer: str, order: str = "default") -> int:
             skipped.add(item["dialogue_id"])
             continue
         note = prompt("Note (optional) › ").strip() or None
-        store.set_review(item["dialogue_id"], reviewer, "accepted" if choice == "accept" else "rejected", note)
+        try:
+            record_verdict(store, reviewer, item["dialogue_id"], choice, note)
+        except ReviewError as exc:
+            console.print(f"[bold red]{exc.message}[/bold red]")

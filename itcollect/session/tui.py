@@ -197,8 +197,7 @@ class TerminalUI:
         except asyncio.CancelledError:
             out.write("\n")
             self.error("Interrupted: the answer was discarded; your request is kept.")
-            self.s.store.log_event(self.s.annotator, "interrupted", dialogue_id=self.s.current.dialogue_id,
-                                   spec_id=self.s.current.spec["id"])
+            self.s.interrupted()
             return
         except AnswerFailed as exc:
             out.write("\n")

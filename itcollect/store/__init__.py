@@ -6,6 +6,7 @@ assembled from one mixin per area so a server database could later implement the
 
 from __future__ import annotations
 
+from .accounts import ROLES, AccountError, AccountsMixin
 from .batches import BatchesMixin
 from .claims import ClaimsMixin, process_holder
 from .core import StoreCore, dumps, loads, utcnow
@@ -24,11 +25,11 @@ from .verdicts import VerdictsMixin
 STORE_FILE = "itcollect.db"
 
 
-class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, PlanMixin, LeasesMixin, SessionsMixin, VerdictsMixin, ImportsMixin, ExportsMixin, BatchesMixin, JudgementsMixin,
-            StoreCore):
+class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, PlanMixin, LeasesMixin, SessionsMixin, VerdictsMixin, ImportsMixin, ExportsMixin, BatchesMixin, AccountsMixin,
+            JudgementsMixin, StoreCore):
     """The workspace store. Open with ``Store(path)``; it migrates the schema on open."""
 
 
 __all__ = ["Store", "StoreCore", "STORE_FILE", "SCHEMA_VERSION", "MIGRATIONS", "SPEC_STATUSES",
            "DIALOGUE_ORIGINS", "source_id_for", "dumps", "loads", "utcnow", "process_holder", "LeaseLost",
-           "human_holder", "SKIP_REASONS", "JUDGEMENT_STATUSES"]
+           "human_holder", "SKIP_REASONS", "ROLES", "AccountError", "JUDGEMENT_STATUSES"]

@@ -73,6 +73,11 @@ class DialoguesMixin(StoreCore):
         counts["total"] = sum(counts[s] for s in SPEC_STATUSES)
         return {"total": counts["total"], **{s: counts[s] for s in SPEC_STATUSES}}
 
+    def pending_spec_count(self) -> int:
+        """Specs waiting for someone (a session's status line asks on every screen: ~2 ms at 160K
+        specs, where all of :meth:`spec_counts` takes ~8 ms)."""
+        return int(self.scalar("SELECT COUNT(*) FROM specs WHERE status = 'pending'") or 0)
+
     def source_use_counts(self) -> dict[str, int]:
         return {r[0]: r[1] for r in self.query("SELECT source_id, COUNT(*) FROM specs GROUP BY source_id")}
 

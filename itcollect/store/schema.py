@@ -255,7 +255,33 @@ _M_UNDETECTED_TURNS = """
 CREATE INDEX turns_undetected ON turns(id) WHERE detected_lang IS NULL;
 """
 
-# Migration 6: the LLM judge (`itcollect judge`). One judgement per answer turn (the latest; the
+# Migration 6: people who work in the browser (`annotators add`, `session --web`): accounts with a
+# role and the sha256 of their login token, the browser sessions a login opened (hashed too), and
+# indexes on the action log for the engine's per-turn and per-dialogue look-ups.
+_M_ACCOUNTS = """
+CREATE TABLE accounts (
+    name         TEXT PRIMARY KEY,
+    role         TEXT NOT NULL CHECK (role IN ('annotator','reviewer','lead')),
+    token_hash   TEXT NOT NULL UNIQUE,
+    created_at   TEXT NOT NULL,
+    revoked_at   TEXT,
+    last_seen_at TEXT
+);
+CREATE TABLE web_sessions (
+    sid_hash   TEXT PRIMARY KEY,
+    name       TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+    csrf       TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX web_sessions_name ON web_sessions(name);
+-- The session engine asks "was this turn accepted?" and "this dialogue's actions" on every
+-- screen it draws; with a team in the browser the action log grows fast, so look them up by index.
+CREATE INDEX session_events_turn ON session_events(turn_id);
+CREATE INDEX session_events_dialogue ON session_events(dialogue_id);
+"""
+
+# Migration 7: the LLM judge (`itcollect judge`). One judgement per answer turn (the latest; the
 # ledger keeps every answer ever paid for). ``dialogues.turns_rev`` counts the writes to a
 # dialogue's turns (a turn added, edited, undone, rejected); a judgement records the value it saw,
 # so a dialogue edited or extended after judging is judged again, while a review verdict or a flag
@@ -295,6 +321,7 @@ MIGRATIONS: list[str] = [
     _M_IMPORT_FILTER,
     _M_BATCH_ITEMS_KEY,
     _M_UNDETECTED_TURNS,
+    _M_ACCOUNTS,
     _M_JUDGE,
 ]
 

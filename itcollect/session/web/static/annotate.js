@@ -1,0 +1,466 @@
+/* itcollect web: the annotator's page. It renders what GET /api/state returns (the engine's view
+ * of the dialogue) and sends each action to the server, which commits it through the same session
+ * engine as the terminal before answering. All server text is set with textContent (common.js). */
+"use strict";
+
+(() => {
+  const {el, clear, api} = IT;
+  const $ = (id) => document.getElementById(id);
+  const LANGS = {en: "English", zh: "Chinese (中文)", de: "German", fr: "French"};
+
+  let S = null;            // the last state the server sent
+  let busy = false;        // an action is on its way
+  let stream = null;       // the EventSource of the answer being streamed
+  let panel = null;        // the open form: edit | reason | skip | flag
+  let reasonFor = "accept";
+  let chosenType = null;   // a type the annotator picked for the next request
+  let paused = false;
+  let lastActivity = Date.now();
+  let leaseS = 1800;
+  let dialogueId = null;
+  const guide = {lang: null, topic: null, pinned: false, cache: {}};
+
+  // -- messages ---------------------------------------------------------------------------------
+  function notice(text, kind) {
+    const box = $("notice");
+    if (!text) { box.hidden = true; clear(box); return; }
+    clear(box).appendChild(document.createTextNode(text));
+    box.className = "notice notice-" + (kind || "info");
+    box.hidden = false;
+  }
+
+  // -- loading and rendering --------------------------------------------------------------------
+  async function load(first) {
+    const r = await api("/api/state" + (first ? "?load=1" : ""));
+    if (r.status === 401) return showLogin();
+    if (r.status !== 200) {
+      notice(r.data.error || "The server did not answer; trying again…", "error");
+      setTimeout(() => load(first), 2000);
+      return;
+    }
+    render(r.data, true);
+  }
+
+  function showLogin() {
+    $("dialogue").hidden = true;
+    $("idle").hidden = true;
+    IT.loginNeeded($("login"));
+  }
+
+  function langName(code) { return LANGS[code] || code; }
+
+  function paramsText(p) {
+    const parts = [];
+    for (const [key, value] of Object.entries(p)) {
+      if (key === "type" || value === null || value === undefined) continue;
+      parts.push(`${key}=${Array.isArray(value) ? value.join(", ") : value}`);
+    }
+    return parts.join(", ");
+  }
+
+  function render(state, full) {
+    S = state;
+    $("who").textContent = `${state.annotator} · ${state.role}`;
+    if (state.progress) $("progress").textContent = state.progress.line;
+    if (full) clear($("nav-slot")).appendChild(IT.nav(state.role, "/"));
+    if (state.skip_reasons) fillSkipReasons(state.skip_reasons);
+    if (state.types) fillTypes(state.types);
+    if (state.lease_s) leaseS = state.lease_s;
+    if (state.message) notice(state.message, "info");
+    if (state.request_warnings && state.request_warnings.length) {
+      notice("Your request: " + state.request_warnings.join("; "), "warn");
+    }
+    $("login").hidden = true;
+    $("paused").hidden = !paused;
+    const d = state.dialogue;
+    if (!d) {
+      $("dialogue").hidden = true;
+      const idle = $("idle");
+      clear(idle).appendChild(el("h2", {}, "Nothing to do right now"));
+      idle.appendChild(el("p", {}, state.idle || "No dialogue is open."));
+      idle.hidden = paused;
+      return;
+    }
+    $("idle").hidden = true;
+    $("dialogue").hidden = paused;
+    if (d.id !== dialogueId) {  // a new dialogue: the guide follows its instruction language and plan again
+      dialogueId = d.id; chosenType = null; guide.pinned = false; guide.lang = null; closePanel();
+    }
+
+    const target = d.target_lang && d.target_lang !== d.tgt_lang ? ` (now → ${d.target_lang})` : "";
+    $("pair").textContent = `${d.src_lang} → ${d.tgt_lang}${target}`;
+    $("ilang").textContent = `requests in ${langName(d.instruction_lang)}`;
+    $("dlg").textContent = `dialogue ${d.id.slice(0, 8)} · spec ${d.spec_id}`;
+    const src = $("source");
+    src.textContent = d.source;
+    src.setAttribute("lang", d.src_lang);
+    const ref = $("reference");
+    ref.hidden = !d.reference;
+    ref.textContent = d.reference ? `reference: ${d.reference}` : "";
+
+    const at = d.state === "ask" ? d.turn : d.turn - 1;
+    const plan = clear($("plan"));
+    d.plan.forEach((p, k) => {
+      const extra = paramsText(p);
+      plan.appendChild(el("li", {class: k < at ? "done" : k === at ? "current" : ""},
+        el("span", {class: "type-name"}, p.type), extra ? el("span", {class: "params"}, ` (${extra})`) : null));
+    });
+    if (at >= d.plan.length) {
+      plan.appendChild(el("li", {class: "current extra"}, el("span", {class: "type-name"}, d.type),
+                          el("span", {class: "params"}, " (beyond the plan)")));
+    }
+
+    renderConversation(d);
+    const streaming = state.streaming;
+    $("live").hidden = !streaming;
+    if (streaming && !stream) openStream();
+    if (!streaming && stream) { stream.close(); stream = null; }
+
+    const failed = d.state === "answer" && !streaming && state.answer_error;
+    $("panel-error").hidden = !failed;
+    if (failed) $("error-text").textContent = `The model could not answer: ${state.answer_error}`;
+
+    // the request box
+    const asking = d.state === "ask";
+    $("panel-ask").hidden = !asking || panel !== null;
+    const type = chosenType || d.type;
+    $("ask-type").textContent = type;
+    $("ask-lang").textContent = langName(d.instruction_lang);
+    $("type-select").value = type;
+    const box = $("request");
+    box.setAttribute("lang", d.instruction_lang);
+    box.placeholder = d.suggestion ? `e.g. ${d.suggestion}` : "";
+    $("use-suggestion").hidden = !d.suggestion;
+
+    renderActions(d, streaming);
+    showGuide(null, type);
+    if (asking && panel === null && !paused) box.focus();
+    else if (panel === null && document.activeElement && document.activeElement !== document.body &&
+             IT.typing({target: document.activeElement})) document.activeElement.blur();
+  }
+
+  function renderConversation(d) {
+    const conv = clear($("conversation"));
+    d.turns.forEach((t, k) => {
+      const pending = d.state === "decide" && k === d.turns.length - 1;
+      const user = t.role === "user";
+      const who = user ? `You · ${t.type || "?"}`
+        : t.author === "human" ? "Model · edited by you" : "Model";
+      const node = el("div", {class: `turn ${user ? "turn-user" : "turn-model"}${pending ? " pending" : ""}`,
+                              "data-turn": t.turn_id, "data-role": t.role},
+        el("div", {class: "turn-head"}, who, pending ? el("span", {class: "badge"}, "waiting for your decision") : null),
+        el("div", {class: "turn-text", lang: user ? d.instruction_lang : null}, t.content));
+      if (!user && t.original_content !== null && t.original_content !== undefined) {
+        node.appendChild(el("details", {class: "original"}, el("summary", {}, "the model's answer"),
+                            el("div", {class: "turn-text"}, t.original_content)));
+      }
+      if (t.warnings && t.warnings.length) {
+        node.appendChild(el("ul", {class: "warnings"}, ...t.warnings.map((w) => el("li", {}, "warning: ", w))));
+      }
+      conv.appendChild(node);
+    });
+  }
+
+  function renderActions(d, streaming) {
+    const turns = d.turns;
+    const last = turns.length ? turns[turns.length - 1] : null;
+    const answered = turns.some((t) => t.role === "assistant");
+    const failed = d.state === "answer" && !streaming;
+    const can = {
+      accept: d.state === "decide",
+      edit: d.state === "decide" || (d.state === "ask" && last && last.role === "assistant"),
+      regenerate: d.state === "decide",
+      retry: failed,
+      stop: streaming,
+      undo: !streaming && turns.length > 0,
+      finish: !streaming && d.state !== "answer" && answered,
+      skip: !streaming,
+      flag: true,
+      guidelines: true,
+      pause: true,
+    };
+    for (const btn of document.querySelectorAll("#actions button[data-action]")) {
+      const action = btn.dataset.action;
+      const show = action === "retry" ? failed : action === "regenerate" ? !failed : action === "stop" ? streaming : true;
+      btn.hidden = !show;
+      btn.disabled = busy || !can[action];
+    }
+  }
+
+  function fillSkipReasons(reasons) {
+    const sel = $("skip-reason");
+    if (sel.options.length) return;
+    for (const r of reasons) sel.appendChild(el("option", {value: r}, r));
+  }
+
+  function fillTypes(types) {
+    const sel = $("type-select");
+    if (sel.options.length) return;
+    for (const t of types) sel.appendChild(el("option", {value: t.id, title: t.description}, t.id));
+    const topic = $("guide-topic");
+    if (!topic.options.length) {
+      for (const t of types) topic.appendChild(el("option", {value: "type:" + t.id}, t.id));
+    }
+  }
+
+  // -- the streamed answer -----------------------------------------------------------------------
+  function openStream() {
+    if (stream) stream.close();
+    const live = $("live-text");
+    live.textContent = "";
+    $("live-status").textContent = "answering…";
+    $("live").hidden = false;
+    const es = new EventSource("/api/stream?tab=" + encodeURIComponent(IT.tab));
+    stream = es;
+    es.addEventListener("snapshot", (e) => {
+      live.textContent = JSON.parse(e.data).text;
+      $("live-status").textContent = "answering…";
+    });
+    es.addEventListener("delta", (e) => {
+      live.appendChild(document.createTextNode(JSON.parse(e.data).text));
+    });
+    es.addEventListener("reset", () => {
+      live.textContent = "";
+      $("live-status").textContent = "the connection to the model was lost; asking again…";
+    });
+    es.addEventListener("end", (e) => {
+      es.close();
+      if (stream === es) stream = null;
+      const data = JSON.parse(e.data);
+      if (data.stopped) notice(data.error, "info");
+      load(false);
+    });
+    es.onerror = () => {
+      if (es.readyState === EventSource.CLOSED) {
+        if (stream === es) stream = null;
+        setTimeout(() => load(false), 1000);
+      } else {
+        $("live-status").textContent = "connection lost; reconnecting… (the answer is kept on the server)";
+      }
+    };
+  }
+
+  // -- actions -------------------------------------------------------------------------------------
+  async function act(path, body) {
+    if (busy) return null;
+    busy = true;
+    for (const b of document.querySelectorAll("#actions button")) b.disabled = true;
+    const version = S && S.dialogue ? S.dialogue.version : null;
+    const r = await api(path, Object.assign({version}, body || {}));
+    busy = false;
+    if (r.status === 200) {
+      notice(null);
+      closePanel();
+      const data = r.data;
+      if (data.paused) { paused = true; render(data, false); return r; }
+      if (data.finished || data.skipped) { notice(data.message, "info"); await load(false); return r; }
+      render(data, false);
+      return r;
+    }
+    if (r.status === 401) { showLogin(); return r; }
+    notice(r.data.error || `error ${r.status}`, r.status === 409 ? "warn" : "error");
+    if (r.status === 409 && ["stale", "lease_lost"].includes(r.data.code)) await load(false);
+    else if (S) renderActions(S.dialogue || {turns: [], state: "ask"}, S.streaming);
+    return r;
+  }
+
+  function pendingTurn() {
+    const d = S && S.dialogue;
+    if (!d || !d.turns.length) return null;
+    const last = d.turns[d.turns.length - 1];
+    return last.role === "assistant" ? last : null;
+  }
+
+  function openPanel(name) {
+    closePanel();
+    panel = name;
+    $("panel-ask").hidden = true;
+    const form = $("panel-" + name);
+    form.hidden = false;
+    const first = form.querySelector("textarea, input, select");
+    if (first) first.focus();
+  }
+
+  function closePanel() {
+    if (panel) $("panel-" + panel).hidden = true;
+    panel = null;
+    if (S && S.dialogue && S.dialogue.state === "ask" && !paused) $("panel-ask").hidden = false;
+  }
+
+  async function run(action) {
+    const d = S && S.dialogue;
+    if (!d) return;
+    lastActivity = Date.now();
+    const turn = pendingTurn();
+    switch (action) {
+      case "accept":
+        if (turn && turn.warnings.length) { reasonFor = "accept"; $("reason-text").value = ""; openPanel("reason"); }
+        else await act("/api/accept", {});
+        break;
+      case "edit":
+        if (!turn) return;
+        $("edit-text").value = turn.content;
+        openPanel("edit");
+        break;
+      case "regenerate": await act("/api/regenerate", {}); break;
+      case "retry": await act("/api/retry", {}); break;
+      case "stop": await act("/api/stop", {}); break;
+      case "undo": await act("/api/undo", {}); break;
+      case "finish":
+        if (d.state === "decide" && turn && turn.warnings.length) {
+          reasonFor = "finish"; $("reason-text").value = ""; openPanel("reason");
+        } else await act("/api/finish", {});
+        break;
+      case "skip": $("skip-note").value = ""; openPanel("skip"); break;
+      case "flag": $("flag-note").value = ""; openPanel("flag"); break;
+      case "guidelines": {
+        const type = chosenType || d.type;
+        guide.pinned = false;
+        showGuide(null, type, true);
+        $("guide").scrollIntoView({block: "start", behavior: "smooth"});
+        $("guide-body").focus({preventScroll: true});
+        api("/api/guidelines/seen", {type});
+        break;
+      }
+      case "pause": await act("/api/pause", {}); break;
+      default: break;
+    }
+  }
+
+  // -- the guidelines ------------------------------------------------------------------------------
+  async function sections(lang) {
+    if (!guide.cache[lang]) {
+      const r = await api("/api/guidelines?lang=" + lang);
+      if (r.status !== 200) return null;
+      const map = {};
+      for (const s of r.data.sections) map[s.key] = s.text;
+      guide.cache[lang] = map;
+    }
+    return guide.cache[lang];
+  }
+
+  async function showGuide(lang, type, force) {
+    const d = S && S.dialogue;
+    lang = lang || guide.lang || (d ? d.instruction_lang : "en");
+    if (!["en", "zh"].includes(lang)) lang = "en";
+    type = type || chosenType || (d ? d.type : "translate");
+    const topic = guide.pinned && guide.topic ? guide.topic : "type:" + type;
+    if (lang === guide.lang && topic === guide.topic && !force) return;
+    guide.lang = lang;
+    guide.topic = topic;
+    for (const b of document.querySelectorAll(".guide .tabs button")) {
+      b.classList.toggle("active", b.dataset.lang === lang);
+      b.setAttribute("aria-selected", b.dataset.lang === lang ? "true" : "false");
+    }
+    const map = await sections(lang);
+    if (!map) return;
+    const sel = $("guide-topic");
+    if (![...sel.options].some((o) => o.value.startsWith("general:"))) {
+      for (const key of Object.keys(map)) {
+        if (key.startsWith("general:")) sel.appendChild(el("option", {value: key}, key.slice(8)));
+      }
+    }
+    sel.value = topic;
+    const body = clear($("guide-body"));
+    const parts = [map[topic] || ""];
+    if (topic.startsWith("type:") && map["general:judging"]) parts.push(map["general:judging"]);
+    body.appendChild(IT.markdown(parts.join("\n")));
+    body.setAttribute("lang", lang);
+  }
+
+  // -- wiring --------------------------------------------------------------------------------------
+  function wire() {
+    $("panel-ask").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const text = $("request").value;
+      if (!text.trim()) { notice("Write a request first.", "warn"); return; }
+      const d = S.dialogue;
+      const body = {text};
+      if (chosenType && chosenType !== d.type) body.type = chosenType;
+      const r = await act("/api/request", body);
+      if (r && r.status === 200) { $("request").value = ""; chosenType = null; }
+    });
+    $("request").addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+        ev.preventDefault();
+        $("panel-ask").requestSubmit();
+      } else if (ev.key === "Escape") {
+        ev.target.blur();
+      }
+    });
+    $("use-suggestion").addEventListener("click", () => {
+      const d = S && S.dialogue;
+      if (d && d.suggestion) { $("request").value = d.suggestion; $("request").focus(); }
+    });
+    $("type-select").addEventListener("change", (ev) => {
+      chosenType = ev.target.value;
+      $("ask-type").textContent = chosenType;
+      guide.pinned = false;
+      showGuide(null, chosenType, true);
+    });
+    $("panel-edit").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      await act("/api/edit", {text: $("edit-text").value});
+    });
+    $("edit-text").addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); $("panel-edit").requestSubmit(); }
+    });
+    $("panel-reason").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const reason = $("reason-text").value.trim();
+      if (!reason) { notice("Give a reason (a few words) to accept an answer with warnings.", "warn"); return; }
+      await act(reasonFor === "finish" ? "/api/finish" : "/api/accept", {reason});
+    });
+    $("panel-skip").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      await act("/api/skip", {reason: $("skip-reason").value, note: $("skip-note").value});
+    });
+    $("panel-flag").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      await act("/api/flag", {note: $("flag-note").value});
+    });
+    for (const btn of document.querySelectorAll("[data-cancel]")) btn.addEventListener("click", () => closePanel());
+    for (const btn of document.querySelectorAll("#actions button[data-action]")) {
+      btn.addEventListener("click", () => run(btn.dataset.action));
+    }
+    for (const btn of document.querySelectorAll(".guide .tabs button")) {
+      btn.addEventListener("click", () => showGuide(btn.dataset.lang, null, true));
+    }
+    $("guide-topic").addEventListener("change", (ev) => {
+      guide.pinned = true;
+      guide.topic = ev.target.value;
+      showGuide(null, null, true);
+    });
+    $("continue").addEventListener("click", () => { paused = false; $("paused").hidden = true; load(true); });
+
+    document.addEventListener("keydown", (ev) => {
+      lastActivity = Date.now();
+      if (ev.key === "Escape") {
+        if (panel) { ev.preventDefault(); closePanel(); return; }
+        if (S && S.streaming) { ev.preventDefault(); run("stop"); }
+        return;
+      }
+      if (IT.typing(ev) || ev.ctrlKey || ev.metaKey || ev.altKey || ev.isComposing) return;
+      if (!S || !S.dialogue || paused || panel) return;
+      const failed = S.dialogue.state === "answer" && !S.streaming;
+      const action = {a: "accept", e: "edit", r: failed ? "retry" : "regenerate", u: "undo", f: "finish",
+                      s: "skip", "!": "flag", g: "guidelines", q: "pause"}[ev.key];
+      if (!action) return;
+      const btn = document.querySelector(`#actions button[data-action="${action}"]`);
+      if (!btn || btn.hidden || btn.disabled) return;
+      ev.preventDefault();
+      run(action);
+    });
+    document.addEventListener("input", () => { lastActivity = Date.now(); });
+    window.addEventListener("pagehide", () => IT.sayGoodbye());
+    // the page's ping: the tab is open; while the annotator works, the lease is renewed
+    setInterval(() => {
+      if (paused || !S || !S.dialogue) return;
+      const leaseMs = leaseS * 1000;
+      api("/api/renew", {active: Date.now() - lastActivity < leaseMs / 2});
+    }, 60000);
+  }
+
+  wire();
+  load(true);
+})();

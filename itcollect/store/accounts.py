@@ -1,0 +1,135 @@
+"""People who work in the browser (``itcollect annotators``, ``session --web``): accounts with a
+role, the hash of their login token, and the browser sessions a login opened.
+
+Only hashes are stored: a login token and a session cookie are random 256-bit strings, so one
+sha256 of them is enough (no salt or slow hash is needed for values nobody can guess), and a copy
+of the database does not let anyone log in. Browser sessions live here rather than in the
+server's memory so that a restarted server (even after ``kill -9``) keeps everybody logged in,
+and a revocation by another process (``annotators revoke``) takes effect on the next request.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..errors import ItcollectError
+from .core import StoreCore, utcnow
+
+ROLES = ("annotator", "reviewer", "lead")
+
+
+class AccountError(ItcollectError):
+    """An account that does not exist, or one that exists when it should not."""
+
+
+class AccountsMixin(StoreCore):
+    # -- accounts ----------------------------------------------------------------------------
+    def add_account(self, name: str, role: str, token_hash: str) -> None:
+        """Create an account; an existing one (revoked or not) is an :class:`AccountError`."""
+        if role not in ROLES:
+            raise AccountError(f"role {role!r}: one of {', '.join(ROLES)}")
+        with self.transaction() as c:
+            if c.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone():
+                raise AccountError(f"{name} already has an account; `itcollect annotators add {name} --new-token`"
+                                   f" issues a new login link (the old one stops working)")
+            c.execute("INSERT INTO accounts(name, role, token_hash, created_at) VALUES (?,?,?,?)",
+                      (name, role, token_hash, utcnow()))
+
+    def reissue_token(self, name: str, token_hash: str, role: str | None = None) -> None:
+        """A new login token for an account (re-activating a revoked one); the old token and every
+        browser session opened with it stop working."""
+        if role is not None and role not in ROLES:
+            raise AccountError(f"role {role!r}: one of {', '.join(ROLES)}")
+        with self.transaction() as c:
+            if not c.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone():
+                raise AccountError(f"no account named {name} (add it with `itcollect annotators add {name}`)")
+            c.execute("UPDATE accounts SET token_hash = ?, revoked_at = NULL, role = COALESCE(?, role)"
+                      " WHERE name = ?", (token_hash, role, name))
+            c.execute("DELETE FROM web_sessions WHERE name = ?", (name,))
+
+    def revoke_account(self, name: str) -> None:
+        """Stop an account: its token and its open browser sessions get 401 from now on. Its work stays."""
+        with self.transaction() as c:
+            row = c.execute("SELECT revoked_at FROM accounts WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise AccountError(f"no account named {name}")
+            if row[0] is None:
+                c.execute("UPDATE accounts SET revoked_at = ? WHERE name = ?", (utcnow(), name))
+            c.execute("DELETE FROM web_sessions WHERE name = ?", (name,))
+
+    def get_account(self, name: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT name, role, created_at, revoked_at, last_seen_at FROM accounts"
+                                " WHERE name = ?", (name,)).fetchone()
+        return None if row is None else dict(row)
+
+    def accounts(self) -> list[dict[str, Any]]:
+        """Every account, oldest first (no token hashes)."""
+        return [dict(r) for r in self.query(
+            "SELECT name, role, created_at, revoked_at, last_seen_at FROM accounts ORDER BY created_at, name")]
+
+    def account_for_token(self, token_hash: str) -> dict[str, Any] | None:
+        """The active account whose login token hashes to ``token_hash``."""
+        row = self.conn.execute("SELECT name, role FROM accounts WHERE token_hash = ? AND revoked_at IS NULL",
+                                (token_hash,)).fetchone()
+        return None if row is None else dict(row)
+
+    def touch_account(self, name: str) -> None:
+        """Record that the account was seen now (the server calls it at most once a minute)."""
+        with self.transaction() as c:
+            c.execute("UPDATE accounts SET last_seen_at = ? WHERE name = ?", (utcnow(), name))
+
+    # -- browser sessions ----------------------------------------------------------------------
+    def open_web_session(self, name: str, sid_hash: str, csrf: str, lifetime_s: float, *,
+                         now: float | None = None) -> None:
+        """Record a browser session opened by a login (expired ones are dropped on the way)."""
+        now = time.time() if now is None else now
+        with self.transaction() as c:
+            c.execute("DELETE FROM web_sessions WHERE expires_at < ?", (now,))
+            c.execute("INSERT INTO web_sessions(sid_hash, name, csrf, created_at, expires_at) VALUES (?,?,?,?,?)",
+                      (sid_hash, name, csrf, utcnow(), now + lifetime_s))
+            c.execute("UPDATE accounts SET last_seen_at = ? WHERE name = ?", (utcnow(), name))
+
+    def web_session(self, sid_hash: str, *, now: float | None = None) -> dict[str, Any] | None:
+        """The live session with this hash and its active account: ``{name, role, csrf, expires_at}``;
+        None when unknown, expired or the account was revoked."""
+        now = time.time() if now is None else now
+        row = self.conn.execute(
+            "SELECT s.name, a.role, s.csrf, s.expires_at FROM web_sessions s JOIN accounts a ON a.name = s.name"
+            " WHERE s.sid_hash = ? AND s.expires_at >= ? AND a.revoked_at IS NULL", (sid_hash, now)).fetchone()
+        return None if row is None else dict(row)
+
+    def close_web_session(self, sid_hash: str) -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM web_sessions WHERE sid_hash = ?", (sid_hash,))
+
+    # -- what a lead sees ------------------------------------------------------------------------
+    def flagged_dialogue_counts(self) -> dict[str, int]:
+        """Human dialogues flagged for review, per annotator."""
+        return {r[0]: r[1] for r in self.query(
+            "SELECT annotator, COUNT(*) FROM dialogues WHERE origin = 'human' AND flagged = 1 GROUP BY annotator")}
+
+    def last_actions(self) -> dict[str, str]:
+        """The time of each person's latest logged action (session or review)."""
+        return {r[0]: r[1] for r in self.query("SELECT annotator, MAX(created_at) FROM session_events GROUP BY annotator")}
+
+    def spec_pool(self, *, now: float | None = None) -> list[dict[str, Any]]:
+        """The plan and how far it got, per pair and instruction language: specs planned, pending,
+        leased (in progress under a live lease), stalled (in progress, lease run out), done,
+        skipped and failed."""
+        now = time.time() if now is None else now
+        out: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for src, tgt, ilang, status, live, n in self.query(
+                "SELECT s.src_lang, s.tgt_lang, s.instruction_lang, s.status,"
+                " (l.expires_at IS NOT NULL AND l.expires_at >= ?) AS live, COUNT(*)"
+                " FROM specs s LEFT JOIN leases l ON l.spec_id = s.id"
+                " GROUP BY s.src_lang, s.tgt_lang, s.instruction_lang, s.status, live", (now,)):
+            row = out.setdefault((src, tgt, ilang), {
+                "pair": f"{src}-{tgt}", "instruction_lang": ilang, "planned": 0, "pending": 0, "leased": 0,
+                "stalled": 0, "done": 0, "skipped": 0, "failed": 0})
+            row["planned"] += n
+            if status == "in_progress":
+                row["leased" if live else "stalled"] += n
+            else:
+                row[status] += n
+        return [out[k] for k in sorted(out)]

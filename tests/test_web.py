@@ -1,0 +1,532 @@
+"""``itcollect session --web`` and ``itcollect annotators`` over plain HTTP: the real CLI, the real
+server in a subprocess, the loopback LLM server, the real store. (The page itself is tested in a
+real browser in test_web_browser.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from itcollect.store import Store, source_id_for
+from itcollect.workspace import init_workspace
+
+from .conftest import run_cli
+from .test_session import SOURCES, CountingResponder, make_workspace
+from .webutil import Client, WebServer, add_account, http
+
+TOKEN_URL = re.compile(r"^http://[^/\s]+/login\?token=[A-Za-z0-9_-]{40,}$")
+
+
+@pytest.fixture
+def llm(fake_openai):
+    fake_openai.responder = CountingResponder()
+    return fake_openai
+
+
+@pytest.fixture
+def servers():
+    started: list[WebServer] = []
+    yield started
+    for s in started:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait(10)
+        s._close()
+
+
+def set_config(ws: Path, old: str, new: str) -> None:
+    cfg = ws / "itcollect.toml"
+    text = cfg.read_text(encoding="utf-8")
+    assert old in text
+    cfg.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def start(servers: list, ws: Path, llm_url: str, *extra: str) -> WebServer:
+    s = WebServer(ws, llm_url, *extra)
+    servers.append(s)
+    return s
+
+
+# -- accounts ------------------------------------------------------------------------------------
+def test_annotators_add_list_revoke(tmp_path):
+    ws = make_workspace(tmp_path / "ws", 1)
+    r = run_cli("-C", str(ws), "annotators", "add", "alice")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    url = lines[-1]
+    assert TOKEN_URL.match(url), r.stdout
+    assert url.startswith("http://127.0.0.1:8765/login?token=")  # no server running: the configured address
+    token = url.split("token=", 1)[1]
+    # shown once, stored hashed: the token is nowhere in the database file
+    raw = b"".join(p.read_bytes() for p in ws.glob("itcollect.db*"))
+    assert token.encode() not in raw
+    with Store(ws / "itcollect.db") as store:
+        assert store.get_account("alice")["role"] == "annotator"
+
+    assert run_cli("-C", str(ws), "annotators", "add", "bob", "--role", "reviewer").returncode == 0
+    again = run_cli("-C", str(ws), "annotators", "add", "alice")
+    assert again.returncode == 1 and "already has an account" in again.stderr and "--new-token" in again.stderr
+    assert "Traceback" not in again.stderr
+    bad = run_cli("-C", str(ws), "annotators", "add", "li wei")
+    assert bad.returncode == 1 and "without spaces" in bad.stderr
+    role = run_cli("-C", str(ws), "annotators", "add", "carl", "--role", "boss")
+    assert role.returncode == 2
+
+    listed = json.loads(run_cli("-C", str(ws), "annotators", "list", "--json").stdout)["annotators"]
+    assert [(a["name"], a["role"], a["status"]) for a in listed] == [("alice", "annotator", "active"),
+                                                                     ("bob", "reviewer", "active")]
+    table = run_cli("-C", str(ws), "annotators", "list").stdout
+    assert "alice" in table and "reviewer" in table and "never" in table
+
+    r = run_cli("-C", str(ws), "annotators", "revoke", "alice")
+    assert r.returncode == 0 and "revoked alice" in r.stdout
+    assert run_cli("-C", str(ws), "annotators", "revoke", "nobody").returncode == 1
+    listed = json.loads(run_cli("-C", str(ws), "annotators", "list", "--json").stdout)["annotators"]
+    assert listed[0]["status"] == "revoked"
+    # a new link lets a revoked person back in
+    r = run_cli("-C", str(ws), "annotators", "add", "alice", "--new-token")
+    assert r.returncode == 0 and TOKEN_URL.match(r.stdout.strip().splitlines()[-1])
+    assert r.stdout.strip().splitlines()[-1] != url
+
+    # [web] public_url is the link address when no server runs
+    set_config(ws, 'public_url = ""', 'public_url = "https://annotate.example.org/"')
+    r = run_cli("-C", str(ws), "annotators", "add", "dora")
+    assert r.stdout.strip().splitlines()[-1].startswith("https://annotate.example.org/login?token=")
+
+
+def test_no_endpoint_or_a_taken_port_fails_before_serving(tmp_path, llm, servers):
+    ws = make_workspace(tmp_path / "ws", 1)
+    r = run_cli("-C", str(ws), "session", "--web", "--port", "0", env={"OPENAI_API_KEY": ""}, timeout=60)
+    assert r.returncode == 1 and "no LLM endpoint configured" in r.stderr and "Traceback" not in r.stderr
+    assert r.stdout == "" and not (ws / ".itcollect" / "web.json").exists()
+    srv = start(servers, ws, llm.base_url)
+    r = run_cli("-C", str(ws), "session", "--web", "--port", str(srv.port), "--base-url", llm.base_url,
+                "--model", "m", timeout=60)
+    assert r.returncode == 1 and f"cannot listen on 127.0.0.1:{srv.port}" in r.stderr and r.stdout == ""
+    assert json.loads((ws / ".itcollect" / "web.json").read_text())["pid"] == srv.proc.pid  # left alone
+
+
+def test_session_usage_errors(tmp_path):
+    ws = make_workspace(tmp_path / "ws", 1)
+    for args in (["session"], ["session", "--web", "--annotator", "a"], ["session", "--annotator", "a", "--port", "1"],
+                 ["session", "--web", "--review"]):
+        r = run_cli("-C", str(ws), *args, input="")
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert "Traceback" not in r.stderr
+
+
+# -- the server: first line, login, state, 401, stop -----------------------------------------------
+def test_first_line_login_state_and_401s(tmp_path, llm, servers):
+    ws = make_workspace(tmp_path / "ws", 2)
+    srv = start(servers, ws, llm.base_url)
+    assert srv.first_line == f"listening on http://127.0.0.1:{srv.port}"
+    rec = json.loads((ws / ".itcollect" / "web.json").read_text())
+    assert rec["pid"] == srv.proc.pid
+
+    # `annotators add` points its link at the running server; the URL is its last line
+    url = add_account(ws, "alice")
+    assert url.startswith(f"{srv.url}/login?token=")
+
+    # no cookie, a made-up cookie, a wrong token: 401, and no cookie is set
+    status, _, _, _ = http(srv.url, "GET", "/api/state")
+    assert status == 401
+    status, _, _, _ = http(srv.url, "GET", "/api/state", headers={"Cookie": "itcollect_session=forged"})
+    assert status == 401
+    bad = Client(srv.url)
+    assert bad.login(f"{srv.url}/login?token=not-a-token") == 401 and bad.login_cookies == []
+    assert bad.login(f"{srv.url}/login") == 401
+
+    c = Client(srv.url)
+    assert c.login(url) == 303
+    assert c.login_headers["location"] == "/"
+    cookie = c.login_cookies[0].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+    assert "secure" not in cookie  # plain http on loopback ("auto")
+    st = c.state()
+    assert st["annotator"] == "alice"
+    d = st["dialogue"]
+    assert d["spec_id"] == 1 and d["source"] == SOURCES[0] and d["turns"] == [] and d["id"]
+    assert d["plan"] == [{"type": "translate"}, {"type": "polish"}] and d["state"] == "ask"
+    assert st["progress"]["pool"] == 1 and "waiting" in st["progress"]["line"]
+    # the page itself is static and served with a strict content security policy
+    status, headers, body, _ = http(srv.url, "GET", "/")
+    assert status == 200 and b"annotate.js" in body
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
+
+    # behind a TLS proxy on this machine (X-Forwarded-Proto from a trusted address) the cookie is Secure
+    u = url.split(srv.url, 1)[1]
+    status, _, _, cookies = http(srv.url, "GET", u, headers={"X-Forwarded-Proto": "https"})
+    assert status == 303 and "secure" in cookies[0].lower()
+
+    # roles: an annotator gets neither the review queue nor the lead's figures
+    assert c.get("/api/review")[0] == 403 and c.get("/api/lead")[0] == 403
+
+    # revoked: the open session and the link get 401 at once (revoked by another process)
+    assert run_cli("-C", str(ws), "annotators", "revoke", "alice").returncode == 0
+    status, body = c.get("/api/state")
+    assert status == 401
+    assert Client(srv.url).login(url) == 401
+
+    assert srv.stop() == 0
+    assert not (ws / ".itcollect" / "web.json").exists()
+
+
+def test_csrf_and_body_bound(tmp_path, llm, servers):
+    ws = make_workspace(tmp_path / "ws", 1)
+    set_config(ws, "max_body_bytes = 65536", "max_body_bytes = 2048")
+    srv = start(servers, ws, llm.base_url)
+    c = Client(srv.url, add_account(ws, "alice"))
+    c.state()
+    status, out = c.post("/api/request", {"text": "Please translate this sentence into Chinese."}, csrf=False)
+    assert status == 403 and "CSRF" in out["error"]
+    real = c.csrf
+    c.csrf = "wrong"
+    assert c.post("/api/request", {"text": "Please translate this sentence into Chinese."})[0] == 403
+    c.csrf = real
+    status, out = c.post("/api/request", {"text": "x" * 5000})
+    assert status == 413 and "2048 bytes" in out["error"] and "max_body_bytes" in out["error"]
+    # a body without a Content-Length (chunked) is counted as it arrives
+    status, _, data, _ = http(srv.url, "POST", "/api/request", body=iter([b'{"text": "' + b"y" * 3000 + b'"}']),
+                              headers={**c.headers(), "Content-Type": "application/json",
+                                       "Transfer-Encoding": "chunked"}, chunked=True)
+    assert status == 413 and b"too large" in data
+    with Store(ws / "itcollect.db") as store:  # nothing of the refused requests was written
+        assert store.get_turns(store.dialogue_for_spec(1)["id"], include_inactive=True) == []
+    # within the bound, it works
+    status, out = c.post("/api/request", {"text": "Please translate this sentence into Chinese."})
+    assert status == 200 and out["dialogue"]["state"] == "answer"
+
+
+def test_full_dialogue_over_http_records_match_the_terminal(tmp_path, llm, servers):
+    llm.stream_chunk_delay = 0.01
+    ws = make_workspace(tmp_path / "ws", 2, instruction_langs=("en",))
+    srv = start(servers, ws, llm.base_url)
+    c = Client(srv.url, add_account(ws, "alice"))
+    st = c.state(load=True)
+    assert st["dialogue"]["suggestion"]  # the first-turn template's wording, as a hint
+    out = c.act("/api/request", {"text": "Please translate this sentence into Chinese."})
+    assert out["streaming"] is True and out["dialogue"]["state"] == "answer"
+    assert out["message"] == "The source sentence is attached to your first request."
+    events = c.stream()
+    kinds = [e for e, _ in events]
+    assert kinds[-1] == "end" and events[-1][1]["ok"] is True
+    streamed = "".join(d.get("text", "") for e, d in events if e in ("snapshot", "delta"))
+    assert kinds.count("delta") >= 2  # it arrived in pieces
+    st = c.state()
+    answer = st["dialogue"]["turns"][-1]
+    assert st["dialogue"]["state"] == "decide" and answer["role"] == "assistant" and answer["content"] == streamed
+    # actions decided on an outdated screen are refused (a second tab): nothing is written
+    old = dict(c.last)
+    c.act("/api/accept")
+    c.last, fresh = old, c.last
+    status, out = c.post("/api/accept")
+    assert status == 409 and out["code"] == "stale"
+    c.last = fresh
+    # second turn: the guide's example request for the planned type is the hint
+    assert c.last["dialogue"]["suggestion"] == "Make it sound more natural; it reads like a translation."
+    c.act("/api/request", {"text": "Could you make it sound more natural?"})
+    c.answer()
+    c.act("/api/regenerate")
+    st = c.answer()
+    c.act("/api/edit", {"text": "市议会周一通过了新桥的预算。"})
+    # a request beyond the plan, undone
+    c.act("/api/request", {"text": "What could this mean for commuters?"})
+    assert c.answer()["dialogue"]["type"] == "follow_up"
+    c.act("/api/undo")
+    c.act("/api/flag", {"note": "check the numbers"})
+    out = c.act("/api/finish")
+    assert out["finished"] and out["dialogue"] is None
+    nxt = c.state()
+    assert nxt["dialogue"]["spec_id"] == 2 and nxt["progress"]["dialogues"] == 1
+    out = c.act("/api/skip", {"reason": "not_news", "note": "a byline"})
+    assert out["skipped"]
+    assert c.state()["dialogue"] is None and c.last["idle"]
+
+    with Store(ws / "itcollect.db") as store:
+        d1 = store.dialogue_for_spec(1)
+        assert (d1["status"], d1["origin"], d1["annotator"], d1["flagged"]) == ("done", "human", "alice", 1)
+        turns = sorted(store.get_turns(d1["id"], include_inactive=True), key=lambda t: t["id"])
+        assert [(t["role"], t["state"], t["author"], t["interaction_type"]) for t in turns] == [
+            ("user", "active", "human", "translate"), ("assistant", "active", "model", "translate"),
+            ("user", "active", "human", "polish"), ("assistant", "rejected", "model", "polish"),
+            ("assistant", "active", "human", "polish"),
+            ("user", "undone", "human", "follow_up"), ("assistant", "undone", "model", "follow_up")]
+        assert turns[0]["content"] == f'Please translate this sentence into Chinese.\n\n"{SOURCES[0]}"'
+        assert turns[4]["content"] == "市议会周一通过了新桥的预算。" and turns[4]["original_content"]
+        d2 = store.dialogue_for_spec(2)
+        assert (d2["status"], d2["status_reason"]) == ("skipped", "not_news: a byline")
+        actions = [e["action"] for e in store.session_events(annotator="alice")]
+        for a in ("open", "request", "answer", "accept", "regenerate", "edit", "undo", "flag", "finish", "skip"):
+            assert a in actions, a
+        assert store.leases_held("human:alice") == []
+    assert llm.paid_twice() == {}
+
+
+def test_two_tabs_of_one_annotator_share_the_dialogue_and_cannot_corrupt_it(tmp_path, llm, servers):
+    ws = make_workspace(tmp_path / "ws", 3)
+    srv = start(servers, ws, llm.base_url)
+    url = add_account(ws, "alice")
+    a, b = Client(srv.url, url, tab="A"), Client(srv.url, url, tab="B")
+    assert a.state()["dialogue"]["id"] == b.state()["dialogue"]["id"]
+    a.act("/api/request", {"text": "请把这句话译成中文。"})
+    st_b = b.state()
+    assert st_b["streaming"] or st_b["dialogue"]["state"] == "decide"  # tab B sees the same answer coming
+    a.answer()
+    b.answer()
+    a.act("/api/accept")
+    status, out = b.post("/api/accept")  # tab B still shows the undecided answer
+    assert status == 409 and "another tab" in out["error"]
+    status, out = b.post("/api/request", {"text": "请润色一下。"})
+    assert status == 409  # B must look again first
+    b.state()
+    b.act("/api/request", {"text": "请润色一下，让它更通顺。"})
+    with Store(ws / "itcollect.db") as store:
+        turns = store.get_turns(store.dialogue_for_spec(1)["id"], include_inactive=True)
+        assert [t["role"] for t in turns] == ["user", "assistant", "user"]
+        assert [e["action"] for e in store.session_events(annotator="alice")].count("accept") == 1
+
+
+def test_review_queue_and_lead_figures(tmp_path, llm, servers):
+    ws = make_workspace(tmp_path / "ws", 3, instruction_langs=("zh",))
+    srv = start(servers, ws, llm.base_url)
+    ann = Client(srv.url, add_account(ws, "alice"))
+    ann.state()
+    # dialogue 1: regenerated and edited; dialogue 2: flagged, with an undone request; dialogue 3: plain
+    ann.act("/api/request", {"text": "请把这句话译成中文。"})
+    ann.answer()
+    ann.act("/api/regenerate")
+    ann.answer()
+    ann.act("/api/edit", {"text": "我的译文。"})
+    ann.act("/api/finish")
+    ann.state()
+    ann.act("/api/request", {"text": "请把这句话译成中文。"})
+    ann.answer()
+    ann.act("/api/accept")
+    ann.act("/api/request", {"text": "请润色一下。"})
+    ann.answer()
+    ann.act("/api/undo")
+    ann.act("/api/flag", {"note": "数字要核对"})
+    ann.act("/api/finish")
+    ann.state()
+    ann.act("/api/request", {"text": "请把这句话译成中文。"})
+    ann.answer()
+    ann.act("/api/finish")
+
+    rev = Client(srv.url, add_account(ws, "bob", "reviewer"))
+    assert rev.login_headers["location"] == "/review"
+    status, out = rev.get("/api/review")
+    assert status == 200
+    item = out["item"]
+    assert item["spec_id"] == 1 and item["remaining"] == 2 and item["annotator"] == "alice"
+    states = [(t["role"], t["state"]) for t in item["turns"]]
+    assert ("assistant", "rejected") in states  # rejected answers are shown to the reviewer
+    edited = [t for t in item["turns"] if t["author"] == "human" and t["role"] == "assistant"][0]
+    assert edited["content"] == "我的译文。" and edited["original_content"]
+    assert rev.get("/api/lead")[0] == 403
+    status, out = rev.post("/api/review/verdict", {"dialogue_id": item["dialogue_id"], "verdict": "accept",
+                                                   "note": "fine"})
+    assert status == 200 and out["item"]["spec_id"] == 2
+    second = out["item"]
+    assert ("user", "undone") in [(t["role"], t["state"]) for t in second["turns"]] and second["flagged"]
+    # a second reviewer deciding the same dialogue at once loses cleanly
+    rev2 = Client(srv.url, add_account(ws, "cleo", "reviewer"))
+    rev2.get("/api/review")
+    assert rev.post("/api/review/verdict", {"dialogue_id": second["dialogue_id"], "verdict": "reject",
+                                            "note": "numbers wrong"})[0] == 200
+    status, out = rev2.post("/api/review/verdict", {"dialogue_id": second["dialogue_id"], "verdict": "accept"})
+    assert status == 409 and "already reviewed" in out["error"] and "bob" in out["error"]
+    assert rev.get("/api/review")[1]["item"] is None
+    with Store(ws / "itcollect.db") as store:
+        assert store.dialogue_for_spec(1)["review_status"] == "accepted"
+        d2 = store.dialogue_for_spec(2)
+        assert d2["review_status"] == "rejected" and d2["meta"]["reviews"][0]["note"] == "numbers wrong"
+
+    lead = Client(srv.url, add_account(ws, "lee", "lead"))
+    assert lead.login_headers["location"] == "/lead"
+    status, out = lead.get("/api/lead")
+    assert status == 200
+    alice = next(r for r in out["annotators"] if r["name"] == "alice")
+    assert (alice["dialogues"], alice["skipped"], alice["flagged"], alice["turns"]) == (3, 0, 1, 3)  # the undone request is not counted
+    assert alice["median_seconds_per_dialogue"] is not None and alice["last_seen"]
+    assert [r["name"] for r in out["annotators"]] == ["alice", "bob", "cleo", "lee"]
+    assert out["pool"] == [{"pair": "en-zh", "instruction_lang": "zh", "planned": 3, "pending": 0, "leased": 0,
+                            "stalled": 0, "done": 3, "skipped": 0, "failed": 0}]
+
+
+def test_html_in_a_source_is_served_as_text(tmp_path, llm, servers):
+    ws_path = tmp_path / "ws"
+    ws = init_workspace(ws_path)
+    evil = 'Officials said <script>alert("x")</script> and <img src=x onerror="alert(1)"> were found in the bill.'
+    sid = source_id_for(evil)
+    ws.store.add_source(source_id=sid, text=evil, lang="en", origin_file="news.txt", origin_line=1)
+    ws.store.add_specs([{"seed": 0, "seq": 0, "source_id": sid, "src_lang": "en", "tgt_lang": "zh",
+                         "instruction_lang": "en", "n_turns": 1, "interaction_types": ["translate"],
+                         "params": {}}])
+    ws.close()
+    llm.responder = lambda body: '<b>官员</b>说发现了<script>alert("y")</script>。'
+    srv = start(servers, ws_path, llm.base_url)
+    c = Client(srv.url, add_account(ws_path, "alice"))
+    status, headers, body, _ = http(srv.url, "GET", "/api/state", headers=c.headers())
+    assert status == 200 and headers["content-type"].startswith("application/json")
+    assert json.loads(body)["dialogue"]["source"] == evil  # data, to be set as text by the page
+    c.state()
+    c.act("/api/request", {"text": "Translate <i>this</i> please."})
+    st = c.answer()
+    assert st["dialogue"]["turns"][-1]["content"] == '<b>官员</b>说发现了<script>alert("y")</script>。'
+    # no page the server sends contains the data; every page runs only its own scripts
+    for page in ("/", "/review", "/lead"):
+        status, headers, body, _ = http(srv.url, "GET", page)
+        assert b"onerror" not in body and b"alert" not in body
+        assert "default-src 'self'" in headers["content-security-policy"]
+    # and the page's scripts never assign HTML
+    js = b"".join(http(srv.url, "GET", f"/static/{n}")[2] for n in ("common.js", "annotate.js", "review.js", "lead.js"))
+    assert b"innerHTML" not in js.replace(b"never assigns innerHTML", b"") and b"outerHTML" not in js
+    assert b"insertAdjacentHTML" not in js and b"document.write" not in js
+
+
+def test_32_annotators_claiming_at_once_never_share_a_spec(tmp_path, llm, servers):
+    ws = make_workspace(tmp_path / "ws", 24)
+    srv = start(servers, ws, llm.base_url)
+    import aiohttp
+
+    from itcollect.session.web.auth import issue_token, login_url
+
+    # 32 accounts through the store's API (the CLI's `annotators add` is tested above; 32 processes
+    # would only make this test slow)
+    with Store(ws / "itcollect.db") as store:
+        urls = [login_url(srv.url, issue_token(store, f"a{i:02d}")) for i in range(32)]
+
+    async def one(url: str) -> tuple[str, dict]:
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as http_session:
+            async with http_session.get(url, allow_redirects=False) as resp:
+                assert resp.status == 303
+            await start_line.wait()
+            async with http_session.get(f"{srv.url}/api/state") as resp:
+                assert resp.status == 200
+                return url, await resp.json()
+
+    async def all_at_once():
+        tasks = [asyncio.ensure_future(one(u)) for u in urls]
+        await asyncio.sleep(0.5)  # every client logged in; now all claim together
+        start_line.set()
+        return await asyncio.gather(*tasks)
+
+    start_line = asyncio.Event()
+    results = asyncio.run(all_at_once())
+    got = [st["dialogue"]["spec_id"] for _, st in results if st["dialogue"]]
+    idle = [st for _, st in results if st["dialogue"] is None]
+    assert len(got) == 24 and len(set(got)) == 24 and len(idle) == 8
+    assert all(st["idle"] for st in idle)
+    with Store(ws / "itcollect.db") as store:
+        holders = [store.lease_of(i)["holder"] for i in range(1, 25)]
+        assert len(set(holders)) == 24
+        assert store.spec_counts()["in_progress"] == 24
+
+
+def test_kill_9_mid_answer_then_restart_continues_with_nothing_lost(tmp_path, llm, servers):
+    ws = make_workspace(tmp_path / "ws", 2, instruction_langs=("en",))
+    srv = start(servers, ws, llm.base_url)
+    url = add_account(ws, "alice")
+    c = Client(srv.url, url)
+    c.state()
+    c.act("/api/request", {"text": "Please translate this sentence into Chinese."})
+    c.answer()
+    c.act("/api/accept")
+    llm.set_latency(60.0)  # the next answer hangs on the wire
+    n_before = llm.total_requests
+    c.act("/api/request", {"text": "Could you make it sound more natural?"})
+    deadline = time.time() + 30
+    while llm.total_requests == n_before and time.time() < deadline:
+        time.sleep(0.05)
+    assert llm.total_requests > n_before  # the answer is being produced
+    srv.kill9()
+    llm.set_latency(0.0)
+    with Store(ws / "itcollect.db") as store:
+        did = store.dialogue_for_spec(1)["id"]
+        before = store.get_turns(did, include_inactive=True)
+        assert [(t["role"], t["state"]) for t in before] == [("user", "active"), ("assistant", "active"),
+                                                              ("user", "active")]
+
+    srv2 = start(servers, ws, llm.base_url)
+    assert json.loads((ws / ".itcollect" / "web.json").read_text())["pid"] == srv2.proc.pid
+    c.base = srv2.url  # the same browser: its cookie still works after the restart
+    st = c.state(load=True)
+    assert st["dialogue"]["id"] == did and st["dialogue"]["resumed"]
+    assert "2 request(s) and 1 answer(s) kept" in st["message"] and "asked again" in st["message"]
+    assert st["streaming"] or st["dialogue"]["state"] == "decide"  # asked again at once, as the terminal does
+    st = c.answer()
+    assert st["dialogue"]["state"] == "decide" and st["dialogue"]["turns"][-1]["idx"] == 3
+    c.act("/api/accept")
+    c.act("/api/finish")
+    with Store(ws / "itcollect.db") as store:
+        after = store.get_turns(did, include_inactive=True)
+        assert [(t["id"], t["content"]) for t in after[:3]] == [(t["id"], t["content"]) for t in before]
+        assert [t["role"] for t in after] == ["user", "assistant", "user", "assistant"]
+        assert store.dialogue_for_spec(1)["status"] == "done"
+        actions = [e["action"] for e in store.session_events(annotator="alice")]
+        assert actions.count("resume") == 1 and actions.count("accept") == 2
+    assert llm.paid_twice() == {}
+
+
+def test_closing_the_last_tab_quits_and_the_next_load_resumes(tmp_path, llm, servers):
+    ws = make_workspace(tmp_path / "ws", 1, instruction_langs=("en",))
+    srv = start(servers, ws, llm.base_url)
+    c = Client(srv.url, add_account(ws, "alice"), tab="T1")
+    c.state()
+    c.act("/api/request", {"text": "Please translate this sentence into Chinese."})
+    c.answer()
+    # the page's last words (sendBeacon: CSRF token and tab in a text/plain body)
+    status, _, _, _ = http(srv.url, "POST", "/api/away", body=json.dumps({"csrf": "nope", "tab": "T1"}).encode(),
+                           headers={"Cookie": c.cookie, "Content-Type": "text/plain"})
+    assert status == 403
+    status, _, _, _ = http(srv.url, "POST", "/api/away", body=json.dumps({"csrf": c.csrf, "tab": "T1"}).encode(),
+                           headers={"Cookie": c.cookie, "Content-Type": "text/plain"})
+    assert status == 200
+    st = c.state(load=True)
+    assert st["dialogue"]["resumed"] and "the last answer is waiting for your decision" in st["message"]
+    with Store(ws / "itcollect.db") as store:
+        actions = [e["action"] for e in store.session_events(annotator="alice")]
+        assert actions[-2:] == ["quit", "resume"]
+        assert store.lease_of(1)["holder"] == "human:alice"  # the lease stayed
+
+
+def test_store_schema_has_no_clear_secrets(tmp_path):
+    ws = init_workspace(tmp_path / "ws")
+    ws.close()
+    conn = sqlite3.connect(tmp_path / "ws" / "itcollect.db")
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(accounts)")} | \
+        {r[1] for r in conn.execute("PRAGMA table_info(web_sessions)")}
+    conn.close()
+    assert "token_hash" in cols and "sid_hash" in cols and "token" not in cols and "sid" not in cols
+
+
+def test_endpoint_failure_gives_retry_and_the_request_is_kept(tmp_path, llm, servers):
+    ws = make_workspace(tmp_path / "ws", 1, instruction_langs=("en",))
+    srv = start(servers, ws, llm.base_url)
+    c = Client(srv.url, add_account(ws, "alice"))
+    c.state()
+    llm.queue_faults("500", "500", "500")  # every attempt of the session's call (1 + 2 retries) fails
+    c.act("/api/request", {"text": "Please translate this sentence into Chinese."})
+    end = c.stream()[-1]
+    assert end[0] == "end" and end[1]["ok"] is False and "could not answer" in end[1]["error"]
+    st = c.state(load=True)
+    assert st["dialogue"]["state"] == "answer" and not st["streaming"] and st["answer_error"]
+    assert "no answer yet" in st["message"]  # the terminal's words for a request without an answer
+    status, out = c.post("/api/accept")
+    assert status == 409 and out["code"] == "refused"  # nothing to accept: nothing changed
+    c.act("/api/retry")
+    st = c.answer()
+    assert st["dialogue"]["state"] == "decide" and st["answer_error"] is None
+    with Store(ws / "itcollect.db") as store:
+        turns = store.get_turns(store.dialogue_for_spec(1)["id"], include_inactive=True)
+        assert [t["role"] for t in turns] == ["user", "assistant"]
+        actions = [e["action"] for e in store.session_events(annotator="alice")]
+        assert actions.count("request") == 1 and actions.count("endpoint_error") == 1

@@ -1,0 +1,386 @@
+"""``itcollect session --web`` in a real browser: Debian's Chromium driven by Selenium through
+Debian's chromedriver (nothing is downloaded: the driver path is given, and Selenium Manager is
+told to stay offline). The server is the real CLI in a subprocess, the LLM the loopback fake
+server answering slowly enough that the answer is seen arriving piece by piece.
+
+The tests skip, with a reason that says so, only when no browser can be had; ``.ci/run``
+installs ``chromium`` and ``chromium-driver`` first. Screenshots of the annotator page and the
+lead's dashboard go to each test's tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from itcollect.store import Store, source_id_for
+from itcollect.workspace import init_workspace
+
+from .test_session import SOURCES, CountingResponder, make_workspace
+from .webutil import Client, WebServer, add_account
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+try:
+    import selenium  # noqa: F401
+
+    _SELENIUM = True
+except ImportError:  # pragma: no cover - the test extra has it
+    _SELENIUM = False
+
+_NO_BROWSER = None
+if not _SELENIUM:
+    _NO_BROWSER = "selenium is not installed (pip install -e '.[test]')"
+elif not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+    _NO_BROWSER = ("NO BROWSER: the real-browser tests of session --web did NOT run: install Debian's chromium "
+                   "and chromium-driver (apt-get install -y chromium chromium-driver; .ci/run does)")
+
+pytestmark = pytest.mark.skipif(_NO_BROWSER is not None, reason=_NO_BROWSER or "")
+
+
+class Browser:
+    """One Chromium with its own profile (a browser context of its own: cookies, storage)."""
+
+    def __init__(self) -> None:
+        os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never try to download anything
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        self.profile = tempfile.mkdtemp(prefix="itc-chromium-")
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = CHROMIUM
+        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={self.profile}"):
+            opts.add_argument(arg)
+        self.d = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+        self.d.set_page_load_timeout(30)
+
+    def quit(self) -> None:
+        try:
+            self.d.quit()
+        finally:
+            shutil.rmtree(self.profile, ignore_errors=True)
+
+    # -- reading the page ------------------------------------------------------------------------
+    def js(self, script: str, *args):
+        return self.d.execute_script(script, *args)
+
+    def text(self, css: str) -> str:
+        return self.js("const n = document.querySelector(arguments[0]); return n ? n.textContent : null;", css)
+
+    def visible(self, css: str) -> bool:
+        return bool(self.js("const n = document.querySelector(arguments[0]); return !!n && !n.closest('[hidden]');",
+                            css))
+
+    def enabled(self, action: str) -> bool:
+        return bool(self.js("const b = document.querySelector(`#actions button[data-action='${arguments[0]}']`);"
+                            " return !!b && !b.hidden && !b.disabled;", action))
+
+    def turns(self) -> list[tuple[str, str]]:
+        return [tuple(x) for x in self.js(
+            "return [...document.querySelectorAll('#conversation .turn')].map(n => "
+            "[n.dataset.role, n.querySelector('.turn-text').textContent]);")]
+
+    def wait(self, cond, timeout: float = 30, what: str = "") -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if cond():
+                    return
+            except Exception:  # noqa: BLE001 - the page is changing under us: look again
+                pass
+            time.sleep(0.03)
+        raise AssertionError(f"timed out waiting for {what or cond}; notice: {self.text('#notice')!r}")
+
+    # -- acting ---------------------------------------------------------------------------------
+    def key(self, keys: str) -> None:
+        """Keys pressed with the focus where it is (as a person would)."""
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        ActionChains(self.d).send_keys(keys).perform()
+
+    def type_request(self, text: str) -> None:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.common.keys import Keys
+
+        box = self.d.find_element(By.ID, "request")
+        box.clear()
+        box.send_keys(text)
+        box.send_keys(Keys.ENTER)
+
+    def wait_decision(self) -> None:
+        self.wait(lambda: self.enabled("accept"), what="an answer to decide on")
+
+    def shot(self, path: Path) -> Path:
+        self.d.save_screenshot(str(path))
+        return path
+
+
+@pytest.fixture
+def browsers():
+    opened: list[Browser] = []
+
+    def new() -> Browser:
+        b = Browser()
+        opened.append(b)
+        return b
+
+    yield new
+    for b in opened:
+        b.quit()
+
+
+@pytest.fixture
+def servers():
+    started: list[WebServer] = []
+    yield started
+    for s in started:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait(10)
+        s._close()
+
+
+@pytest.fixture
+def llm(fake_openai):
+    fake_openai.responder = CountingResponder()
+    fake_openai.stream_chunk_delay = 0.06
+    return fake_openai
+
+
+def serve(servers: list, ws: Path, url: str) -> WebServer:
+    s = WebServer(ws, url)
+    servers.append(s)
+    return s
+
+
+def test_annotator_page_request_stream_accept_edit_regenerate_undo_finish_and_keys(tmp_path, llm, servers,
+                                                                                     browsers):
+    ws = make_workspace(tmp_path / "ws", 2, instruction_langs=("en",))
+    srv = serve(servers, ws, llm.base_url)
+    b = browsers()
+    b.d.get(add_account(ws, "alice"))
+    b.wait(lambda: b.text("#source") == SOURCES[0], what="the first spec")
+    assert b.d.current_url == f"{srv.url}/"
+    assert "alice" in b.text("#who") and "waiting" in b.text("#progress")
+    assert b.text("#pair") == "en → zh" and "English" in b.text("#ilang")
+    assert [li.strip() for li in b.js("return [...document.querySelectorAll('#plan li')].map(n => n.textContent)")] \
+        == ["translate", "polish"]
+    assert b.js("return document.getElementById('request').placeholder").startswith("e.g. Translate")
+    # the guidelines beside the work, opened at the planned type, in both languages
+    b.wait(lambda: b.text("#guide-body h3") == "translate", what="the guide's translate section")
+    b.js("document.querySelector(\".guide .tabs button[data-lang='zh']\").click()")
+    b.wait(lambda: "第一轮" in b.text("#guide-body"), what="the Chinese guide")
+
+    # keys do not fire while typing: the request box takes them as text
+    assert b.js("return document.activeElement.id") == "request"
+    b.key("afs!gqeru")
+    assert b.js("return document.getElementById('request').value") == "afs!gqeru"
+    assert not b.visible("#panel-skip") and not b.visible("#panel-flag") and b.turns() == []
+
+    # a request; the answer streams in piece by piece (the page itself records what it showed)
+    b.js("window.__seen = []; new MutationObserver(() => window.__seen.push("
+         "document.getElementById('live-text').textContent)).observe(document.getElementById('live-text'),"
+         " {childList: true, characterData: true, subtree: true});")
+    b.type_request("Please translate this sentence into Chinese.")
+    b.wait_decision()
+    seen = [t for t in b.js("return window.__seen") if t]
+    final = b.turns()[-1][1]
+    assert b.turns()[0] == ("user", f'Please translate this sentence into Chinese.\n\n"{SOURCES[0]}"')
+    assert any(0 < len(s) < len(final) and final.startswith(s) for s in seen), (seen, final)
+
+    b.key("a")  # accept, by key (nothing has the focus but the page)
+    b.wait(lambda: b.js("return document.activeElement.id") == "request", what="the next request box")
+    assert b.js("return document.querySelector('#plan li.current').textContent").strip() == "polish"
+    b.type_request("Could you make it sound more natural?")
+    b.wait_decision()
+    first = b.turns()[-1][1]
+    b.key("r")  # regenerate
+    b.wait(lambda: b.enabled("accept") and b.turns()[-1][1] != first, what="a regenerated answer")
+    b.key("e")  # edit
+    b.wait(lambda: b.visible("#edit-text"), what="the edit box")
+    assert b.js("return document.getElementById('edit-text').value") == b.turns()[-1][1]
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    edit = b.d.find_element(By.ID, "edit-text")
+    edit.clear()
+    edit.send_keys("市议会周一通过了新桥的预算。")
+    edit.send_keys(Keys.CONTROL, Keys.ENTER)
+    b.wait(lambda: b.turns()[-1] == ("assistant", "市议会周一通过了新桥的预算。"), what="the edited answer")
+    assert "edited by you" in b.js("return [...document.querySelectorAll('#conversation .turn-head')].pop()"
+                                   ".textContent")
+    b.key(Keys.ESCAPE)  # leave the request box; then g shows the guide for the next type and logs it
+    b.key("g")
+    b.wait(lambda: b.text("#guide-body h3") == "follow_up", what="the guide at the next type")
+    b.shot(tmp_path / "annotator.png")
+
+    # one request beyond the plan, then undone
+    b.d.find_element(By.ID, "request").click()
+    b.type_request("What could this mean for commuters?")
+    b.wait_decision()
+    assert len(b.turns()) == 6
+    b.key("u")
+    b.wait(lambda: len(b.turns()) == 4, what="the undo")
+    # finish by key: the next spec comes
+    b.key(Keys.ESCAPE)
+    b.key("f")
+    b.wait(lambda: b.text("#source") == SOURCES[1], what="the next spec")
+    assert "Dialogue finished." in b.text("#notice")
+    b.wait(lambda: "1 done" in b.text("#progress"), what="the progress line")
+    b.shot(tmp_path / "annotator-next.png")
+
+    with Store(ws / "itcollect.db") as store:
+        d1 = store.dialogue_for_spec(1)
+        assert d1["status"] == "done" and d1["annotator"] == "alice"
+        turns = sorted(store.get_turns(d1["id"], include_inactive=True), key=lambda t: t["id"])
+        assert [(t["role"], t["state"], t["author"]) for t in turns] == [
+            ("user", "active", "human"), ("assistant", "active", "model"), ("user", "active", "human"),
+            ("assistant", "rejected", "model"), ("assistant", "active", "human"), ("user", "undone", "human"),
+            ("assistant", "undone", "model")]
+        assert turns[1]["content"] == final and turns[4]["content"] == "市议会周一通过了新桥的预算。"
+        actions = [e["action"] for e in store.session_events(annotator="alice")]
+        assert actions.count("guidelines") == 1 and "regenerate" in actions and "undo" in actions
+    assert llm.paid_twice() == {}
+
+
+def test_reload_mid_answer_continues_at_that_turn(tmp_path, llm, servers, browsers):
+    ws = make_workspace(tmp_path / "ws", 1, instruction_langs=("en",))
+    serve(servers, ws, llm.base_url)
+    llm.stream_chunk_delay = 0.6  # a slow answer: it is still arriving when the page reloads
+    b = browsers()
+    b.d.get(add_account(ws, "alice"))
+    b.wait(lambda: b.text("#source") == SOURCES[0])
+    b.type_request("Please translate this sentence into Chinese.")
+    b.wait(lambda: b.visible("#live") and len(b.text("#live-text") or "") > 0, what="the answer starting")
+    assert not b.enabled("accept")
+    b.d.refresh()
+    b.wait(lambda: "Resuming dialogue" in (b.text("#notice") or ""), what="the resume message")
+    assert "1 request(s) and 0 answer(s) kept" in b.text("#notice")
+    b.wait(lambda: b.visible("#live") or b.enabled("accept"), what="the answer going on")
+    b.wait_decision()
+    shown = b.turns()[-1][1]
+    with Store(ws / "itcollect.db") as store:
+        turns = store.get_turns(store.dialogue_for_spec(1)["id"], include_inactive=True)
+        assert [(t["role"], t["state"]) for t in turns] == [("user", "active"), ("assistant", "active")]
+        assert turns[1]["content"] == shown
+    assert llm.paid_twice() == {} and sum(llm.answered.values()) == 1  # the answer was not paid twice
+    b.key("a")
+    b.wait(lambda: b.js("return document.activeElement.id") == "request")
+
+
+def test_two_annotators_in_two_browsers_never_get_the_same_spec(tmp_path, llm, servers, browsers):
+    ws = make_workspace(tmp_path / "ws", 4, instruction_langs=("en",))
+    serve(servers, ws, llm.base_url)
+    llm.stream_chunk_delay = 0.0
+    a, b = browsers(), browsers()
+    a.d.get(add_account(ws, "alice"))
+    b.d.get(add_account(ws, "bob"))
+    seen: dict[str, list[str]] = {"alice": [], "bob": []}
+    for name, br in (("alice", a), ("bob", b)):
+        br.wait(lambda br=br: (br.text("#dlg") or "").startswith("dialogue "), what=f"{name}'s spec")
+        seen[name].append(br.text("#dlg").split("spec ")[1])
+    for br in (a, b):
+        br.type_request("Please translate this sentence into Chinese.")
+    for br in (a, b):
+        br.wait_decision()
+        br.key("f")
+    for name, br in (("alice", a), ("bob", b)):
+        br.wait(lambda br=br, name=name: br.text("#dlg").split("spec ")[1] not in seen[name], what="the next spec")
+        seen[name].append(br.text("#dlg").split("spec ")[1])
+    specs = seen["alice"] + seen["bob"]
+    assert sorted(specs) == ["1", "2", "3", "4"], seen
+    with Store(ws / "itcollect.db") as store:
+        done = {d["spec_id"]: d["annotator"] for d in store.iter_dialogues(statuses=["done"])}
+        assert done == {int(seen["alice"][0]): "alice", int(seen["bob"][0]): "bob"}
+
+
+def test_reviewer_accepts_and_rejects_and_the_lead_sees_the_team(tmp_path, llm, servers, browsers):
+    ws = make_workspace(tmp_path / "ws", 3, instruction_langs=("zh",))
+    srv = serve(servers, ws, llm.base_url)
+    llm.stream_chunk_delay = 0.0
+    ann = Client(srv.url, add_account(ws, "alice"))
+    ann.state()
+    ann.act("/api/request", {"text": "请把这句话译成中文。"})
+    ann.answer()
+    ann.act("/api/regenerate")
+    ann.answer()
+    ann.act("/api/edit", {"text": "我的译文。"})
+    ann.act("/api/finish")
+    ann.state()
+    ann.act("/api/request", {"text": "请把这句话译成中文。"})
+    ann.answer()
+    ann.act("/api/flag", {"note": "数字要核对"})
+    ann.act("/api/finish")
+    ann.state()  # alice holds the third spec
+
+    b = browsers()
+    b.d.get(add_account(ws, "bob", "reviewer"))
+    b.wait(lambda: b.visible("#item") and "by alice" in b.text("#by"), what="the review item")
+    assert b.d.current_url.endswith("/review")
+    states = b.js("return [...document.querySelectorAll('#turns .turn')].map(n => n.dataset.state)")
+    assert "rejected" in states  # the rejected answer is shown
+    assert "the model said" in b.text("#turns")
+    assert b.text("#remaining") == "2 to review"
+    b.shot(tmp_path / "review.png")
+    b.key("a")
+    b.wait(lambda: "FLAGGED" in (b.text("#by") or ""), what="the flagged dialogue")
+    assert "数字要核对" in b.text("#flags")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    note = b.d.find_element(By.ID, "note")
+    note.send_keys("the number is wrong")  # 'r' and 'n' typed here do not fire
+    assert b.visible("#item") and "FLAGGED" in b.text("#by")
+    note.send_keys(Keys.ESCAPE)
+    b.key("r")
+    b.wait(lambda: b.visible("#idle"), what="the empty queue")
+    with Store(ws / "itcollect.db") as store:
+        assert store.dialogue_for_spec(1)["review_status"] == "accepted"
+        d2 = store.dialogue_for_spec(2)
+        assert d2["review_status"] == "rejected"
+        assert d2["meta"]["reviews"][-1] == {**d2["meta"]["reviews"][-1], "reviewer": "bob",
+                                             "note": "the number is wrong"}
+
+    lead = browsers()
+    lead.d.get(add_account(ws, "lee", "lead"))
+    lead.wait(lambda: lead.visible("#board") and "alice" in (lead.text("#people") or ""), what="the dashboard")
+    assert lead.d.current_url.endswith("/lead")
+    row = lead.js("return [...document.querySelectorAll('#people tbody tr')].map(r => "
+                  "[...r.cells].map(c => c.textContent))")
+    alice = next(r for r in row if r[0] == "alice")
+    assert alice[3:7] == ["2", "0", "1", "2"] and alice[10] == "spec 3"
+    pool = lead.js("return [...document.querySelectorAll('#pool tbody tr')].map(r => "
+                   "[...r.cells].map(c => c.textContent))")
+    assert pool[0][:9] == ["en-zh", "zh", "3", "0", "1", "0", "2", "0", "0"]
+    lead.shot(tmp_path / "lead.png")
+
+
+def test_html_in_sources_and_answers_is_shown_as_text(tmp_path, llm, servers, browsers):
+    root = tmp_path / "ws"
+    ws = init_workspace(root)
+    evil = ('Officials said <img src=x onerror="document.title=\'pwned\'"> and <script>document.title="owned"'
+            '</script> were found.')
+    sid = source_id_for(evil)
+    ws.store.add_source(source_id=sid, text=evil, lang="en", origin_file="news.txt", origin_line=1)
+    ws.store.add_specs([{"seed": 0, "seq": 0, "source_id": sid, "src_lang": "en", "tgt_lang": "zh",
+                         "instruction_lang": "en", "n_turns": 1, "interaction_types": ["translate"], "params": {}}])
+    ws.close()
+    llm.responder = lambda body: '官员说<b>发现</b>了<img src=y onerror="document.title=\'answer\'">。'
+    serve(servers, root, llm.base_url)
+    b = browsers()
+    b.d.get(add_account(root, "alice"))
+    b.wait(lambda: b.text("#source") == evil, what="the source, as text")
+    b.type_request("Translate <u>this</u> into Chinese.")
+    b.wait_decision()
+    assert b.turns()[-1][1] == '官员说<b>发现</b>了<img src=y onerror="document.title=\'answer\'">。'
+    assert b.turns()[0][1].startswith("Translate <u>this</u> into Chinese.")
+    assert b.js("return document.querySelectorAll('main img, main script, main b, main u').length") == 0
+    assert b.d.title == "itcollect · annotate"
