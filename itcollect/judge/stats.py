@@ -54,6 +54,11 @@ def judge_section(store: Any, config: dict[str, Any] | None = None) -> dict[str,
     config = config or {}
     filter_cfg = config.get("filter", {})
     pass_score = float(config.get("judge", {}).get("pass_score", DEFAULT_PASS_SCORE))
+    if not store.has_judgements():  # nothing judged yet: one count, not a pass over every answer
+        return {"judged": 0, "unjudged": store.answer_count(), "unparsed": 0,
+                "score": {"mean": None, "p10": None, "median": None}, "by_pair": {}, "by_type": {}, "by_origin": {},
+                "errors": {}, "compliance": {}, "review_agreement": {"n": 0, "agreement": None, "kappa": None},
+                "models": [], "histogram": {}, "filter": {}}
     rows = store.judge_rows()
     judged = sum(1 for r in rows if r[6] == "judged")
     unparsed = sum(1 for r in rows if r[6] == "unparsed")
