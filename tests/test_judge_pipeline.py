@@ -258,3 +258,40 @@ def test_unjudged_workspace_stats_and_export(tmp_path, fake_openai):
     assert row["turn_judge_scores"] == [None] and row["judge_model"] is None
     assert "LLM judge" not in (out / "README.md").read_text(encoding="utf-8")
     ws.close()
+
+
+def test_review_terminal_marks_the_judges_error_spans(corpus):
+    """The interactive review (a real pseudo-terminal) with --order judge: the worst dialogue first,
+    its lowest score, and the judge's line with the error span under the answer."""
+    import os
+    import sys
+
+    pexpect = pytest.importorskip("pexpect")
+    ws, ids, _ = corpus
+    env = dict(os.environ, PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm", ITCOLLECT_PROGRESS="0", COLUMNS="140",
+               LINES="40")
+    child = pexpect.spawn(sys.executable, ["-m", "itcollect", "-C", str(ws.root), "session", "--annotator", "rev",
+                                           "--review", "--order", "judge"],
+                          env=env, encoding="utf-8", timeout=60, dimensions=(40, 140))
+    log = io.StringIO()
+    child.logfile_read = log
+    try:
+        child.expect("6 left")  # every judged dialogue with a score (E's reply was unparsed, H is unjudged)
+        child.expect("lowest judge score: -25")
+        child.expect("budget numéro 3")  # C's answer, the worst
+        child.expect("judge \\(judge-model\\): score -25 · critical accuracy/mistranslation «conseil»")
+        child.expect(r"\[a\]ccept")
+        child.send("n")  # later
+        child.expect("5 left")
+        child.expect("score -6 · major accuracy/mistranslation «budget» · minor fluency/spelling «lundi»")
+        child.expect(r"\[a\]ccept")
+        child.send("q")
+        child.expect(pexpect.EOF)
+    except pexpect.TIMEOUT:  # show the screen, without escape codes
+        import re
+
+        print(re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", log.getvalue())[-4000:])
+        raise
+    finally:
+        child.close()
+    assert child.exitstatus == 0
