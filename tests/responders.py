@@ -328,12 +328,54 @@ def _mentioned_lang_ok(answer: str, lang: str) -> bool:
     return has_han if lang == "zh" else not has_han
 
 
+# -- the judge -----------------------------------------------------------------------------------------
+JUDGE_ROLE = "Role: translation quality judge"
+
+
+def judge_item(body: dict) -> dict[str, Any]:
+    """What a judge call asks about: ``kind`` (translation | rating), ``revision``, the ``answer``
+    judged and the ``request`` (read from itcollect's judge prompt)."""
+    messages = body.get("messages") or []
+    prompt = next((m["content"] for m in messages if m["role"] == "user"), "")
+    kind = "rating" if prompt.startswith("Task: rate") else "translation"
+    tail = prompt.rsplit("Reply with one JSON object", 1)[-1]
+    answer = prompt.rsplit("<answer>\n", 1)[-1].split("\n</answer>", 1)[0]
+    request = prompt.rsplit("<request>\n", 1)[-1].split("\n</request>", 1)[0] if "<request>" in prompt else ""
+    return {"kind": kind, "revision": '"compliance"' in tail, "answer": answer, "request": request,
+            "reask": len([m for m in messages if m["role"] == "user"]) > 1}
+
+
+def judge_answer(body: dict) -> str:
+    """A well-formed judgement, deterministic per answer: most translations get no error, some a
+    minor or a major one (its span a word of the answer); ratings are 4."""
+    import json
+
+    item = judge_item(body)
+    h = sum(item["answer"].encode("utf-8"))
+    out: dict[str, Any]
+    if item["kind"] == "translation":
+        words = _words(item["answer"]) or [item["answer"][:4] or "x"]
+        errors = []
+        if h % 5 == 1:
+            errors.append({"span": words[0], "category": "style", "severity": "minor"})
+        elif h % 5 == 2:
+            errors.append({"span": words[-1], "category": "accuracy/mistranslation", "severity": "major"})
+        out = {"errors": errors}
+    else:
+        out = {"rating": 4, "in_instruction_language": True}
+    if item["revision"]:
+        out.update(compliance="yes", reason="It does what the user asked.")
+    return json.dumps(out, ensure_ascii=False)
+
+
 def responder(body: dict) -> str:
     """The fake server's answer to a chat completion request built by itcollect."""
     messages = body.get("messages") or []
     system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
     if system.startswith("Role: simulated annotator"):
         return annotator_request(system, messages[-1]["content"])
+    if system.startswith(JUDGE_ROLE):
+        return judge_answer(body)
     return assistant_answer([m for m in messages if m["role"] in ("user", "assistant")])
 
 

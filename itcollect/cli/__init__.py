@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "serve-local": "local_cmd:serve_local",
     "demo": "demo_cmd:demo",
     "annotators": "annotators_cmd:annotators",
+    "judge": "judge_cmd:judge",
 }
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..checks import copies_source, strip_quoted
-from ..dialogue import Expectation, RequestInfo, expectations
+from ..dialogue import Expectation, answered_request, expectations
 from ..taxonomy import INTERACTION_TYPES
 from .tokens import tokenize
 
@@ -203,17 +203,8 @@ def repeated_ngram(text: str, n: int, max_count: int, tokens: list[str] | None =
     return ("".join(gram) if zh else " ".join(gram)), count
 
 
-def _request_info(user: dict[str, Any], answer: dict[str, Any], detected: str | None) -> RequestInfo:
-    """A user turn and its answer as :func:`itcollect.dialogue.expectations` reads them: the type
-    recorded on either turn (the answer's first), the parameters of both (the request's win)."""
-    t = answer.get("interaction_type")
-    if t not in INTERACTION_TYPES:
-        t = user.get("interaction_type")
-    ap, up = answer.get("params") or {}, user.get("params") or {}
-    if not isinstance(ap, dict):
-        ap = {}
-    params = {**ap, **{k: v for k, v in up.items() if v}} if isinstance(up, dict) and up else ap
-    return RequestInfo(t, params, answer["content"], detected)
+#: a user turn and its answer as :func:`itcollect.dialogue.expectations` reads them
+_request_info = answered_request
 
 
 # -- the rules: small named units -----------------------------------------------------------------

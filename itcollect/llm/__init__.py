@@ -6,9 +6,17 @@ so CLI help and modules that only catch the errors stay fast.
 
 from __future__ import annotations
 
-from .client import CALL_KEY_HEADER, ROLES, ChatResult, LLMClient, estimate_tokens, parse_retry_after
+from .client import (
+    CALL_KEY_HEADER,
+    DEFAULT_ROLES,
+    ROLES,
+    ChatResult,
+    LLMClient,
+    estimate_tokens,
+    parse_retry_after,
+)
 from .errors import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
 from .pricing import call_cost, price_for
 
 __all__ = ["LLMClient", "ChatResult", "LLMCallError", "CallInBatch", "EndpointDown", "CostLimitReached", "ROLES",
-           "CALL_KEY_HEADER", "price_for", "call_cost", "estimate_tokens", "parse_retry_after"]
+           "DEFAULT_ROLES", "CALL_KEY_HEADER", "price_for", "call_cost", "estimate_tokens", "parse_retry_after"]

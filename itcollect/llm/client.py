@@ -50,7 +50,10 @@ from .pricing import Prices, call_cost, price_for
 from .ratelimit import PrioritySlots, TokenBucket
 from .watch import owned_endpoint_failure
 
-ROLES = ("assistant", "annotator")
+ROLES = ("assistant", "annotator", "judge")
+#: The roles a client sets up unless told otherwise (simulate and session); ``judge`` builds only
+#: the judge role, so its flags and config never touch the other two.
+DEFAULT_ROLES = ("assistant", "annotator")
 
 #: Header carrying the call key, so a server (and our test double) can count calls exactly.
 CALL_KEY_HEADER = "X-Itcollect-Call-Key"
@@ -186,7 +189,8 @@ class LLMClient:
                  base_url: str | None = None, model: str | None = None,
                  annotator_base_url: str | None = None, annotator_model: str | None = None,
                  concurrency: int | None = None, max_cost_usd: float | None = None, dry_run: bool = False,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, roles: tuple[str, ...] = DEFAULT_ROLES,
+                 judge_base_url: str | None = None, judge_model: str | None = None) -> None:
         import httpx2
         import openai
 
@@ -212,15 +216,20 @@ class LLMClient:
         api_key = env.get(key_env) or env.get("OPENAI_API_KEY") or ""
         sdk_base = env.get("OPENAI_BASE_URL") or None
 
-        flags = {"assistant": (base_url, model), "annotator": (annotator_base_url or base_url, annotator_model or model)}
+        flags = {"assistant": (base_url, model), "annotator": (annotator_base_url or base_url, annotator_model or model),
+                 "judge": (judge_base_url, judge_model)}
+        unknown = [r for r in roles if r not in ROLES]
+        if unknown or not roles:
+            raise ValueError(f"unknown LLM roles {unknown} (expected some of {ROLES})")
         settings: dict[str, dict[str, Any]] = {}
-        for role in ROLES:
+        for role in roles:
             s = config.llm_role(role)
             flag_url, flag_model = flags[role]
             s["base_url"] = (flag_url or s.get("base_url") or "").strip() or None
             s["model"] = (flag_model or s.get("model") or "").strip()
             if not s["model"]:
-                raise ServiceError(f"no model for the {role} role: pass --model NAME or set [llm.assistant] model")
+                raise ServiceError(f"no model for the {role} role: pass --model NAME or set [llm.{role}] model "
+                                   f"(or [llm.assistant] model, which it inherits)")
             settings[role] = s
 
         if not api_key:
@@ -286,6 +295,11 @@ class LLMClient:
         self._ledger = LedgerWriter(store, self.run_id)
 
     # -- public helpers ------------------------------------------------------------------------
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The roles this client was set up with."""
+        return tuple(self._roles)
+
     def model_for(self, role: str) -> str:
         return self._role(role).model
 
@@ -363,7 +377,7 @@ class LLMClient:
     async def chat(self, role: str, messages: list[dict], *, sample: int = 0, priority: float = 0.0,
                    on_delta: Callable[[str], None] | None = None,
                    on_reset: Callable[[], None] | None = None, **params: Any) -> ChatResult:
-        """Answer ``messages`` as ``role`` ("assistant" | "annotator").
+        """Answer ``messages`` as ``role`` ("assistant" | "annotator" | "judge").
 
         ``params`` override the role's temperature / max_tokens / top_p (and may add others).
         ``sample`` distinguishes re-samples of the same prompt (a validation retry must get a new
@@ -450,7 +464,8 @@ class LLMClient:
         try:
             return self._roles[role]
         except KeyError:
-            raise ValueError(f"unknown LLM role {role!r} (expected one of {ROLES})") from None
+            raise ValueError(f"LLM role {role!r} is not set up in this client (it has "
+                             f"{', '.join(self._roles)}; roles are {ROLES})") from None
 
     @staticmethod
     def _canonical(body: dict) -> str:

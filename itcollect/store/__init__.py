@@ -13,6 +13,7 @@ from .core import StoreCore, dumps, loads, utcnow
 from .dialogues import DIALOGUE_ORIGINS, SPEC_STATUSES, DialoguesMixin
 from .exports import ExportsMixin
 from .imports import ImportsMixin
+from .judgements import JUDGEMENT_STATUSES, JudgementsMixin
 from .leases import LeaseLost, LeasesMixin, human_holder
 from .ledger import LedgerMixin
 from .schema import MIGRATIONS, SCHEMA_VERSION
@@ -24,10 +25,11 @@ from .verdicts import VerdictsMixin
 STORE_FILE = "itcollect.db"
 
 
-class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, PlanMixin, LeasesMixin, SessionsMixin, VerdictsMixin, ImportsMixin, ExportsMixin, BatchesMixin, AccountsMixin, StoreCore):
+class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, PlanMixin, LeasesMixin, SessionsMixin, VerdictsMixin, ImportsMixin, ExportsMixin, BatchesMixin, AccountsMixin,
+            JudgementsMixin, StoreCore):
     """The workspace store. Open with ``Store(path)``; it migrates the schema on open."""
 
 
 __all__ = ["Store", "StoreCore", "STORE_FILE", "SCHEMA_VERSION", "MIGRATIONS", "SPEC_STATUSES",
            "DIALOGUE_ORIGINS", "source_id_for", "dumps", "loads", "utcnow", "process_holder", "LeaseLost",
-           "human_holder", "SKIP_REASONS", "ROLES", "AccountError"]
+           "human_holder", "SKIP_REASONS", "ROLES", "AccountError", "JUDGEMENT_STATUSES"]

@@ -179,7 +179,7 @@ class DialoguesMixin(StoreCore):
             cols = ["dialogue_id", "idx", "role", "content", "author", "created_at", *provenance]
             vals = [dialogue_id, idx, role, content, author, utcnow(), *provenance.values()]
             cur = c.execute(f"INSERT INTO turns({','.join(cols)}) VALUES ({','.join('?' * len(cols))})", vals)
-            c.execute("UPDATE dialogues SET updated_at=? WHERE id=?", (utcnow(), dialogue_id))
+            c.execute("UPDATE dialogues SET updated_at=?, turns_rev=turns_rev+1 WHERE id=?", (utcnow(), dialogue_id))
             return int(cur.lastrowid)
 
     def add_turns(self, dialogue_id: str, turns: list[dict[str, Any]]) -> None:
@@ -197,9 +197,16 @@ class DialoguesMixin(StoreCore):
         sql += " ORDER BY idx, id"
         return [_turn_row(r) for r in self.query(sql, (dialogue_id,))]
 
+    def _turns_changed(self, c: Any, turn_id: int) -> None:
+        """A write to a turn changes its dialogue (``updated_at``) and its turns (``turns_rev``: a
+        judgement of the old turns is no longer current), in the caller's transaction."""
+        c.execute("UPDATE dialogues SET updated_at=?, turns_rev=turns_rev+1"
+                  " WHERE id=(SELECT dialogue_id FROM turns WHERE id=?)", (utcnow(), turn_id))
+
     def set_turn_state(self, turn_id: int, state: str) -> None:
         with self.transaction() as c:
             c.execute("UPDATE turns SET state=? WHERE id=?", (state, turn_id))
+            self._turns_changed(c, turn_id)
 
     def update_turn(self, turn_id: int, **fields: Any) -> None:
         bad = set(fields) - set(_TURN_COLUMNS)
@@ -211,6 +218,7 @@ class DialoguesMixin(StoreCore):
         sets = ", ".join(f"{k}=?" for k in fields)
         with self.transaction() as c:
             c.execute(f"UPDATE turns SET {sets} WHERE id=?", (*fields.values(), turn_id))
+            self._turns_changed(c, turn_id)
 
     def discard_empty_dialogue(self, dialogue_id: str) -> bool:
         """Delete a dialogue that has no turn at all (in any state); False when it has one.

@@ -281,6 +281,39 @@ CREATE INDEX session_events_turn ON session_events(turn_id);
 CREATE INDEX session_events_dialogue ON session_events(dialogue_id);
 """
 
+# Migration 7: the LLM judge (`itcollect judge`). One judgement per answer turn (the latest; the
+# ledger keeps every answer ever paid for). ``dialogues.turns_rev`` counts the writes to a
+# dialogue's turns (a turn added, edited, undone, rejected); a judgement records the value it saw,
+# so a dialogue edited or extended after judging is judged again, while a review verdict or a flag
+# (which change the dialogue, not its turns) leave its judgements current.
+_M_JUDGE = """
+ALTER TABLE dialogues ADD COLUMN turns_rev INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE judgements (
+    turn_id          INTEGER PRIMARY KEY REFERENCES turns(id) ON DELETE CASCADE,
+    dialogue_id      TEXT NOT NULL REFERENCES dialogues(id) ON DELETE CASCADE,
+    dialogue_rev     INTEGER NOT NULL,           -- dialogues.turns_rev it judged
+    kind             TEXT NOT NULL CHECK (kind IN ('translation','rating')),
+    interaction_type TEXT,                       -- the answer's type as judged (NULL: untyped import turn)
+    judge_model      TEXT NOT NULL,
+    template_name    TEXT NOT NULL,
+    template_hash    TEXT NOT NULL,              -- of the judge's system and kind templates
+    call_key         TEXT,                       -- ledger key of the answer parsed (or of the last try)
+    generation       INTEGER NOT NULL DEFAULT 0, -- --rejudge rounds: the sample is 2 x generation (+1 re-ask)
+    sample           INTEGER NOT NULL DEFAULT 0,
+    status           TEXT NOT NULL CHECK (status IN ('judged','unparsed')),
+    score            REAL,                       -- MQM: minus the weighted errors, floored (translations)
+    n_critical       INTEGER NOT NULL DEFAULT 0,
+    errors           TEXT NOT NULL DEFAULT '[]', -- JSON [{category, severity, span}]
+    compliance       TEXT CHECK (compliance IN ('yes','partly','no')),
+    reason           TEXT,
+    rating           INTEGER,                    -- 1..5 (explanations, follow-ups)
+    in_instruction_language INTEGER,
+    raw              TEXT,                       -- the judge's text when it could not be parsed
+    created_at       TEXT NOT NULL
+);
+CREATE INDEX judgements_dialogue ON judgements(dialogue_id);
+"""
+
 #: Append new migrations at the end; never edit or reorder a released one.
 MIGRATIONS: list[str] = [
     _M1_SOURCES,
@@ -289,6 +322,7 @@ MIGRATIONS: list[str] = [
     _M_BATCH_ITEMS_KEY,
     _M_UNDETECTED_TURNS,
     _M_ACCOUNTS,
+    _M_JUDGE,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
