@@ -34,7 +34,7 @@ from ..dialogue import RequestInfo, expectations, planned_params, planned_turns
 from ..errors import ItcollectError
 from ..llm import CostLimitReached, EndpointDown, LLMCallError
 from ..prompting import load_prompts, quote_source
-from ..store import SKIP_REASONS, LeaseLost, Store, human_holder
+from ..store import SKIP_REASONS, LeaseLost, Overlap, Store, human_holder
 from ..taxonomy import INTERACTION_TYPES, check_answer, check_request, mentions_language, zh_number
 
 STATES = ("ask", "answer", "decide")
@@ -74,6 +74,7 @@ class Current:
     resume_note: str
     previous_holder: str | None = None
     started: float = field(default_factory=time.time)
+    copy: int = 0  # which copy of an overlap spec (0 for every other spec)
 
 
 def local_midnight_utc() -> str:
@@ -150,6 +151,7 @@ class Session:
         self.show_reference = bool(config["session"]["show_reference"])
         self.languages = tuple(config["workspace"]["languages"])
         self.backend = config["ingest"]["langid_backend"]
+        self.overlap = Overlap.from_config(config)
         self._client_factory = client_factory
         self._client: Any = None
         self._prompts = prompts
@@ -187,12 +189,13 @@ class Session:
         spec = None
         # An own dialogue whose lease row is gone (expired and released) is still offered back first.
         for d in self.store.unfinished_dialogues(self.annotator):
-            if d["spec_id"] is not None and self.store.lease_spec(d["spec_id"], self.holder, self.lease_s):
+            if d["spec_id"] is not None and self.store.lease_spec(d["spec_id"], self.holder, self.lease_s,
+                                                                  copy=d["copy"]):
                 spec = self.store.get_spec(d["spec_id"])
-                spec["own"], spec["previous_holder"] = True, None
+                spec["own"], spec["previous_holder"], spec["copy"] = True, None, d["copy"]
                 break
         if spec is None:
-            spec = self.store.lease_next_spec(self.holder, self.lease_s)
+            spec = self.store.lease_next_spec(self.holder, self.lease_s, overlap=self.overlap)
         if spec is None:
             return None
         return self._open(spec)
@@ -202,7 +205,8 @@ class Session:
         reference = None
         if self.show_reference:
             reference = next((r["text"] for r in source.get("references", []) if r["lang"] == spec["tgt_lang"]), None)
-        existing = self.store.dialogue_for_spec(spec["id"])
+        copy = int(spec.get("copy") or 0)
+        existing = self.store.dialogue_for_spec(spec["id"], copy)
         previous = spec.get("previous_holder")
         with self.store.transaction():
             self.store.ensure_lease(spec["id"], self.holder, self.lease_s)
@@ -212,7 +216,7 @@ class Session:
                     source_text=source["text"], src_lang=spec["src_lang"], tgt_lang=spec["tgt_lang"],
                     instruction_lang=spec["instruction_lang"],
                     meta={"planned_types": spec["interaction_types"], "planned_turns": spec["n_turns"],
-                          "seed": spec["seed"], "seq": spec["seq"]})
+                          "seed": spec["seed"], "seq": spec["seq"]}, copy=copy)
                 self.store.log_event(self.annotator, "open", dialogue_id=did, spec_id=spec["id"])
                 resumed, note = False, ""
             else:
@@ -225,7 +229,7 @@ class Session:
                                      detail={"previous_holder": previous})
                 resumed, note = True, ""
         self.current = Current(spec=spec, dialogue_id=did, source=source, reference=reference, resumed=resumed,
-                               resume_note=note, previous_holder=previous)
+                               resume_note=note, previous_holder=previous, copy=copy)
         if resumed:
             self.current.resume_note = self._resume_note(existing, previous)
         return self.current
@@ -686,7 +690,7 @@ class Session:
             try:
                 state = self.state()
                 with self.store.transaction():
-                    lease = self.store.lease_of(d.spec["id"])
+                    lease = self.store.lease_of(d.spec["id"], d.copy)
                     # only while the lease is ours: after a takeover the dialogue is someone else's
                     released = bool(lease and lease["holder"] == self.holder
                                     and self.store.discard_empty_dialogue(d.dialogue_id))

@@ -7,6 +7,7 @@ assembled from one mixin per area so a server database could later implement the
 from __future__ import annotations
 
 from .accounts import ROLES, AccountError, AccountsMixin
+from .availability import Overlap
 from .batches import BatchesMixin
 from .claims import ClaimsMixin, process_holder
 from .core import StoreCore, dumps, loads, utcnow
@@ -32,4 +33,4 @@ class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, PlanMixin, L
 
 __all__ = ["Store", "StoreCore", "STORE_FILE", "SCHEMA_VERSION", "MIGRATIONS", "SPEC_STATUSES",
            "DIALOGUE_ORIGINS", "source_id_for", "dumps", "loads", "utcnow", "process_holder", "LeaseLost",
-           "human_holder", "SKIP_REASONS", "ROLES", "AccountError", "JUDGEMENT_STATUSES"]
+           "human_holder", "SKIP_REASONS", "ROLES", "AccountError", "JUDGEMENT_STATUSES", "Overlap"]
