@@ -39,7 +39,7 @@ from starlette.routing import Route
 from ...config import Config
 from ...errors import ItcollectError
 from ...store import SKIP_REASONS, LeaseLost, Store
-from ..engine import CommandError, Session, status_line
+from ..engine import CommandError, ControlRevealed, Session, status_line
 from ..guidelines import GUIDE_LANGS, guide_sections
 from ..review import ReviewError, next_review, record_verdict
 from .auth import secret_hash
@@ -224,6 +224,10 @@ class WebApp:
                     desk.start_answer()
         elif load and s.current is not None:
             message = "\n".join(m for m in (message, s.resume_message()) if m) or None
+        note = s.take_control_note()
+        if note is not None:  # the answer just decided was a control item: say so
+            message = f"{message}\n{note['message']}" if message else note["message"]
+            extra["control"] = note
         view = s.view()
         out: dict[str, Any] = {
             "annotator": who.name, "role": who.role, "csrf": who.csrf, "dialogue": view,
@@ -393,7 +397,10 @@ class WebApp:
 
     async def api_finish(self, request: Request) -> Response:
         def do(desk: Desk, body: dict[str, Any]) -> dict[str, Any]:
-            did = desk.s.finish(_opt(body, "reason"))
+            try:
+                did = desk.s.finish(_opt(body, "reason"))
+            except ControlRevealed:
+                return {}  # not finished: the control note (in the state) says why
             return {"finished": did, "message": "Dialogue finished."}
 
         return await self._act(request, do)
