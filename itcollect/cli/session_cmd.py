@@ -8,7 +8,10 @@ import click
 @click.command()
 @click.option("--annotator", metavar="NAME",
               help="Your name (no spaces, e.g. li.wei): leases, turns and statistics carry it. Not with --web.")
-@click.option("--review", is_flag=True, help="Walk flagged and edited dialogues and accept or reject them.")
+@click.option("--review", is_flag=True, help="Walk flagged and edited dialogues: mark errors, fix, accept or reject.")
+@click.option("--order", type=click.Choice(["default", "overlap"]), default="default", show_default=True,
+              help="With --review: 'overlap' shows the copies of each overlap spec side by side to pick the one "
+                   "to keep.")
 @click.option("--web", is_flag=True,
               help="Serve the sessions in a browser, for a team (accounts: `itcollect annotators add NAME`).")
 @click.option("--host", metavar="H", help="With --web: address to listen on (default [web] host, 127.0.0.1).")
@@ -20,7 +23,7 @@ import click
 @click.option("--protocol", "force_protocol", is_flag=True,
               help="Use the line protocol even on a terminal (it is used anyway when stdin is not one).")
 @click.pass_obj
-def session(state, annotator: str | None, review: bool, web: bool, host: str | None, port: int | None,
+def session(state, annotator: str | None, review: bool, order: str, web: bool, host: str | None, port: int | None,
             base_url: str | None, model: str | None, use_local: bool, force_protocol: bool) -> None:
     """Annotate dialogues at the terminal: pick up where NAME stopped, or lease the next spec.
 
@@ -37,14 +40,16 @@ def session(state, annotator: str | None, review: bool, web: bool, host: str | N
     if use_local and base_url:
         raise UsageError("--local and --base-url both name the endpoint: give one")
     if web:
-        if annotator or review or force_protocol:
+        if annotator or review or force_protocol or order != "default":
             raise UsageError("--web serves every annotator (and the review queue) in the browser: "
-                             "leave out --annotator, --review and --protocol")
+                             "leave out --annotator, --review, --order and --protocol")
     else:
         if not annotator:
             raise UsageError("give --annotator NAME (or --web to serve the sessions in a browser)")
         if host is not None or port is not None:
             raise UsageError("--host and --port go with --web")
+        if order != "default" and not review:
+            raise UsageError("--order goes with --review")
     with state.workspace() as ws:
         with contextlib.ExitStack() as stack:
             if use_local and not review:
@@ -61,6 +66,6 @@ def session(state, annotator: str | None, review: bool, web: bool, host: str | N
 
                 code = run_session(ws.config, ws.store, annotator, base_url=base_url, model=model, review=review,
                                    interactive=False if force_protocol else None,
-                                   history_dir=ws.root / ".itcollect" / "history")
+                                   history_dir=ws.root / ".itcollect" / "history", order=order)
     if code:
         raise click.exceptions.Exit(code)

@@ -31,12 +31,12 @@ def session_config(config: Config) -> Config:
 
 def run_session(config: Config, store: Store, annotator: str, *, base_url: str | None = None,
                 model: str | None = None, review: bool = False, interactive: bool | None = None,
-                history_dir: Any = None) -> int:
+                history_dir: Any = None, order: str = "default") -> int:
     """Run one session until the annotator quits or the pool is empty; returns the exit status."""
     if review:
         from .review import run_review
 
-        return run_review(store, annotator, interactive=interactive)
+        return run_review(store, annotator, interactive=interactive, order=order)
 
     cfg = session_config(config)
 

@@ -17,8 +17,9 @@ from .imports import ImportsMixin
 from .judgements import JUDGEMENT_STATUSES, JudgementsMixin
 from .leases import LeaseLost, LeasesMixin, human_holder
 from .ledger import LedgerMixin
+from .review import ReviewError, ReviewMixin
 from .schema import MIGRATIONS, SCHEMA_VERSION
-from .sessions import SKIP_REASONS, SessionsMixin
+from .sessions import REVIEW_VERDICTS, SKIP_REASONS, SessionsMixin
 from .sources import SourcesMixin, source_id_for
 from .specs import PlanMixin
 from .verdicts import VerdictsMixin
@@ -27,10 +28,11 @@ STORE_FILE = "itcollect.db"
 
 
 class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, PlanMixin, LeasesMixin, SessionsMixin, VerdictsMixin, ImportsMixin, ExportsMixin, BatchesMixin, AccountsMixin,
-            JudgementsMixin, StoreCore):
+            JudgementsMixin, ReviewMixin, StoreCore):
     """The workspace store. Open with ``Store(path)``; it migrates the schema on open."""
 
 
 __all__ = ["Store", "StoreCore", "STORE_FILE", "SCHEMA_VERSION", "MIGRATIONS", "SPEC_STATUSES",
            "DIALOGUE_ORIGINS", "source_id_for", "dumps", "loads", "utcnow", "process_holder", "LeaseLost",
-           "human_holder", "SKIP_REASONS", "ROLES", "AccountError", "JUDGEMENT_STATUSES", "Overlap"]
+           "human_holder", "SKIP_REASONS", "ROLES", "AccountError", "JUDGEMENT_STATUSES", "Overlap", "ReviewError",
+           "REVIEW_VERDICTS"]

@@ -38,10 +38,21 @@ from starlette.routing import Route
 
 from ...config import Config
 from ...errors import ItcollectError
+from ...judge.schema import SEVERITIES
 from ...store import SKIP_REASONS, LeaseLost, Store
 from ..engine import CommandError, ControlRevealed, Session, status_line
 from ..guidelines import GUIDE_LANGS, guide_sections
-from ..review import ReviewError, next_review, record_verdict
+from ..review import (
+    MARK_CATEGORIES,
+    ORDERS,
+    ReviewError,
+    next_review,
+    record_fix,
+    record_mark,
+    record_pick,
+    record_unmark,
+    record_verdict,
+)
 from .auth import secret_hash
 from .desk import TAB_TIMEOUT_S, Desk, SharedClient
 
@@ -485,27 +496,70 @@ class WebApp:
         return JSONResponse({"lang": lang, "sections": sections})
 
     # -- routes: review --------------------------------------------------------------------------
-    def _review_json(self, who: Who, **extra: Any) -> dict[str, Any]:
+    def _review_json(self, who: Who, order: str = "default", **extra: Any) -> dict[str, Any]:
+        if order not in ORDERS:
+            raise ApiError(400, f"review order {order!r}: one of {', '.join(ORDERS)}")
         later = self.review_later.setdefault(who.name, set())
-        return {"reviewer": who.name, "role": who.role, "csrf": who.csrf, "item": next_review(self.store, later),
-                **extra}
+        return {"reviewer": who.name, "role": who.role, "csrf": who.csrf, "order": order,
+                "categories": list(MARK_CATEGORIES), "severities": list(SEVERITIES),
+                "item": next_review(self.store, later, order), **extra}
 
     async def api_review(self, request: Request) -> Response:
         who = self.auth(request, roles=REVIEWERS)
-        return JSONResponse(self._review_json(who))
+        return JSONResponse(self._review_json(who, request.query_params.get("order", "default")))
+
+    async def _review_act(self, request: Request, fn: Callable[[Who, dict[str, Any]], str | None]) -> Response:
+        who = self.auth(request, roles=REVIEWERS, csrf=True)
+        body = await self.read_json(request)
+        message = fn(who, body)
+        return JSONResponse(self._review_json(who, str(body.get("order") or "default"), message=message))
 
     async def api_review_verdict(self, request: Request) -> Response:
-        who = self.auth(request, roles=REVIEWERS, csrf=True)
-        body = await self.read_json(request)
-        verdict = record_verdict(self.store, who.name, _text(body, "dialogue_id"), _text(body, "verdict"),
-                                 _opt(body, "note"))
-        return JSONResponse(self._review_json(who, message=f"Recorded: {verdict}."))
+        def do(who: Who, body: dict[str, Any]) -> str:
+            verdict = record_verdict(self.store, who.name, _text(body, "dialogue_id"), _text(body, "verdict"),
+                                     _opt(body, "note"))
+            return f"Recorded: {verdict}."
+
+        return await self._review_act(request, do)
 
     async def api_review_later(self, request: Request) -> Response:
-        who = self.auth(request, roles=REVIEWERS, csrf=True)
-        body = await self.read_json(request)
-        self.review_later.setdefault(who.name, set()).add(_text(body, "dialogue_id"))
-        return JSONResponse(self._review_json(who, message="Left for later."))
+        def do(who: Who, body: dict[str, Any]) -> str:
+            self.review_later.setdefault(who.name, set()).add(
+                str(body.get("key") or "") or _text(body, "dialogue_id"))
+            return "Left for later."
+
+        return await self._review_act(request, do)
+
+    async def api_review_mark(self, request: Request) -> Response:
+        def do(who: Who, body: dict[str, Any]) -> str:
+            record_mark(self.store, who.name, _text(body, "dialogue_id"), _int(body, "turn_id"),
+                        _text(body, "category"), _text(body, "severity"), _int(body, "start"), _int(body, "end"),
+                        _opt(body, "note"))
+            return "Marked."
+
+        return await self._review_act(request, do)
+
+    async def api_review_unmark(self, request: Request) -> Response:
+        def do(who: Who, body: dict[str, Any]) -> str:
+            record_unmark(self.store, who.name, _int(body, "mark_id"))
+            return "Mark taken back."
+
+        return await self._review_act(request, do)
+
+    async def api_review_fix(self, request: Request) -> Response:
+        def do(who: Who, body: dict[str, Any]) -> str:
+            record_fix(self.store, who.name, _text(body, "dialogue_id"), _int(body, "turn_id"), _text(body, "text"))
+            return "Your fix is now the answer (the old one is kept). Accept the dialogue to record it as fixed."
+
+        return await self._review_act(request, do)
+
+    async def api_review_pick(self, request: Request) -> Response:
+        def do(who: Who, body: dict[str, Any]) -> str:
+            picked = record_pick(self.store, who.name, _int(body, "spec_id"), _text(body, "dialogue_id"),
+                                 _opt(body, "note"))
+            return f"Kept dialogue {picked[:8]}; the other copies are left out of the corpus."
+
+        return await self._review_act(request, do)
 
     # -- routes: the lead --------------------------------------------------------------------------
     def _lead_figures(self) -> dict[str, Any]:
@@ -621,6 +675,10 @@ class WebApp:
             Route("/api/review", wrap(self.api_review), methods=get),
             Route("/api/review/verdict", wrap(self.api_review_verdict), methods=post),
             Route("/api/review/later", wrap(self.api_review_later), methods=post),
+            Route("/api/review/mark", wrap(self.api_review_mark), methods=post),
+            Route("/api/review/unmark", wrap(self.api_review_unmark), methods=post),
+            Route("/api/review/fix", wrap(self.api_review_fix), methods=post),
+            Route("/api/review/pick", wrap(self.api_review_pick), methods=post),
             Route("/api/lead", wrap(self.api_lead), methods=get),
         ]
 
@@ -649,6 +707,13 @@ def _text(body: dict[str, Any], key: str) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not value.strip():
         raise ApiError(400, f"{key!r} is missing (a non-empty string)")
+    return value
+
+
+def _int(body: dict[str, Any], key: str) -> int:
+    value = body.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, f"{key!r} is missing (a whole number)")
     return value
 
 
