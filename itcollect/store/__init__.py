@@ -17,6 +17,7 @@ from .imports import ImportsMixin
 from .judgements import JUDGEMENT_STATUSES, JudgementsMixin
 from .leases import LeaseLost, LeasesMixin, human_holder
 from .ledger import LedgerMixin
+from .quality import QualityMixin
 from .review import ReviewError, ReviewMixin
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .sessions import REVIEW_VERDICTS, SKIP_REASONS, SessionsMixin
@@ -28,7 +29,7 @@ STORE_FILE = "itcollect.db"
 
 
 class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, PlanMixin, LeasesMixin, SessionsMixin, VerdictsMixin, ImportsMixin, ExportsMixin, BatchesMixin, AccountsMixin,
-            JudgementsMixin, ReviewMixin, StoreCore):
+            JudgementsMixin, ReviewMixin, QualityMixin, StoreCore):
     """The workspace store. Open with ``Store(path)``; it migrates the schema on open."""
 
 

@@ -104,6 +104,11 @@ class SessionsMixin(StoreCore):
                            dialogue_id=dialogue_id, spec_id=d["spec_id"], detail={"note": note})
 
     # -- figures -----------------------------------------------------------------------------------
+    def active_seconds(self, events: list[dict[str, Any]]) -> float:
+        """Seconds of work in a dialogue's actions (``action``, ``created_at``, in order): the gaps
+        between them, except a gap that starts at a pause (quit, lease lost) or ends in a resume."""
+        return self._active_seconds(events)
+
     def _active_seconds(self, events: list[dict[str, Any]]) -> float:
         total = 0.0
         for prev, cur in zip(events, events[1:]):

@@ -570,9 +570,11 @@ class WebApp:
         if self._reader is None:
             self._reader = Store(self.store.path, migrate=False)
         store = self._reader
+        from ...quality import quality_figures
+
         return {"stats": store.annotator_stats(), "flagged": store.flagged_dialogue_counts(),
                 "last_action": store.last_actions(), "accounts": store.accounts(), "pool": store.spec_pool(),
-                "specs": store.spec_counts()}
+                "specs": store.spec_counts(), "quality": quality_figures(store, self.config)}
 
     async def api_lead(self, request: Request) -> Response:
         who = self.auth(request, roles=("lead",))
@@ -595,8 +597,10 @@ class WebApp:
                 "median_seconds_per_dialogue": st.get("median_seconds_per_dialogue"), "last_seen": seen,
                 "online": bool(desk and (desk.open_tabs(now) or now - desk.last_heard < TAB_TIMEOUT_S)),
                 "working_on": desk.s.current.spec["id"] if desk and desk.s.current else None})
+        quality = figures["quality"]  # the same figures as `stats --annotators`
         return JSONResponse({"lead": who.name, "csrf": who.csrf, "annotators": rows, "pool": figures["pool"],
-                             "specs": figures["specs"]})
+                             "specs": figures["specs"], "quality": quality["annotators"],
+                             "agreement": quality["agreement"]})
 
     # -- the app -----------------------------------------------------------------------------------
     async def sweep(self) -> None:
