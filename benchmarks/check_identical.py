@@ -39,6 +39,9 @@ sys.path.insert(0, str(REPO))
 
 VOLATILE_PARAMS = ()  # turn params hold no timestamps; kept as a hook should one appear
 VOLATILE_COLUMNS = {"created_at", "turn_created_at", "filter_run_id"}
+#: export columns a change added (``--drop-columns``): left out of the digest, so that the files of a
+#: build with more columns can be compared with a digest made before they existed
+DROPPED_COLUMNS: set[str] = set()
 
 
 def _cli(*args: str, cwd: Path, input: str | None = None) -> subprocess.CompletedProcess:
@@ -169,6 +172,7 @@ def digest_workspace(ws: Path, export_dirs: list[Path]) -> dict:
                 continue  # hf/ is the same tables as parquet/ (datasets' own metadata holds fingerprints)
             if path.suffix == ".parquet":
                 table = pq.read_table(path)
+                table = table.drop_columns([c for c in DROPPED_COLUMNS if c in table.schema.names])
                 rows = table.to_pylist()
                 for r in rows:
                     for c in VOLATILE_COLUMNS:
@@ -193,7 +197,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="write the digest of a freshly built workspace here")
     ap.add_argument("--workdir", type=Path, help="build in this folder (default: a temporary one, removed)")
     ap.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"), help="compare two digests")
+    ap.add_argument("--drop-columns", default="", metavar="C1,C2",
+                    help="leave these exported columns out of the digest (columns added since the other digest)")
     args = ap.parse_args()
+    DROPPED_COLUMNS.update(c for c in args.drop_columns.split(",") if c)
     if args.compare:
         a, b = (json.loads(p.read_text()) for p in args.compare)
         diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]

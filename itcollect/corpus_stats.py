@@ -212,12 +212,21 @@ def pyplot() -> Any:
 
 
 def plot_mix(stats: dict[str, Any], path: str) -> None:
-    """Bars of the realised mix against the target, one panel per dimension (PNG via Agg)."""
+    """Bars of the realised mix against the target, one panel per dimension, and, once answers are
+    judged, the judge's score distribution in a panel beside them (PNG via Agg)."""
     plt = pyplot()
 
     mix = stats.get("mix") or {}
     dims = [d for d in ("pair", "instruction_lang", "turns", "interaction_type", "origin") if mix.get(d)]
-    fig, axes = plt.subplots(len(dims) or 1, 1, figsize=(9, 2.6 * max(1, len(dims))), squeeze=False)
+    scores = bool((stats.get("judge") or {}).get("histogram"))
+    rows = max(1, len(dims))
+    fig = plt.figure(figsize=(15 if scores else 9, 2.6 * rows))
+    grid = fig.add_gridspec(rows, 2 if scores else 1, width_ratios=[9, 6] if scores else [1])
+    axes = np.array([[fig.add_subplot(grid[i, 0])] for i in range(rows)])
+    if scores:
+        from .judge.stats import plot_scores
+
+        plot_scores(fig.add_subplot(grid[:, 1]), stats)
     for ax, dim in zip(axes[:, 0], dims):
         rows = mix[dim]
         keys = list(rows)

@@ -1,7 +1,8 @@
 """``itcollect demo``: the whole pipeline, offline, on the bundled local model.
 
 init -> ingest the bundled samples -> plan a small mix -> simulate on the local llama.cpp server
--> filter -> export --format all -> stats. Each step is the real command (same code, same
+-> judge (the same local model, llama.cpp's JSON-schema output) -> filter -> export --format all
+-> stats. Each step is the real command (same code, same
 contract as a user typing it), run in this process so the heavy imports happen once. Every step is
 idempotent, so a re-run reuses the workspace and the request ledger and finishes fast.
 
@@ -57,6 +58,10 @@ DEMO_SETTINGS: dict[tuple[str, str], Any] = {
     ("mix", "must_include_share"): 0.0,
     # One re-sample per turn: the tiny model rarely fixes a failed turn, and each try costs seconds.
     ("simulate", "max_turn_retries"): 1,
+    # The judge: llama.cpp's server turns the judgement's JSON schema into a grammar, so even a 135M
+    # model answers with a well-formed judgement (its content is noise; the stage is what is shown).
+    ("llm.judge", "response_format"): "json_object",
+    ("llm.judge", "max_tokens"): 200,
     ("local", "n_ctx"): 2048,
 }
 
@@ -208,7 +213,7 @@ def run_demo(directory: str | Path = DEFAULT_DEMO_DIR, *, base_url: str | None =
     ws_flag = ["-C", str(root)]
     have = _available_commands()
     result = DemoResult(root=root, export_dir=root / EXPORT_SUBDIR, seconds=0.0, stats={})
-    total = 8
+    total = 9
 
     @contextmanager
     def step(n: int, title: str) -> Iterator[None]:
@@ -265,15 +270,23 @@ def run_demo(directory: str | Path = DEFAULT_DEMO_DIR, *, base_url: str | None =
                 args += ["--model", model]
             _invoke(args)
 
-    with step(6, "filter"):
+    with step(6, f"judge every answer on {endpoint} (a 135M judge's scores are noise)"):
+        if need("judge"):
+            args = [*ws_flag, "judge"]
+            args += ["--base-url", base_url] if base_url else ["--local"]
+            if model:
+                args += ["--model", model]
+            _invoke(args)
+
+    with step(7, "filter"):
         if need("filter"):
             _invoke([*ws_flag, "filter"])
 
-    with step(7, f"export --format all to {result.export_dir}"):
+    with step(8, f"export --format all to {result.export_dir}"):
         if need("export"):
             _invoke([*ws_flag, "export", "--hf", str(result.export_dir), "--format", "all"])
 
-    with step(8, "stats"):
+    with step(9, "stats"):
         if need("stats"):
             _invoke([*ws_flag, "stats"])
         with Workspace(root) as ws:
@@ -301,6 +314,12 @@ def summary(result: DemoResult, *, local: bool = True) -> str:
     if origins.get("imported"):
         imp = origins["imported"]
         lines.append(f"  imported:  {imp.get('count', 0)} hand-written example dialogues, {imp.get('kept', 0)} kept")
+    judge = result.stats.get("judge") or {}
+    if judge.get("judged") or judge.get("unparsed"):
+        mean = (judge.get("score") or {}).get("mean")
+        lines.append(f"  judged:    {judge['judged']} answers ({judge['unparsed']} replies unreadable)"
+                     + (f", mean MQM score {mean:g}" if mean is not None else "")
+                     + (" — a 135M judge's scores are noise" if local else ""))
     hf = result.export_dir / "hf"
     if hf.exists():
         lines.append(f"  dataset:   {hf}   (datasets.load_from_disk)")

@@ -1,7 +1,7 @@
 """Statistics over a workspace: the ``stats --json`` contract plus human-readable tables.
 
 Each stage contributes a section computed through the store's API; the contract keys
-(sources, ingest, specs, dialogues, turns, calls, filter) are always present.
+(sources, ingest, specs, dialogues, turns, calls, filter, judge) are always present.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ def collect_stats(store: Store, config: dict[str, Any] | None = None) -> dict[st
     from .corpus_stats import corpus_sections
 
     stats.update(corpus_sections(store, config))
+    # The LLM judge: scores, errors, compliance, agreement with reviewers (itcollect judge).
+    from .judge.stats import judge_section
+
+    stats["judge"] = judge_section(store, config)
     return stats
 
 
@@ -107,6 +111,8 @@ def render_stats(stats: dict[str, Any]) -> str:
             lines.append(f"  {name:<20} {a['dialogues']:>9,} {a['skipped']:>7,} {a['turns']:>6,} {a['edits']:>6,}"
                          f" {a['regenerations']:>6,} {med_text:>16}  {reasons}")
     from .corpus_stats import render_corpus
+    from .judge.stats import render_judge
 
+    lines += render_judge(stats)
     lines += render_corpus(stats)
     return "\n".join(lines).lstrip("\n")

@@ -45,21 +45,23 @@ def simulated(ws: Workspace, server: Any, n: int, *, seed: int = 0) -> None:
 
 
 def imported(ws: Workspace, tmp_path: Path, answers: list[str], *, name: str = "imports.jsonl",
-             extra_turns: list[tuple[str, str]] | None = None) -> list[str]:
-    """One imported en->fr dialogue per answer (its first answer); returns the dialogue ids in order."""
+             extra_turns: list[tuple[str, str]] | None = None,
+             extras: dict[int, list[tuple[str, str]]] | None = None) -> list[str]:
+    """One imported en->fr dialogue per answer (its first answer), with ``extra_turns`` (every
+    dialogue) or ``extras[i]`` (dialogue i) after it; returns the dialogue ids in order."""
     path = tmp_path / name
     records = []
     for i, a in enumerate(answers):
         source = f"The council approved budget number {i + 1} on Monday."
         messages = [{"role": "user", "content": f'Translate into French: "{source}"'},
                     {"role": "assistant", "content": a}]
-        for req, ans in extra_turns or []:
+        for req, ans in (extras or {}).get(i, extra_turns or []):
             messages += [{"role": "user", "content": req}, {"role": "assistant", "content": ans}]
         records.append({"messages": messages, "src_lang": "en", "tgt_lang": "fr", "instruction_lang": "en",
                         "source_text": source, "model": "some-model"})
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     import_files(ws.store, [path])
-    by_answer = {t[1]["content"]: d["id"] for d, t in ws.store.iter_corpus()}
+    by_answer = {t[1]["content"]: d["id"] for d, t in ws.store.iter_corpus() if d["origin"] == "imported"}
     return [by_answer[a] for a in answers]
 
 
@@ -95,6 +97,13 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "truncated": (TRUNCATED, TRUNCATED),
     "garbage": (GARBAGE, GARBAGE),
 }
+#: rating variants (an imported dialogue's later answers get the rating prompt)
+RATING_VARIANTS: dict[str, dict[str, Any]] = {
+    "goodanswer": {"rating": 5, "in_instruction_language": True, "compliance": "yes", "reason": "Right on."},
+    "partly": {"rating": 3, "in_instruction_language": True, "compliance": "partly", "reason": "Half of it."},
+    "noncompliant": {"rating": 2, "in_instruction_language": False, "compliance": "no",
+                     "reason": "It ignores the request."},
+}
 _MARK = re.compile(r"\[(\w+)\]")
 
 
@@ -107,6 +116,8 @@ def variant_responder(body: dict) -> str:
     """Judge replies chosen by the ``[variant]`` mark in the judged answer (others: well-formed)."""
     item = judge_item(body)
     m = _MARK.search(item["answer"])
+    if m is not None and item["kind"] == "rating" and m.group(1) in RATING_VARIANTS:
+        return json.dumps(RATING_VARIANTS[m.group(1)])
     if m is None or m.group(1) not in VARIANTS:
         return judge_answer(body)
     first, again = VARIANTS[m.group(1)]

@@ -103,7 +103,8 @@ def test_demo_runs_every_stage_on_an_endpoint_and_reuses_everything_on_rerun(tmp
     args = ("demo", str(demo_dir), "--dialogues", "6", "--base-url", fake_openai.base_url, "--model", "fake-model")
     r = run_cli(*args, env={"OPENAI_API_KEY": ""}, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "[8/8] stats" in r.stdout and f"dataset:   {demo_dir / 'export' / 'hf'}" in r.stdout
+    assert "[9/9] stats" in r.stdout and f"dataset:   {demo_dir / 'export' / 'hf'}" in r.stdout
+    assert "[6/9] judge every answer" in r.stdout and "judged" in r.stdout.split("Demo finished")[1]
     assert "SmolLM2" not in r.stdout.split("Demo finished")[1]  # the tiny-model note is for --local only
     sent = fake_openai.total_requests
     assert sent >= 6
@@ -111,6 +112,9 @@ def test_demo_runs_every_stage_on_an_endpoint_and_reuses_everything_on_rerun(tmp
     assert stats["specs"]["total"] == 6 and stats["specs"]["pending"] == 0
     assert stats["dialogues"]["by_origin"]["imported"] == 8
     assert stats["calls"]["sent"] == sent
+    judge = stats["judge"]
+    # every answer got its judge call (the suite's default responder does not answer in JSON: unparsed)
+    assert judge["unjudged"] == 0 and judge["judged"] + judge["unparsed"] > 0
     dd = datasets.load_from_disk(str(demo_dir / "export" / "hf"))
     rows = [row for split in dd.values() for row in split]
     assert len(rows) == stats["filter"]["kept"] >= 8

@@ -253,3 +253,51 @@ def test_simulate_and_session_local_then_filter_and_export(tmp_path):
             assert row["models"] == [BUNDLED_MODEL_NAME] and row["template_hashes"]
     sharegpt = json.loads((out / "sharegpt.json").read_text(encoding="utf-8"))
     assert len(sharegpt) == len(rows)
+
+
+@pytest.mark.timeout(900)
+def test_judge_local_answers_in_the_schema_through_the_grammar(tmp_path):
+    """judge --local with response_format json_object: llama.cpp's server turns the judgement's JSON
+    schema into a grammar, so a complete reply of even a 135M model is a JSON object of that schema
+    (its content is noise and not checked)."""
+    from itcollect.workspace import Workspace
+
+    ws = _workspace(tmp_path, specs=1, extra_edits={r"^response_format = .*$": 'response_format = "json_object"',
+                                                    r"^n_ctx = .*$": "n_ctx = 2048",  # a judge prompt is ~1K tokens
+                                                    r"^max_tokens = 800$": "max_tokens = 160"})  # [llm.judge]
+    records = [
+        {"messages": [{"role": "user", "content": 'Translate into English: "Die Inflation ist leicht gesunken."'},
+                      {"role": "assistant", "content": "Inflation fell slightly."}],
+         "src_lang": "de", "tgt_lang": "en", "instruction_lang": "en",
+         "source_text": "Die Inflation ist leicht gesunken."},
+        {"messages": [{"role": "user", "content": 'Translate into English: "Le maire a annoncé la rénovation."'},
+                      {"role": "assistant", "content": "The mayor announced the renovation."},
+                      {"role": "user", "content": "Why did you choose 'announced'?"},
+                      {"role": "assistant", "content": "Because 'annoncé' means that the mayor made it public."}],
+         "src_lang": "fr", "tgt_lang": "en", "instruction_lang": "en",
+         "source_text": "Le maire a annoncé la rénovation."},
+    ]
+    path = tmp_path / "dialogues.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    assert run_cli("-C", str(ws), "import", str(path)).returncode == 0
+    r = run_cli("-C", str(ws), "judge", "--local", "--json", timeout=600)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["judged"] + out["unparsed"] == 3 and out["calls"]["sent"] >= 3
+    with Workspace(ws) as w:
+        rows = w.store.query("SELECT kind, status, call_key FROM judgements")
+        assert len(rows) == 3 and {r["kind"] for r in rows} == {"translation", "rating"}
+        calls = [c for c in w.store.ledger_calls() if c["role"] == "judge"]
+        complete = 0
+        for c in calls:
+            body = json.loads(c["request"])
+            assert body["response_format"]["type"] == "json_object" and body["response_format"]["schema"]
+            assert c["status"] == "done" and c["model"] == BUNDLED_MODEL_NAME
+            if c["finish_reason"] == "stop":
+                reply = json.loads(c["response"])  # the grammar's work: valid JSON
+                assert set(reply) == set(body["response_format"]["schema"]["required"])
+                complete += 1
+        assert complete >= 1
+    # nothing left: a second run sends nothing
+    r = run_cli("-C", str(ws), "judge", "--local", "--json", timeout=300)
+    assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["calls"]["sent"] == 0

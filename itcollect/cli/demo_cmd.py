@@ -13,7 +13,7 @@ def demo(directory: str, base_url: str | None, model: str | None, dialogues: int
     """Run the whole pipeline offline in DIRECTORY (default ./itcollect-demo) on the bundled model.
 
     init, ingest the bundled news samples, import example dialogues, plan, simulate on a local llama.cpp server
-    (itcollect[local]), filter, export --format all, stats. Re-running reuses the workspace and the
+    (itcollect[local]), judge, filter, export --format all, stats. Re-running reuses the workspace and the
     request ledger. The tiny local model shows the pipeline, not translation quality; --base-url
     and --model run the same demo on a real endpoint.
     """

@@ -9,9 +9,9 @@ import click
 @click.option("--annotator", metavar="NAME",
               help="Your name (no spaces, e.g. li.wei): leases, turns and statistics carry it. Not with --web.")
 @click.option("--review", is_flag=True, help="Walk flagged and edited dialogues: mark errors, fix, accept or reject.")
-@click.option("--order", type=click.Choice(["default", "overlap"]), default="default", show_default=True,
-              help="With --review: 'overlap' shows the copies of each overlap spec side by side to pick the one "
-                   "to keep.")
+@click.option("--order", type=click.Choice(["default", "judge", "overlap"]), default="default", show_default=True,
+              help="With --review: 'judge' also serves every judged dialogue, the lowest judge score first; "
+                   "'overlap' shows the copies of each overlap spec side by side to pick the one to keep.")
 @click.option("--web", is_flag=True,
               help="Serve the sessions in a browser, for a team (accounts: `itcollect annotators add NAME`).")
 @click.option("--host", metavar="H", help="With --web: address to listen on (default [web] host, 127.0.0.1).")
@@ -23,8 +23,8 @@ import click
 @click.option("--protocol", "force_protocol", is_flag=True,
               help="Use the line protocol even on a terminal (it is used anyway when stdin is not one).")
 @click.pass_obj
-def session(state, annotator: str | None, review: bool, order: str, web: bool, host: str | None, port: int | None,
-            base_url: str | None, model: str | None, use_local: bool, force_protocol: bool) -> None:
+def session(state, annotator: str | None, review: bool, order: str, web: bool, host: str | None,
+            port: int | None, base_url: str | None, model: str | None, use_local: bool, force_protocol: bool) -> None:
     """Annotate dialogues at the terminal: pick up where NAME stopped, or lease the next spec.
 
     Type a request, watch the answer stream in, then a = accept, e = edit, r = regenerate, u = undo,
@@ -39,6 +39,8 @@ def session(state, annotator: str | None, review: bool, order: str, web: bool, h
 
     if use_local and base_url:
         raise UsageError("--local and --base-url both name the endpoint: give one")
+    if order != "default" and not review:
+        raise UsageError("--order goes with --review")
     if web:
         if annotator or review or force_protocol or order != "default":
             raise UsageError("--web serves every annotator (and the review queue) in the browser: "
@@ -48,8 +50,6 @@ def session(state, annotator: str | None, review: bool, order: str, web: bool, h
             raise UsageError("give --annotator NAME (or --web to serve the sessions in a browser)")
         if host is not None or port is not None:
             raise UsageError("--host and --port go with --web")
-        if order != "default" and not review:
-            raise UsageError("--order goes with --review")
     with state.workspace() as ws:
         with contextlib.ExitStack() as stack:
             if use_local and not review:

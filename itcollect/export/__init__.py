@@ -21,6 +21,7 @@ built by :mod:`.rows`.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shutil
 from collections import Counter
@@ -64,6 +65,8 @@ class ExportResult:
 
 
 _COUNT_KEYS = ("pair", "instruction_lang", "origin", "user_turns", "interaction_type")
+#: the card's LLM-judge counts: answers judged / unjudged, scores, judge models, error categories
+_JUDGE_COUNT_KEYS = ("judge_answers", "judge_scores", "judge_models", "judge_errors")
 
 
 def _count_row(counts: dict[str, Counter], row: dict[str, Any], k: int = 1) -> None:
@@ -77,16 +80,34 @@ def _count_row(counts: dict[str, Counter], row: dict[str, Any], k: int = 1) -> N
             counts["interaction_type"][str(t)] += k
 
 
+def _count_judge(counts: dict[str, Counter], row: dict[str, Any], k: int = 1) -> None:
+    """Add (``k=-1``: take back) a row's judge columns to the card's judge counts."""
+    if row["judge_model"] is None:  # no answer of the dialogue is judged
+        counts["judge_answers"]["unjudged"] += k * len(row["turn_judge_scores"])
+        return
+    for score, rating in zip(row["turn_judge_scores"], row["turn_judge_ratings"]):
+        counts["judge_answers"]["judged" if score is not None or rating is not None else "unjudged"] += k
+        if score is not None:
+            counts["judge_scores"][repr(float(score))] += k
+    for m in row["judge_model"].split(",") if row["judge_model"] else ():
+        counts["judge_models"][m] += k
+    for errs in row["turn_judge_errors"]:
+        if errs:
+            for e in json.loads(errs):
+                counts["judge_errors"][e["category"]] += k
+
+
 class _Renderer:
     """Turns a page of kept dialogues into an Arrow table and the writers' renderings (split by
     the main process, so the workers can start before the split pass is done)."""
 
     def __init__(self, db_path: str, system_prompt: str | None, run_id: int,
-                 writers: list[type[ExportWriter]]) -> None:
+                 writers: list[type[ExportWriter]], judged: bool = True) -> None:
         self.db_path = db_path
         self.system_prompt = system_prompt
         self.run_id = run_id
         self.writers = writers
+        self.judged = judged
         self._store = None
 
     def page(self, bounds: tuple[int, int], store: Any = None) -> Page:
@@ -96,12 +117,15 @@ class _Renderer:
 
                 self._store = Store(self.db_path, migrate=False)
             store = self._store
-        counts: dict[str, Counter] = {k: Counter() for k in _COUNT_KEYS}
+        counts: dict[str, Counter] = {k: Counter() for k in (*_COUNT_KEYS, *_JUDGE_COUNT_KEYS)}
         rows = []
+        # the page's judgements in one query (none on a workspace never judged)
+        judgements = store.current_judgements(after=bounds[0], upto=bounds[1]) if self.judged else None
         for d, turns in store.iter_corpus(kept_only=True, after=bounds[0], upto=bounds[1], turn_fields=ROW_TURN_FIELDS):
-            row = build_row(d, turns, self.system_prompt, self.run_id)
+            row = build_row(d, turns, self.system_prompt, self.run_id, judgements)
             rows.append(row)
             _count_row(counts, row)
+            _count_judge(counts, row)
         return Page(rows_to_table(rows, schema()), [r["id"] for r in rows], counts,
                     page_renderings(self.writers, rows))
 
@@ -169,11 +193,11 @@ def _export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, 
             (out / old).unlink()
     writer_classes = selected_writers(formats | ({"hf"} if push_to_hub else set()))
 
-    counts: dict[str, Counter] = {k: Counter() for k in _COUNT_KEYS}
+    counts: dict[str, Counter] = {k: Counter() for k in (*_COUNT_KEYS, *_JUDGE_COUNT_KEYS)}
     # rows, rendered a page at a time (in worker processes when there are several pages); the
     # workers start first, the split pass runs here meanwhile
     pages = page_bounds(rowids, _PAGE_SIZE)
-    renderer = _Renderer(str(store.path), system_prompt, run["id"], writer_classes)
+    renderer = _Renderer(str(store.path), system_prompt, run["id"], writer_classes, store.has_judgements())
     workers = default_workers() if workers is None else max(1, workers)
     # importing datasets takes ~1.3 s: done while the workers render pages, not after them
     hf_import = partial(importlib.import_module, "datasets") if any(w.name == "hf" for w in writer_classes) else None
@@ -199,6 +223,7 @@ def _export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, 
                     counts[k].update(c)
                 for row in page.table.take(gone).to_pylist() if gone else ():
                     _count_row(counts, row, -1)
+                    _count_judge(counts, row, -1)
                 for split_idx, idx in by_split.items():
                     positions = None if len(idx) == len(where) else idx
                     for w in ctx.writers.values():

@@ -34,6 +34,9 @@ def schema():
         ("n_user_turns", pa.int32()),
         ("user_turn_authors", ls), ("turn_models", ls), ("turn_templates", ls), ("turn_created_at", ls),
         ("origin_file", s), ("filter_run_id", pa.int64()),
+        # the LLM judge (itcollect judge), one entry per assistant answer (null: no current judgement)
+        ("turn_judge_scores", pa.list_(pa.float64())), ("turn_judge_errors", ls), ("turn_compliance", ls),
+        ("turn_judge_ratings", pa.list_(pa.int32())), ("judge_model", s),
     ])
 
 
@@ -51,8 +54,11 @@ def group_key_of(did: str, source_id: str | None, source_text: str | None) -> st
 
 
 def build_row(d: dict[str, Any], turns: list[dict[str, Any]], system_prompt: str | None,
-              run_id: int | None) -> dict[str, Any]:
-    """One dataset row: the stored active turns in order, plus provenance (one pass over the turns)."""
+              run_id: int | None, judgements: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One dataset row: the stored active turns in order, plus provenance (one pass over the turns).
+
+    ``judgements``: current judgements by turn id (:meth:`Store.current_judgements`); an answer
+    without one (or whose judgement is unparsed) gets nulls in the judge columns."""
     messages: list[dict[str, str]] = []
     models: list[str] = []
     hashes: list[str] = []
@@ -61,6 +67,12 @@ def build_row(d: dict[str, Any], turns: list[dict[str, Any]], system_prompt: str
     answer_models: list[str | None] = []
     templates: list[str | None] = []
     created: list[str | None] = []
+    j_scores: list[float | None] = []
+    j_errors: list[str | None] = []
+    j_compliance: list[str | None] = []
+    j_ratings: list[int | None] = []
+    j_models: list[str] = []
+    judgements = judgements or {}
     for t in turns:
         role = t["role"]
         messages.append({"role": role, "content": t["content"]})
@@ -76,6 +88,19 @@ def build_row(d: dict[str, Any], turns: list[dict[str, Any]], system_prompt: str
             authors.append(t.get("author"))
         elif role == "assistant":
             answer_models.append(model)
+            j = judgements.get(t["id"]) if judgements else None
+            if j is not None and j["status"] == "judged":
+                j_scores.append(j["score"])
+                j_errors.append(_JSON.encode(j["errors"]) if j["kind"] == "translation" else None)
+                j_compliance.append(j["compliance"])
+                j_ratings.append(j["rating"])
+                if j["judge_model"] not in j_models:
+                    j_models.append(j["judge_model"])
+            else:
+                j_scores.append(None)
+                j_errors.append(None)
+                j_compliance.append(None)
+                j_ratings.append(None)
             if itypes and itypes[-1] is None and t.get("interaction_type"):
                 itypes[-1] = t["interaction_type"]  # the type may sit on the answer turn instead
     if itypes and itypes[0] is None and d.get("origin") != "imported":
@@ -101,6 +126,11 @@ def build_row(d: dict[str, Any], turns: list[dict[str, Any]], system_prompt: str
         "turn_created_at": created,
         "origin_file": d.get("origin_file"),
         "filter_run_id": run_id,
+        "turn_judge_scores": j_scores,
+        "turn_judge_errors": j_errors,
+        "turn_compliance": j_compliance,
+        "turn_judge_ratings": j_ratings,
+        "judge_model": ",".join(j_models) if j_models else None,
     }
 
 

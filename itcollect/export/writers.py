@@ -13,6 +13,7 @@ then selects it (the CLI's choices come from this registry).
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -300,7 +301,34 @@ def dataset_card(counts: dict[str, Any], license_: str, formats: set[str], syste
     body += ["## Filtering", "", f"Filter run {f['run_id']}: kept {f['kept']:,}, dropped {f['dropped']:,}.", ""]
     if f["reasons"]:
         body += table("Drop reasons", f["reasons"], "reason")
+    body += _judge_summary(counts)
     return "\n".join(front + body) + "\n"
+
+
+def _judge_summary(counts: dict[str, Any]) -> list[str]:
+    """The card's LLM-judge section (nothing when no exported answer is judged)."""
+    answers = counts.get("judge_answers") or {}
+    if not answers.get("judged"):
+        return []
+    scores = sorted(float(s) for s, n in (counts.get("judge_scores") or {}).items() for _ in range(int(n)))
+    total = sum(answers.values())
+    lines = ["## LLM judge", "",
+             f"{answers['judged']:,} of {total:,} assistant answers are judged by "
+             f"{', '.join(sorted(counts.get('judge_models') or {}))} (`itcollect judge`): translations get MQM error "
+             f"spans and a score (0 = no error; minor -1, major -5, critical -25 by default), revisions their "
+             f"compliance with the request, explanations and follow-ups a 1-5 rating. Per answer in the columns "
+             f"`turn_judge_scores`, `turn_judge_errors` (JSON), `turn_compliance`, `turn_judge_ratings`, "
+             f"`judge_model`.", ""]
+    if scores:
+        p10 = scores[max(0, math.ceil(0.1 * len(scores)) - 1)]
+        lines += [f"Scores of {len(scores):,} translations: mean {sum(scores) / len(scores):.2f}, median "
+                  f"{scores[len(scores) // 2]:g}, 10th percentile {p10:g}; "
+                  f"{sum(1 for x in scores if x == 0) / len(scores):.0%} without any error.", ""]
+    if counts.get("judge_errors"):
+        rows = ["| category | errors |", "|---|---:|"]
+        rows += [f"| {k} | {v:,} |" for k, v in sorted(counts["judge_errors"].items(), key=lambda kv: (-kv[1], kv[0]))]
+        lines += ["### Error categories", "", *rows, ""]
+    return lines
 
 
 class DatasetCard(ExportWriter):

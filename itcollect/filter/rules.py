@@ -27,7 +27,16 @@ Reason codes (also the keys of ``stats`` → filter → reasons):
                            one kept: a reviewer picked another (``session --review --order
                            overlap``); before that, among the copies that pass every other rule,
                            the one the dedup keep rule prefers is kept (:mod:`.run`)
+``low_judge_score``        an answer the LLM judge scored below ``min_judge_score`` (or an
+                           explanation / follow-up rated below ``min_judge_rating``)
+``critical_error``         more critical errors than ``max_critical_errors`` over all answers
+``not_compliant``          a revision the judge found not compliant (``require_compliance``)
+``not_judged``             an answer without a usable judgement (``require_judge``)
 =========================  ==================================================================
+
+The four judge rules read the judgements ``itcollect judge`` stored (current ones: of the dialogue
+as it is now); they are off in the default config, and a rule that is off is not run at all, so the
+verdicts are then exactly what they are without judging.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from typing import Any
 
 from ..checks import copies_source, strip_quoted
 from ..dialogue import Expectation, answered_request, expectations
+from ..judge import verdict as judge_verdict
 from ..taxonomy import INTERACTION_TYPES
 from .tokens import tokenize
 
@@ -117,6 +127,11 @@ class Thresholds:
     near_dup_threshold: float = 0.8
     minhash_num_perm: int = 64
     near_dup: bool = True
+    min_judge_score: float = 0.0
+    min_judge_rating: int = 0
+    max_critical_errors: int = -1
+    require_compliance: bool = False
+    require_judge: bool = False
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> Thresholds:
@@ -126,6 +141,8 @@ class Thresholds:
         t.repeat_ngram_n = int(t.repeat_ngram_n)
         t.repeat_ngram_max = int(t.repeat_ngram_max)
         t.minhash_num_perm = int(t.minhash_num_perm)
+        t.min_judge_rating = int(t.min_judge_rating)
+        t.max_critical_errors = int(t.max_critical_errors)
         return t
 
     def as_dict(self) -> dict[str, Any]:
@@ -250,6 +267,13 @@ class Rule:
 
     def __call__(self, p: Any, th: Thresholds) -> Result:
         raise NotImplementedError
+
+    def active(self, th: Thresholds) -> bool:
+        """Whether the rule runs with these thresholds (a rule that is off is left out of the run)."""
+        return True
+
+    #: the rule reads the turns' judgements (the filter then loads them with each page)
+    needs_judgements = False
 
     def keep(self) -> Result:
         return self._keep
@@ -465,12 +489,78 @@ class OverlapNotPicked(Rule):
     def __call__(self, view: DialogueView, th: Thresholds) -> Result:
         pick = view.extra.get("overlap_pick")
         return self.keep() if pick is None else self.drop(**pick)
+class _JudgeRule(Rule):
+    """A rule over the LLM judge's judgements of the answers (``turn["judgement"]``, None when the
+    answer has no current judgement); the checks themselves are :mod:`itcollect.judge.verdict`'s."""
+
+    needs_judgements = True
+
+    @staticmethod
+    def answers(p: Prepared) -> list[tuple[int, Any]]:
+        return [(i, p.view.turns[i].get("judgement")) for i in p.answers]
+
+    def result(self, finding: tuple[int, dict[str, Any]] | None) -> Result:
+        return self.keep() if finding is None else self.drop(**finding[1])
+
+
+class LowJudgeScore(_JudgeRule):
+    """an answer scored below ``min_judge_score`` (or rated below ``min_judge_rating``)"""
+
+    code = "low_judge_score"
+
+    def active(self, th: Thresholds) -> bool:
+        return th.min_judge_score < 0 or th.min_judge_rating > 0
+
+    def __call__(self, p: Prepared, th: Thresholds) -> Result:
+        return self.result(judge_verdict.low_score(self.answers(p), th.min_judge_score, th.min_judge_rating))
+
+
+class CriticalError(_JudgeRule):
+    """more critical errors than ``max_critical_errors`` over all answers"""
+
+    code = "critical_error"
+
+    def active(self, th: Thresholds) -> bool:
+        return th.max_critical_errors >= 0
+
+    def __call__(self, p: Prepared, th: Thresholds) -> Result:
+        return self.result(judge_verdict.too_many_critical(self.answers(p), th.max_critical_errors))
+
+
+class NotCompliant(_JudgeRule):
+    """a revision the judge found not compliant (``require_compliance``)"""
+
+    code = "not_compliant"
+
+    def active(self, th: Thresholds) -> bool:
+        return th.require_compliance
+
+    def __call__(self, p: Prepared, th: Thresholds) -> Result:
+        return self.result(judge_verdict.not_compliant(self.answers(p)))
+
+
+class NotJudged(_JudgeRule):
+    """an answer without a usable judgement (``require_judge``)"""
+
+    code = "not_judged"
+
+    def active(self, th: Thresholds) -> bool:
+        return th.require_judge
+
+    def __call__(self, p: Prepared, th: Thresholds) -> Result:
+        return self.result(judge_verdict.not_judged(self.answers(p)))
 
 
 #: Every rule, in the order their reasons are listed (turn rules: ordered by the turn they fire at).
 RULES: list[Rule] = [RolesNotAlternating(), EmptyTurn(), TooFewTurns(), OverlapNotPicked(), WrongLanguageRequest(),
                      WrongLanguageAnswer(), CopiesSource(), CopiesPrevious(), Truncated(), Refusal(), IdentityLeak(),
-                     RepeatedNgrams(), LengthRatio(), LowChrf()]
+                     RepeatedNgrams(), LengthRatio(), LowChrf(), LowJudgeScore(), CriticalError(), NotCompliant(),
+                     NotJudged()]
+
+
+def active_rules(th: Thresholds, rules: Sequence[Rule] | None = None) -> list[Rule]:
+    """The rules that run with ``th`` (in RULES order): a rule that is off is left out."""
+    return [r for r in (RULES if rules is None else rules) if r.active(th)]
 
 
 def prepare(view: DialogueView) -> Prepared:
@@ -495,7 +585,7 @@ def check_dialogue(view: DialogueView, th: Thresholds, rules: Sequence[Rule] | N
     """The reason codes of every rule that drops the dialogue, and their details (which turn,
     what was measured). Reasons are listed structure first, then turn rules by the turn they
     fire at, then dialogue rules."""
-    rules = RULES if rules is None else rules
+    rules = active_rules(th) if rules is None else rules
     found: list[tuple[tuple[int, int, int], str, dict[str, Any]]] = []
     for pos, rule in enumerate(rules):
         if rule.stage == "structure":

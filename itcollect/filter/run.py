@@ -26,7 +26,15 @@ from ..langid import detect_languages
 from ..paging import default_workers, gc_paused, map_pages, page_bounds
 from ..store import dumps, loads
 from . import dedup
-from .rules import DialogueView, Thresholds, check_dialogue, first_reference, text_to_detect, tokens_of
+from .rules import (
+    DialogueView,
+    Thresholds,
+    active_rules,
+    check_dialogue,
+    first_reference,
+    text_to_detect,
+    tokens_of,
+)
 
 
 @dataclass
@@ -71,6 +79,8 @@ class _Judge:
         self.languages = languages
         self.backend = backend
         self.hasher = dedup.MinHasher(th.minhash_num_perm) if th.near_dup else None
+        self.rules = active_rules(th)  # the rules that are on (judge rules are off by default)
+        self.with_judgements = any(r.needs_judgements for r in self.rules)
         self._store = None
 
     def store(self):
@@ -83,6 +93,12 @@ class _Judge:
     def page(self, bounds: tuple[int, int], store: Any = None) -> _PageResult:
         store = store if store is not None else self.store()
         items = list(store.iter_corpus(after=bounds[0], upto=bounds[1], slim=True, meta=self.th.min_chrf > 0))
+        if self.with_judgements:  # one query a page, only when a judge rule is on
+            judged = store.current_judgements(after=bounds[0], upto=bounds[1])
+            for _, turns in items:
+                for t in turns:
+                    if t["role"] == "assistant":
+                        t["judgement"] = judged.get(t["id"])
         return self.judge(items, store)
 
     def judge(self, items: list[tuple[dict[str, Any], list[dict[str, Any]]]], store: Any) -> _PageResult:
@@ -118,7 +134,7 @@ class _Judge:
             view = DialogueView(d, turns, [t["detected_lang"] or None for t in turns], reference=ref)
             if d["id"] in self.not_picked:
                 view.extra["overlap_pick"] = self.not_picked[d["id"]]
-            reasons, detail = check_dialogue(view, th)
+            reasons, detail = check_dialogue(view, th, self.rules)
             n_user = sum(1 for t in turns if t["role"] == "user")
             res.ids.append(d["id"])
             res.spec_ids.append(d.get("spec_id"))

@@ -1,12 +1,14 @@
 """``itcollect session --review``: error-typed review of finished dialogues.
 
-Two orders (``--order``):
+Three orders (``--order``):
 
 * ``default`` — flagged dialogues and dialogues with edited answers, one at a time. The reviewer
   marks spans of answers with an error category and severity (the lists of the LLM judge,
   :mod:`itcollect.judge.schema`), may fix an answer (the fix becomes the active turn with the
   reviewer as its author; the old answer is kept), and decides: ``accept`` (stored as ``fixed``
   when the reviewer fixed an answer of it) or ``reject``;
+* ``judge`` — the same, and also every dialogue the LLM judge scored, the lowest turn score first,
+  then the rest as before;
 * ``overlap`` — the copies of an overlap spec (``[session] overlap_share``), side by side, once all
   of them are finished; the reviewer may mark and fix as above and picks the copy to keep (the
   filter drops the others as ``overlap_not_picked``; the picked one counts as accepted, or fixed).
@@ -15,8 +17,10 @@ The verdict goes to ``dialogues.review_status`` with the reviewer's name and not
 meta and the action log; marks, fixes and picks are stored with the reviewer as author
 (:mod:`itcollect.store.review`). Interactive on a terminal; otherwise a line protocol like the
 session's: the tool prints ``review {...}`` (``mode`` dialogue: one dialogue with all its turns,
-rejected and undone ones included, each answer with its ``marks``, a reviewer's fix with
-``review_fix``, a control item with ``control``; ``mode`` overlap: ``dialogues``, the copies) and
+rejected and undone ones included, each answer with its ``marks``, its current judgement under
+``judge`` (score, error spans, compliance, rating; marked in the answer on a terminal), a reviewer's
+fix with ``review_fix``, a control item with ``control``; ``mode`` overlap: ``dialogues``, the
+copies) and
 ``ready {"expect": "verdict" | "pick"}``. Commands:
 
 =================================  ==================================================================
@@ -46,21 +50,29 @@ from ..store import ReviewError, Store
 
 #: reviewer's command -> the verdict stored in ``dialogues.review_status`` (``accept`` after a fix: ``fixed``)
 VERDICTS = {"accept": "accepted", "reject": "rejected"}
-#: ``session --review --order``
-ORDERS = ("default", "overlap")
+#: ``session --review --order`` (``default`` and ``judge`` are orders of the store's review queue)
+ORDERS = ("default", "judge", "overlap")
 #: what a reviewer may mark an error as (the judge's categories, and ``other``)
 MARK_CATEGORIES = (*CATEGORIES, OTHER)
 COMMANDS = {"default": ["mark", "unmark", "fix", "accept", "reject", "next", "quit"],
+            "judge": ["mark", "unmark", "fix", "accept", "reject", "next", "quit"],
             "overlap": ["mark", "unmark", "fix", "pick", "next", "quit"]}
 
 __all__ = ["ReviewError", "VERDICTS", "ORDERS", "MARK_CATEGORIES", "review_item", "next_review", "record_verdict",
            "record_mark", "record_unmark", "record_fix", "record_pick", "run_review"]
 
 
+def _judgement(j: dict[str, Any]) -> dict[str, Any]:
+    return {k: j[k] for k in ("status", "score", "errors", "compliance", "reason", "rating", "in_instruction_language",
+                              "judge_model")}
+
+
 def review_item(store: Store, d: dict[str, Any]) -> dict[str, Any]:
     """One dialogue as a reviewer sees it: every turn (rejected and undone ones too), each answer
-    with its marks, a fix with who made it, a control item with what was planted and the outcome."""
+    with its marks and its current judgement, a fix with who made it, a control item with what was
+    planted and the outcome; ``judge_score`` (the lowest) when the judge scored it."""
     turns = store.get_turns(d["id"], include_inactive=True)
+    judged = store.current_judgements(dialogue_ids=[d["id"]])
     marks: dict[int, list[dict[str, Any]]] = {}
     for m in store.review_marks(d["id"]):
         marks.setdefault(m["turn_id"], []).append(
@@ -70,6 +82,8 @@ def review_item(store: Store, d: dict[str, Any]) -> dict[str, Any]:
         out = {"turn_id": t["id"], "idx": t["idx"], "role": t["role"], "state": t["state"], "author": t["author"],
                "annotator": t["annotator"], "content": t["content"], "original_content": t["original_content"],
                "type": t["interaction_type"], "warnings": t["warnings"]}
+        if t["id"] in judged and t["state"] == "active":
+            out["judge"] = _judgement(judged[t["id"]])
         if t["role"] == "assistant":
             out["marks"] = marks.get(t["id"], [])
             params = t["params"] or {}
@@ -80,12 +94,16 @@ def review_item(store: Store, d: dict[str, Any]) -> dict[str, Any]:
                 out["control"] = {k: ctl.get(k) for k in ("kind", "description", "outcome", "via", "planted")}
         return out
 
-    return {"dialogue_id": d["id"], "spec_id": d["spec_id"], "copy": d.get("copy", 0), "annotator": d["annotator"],
+    item = {"dialogue_id": d["id"], "spec_id": d["spec_id"], "copy": d.get("copy", 0), "annotator": d["annotator"],
             "status": d["status"], "status_reason": d["status_reason"], "flagged": bool(d["flagged"]),
             "flags": d["meta"].get("flags", []), "review_status": d["review_status"],
             "source": d["source_text"], "src_lang": d["src_lang"], "tgt_lang": d["tgt_lang"],
             "instruction_lang": d["instruction_lang"],
             "turns": [turn(t) for t in turns if t["role"] != "system"]}
+    scores = [j["score"] for j in judged.values() if j["status"] == "judged" and j["score"] is not None]
+    if judged:
+        item["judge_score"] = min(scores) if scores else None
+    return item
 
 
 def next_review(store: Store, skipped: set[str] | frozenset[str] = frozenset(), order: str = "default"
@@ -94,7 +112,9 @@ def next_review(store: Store, skipped: set[str] | frozenset[str] = frozenset(), 
     :func:`review_item` fields) or ``overlap`` (the spec, its source and ``dialogues``: the copies);
     ``key`` (what ``skipped`` holds for items left for later: the dialogue id, or ``spec:ID``) and
     ``remaining`` (the queue's length without the skipped). The terminal, the line protocol and
-    the web page all walk the queue through this."""
+    the web page all walk the queue through this; the queue is read again each time (other
+    reviewers' verdicts and new judgements count at once), one row and a count (``order="judge"``
+    may queue every judged dialogue of the corpus)."""
     if order == "overlap":
         left = [s for s in store.overlap_review_queue() if f"spec:{s}" not in skipped]
         if not left:
@@ -103,12 +123,14 @@ def next_review(store: Store, skipped: set[str] | frozenset[str] = frozenset(), 
         first = copies[0]
         return {"mode": "overlap", "key": f"spec:{left[0]}", "remaining": len(left), "spec_id": left[0],
                 **{k: first[k] for k in ("source", "src_lang", "tgt_lang", "instruction_lang")}, "dialogues": copies}
-    if order != "default":
+    if order not in ORDERS:
         raise ReviewError(f"review order {order!r}: one of {', '.join(ORDERS)}")
-    queue = [d for d in store.review_queue() if d["id"] not in skipped]
-    if not queue:
+    exclude = sorted(skipped)
+    first = store.review_queue(order=order, limit=1, exclude=exclude)
+    if not first:
         return None
-    return {"mode": "dialogue", "key": queue[0]["id"], "remaining": len(queue), **review_item(store, queue[0])}
+    return {"mode": "dialogue", "key": first[0]["id"], "remaining": store.review_queue_size(order=order, exclude=exclude),
+            **review_item(store, first[0])}
 
 
 def record_verdict(store: Store, reviewer: str, dialogue_id: str, command: str, note: str | None = None) -> str:
@@ -256,7 +278,7 @@ def run_review(store: Store, reviewer: str, *, interactive: bool | None = None, 
             if not cmd or cmd.startswith("#"):
                 continue
             try:
-                if cmd in VERDICTS and order == "default":
+                if cmd in VERDICTS and order != "overlap":
                     verdict = record_verdict(store, reviewer, item["dialogue_id"], cmd, rest)
                     emit("ok", action=cmd, dialogue_id=item["dialogue_id"], verdict=verdict)
                     break
@@ -322,16 +344,34 @@ def _refresh(store: Store, item: dict[str, Any]) -> dict[str, Any] | None:
 _SEVERITY_STYLE = {"critical": "bold white on red", "major": "bold red underline", "minor": "yellow underline"}
 
 
-def _marked(content: str, marks: list[dict[str, Any]], base_style: str) -> Any:
-    """The answer with the reviewers' marks underlined by severity."""
+def _marked(content: str, marks: list[dict[str, Any]], judge: dict[str, Any] | None, base_style: str) -> Any:
+    """The answer with the reviewers' marks and the judge's error spans styled by severity."""
     from rich.text import Text
 
     text = Text(content, style=base_style)
-    for sev in ("minor", "major", "critical"):  # the most severe style wins where marks overlap
+    for sev in ("minor", "major", "critical"):  # the most severe style wins where spans overlap
+        spans = [e["span"] for e in (judge or {}).get("errors") or [] if e.get("severity") == sev and e.get("span")]
+        if spans:
+            text.highlight_words(spans, _SEVERITY_STYLE[sev])
         for m in marks:
             if m["severity"] == sev:
                 text.stylize(_SEVERITY_STYLE[sev], m["start"], m["end"])
     return text
+
+
+def _judge_line(judge: dict[str, Any]) -> str:
+    if judge["status"] != "judged":
+        return f"judge ({judge['judge_model']}): reply not readable"
+    parts = []
+    if judge.get("score") is not None:
+        parts.append(f"score {judge['score']:g}")
+    if judge.get("rating") is not None:
+        parts.append(f"rating {judge['rating']}/5" + ("" if judge.get("in_instruction_language") else
+                                                     ", not in the instruction language"))
+    parts += [f"{e['severity']} {e['category']} «{e['span']}»" for e in judge.get("errors") or []]
+    if judge.get("compliance"):
+        parts.append(f"compliance {judge['compliance']}" + (f": {judge['reason']}" if judge.get("reason") else ""))
+    return f"judge ({judge['judge_model']}): " + " · ".join(parts)
 
 
 def _show(console: Any, d: dict[str, Any], numbers: dict[int, int], label: str = "") -> None:
@@ -344,6 +384,8 @@ def _show(console: Any, d: dict[str, Any], numbers: dict[int, int], label: str =
     head.append(d["source"] or "")
     for f in d["flags"]:
         head.append(f"\nflag: {f.get('note') or ''}", style="yellow")
+    if d.get("judge_score") is not None:
+        head.append(f"\nlowest judge score: {d['judge_score']:g}", style="magenta")
     console.print(Panel(head, title=f"dialogue {d['dialogue_id'][:8]} · spec {d['spec_id']}"))
     for t in d["turns"]:
         style = "dim strike" if t["state"] != "active" else ""
@@ -356,7 +398,10 @@ def _show(console: Any, d: dict[str, Any], numbers: dict[int, int], label: str =
         if t["author"] == "human" and t["original_content"] is not None:
             console.print(Text(f"  before › {t['original_content']}", style="dim"))
         num = f"[{n}] " if n else ""
-        console.print(Text(f"{num}{label_} [{t['state']}] › ", style="bold") + _marked(t["content"], t["marks"], style))
+        console.print(Text(f"{num}{label_} [{t['state']}] › ", style="bold")
+                      + _marked(t["content"], t["marks"], t.get("judge"), style))
+        if t.get("judge"):
+            console.print(Text(f"  {_judge_line(t['judge'])}", style="magenta"))
         if t.get("control"):
             c = t["control"]
             console.print(Text(f"  control item: {c['description']} · {c['outcome'] or 'undecided'}",

@@ -151,6 +151,11 @@ class JudgementsMixin(StoreCore):
     def has_judgements(self) -> bool:
         return self.scalar("SELECT 1 FROM judgements LIMIT 1") is not None
 
+    def answer_count(self) -> int:
+        """Active answers of finished dialogues (what the judge judges)."""
+        return int(self.scalar("SELECT COUNT(*) FROM turns t JOIN dialogues d ON d.id=t.dialogue_id"
+                               " WHERE d.status='done' AND t.state='active' AND t.role='assistant'") or 0)
+
     # -- stats ----------------------------------------------------------------------------------------
     def judge_rows(self) -> list[tuple]:
         """Every active answer of every finished dialogue with its current judgement (or NULLs):

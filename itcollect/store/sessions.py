@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,9 @@ _RESUME_ACTIONS = frozenset({"resume"})
 SKIP_REASONS = ("bad_source", "offensive", "not_news", "other")
 #: A review verdict (``dialogues.review_status``) -> its action in the log.
 REVIEW_VERDICTS = {"accepted": "review_accept", "rejected": "review_reject", "fixed": "review_fixed"}
+#: ``session --review --order``: default (flagged and edited, oldest change first) or judge (also
+#: every judged dialogue, the lowest judge score first)
+REVIEW_ORDERS = ("default", "judge")
 
 
 def _ts(text: str) -> float:
@@ -77,15 +81,47 @@ class SessionsMixin(StoreCore):
                                (dialogue_id, idx)) or 0)
 
     # -- review ------------------------------------------------------------------------------------
-    def review_queue(self, *, include_reviewed: bool = False) -> list[dict[str, Any]]:
-        """Finished dialogues that a reviewer should see: flagged ones and ones with edited answers."""
-        sql = ("SELECT * FROM dialogues d WHERE d.status IN ('done','skipped') AND (d.flagged = 1 OR EXISTS"
-               " (SELECT 1 FROM turns t WHERE t.dialogue_id = d.id AND t.role = 'assistant' AND t.author = 'human'"
-               " AND t.state = 'active'))")
+    def _review_sql(self, order: str, include_reviewed: bool, exclude: Sequence[str]) -> tuple[str, list[Any]]:
+        if order not in REVIEW_ORDERS:
+            raise ValueError(f"unknown review order {order!r} (expected one of {REVIEW_ORDERS})")
+        needs = ("d.flagged = 1 OR EXISTS (SELECT 1 FROM turns t WHERE t.dialogue_id = d.id AND t.role = 'assistant'"
+                 " AND t.author = 'human' AND t.state = 'active')")
+        params: list[Any] = []
+        if order == "judge":
+            # the lowest current score of each judged dialogue (judgements of its turns as they are now)
+            sql = ("SELECT d.*, s.score AS judge_score FROM dialogues d LEFT JOIN (SELECT j.dialogue_id, MIN(j.score)"
+                   " AS score FROM judgements j JOIN dialogues d2 ON d2.id = j.dialogue_id AND j.dialogue_rev ="
+                   " d2.turns_rev JOIN turns t ON t.id = j.turn_id AND t.state = 'active' WHERE j.status = 'judged'"
+                   " AND j.score IS NOT NULL GROUP BY j.dialogue_id) s ON s.dialogue_id = d.id"
+                   f" WHERE d.status IN ('done','skipped') AND (s.score IS NOT NULL OR {needs})")
+        else:
+            sql = f"SELECT d.* FROM dialogues d WHERE d.status IN ('done','skipped') AND ({needs})"
         if not include_reviewed:
             sql += " AND d.review_status IS NULL"
-        sql += " ORDER BY d.updated_at, d.id"
-        return [_dialogue_row(r) for r in self.query(sql)]
+        if exclude:
+            sql += f" AND d.id NOT IN ({','.join('?' * len(exclude))})"
+            params += list(exclude)
+        return sql, params
+
+    def review_queue(self, *, include_reviewed: bool = False, order: str = "default", limit: int | None = None,
+                     exclude: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Finished dialogues that a reviewer should see: flagged ones and ones with edited answers.
+
+        ``order="judge"``: also every finished dialogue the LLM judge scored, the lowest turn score
+        first (``judge_score`` on each), then the rest in the default order (oldest change first).
+        ``exclude``: ids left out (skipped for now); ``limit``: at most that many."""
+        sql, params = self._review_sql(order, include_reviewed, exclude)
+        sql += (" ORDER BY s.score IS NULL, s.score, d.updated_at, d.id" if order == "judge"
+                else " ORDER BY d.updated_at, d.id")
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_dialogue_row(r) for r in self.query(sql, params)]
+
+    def review_queue_size(self, *, order: str = "default", exclude: Sequence[str] = ()) -> int:
+        """How many dialogues :meth:`review_queue` holds (not reviewed yet)."""
+        sql, params = self._review_sql(order, False, exclude)
+        return int(self.scalar(f"SELECT COUNT(*) FROM ({sql})", params) or 0)
 
     def set_review(self, dialogue_id: str, reviewer: str, verdict: str, note: str | None = None) -> None:
         """Record a reviewer's verdict (accepted | rejected | fixed: accepted with the reviewer's

@@ -79,6 +79,11 @@ class VerdictsMixin(StoreCore):
         v["detail"] = loads(v["detail"], {})
         return v
 
+    def verdict_reasons(self) -> dict[str, tuple[bool, list[str]]]:
+        """(kept, reasons) of every dialogue of the latest filter run, by dialogue id."""
+        return {did: (bool(kept), loads(reasons, [])) for did, kept, reasons in
+                self.stream("SELECT dialogue_id, kept, reasons FROM verdicts")}
+
     def unfiltered_done_count(self) -> int:
         """Finished dialogues without a verdict (new since the last filter run)."""
         return int(self.scalar("SELECT COUNT(*) FROM dialogues d LEFT JOIN verdicts v ON v.dialogue_id=d.id"
