@@ -565,6 +565,7 @@ def test_control_review_marks_fix_overlap_pick_and_the_leads_figures(tmp_path, l
     assert bob.state()["dialogue"] is None
 
     rev = Client(srv.url, add_account(ws, "rev", "reviewer"))
+    assert rev.get("/api/review?order=judge")[0] == 200 and rev.get("/api/review?order=nonsense")[0] == 400
     status, out = rev.get("/api/review?order=overlap")
     assert status == 200 and out["order"] == "overlap" and "accuracy/mistranslation" in out["categories"]
     item = out["item"]

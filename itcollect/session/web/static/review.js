@@ -7,7 +7,8 @@
 (() => {
   const {el, clear, api} = IT;
   const $ = (id) => document.getElementById(id);
-  const order = new URLSearchParams(location.search).get("order") === "overlap" ? "overlap" : "default";
+  const asked = new URLSearchParams(location.search).get("order");
+  const order = ["overlap", "judge"].includes(asked) ? asked : "default";
   let item = null;
   let busy = false;
   let me = null;
@@ -83,6 +84,15 @@
       node.appendChild(el("div", {class: "original-shown"},
         el("span", {class: "muted"}, t.review_fix ? "before the fix: " : "the model said: "),
         el("span", {class: "turn-text"}, t.original_content)));
+    }
+    if (t.judge) {
+      const j = t.judge;
+      const parts = j.status !== "judged" ? ["reply not readable"] : [
+        j.score !== null && j.score !== undefined ? `score ${j.score}` : null,
+        j.rating ? `rating ${j.rating}/5` : null,
+        ...(j.errors || []).map((e) => `${e.severity} ${e.category} «${e.span}»`),
+        j.compliance ? `compliance ${j.compliance}` : null].filter(Boolean);
+      node.appendChild(el("div", {class: "judge-note"}, `judge (${j.judge_model}): ${parts.join(" · ")}`));
     }
     if (t.control) {
       node.appendChild(el("div", {class: "control-note"},
@@ -162,7 +172,7 @@
   }
 
   async function load(full) {
-    const r = await api("/api/review" + (order === "overlap" ? "?order=overlap" : ""));
+    const r = await api("/api/review" + (order === "default" ? "" : `?order=${order}`));
     if (r.status === 401) { $("item").hidden = true; IT.loginNeeded($("login")); return; }
     if (r.status === 403) { notice(r.data.error, "error"); return; }
     if (r.status !== 200) { notice(r.data.error || "The server did not answer; trying again…", "error");
