@@ -180,3 +180,22 @@ def test_sixteen_protocol_sessions_with_overlap(tmp_path, fake_openai):
         assert store.get_spec(first["id"])["status"] == "pending"
         sims = store.dialogues_for_spec(other["id"])
         assert [d["origin"] for d in sims] == ["simulated"], (p.stdout, p.stderr)
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("overlap_share", "1.5", "session.overlap_share and session.control_share must be between 0 and 1"),
+    ("control_share", "-0.1", "session.overlap_share and session.control_share must be between 0 and 1"),
+    ("overlap_annotators", "1", "session.overlap_annotators must be 2..16"),
+    ("overlap_annotators", "0.5", "'session.overlap_annotators' must be an integer"),
+    ("min_seconds_per_word", "-1", "session.min_seconds_per_word must be 0 or more"),
+])
+def test_quality_config_keys_are_checked(tmp_path, key, value, message):
+    from itcollect.workspace import init_workspace
+
+    from .conftest import run_cli
+
+    init_workspace(tmp_path / "ws").close()
+    set_config(tmp_path / "ws", **{key: value})
+    r = run_cli("-C", str(tmp_path / "ws"), "stats", "--json")
+    assert r.returncode == 1 and message in r.stderr and "itcollect.toml" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

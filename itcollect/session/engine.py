@@ -15,6 +15,13 @@ Records are the ones ``simulate`` writes (same roles, same system prompt templat
 only the provenance differs: user turns and edited answers are ``author='human'`` with the
 annotator's name, an edited answer keeps the model's text in ``original_content``, a regenerated
 answer stays as ``state='rejected'`` and an undone pair as ``state='undone'``.
+
+Quality control (``[session]``): an overlap spec is leased one copy at a time, each copy its own
+dialogue (``Current.copy``); in a control dialogue the first answer is committed with a planted
+error (:mod:`.controls`, the record in the turn's ``params["control"]``), and the decision on it
+is a miss (the planted turn is rejected and the model's real answer takes its place, undecided) or
+a catch (edited or regenerated). Both are derived from the store like everything else, so they
+survive ``kill -9``.
 """
 
 from __future__ import annotations
