@@ -120,7 +120,8 @@ class _Renderer:
         counts: dict[str, Counter] = {k: Counter() for k in (*_COUNT_KEYS, *_JUDGE_COUNT_KEYS)}
         rows = []
         # the page's judgements in one query (none on a workspace never judged)
-        judgements = store.current_judgements(after=bounds[0], upto=bounds[1]) if self.judged else None
+        judgements = (store.current_judgements(after=bounds[0], upto=bounds[1], decode_errors=False)
+                      if self.judged else None)
         for d, turns in store.iter_corpus(kept_only=True, after=bounds[0], upto=bounds[1], turn_fields=ROW_TURN_FIELDS):
             row = build_row(d, turns, self.system_prompt, self.run_id, judgements)
             rows.append(row)

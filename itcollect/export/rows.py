@@ -91,7 +91,9 @@ def build_row(d: dict[str, Any], turns: list[dict[str, Any]], system_prompt: str
             j = judgements.get(t["id"]) if judgements else None
             if j is not None and j["status"] == "judged":
                 j_scores.append(j["score"])
-                j_errors.append(_JSON.encode(j["errors"]) if j["kind"] == "translation" else None)
+                errors = j["errors"]  # the store's canonical JSON text (or decoded spans)
+                j_errors.append((errors if isinstance(errors, str) else _JSON.encode(errors))
+                                if j["kind"] == "translation" else None)
                 j_compliance.append(j["compliance"])
                 j_ratings.append(j["rating"])
                 if j["judge_model"] not in j_models:

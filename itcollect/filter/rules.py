@@ -497,7 +497,12 @@ class _JudgeRule(Rule):
 
     @staticmethod
     def answers(p: Prepared) -> list[tuple[int, Any]]:
-        return [(i, p.view.turns[i].get("judgement")) for i in p.answers]
+        """(turn index, judgement) of every answer, built once per dialogue for the judge rules."""
+        judged = p.__dict__.get("_judged")
+        if judged is None:
+            turns = p.view.turns
+            judged = p.__dict__["_judged"] = [(i, turns[i].get("judgement")) for i in p.answers]
+        return judged
 
     def result(self, finding: tuple[int, dict[str, Any]] | None) -> Result:
         return self.keep() if finding is None else self.drop(**finding[1])

@@ -94,7 +94,7 @@ class _Judge:
         store = store if store is not None else self.store()
         items = list(store.iter_corpus(after=bounds[0], upto=bounds[1], slim=True, meta=self.th.min_chrf > 0))
         if self.with_judgements:  # one query a page, only when a judge rule is on
-            judged = store.current_judgements(after=bounds[0], upto=bounds[1])
+            judged = store.current_judgements(after=bounds[0], upto=bounds[1], decode_errors=False)
             for _, turns in items:
                 for t in turns:
                     if t["role"] == "assistant":

@@ -15,6 +15,7 @@ first finding ``(turn index, details)`` or None. Thresholds are the ``[filter]``
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,9 +26,17 @@ Answers = Sequence[tuple[int, Mapping[str, Any] | None]]
 _RANK = {"critical": 0, "major": 1, "minor": 2}
 
 
-def worst_error(errors: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def errors_of(j: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A judgement's error spans (decoded when the store left them as JSON text)."""
+    errors = j.get("errors") or []
+    return json.loads(errors) if isinstance(errors, str) else list(errors)
+
+
+def worst_error(errors: Sequence[Mapping[str, Any]] | str) -> dict[str, Any] | None:
     """The most severe error span (non_translation and critical first, then major, then minor; the
-    first of equals), or None."""
+    first of equals), or None. ``errors`` may be their JSON text."""
+    if isinstance(errors, str):
+        errors = json.loads(errors)
     best: tuple[tuple[int, int], dict[str, Any]] | None = None
     for e in errors:
         key = (0 if e.get("category") == "non_translation" else _RANK.get(str(e.get("severity")), 3) + 1, 0)
@@ -117,5 +126,5 @@ def cohen_kappa(pairs: Sequence[tuple[bool, bool]]) -> tuple[int, float | None, 
     return n, agree, (agree - expected) / (1 - expected)
 
 
-__all__ = ["worst_error", "low_score", "too_many_critical", "not_compliant", "not_judged", "thresholds_on", "passes",
+__all__ = ["errors_of", "worst_error", "low_score", "too_many_critical", "not_compliant", "not_judged", "thresholds_on", "passes",
            "cohen_kappa"]
