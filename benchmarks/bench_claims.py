@@ -1,11 +1,13 @@
 """Benchmark: how long one simulate claim holds the writer at the scale of a full plan.
 
-    python benchmarks/bench_claims.py [--specs 160000] [--dialogues 100000] [--batch 128]
+    python benchmarks/bench_claims.py [--specs 160000] [--dialogues 100000] [--batch 128] [--leases 200]
 
 ``simulate`` claims specs a batch at a time from inside its event loop, so a slow claim stops every
 call of the run for its duration. This builds a store with ``--specs`` specs of which ``--dialogues``
 already have a (simulated, done) dialogue, as two thirds into a 160K run, then times a few claims of
-``--batch`` specs and prints the milliseconds per claim.
+``--batch`` specs and prints the milliseconds per claim. Then ``--leases`` human leases (one spec
+each, as ``session`` and ``session --web`` take them) with overlap off and with
+``[session] overlap_share = 0.5`` (every lease also looks for a free copy of an overlap spec).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dialogues", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--claims", type=int, default=8)
+    ap.add_argument("--leases", type=int, default=200)
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-claims-") as tmp:
         store = Store(Path(tmp) / "s.db")
@@ -51,10 +54,32 @@ def main(argv: list[str] | None = None) -> int:
             ids = store.claim_specs(f"simulate-b{n}@bench:{n}", args.batch)
             times.append((time.perf_counter() - t0) * 1000)
             assert len(ids) == args.batch
+        leases = {}
+        for label, share in (("off", 0.0), ("0.5", 0.5)):
+            lt = []
+            for n in range(args.leases):
+                holder = f"human:{label}-{n}"
+                t0 = time.perf_counter()
+                try:
+                    from itcollect.store import Overlap
+
+                    spec = store.lease_next_spec(holder, 600, overlap=Overlap(share, 2))
+                except (ImportError, TypeError):  # code from before overlap
+                    if share:
+                        break
+                    spec = store.lease_next_spec(holder, 600)
+                lt.append((time.perf_counter() - t0) * 1000)
+                assert spec is not None
+            if lt:
+                lt.sort()
+                leases[label] = (lt[len(lt) // 2], lt[-1])
         store.close()
     times.sort()
     print(f"# {args.specs:,} specs, {args.dialogues:,} with a dialogue: claim of {args.batch} specs "
           f"median {times[len(times) // 2]:.1f} ms, max {times[-1]:.1f} ms ({args.claims} claims)")
+    for label, (med, worst) in leases.items():
+        print(f"# human lease of one spec, overlap {label}: median {med:.2f} ms, max {worst:.2f} ms "
+              f"({args.leases} leases)")
     return 0
 
 

@@ -198,6 +198,21 @@ wait = true
 lease_minutes = 30
 # Show the reference translation (if the source has one) to annotators.
 show_reference = false
+# Quality control (`itcollect stats --annotators`, `session --review --order overlap`).
+# Overlap: this share of the specs people take (0 = off) is done independently by
+# `overlap_annotators` different annotators, each writing their own dialogue, for agreement
+# figures; a reviewer picks the copy to keep. Which specs is decided by a hash of the plan
+# position, not by who comes first. Overlap specs are for people only: simulate never takes them.
+overlap_share = 0.0
+overlap_annotators = 2
+# Control items: in this share of human dialogues (0 = off) the model's first answer is shown with
+# one planted error (a number changed, a negation dropped or added, a name swapped, a clause left
+# out). Accepting it unchanged is a miss, editing or regenerating it a catch; either way the
+# annotator is told, and the planted text never becomes part of the dialogue.
+control_share = 0.0
+# An answer accepted unchanged faster than this many seconds per word of it counts as a "fast
+# accept" (rubber-stamping) in the annotator figures.
+min_seconds_per_word = 0.5
 
 [web]
 # `itcollect session --web`: the same annotation sessions in a browser, for a team.
@@ -381,6 +396,14 @@ def _check_values(cfg: dict, path: Path) -> None:
         raise ConfigError("web.session_hours must be more than 0", path=str(path))
     if web["secure_cookie"] not in ("auto", "always", "never"):
         raise ConfigError('web.secure_cookie must be "auto", "always" or "never"', path=str(path))
+    sess = cfg["session"]
+    if not 0 <= sess["overlap_share"] <= 1 or not 0 <= sess["control_share"] <= 1:
+        raise ConfigError("session.overlap_share and session.control_share must be between 0 and 1", path=str(path))
+    if not 2 <= sess["overlap_annotators"] <= 16:
+        raise ConfigError("session.overlap_annotators must be 2..16 (different annotators per overlap spec)",
+                          path=str(path))
+    if sess["min_seconds_per_word"] < 0:
+        raise ConfigError("session.min_seconds_per_word must be 0 or more", path=str(path))
     if cfg["simulate"]["lease_s"] < 1:
         raise ConfigError("simulate.lease_s must be at least 1 second", path=str(path))
     if cfg["llm"]["judge"]["response_format"] not in JUDGE_RESPONSE_FORMATS:

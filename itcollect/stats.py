@@ -27,9 +27,12 @@ def collect_stats(store: Store, config: dict[str, Any] | None = None) -> dict[st
     stats["ingest"]["files"] = [
         {"path": r["path"], "format": r["format"], "lines": r["lines"], "kept": r["kept"], "dropped": r["dropped"]}
         for r in store.ingest_runs()]
-    # Per human annotator (session): dialogues finished, skipped (+ reasons), turns, edits,
-    # regenerations, undos, flags, median active seconds per finished dialogue.
-    stats["annotators"] = store.annotator_stats()
+    # Per human annotator: the quality figures (the contract's keys), the agreement on overlap specs,
+    # and the session counts behind them (skipped and why, edits, regenerations, undos, flags,
+    # decisions, controls, errors reviewers marked).
+    from .quality import quality_figures
+
+    stats.update(quality_figures(store, config))
     # simulate --batch-api: batches, in flight, answers and their (batch-priced) cost.
     stats["batch"] = store.batch_stats()
     # Realised mix vs the configured target, request diversity, imports and exports (corpus_stats).
@@ -94,12 +97,14 @@ def render_stats(stats: dict[str, Any]) -> str:
         lines.append(f"  kept {filt['kept']:,}  dropped {filt['dropped']:,}")
         for reason, n in filt["reasons"].items():
             lines.append(f"    {reason:<28} {n:>8,}")
-    annotators = stats.get("annotators") or {}
+    annotators = stats.get("annotator_details") or {}
     if annotators:
         section("Annotators")
         lines.append(f"  {'name':<20} {'dialogues':>9} {'skipped':>7} {'turns':>6} {'edits':>6} {'regen':>6}"
                      f" {'median/dialogue':>16}  skip reasons")
         for name, a in annotators.items():
+            if "median_seconds_per_dialogue" not in a:  # no session of their own (e.g. a reviewer)
+                continue
             med = a["median_seconds_per_dialogue"]
             med_text = "-" if med is None else f"{int(med) // 60}m{int(med) % 60:02d}s"
             reasons = ", ".join(f"{k} {v}" for k, v in a["skip_reasons"].items())

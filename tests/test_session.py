@@ -184,10 +184,17 @@ def test_scripted_session_three_dialogues_records_match_exactly(tmp_path, server
         assert actions.count("finish") == 2 and actions.count("skip") == 1 and actions.count("flag") == 1
 
     stats = json.loads(run_cli("-C", str(ws), "stats", "--json").stdout)
-    me = stats["annotators"]["li.wei"]
+    me = stats["annotator_details"]["li.wei"]
     assert me["dialogues"] == 2 and me["skipped"] == 1 and me["turns"] == 4 and me["edits"] == 1
     assert me["regenerations"] == 1 and me["skip_reasons"] == {"not_news": 1}
     assert me["median_seconds_per_dialogue"] is not None
+    figures = stats["annotators"]["li.wei"]  # the contract's keys, exactly
+    assert list(figures) == ["dialogues", "turns", "median_active_s", "s_per_word", "accepted_unchanged_share",
+                             "edit_size", "skip_rate", "flag_rate", "fast_accepts", "control_items",
+                             "control_catch_rate", "overlap_specs", "agreement_chrf", "review"]
+    assert figures["dialogues"] == 2 and figures["turns"] == 4 and figures["skip_rate"] == round(1 / 3, 4)
+    assert figures["control_items"] == 0 and figures["control_catch_rate"] is None
+    assert figures["agreement_chrf"] is None and figures["review"] == {"accepted": 0, "rejected": 0, "fixed": 0}
     assert stats["dialogues"]["by_origin"]["human"] == 3
     table = run_cli("-C", str(ws), "stats").stdout
     assert "Annotators" in table and "li.wei" in table and "not_news 1" in table

@@ -74,3 +74,74 @@ def test_terminal_session_chinese_request_accept_quit_resume(tmp_path, fake_open
         # quitting on the freshly opened spec 2 (nothing written) gave it back to the pool at once
         assert store.get_spec(2)["status"] == "pending"
         assert store.lease_of(2) is None and store.dialogue_for_spec(2) is None
+
+
+def test_terminal_control_item_and_review_with_marks_and_a_fix(tmp_path, fake_openai):
+    """The terminal says a control item after the decision and shows the real answer; the terminal
+    review marks an error span, fixes the answer and accepts (stored as fixed)."""
+    from .test_overlap import set_config
+
+    fake_openai.responder = CountingResponder()
+    ws = make_workspace(tmp_path / "ws", 1, instruction_langs=("zh",), types=("translate",))
+    set_config(ws, control_share=1.0)
+    child = spawn(ws, fake_openai.base_url)
+    try:
+        child.expect(r"You \(translate\)")
+        child.send("请把这句新闻翻译成中文，谢谢。\r")
+        child.expect(r"\[a\]ccept")
+        child.send("a")
+        child.expect("control item with a planted error")
+        child.expect(r"\[a\]ccept")               # the model's real answer waits for a decision
+        child.send("f")
+        child.expect("Dialogue finished")
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    with Store(ws / "itcollect.db") as store:
+        d = store.dialogue_for_spec(1)
+        answer = [t for t in store.get_turns(d["id"]) if t["role"] == "assistant"][0]
+        store.update_dialogue(d["id"], flagged=1)  # into the review queue
+    env = dict(os.environ, PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm", ITCOLLECT_PROGRESS="0")
+    child = pexpect.spawn(sys.executable, ["-m", "itcollect", "-C", str(ws), "session", "--annotator", "rev",
+                                           "--review"], env=env, encoding="utf-8", timeout=60, dimensions=(40, 110))
+    span = answer["content"][:3]
+    try:
+        child.expect(r"\[m\]ark")
+        child.send("m")
+        child.expect("Answer number")
+        child.send("1\r")
+        child.expect("The wrong text")
+        child.send(span + "\r")
+        child.expect("Category:")
+        child.send("1")                            # accuracy/mistranslation
+        child.expect("Severity:")
+        child.send("2")                            # major
+        child.expect("Note")
+        child.send("\r")
+        child.expect("mark 1: major accuracy/mistranslation")
+        child.expect(r"\[m\]ark")
+        child.send("x")
+        child.expect("Answer number")
+        child.send("1\r")
+        child.expect("Your version")
+        child.sendcontrol("u")                     # clear the answer shown for editing
+        child.send("我的修改版本。\r")
+        child.expect("Fixed by rev")
+        child.expect(r"\[m\]ark")
+        child.send("a")
+        child.expect("Note")
+        child.send("\r")
+        child.expect("Nothing left to review")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    with Store(ws / "itcollect.db") as store:
+        d = store.dialogue_for_spec(1)
+        assert d["review_status"] == "fixed"
+        marks = store.review_marks(d["id"])
+        assert [(m["reviewer"], m["category"], m["severity"], m["span"]) for m in marks] == [
+            ("rev", "accuracy/mistranslation", "major", span)]
+        active = [t for t in store.get_turns(d["id"]) if t["role"] == "assistant"][0]
+        assert (active["content"], active["annotator"], active["original_content"]) == (
+            "我的修改版本。", "rev", answer["content"])

@@ -530,3 +530,78 @@ def test_endpoint_failure_gives_retry_and_the_request_is_kept(tmp_path, llm, ser
         assert [t["role"] for t in turns] == ["user", "assistant"]
         actions = [e["action"] for e in store.session_events(annotator="alice")]
         assert actions.count("request") == 1 and actions.count("endpoint_error") == 1
+
+
+# -- quality control: controls, error-typed review, overlap, the lead's figures -----------------------
+def test_control_review_marks_fix_overlap_pick_and_the_leads_figures(tmp_path, llm, servers):
+    """Over HTTP: a control item missed (the real answer comes back for a decision), an overlap spec
+    done by two annotators, a reviewer marking, fixing and picking side by side, and the lead
+    reading the same figures as `stats --annotators`."""
+    ws = make_workspace(tmp_path / "ws", 2, types=("translate",), instruction_langs=("en",))
+    set_config(ws, "overlap_share = 0.0", "overlap_share = 0.5")  # spec 2 (plan position 1) overlaps
+    set_config(ws, "control_share = 0.0", "control_share = 1.0")
+    srv = start(servers, ws, llm.base_url)
+    alice = Client(srv.url, add_account(ws, "alice"))
+    assert alice.state()["dialogue"]["spec_id"] == 1
+    alice.act("/api/request", {"text": "Please translate this sentence into Chinese."})
+    planted = alice.answer()["dialogue"]["turns"][-1]["content"]
+    out = alice.act("/api/accept")
+    assert out["control"]["outcome"] == "miss" and "control item" in out["message"]
+    real = out["dialogue"]["turns"][-1]
+    assert out["dialogue"]["state"] == "decide" and real["content"] == out["control"]["answer"]["text"] != planted
+    alice.act("/api/accept")
+    alice.act("/api/finish")
+    assert alice.state()["dialogue"]["spec_id"] == 2  # the overlap spec: no control in it
+    alice.act("/api/request", {"text": "Please translate this sentence into Chinese."})
+    alice.answer()
+    assert "control" not in alice.act("/api/accept")
+    alice.act("/api/finish")
+    bob = Client(srv.url, add_account(ws, "bob"))
+    assert bob.state()["dialogue"]["spec_id"] == 2  # its second copy
+    bob.act("/api/request", {"text": "Please translate this sentence into Chinese."})
+    bob.answer()
+    bob.act("/api/edit", {"text": "市议会周一批准了新桥的预算。"})
+    bob.act("/api/finish")
+    assert bob.state()["dialogue"] is None
+
+    rev = Client(srv.url, add_account(ws, "rev", "reviewer"))
+    assert rev.get("/api/review?order=judge")[0] == 200 and rev.get("/api/review?order=nonsense")[0] == 400
+    status, out = rev.get("/api/review?order=overlap")
+    assert status == 200 and out["order"] == "overlap" and "accuracy/mistranslation" in out["categories"]
+    item = out["item"]
+    assert item["mode"] == "overlap" and item["spec_id"] == 2
+    copies = {d["annotator"]: d for d in item["dialogues"]}
+    a_answer = next(t for t in copies["alice"]["turns"] if t["role"] == "assistant")
+    b_answer = next(t for t in copies["bob"]["turns"] if t["role"] == "assistant")
+    status, out = rev.post("/api/review/mark", {"order": "overlap", "dialogue_id": copies["alice"]["dialogue_id"],
+                                                "turn_id": a_answer["turn_id"], "category": "terminology",
+                                                "severity": "minor", "start": 0, "end": 3})
+    assert status == 200
+    marks = next(d for d in out["item"]["dialogues"] if d["annotator"] == "alice")["turns"][1]["marks"]
+    assert [(m["span"], m["reviewer"]) for m in marks] == [(a_answer["content"][:3], "rev")]
+    status, out = rev.post("/api/review/mark", {"order": "overlap", "dialogue_id": copies["alice"]["dialogue_id"],
+                                                "turn_id": a_answer["turn_id"], "category": "made-up",
+                                                "severity": "minor", "start": 0, "end": 3})
+    assert status == 409 and "category" in out["error"]
+    status, out = rev.post("/api/review/fix", {"order": "overlap", "dialogue_id": copies["bob"]["dialogue_id"],
+                                               "turn_id": b_answer["turn_id"], "text": "市议会周一批准了新大桥的预算。"})
+    assert status == 200
+    status, out = rev.post("/api/review/pick", {"order": "overlap", "spec_id": 2,
+                                                "dialogue_id": copies["alice"]["dialogue_id"]})
+    assert status == 200 and out["item"] is None and "Kept" in out["message"]
+    with Store(ws / "itcollect.db") as store:
+        assert store.overlap_picks()[2]["reviewer"] == "rev"
+        fixed = [t for t in store.get_turns(copies["bob"]["dialogue_id"]) if t["role"] == "assistant"][0]
+        assert (fixed["author"], fixed["annotator"], fixed["content"]) == ("human", "rev", "市议会周一批准了新大桥的预算。")
+
+    lead = Client(srv.url, add_account(ws, "lee", "lead"))
+    status, out = lead.get("/api/lead")
+    assert status == 200
+    assert set(out["quality"]) == {"alice", "bob"}
+    a = out["quality"]["alice"]
+    assert (a["control_items"], a["control_catch_rate"], a["overlap_specs"]) == (1, 0.0, 1)
+    assert a["review"] == {"accepted": 1, "rejected": 0, "fixed": 0}
+    assert out["agreement"]["pairs"] == 1 and out["agreement"]["by_pair"][0]["annotators"] == ["alice", "bob"]
+    # the same figures as the CLI
+    cli = json.loads(run_cli("-C", str(ws), "stats", "--annotators", "--json").stdout)
+    assert cli["annotators"] == out["quality"]

@@ -329,6 +329,18 @@ def test_reviewer_accepts_and_rejects_and_the_lead_sees_the_team(tmp_path, llm, 
     assert "rejected" in states  # the rejected answer is shown
     assert "the model said" in b.text("#turns")
     assert b.text("#remaining") == "2 to review"
+    # an error span: select two characters of the edited answer, press m, choose, save
+    b.js("const t = [...document.querySelectorAll('#turns .turn[data-role=assistant]:not(.inactive) .turn-text')][0];"
+         " const r = document.createRange(); r.setStart(t.firstChild, 1); r.setEnd(t.firstChild, 3);"
+         " const s = window.getSelection(); s.removeAllRanges(); s.addRange(r);")
+    b.key("m")
+    b.wait(lambda: b.visible("#markform"), what="the mark form")
+    assert b.text("#mark-span") == "的译"
+    b.js("document.getElementById('mark-category').value = 'fluency/grammar';"
+         " document.getElementById('mark-severity').value = 'major';")
+    b.d.find_element("id", "mark-save").click()
+    b.wait(lambda: b.js("return document.querySelectorAll('#turns .mark-major').length") == 2, what="the mark")
+    assert "major · fluency/grammar" in b.text("#turns .marks")
     b.shot(tmp_path / "review.png")
     b.key("a")
     b.wait(lambda: "FLAGGED" in (b.text("#by") or ""), what="the flagged dialogue")
@@ -357,10 +369,40 @@ def test_reviewer_accepts_and_rejects_and_the_lead_sees_the_team(tmp_path, llm, 
                   "[...r.cells].map(c => c.textContent))")
     alice = next(r for r in row if r[0] == "alice")
     assert alice[3:7] == ["2", "0", "1", "2"] and alice[10] == "spec 3"
+    quality = lead.js("return [...document.querySelectorAll('#quality tbody tr')].map(r => "
+                      "[...r.cells].map(c => c.textContent))")
+    assert [q[:3] for q in quality] == [["alice", "2", "2"]]
     pool = lead.js("return [...document.querySelectorAll('#pool tbody tr')].map(r => "
                    "[...r.cells].map(c => c.textContent))")
     assert pool[0][:9] == ["en-zh", "zh", "3", "0", "1", "0", "2", "0", "0"]
     lead.shot(tmp_path / "lead.png")
+
+
+def test_a_control_item_is_said_after_the_decision_and_the_real_answer_comes_back(tmp_path, llm, servers, browsers):
+    ws = make_workspace(tmp_path / "ws", 1, types=("translate",), instruction_langs=("en",))
+    cfg = ws / "itcollect.toml"
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace("control_share = 0.0", "control_share = 1.0"),
+                   encoding="utf-8")
+    serve(servers, ws, llm.base_url)
+    b = browsers()
+    b.d.get(add_account(ws, "alice"))
+    b.wait(lambda: b.visible("#request"), what="the request box")
+    b.type_request("Please translate this sentence into Chinese.")
+    b.wait_decision()
+    planted = b.turns()[-1][1]
+    b.key("a")
+    b.wait(lambda: "control item" in (b.text("#notice") or ""), what="the control note")
+    assert b.js("return document.getElementById('notice').className") == "notice notice-control"
+    b.wait_decision()
+    real = b.turns()[-1][1]
+    assert real != planted and [r for r, _ in b.turns()] == ["user", "assistant"]
+    b.key("a")
+    b.wait(lambda: b.enabled("finish"), what="finish")
+    with Store(ws / "itcollect.db") as store:
+        d = store.dialogue_for_spec(1)
+        ctl = [t["params"]["control"] for t in store.get_turns(d["id"], include_inactive=True)
+               if t["params"].get("control")]
+        assert [(c["outcome"], c["planted"], c["real"]) for c in ctl] == [("miss", planted, real)]
 
 
 def test_html_in_sources_and_answers_is_shown_as_text(tmp_path, llm, servers, browsers):

@@ -28,8 +28,8 @@ COMMANDS: dict[str, str] = {
     "stats": "stats_cmd:stats",
     "serve-local": "local_cmd:serve_local",
     "demo": "demo_cmd:demo",
-    "judge": "judge_cmd:judge",
     "annotators": "annotators_cmd:annotators",
+    "judge": "judge_cmd:judge",
 }
 
 

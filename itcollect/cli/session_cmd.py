@@ -8,9 +8,10 @@ import click
 @click.command()
 @click.option("--annotator", metavar="NAME",
               help="Your name (no spaces, e.g. li.wei): leases, turns and statistics carry it. Not with --web.")
-@click.option("--review", is_flag=True, help="Walk flagged and edited dialogues and accept or reject them.")
-@click.option("--order", type=click.Choice(["default", "judge"]), default="default", show_default=True,
-              help="With --review: 'judge' also serves every judged dialogue, the lowest judge score first.")
+@click.option("--review", is_flag=True, help="Walk flagged and edited dialogues: mark errors, fix, accept or reject.")
+@click.option("--order", type=click.Choice(["default", "judge", "overlap"]), default="default", show_default=True,
+              help="With --review: 'judge' also serves every judged dialogue, the lowest judge score first; "
+                   "'overlap' shows the copies of each overlap spec side by side to pick the one to keep.")
 @click.option("--web", is_flag=True,
               help="Serve the sessions in a browser, for a team (accounts: `itcollect annotators add NAME`).")
 @click.option("--host", metavar="H", help="With --web: address to listen on (default [web] host, 127.0.0.1).")
@@ -41,9 +42,9 @@ def session(state, annotator: str | None, review: bool, order: str, web: bool, h
     if order != "default" and not review:
         raise UsageError("--order goes with --review")
     if web:
-        if annotator or review or force_protocol:
+        if annotator or review or force_protocol or order != "default":
             raise UsageError("--web serves every annotator (and the review queue) in the browser: "
-                             "leave out --annotator, --review and --protocol")
+                             "leave out --annotator, --review, --order and --protocol")
     else:
         if not annotator:
             raise UsageError("give --annotator NAME (or --web to serve the sessions in a browser)")

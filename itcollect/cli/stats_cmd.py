@@ -7,12 +7,30 @@ import click
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
+@click.option("--annotators", "annotators", is_flag=True,
+              help="Per-annotator quality figures (and agreement on overlap specs, review errors); with --json "
+                   "only the annotator sections.")
 @click.option("--plot", "plot", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
               help="Also draw the realised mix against the target as bars into FILE.png.")
 @click.pass_obj
-def stats(state, as_json: bool, plot: str | None) -> None:
+def stats(state, as_json: bool, annotators: bool, plot: str | None) -> None:
     """Show what the workspace holds: sources, ingest drops, specs, dialogues, calls, filter."""
     from ..stats import collect_stats, render_stats
+
+    if annotators:
+        from ..quality import quality_figures, render_annotators
+
+        if plot:
+            from ..errors import UsageError
+
+            raise UsageError("--plot draws the mix: leave out --annotators")
+        with state.workspace() as ws:
+            figures = quality_figures(ws.store, ws.config)
+        if as_json:
+            click.echo(json.dumps(figures, ensure_ascii=False))
+        else:
+            click.echo("\n".join(render_annotators(figures)))
+        return
 
     if plot:  # before the (possibly long) statistics: a missing matplotlib is said at once
         from ..corpus_stats import pyplot

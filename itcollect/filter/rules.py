@@ -23,6 +23,10 @@ Reason codes (also the keys of ``stats`` → filter → reasons):
 ``repeated_ngrams``        an answer in which one n-gram occurs ``repeat_ngram_max`` times or more
 ``truncated``              an answer cut by the token limit (finish_reason = length)
 ``low_chrf``               chrF of the first translation against a reference below ``min_chrf``
+``overlap_not_picked``     a copy of an overlap spec (``[session] overlap_share``) that is not the
+                           one kept: a reviewer picked another (``session --review --order
+                           overlap``); before that, among the copies that pass every other rule,
+                           the one the dedup keep rule prefers is kept (:mod:`.run`)
 ``low_judge_score``        an answer the LLM judge scored below ``min_judge_score`` (or an
                            explanation / follow-up rated below ``min_judge_rating``)
 ``critical_error``         more critical errors than ``max_critical_errors`` over all answers
@@ -476,6 +480,15 @@ class LowChrf(Rule):
         return self.drop(chrf=round(score, 2)) if score < th.min_chrf else self.keep()
 
 
+class OverlapNotPicked(Rule):
+    """a copy of an overlap spec that a reviewer did not pick (``view.extra["overlap_pick"]``: the
+    pick, set by the filter run for the other copies of an adjudicated spec)"""
+
+    code, stage = "overlap_not_picked", "structure"
+
+    def __call__(self, view: DialogueView, th: Thresholds) -> Result:
+        pick = view.extra.get("overlap_pick")
+        return self.keep() if pick is None else self.drop(**pick)
 class _JudgeRule(Rule):
     """A rule over the LLM judge's judgements of the answers (``turn["judgement"]``, None when the
     answer has no current judgement); the checks themselves are :mod:`itcollect.judge.verdict`'s."""
@@ -544,7 +557,7 @@ class NotJudged(_JudgeRule):
 
 
 #: Every rule, in the order their reasons are listed (turn rules: ordered by the turn they fire at).
-RULES: list[Rule] = [RolesNotAlternating(), EmptyTurn(), TooFewTurns(), WrongLanguageRequest(),
+RULES: list[Rule] = [RolesNotAlternating(), EmptyTurn(), TooFewTurns(), OverlapNotPicked(), WrongLanguageRequest(),
                      WrongLanguageAnswer(), CopiesSource(), CopiesPrevious(), Truncated(), Refusal(), IdentityLeak(),
                      RepeatedNgrams(), LengthRatio(), LowChrf(), LowJudgeScore(), CriticalError(), NotCompliant(),
                      NotJudged()]

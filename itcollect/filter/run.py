@@ -6,8 +6,10 @@ its pages from SQLite through its own connection): detect the language of turns 
 ``detected_lang`` (written back by the main process, so the next run detects nothing), apply the
 rules, and keep only what dedup needs (keep key, exact key, two MinHash signatures). Dedup then runs
 in the main process among the dialogues that passed the rules, so a broken copy never displaces a
-good one: exact duplicates first, then near-duplicates by user requests, then by whole dialogue. The
-verdicts of the run replace the previous ones in one transaction. Nothing is deleted.
+good one: first the copies of an overlap spec that no reviewer adjudicated yet (one is kept, by the
+keep rule of dedup; the others are ``overlap_not_picked``: one spec, one dialogue in the corpus, as
+the plan meant), then exact duplicates, then near-duplicates by user requests, then by whole
+dialogue. The verdicts of the run replace the previous ones in one transaction. Nothing is deleted.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class FilterResult:
 @dataclass
 class _PageResult:
     ids: list[str]
+    spec_ids: list[int | None]
     reasons: list[list[str]]
     details: list[str]  # JSON, serialised in the worker (the main process only touches clustered ones)
     keep_keys: list[tuple]
@@ -68,8 +71,10 @@ class _PageResult:
 class _Judge:
     """Judges pages of dialogues; one per process."""
 
-    def __init__(self, db_path: str | None, th: Thresholds, languages: tuple[str, ...], backend: str) -> None:
+    def __init__(self, db_path: str | None, th: Thresholds, languages: tuple[str, ...], backend: str,
+                 not_picked: dict[str, dict[str, Any]] | None = None) -> None:
         self.db_path = db_path
+        self.not_picked = not_picked or {}  # overlap copies a reviewer did not pick -> the pick
         self.th = th
         self.languages = languages
         self.backend = backend
@@ -114,7 +119,7 @@ class _Judge:
             for (t, _), lang in zip(todo, found):
                 t["detected_lang"] = lang or ""
                 langs.append((lang or "", t["id"]))
-        res = _PageResult([], [], [], [], [], None, None, langs)
+        res = _PageResult([], [], [], [], [], [], None, None, langs)
         # the tokens of every non-system turn of the page, one after the other: each is hashed once
         # for both MinHash signatures (requests: the user turns; dialogue: all of them)
         body_tokens: list[list[str]] = []
@@ -127,9 +132,12 @@ class _Judge:
                 if ref is None and d.get("source_id"):
                     ref = first_reference(store.references_for(d["source_id"]), d.get("tgt_lang"))
             view = DialogueView(d, turns, [t["detected_lang"] or None for t in turns], reference=ref)
+            if d["id"] in self.not_picked:
+                view.extra["overlap_pick"] = self.not_picked[d["id"]]
             reasons, detail = check_dialogue(view, th, self.rules)
             n_user = sum(1 for t in turns if t["role"] == "user")
             res.ids.append(d["id"])
+            res.spec_ids.append(d.get("spec_id"))
             res.reasons.append(reasons)
             res.details.append(dumps(detail) if detail else "{}")
             res.keep_keys.append(dedup.keep_key(d.get("origin"), n_user, d.get("created_at"), d["id"]))
@@ -192,7 +200,7 @@ def _run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None,
         th.near_dup = near_dup
     languages = tuple(config.get("workspace", {}).get("languages", ("en", "zh", "de", "fr")))
     backend = config.get("ingest", {}).get("langid_backend", "lingua")
-    judge = _Judge(str(store.path), th, languages, backend)
+    judge = _Judge(str(store.path), th, languages, backend, store.overlap_not_picked())
 
     rowids = store.done_rowids()
     pages = page_bounds(rowids, page_size)
@@ -215,6 +223,7 @@ def _run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None,
             bar.update(len(res.ids))
 
     ids = [i for r in results for i in r.ids]
+    spec_ids = [i for r in results for i in r.spec_ids]
     rule_reasons = [x for r in results for x in r.reasons]
     details = [x for r in results for x in r.details]
     keep_keys = [x for r in results for x in r.keep_keys]
@@ -243,6 +252,9 @@ def _run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None,
                 dropped.add(pos)
         return [i for pos, i in enumerate(members) if pos not in dropped] if dropped else list(members)
 
+    # copies of one spec (overlap) not adjudicated: one kept, like a cluster of duplicates
+    alive = apply(dedup.exact_groups(spec_ids[i] if spec_ids[i] is not None else f"d{i}" for i in alive), alive,
+                  "overlap_not_picked", "overlap")
     alive = apply(dedup.exact_groups(exact_keys[i] for i in alive), alive, "duplicate", "exact")
     if th.near_dup and n:
         req_all = np.concatenate([r.req_sigs for r in results])

@@ -15,6 +15,13 @@ Records are the ones ``simulate`` writes (same roles, same system prompt templat
 only the provenance differs: user turns and edited answers are ``author='human'`` with the
 annotator's name, an edited answer keeps the model's text in ``original_content``, a regenerated
 answer stays as ``state='rejected'`` and an undone pair as ``state='undone'``.
+
+Quality control (``[session]``): an overlap spec is leased one copy at a time, each copy its own
+dialogue (``Current.copy``); in a control dialogue the first answer is committed with a planted
+error (:mod:`.controls`, the record in the turn's ``params["control"]``), and the decision on it
+is a miss (the planted turn is rejected and the model's real answer takes its place, undecided) or
+a catch (edited or regenerated). Both are derived from the store like everything else, so they
+survive ``kill -9``.
 """
 
 from __future__ import annotations
@@ -34,8 +41,10 @@ from ..dialogue import RequestInfo, expectations, planned_params, planned_turns
 from ..errors import ItcollectError
 from ..llm import CostLimitReached, EndpointDown, LLMCallError
 from ..prompting import load_prompts, quote_source
-from ..store import SKIP_REASONS, LeaseLost, Store, human_holder
+from ..store import SKIP_REASONS, LeaseLost, Overlap, Store, human_holder
+from ..store.availability import unit_hash
 from ..taxonomy import INTERACTION_TYPES, check_answer, check_request, mentions_language, zh_number
+from .controls import plant_error
 
 STATES = ("ask", "answer", "decide")
 DEFAULT_FOLLOW_TYPE = "follow_up"
@@ -47,6 +56,11 @@ class CommandError(ItcollectError):
 
 class AnswerFailed(ItcollectError):
     """The model could not answer (endpoint down, call failed): the request is kept, retry later."""
+
+
+class ControlRevealed(CommandError):
+    """``finish`` met an undecided control item: accepting it was a miss (recorded); the model's
+    real answer now waits for a decision, so the dialogue is not finished yet."""
 
 
 @dataclass
@@ -74,6 +88,7 @@ class Current:
     resume_note: str
     previous_holder: str | None = None
     started: float = field(default_factory=time.time)
+    copy: int = 0  # which copy of an overlap spec (0 for every other spec)
 
 
 def local_midnight_utc() -> str:
@@ -150,11 +165,15 @@ class Session:
         self.show_reference = bool(config["session"]["show_reference"])
         self.languages = tuple(config["workspace"]["languages"])
         self.backend = config["ingest"]["langid_backend"]
+        self.overlap = Overlap.from_config(config)
         self._client_factory = client_factory
         self._client: Any = None
         self._prompts = prompts
         self.current: Current | None = None
         self.next_type_override: str | None = None
+        self.control_share = float(config["session"].get("control_share", 0.0))
+        #: what the last decision on a control item revealed (:meth:`take_control_note`)
+        self.control_note: dict[str, Any] | None = None
 
     # -- LLM plumbing ----------------------------------------------------------------------------
     @property
@@ -183,16 +202,18 @@ class Session:
     def open_next(self) -> Current | None:
         """Lease the next spec (own unfinished work first) and open its dialogue; None when the pool is empty."""
         self.current = None
+        self.control_note = None
         self.next_type_override = None
         spec = None
         # An own dialogue whose lease row is gone (expired and released) is still offered back first.
         for d in self.store.unfinished_dialogues(self.annotator):
-            if d["spec_id"] is not None and self.store.lease_spec(d["spec_id"], self.holder, self.lease_s):
+            if d["spec_id"] is not None and self.store.lease_spec(d["spec_id"], self.holder, self.lease_s,
+                                                                  copy=d["copy"]):
                 spec = self.store.get_spec(d["spec_id"])
-                spec["own"], spec["previous_holder"] = True, None
+                spec["own"], spec["previous_holder"], spec["copy"] = True, None, d["copy"]
                 break
         if spec is None:
-            spec = self.store.lease_next_spec(self.holder, self.lease_s)
+            spec = self.store.lease_next_spec(self.holder, self.lease_s, overlap=self.overlap)
         if spec is None:
             return None
         return self._open(spec)
@@ -202,7 +223,8 @@ class Session:
         reference = None
         if self.show_reference:
             reference = next((r["text"] for r in source.get("references", []) if r["lang"] == spec["tgt_lang"]), None)
-        existing = self.store.dialogue_for_spec(spec["id"])
+        copy = int(spec.get("copy") or 0)
+        existing = self.store.dialogue_for_spec(spec["id"], copy)
         previous = spec.get("previous_holder")
         with self.store.transaction():
             self.store.ensure_lease(spec["id"], self.holder, self.lease_s)
@@ -212,7 +234,7 @@ class Session:
                     source_text=source["text"], src_lang=spec["src_lang"], tgt_lang=spec["tgt_lang"],
                     instruction_lang=spec["instruction_lang"],
                     meta={"planned_types": spec["interaction_types"], "planned_turns": spec["n_turns"],
-                          "seed": spec["seed"], "seq": spec["seq"]})
+                          "seed": spec["seed"], "seq": spec["seq"]}, copy=copy)
                 self.store.log_event(self.annotator, "open", dialogue_id=did, spec_id=spec["id"])
                 resumed, note = False, ""
             else:
@@ -225,7 +247,7 @@ class Session:
                                      detail={"previous_holder": previous})
                 resumed, note = True, ""
         self.current = Current(spec=spec, dialogue_id=did, source=source, reference=reference, resumed=resumed,
-                               resume_note=note, previous_holder=previous)
+                               resume_note=note, previous_holder=previous, copy=copy)
         if resumed:
             self.current.resume_note = self._resume_note(existing, previous)
         return self.current
@@ -499,7 +521,12 @@ class Session:
 
     async def get_answer(self, on_delta: Callable[[str], None] | None = None,
                          on_reset: Callable[[], None] | None = None) -> Answer:
-        """Ask the model to answer the pending request and commit the answer (undecided)."""
+        """Ask the model to answer the pending request and commit the answer (undecided).
+
+        In a control dialogue (:meth:`_wants_control`) the first answer is committed with one
+        planted error (:func:`.controls.plant_error`), the model's real text kept in the turn's
+        ``params["control"]`` (and the ledger); its warnings are those of the real answer, and it
+        is not streamed piece by piece but given to ``on_delta`` whole, so it looks like any answer."""
         if self.state() != "answer":
             raise CommandError("there is no request waiting for an answer")
         d = self._need()
@@ -509,9 +536,11 @@ class Session:
         idx = turns[-1]["idx"] + 1
         sample = self.store.count_rejected_answers(d.dialogue_id, idx)
         system, template_name, template_hash = self._system_prompt()
+        control = self._wants_control()
         try:
-            result = await self.client.chat("assistant", self._messages(system), sample=sample, on_delta=on_delta,
-                                            on_reset=on_reset)
+            result = await self.client.chat("assistant", self._messages(system), sample=sample,
+                                            on_delta=None if control else on_delta,
+                                            on_reset=None if control else on_reset)
         except (LLMCallError, EndpointDown, CostLimitReached) as exc:
             self._event("endpoint_error", error=str(exc)[:500])
             if self._client is not None:  # a fresh client next time: "retry" must really retry
@@ -524,21 +553,76 @@ class Session:
         warnings += self._answer_warnings(text)
         request = turns[-1]
         type_id = request.get("interaction_type") or DEFAULT_FOLLOW_TYPE
+        params = {**(request.get("params") or {}), "sample": sample}
+        shown = text
+        if control:
+            planted = plant_error(text, self._answer_lang(), d.dialogue_id)
+            if planted is not None:
+                shown = planted.text
+                params["control"] = {"kind": planted.kind, "start": planted.start, "before": planted.before,
+                                     "after": planted.after, "description": planted.description,
+                                     "planted": planted.text, "real": text, "outcome": None}
+            if on_delta is not None:
+                on_delta(shown)
         with self.store.transaction():
             self._guard(request["id"])
             turn_id = self.store.add_turn(
-                d.dialogue_id, role="assistant", content=text, author="model", model=result.model,
+                d.dialogue_id, role="assistant", content=shown, author="model", model=result.model,
                 call_key=result.call_key, prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens, latency_ms=result.latency_ms,
                 finish_reason=result.finish_reason, warnings=warnings, idx=idx,
                 lang=self._answer_lang(), interaction_type=type_id, template_name=template_name,
-                template_hash=template_hash, params={**(request.get("params") or {}), "sample": sample})
+                template_hash=template_hash, params=params)
             dia = self.store.get_dialogue(d.dialogue_id)
             if dia is not None and "assistant_model" not in dia["meta"]:
                 self.store.update_dialogue(d.dialogue_id, meta={**dia["meta"], "assistant_model": result.model})
+            extra = {"control": True} if "control" in params else {}
             self._event("answer", turn_id=turn_id, sample=sample, from_ledger=result.from_ledger,
-                        warnings=warnings)
-        return Answer(turn_id, idx, text, result.model, result.finish_reason, warnings, result.from_ledger)
+                        warnings=warnings, **extra)
+        return Answer(turn_id, idx, shown, result.model, result.finish_reason, warnings, result.from_ledger)
+
+    # -- control items -------------------------------------------------------------------------------
+    @staticmethod
+    def control_of(turn: dict[str, Any]) -> dict[str, Any] | None:
+        """The control record of a planted turn (None for every other turn)."""
+        c = (turn.get("params") or {}).get("control")
+        return c if isinstance(c, dict) else None
+
+    def _wants_control(self) -> bool:
+        """Plant an error in the answer now asked for? Only the first answer of a dialogue that
+        the hash of its id puts in ``[session] control_share``, never in a copy of an overlap
+        spec (its annotators' decisions are compared), and once per dialogue: not after a control
+        was decided (an undone one may be planted again)."""
+        if self.control_share <= 0:
+            return False
+        d = self._need()
+        if (d.spec.get("copies") or 1) > 1 or self.user_turns() != 1:
+            return False
+        if unit_hash("control", d.dialogue_id) >= self.control_share:
+            return False
+        return not any(self.control_of(t) for t in self.store.get_turns(d.dialogue_id, include_inactive=True)
+                       if t["state"] != "undone")
+
+    def _decide_control(self, turn: dict[str, Any], outcome: str, via: str) -> dict[str, Any]:
+        """Record the decision on a planted turn (in the caller's transaction): ``miss`` (accepted
+        unchanged) or ``catch`` (edited, regenerated). Returns the new control record."""
+        ctl = {**(self.control_of(turn) or {}), "outcome": outcome, "via": via, "decided_by": self.annotator}
+        self.store.update_turn(turn["id"], params={**(turn["params"] or {}), "control": ctl})
+        return ctl
+
+    def take_control_note(self) -> dict[str, Any] | None:
+        """What the last action revealed about a control item, once (front-ends show it): its
+        ``outcome``, ``kind``, ``description``, and after a miss the model's real answer
+        (``answer``: turn id and text), which now waits for a decision."""
+        note, self.control_note = self.control_note, None
+        return note
+
+    def _note(self, turn: dict[str, Any], ctl: dict[str, Any], real: dict[str, Any] | None = None) -> None:
+        self.control_note = {"outcome": ctl["outcome"], "kind": ctl["kind"], "description": ctl["description"],
+                             "turn_id": turn["id"], "answer": real}
+        word = {"miss": "you accepted it unchanged (a miss); the model's real answer is shown now: decide on it",
+                "catch": "you caught it"}[ctl["outcome"]]
+        self.control_note["message"] = f"That answer was a control item with a planted error ({ctl['description']}): {word}."
 
     def pending_answer(self) -> dict[str, Any] | None:
         """The undecided answer (state ``decide``), as a turn dict."""
@@ -555,13 +639,31 @@ class Session:
         if turn["warnings"] and not reason:
             raise CommandError("the answer has warnings (" + "; ".join(turn["warnings"]) +
                                "): accept with a reason to override them")
+        ctl = self.control_of(turn)
         with self.store.transaction():
             self._guard(turn["id"])
             if turn["warnings"]:
                 # the reason travels with the turn (export provenance) and in the action log
-                self.store.update_turn(turn["id"], params={**(turn["params"] or {}), "override": reason})
+                turn["params"] = {**(turn["params"] or {}), "override": reason}
+                self.store.update_turn(turn["id"], params=turn["params"])
                 self._event("override", turn_id=turn["id"], reason=reason, warnings=turn["warnings"])
             self._event("accept", turn_id=turn["id"], reason=reason)
+            if ctl is not None:
+                # a miss: the planted turn is kept (rejected, marked) for the figures; the model's
+                # real answer takes its place and waits for a decision of its own
+                ctl = self._decide_control(turn, "miss", "accept")
+                self.store.set_turn_state(turn["id"], "rejected")
+                params = {k: v for k, v in (turn["params"] or {}).items() if k not in ("control", "override")}
+                real_id = self.store.add_turn(
+                    self._need().dialogue_id, role="assistant", content=ctl["real"], author="model",
+                    model=turn["model"], call_key=turn["call_key"], prompt_tokens=turn["prompt_tokens"],
+                    completion_tokens=turn["completion_tokens"], latency_ms=turn["latency_ms"],
+                    finish_reason=turn["finish_reason"], warnings=turn["warnings"], idx=turn["idx"],
+                    lang=turn["lang"], interaction_type=turn["interaction_type"],
+                    template_name=turn["template_name"], template_hash=turn["template_hash"],
+                    params={**params, "after_control": turn["id"]})
+                self._event("control", turn_id=turn["id"], outcome="miss", kind=ctl["kind"], real_turn=real_id)
+                self._note(turn, ctl, {"turn_id": real_id, "text": ctl["real"]})
         return turn
 
     def edit(self, text: str) -> dict[str, Any]:
@@ -583,11 +685,18 @@ class Session:
             raise CommandError("the edited answer is empty")
         warnings = self._answer_warnings(text)
         original = turn["original_content"] if turn["original_content"] is not None else turn["content"]
+        ctl = self.control_of(turn)
+        if ctl is not None and ctl.get("outcome") is None:
+            original = ctl["real"]  # what the model said; the planted text stays in the control record
         with self.store.transaction():
             self._guard(turn["id"])
             self.store.update_turn(turn["id"], content=text, original_content=original, author="human",
                                    annotator=self.annotator, warnings=warnings)
             self._event("edit", turn_id=turn["id"], warnings=warnings)
+            if ctl is not None and ctl.get("outcome") is None:
+                ctl = self._decide_control(turn, "catch", "edit")
+                self._event("control", turn_id=turn["id"], outcome="catch", kind=ctl["kind"])
+                self._note(turn, ctl)
             if not warnings:
                 self._event("accept", turn_id=turn["id"], via="edit")
         return {"turn_id": turn["id"], "warnings": warnings, "decided": not warnings}
@@ -599,10 +708,15 @@ class Session:
         turn = self.pending_answer()
         if turn is None:
             raise CommandError("there is no answer to regenerate")
+        ctl = self.control_of(turn)
         with self.store.transaction():
             self._guard(turn["id"])
             self.store.set_turn_state(turn["id"], "rejected")
             self._event("regenerate", turn_id=turn["id"])
+            if ctl is not None:
+                ctl = self._decide_control(turn, "catch", "regenerate")
+                self._event("control", turn_id=turn["id"], outcome="catch", kind=ctl["kind"])
+                self._note(turn, ctl)
         return turn
 
     async def regenerate(self, on_delta: Callable[[str], None] | None = None,
@@ -634,6 +748,8 @@ class Session:
             raise CommandError("the last request has no answer: retry or undo it first")
         if state == "decide":
             self.accept(reason)
+            if self.control_note is not None and self.control_note["outcome"] == "miss":
+                raise ControlRevealed(self.control_note["message"])
         if not any(t["role"] == "assistant" for t in self.conversation()):
             raise CommandError("nothing to finish: write a request first, or skip this sentence")
         with self.store.transaction():
@@ -686,7 +802,7 @@ class Session:
             try:
                 state = self.state()
                 with self.store.transaction():
-                    lease = self.store.lease_of(d.spec["id"])
+                    lease = self.store.lease_of(d.spec["id"], d.copy)
                     # only while the lease is ours: after a takeover the dialogue is someone else's
                     released = bool(lease and lease["holder"] == self.holder
                                     and self.store.discard_empty_dialogue(d.dialogue_id))

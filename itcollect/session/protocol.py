@@ -29,6 +29,9 @@ types and turns, ``resumed`` and a ``message``), ``turn`` (the conversation so f
 ``request`` (committed: its ``content`` — the first one with the source sentence attached, as
 in simulate, unless you pasted it — and its ``warnings``), ``delta`` (a piece of the streaming answer),
 ``answer`` (committed; ``warnings`` from the same checks as simulate), ``ok`` (an action done),
+``control`` (the answer just decided was a control item with a planted error: ``outcome`` miss or
+catch, ``kind``, ``description``, ``message``; after a miss ``answer`` holds the model's real answer,
+which now waits for a decision),
 ``guidelines``, ``status``, ``error`` (a command that did not fit: nothing changed),
 ``endpoint_error`` (the request is kept; ``retry``, ``undo`` or ``quit``), ``ready`` (waiting for a
 command; ``expect`` is ``request``, ``decision`` or ``retry``), ``done`` / ``skipped`` (a dialogue
@@ -43,7 +46,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from ..store import LeaseLost
-from .engine import AnswerFailed, CommandError, Session, status_line
+from .engine import AnswerFailed, CommandError, ControlRevealed, Session, status_line
 from .guidelines import guideline_section
 
 COMMANDS = ("request", "type", "accept", "edit", "regenerate", "undo", "retry", "finish", "skip", "flag",
@@ -118,14 +121,22 @@ class Protocol:
                 try:
                     if await self._do(cmd, arg) == "quit":
                         return 0
+                except ControlRevealed:
+                    pass  # the control event below says what happened
                 except CommandError as exc:
                     self.emit("error", command=cmd, message=exc.message)
                 except LeaseLost as exc:
                     self.emit("error", command=cmd, code="lease_lost",
                               message=f"{exc.message}; moving on to the next dialogue (nothing of yours was lost)")
                     self.s.lease_lost()
+                self._control()
         finally:
             await self.s.close()
+
+    def _control(self) -> None:
+        note = self.s.take_control_note()
+        if note is not None:
+            self.emit("control", **note)
 
     def _show_dialogue(self) -> None:
         v = self.s.view()
@@ -172,7 +183,9 @@ class Protocol:
             r = s.edit(arg)
             self.emit("ok", action="edit", turn_id=r["turn_id"], warnings=r["warnings"], accepted=r["decided"])
         elif cmd == "regenerate":
-            await self._answer(s.regenerate)
+            s.reject_answer()
+            self._control()
+            await self._answer(s.get_answer)
         elif cmd == "retry":
             if s.state() != "answer":
                 raise CommandError("nothing to retry")

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..dialogue import planned_turns
 from ..store import SKIP_REASONS, LeaseLost
-from .engine import AnswerFailed, CommandError, Session, status_line
+from .engine import AnswerFailed, CommandError, ControlRevealed, Session, status_line
 from .guidelines import guideline_section
 
 DECISION_KEYS = {"a": "accept", "e": "edit", "r": "regenerate", "u": "undo", "f": "finish", "s": "skip",
@@ -167,6 +167,17 @@ class TerminalUI:
         for w in warnings:
             self.console.print(f"[bold yellow]  warning:[/bold yellow] {w}")
 
+    def show_control(self) -> None:
+        """After a decision on a control item: say so; after a miss, show the model's real answer."""
+        from rich.text import Text
+
+        note = self.s.take_control_note()
+        if note is None:
+            return
+        self.console.print(f"[bold magenta]{note['message']}[/bold magenta]")
+        if note.get("answer"):
+            self.console.print(Text("Model › ", style="bold green") + Text(note["answer"]["text"]))
+
     def error(self, message: str) -> None:
         self.console.print(f"[bold red]{message}[/bold red]")
 
@@ -232,11 +243,14 @@ class TerminalUI:
                     self.show_dialogue()
                 try:
                     await self.step()
+                except ControlRevealed:
+                    pass  # shown below
                 except CommandError as exc:
                     self.error(exc.message)
                 except LeaseLost as exc:
                     self.error(f"{exc.message}. Your committed turns stay; moving on.")
                     self.s.lease_lost()
+                self.show_control()
         except Quit:
             self.s.quit()
             self.console.print("Saved. Run the same command to continue exactly here.")
@@ -341,7 +355,9 @@ class TerminalUI:
                 self.show_warnings(r["warnings"])
                 self.console.print("Your edit is saved; accept it (with a reason) or edit again.")
         elif name == "regenerate":
-            await self._stream(s.regenerate)
+            s.reject_answer()
+            self.show_control()
+            await self._stream(s.get_answer)
         elif name == "retry":
             await self._stream(s.get_answer)
         elif name == "undo":

@@ -7,6 +7,7 @@ assembled from one mixin per area so a server database could later implement the
 from __future__ import annotations
 
 from .accounts import ROLES, AccountError, AccountsMixin
+from .availability import Overlap
 from .batches import BatchesMixin
 from .claims import ClaimsMixin, process_holder
 from .core import StoreCore, dumps, loads, utcnow
@@ -16,8 +17,10 @@ from .imports import ImportsMixin
 from .judgements import JUDGEMENT_STATUSES, JudgementsMixin
 from .leases import LeaseLost, LeasesMixin, human_holder
 from .ledger import LedgerMixin
+from .quality import QualityMixin
+from .review import ReviewError, ReviewMixin
 from .schema import MIGRATIONS, SCHEMA_VERSION
-from .sessions import SKIP_REASONS, SessionsMixin
+from .sessions import REVIEW_VERDICTS, SKIP_REASONS, SessionsMixin
 from .sources import SourcesMixin, source_id_for
 from .specs import PlanMixin
 from .verdicts import VerdictsMixin
@@ -26,10 +29,11 @@ STORE_FILE = "itcollect.db"
 
 
 class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, PlanMixin, LeasesMixin, SessionsMixin, VerdictsMixin, ImportsMixin, ExportsMixin, BatchesMixin, AccountsMixin,
-            JudgementsMixin, StoreCore):
+            JudgementsMixin, ReviewMixin, QualityMixin, StoreCore):
     """The workspace store. Open with ``Store(path)``; it migrates the schema on open."""
 
 
 __all__ = ["Store", "StoreCore", "STORE_FILE", "SCHEMA_VERSION", "MIGRATIONS", "SPEC_STATUSES",
            "DIALOGUE_ORIGINS", "source_id_for", "dumps", "loads", "utcnow", "process_holder", "LeaseLost",
-           "human_holder", "SKIP_REASONS", "ROLES", "AccountError", "JUDGEMENT_STATUSES"]
+           "human_holder", "SKIP_REASONS", "ROLES", "AccountError", "JUDGEMENT_STATUSES", "Overlap", "ReviewError",
+           "REVIEW_VERDICTS"]

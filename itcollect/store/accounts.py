@@ -121,8 +121,8 @@ class AccountsMixin(StoreCore):
         out: dict[tuple[str, str, str], dict[str, Any]] = {}
         for src, tgt, ilang, status, live, n in self.query(
                 "SELECT s.src_lang, s.tgt_lang, s.instruction_lang, s.status,"
-                " (l.expires_at IS NOT NULL AND l.expires_at >= ?) AS live, COUNT(*)"
-                " FROM specs s LEFT JOIN leases l ON l.spec_id = s.id"
+                " EXISTS (SELECT 1 FROM leases l WHERE l.spec_id = s.id AND l.expires_at >= ?) AS live, COUNT(*)"
+                " FROM specs s"
                 " GROUP BY s.src_lang, s.tgt_lang, s.instruction_lang, s.status, live", (now,)):
             row = out.setdefault((src, tgt, ilang), {
                 "pair": f"{src}-{tgt}", "instruction_lang": ilang, "planned": 0, "pending": 0, "leased": 0,

@@ -18,6 +18,7 @@ import socket
 import time
 from typing import Any
 
+from .availability import may_take
 from .core import StoreCore, utcnow
 
 _HOLDER_RE = re.compile(r"^[a-z][a-z0-9_-]*@([^:@]+):(\d+)$")
@@ -58,16 +59,17 @@ class ClaimsMixin(StoreCore):
         ``in_progress`` spec with a live lease, or with no lease at all, is taken.
         A spec whose dialogue a human started (or that was imported) is never claimed here: a
         machine must not append simulated turns to an annotator's dialogue, even after the
-        annotator's lease expired; it stays for the annotator (see :mod:`.leases`).
+        annotator's lease expired; it stays for the annotator (see :mod:`.leases`). Nor is an
+        overlap spec: its copies are meant for people (:mod:`.availability`).
         """
         if limit <= 0:
             return []
         now = time.time()
+        machine = may_take("simulated")
         with self.transaction() as c:
             held = c.execute(
                 "SELECT s.id, l.holder, l.expires_at FROM specs s JOIN leases l ON l.spec_id = s.id"
-                " WHERE s.status='in_progress' AND NOT EXISTS (SELECT 1 FROM dialogues d"
-                " WHERE d.spec_id = s.id AND d.origin <> 'simulated')"
+                f" WHERE s.status='in_progress' AND {machine}"
                 " ORDER BY (l.holder = ?) DESC, s.id", (holder,)).fetchall()
             ids: list[int] = []
             dead: dict[str, bool] = {}
@@ -88,16 +90,15 @@ class ClaimsMixin(StoreCore):
                 ids += [r[0] for r in c.execute(
                     "SELECT s.id FROM specs s WHERE s.status='pending'"
                     " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.spec_id = s.id AND l.expires_at >= ?)"
-                    " AND NOT EXISTS (SELECT 1 FROM dialogues d WHERE d.spec_id = s.id"
-                    " AND d.origin <> 'simulated') ORDER BY s.id LIMIT ?",
+                    f" AND {machine} ORDER BY s.id LIMIT ?",
                     (now, limit - len(ids)))]
             if not ids:
                 return []
             stamp = utcnow()
             c.executemany("UPDATE specs SET status='in_progress', status_reason=NULL, updated_at=? WHERE id=?",
                           [(stamp, i) for i in ids])
-            c.executemany("INSERT INTO leases(spec_id, holder, acquired_at, expires_at) VALUES (?,?,?,?)"
-                          " ON CONFLICT(spec_id) DO UPDATE SET holder=excluded.holder,"
+            c.executemany("INSERT INTO leases(spec_id, copy, holder, acquired_at, expires_at) VALUES (?,0,?,?,?)"
+                          " ON CONFLICT(spec_id, copy) DO UPDATE SET holder=excluded.holder,"
                           " acquired_at=excluded.acquired_at, expires_at=excluded.expires_at",
                           [(i, holder, stamp, now + lease_s) for i in ids])
         return sorted(ids)
@@ -114,12 +115,10 @@ class ClaimsMixin(StoreCore):
         process took it over, so this process's result must not overwrite that one's.
         """
         with self.transaction() as c:
-            row = c.execute("SELECT holder FROM leases WHERE spec_id=?", (spec_id,)).fetchone()
-            if row is None or row[0] != holder:
+            if c.execute("DELETE FROM leases WHERE spec_id=? AND holder=?", (spec_id, holder)).rowcount != 1:
                 return False
             c.execute("UPDATE specs SET status=?, status_reason=?, updated_at=? WHERE id=?",
                       (status, reason, utcnow(), spec_id))
-            c.execute("DELETE FROM leases WHERE spec_id=?", (spec_id,))
             return True
 
     def release_claims(self, holder: str) -> int:

@@ -92,7 +92,8 @@ class DialoguesMixin(StoreCore):
                         src_lang: str | None = None, tgt_lang: str | None = None,
                         instruction_lang: str | None = None, origin_file: str | None = None,
                         origin_line: int | None = None, meta: dict[str, Any] | None = None,
-                        dialogue_id: str | None = None, status: str = "in_progress") -> str:
+                        dialogue_id: str | None = None, status: str = "in_progress", copy: int = 0) -> str:
+        """A new dialogue; ``copy``: which copy of an overlap spec it is (0 for every other)."""
         if origin not in DIALOGUE_ORIGINS:
             raise ValueError(f"unknown origin {origin!r}")
         did = dialogue_id or uuid.uuid4().hex
@@ -100,19 +101,25 @@ class DialoguesMixin(StoreCore):
         with self.transaction() as c:
             c.execute(
                 "INSERT INTO dialogues(id, spec_id, origin, annotator, source_id, source_text, src_lang, tgt_lang,"
-                " instruction_lang, status, origin_file, origin_line, meta, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " instruction_lang, status, origin_file, origin_line, meta, created_at, updated_at, copy)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (did, spec_id, origin, annotator, source_id, source_text, src_lang, tgt_lang, instruction_lang,
-                 status, origin_file, origin_line, dumps(meta or {}), now, now))
+                 status, origin_file, origin_line, dumps(meta or {}), now, now, copy))
         return did
 
     def get_dialogue(self, dialogue_id: str) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT * FROM dialogues WHERE id=?", (dialogue_id,)).fetchone()
         return None if row is None else _dialogue_row(row)
 
-    def dialogue_for_spec(self, spec_id: int) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT * FROM dialogues WHERE spec_id=?", (spec_id,)).fetchone()
+    def dialogue_for_spec(self, spec_id: int, copy: int = 0) -> dict[str, Any] | None:
+        """The dialogue of one copy of a spec (every spec but an overlap one has only copy 0)."""
+        row = self.conn.execute("SELECT * FROM dialogues WHERE spec_id=? AND copy=?", (spec_id, copy)).fetchone()
         return None if row is None else _dialogue_row(row)
+
+    def dialogues_for_spec(self, spec_id: int) -> list[dict[str, Any]]:
+        """Every dialogue of a spec (an overlap spec has one per copy), by copy."""
+        return [_dialogue_row(r) for r in self.query("SELECT * FROM dialogues WHERE spec_id=? ORDER BY copy",
+                                                     (spec_id,))]
 
     def set_dialogue_status(self, dialogue_id: str, status: str, reason: str | None = None) -> None:
         with self.transaction() as c:

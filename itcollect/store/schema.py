@@ -314,6 +314,54 @@ CREATE TABLE judgements (
 CREATE INDEX judgements_dialogue ON judgements(dialogue_id);
 """
 
+# Migration 8: quality control of human annotation (issue 16).
+# * Overlap: a spec may be done by several annotators, each in a copy of their own (``copy`` 0, 1,
+#   ...; ``specs.copies`` says how many, decided when a person first takes the spec; NULL: not
+#   decided, one). One dialogue and one lease per copy, so the unique keys become (spec, copy).
+# * Review: error spans that reviewers mark on answers (category and severity from the judge's
+#   lists), and which copy of an overlapped spec a reviewer picked to keep.
+_M_QUALITY = """
+ALTER TABLE specs ADD COLUMN copies INTEGER;
+CREATE INDEX specs_overlap ON specs(status, id) WHERE copies > 1;
+ALTER TABLE dialogues ADD COLUMN copy INTEGER NOT NULL DEFAULT 0;
+DROP INDEX dialogues_spec;
+CREATE UNIQUE INDEX dialogues_spec ON dialogues(spec_id, copy) WHERE spec_id IS NOT NULL;
+CREATE TABLE leases_by_copy (
+    spec_id     INTEGER NOT NULL REFERENCES specs(id) ON DELETE CASCADE,
+    copy        INTEGER NOT NULL DEFAULT 0,
+    holder      TEXT NOT NULL,
+    acquired_at TEXT NOT NULL,
+    expires_at  REAL NOT NULL,                   -- unix time
+    PRIMARY KEY (spec_id, copy)
+);
+INSERT INTO leases_by_copy(spec_id, copy, holder, acquired_at, expires_at)
+    SELECT spec_id, 0, holder, acquired_at, expires_at FROM leases;
+DROP TABLE leases;
+ALTER TABLE leases_by_copy RENAME TO leases;
+CREATE INDEX leases_holder ON leases(holder);
+CREATE TABLE review_marks (
+    id          INTEGER PRIMARY KEY,
+    dialogue_id TEXT NOT NULL REFERENCES dialogues(id) ON DELETE CASCADE,
+    turn_id     INTEGER NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
+    reviewer    TEXT NOT NULL,
+    category    TEXT NOT NULL,
+    severity    TEXT NOT NULL,
+    start       INTEGER NOT NULL,                -- character offsets into the turn's content
+    end         INTEGER NOT NULL,
+    span        TEXT NOT NULL,                   -- the marked text (content[start:end])
+    note        TEXT,
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX review_marks_dialogue ON review_marks(dialogue_id);
+CREATE TABLE overlap_picks (
+    spec_id     INTEGER PRIMARY KEY REFERENCES specs(id) ON DELETE CASCADE,
+    dialogue_id TEXT NOT NULL REFERENCES dialogues(id) ON DELETE CASCADE,
+    reviewer    TEXT NOT NULL,
+    note        TEXT,
+    created_at  TEXT NOT NULL
+);
+"""
+
 #: Append new migrations at the end; never edit or reorder a released one.
 MIGRATIONS: list[str] = [
     _M1_SOURCES,
@@ -323,6 +371,7 @@ MIGRATIONS: list[str] = [
     _M_UNDETECTED_TURNS,
     _M_ACCOUNTS,
     _M_JUDGE,
+    _M_QUALITY,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

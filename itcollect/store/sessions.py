@@ -21,6 +21,8 @@ _PAUSE_ACTIONS = frozenset({"quit", "lease_lost"})
 #: Actions that start the clock again after a pause (or a crash, which logs nothing).
 _RESUME_ACTIONS = frozenset({"resume"})
 SKIP_REASONS = ("bad_source", "offensive", "not_news", "other")
+#: A review verdict (``dialogues.review_status``) -> its action in the log.
+REVIEW_VERDICTS = {"accepted": "review_accept", "rejected": "review_reject", "fixed": "review_fixed"}
 #: ``session --review --order``: default (flagged and edited, oldest change first) or judge (also
 #: every judged dialogue, the lowest judge score first)
 REVIEW_ORDERS = ("default", "judge")
@@ -122,8 +124,9 @@ class SessionsMixin(StoreCore):
         return int(self.scalar(f"SELECT COUNT(*) FROM ({sql})", params) or 0)
 
     def set_review(self, dialogue_id: str, reviewer: str, verdict: str, note: str | None = None) -> None:
-        """Record a reviewer's verdict (accepted | rejected) with the action log entry."""
-        if verdict not in ("accepted", "rejected"):
+        """Record a reviewer's verdict (accepted | rejected | fixed: accepted with the reviewer's
+        fixes of answers) with the action log entry."""
+        if verdict not in REVIEW_VERDICTS:
             raise ValueError(f"unknown review verdict {verdict!r}")
         with self.transaction():
             d = self.get_dialogue(dialogue_id)
@@ -133,10 +136,15 @@ class SessionsMixin(StoreCore):
             meta.setdefault("reviews", []).append({"reviewer": reviewer, "verdict": verdict, "note": note,
                                                    "at": utcnow()})
             self.update_dialogue(dialogue_id, review_status=verdict, meta=meta)
-            self.log_event(reviewer, {"accepted": "review_accept", "rejected": "review_reject"}[verdict],
+            self.log_event(reviewer, REVIEW_VERDICTS[verdict],
                            dialogue_id=dialogue_id, spec_id=d["spec_id"], detail={"note": note})
 
     # -- figures -----------------------------------------------------------------------------------
+    def active_seconds(self, events: list[dict[str, Any]]) -> float:
+        """Seconds of work in a dialogue's actions (``action``, ``created_at``, in order): the gaps
+        between them, except a gap that starts at a pause (quit, lease lost) or ends in a resume."""
+        return self._active_seconds(events)
+
     def _active_seconds(self, events: list[dict[str, Any]]) -> float:
         total = 0.0
         for prev, cur in zip(events, events[1:]):
@@ -166,9 +174,11 @@ class SessionsMixin(StoreCore):
         user_turns = {r[0]: r[1] for r in self.query(
             "SELECT annotator, COUNT(*) FROM turns WHERE role = 'user' AND author = 'human' AND state = 'active'"
             " GROUP BY annotator")}
+        # a reviewer's fix is not an annotator's edit; an edit a reviewer fixed later still is one
         edits = {r[0]: r[1] for r in self.query(
-            "SELECT annotator, COUNT(*) FROM turns WHERE role = 'assistant' AND author = 'human' AND state = 'active'"
-            " GROUP BY annotator")}
+            "SELECT annotator, COUNT(*) FROM turns WHERE role = 'assistant' AND author = 'human'"
+            " AND (state = 'active' OR json_extract(params, '$.fixed_by_review') IS NOT NULL)"
+            " AND json_extract(params, '$.review_fix') IS NULL GROUP BY annotator")}
         names = sorted(set(counters) | {n for n in user_turns if n} | {n for n in edits if n})
         for name in names:
             c = counters[name]

@@ -38,10 +38,21 @@ from starlette.routing import Route
 
 from ...config import Config
 from ...errors import ItcollectError
+from ...judge.schema import SEVERITIES
 from ...store import SKIP_REASONS, LeaseLost, Store
-from ..engine import CommandError, Session, status_line
+from ..engine import CommandError, ControlRevealed, Session, status_line
 from ..guidelines import GUIDE_LANGS, guide_sections
-from ..review import ReviewError, next_review, record_verdict
+from ..review import (
+    MARK_CATEGORIES,
+    ORDERS,
+    ReviewError,
+    next_review,
+    record_fix,
+    record_mark,
+    record_pick,
+    record_unmark,
+    record_verdict,
+)
 from .auth import secret_hash
 from .desk import TAB_TIMEOUT_S, Desk, SharedClient
 
@@ -224,6 +235,10 @@ class WebApp:
                     desk.start_answer()
         elif load and s.current is not None:
             message = "\n".join(m for m in (message, s.resume_message()) if m) or None
+        note = s.take_control_note()
+        if note is not None:  # the answer just decided was a control item: say so
+            message = f"{message}\n{note['message']}" if message else note["message"]
+            extra["control"] = note
         view = s.view()
         out: dict[str, Any] = {
             "annotator": who.name, "role": who.role, "csrf": who.csrf, "dialogue": view,
@@ -393,7 +408,10 @@ class WebApp:
 
     async def api_finish(self, request: Request) -> Response:
         def do(desk: Desk, body: dict[str, Any]) -> dict[str, Any]:
-            did = desk.s.finish(_opt(body, "reason"))
+            try:
+                did = desk.s.finish(_opt(body, "reason"))
+            except ControlRevealed:
+                return {}  # not finished: the control note (in the state) says why
             return {"finished": did, "message": "Dialogue finished."}
 
         return await self._act(request, do)
@@ -478,27 +496,70 @@ class WebApp:
         return JSONResponse({"lang": lang, "sections": sections})
 
     # -- routes: review --------------------------------------------------------------------------
-    def _review_json(self, who: Who, **extra: Any) -> dict[str, Any]:
+    def _review_json(self, who: Who, order: str = "default", **extra: Any) -> dict[str, Any]:
+        if order not in ORDERS:
+            raise ApiError(400, f"review order {order!r}: one of {', '.join(ORDERS)}")
         later = self.review_later.setdefault(who.name, set())
-        return {"reviewer": who.name, "role": who.role, "csrf": who.csrf, "item": next_review(self.store, later),
-                **extra}
+        return {"reviewer": who.name, "role": who.role, "csrf": who.csrf, "order": order,
+                "categories": list(MARK_CATEGORIES), "severities": list(SEVERITIES),
+                "item": next_review(self.store, later, order), **extra}
 
     async def api_review(self, request: Request) -> Response:
         who = self.auth(request, roles=REVIEWERS)
-        return JSONResponse(self._review_json(who))
+        return JSONResponse(self._review_json(who, request.query_params.get("order", "default")))
+
+    async def _review_act(self, request: Request, fn: Callable[[Who, dict[str, Any]], str | None]) -> Response:
+        who = self.auth(request, roles=REVIEWERS, csrf=True)
+        body = await self.read_json(request)
+        message = fn(who, body)
+        return JSONResponse(self._review_json(who, str(body.get("order") or "default"), message=message))
 
     async def api_review_verdict(self, request: Request) -> Response:
-        who = self.auth(request, roles=REVIEWERS, csrf=True)
-        body = await self.read_json(request)
-        verdict = record_verdict(self.store, who.name, _text(body, "dialogue_id"), _text(body, "verdict"),
-                                 _opt(body, "note"))
-        return JSONResponse(self._review_json(who, message=f"Recorded: {verdict}."))
+        def do(who: Who, body: dict[str, Any]) -> str:
+            verdict = record_verdict(self.store, who.name, _text(body, "dialogue_id"), _text(body, "verdict"),
+                                     _opt(body, "note"))
+            return f"Recorded: {verdict}."
+
+        return await self._review_act(request, do)
 
     async def api_review_later(self, request: Request) -> Response:
-        who = self.auth(request, roles=REVIEWERS, csrf=True)
-        body = await self.read_json(request)
-        self.review_later.setdefault(who.name, set()).add(_text(body, "dialogue_id"))
-        return JSONResponse(self._review_json(who, message="Left for later."))
+        def do(who: Who, body: dict[str, Any]) -> str:
+            self.review_later.setdefault(who.name, set()).add(
+                str(body.get("key") or "") or _text(body, "dialogue_id"))
+            return "Left for later."
+
+        return await self._review_act(request, do)
+
+    async def api_review_mark(self, request: Request) -> Response:
+        def do(who: Who, body: dict[str, Any]) -> str:
+            record_mark(self.store, who.name, _text(body, "dialogue_id"), _int(body, "turn_id"),
+                        _text(body, "category"), _text(body, "severity"), _int(body, "start"), _int(body, "end"),
+                        _opt(body, "note"))
+            return "Marked."
+
+        return await self._review_act(request, do)
+
+    async def api_review_unmark(self, request: Request) -> Response:
+        def do(who: Who, body: dict[str, Any]) -> str:
+            record_unmark(self.store, who.name, _int(body, "mark_id"))
+            return "Mark taken back."
+
+        return await self._review_act(request, do)
+
+    async def api_review_fix(self, request: Request) -> Response:
+        def do(who: Who, body: dict[str, Any]) -> str:
+            record_fix(self.store, who.name, _text(body, "dialogue_id"), _int(body, "turn_id"), _text(body, "text"))
+            return "Your fix is now the answer (the old one is kept). Accept the dialogue to record it as fixed."
+
+        return await self._review_act(request, do)
+
+    async def api_review_pick(self, request: Request) -> Response:
+        def do(who: Who, body: dict[str, Any]) -> str:
+            picked = record_pick(self.store, who.name, _int(body, "spec_id"), _text(body, "dialogue_id"),
+                                 _opt(body, "note"))
+            return f"Kept dialogue {picked[:8]}; the other copies are left out of the corpus."
+
+        return await self._review_act(request, do)
 
     # -- routes: the lead --------------------------------------------------------------------------
     def _lead_figures(self) -> dict[str, Any]:
@@ -509,9 +570,11 @@ class WebApp:
         if self._reader is None:
             self._reader = Store(self.store.path, migrate=False)
         store = self._reader
+        from ...quality import quality_figures
+
         return {"stats": store.annotator_stats(), "flagged": store.flagged_dialogue_counts(),
                 "last_action": store.last_actions(), "accounts": store.accounts(), "pool": store.spec_pool(),
-                "specs": store.spec_counts()}
+                "specs": store.spec_counts(), "quality": quality_figures(store, self.config)}
 
     async def api_lead(self, request: Request) -> Response:
         who = self.auth(request, roles=("lead",))
@@ -534,8 +597,10 @@ class WebApp:
                 "median_seconds_per_dialogue": st.get("median_seconds_per_dialogue"), "last_seen": seen,
                 "online": bool(desk and (desk.open_tabs(now) or now - desk.last_heard < TAB_TIMEOUT_S)),
                 "working_on": desk.s.current.spec["id"] if desk and desk.s.current else None})
+        quality = figures["quality"]  # the same figures as `stats --annotators`
         return JSONResponse({"lead": who.name, "csrf": who.csrf, "annotators": rows, "pool": figures["pool"],
-                             "specs": figures["specs"]})
+                             "specs": figures["specs"], "quality": quality["annotators"],
+                             "agreement": quality["agreement"]})
 
     # -- the app -----------------------------------------------------------------------------------
     async def sweep(self) -> None:
@@ -614,6 +679,10 @@ class WebApp:
             Route("/api/review", wrap(self.api_review), methods=get),
             Route("/api/review/verdict", wrap(self.api_review_verdict), methods=post),
             Route("/api/review/later", wrap(self.api_review_later), methods=post),
+            Route("/api/review/mark", wrap(self.api_review_mark), methods=post),
+            Route("/api/review/unmark", wrap(self.api_review_unmark), methods=post),
+            Route("/api/review/fix", wrap(self.api_review_fix), methods=post),
+            Route("/api/review/pick", wrap(self.api_review_pick), methods=post),
             Route("/api/lead", wrap(self.api_lead), methods=get),
         ]
 
@@ -642,6 +711,13 @@ def _text(body: dict[str, Any], key: str) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not value.strip():
         raise ApiError(400, f"{key!r} is missing (a non-empty string)")
+    return value
+
+
+def _int(body: dict[str, Any], key: str) -> int:
+    value = body.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, f"{key!r} is missing (a whole number)")
     return value
 
 

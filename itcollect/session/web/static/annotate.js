@@ -66,7 +66,7 @@
     if (state.skip_reasons) fillSkipReasons(state.skip_reasons);
     if (state.types) fillTypes(state.types);
     if (state.lease_s) leaseS = state.lease_s;
-    if (state.message) notice(state.message, "info");
+    if (state.message) notice(state.message, state.control ? "control" : "info");
     if (state.request_warnings && state.request_warnings.length) {
       notice("Your request: " + state.request_warnings.join("; "), "warn");
     }

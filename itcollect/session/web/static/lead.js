@@ -27,6 +27,28 @@
       people.appendChild(el("tr", {}, el("td", {colspan: "11", class: "muted"},
         "Nobody yet: itcollect annotators add NAME")));
     }
+    const pct = (x) => el("td", {class: "num"}, x === null || x === undefined ? "–" : `${Math.round(100 * x)}%`);
+    const fixed = (x, d) => el("td", {class: "num"}, x === null || x === undefined ? "–" : x.toFixed(d));
+    const quality = clear($("quality").tBodies[0]);
+    for (const [name, q] of Object.entries(data.quality || {})) {
+      quality.appendChild(el("tr", {"data-name": name}, el("td", {}, name), num(q.dialogues), num(q.turns),
+        el("td", {class: "num"}, IT.seconds(q.median_active_s)), fixed(q.s_per_word, 2),
+        pct(q.accepted_unchanged_share), fixed(q.edit_size, 2), pct(q.skip_rate), pct(q.flag_rate),
+        el("td", {class: "num" + (q.fast_accepts ? " warn" : "")}, String(q.fast_accepts)), num(q.control_items),
+        pct(q.control_catch_rate), num(q.overlap_specs), fixed(q.agreement_chrf, 1),
+        el("td", {}, `${q.review.accepted} / ${q.review.rejected} / ${q.review.fixed}`)));
+    }
+    const agreement = clear($("agreement").tBodies[0]);
+    const ag = data.agreement || {by_pair: [], pairs: 0};
+    for (const p of ag.pairs ? [...ag.by_pair, {...ag, annotators: ["all pairs"]}] : []) {
+      agreement.appendChild(el("tr", {}, el("td", {}, p.annotators.join(" & ")), num(p.specs),
+        fixed(p.first_turn_chrf, 1), fixed(p.revision_chrf, 1), pct(p.decision_agreement),
+        fixed(p.judge_score_diff, 2)));
+    }
+    if (!ag.pairs) {
+      agreement.appendChild(el("tr", {}, el("td", {colspan: "6", class: "muted"},
+        "No overlap specs compared yet ([session] overlap_share)")));
+    }
     const pool = clear($("pool").tBodies[0]);
     for (const p of data.pool) {
       const done = p.done + p.skipped + p.failed;

@@ -1,12 +1,18 @@
-/* itcollect web: the reviewer's page (the `session --review` queue): flagged and edited dialogues
- * with every turn, rejected and undone ones included; accept or reject with a note. */
+/* itcollect web: the reviewer's page (the `session --review` queue). Order "default": flagged and
+ * edited dialogues with every turn, rejected and undone ones included; order "overlap": the copies
+ * of an overlap spec side by side. A reviewer marks error spans (select text, then "mark"), fixes an
+ * answer, and decides: accept (fixed, after a fix) / reject, or picks the copy to keep. */
 "use strict";
 
 (() => {
   const {el, clear, api} = IT;
   const $ = (id) => document.getElementById(id);
+  const asked = new URLSearchParams(location.search).get("order");
+  const order = ["overlap", "judge"].includes(asked) ? asked : "default";
   let item = null;
   let busy = false;
+  let me = null;
+  let pending = null;      // the selection being marked: {dialogue_id, turn_id, start, end, text}
 
   function notice(text, kind) {
     const box = $("notice");
@@ -16,11 +22,121 @@
     box.hidden = false;
   }
 
+  function fillSelect(sel, values) {
+    if (sel.options.length) return;
+    for (const v of values) sel.appendChild(el("option", {value: v}, v));
+  }
+
+  /** The answer's text with the marks as highlighted spans (offsets count code points, as the server does). */
+  function markedText(content, marks) {
+    const chars = Array.from(content);
+    const rank = {minor: 1, major: 2, critical: 3};
+    const sev = new Array(chars.length).fill(0);
+    const titles = new Array(chars.length).fill(null);
+    for (const m of marks) {
+      for (let i = m.start; i < m.end && i < chars.length; i++) {
+        if (rank[m.severity] > sev[i]) { sev[i] = rank[m.severity]; titles[i] = `${m.severity} · ${m.category}`; }
+      }
+    }
+    const box = el("div", {class: "turn-text"});
+    let i = 0;
+    while (i < chars.length) {
+      let j = i;
+      while (j < chars.length && sev[j] === sev[i]) j++;
+      const piece = chars.slice(i, j).join("");
+      if (sev[i]) {
+        const name = ["", "minor", "major", "critical"][sev[i]];
+        box.appendChild(el("span", {class: `mark mark-${name}`, title: titles[i]}, piece));
+      } else {
+        box.appendChild(document.createTextNode(piece));
+      }
+      i = j;
+    }
+    return box;
+  }
+
+  /** Offsets (code points) of the selection inside `node`, or null when it is not within it. */
+  function selectionIn(node) {
+    const sel = window.getSelection();
+    if (!sel || sel.rangeCount === 0 || sel.isCollapsed) return null;
+    const range = sel.getRangeAt(0);
+    if (!node.contains(range.startContainer) || !node.contains(range.endContainer)) return null;
+    const before = document.createRange();
+    before.selectNodeContents(node);
+    before.setEnd(range.startContainer, range.startOffset);
+    const start = Array.from(before.toString()).length;
+    const text = range.toString();
+    return {start, end: start + Array.from(text).length, text};
+  }
+
+  function renderTurn(d, t) {
+    const user = t.role === "user";
+    const inactive = t.state !== "active";
+    const who = user ? `Request · ${t.type || "?"}`
+      : t.review_fix ? `Answer · fixed by ${t.review_fix.reviewer}`
+      : t.author === "human" ? "Answer · edited by the annotator" : "Answer · model";
+    const text = user || inactive ? el("div", {class: "turn-text"}, t.content) : markedText(t.content, t.marks || []);
+    const node = el("div", {class: `turn ${user ? "turn-user" : "turn-model"}${inactive ? " inactive" : ""}`,
+                            "data-state": t.state, "data-turn": t.turn_id, "data-role": t.role},
+      el("div", {class: "turn-head"}, who, inactive ? el("span", {class: "badge badge-" + t.state}, t.state) : null),
+      text);
+    if (!user && t.original_content !== null && t.original_content !== undefined) {
+      node.appendChild(el("div", {class: "original-shown"},
+        el("span", {class: "muted"}, t.review_fix ? "before the fix: " : "the model said: "),
+        el("span", {class: "turn-text"}, t.original_content)));
+    }
+    if (t.judge) {
+      const j = t.judge;
+      const parts = j.status !== "judged" ? ["reply not readable"] : [
+        j.score !== null && j.score !== undefined ? `score ${j.score}` : null,
+        j.rating ? `rating ${j.rating}/5` : null,
+        ...(j.errors || []).map((e) => `${e.severity} ${e.category} «${e.span}»`),
+        j.compliance ? `compliance ${j.compliance}` : null].filter(Boolean);
+      node.appendChild(el("div", {class: "judge-note"}, `judge (${j.judge_model}): ${parts.join(" · ")}`));
+    }
+    if (t.control) {
+      node.appendChild(el("div", {class: "control-note"},
+        `control item (planted error: ${t.control.description}) · ${t.control.outcome || "not decided"}`));
+    }
+    if (t.warnings && t.warnings.length) {
+      node.appendChild(el("ul", {class: "warnings"}, ...t.warnings.map((w) => el("li", {}, "warning: ", w))));
+    }
+    if (!user && !inactive) {
+      const marks = el("ul", {class: "marks"});
+      for (const m of t.marks || []) {
+        marks.appendChild(el("li", {"data-mark": m.id}, el("span", {class: `mark mark-${m.severity}`}, m.span),
+          ` ${m.severity} · ${m.category}`, m.note ? ` — ${m.note}` : "", ` (${m.reviewer})`,
+          m.reviewer === me ? el("button", {type: "button", class: "link", onclick: () => unmark(m.id)}, " remove") : null));
+      }
+      node.appendChild(marks);
+      const tools = el("div", {class: "turn-tools"},
+        el("button", {type: "button", "data-tool": "mark", onclick: () => startMark(d, t, text)}, "mark selection"),
+        d.review_status ? null : el("button", {type: "button", "data-tool": "fix", onclick: () => startFix(d, t, node)}, "fix"));
+      node.appendChild(tools);
+    }
+    return node;
+  }
+
+  function renderDialogue(d, container) {
+    for (const t of d.turns) container.appendChild(renderTurn(d, t));
+  }
+
   function render(data, full) {
+    me = data.reviewer;
     $("who").textContent = `${data.reviewer} · ${data.role}`;
-    if (full) clear($("nav-slot")).appendChild(IT.nav(data.role, "/review"));
+    if (full) {
+      clear($("nav-slot")).appendChild(IT.nav(data.role, "/review"));
+      for (const a of document.querySelectorAll("#orders a")) a.classList.toggle("here", a.dataset.order === order);
+      fillSelect($("mark-category"), data.categories);
+      fillSelect($("mark-severity"), data.severities);
+      if (order === "overlap") {
+        $("idle-text").textContent = "Overlap specs come here when all their copies are finished.";
+        $("verdict").hidden = true;
+      }
+    }
     if (data.message) notice(data.message, "info");
     item = data.item;
+    closeMark();
     $("login").hidden = true;
     $("idle").hidden = !!item;
     $("item").hidden = !item;
@@ -28,34 +144,35 @@
     if (!item) return;
     $("pair").textContent = `${item.src_lang} → ${item.tgt_lang}`;
     $("ilang").textContent = `requests in ${item.instruction_lang}`;
-    $("by").textContent = `dialogue ${item.dialogue_id.slice(0, 8)} · spec ${item.spec_id} · by ${item.annotator} · ` +
-      `${item.status}${item.status_reason ? " (" + item.status_reason + ")" : ""}${item.flagged ? " · FLAGGED" : ""}`;
     $("source").textContent = item.source || "";
     const flags = clear($("flags"));
-    for (const f of item.flags) flags.appendChild(el("li", {}, `flag by ${f.annotator || "?"}: `, f.note || "(no note)"));
     const turns = clear($("turns"));
-    for (const t of item.turns) {
-      const user = t.role === "user";
-      const inactive = t.state !== "active";
-      const who = user ? `Request · ${t.type || "?"}` : t.author === "human" ? "Answer · edited by the annotator" : "Answer · model";
-      const node = el("div", {class: `turn ${user ? "turn-user" : "turn-model"}${inactive ? " inactive" : ""}`,
-                              "data-state": t.state},
-        el("div", {class: "turn-head"}, who, inactive ? el("span", {class: "badge badge-" + t.state}, t.state) : null),
-        el("div", {class: "turn-text"}, t.content));
-      if (!user && t.original_content !== null && t.original_content !== undefined) {
-        node.appendChild(el("div", {class: "original-shown"}, el("span", {class: "muted"}, "the model said: "),
-                            el("span", {class: "turn-text"}, t.original_content)));
-      }
-      if (t.warnings && t.warnings.length) {
-        node.appendChild(el("ul", {class: "warnings"}, ...t.warnings.map((w) => el("li", {}, "warning: ", w))));
-      }
-      turns.appendChild(node);
+    if (item.mode === "overlap") {
+      $("by").textContent = `spec ${item.spec_id} · ${item.dialogues.length} copies, done independently`;
+      const grid = el("div", {class: "copies"});
+      item.dialogues.forEach((d, k) => {
+        const col = el("div", {class: "copy", "data-dialogue": d.dialogue_id},
+          el("div", {class: "copy-head"}, `copy ${k + 1} · by ${d.annotator}`, el("span", {class: "spacer"}),
+             el("button", {type: "button", class: "primary", "data-pick": d.dialogue_id,
+                           onclick: () => pick(d.dialogue_id)}, "keep this one")));
+        for (const f of d.flags) col.appendChild(el("div", {class: "muted small"}, `flag: ${f.note || "(no note)"}`));
+        renderDialogue(d, col);
+        grid.appendChild(col);
+      });
+      turns.appendChild(grid);
+      return;
     }
+    $("by").textContent = `dialogue ${item.dialogue_id.slice(0, 8)} · spec ${item.spec_id} · by ${item.annotator} · ` +
+      `${item.status}${item.status_reason ? " (" + item.status_reason + ")" : ""}${item.flagged ? " · FLAGGED" : ""}`;
+    for (const f of item.flags) flags.appendChild(el("li", {}, `flag by ${f.annotator || "?"}: `, f.note || "(no note)"));
+    renderDialogue(item, turns);
+    const fixed = item.turns.some((t) => t.state === "active" && t.review_fix);
+    $("accept-label").textContent = fixed ? "accept with my fixes" : "accept";
     $("note").value = "";
   }
 
   async function load(full) {
-    const r = await api("/api/review");
+    const r = await api("/api/review" + (order === "default" ? "" : `?order=${order}`));
     if (r.status === 401) { $("item").hidden = true; IT.loginNeeded($("login")); return; }
     if (r.status === 403) { notice(r.data.error, "error"); return; }
     if (r.status !== 200) { notice(r.data.error || "The server did not answer; trying again…", "error");
@@ -63,15 +180,77 @@
     render(r.data, full);
   }
 
-  async function decide(verdict) {
-    if (!item || busy) return;
+  async function send(path, body) {
+    if (busy) return;
     busy = true;
-    const path = verdict === "later" ? "/api/review/later" : "/api/review/verdict";
-    const r = await api(path, {dialogue_id: item.dialogue_id, verdict, note: $("note").value});
+    const r = await api(path, {...body, order});
     busy = false;
-    if (r.status === 200) { notice(null); render(r.data, false); return; }
+    if (r.status === 200) { notice(null); render(r.data, false); if (r.data.message) notice(r.data.message, "info"); return; }
     notice(r.data.error || `error ${r.status}`, r.status === 409 ? "warn" : "error");
     if (r.status === 409) load(false);
+  }
+
+  function decide(verdict) {
+    if (!item || item.mode !== "dialogue") return;
+    if (verdict === "later") { send("/api/review/later", {key: item.key, dialogue_id: item.dialogue_id}); return; }
+    send("/api/review/verdict", {dialogue_id: item.dialogue_id, verdict, note: $("note").value});
+  }
+
+  function pick(dialogueId) {
+    if (!item || item.mode !== "overlap") return;
+    send("/api/review/pick", {spec_id: item.spec_id, dialogue_id: dialogueId});
+  }
+
+  // -- marks ---------------------------------------------------------------------------------------
+  function startMark(d, t, textNode) {
+    const s = selectionIn(textNode);
+    if (!s || !s.text.trim()) { notice("Select the wrong words in the answer first, then mark them.", "warn"); return; }
+    pending = {dialogue_id: d.dialogue_id, turn_id: t.turn_id, start: s.start, end: s.end};
+    $("mark-span").textContent = s.text;
+    $("mark-note").value = "";
+    $("markform").hidden = false;
+    $("mark-category").focus();
+  }
+
+  function closeMark() { pending = null; $("markform").hidden = true; }
+
+  function markSelectionAnywhere() {
+    for (const node of document.querySelectorAll("#turns .turn[data-role=assistant]:not(.inactive)")) {
+      const text = node.querySelector(".turn-text");
+      const s = selectionIn(text);
+      if (s) {
+        const dnode = node.closest("[data-dialogue]");
+        const d = dnode ? item.dialogues.find((x) => x.dialogue_id === dnode.dataset.dialogue) : item;
+        startMark(d, {turn_id: Number(node.dataset.turn)}, text);
+        return;
+      }
+    }
+    notice("Select the wrong words in an answer first, then press m.", "warn");
+  }
+
+  $("markform").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    if (!pending) return;
+    send("/api/review/mark", {...pending, category: $("mark-category").value, severity: $("mark-severity").value,
+                              note: $("mark-note").value});
+  });
+  $("mark-cancel").addEventListener("click", closeMark);
+
+  function unmark(id) { send("/api/review/unmark", {mark_id: id}); }
+
+  // -- fixes ---------------------------------------------------------------------------------------
+  function startFix(d, t, node) {
+    if (node.querySelector(".fix-box")) return;
+    const box = el("textarea", {class: "fix-box"});
+    box.value = t.content;
+    const bar = el("div", {class: "row"}, el("span", {class: "spacer"}),
+      el("button", {type: "button", onclick: () => load(false)}, "cancel"),
+      el("button", {type: "button", class: "primary", "data-tool": "save-fix",
+                    onclick: () => send("/api/review/fix", {dialogue_id: d.dialogue_id, turn_id: t.turn_id,
+                                                             text: box.value})}, "save fix"));
+    node.appendChild(box);
+    node.appendChild(bar);
+    box.focus();
   }
 
   for (const btn of document.querySelectorAll("[data-verdict]")) {
@@ -80,7 +259,10 @@
   $("verdict").addEventListener("submit", (ev) => ev.preventDefault());
   document.addEventListener("keydown", (ev) => {
     if (ev.key === "Escape" && IT.typing(ev)) { ev.target.blur(); return; }
+    if (ev.key === "Escape" && pending) { closeMark(); return; }
     if (IT.typing(ev) || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (ev.key === "m" && item) { ev.preventDefault(); markSelectionAnywhere(); return; }
+    if (order === "overlap") return;
     const verdict = {a: "accept", r: "reject", n: "later"}[ev.key];
     if (verdict && item) { ev.preventDefault(); decide(verdict); }
   });

@@ -1,0 +1,167 @@
+"""Error-typed review (``session --review``): error spans a reviewer marks on answers, a reviewer's
+fix of an answer, and the pick among the copies of an overlap spec (``--order overlap``).
+
+Everything is stored with the reviewer as its author and logged in the action log in the same
+transaction. A fix never overwrites: the answer fixed stays as it was (state ``rejected``, with
+``params["fixed_by_review"]`` naming the new turn), and the reviewer's version becomes the active
+turn at the same position (author ``human``, ``annotator`` the reviewer, ``original_content`` the
+text it replaced, ``params["review_fix"]`` the reviewer and the turn it replaced).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ItcollectError
+from .core import StoreCore, loads, utcnow
+from .dialogues import _dialogue_row
+
+
+class ReviewError(ItcollectError):
+    """A review action that cannot be recorded (unknown dialogue or turn, bad span, already decided)."""
+
+
+class ReviewMixin(StoreCore):
+    # -- error spans ---------------------------------------------------------------------------------
+    def add_review_mark(self, dialogue_id: str, turn_id: int, reviewer: str, category: str, severity: str,
+                        start: int, end: int, note: str | None = None) -> int:
+        """Mark ``content[start:end]`` of an active answer of the dialogue with an error category
+        and severity (checked by the caller against the judge's lists); returns the mark's id."""
+        with self.transaction() as c:
+            turn = self._answer_of(c, dialogue_id, turn_id)
+            content = turn[1]
+            if not 0 <= start < end <= len(content):
+                raise ReviewError(f"span {start}:{end} is not inside turn {turn_id} ({len(content)} characters)")
+            cur = c.execute(
+                "INSERT INTO review_marks(dialogue_id, turn_id, reviewer, category, severity, start, end, span, note,"
+                " created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (dialogue_id, turn_id, reviewer, category, severity, start, end, content[start:end], note, utcnow()))
+            mark_id = int(cur.lastrowid)
+            self.log_event(reviewer, "review_mark", dialogue_id=dialogue_id, spec_id=turn[2], turn_id=turn_id,
+                           detail={"mark": mark_id, "category": category, "severity": severity,
+                                   "span": content[start:end]})
+            return mark_id
+
+    def remove_review_mark(self, mark_id: int, reviewer: str) -> None:
+        """Take back one of one's own marks (logged)."""
+        with self.transaction() as c:
+            row = c.execute("SELECT dialogue_id, turn_id, reviewer FROM review_marks WHERE id = ?", (mark_id,)).fetchone()
+            if row is None or row[2] != reviewer:
+                raise ReviewError(f"no mark {mark_id} of yours")
+            c.execute("DELETE FROM review_marks WHERE id = ?", (mark_id,))
+            self.log_event(reviewer, "review_unmark", dialogue_id=row[0], turn_id=row[1], detail={"mark": mark_id})
+
+    def review_marks(self, dialogue_id: str | None = None) -> list[dict[str, Any]]:
+        """Marks of one dialogue (or all), in the order they were made."""
+        sql = "SELECT * FROM review_marks"
+        params: tuple = ()
+        if dialogue_id is not None:
+            sql += " WHERE dialogue_id = ?"
+            params = (dialogue_id,)
+        return [dict(r) for r in self.query(sql + " ORDER BY id", params)]
+
+    def review_error_counts(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Per annotator of the dialogues marked: {category: {severity: n}} of the reviewers' marks
+        on answers that are still active."""
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for name, cat, sev, n in self.query(
+                "SELECT d.annotator, m.category, m.severity, COUNT(*) FROM review_marks m"
+                " JOIN dialogues d ON d.id = m.dialogue_id JOIN turns t ON t.id = m.turn_id AND t.state = 'active'"
+                " GROUP BY 1, 2, 3"):
+            out.setdefault(name or "", {}).setdefault(cat, {})[sev] = int(n)
+        return out
+
+    # -- fixes -----------------------------------------------------------------------------------------
+    def review_fix(self, dialogue_id: str, turn_id: int, reviewer: str, text: str) -> int:
+        """Replace an active answer by the reviewer's version (module doc); returns the new turn's id."""
+        text = text.strip()
+        if not text:
+            raise ReviewError("the fixed answer is empty")
+        with self.transaction() as c:
+            spec_id = self._answer_of(c, dialogue_id, turn_id)[2]
+            old = c.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchone()
+            if text == old["content"]:
+                raise ReviewError("the fixed answer is the same as the answer")
+            params = loads(old["params"], {})
+            self.set_turn_state(turn_id, "rejected")
+            new_id = self.add_turn(
+                dialogue_id, role="assistant", content=text, author="human", idx=old["idx"], annotator=reviewer,
+                model=old["model"], interaction_type=old["interaction_type"], template_name=old["template_name"],
+                template_hash=old["template_hash"], lang=old["lang"], original_content=old["content"],
+                params={k: v for k, v in params.items() if k not in ("control", "fixed_by_review")}
+                | {"review_fix": {"reviewer": reviewer, "replaces": turn_id}})
+            self.update_turn(turn_id, params={**params, "fixed_by_review": new_id})
+            self.log_event(reviewer, "review_fix", dialogue_id=dialogue_id, spec_id=spec_id, turn_id=turn_id,
+                           detail={"new_turn": new_id})
+            return new_id
+
+    def review_fixed_turns(self, dialogue_id: str) -> list[int]:
+        """Active turns of the dialogue that are a reviewer's fix."""
+        return [r[0] for r in self.query(
+            "SELECT id FROM turns WHERE dialogue_id = ? AND state = 'active' AND json_extract(params, '$.review_fix')"
+            " IS NOT NULL", (dialogue_id,))]
+
+    def _answer_of(self, c: Any, dialogue_id: str, turn_id: int) -> tuple[int, str, int | None]:
+        row = c.execute("SELECT t.id, t.content, d.spec_id FROM turns t JOIN dialogues d ON d.id = t.dialogue_id"
+                        " WHERE t.id = ? AND t.dialogue_id = ? AND t.role = 'assistant' AND t.state = 'active'"
+                        " AND d.status IN ('done', 'skipped')", (turn_id, dialogue_id)).fetchone()
+        if row is None:
+            raise ReviewError(f"turn {turn_id} is not an active answer of finished dialogue {dialogue_id[:8]}")
+        return int(row[0]), row[1], row[2]
+
+    # -- overlap: which copy to keep ------------------------------------------------------------------
+    def overlap_review_queue(self, *, include_picked: bool = False, limit: int | None = None,
+                             exclude: tuple[int, ...] | list[int] = ()) -> list[int]:
+        """Specs whose copies are all finished and of which two or more are done human dialogues,
+        not adjudicated yet, oldest finished first: their ids."""
+        sql = ("SELECT d.spec_id FROM dialogues d JOIN specs s ON s.id = d.spec_id WHERE d.origin = 'human'"
+               " AND d.status = 'done' AND s.status = 'done' AND s.copies > 1")
+        params: list[Any] = []
+        if not include_picked:
+            sql += " AND NOT EXISTS (SELECT 1 FROM overlap_picks p WHERE p.spec_id = d.spec_id)"
+        if exclude:
+            sql += f" AND d.spec_id NOT IN ({','.join('?' * len(exclude))})"
+            params += list(exclude)
+        sql += " GROUP BY d.spec_id HAVING COUNT(*) >= 2 ORDER BY MAX(d.updated_at), d.spec_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [r[0] for r in self.query(sql, params)]
+
+    def overlap_copies_done(self, spec_id: int) -> list[dict[str, Any]]:
+        """The finished (done) human dialogues of a spec, by copy."""
+        return [_dialogue_row(r) for r in self.query(
+            "SELECT * FROM dialogues WHERE spec_id = ? AND origin = 'human' AND status = 'done' ORDER BY copy",
+            (spec_id,))]
+
+    def set_overlap_pick(self, spec_id: int, dialogue_id: str, reviewer: str, note: str | None = None) -> None:
+        """Keep ``dialogue_id`` of the copies of ``spec_id`` (filter drops the others as
+        ``overlap_not_picked``). The picked dialogue counts as reviewed: ``fixed`` when the
+        reviewer fixed one of its answers, else ``accepted`` (unless it was reviewed before)."""
+        with self.transaction() as c:
+            done = {d["id"]: d for d in self.overlap_copies_done(spec_id)}
+            if dialogue_id not in done:
+                raise ReviewError(f"dialogue {dialogue_id[:8]} is not a finished copy of spec {spec_id}")
+            row = c.execute("SELECT reviewer FROM overlap_picks WHERE spec_id = ?", (spec_id,)).fetchone()
+            if row is not None:
+                raise ReviewError(f"spec {spec_id} was already adjudicated (by {row[0]})")
+            c.execute("INSERT INTO overlap_picks(spec_id, dialogue_id, reviewer, note, created_at) VALUES (?,?,?,?,?)",
+                      (spec_id, dialogue_id, reviewer, note, utcnow()))
+            self.log_event(reviewer, "review_pick", dialogue_id=dialogue_id, spec_id=spec_id,
+                           detail={"note": note, "copies": sorted(done)})
+            if done[dialogue_id]["review_status"] is None:
+                verdict = "fixed" if self.review_fixed_turns(dialogue_id) else "accepted"
+                self.set_review(dialogue_id, reviewer, verdict, note)
+
+    def overlap_not_picked(self) -> dict[str, dict[str, Any]]:
+        """The copies of adjudicated overlap specs that were not picked -> {picked, by} (filter)."""
+        return {r[0]: {"picked": r[1], "by": r[2]} for r in self.query(
+            "SELECT d.id, p.dialogue_id, p.reviewer FROM overlap_picks p JOIN dialogues d ON d.spec_id = p.spec_id"
+            " WHERE d.id <> p.dialogue_id")}
+
+    def overlap_picks(self) -> dict[int, dict[str, Any]]:
+        """Every pick, by spec id."""
+        return {r["spec_id"]: dict(r) for r in self.query("SELECT * FROM overlap_picks")}
+
+
+__all__ = ["ReviewMixin", "ReviewError"]
