@@ -59,8 +59,8 @@ def test_near_duplicate_requests_cluster_and_distinct_do_not(workspace):
     c = zh_dialogue(7)  # unrelated
     d = en_dialogue(9)  # same template, different city and number: distinct requests
     d["turns"][2] = ("user", long_req, "style")
-    ida = add_dialogue(store, a)
-    idb = add_dialogue(store, b)
+    ida = add_dialogue(store, a, created_at_order=1)  # the earlier one is kept
+    idb = add_dialogue(store, b, created_at_order=2)
     idc = add_dialogue(store, c)
     idd = add_dialogue(store, d)
     run_filter(store, workspace.config)

@@ -72,6 +72,10 @@ def add_dialogue(store, spec: dict, *, origin: str = "simulated", finish: dict |
             t["template_hash"] = "abc123"
         turns.append(t)
     store.add_turns(did, turns)
+    if created_at_order is not None:  # a fixed creation order (dialogues written in one millisecond tie)
+        with store.transaction() as c:
+            c.execute("UPDATE dialogues SET created_at = ? WHERE id = ?",
+                      (f"2026-01-01T00:00:{created_at_order:02d}.000Z", did))
     return did
 
 
