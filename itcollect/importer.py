@@ -15,7 +15,9 @@ same dialogue from two files) adds it once.
 Languages are detected per turn; the source sentence, the pair and the instruction language are
 taken from the record's metadata when given, else inferred: the instruction language is that of the
 first request without its quoted material, the source is the quoted (or after-the-colon, or last
-paragraph) segment of the first request, the target is the language of the first answer.
+paragraph) segment of the first request, the target is the language the first request names
+("into German", "翻译成德语", "auf Deutsch", "en français": :func:`taxonomy.requested_language`),
+or when it names none, the language of the first answer (``meta["tgt_lang_from"]`` records which).
 """
 
 from __future__ import annotations
@@ -252,17 +254,28 @@ def _as_lang(value: Any, languages: Sequence[str]) -> str | None:
 
 def build_dialogue(messages: list[dict[str, str]], meta: dict[str, Any], langs: list[str | None],
                    src_lang_guess: str | None, instr_lang_guess: str | None, source: str,
-                   languages: Sequence[str]) -> dict[str, Any]:
-    """The dialogue record for the store (languages from metadata first, else inferred)."""
+                   languages: Sequence[str], requested_tgt: str | None = None) -> dict[str, Any]:
+    """The dialogue record for the store (languages from metadata first, else inferred).
+
+    The target: the metadata's ``tgt_lang``; else the language the first request names
+    (``requested_tgt``, "Translate into German"), so that an answer in another language is judged
+    against it instead of defining it; else the first answer's language. ``meta["tgt_lang_from"]``
+    says which ("metadata", "request", "answer")."""
     first_answer = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), None)
+    tgt = _as_lang(meta.get("tgt_lang"), languages)
+    if tgt is not None:
+        way = "metadata"
+    elif requested_tgt is not None:
+        tgt, way = requested_tgt, "request"
+    else:
+        tgt, way = (langs[first_answer] if first_answer is not None else None), "answer"
     return {
         "src_lang": _as_lang(meta.get("src_lang"), languages) or src_lang_guess,
-        "tgt_lang": _as_lang(meta.get("tgt_lang"), languages) or (langs[first_answer] if first_answer is not None
-                                                                   else None),
+        "tgt_lang": tgt,
         "instruction_lang": _as_lang(meta.get("instruction_lang"), languages) or instr_lang_guess,
         "source_text": source.strip(),
         "annotator": meta.get("annotator") if isinstance(meta.get("annotator"), str) else None,
-        "meta": meta,
+        "meta": {**meta, "tgt_lang_from": way},
     }
 
 
@@ -310,6 +323,7 @@ def _import_one(store: Any, path: Path, fmt: str, languages: Sequence[str], back
 def _write_batch(store: Any, batch: list[tuple[int, list[dict[str, str]], dict[str, Any]]], origin_file: str,
                  languages: Sequence[str], backend: str) -> tuple[int, int]:
     from .filter.rules import text_to_detect
+    from .taxonomy import requested_language
 
     # the source of each dialogue first: a request's language is that of its own words
     sources: list[str] = []
@@ -326,9 +340,13 @@ def _write_batch(store: Any, batch: list[tuple[int, list[dict[str, str]], dict[s
     for j, (lineno, messages, meta) in enumerate(batch):
         src_lang = detected[k]
         langs = detected[k + 1:k + 1 + len(messages)]
+        own_words = texts[k + 1:k + 1 + len(messages)]
         k += 1 + len(messages)
         first_user_idx = next(i for i, m in enumerate(messages) if m["role"] == "user")
-        d = build_dialogue(messages, meta, langs, src_lang, langs[first_user_idx] or src_lang, sources[j], languages)
+        src_lang = _as_lang(meta.get("src_lang"), languages) or src_lang
+        requested = requested_language(own_words[first_user_idx], languages, source_lang=src_lang)
+        d = build_dialogue(messages, meta, langs, src_lang, langs[first_user_idx] or src_lang, sources[j], languages,
+                           requested)
         d["id"] = dialogue_id_for(messages)
         d["origin_file"] = origin_file
         d["origin_line"] = lineno

@@ -14,7 +14,9 @@ Reason codes (also the keys of ``stats`` → filter → reasons):
 ``wrong_language_answer``  an answer not in the language its request calls for (target language
                            for translations/revisions, instruction language for explain/follow_up)
 ``wrong_language_request`` a request not in the dialogue's instruction language
-``copies_source``          a translation that is the source sentence again
+``copies_source``          a translation that is the source sentence again (the first answer
+                           whatever the languages; a later one when the target is not the
+                           source language)
 ``copies_previous``        an answer identical to the previous answer
 ``length_ratio``           first translation too short/long for its source (per pair; characters
                            weighted by ``zh_char_weight`` when Chinese is involved, words otherwise)
@@ -308,8 +310,11 @@ def check_dialogue(view: DialogueView, th: Thresholds) -> tuple[list[str], dict[
             expected = tgt if kind == "target" else (instr if kind == "instruction" else None)
             if expected and lang != expected:
                 add("wrong_language_answer", turn=i, found=lang, expected=expected)
+        # the first translation must not be the source, whatever the languages (an imported "translate
+        # this" answered with the source has the source's language as its inferred target); a later
+        # answer may give the source back when it was asked for in the source language (a retarget)
         if source and itype is not None and INTERACTION_TYPES[itype].answer_lang == "target" \
-                and tgt != src_lang and copies_text(content, source):
+                and (tgt != src_lang or i == first_answer) and copies_text(content, source):
             add("copies_source", turn=i)
         if prev_answer is not None and (itype in _REVISION_TYPES or itype is None) \
                 and view.tokens[i] == view.tokens[prev_answer]:
