@@ -30,6 +30,8 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,8 @@ from .errors import InputError
 from .jsonarray import iter_json_array
 from .langid import detect_languages
 from .normalize import normalize_whitespace
+from .paging import default_workers, gc_paused, map_batches
+from .store.imports import ImportRows, import_rows
 
 ROLE_ALIASES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
                 "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "model": "assistant",
@@ -44,7 +48,12 @@ ROLE_ALIASES = {"user": "user", "human": "user", "assistant": "assistant", "gpt"
 METADATA_LANG_KEYS = ("src_lang", "tgt_lang", "instruction_lang")
 _QUOTED = re.compile(r"“([^”]+)”|\"([^\"]+)\"|「([^」]+)」|『([^』]+)』|«\s*([^»]+?)\s*»|„([^“”]+)[“”]")
 _CHUNK = 1 << 20
-BATCH = 500
+#: Records per batch: the unit of work of a worker process.
+BATCH = 1000
+#: Dialogues per store transaction (each a whole dialogue with its turns): the ids are hashes, so
+#: every insert lands at a random place of the indexes, and bigger transactions write each touched
+#: page once for more rows (measured at 160K: 5,000 cost ~25% less SQLite CPU than 1,000).
+WRITE_BATCH = 5000
 
 
 class BadRecord(Exception):
@@ -178,7 +187,9 @@ def parse_record(rec: Any) -> tuple[list[dict[str, str]], dict[str, Any]]:
         content = m.get(ckey, m.get("content"))
         if not isinstance(content, str):
             raise BadRecord("bad_content")
-        content = unicodedata.normalize("NFC", content).strip()
+        if not content.isascii():  # ASCII is NFC already
+            content = unicodedata.normalize("NFC", content)
+        content = content.strip()
         if not content:
             raise BadRecord("empty_content")
         messages.append({"role": role, "content": content})
@@ -204,13 +215,9 @@ def parse_record(rec: Any) -> tuple[list[dict[str, str]], dict[str, Any]]:
 
 def dialogue_id_for(messages: Sequence[dict[str, str]]) -> str:
     """Stable id from the normalised content (role + whitespace-normalised text of each turn)."""
-    h = hashlib.sha256()
-    for m in messages:
-        h.update(m["role"].encode())
-        h.update(b"\x1f")
-        h.update(normalize_whitespace(m["content"]).encode("utf-8"))
-        h.update(b"\x1e")
-    return "imp-" + h.hexdigest()[:32]
+    # one update of the whole text hashes the same bytes as an update per piece, with fewer calls
+    text = "".join([f"{m['role']}\x1f{normalize_whitespace(m['content'])}\x1e" for m in messages])
+    return "imp-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def split_source(request: str) -> tuple[str, str]:
@@ -281,69 +288,155 @@ def build_dialogue(messages: list[dict[str, str]], meta: dict[str, Any], langs: 
 
 # -- the run -------------------------------------------------------------------------------------
 def import_files(store: Any, paths: Sequence[str | Path], *, languages: Sequence[str] = ("en", "zh", "de", "fr"),
-                 backend: str = "lingua") -> list[ImportReport]:
-    """Import every file; all files are checked before the first write. Returns one report per file."""
+                 backend: str = "lingua", workers: int | None = None, fast: bool = True) -> list[ImportReport]:
+    """Import every file; all files are checked before the first write. Returns one report per file.
+
+    ``workers``: processes preparing batches of records (parsing, language detection) while this
+    one writes them, in file order (default: the usable cores, at most 4; a file of one batch is
+    prepared in this process). ``fast=False`` is the reference the fast path is tested against:
+    one process, every text detected as it comes (no cache of repeated texts); same results.
+    """
     checked = [(Path(p), check_file(Path(p))) for p in paths]
-    return [_import_one(store, path, fmt, languages, backend) for path, fmt in checked]
+    if not fast:
+        workers = 1
+    workers = default_workers() if workers is None else max(1, workers)
+    return [_import_one(store, path, fmt, tuple(languages), backend, workers, fast) for path, fmt in checked]
 
 
-def _import_one(store: Any, path: Path, fmt: str, languages: Sequence[str], backend: str) -> ImportReport:
+@dataclass
+class _Prepared:
+    """A batch of records made ready for the store (in a worker process or this one)."""
+
+    records: int
+    rows: list[ImportRows]  # store.import_rows of each dialogue
+    bad: list[tuple[int, str]]  # (line, reason), in file order
+
+
+def _batches(path: Path, fmt: str) -> Iterator[list[tuple[int, Any]]]:
+    """Records in batches of ``BATCH``; a JSONL record is still its line (decoded by whoever
+    prepares the batch, so a worker process does that work)."""
+    if fmt == "jsonl":
+        records: Iterator[tuple[int, Any]] = _iter_jsonl_lines(path)
+    else:
+        records = iter_records(path, fmt)
+    while True:
+        batch = list(islice(records, BATCH))
+        if not batch:
+            return
+        yield batch
+
+
+def _iter_jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
+    with path.open("r", encoding="utf-8-sig") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if line.strip():
+                yield lineno, line
+
+
+#: Results of language detection in this process, per (languages, backend): texts repeat across
+#: dialogues (requests above all). Emptied when it grows past _CACHE_MAX entries.
+_LANG_CACHES: dict[tuple[tuple[str, ...], str], dict[str, str | None]] = {}
+_CACHE_MAX = 200_000
+
+
+def _prepare(batch: list[tuple[int, Any]], *, origin_file: str, languages: tuple[str, ...], backend: str,
+             fast: bool, in_worker: bool) -> _Prepared:
+    """Parse, detect and build the dialogues of one batch (nothing is written here)."""
+    parsed: list[tuple[int, list[dict[str, str]], dict[str, Any]]] = []
+    bad: list[tuple[int, str]] = []
+    for lineno, rec in batch:
+        if isinstance(rec, str):  # a JSONL line
+            try:
+                rec = json.loads(rec)
+            except json.JSONDecodeError:
+                rec = BadRecord("not_json")
+        try:
+            messages, meta = parse_record(rec)
+        except BadRecord as exc:
+            bad.append((lineno, exc.reason))
+            continue
+        parsed.append((lineno, messages, meta))
+    cache = None
+    if fast:
+        cache = _LANG_CACHES.setdefault((languages, backend), {})
+        if len(cache) > _CACHE_MAX:
+            cache.clear()
+    items = _build_items(parsed, origin_file, languages, backend, cache, not in_worker)
+    return _Prepared(len(batch), [import_rows(d, turns) for d, turns in items], bad)
+
+
+def _import_one(store: Any, path: Path, fmt: str, languages: tuple[str, ...], backend: str, workers: int,
+                fast: bool) -> ImportReport:
+    from .langid import warm_up
     from .progress import progress
 
     report = ImportReport(str(path), fmt)
     origin = str(path.resolve())
     run_id = store.start_import_run(origin, fmt)
-    batch: list[tuple[int, list[dict[str, str]], dict[str, Any]]] = []
-    with progress(desc=f"import {path.name}", unit=" records") as bar:
-        for lineno, rec in iter_records(path, fmt):
-            report.records += 1
-            bar.update(1)
-            try:
-                messages, meta = parse_record(rec)
-            except BadRecord as exc:
-                report.bad[exc.reason] += 1
+    prepare = partial(_prepare, origin_file=origin, languages=languages, backend=backend, fast=fast,
+                      in_worker=workers > 1)
+    # the detector is built before the workers are forked, so they share its models
+    results = map_batches(prepare, _batches(path, fmt), workers, before_fork=partial(warm_up, languages, backend))
+    store.tune_for_bulk_insert()
+    pending: list[ImportRows] = []
+
+    def write() -> None:
+        imp, dup = store.import_dialogue_rows(pending)
+        report.imported += imp
+        report.duplicates += dup
+        pending.clear()
+
+    with progress(desc=f"import {path.name}", unit=" records") as bar, gc_paused():
+        for res in results:
+            report.records += res.records
+            for lineno, reason in res.bad:
+                report.bad[reason] += 1
                 if len(report.bad_examples) < 5:
-                    report.bad_examples.append((lineno, exc.reason))
-                continue
-            batch.append((lineno, messages, meta))
-            if len(batch) >= BATCH:
-                imp, dup = _write_batch(store, batch, origin, languages, backend)
-                report.imported += imp
-                report.duplicates += dup
-                batch = []
-        if batch:
-            imp, dup = _write_batch(store, batch, origin, languages, backend)
-            report.imported += imp
-            report.duplicates += dup
+                    report.bad_examples.append((lineno, reason))
+            pending += res.rows
+            if len(pending) >= WRITE_BATCH:
+                write()
+            bar.update(res.records)
+        if pending:
+            write()
     store.finish_import_run(run_id, records=report.records, imported=report.imported,
                             duplicates=report.duplicates, bad=dict(report.bad))
     return report
 
 
-def _write_batch(store: Any, batch: list[tuple[int, list[dict[str, str]], dict[str, Any]]], origin_file: str,
-                 languages: Sequence[str], backend: str) -> tuple[int, int]:
+def _build_items(batch: list[tuple[int, list[dict[str, str]], dict[str, Any]]], origin_file: str,
+                 languages: tuple[str, ...], backend: str, cache: dict[str, str | None] | None,
+                 parallel: bool) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     from .filter.rules import text_to_detect
     from .taxonomy import requested_language
 
-    # the source of each dialogue first: a request's language is that of its own words
+    # the source of each dialogue first: a request's language is that of its own words. The source
+    # sentence itself is detected only when the metadata does not give its language (the detected
+    # one would not be used: metadata wins)
     sources: list[str] = []
+    given_src: list[str | None] = []
     texts: list[str] = []
     for _, messages, meta in batch:
         first_user = next(m["content"] for m in messages if m["role"] == "user")
         src = given_source(meta, first_user) or split_source(first_user)[0]
         sources.append(src)
-        texts.append(src)
+        lang = _as_lang(meta.get("src_lang"), languages)
+        given_src.append(lang)
+        if lang is None:
+            texts.append(src)
         texts.extend(text_to_detect(m, src) for m in messages)
-    detected = detect_languages(texts, languages, backend)
+    detected = detect_languages(texts, languages, backend, cache=cache, parallel=parallel)
     items = []
     k = 0
     for j, (lineno, messages, meta) in enumerate(batch):
-        src_lang = detected[k]
-        langs = detected[k + 1:k + 1 + len(messages)]
-        own_words = texts[k + 1:k + 1 + len(messages)]
-        k += 1 + len(messages)
+        src_lang = given_src[j]
+        if src_lang is None:
+            src_lang = detected[k]
+            k += 1
+        langs = detected[k:k + len(messages)]
+        own_words = texts[k:k + len(messages)]
+        k += len(messages)
         first_user_idx = next(i for i, m in enumerate(messages) if m["role"] == "user")
-        src_lang = _as_lang(meta.get("src_lang"), languages) or src_lang
         requested = requested_language(own_words[first_user_idx], languages, source_lang=src_lang)
         d = build_dialogue(messages, meta, langs, src_lang, langs[first_user_idx] or src_lang, sources[j], languages,
                            requested)
@@ -355,4 +448,4 @@ def _write_batch(store: Any, batch: list[tuple[int, list[dict[str, str]], dict[s
                   "model": model if m["role"] == "assistant" else None}
                  for i, m in enumerate(messages)]
         items.append((d, turns))
-    return store.import_dialogues(items)
+    return items

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from . import checks as C
@@ -128,6 +129,11 @@ def requested_language(text: str, languages: Sequence[str] = DEFAULT_LANGUAGES,
     ``source_lang``: "translate this English sentence into German" asks for German, "voici une
     phrase en anglais, traduisez-la en allemand" for German too. Only ``languages`` count.
     """
+    return _requested_language(text, tuple(languages), source_lang)
+
+
+@lru_cache(maxsize=4096)  # imported chats repeat their requests ("Translate into Chinese: ...")
+def _requested_language(text: str, languages: tuple[str, ...], source_lang: str | None) -> str | None:
     for markers, skip in ((_TARGET_MARKERS, None), (_MAYBE_TARGET_MARKERS, source_lang)):
         found = sorted((m.start(), lang) for rx in markers for m in rx.finditer(text)
                        if (lang := _language_of_name(m.group("l"))) in languages and lang != skip)

@@ -104,3 +104,15 @@ def test_fast_moses_matches_sacremoses_exactly():
 def test_chinese_keeps_full_width_punctuation():
     assert normalize_text("  央行周三维持利率不变，称通胀降温（慢于预期）。 ", "zh") == "央行周三维持利率不变，称通胀降温（慢于预期）。"
     assert normalize_text("Cafe\u0301  au   lait", "fr") == "Café au lait"
+
+
+def test_detect_languages_cache_changes_no_result():
+    from itcollect.langid import detect_languages
+
+    texts = ["The council approved the budget on Tuesday.", "Der Rat hat den Haushalt am Dienstag gebilligt.",
+             "Le conseil a approuvé le budget mardi.", "国务院周二发布了新政策。", "Make it shorter.", "12 %",
+             "Make it shorter.", "Rain", "The council approved the budget on Tuesday."] * 10
+    cache: dict = {}
+    assert detect_languages(texts, cache=cache) == detect_languages(texts)
+    assert set(cache) == set(texts)
+    assert detect_languages(texts[::-1], cache=cache, parallel=False) == detect_languages(texts[::-1])
