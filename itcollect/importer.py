@@ -38,7 +38,7 @@ from typing import Any
 from .errors import InputError
 from .jsonarray import iter_json_array
 from .langid import detect_languages
-from .normalize import normalize_whitespace
+from .normalize import normalize_whitespace_all
 from .paging import default_workers, gc_paused, map_batches
 from .store.imports import ImportRows, import_rows
 
@@ -181,10 +181,11 @@ def parse_record(rec: Any) -> tuple[list[dict[str, str]], dict[str, Any]]:
     for m in raw:
         if not isinstance(m, dict):
             raise BadRecord("bad_message")
-        role = ROLE_ALIASES.get(str(m.get(rkey, m.get("role", ""))).strip().lower())
+        r = m[rkey] if rkey in m else m.get("role", "")
+        role = ROLE_ALIASES.get(r if isinstance(r, str) and r in ROLE_ALIASES else str(r).strip().lower())
         if role is None:
             raise BadRecord("bad_role")
-        content = m.get(ckey, m.get("content"))
+        content = m[ckey] if ckey in m else m.get("content")
         if not isinstance(content, str):
             raise BadRecord("bad_content")
         if not content.isascii():  # ASCII is NFC already
@@ -216,7 +217,8 @@ def parse_record(rec: Any) -> tuple[list[dict[str, str]], dict[str, Any]]:
 def dialogue_id_for(messages: Sequence[dict[str, str]]) -> str:
     """Stable id from the normalised content (role + whitespace-normalised text of each turn)."""
     # one update of the whole text hashes the same bytes as an update per piece, with fewer calls
-    text = "".join([f"{m['role']}\x1f{normalize_whitespace(m['content'])}\x1e" for m in messages])
+    contents = normalize_whitespace_all([m["content"] for m in messages])
+    text = "".join([f"{m['role']}\x1f{c}\x1e" for m, c in zip(messages, contents)])
     return "imp-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 

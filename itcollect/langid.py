@@ -25,6 +25,7 @@ import regex
 DEFAULT_LANGUAGES = ("en", "zh", "de", "fr")
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_HAN_RUN = re.compile(_HAN.pattern + "+")  # counting runs: far fewer matches than characters
 _KANA_HANGUL = re.compile(r"[\u3040-\u30ff\uac00-\ud7af]")
 _MN = regex.compile(r"\p{Mn}")
 _WORD = re.compile(r"[^\W\d_]+")
@@ -58,7 +59,7 @@ def han_ratio(text: str) -> float:
     letters = sum(map(str.isalpha, text))
     if not letters:
         return 0.0
-    return len(_HAN.findall(text)) / letters
+    return sum(map(len, _HAN_RUN.findall(text))) / letters
 
 
 def is_chinese_script(text: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -74,6 +75,9 @@ def _work(bounds: tuple[int, int]) -> Any:
 
 def _init_batch_worker() -> None:
     gc.disable()  # see gc_paused; the worker ends with the pool
+    # Ctrl-C reaches the whole process group: the main process stops the pool, and the workers
+    # must not each print a KeyboardInterrupt traceback meanwhile
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def map_batches(fn: Callable[[Any], Any], batches: Iterable[Any], workers: int, *,
