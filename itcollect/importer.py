@@ -27,8 +27,9 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
@@ -381,26 +382,42 @@ def _import_one(store: Any, path: Path, fmt: str, languages: tuple[str, ...], ba
     results = map_batches(prepare, _batches(path, fmt), workers, before_fork=partial(warm_up, languages, backend))
     store.tune_for_bulk_insert()
     pending: list[ImportRows] = []
+    # The store is written from one thread of its own (SQLite works with the GIL released), so this
+    # one keeps reading records and feeding the workers meanwhile; one write waits at most.
+    writes: deque[Future] = deque()
 
-    def write() -> None:
-        imp, dup = store.import_dialogue_rows(pending)
+    def written(future: Future) -> None:
+        imp, dup = future.result()  # a failed write raises here, in this thread
         report.imported += imp
         report.duplicates += dup
-        pending.clear()
 
-    with progress(desc=f"import {path.name}", unit=" records") as bar, gc_paused():
-        for res in results:
-            report.records += res.records
-            for lineno, reason in res.bad:
-                report.bad[reason] += 1
-                if len(report.bad_examples) < 5:
-                    report.bad_examples.append((lineno, reason))
-            pending += res.rows
-            if len(pending) >= WRITE_BATCH:
+    def write() -> None:
+        writes.append(writer.submit(store.import_dialogue_rows, pending.copy()))
+        pending.clear()
+        while len(writes) > 1:
+            written(writes.popleft())
+
+    with ThreadPoolExecutor(1, thread_name_prefix="itcollect-import-write") as writer, \
+            progress(desc=f"import {path.name}", unit=" records") as bar, gc_paused():
+        try:
+            for res in results:
+                report.records += res.records
+                for lineno, reason in res.bad:
+                    report.bad[reason] += 1
+                    if len(report.bad_examples) < 5:
+                        report.bad_examples.append((lineno, reason))
+                pending += res.rows
+                if len(pending) >= WRITE_BATCH:
+                    write()
+                bar.update(res.records)
+            if pending:
                 write()
-            bar.update(res.records)
-        if pending:
-            write()
+            while writes:
+                written(writes.popleft())
+        except BaseException:
+            for future in writes:  # a write already running completes (whole dialogues); no more
+                future.cancel()
+            raise
     store.finish_import_run(run_id, records=report.records, imported=report.imported,
                             duplicates=report.duplicates, bad=dict(report.bad))
     return report
