@@ -10,8 +10,9 @@ The dialogues are the Export benchmark's (``bench_export.generate``: seeded, so 
 the same file; 2-5 user turns, pairs among en/zh/de/fr, instructions in en or zh, ~1% exact
 duplicates, refusals, copied sources). The file is imported into a fresh workspace by
 ``itcollect import`` in its own process; the benchmark prints wall time, CPU seconds (the process
-and the workers it reaped), dialogues per second, peak RSS, and the load average before and after
-(the machine is shared: read the figure beside it).
+and the workers it reaped), dialogues per second, peak RSS of the process tree, the seconds its
+threads were runnable but waiting for a core, and the load average before and after (the machine is
+shared: read the figure beside them).
 
 ``--code DIR`` runs the itcollect package found in DIR (a checkout of another commit) instead of
 this repository's, for before/after figures on the same data. ``--reference`` imports the file a
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import shutil
 import sqlite3
 import sys
@@ -68,16 +70,55 @@ def first_difference(a: Path, b: Path) -> str:
     return "(row counts differ)"
 
 
-def import_once(exe: list[str], ws: Path, data: Path, workers: int | None, work: Path) -> tuple[float, float, float, str]:
-    """Init ``ws`` and import ``data`` into it: (wall s, CPU s, peak RSS of the tree MB, output)."""
+def run_timed(cmd: list[str], cwd: Path) -> tuple[float, float, float, float, str]:
+    """Run ``cmd``: (wall s, CPU s of it and its workers, peak RSS of the process tree MB, seconds its
+    threads spent runnable but waiting for a core (summed; from /proc/*/task/*/schedstat, sampled
+    every 0.2 s: the contention from other work on the machine, and among its own threads), output).
+    """
+    import subprocess
+
+    import psutil
+
+    env = dict(os.environ, ITCOLLECT_PROGRESS="0")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err)
+        waits: dict[tuple[int, int], float] = {}
+        peak = 0
+        while proc.poll() is None:
+            try:
+                tree = [psutil.Process(proc.pid)]
+                tree += tree[0].children(recursive=True)
+                peak = max(peak, sum(p.memory_info().rss for p in tree))
+                for p in tree:
+                    for task in Path(f"/proc/{p.pid}/task").iterdir():
+                        waits[(p.pid, int(task.name))] = int((task / "schedstat").read_text().split()[1]) / 1e9
+            except (psutil.Error, OSError, ValueError, IndexError):
+                pass
+            time.sleep(0.2)
+        secs = time.perf_counter() - t0
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out.seek(0)
+        err.seek(0)
+        text, errtext = out.read(), err.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{errtext}")
+    return secs, usage.ru_utime + usage.ru_stime, peak / 2**20, sum(waits.values()), text
+
+
+def import_once(exe: list[str], ws: Path, data: Path, workers: int | None,
+                work: Path) -> tuple[float, float, float, float, str]:
+    """Init ``ws`` and import ``data`` into it: :func:`run_timed` of the import."""
     if ws.exists():
         shutil.rmtree(ws)
     run_step([*exe, "init", str(ws)], work)
     cmd = [*exe, "-C", str(ws), "import", str(data)]
     if workers is not None:
         cmd += ["--workers", str(workers)]
-    secs, _rss, tree, text, cpu = run_step(cmd, work)
-    return secs, cpu, tree, text.strip()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    secs, cpu, tree, waited, text = run_timed(cmd, work)
+    cpu -= before.ru_utime + before.ru_stime  # RUSAGE_CHILDREN accumulates over every child reaped
+    return secs, cpu, tree, waited, text.strip()
 
 
 def main() -> None:
@@ -108,18 +149,20 @@ def main() -> None:
         print(f"generate  {time.perf_counter() - t0:7.1f} s  ({data.stat().st_size / 1e6:,.0f} MB JSONL)")
     ws = work / ("ws-" + (code.name if args.code else "current"))  # kept apart for --compare-with
     load = os.getloadavg()
-    secs, cpu, tree, text = import_once(exe, ws, data, args.workers, work)
+    secs, cpu, tree, waited, text = import_once(exe, ws, data, args.workers, work)
     after = os.getloadavg()
     print(f"import    {secs:7.1f} s wall  {cpu:7.1f} s CPU  {n / secs:8,.0f} dialogues/s  peak RSS (tree) "
-          f"{tree:6.0f} MB  load average before {load[0]:.2f} / after {after[0]:.2f} (1 min)   ({text})")
+          f"{tree:6.0f} MB  waited for a core {waited:6.1f} s  load average before {load[0]:.2f} / after "
+          f"{after[0]:.2f} (1 min)   ({text})")
     digest = store_digest(ws / "itcollect.db")
     print(f"store     {digest[0]:,} dialogues, {digest[1]:,} turns, digest {digest[2][:16]}")
     failed = False
     others: list[tuple[str, Path]] = []
     if args.reference:
         ref = work / "ws-reference"
-        secs_r, cpu_r, tree_r, text_r = import_once(exe, ref, data, 1, work)
-        print(f"reference {secs_r:7.1f} s wall  {cpu_r:7.1f} s CPU  {n / secs_r:8,.0f} dialogues/s  (--workers 1)")
+        secs_r, cpu_r, _tree, waited_r, _text = import_once(exe, ref, data, 1, work)
+        print(f"reference {secs_r:7.1f} s wall  {cpu_r:7.1f} s CPU  {n / secs_r:8,.0f} dialogues/s  waited for a core "
+              f"{waited_r:6.1f} s  (--workers 1)")
         others.append(("--workers 1", ref))
     if args.compare_with:
         others.append((args.compare_with, Path(args.compare_with)))
