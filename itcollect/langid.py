@@ -25,6 +25,7 @@ import regex
 DEFAULT_LANGUAGES = ("en", "zh", "de", "fr")
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_HAN_RUN = re.compile(_HAN.pattern + "+")  # counting runs: far fewer matches than characters
 _KANA_HANGUL = re.compile(r"[\u3040-\u30ff\uac00-\ud7af]")
 _MN = regex.compile(r"\p{Mn}")
 _WORD = re.compile(r"[^\W\d_]+")
@@ -58,7 +59,7 @@ def han_ratio(text: str) -> float:
     letters = sum(map(str.isalpha, text))
     if not letters:
         return 0.0
-    return len(_HAN.findall(text)) / letters
+    return sum(map(len, _HAN_RUN.findall(text))) / letters
 
 
 def is_chinese_script(text: str) -> bool:
@@ -153,12 +154,24 @@ def detect_language(text: str, languages: Sequence[str] = DEFAULT_LANGUAGES, bac
 
 
 def detect_languages(texts: Sequence[str], languages: Sequence[str] = DEFAULT_LANGUAGES,
-                     backend: str = "lingua", fast: bool = True) -> list[str | None]:
+                     backend: str = "lingua", fast: bool = True, *, cache: dict[str, str | None] | None = None,
+                     parallel: bool = True) -> list[str | None]:
     """Batch form of :func:`detect_language` (lingua detects a batch in parallel in Rust).
 
     ``fast`` enables the function-word check for the lingua backend (see the module docstring);
     langdetect is always asked as is, so its results stay comparable.
+
+    ``cache`` (text -> result, owned by the caller and only ever used with the same languages,
+    backend and ``fast``): texts found there are not detected again, and new results are added.
+    A text's language depends on nothing but the text, so this changes no result; it pays where
+    texts repeat, as the requests of imported chats do ("Make it more formal.", "Continue").
+    ``parallel=False`` keeps lingua off its thread pool (in a forked worker process).
     """
+    if cache is not None:
+        todo = [t for t in dict.fromkeys(texts) if t not in cache]
+        if todo:
+            cache.update(zip(todo, detect_languages(todo, languages, backend, fast, parallel=parallel)))
+        return [cache[t] for t in texts]
     langs = tuple(languages)
     non_zh = _non_zh(langs)
     use_words = fast and backend == "lingua" and len(non_zh) > 1
@@ -191,7 +204,7 @@ def detect_languages(texts: Sequence[str], languages: Sequence[str] = DEFAULT_LA
         return results
     detector = _lingua_detector(non_zh)
     batch = [texts[i] for i in pending]
-    found = detector.detect_languages_in_parallel_of(batch) if len(batch) > 64 else \
+    found = detector.detect_languages_in_parallel_of(batch) if parallel and len(batch) > 64 else \
         [detector.detect_language_of(t) for t in batch]
     for i, lang in zip(pending, found):
         results[i] = None if lang is None else _lingua_code(lang)

@@ -1,6 +1,7 @@
 """Walking the corpus in rowid pages, in forked worker processes when there are several.
 
-filter and export both do per-dialogue Python work over up to 160K dialogues. A page (a range of
+filter and export both do per-dialogue Python work over up to 160K dialogues (and import over the
+batches of records it reads: :func:`map_batches`). A page (a range of
 dialogue rowids) is independent of the others, so it can be handled in another process that opens
 its own read connection to the store; the results come back in page order, so the output does not
 depend on the number of workers.
@@ -11,8 +12,10 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -68,6 +71,48 @@ def _init_worker(worker: PageWorker) -> None:
 def _work(bounds: tuple[int, int]) -> Any:
     assert _WORKER is not None
     return _WORKER.page(bounds)
+
+
+def _init_batch_worker() -> None:
+    gc.disable()  # see gc_paused; the worker ends with the pool
+    # Ctrl-C reaches the whole process group: the main process stops the pool, and the workers
+    # must not each print a KeyboardInterrupt traceback meanwhile
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def map_batches(fn: Callable[[Any], Any], batches: Iterable[Any], workers: int, *,
+                before_fork: Callable[[], object] | None = None) -> Iterator[Any]:
+    """``fn(batch)`` of every batch, in order: in ``workers`` forked processes when there is more
+    than one batch, else in this process.
+
+    Unlike :func:`map_pages` the batches are produced while they are handled (records read from a
+    file): at most two per worker are in flight, so a long input is never read ahead into memory.
+    ``fn`` must be picklable (a module-level function or a partial of one); ``before_fork`` runs
+    once before the processes are forked (to build what they should share, e.g. a detector).
+    """
+    it = iter(batches)
+    first = next(it, None)
+    if first is None:
+        return
+    second = next(it, None)
+    if workers <= 1 or second is None:
+        yield fn(first)
+        if second is not None:
+            yield fn(second)
+            for batch in it:
+                yield fn(batch)
+        return
+    if before_fork is not None:
+        before_fork()
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(workers, initializer=_init_batch_worker) as pool:
+        pending: deque = deque(pool.apply_async(fn, (b,)) for b in (first, second))
+        for batch in it:
+            pending.append(pool.apply_async(fn, (batch,)))
+            while len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
 
 
 def map_pages(worker: PageWorker, pages: list[tuple[int, int]], store: Any, workers: int,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from . import checks as C
@@ -26,11 +27,14 @@ LENGTH_MODES = ("shorter", "longer", "max")
 FOLLOW_UP_KINDS = ("opinion", "summary", "question", "background")
 EXPLAIN_KINDS = ("choice", "meaning")
 
+#: How requests in en/zh/de/fr name each language (lower case; the Latin names also match their
+#: inflected forms: "Deutsche", "Englischen", "anglaise"). One list for every use:
+#: :func:`mentions_language` and :func:`requested_language`.
 _LANG_MENTIONS = {
-    "en": ("english", "英文", "英语"),
-    "zh": ("chinese", "mandarin", "中文", "汉语", "华语"),
-    "de": ("german", "deutsch", "德文", "德语"),
-    "fr": ("french", "français", "法文", "法语"),
+    "en": ("english", "englisch", "anglais", "英文", "英语", "英語"),
+    "zh": ("chinese", "mandarin", "chinesisch", "chinois", "中文", "汉语", "漢語", "华语"),
+    "de": ("german", "deutsch", "allemand", "德文", "德语", "德語"),
+    "fr": ("french", "französisch", "franzosisch", "français", "francais", "法文", "法语", "法語"),
 }
 _QUOTE_SPANS = re.compile(r"“([^”]{1,60})”|\"([^\"]{1,60})\"|「([^」]{1,60})」|‘([^’]{1,60})’|«\s?([^»]{1,60}?)\s?»"
                           r"|„([^“”]{1,60})[“”]|(?<!\w)'([^']{1,60})'(?!\w)")
@@ -71,6 +75,71 @@ def quoted_terms(text: str) -> list[str]:
 def mentions_language(text: str, lang: str) -> bool:
     low = text.casefold()
     return any(m in low for m in _LANG_MENTIONS.get(lang, (lang,)))
+
+
+def _name_pattern() -> str:
+    names = sorted((n for ns in _LANG_MENTIONS.values() for n in ns), key=len, reverse=True)
+    # Latin names with their German/French endings (ins Deutsche, anglaise), but not "Germany"
+    return "|".join(re.escape(n) + (r"(?:e[nrs]?)?(?!\w)" if n[0].isascii() else "") for n in names)
+
+
+_NAME = _name_pattern()
+_ADJ = (r"(?:(?:the|simplified|traditional|standard|plain|proper|fluent|natural|formal|informal|modern|good|"
+        r"idiomatic|british|american|written|colloquial|mainland)\s+){0,2}")
+# Markers that can only introduce the language a text is to be put into.
+_TARGET_MARKERS = [re.compile(p, re.IGNORECASE) for p in (
+    rf"\binto\s+{_ADJ}(?P<l>{_NAME})",
+    rf"(?:翻译|翻譯|译|譯|翻|改写|改|换|換|变|變|写|寫|转换|转|轉)\s*(?:成|为|為|作|到)\s*[\u4e00-\u9fff]{{0,6}}?(?P<l>{_NAME})",
+    r"[英中汉漢德法]译(?P<l>[英中汉漢德法])",
+    rf"\bins\s+(?P<l>{_NAME})",
+    rf"\bin\s+die\s+(?P<l>{_NAME})\s+sprache",
+    rf"\bvers\s+(?:l['’]\s*|le\s+)(?P<l>{_NAME})",
+)]
+# Markers that also describe the language a text is in ("a sentence in English", "une phrase en
+# anglais", "ein Satz auf Deutsch"): a target only when it is not the source's language.
+_MAYBE_TARGET_MARKERS = [re.compile(p, re.IGNORECASE) for p in (
+    rf"\b(?:to|in)\s+{_ADJ}(?P<l>{_NAME})",
+    rf"\b(?:en|auf)\s+(?:langue\s+)?(?P<l>{_NAME})",
+    rf"用\s*(?P<l>{_NAME})",
+    rf"(?P<l>{_NAME})\s*(?:怎么说|怎么讲|怎麼說|译文|譯文)",
+    rf"\b(?P<l>{_NAME})\s+(?:translation|version|equivalent|übersetzung|fassung)",
+    rf"\btraduction\s+(?:en\s+)?(?P<l>{_NAME})",
+)]
+_SHORT_NAMES = {"英": "en", "中": "zh", "汉": "zh", "漢": "zh", "德": "de", "法": "fr"}
+
+
+def _language_of_name(name: str) -> str | None:
+    low = name.casefold()
+    if low in _SHORT_NAMES:
+        return _SHORT_NAMES[low]
+    for lang, names in _LANG_MENTIONS.items():
+        if any(low.startswith(n) for n in names):
+            return lang
+    return None
+
+
+def requested_language(text: str, languages: Sequence[str] = DEFAULT_LANGUAGES,
+                       source_lang: str | None = None) -> str | None:
+    """The language a request asks its answer to be in, or None when it names none.
+
+    ``text`` is the request's own words (without the source sentence and quoted spans: the source
+    may well say "to German reporters"). The language after a marker of direction counts (into,
+    翻译成/译为, 中译英, ins, vers l'...), the first one in the text; failing that, the first after a
+    marker that may also describe the source (to, in, 用, en, auf, "German translation") that is not
+    ``source_lang``: "translate this English sentence into German" asks for German, "voici une
+    phrase en anglais, traduisez-la en allemand" for German too. Only ``languages`` count.
+    """
+    return _requested_language(text, tuple(languages), source_lang)
+
+
+@lru_cache(maxsize=4096)  # imported chats repeat their requests ("Translate into Chinese: ...")
+def _requested_language(text: str, languages: tuple[str, ...], source_lang: str | None) -> str | None:
+    for markers, skip in ((_TARGET_MARKERS, None), (_MAYBE_TARGET_MARKERS, source_lang)):
+        found = sorted((m.start(), lang) for rx in markers for m in rx.finditer(text)
+                       if (lang := _language_of_name(m.group("l"))) in languages and lang != skip)
+        if found:
+            return found[0][1]
+    return None
 
 
 _ZH_DIGITS = "零一二三四五六七八九"
@@ -298,4 +367,4 @@ def check_request(type_id: str, request: str, ctx: CheckContext) -> list[str]:
 
 __all__ = ["InteractionType", "CheckContext", "INTERACTION_TYPES", "FOLLOW_TYPES", "STYLE_REGISTERS", "LENGTH_MODES",
            "FOLLOW_UP_KINDS", "EXPLAIN_KINDS", "check_answer", "check_request", "get_type", "answer_language",
-           "quoted_terms", "mentions_language", "zh_number"]
+           "quoted_terms", "mentions_language", "requested_language", "zh_number"]

@@ -53,7 +53,7 @@ def test_import_jsonl_and_sharegpt(workspace, tmp_path):
     assert (d["origin"], d["src_lang"], d["tgt_lang"], d["instruction_lang"]) == ("imported", "en", "zh", "en")
     assert d["source_text"] == "The central bank raised interest rates again on Tuesday."
     assert d["origin_file"] == str(a.resolve()) and d["origin_line"] == 1
-    assert d["meta"] == {"source": "wmt", "id": "a1"}
+    assert d["meta"] == {"source": "wmt", "id": "a1", "tgt_lang_from": "request"}
     assert [t["detected_lang"] for t in turns] == ["en", "zh", "en", "zh"]
     assert all(t["author"] == "imported" for t in turns)
     d, turns = got["把这句话翻译成英文：“国"]
@@ -173,3 +173,67 @@ def test_import_cli(tmp_path):
     assert r.stderr.strip().count("\n") == 0 and str(bad) in r.stderr and "Traceback" not in r.stderr
     r = run_cli("-C", str(tmp_path / "ws"), "import")
     assert r.returncode == 2
+
+
+# -- the target language a first request names -----------------------------------------------------
+EN_SOURCE = "The city council approved the new housing budget after a long debate on Tuesday."
+ZH_SOURCE = "国务院周二发布了新的住房政策，引起市场广泛关注。"
+
+
+def _sharegpt(*turns: str) -> dict:
+    return {"conversations": [{"from": "human" if i % 2 == 0 else "gpt", "value": t} for i, t in enumerate(turns)]}
+
+
+def _import_and_filter(workspace, tmp_path, records):
+    from itcollect.filter import run_filter
+
+    path = _write_jsonl(tmp_path / "dump.jsonl", records)
+    (report,) = import_files(workspace.store, [path])
+    assert report.imported == len(records)
+    run_filter(workspace.store, workspace.config, near_dup=False)
+    out = {}
+    for d, turns in workspace.store.iter_corpus():
+        out[turns[0]["content"]] = (d, workspace.store.get_verdict(d["id"]))
+    return out
+
+
+def test_a_named_target_holds_the_answer_to_it(workspace, tmp_path):
+    copied = _sharegpt(f"Translate into Chinese: {EN_SOURCE}", EN_SOURCE)  # the source copied back
+    french = {"messages": [{"role": "user", "content": "Translate into German: " + EN_SOURCE},
+                           {"role": "assistant", "content": "Le conseil municipal a approuvé mardi le nouveau "
+                                                            "budget du logement après un long débat."}]}
+    german = _sharegpt(f"Translate this English sentence into German: {EN_SOURCE}",
+                       "Der Stadtrat hat am Dienstag nach langer Debatte den neuen Wohnungshaushalt beschlossen.")
+    zh_request = _sharegpt(f"把这句话译成德语：“{ZH_SOURCE}”",
+                           "Der Staatsrat hat am Dienstag eine neue Wohnungspolitik veröffentlicht, die auf dem "
+                           "Markt große Aufmerksamkeit erregt hat.")
+    got = _import_and_filter(workspace, tmp_path, [copied, french, german, zh_request])
+    d, v = got[f"Translate into Chinese: {EN_SOURCE}"]
+    assert (d["src_lang"], d["tgt_lang"], d["meta"]["tgt_lang_from"]) == ("en", "zh", "request")
+    assert not v["kept"] and "copies_source" in v["reasons"] and "wrong_language_answer" in v["reasons"]
+    d, v = got["Translate into German: " + EN_SOURCE]
+    assert (d["tgt_lang"], d["meta"]["tgt_lang_from"]) == ("de", "request")
+    assert not v["kept"] and "wrong_language_answer" in v["reasons"]
+    assert v["detail"]["wrong_language_answer"]["found"] == "fr"
+    d, v = got[f"Translate this English sentence into German: {EN_SOURCE}"]
+    assert (d["src_lang"], d["tgt_lang"], d["meta"]["tgt_lang_from"]) == ("en", "de", "request")
+    assert v["kept"], v
+    d, v = got[f"把这句话译成德语：“{ZH_SOURCE}”"]
+    assert (d["src_lang"], d["tgt_lang"], d["instruction_lang"]) == ("zh", "de", "zh") and v["kept"], v
+
+
+def test_no_named_target_the_answer_decides(workspace, tmp_path):
+    plain = _sharegpt(f"Please translate:\n{ZH_SOURCE}",
+                      "The State Council issued a new housing policy on Tuesday, drawing wide attention.")
+    meta = {**_sharegpt(f"Translate into Chinese: {EN_SOURCE}", "Le conseil a approuvé le budget mardi soir."),
+            "tgt_lang": "fr"}
+    copied = _sharegpt(f"Please translate this:\n{EN_SOURCE}", EN_SOURCE)
+    got = _import_and_filter(workspace, tmp_path, [plain, meta, copied])
+    d, v = got[f"Please translate:\n{ZH_SOURCE}"]
+    assert (d["src_lang"], d["tgt_lang"], d["meta"]["tgt_lang_from"]) == ("zh", "en", "answer") and v["kept"], v
+    d, v = got[f"Translate into Chinese: {EN_SOURCE}"]  # metadata wins over the request
+    assert (d["tgt_lang"], d["meta"]["tgt_lang_from"]) == ("fr", "metadata")
+    # the answer's language (en) made the target, but a copy of the source is a copy whatever the languages
+    d, v = got[f"Please translate this:\n{EN_SOURCE}"]
+    assert (d["src_lang"], d["tgt_lang"], d["meta"]["tgt_lang_from"]) == ("en", "en", "answer")
+    assert not v["kept"] and v["reasons"] == ["copies_source"]

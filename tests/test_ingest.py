@@ -327,3 +327,123 @@ def test_json_array_with_invalid_utf8_is_one_clear_error(tmp_path):
     r = run_cli("-C", str(tmp_path / "ws"), "ingest", str(f))
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "bad.en.json" in r.stderr and "not valid UTF-8" in r.stderr
+
+
+# -- in-file language attributes that are no declaration (srclang="any") ---------------------------
+ZH_LINES = ["国际油价周二大幅下跌，创下三个月来最低水平。", "国务院周二发布了新的住房政策，引起市场广泛关注。"]
+EN_LINES = ["The harbour reopened on Monday after the storm had passed.",
+            "The city council approved the new budget after a long debate."]
+
+
+def _sgm(srclang: str, docs: list[tuple[str | None, list[str]]]) -> str:
+    out = [f'<srcset setid="newstest" srclang="{srclang}">']
+    for k, (origlang, lines) in enumerate(docs):
+        attr = f' origlang="{origlang}"' if origlang is not None else ""
+        out.append(f'<doc sysid="ref" docid="d{k}" genre="news"{attr}>')
+        out += [f'<seg id="{i + 1}">{line}</seg>' for i, line in enumerate(lines)]
+        out.append("</doc>")
+    return "\n".join(out + ["</srcset>"]) + "\n"
+
+
+def test_sgm_srclang_any_falls_back_to_each_docs_origlang(workspace, tmp_path):
+    f = tmp_path / "testset.sgm"  # the name says nothing about the language
+    f.write_text(_sgm("any", [("zh", ZH_LINES), ("en", EN_LINES)]), encoding="utf-8")
+    report = one(workspace, f)
+    assert (report.kept, report.dropped["wrong_language"]) == (4, 0)
+    assert workspace.store.source_counts_by_lang() == {"en": 2, "zh": 2}
+    assert not report.warnings
+
+
+def test_sgm_origlang_is_checked_not_trusted(workspace, tmp_path):
+    f = tmp_path / "testset.sgm"
+    f.write_text(_sgm("any", [("zh", ZH_LINES + [EN_LINES[0]]), ("en", EN_LINES[1:])]), encoding="utf-8")
+    report = one(workspace, f)
+    assert (report.kept, report.dropped["wrong_language"]) == (3, 1)
+
+
+def test_sgm_srclang_any_prefers_the_file_name_over_origlang(workspace, tmp_path):
+    # an older WMT source file: all English, half of it translated from German originals
+    f = tmp_path / "newstest2017-ende-src.en.sgm"
+    f.write_text(_sgm("any", [("de", EN_LINES[:1]), ("en", EN_LINES[1:])]), encoding="utf-8")
+    report = one(workspace, f)
+    assert (report.kept, report.dropped["wrong_language"]) == (2, 0)
+    assert workspace.store.source_counts_by_lang() == {"en": 2}
+
+
+def test_sgm_nothing_declared_means_detection(workspace, tmp_path):
+    f = tmp_path / "testset.sgm"
+    f.write_text(_sgm("any", [(None, ZH_LINES), ("und", EN_LINES)]), encoding="utf-8")
+    report = one(workspace, f)
+    assert (report.kept, report.dropped["wrong_language"]) == (4, 0)
+    assert workspace.store.source_counts_by_lang() == {"en": 2, "zh": 2}
+
+
+def test_sgm_language_codes_are_normalised_not_cut(workspace, tmp_path):
+    f = tmp_path / "testset.sgm"
+    f.write_text(_sgm("eng", [(None, EN_LINES)]), encoding="utf-8")  # ISO 639-2, not "en" + "g"
+    assert one(workspace, f).kept == 2
+    g = tmp_path / "testset2.sgm"
+    g.write_text(_sgm("chi", [(None, ZH_LINES)]), encoding="utf-8")  # was cut to "ch": every line dropped
+    assert one(workspace, g).kept == 2
+    h = tmp_path / "testset3.sgm"
+    h.write_text(_sgm("ger", [(None, EN_LINES)]), encoding="utf-8")  # German declared, English lines
+    assert one(workspace, h).dropped["wrong_language"] == 2
+
+
+def test_a_language_outside_the_workspace_is_still_a_declaration(workspace, tmp_path):
+    # srclang="cs": the lines are Czech; detection among en/zh/de/fr would call them something else
+    f = tmp_path / "testset.sgm"
+    f.write_text(_sgm("cs", [("cs", ["Vláda ve středu schválila nový zákon o podpoře obnovitelných zdrojů.",
+                                     "Ceny elektřiny v říjnu opět výrazně vzrostly podle statistického úřadu."])]),
+                 encoding="utf-8")
+    report = one(workspace, f)
+    assert (report.kept, report.dropped["wrong_language"]) == (0, 2)
+    assert "'cs'" in report.warnings[0] and "srclang" in report.warnings[0]
+
+
+def test_wmt_xml_src_lang_any_falls_back_to_origlang(workspace, tmp_path):
+    f = tmp_path / "testset.xml"
+    docs = "".join(f'<doc id="d{k}" origlang="{lang}"><src lang="any"><p>'
+                   + "".join(f'<seg id="{i + 1}">{s}</seg>' for i, s in enumerate(lines)) + "</p></src></doc>"
+                   for k, (lang, lines) in enumerate([("zh", ZH_LINES), ("en", EN_LINES)]))
+    f.write_text(f'<dataset id="t"><collection id="general">{docs}</collection></dataset>', encoding="utf-8")
+    report = one(workspace, f)
+    assert (report.kept, report.dropped["wrong_language"]) == (4, 0)
+    assert workspace.store.source_counts_by_lang() == {"en": 2, "zh": 2}
+
+
+def test_jsonl_lang_field_that_is_no_language_code(workspace, tmp_path):
+    f = tmp_path / "lines.jsonl"
+    f.write_text("".join(json.dumps({"text": s, "lang": "mul"}, ensure_ascii=False) + "\n"
+                         for s in ZH_LINES + EN_LINES), encoding="utf-8")
+    report = one(workspace, f)
+    assert report.kept == 4 and workspace.store.source_counts_by_lang() == {"en": 2, "zh": 2}
+
+
+def test_every_record_dropped_for_one_reason_warns_with_the_likely_cause(tmp_path):
+    assert run_cli("init", str(tmp_path / "ws")).returncode == 0
+    f = tmp_path / "headlines.de.txt"  # the name declares German; the lines are English
+    f.write_text("\n".join(EN_LINES) + "\n", encoding="utf-8")
+    res = run_cli("-C", str(tmp_path / "ws"), "ingest", str(f))
+    assert res.returncode == 0, res.stderr
+    warning = [line for line in res.stderr.splitlines() if line.startswith("itcollect: warning:")]
+    assert len(warning) == 1 and str(f) in warning[0]
+    assert "all 2 records" in warning[0] and "wrong_language" in warning[0]
+    assert "'de'" in warning[0] and "file name" in warning[0] and "--lang" in warning[0]
+    # --json: stdout stays one JSON document, the warning goes to stderr and into the file's entry
+    res = run_cli("-C", str(tmp_path / "ws"), "ingest", str(f), "--json")
+    assert res.returncode == 0
+    doc = json.loads(res.stdout)
+    assert doc["files"][0]["warnings"] and "wrong_language" in doc["files"][0]["warnings"][0]
+    assert "itcollect: warning:" in res.stderr
+    # a file ingested again: every record a duplicate, said so
+    g = tmp_path / "again.en.txt"
+    g.write_text("\n".join(EN_LINES) + "\n", encoding="utf-8")
+    assert run_cli("-C", str(tmp_path / "ws"), "ingest", str(g)).returncode == 0
+    res = run_cli("-C", str(tmp_path / "ws"), "ingest", str(g))
+    assert res.returncode == 0 and "duplicate" in res.stderr and "already" in res.stderr
+    # a file with kept records or mixed reasons: no warning
+    h = tmp_path / "mixed.en.txt"
+    h.write_text(EN_LINES[0] + "\nShort line.\n" + ZH_LINES[0] + "\n", encoding="utf-8")
+    res = run_cli("-C", str(tmp_path / "ws"), "ingest", str(h))
+    assert res.returncode == 0 and "warning" not in res.stderr

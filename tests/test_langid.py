@@ -104,3 +104,33 @@ def test_fast_moses_matches_sacremoses_exactly():
 def test_chinese_keeps_full_width_punctuation():
     assert normalize_text("  央行周三维持利率不变，称通胀降温（慢于预期）。 ", "zh") == "央行周三维持利率不变，称通胀降温（慢于预期）。"
     assert normalize_text("Cafe\u0301  au   lait", "fr") == "Café au lait"
+
+
+def test_detect_languages_cache_changes_no_result():
+    from itcollect.langid import detect_languages
+
+    texts = ["The council approved the budget on Tuesday.", "Der Rat hat den Haushalt am Dienstag gebilligt.",
+             "Le conseil a approuvé le budget mardi.", "国务院周二发布了新政策。", "Make it shorter.", "12 %",
+             "Make it shorter.", "Rain", "The council approved the budget on Tuesday."] * 10
+    cache: dict = {}
+    assert detect_languages(texts, cache=cache) == detect_languages(texts)
+    assert set(cache) == set(texts)
+    assert detect_languages(texts[::-1], cache=cache, parallel=False) == detect_languages(texts[::-1])
+
+
+def test_normalize_whitespace_all_is_normalize_whitespace_of_each():
+    from itcollect.normalize import normalize_whitespace, normalize_whitespace_all
+
+    cases = [["a b", "c"], [" a", "b"], ["a", "b "], ["a", "", "b"], ["a\u00a0b"], ["a\tb", "c"], ["a  b"],
+             ["x\u200by", "z"], ["", ""], ["a\x1fb"], ["今天 天气", "很好"], ["a\n", "b"], ["\u3000a"], []]
+    for texts in cases:
+        assert normalize_whitespace_all(list(texts)) == [normalize_whitespace(t) for t in texts], texts
+
+
+def test_needs_fix_is_the_regex_it_replaces():
+    from itcollect.normalize import _NEEDS_FIX, _needs_fix
+
+    every = "x".join(map(chr, range(0x110000)))  # each code point alone between two letters
+    assert {c for c in _NEEDS_FIX.findall(every)} == {c for c in every if _needs_fix(c)}
+    for text in ("a  b", "a \tb", "ab", " a", "a ", "a\u3000 b", "", "   ", "a b c"):
+        assert _needs_fix(text) == (_NEEDS_FIX.search(text) is not None), repr(text)

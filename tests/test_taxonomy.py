@@ -12,6 +12,7 @@ from itcollect.taxonomy import (
     check_answer,
     check_request,
     quoted_terms,
+    requested_language,
     zh_number,
 )
 
@@ -113,3 +114,39 @@ def test_zh_number(n, zh):
 def test_quoted_terms():
     assert quoted_terms("Use 'housing bill' rather than \"housing law\".") == ["housing bill", "housing law"]
     assert quoted_terms("把“住房法案”换成更正式的术语") == ["住房法案"]
+
+
+@pytest.mark.parametrize("text,source_lang,expected", [
+    ("Translate into German:", "en", "de"),
+    ("Please translate this English sentence into German.", "en", "de"),
+    ("Translate from English to Chinese, please.", "en", "zh"),
+    ("Could you render the following in French?", "en", "fr"),
+    ("Translate into simplified Chinese:", "en", "zh"),
+    ("Here is a sentence in English. Say it in German.", "en", "de"),
+    ("Translate to English:", "en", None),  # "to X" may describe the source; it is the source here
+    ("Translate this sentence:", "en", None),
+    ("Translate the following German sentence:", "de", None),
+    ("What is the capital of France?", "en", None),
+    ("把这句话翻译成德语：", "zh", "de"),
+    ("把这句英文翻译成中文", "en", "zh"),
+    ("请将下面的新闻句子译成英文：", "zh", "en"),
+    ("请译为法语。", "zh", "fr"),
+    ("请翻译成通顺流畅的英文：", "zh", "en"),
+    ("中译英：", "zh", "en"),
+    ("这句话用德语怎么说？", "zh", "de"),
+    ("Übersetze den englischen Satz ins Deutsche.", "en", "de"),
+    ("Hier ist ein Satz auf Deutsch, übersetze ihn ins Englische.", "de", "en"),
+    ("Bitte auf Französisch übersetzen:", "de", "fr"),
+    ("Traduisez en français :", "en", "fr"),
+    ("Voici une phrase en anglais, traduisez-la en allemand.", "en", "de"),
+    ("Traduire de l'anglais vers le chinois :", "en", "zh"),
+    ("Traduis ceci vers l'anglais.", "fr", "en"),
+])
+def test_requested_language(text, source_lang, expected):
+    assert requested_language(text, source_lang=source_lang) == expected
+
+
+def test_requested_language_only_among_the_given_languages():
+    assert requested_language("Translate into German:", ("en", "zh")) is None
+    assert requested_language("Translate into Japanese:") is None
+    assert requested_language("How do I move into Germany with my family?") is None

@@ -5,8 +5,11 @@ import click
 
 @click.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Processes preparing records (parsing, language detection) in parallel "
+                   "(default: the usable cores, at most 4).")
 @click.pass_obj
-def import_(state, files: tuple[str, ...]) -> None:
+def import_(state, files: tuple[str, ...], workers: int | None) -> None:
     """Import existing dialogues: JSONL of {"messages": [...]} records or ShareGPT JSON/JSONL.
 
     Every file is checked before anything is written; bad records are counted with their reason and
@@ -17,6 +20,6 @@ def import_(state, files: tuple[str, ...]) -> None:
     with state.workspace() as ws:
         cfg = ws.config
         reports = import_files(ws.store, files, languages=cfg["workspace"]["languages"],
-                               backend=cfg["ingest"]["langid_backend"])
+                               backend=cfg["ingest"]["langid_backend"], workers=workers)
     for r in reports:
         click.echo(r.summary())

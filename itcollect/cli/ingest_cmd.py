@@ -57,6 +57,10 @@ def ingest(state, files: tuple[str, ...], lang: str | None, ref_lang: str | None
                                "failed": [e.format() for e in summary.failures]}, ensure_ascii=False))
     elif summary.files:
         click.echo(format_report(summary))
+    # stderr, so --json output stays one JSON document (the warnings are in it too)
+    for f in summary.files:
+        for warning in f.warnings:
+            click.echo(f"itcollect: warning: {f.path}: {warning}", err=True)
     # One line per failed file; the last one leaves through the CLI's error path (exit status 1).
     for exc in summary.failures[:-1]:
         click.echo(f"itcollect: error: {exc.format()}", err=True)

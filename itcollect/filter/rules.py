@@ -14,7 +14,9 @@ Reason codes (also the keys of ``stats`` → filter → reasons):
 ``wrong_language_answer``  an answer not in the language its request calls for (target language
                            for translations/revisions, instruction language for explain/follow_up)
 ``wrong_language_request`` a request not in the dialogue's instruction language
-``copies_source``          a translation that is the source sentence again
+``copies_source``          a translation that is the source sentence again (the first answer
+                           whatever the languages; a later one when the target is not the
+                           source language)
 ``copies_previous``        an answer identical to the previous answer
 ``length_ratio``           first translation too short/long for its source (per pair; characters
                            weighted by ``zh_char_weight`` when Chinese is involved, words otherwise)
@@ -363,9 +365,13 @@ class CopiesSource(Rule):
         source = p.view.source
         if source:
             src_lang = p.view.dialogue.get("src_lang")
+            # the first translation must not be the source, whatever the languages (an imported
+            # "translate this" answered with the source has the source's language as its inferred
+            # target); a later answer may give the source back when asked for in the source language
             for i, exp in zip(p.answers, p.expected):
                 if exp.type is not None and INTERACTION_TYPES[exp.type].answer_lang == "target" \
-                        and exp.target != src_lang and copies_source(p.view.turns[i]["content"], source):
+                        and (exp.target != src_lang or exp.k == 0) \
+                        and copies_source(p.view.turns[i]["content"], source):
                     return self.drop(turn=i)
         return self.keep()
 

@@ -62,6 +62,25 @@ def norm_lang(code: str | None) -> str | None:
 
 
 _ISO3 = {"eng": "en", "zho": "zh", "chi": "zh", "cmn": "zh", "deu": "de", "ger": "de", "fra": "fr", "fre": "fr"}
+#: Values of a language attribute or field that name no language: WMT's ``srclang="any"`` (a set
+#: of documents in several languages), ISO 639-2's undetermined / multiple / no linguistic content.
+_NOT_A_LANGUAGE = frozenset({"any", "all", "und", "mul", "zxx", "mis", "xx", "xxx", "unk", "auto", "mix"})
+
+
+def declared_language(value: str | None, languages: tuple[str, ...]) -> str | None:
+    """The language an in-file attribute or field declares, or None when it declares none.
+
+    A workspace language (in any spelling :func:`norm_lang` knows) is a declaration. So is the code
+    of another language (``srclang="cs"``): its lines are then all ``wrong_language``, which is
+    right, since detection restricted to the workspace languages would call Czech something else.
+    A value that is no language code (``any``, ``und``, ``mul``, a word) declares nothing, and the
+    next source of truth decides (README "ingest", Languages)."""
+    code = norm_lang(value)
+    if code is None or code in languages:
+        return code
+    if len(code) in (2, 3) and code.isascii() and code.isalpha() and code not in _NOT_A_LANGUAGE:
+        return code
+    return None
 
 _URL = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+")
 
@@ -117,12 +136,14 @@ class FileReport:
     bad_examples: list[tuple[int | None, str]] = field(default_factory=list)
     skipped_docs: int = 0
     run_id: int | None = None
+    #: e.g. every record dropped for one reason, with its likely cause (the CLI prints them on stderr)
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "format": self.fmt, "records": self.records, "kept": self.kept,
                 "refs": self.refs, "dropped": {r: n for r, n in sorted(self.dropped.items()) if n},
                 "bad_records": [{"line": ln, "reason": why} for ln, why in self.bad_examples],
-                "skipped_testsuite_docs": self.skipped_docs}
+                "skipped_testsuite_docs": self.skipped_docs, "warnings": list(self.warnings)}
 
 
 @dataclass
@@ -190,6 +211,12 @@ def _records(f: InputFile, fmt: str, opts: IngestOptions, stats: ReadStats,
     raise InputError(f"unknown format {fmt!r} (one of: auto, {', '.join(FORMATS)})", path=f.display)
 
 
+#: Where a record's declared language came from, as the warnings name it (in-file: per format).
+_BY_OPTION, _BY_NAME, _BY_ORIGLANG = "--lang", "the file name", "the documents' origlang"
+_BY_FILE = {"sgm": "<srcset srclang>", "wmt-xml": "<src lang>", "jsonl": "the records' lang field",
+            "tsv": "the header", "csv": "the header"}
+
+
 class _Batcher:
     """Turns records into store rows for one file, batch by batch."""
 
@@ -201,6 +228,33 @@ class _Batcher:
         self.forced = forced              # --lang: wins over everything
         self.name_lang = name_lang        # from the file name: loses to in-file declarations
         self.name_ref_lang = name_ref_lang
+        self._declarations: dict[str | None, str | None] = {}
+        #: (declared language, where from, detected language) of the wrong_language drops
+        self.wrong: Counter = Counter()
+
+    def _declared(self, value: str | None) -> str | None:
+        """:func:`declared_language` of an attribute value, cached (a file repeats a few values)."""
+        try:
+            return self._declarations[value]
+        except KeyError:
+            lang = self._declarations[value] = declared_language(value, self.s.languages)
+            return lang
+
+    def declaration(self, rec: Record) -> tuple[str | None, str]:
+        """(declared language or None, where it came from): ``--lang``; the file's own declaration
+        (``srclang``, ``<src lang>``, a header, a ``lang`` field); the file name; the document's
+        ``origlang``. A value that names no language (``srclang="any"``) is skipped."""
+        if self.forced:
+            return self.forced, _BY_OPTION
+        lang = self._declared(rec.lang) if rec.lang else None
+        if lang:
+            return lang, _BY_FILE.get(self.report.fmt, "the file")
+        if self.name_lang:
+            return self.name_lang, _BY_NAME
+        lang = self._declared(rec.origlang) if rec.origlang else None
+        if lang:
+            return lang, _BY_ORIGLANG
+        return None, ""
 
     def drop(self, reason: str) -> None:
         self.report.dropped[reason] += 1
@@ -263,9 +317,10 @@ class _Batcher:
         rows: dict[str, tuple] = {}
         refs: list[tuple[str, Ref, str | None]] = []
         for (rec, text, _), lang in zip(survivors, detected):
-            declared = self.forced or norm_lang(rec.lang) or self.name_lang
+            declared, by = self.declaration(rec)
             if lang is None or (declared is not None and lang != declared):
                 self.drop("wrong_language")
+                self.wrong[(declared, by, lang)] += 1
                 continue
             final = moses_normalize(text, lang) if s.moses else text
             sid = source_id_for(final)
@@ -353,9 +408,59 @@ def ingest_file(store: Store, path: Path, display: str, settings: IngestSettings
             # another writer may have stored some of the same sentences meanwhile: duplicates now
             report.dropped["duplicate"] += report.kept - kept
             report.kept, report.refs, report.run_id = kept, refs, run_id
+        warning = _one_reason_warning(report, batcher.wrong, settings)
+        if warning:
+            report.warnings.append(warning)
         return report
     finally:
         f.close()
+
+
+def _one_reason_warning(report: FileReport, wrong: Counter, s: IngestSettings) -> str | None:
+    """A warning when nothing was kept and every record (blank ones aside) was dropped for one
+    reason: that is rarely the data, mostly a wrong declaration or option, so say which."""
+    if report.kept or not report.records:
+        return None
+    reasons = [r for r, n in report.dropped.items() if n and r != "empty"]
+    if len(reasons) > 1:
+        return None
+    reason = reasons[0] if reasons else "empty"
+    n = report.dropped[reason]
+    if n == 1:
+        head = f"its only {'' if n == report.records else 'non-blank '}record was dropped as {reason}"
+    else:
+        head = f"all {n:,} {'' if n == report.records else 'non-blank '}records dropped as {reason}"
+    if reason == "wrong_language":
+        (declared, by, _), _ = wrong.most_common(1)[0]
+        found: Counter = Counter()
+        for (_, _, lang), k in wrong.items():
+            found[lang or "none"] += k
+        seen = ", ".join(f"{lang} ({k:,})" for lang, k in found.most_common())
+        if declared is None:
+            cause = (f"no workspace language ({', '.join(s.languages)}) fits them (detected: {seen}); "
+                     f"are they in one of these languages at all?")
+        elif declared not in s.languages:
+            cause = (f"{by} declares {declared!r}, which is not a workspace language "
+                     f"({', '.join(s.languages)}), so no line can be kept; if the lines are in one of "
+                     f"them, give it with --lang")
+        else:
+            fix = "give the right one with --lang" if by == _BY_OPTION else \
+                f"give the right one with --lang (it overrides {by})"
+            cause = (f"they were held to {declared!r}, declared by {by}, and detected as {seen}: the "
+                     f"declaration is probably wrong; {fix}")
+    else:
+        cause = {
+            "duplicate": "every sentence is already in the store: the file (or one with the same "
+                         "sentences) was ingested before",
+            "too_short": f"under [ingest] min_words = {s.min_words} words (min_chars_zh = {s.min_chars_zh} "
+                         f"for Chinese): not sentences, or the wrong column / field (--columns, --text-field)?",
+            "too_long": f"over [ingest] max_words = {s.max_words} words (max_chars_zh = {s.max_chars_zh} "
+                        f"for Chinese): text not split into one sentence a line, or the wrong --format?",
+            "non_letters": "mostly digits, symbols or links: the wrong column / field (--columns, "
+                           "--text-field) or --format?",
+            "empty": "the sentence column / field is probably the wrong one (--columns, --text-field)",
+        }.get(reason, "check the file and the options")
+    return f"{head}: {cause}"
 
 
 def ingest_paths(store: Store, args: Iterable[str], settings: IngestSettings, opts: IngestOptions,

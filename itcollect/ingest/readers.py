@@ -450,7 +450,8 @@ def _attrs(text: str) -> dict[str, str]:
 
 def read_sgm(f: InputFile, opts: ReaderOptions, stats: ReadStats) -> Iterator[Record]:
     """WMT "fake SGML": one ``<seg id=..>`` per line inside ``<doc docid=.. origlang=..>``;
-    the source language comes from ``<srcset srclang=..>`` (or ``<refset trglang=..>``)."""
+    the declared language is ``<srcset srclang=..>`` (or ``<refset trglang=..>``), passed on as
+    written (it may be ``any``)."""
     set_lang = docid = origlang = None
     for lineno, line in f.lines():
         if line is None:
@@ -477,8 +478,9 @@ def read_sgm(f: InputFile, opts: ReaderOptions, stats: ReadStats) -> Iterator[Re
         closing = stripped.startswith("</")
         if tag in ("srcset", "refset", "tstset") and not closing:
             attrs = _attrs(m.group(2))
-            lang = attrs.get("srclang") if tag == "srcset" else attrs.get("trglang")
-            set_lang = lang.lower()[:2] if lang else None
+            # as written: the pipeline normalises codes ("zh-CN", "eng") and decides whether a
+            # value ("any") declares anything at all
+            set_lang = (attrs.get("srclang") if tag == "srcset" else attrs.get("trglang")) or None
         elif tag == "doc":
             if closing:
                 docid = origlang = None

@@ -10,10 +10,26 @@ from typing import Any
 
 from .core import StoreCore, dumps, utcnow
 
-_DIALOGUE_COLS = ("id", "origin", "annotator", "source_id", "source_text", "src_lang", "tgt_lang",
-                  "instruction_lang", "status", "origin_file", "origin_line", "meta", "created_at", "updated_at")
-_TURN_COLS = ("dialogue_id", "idx", "role", "content", "author", "model", "lang", "detected_lang",
-              "interaction_type", "finish_reason", "created_at")
+#: The columns an imported dialogue / turn row fills, in :func:`import_rows` order; the rest are
+#: constants of the INSERT (origin, status, author, timestamps) or their defaults.
+_DIALOGUE_COLS = ("id", "annotator", "source_id", "source_text", "src_lang", "tgt_lang", "instruction_lang",
+                  "origin_file", "origin_line", "meta")
+_TURN_COLS = ("dialogue_id", "idx", "role", "content", "model", "lang", "detected_lang", "interaction_type",
+              "finish_reason")
+
+ImportRows = tuple[tuple[Any, ...], list[tuple[Any, ...]]]
+
+
+def import_rows(d: dict[str, Any], turns: list[dict[str, Any]]) -> ImportRows:
+    """(dialogue row, turn rows) of one imported dialogue for :meth:`ImportsMixin.import_dialogue_rows`.
+
+    A plain function of its arguments, so the importer's worker processes build the rows and only
+    these tuples travel back to the process that writes."""
+    did = d["id"]
+    return ((did, d.get("annotator"), d.get("source_id"), d.get("source_text"), d.get("src_lang"), d.get("tgt_lang"),
+             d.get("instruction_lang"), d.get("origin_file"), d.get("origin_line"), dumps(d.get("meta") or {})),
+            [(did, i, t["role"], t["content"], t.get("model"), t.get("lang"), t.get("lang") or "",
+              t.get("interaction_type"), t.get("finish_reason")) for i, t in enumerate(turns)])
 
 
 class ImportsMixin(StoreCore):
@@ -24,29 +40,35 @@ class ImportsMixin(StoreCore):
             return int(cur.lastrowid)
 
     def import_dialogues(self, items: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> tuple[int, int]:
-        """Insert (dialogue, turns) pairs; an id already stored is skipped whole.
+        """Insert (dialogue, turns) pairs; an id already stored (or earlier in ``items``) is skipped
+        whole. Returns (imported, duplicates). Dialogues are created with status 'done'."""
+        return self.import_dialogue_rows([import_rows(d, turns) for d, turns in items])
 
-        Returns (imported, duplicates). Dialogues are created with status 'done'.
-        """
-        imported = dup = 0
-        now = utcnow()
+    def import_dialogue_rows(self, rows: list[ImportRows]) -> tuple[int, int]:
+        """:meth:`import_dialogues` of rows made by :func:`import_rows`, in one transaction.
+
+        The ids already stored are looked up in one query and the rest go in with two
+        ``executemany`` (the transaction holds the write lock from its start, so nothing can come in
+        between)."""
+        now = utcnow()  # an ISO timestamp: safe as a literal, saves a tuple per row
+        ids = [r[0][0] for r in rows]
         with self.transaction() as c:
-            for d, turns in items:
-                row = (d["id"], "imported", d.get("annotator"), d.get("source_id"), d.get("source_text"),
-                       d.get("src_lang"), d.get("tgt_lang"), d.get("instruction_lang"), "done",
-                       d.get("origin_file"), d.get("origin_line"), dumps(d.get("meta") or {}), now, now)
-                cur = c.execute(f"INSERT OR IGNORE INTO dialogues({','.join(_DIALOGUE_COLS)})"
-                                f" VALUES ({','.join('?' * len(_DIALOGUE_COLS))})", row)
-                if cur.rowcount != 1:
-                    dup += 1
+            seen = {r[0] for r in c.execute(f"SELECT id FROM dialogues WHERE id IN ({','.join('?' * len(ids))})",
+                                            ids)} if ids else set()
+            new = []
+            turn_rows: list[tuple[Any, ...]] = []
+            for d, turns in rows:
+                if d[0] in seen:
                     continue
-                imported += 1
-                c.executemany(
-                    f"INSERT INTO turns({','.join(_TURN_COLS)}) VALUES ({','.join('?' * len(_TURN_COLS))})",
-                    [(d["id"], i, t["role"], t["content"], "imported",
-                      t.get("model"), t.get("lang"), t.get("lang") or "", t.get("interaction_type"),
-                      t.get("finish_reason"), now) for i, t in enumerate(turns)])
-        return imported, dup
+                seen.add(d[0])
+                new.append(d)
+                turn_rows += turns
+            c.executemany(f"INSERT INTO dialogues({','.join(_DIALOGUE_COLS)}, origin, status, created_at, updated_at)"
+                          f" VALUES ({','.join('?' * len(_DIALOGUE_COLS))}, 'imported', 'done', '{now}', '{now}')",
+                          new)
+            c.executemany(f"INSERT INTO turns({','.join(_TURN_COLS)}, author, created_at)"
+                          f" VALUES ({','.join('?' * len(_TURN_COLS))}, 'imported', '{now}')", turn_rows)
+        return len(new), len(rows) - len(new)
 
     def finish_import_run(self, run_id: int, *, records: int, imported: int, duplicates: int,
                           bad: dict[str, int]) -> None:
