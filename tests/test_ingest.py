@@ -447,3 +447,33 @@ def test_every_record_dropped_for_one_reason_warns_with_the_likely_cause(tmp_pat
     h.write_text(EN_LINES[0] + "\nShort line.\n" + ZH_LINES[0] + "\n", encoding="utf-8")
     res = run_cli("-C", str(tmp_path / "ws"), "ingest", str(h))
     assert res.returncode == 0 and "warning" not in res.stderr
+
+
+def test_a_new_source_format_is_one_reader_and_one_registry_line(tmp_path, monkeypatch):
+    """Readers share one signature and are found through READERS: a registered format is chosen
+    by its file ending and its records go through the same checks as any other's."""
+    from itcollect.ingest import IngestOptions, IngestSettings, ingest_paths
+    from itcollect.ingest import readers as R
+    from itcollect.workspace import init_workspace
+
+    def read_pipe(f, opts, stats):  # "a | b" lines: source | reference
+        for lineno, text in f.lines():
+            src, _, ref = (text or "").partition("|")
+            yield R.Record(lineno, src.strip(), refs=[R.Ref(ref.strip(), opts.ref_lang)] if ref.strip() else [])
+
+    monkeypatch.setitem(R.READERS, "pipe", R.Reader(read_pipe, (".pipe",)))
+    monkeypatch.setitem(R._EXTENSIONS, ".pipe", "pipe")
+    path = tmp_path / "news.en-de.pipe"
+    path.write_text("The parliament approved the new budget on Monday. | Das Parlament billigte am Montag den Haushalt.\n"
+                    "\n", encoding="utf-8")
+    ws = init_workspace(tmp_path / "ws")
+    try:
+        summary = ingest_paths(ws.store, [str(path)], IngestSettings.from_config(ws.config), IngestOptions())
+        report = summary.files[0]
+        assert report.fmt == "pipe" and report.kept == 1 and dict(+report.dropped) == {"empty": 1}
+        (source,) = ws.store.iter_sources()
+        assert source["lang"] == "en" and source["text"].startswith("The parliament")
+        assert [(r["lang"], r["text"][:13]) for r in ws.store.get_source(source["id"])["references"]] == \
+            [("de", "Das Parlament")]
+    finally:
+        ws.close()

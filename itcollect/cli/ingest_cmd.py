@@ -3,8 +3,9 @@ from __future__ import annotations
 import click
 
 from .. import LANGUAGES
+from ..ingest.readers import FORMATS  # the reader registry
 
-_FORMAT_CHOICES = ["auto", "txt", "tsv", "csv", "jsonl", "sgm", "wmt-xml"]
+_FORMAT_CHOICES = ["auto", *FORMATS]
 
 
 @click.command()

@@ -31,6 +31,7 @@ from ..store import Store, source_id_for
 from ..store.sources import IngestStaging
 from .readers import (
     FORMATS,
+    READERS,
     InputFile,
     ReaderOptions,
     ReadStats,
@@ -38,11 +39,6 @@ from .readers import (
     Ref,
     format_from_name,
     lang_from_name,
-    read_jsonl,
-    read_sgm,
-    read_table,
-    read_txt,
-    read_wmt_xml,
     sniff_format,
 )
 
@@ -196,25 +192,17 @@ def expand_inputs(args: Iterable[str], base: Path | None = None) -> list[tuple[P
 # -- the pipeline -----------------------------------------------------------------------------------
 def _records(f: InputFile, fmt: str, opts: IngestOptions, stats: ReadStats,
              declared: str | None) -> Iterator[Record]:
+    reader = READERS.get(fmt)
+    if reader is None:
+        raise InputError(f"unknown format {fmt!r} (one of: auto, {', '.join(FORMATS)})", path=f.display)
     ropts = ReaderOptions(columns=opts.columns, text_field=opts.text_field, ref_field=opts.ref_field,
-                          lang_field=opts.lang_field, docid_field=opts.docid_field, ref_lang=opts.ref_lang)
-    if fmt == "txt":
-        return read_txt(f, ropts, stats)
-    if fmt in ("tsv", "csv"):
-        return read_table(f, ropts, stats, fmt)
-    if fmt == "jsonl":
-        return read_jsonl(f, ropts, stats, declared)
-    if fmt == "sgm":
-        return read_sgm(f, ropts, stats)
-    if fmt == "wmt-xml":
-        return read_wmt_xml(f, ropts, stats)
-    raise InputError(f"unknown format {fmt!r} (one of: auto, {', '.join(FORMATS)})", path=f.display)
+                          lang_field=opts.lang_field, docid_field=opts.docid_field, ref_lang=opts.ref_lang,
+                          declared=declared)
+    return reader.read(f, ropts, stats)
 
 
 #: Where a record's declared language came from, as the warnings name it (in-file: per format).
 _BY_OPTION, _BY_NAME, _BY_ORIGLANG = "--lang", "the file name", "the documents' origlang"
-_BY_FILE = {"sgm": "<srcset srclang>", "wmt-xml": "<src lang>", "jsonl": "the records' lang field",
-            "tsv": "the header", "csv": "the header"}
 
 
 class _Batcher:
@@ -248,7 +236,7 @@ class _Batcher:
             return self.forced, _BY_OPTION
         lang = self._declared(rec.lang) if rec.lang else None
         if lang:
-            return lang, _BY_FILE.get(self.report.fmt, "the file")
+            return lang, (READERS[self.report.fmt].declares if self.report.fmt in READERS else "the file")
         if self.name_lang:
             return self.name_lang, _BY_NAME
         lang = self._declared(rec.origlang) if rec.origlang else None

@@ -18,6 +18,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from xml.parsers import expat
 
@@ -25,18 +26,10 @@ from .. import LANGUAGES
 from ..errors import InputError
 from ..jsonarray import TRUNCATED, iter_json_array
 
-#: Formats `--format` accepts (csv is TSV's comma-separated sibling).
-FORMATS = ("txt", "tsv", "csv", "jsonl", "sgm", "wmt-xml")
-
 #: A line longer than this many bytes is never read into memory whole: it is skipped in chunks
 #: and counted as ``too_long`` (no news sentence is anywhere near 1 MiB).
 MAX_LINE_BYTES = 1 << 20
 
-_EXTENSIONS = {
-    ".txt": "txt", ".text": "txt", ".tsv": "tsv", ".tab": "tsv", ".csv": "csv",
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-    ".sgm": "sgm", ".sgml": "sgm", ".xml": "wmt-xml",
-}
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -70,6 +63,9 @@ class ReaderOptions:
     lang_field: str | None = None
     docid_field: str | None = None
     ref_lang: str | None = None
+    #: the language declared from outside the file (``--lang``, the file name), for formats whose
+    #: records name languages per field (JSON translation pairs)
+    declared: str | None = None
 
 
 @dataclass
@@ -273,7 +269,7 @@ def _rows(f: InputFile, fmt: str) -> Iterator[tuple[int, list[str] | None]]:
         yield state["line"], None if cells == [_OVERLONG] else cells
 
 
-def read_table(f: InputFile, opts: ReaderOptions, stats: ReadStats, fmt: str) -> Iterator[Record]:
+def read_table(f: InputFile, opts: ReaderOptions, stats: ReadStats, fmt: str = "tsv") -> Iterator[Record]:
     """TSV/CSV: a source column and an optional reference column.
 
     The first row is a header when every cell is a known column name (source/src/text,
@@ -353,7 +349,8 @@ def _json_refs(value, ref_lang: str | None) -> list[Ref] | str:
     return "reference is not a string, list or object"
 
 
-def read_jsonl(f: InputFile, opts: ReaderOptions, stats: ReadStats, declared: str | None) -> Iterator[Record]:
+def read_jsonl(f: InputFile, opts: ReaderOptions, stats: ReadStats) -> Iterator[Record]:
+    declared = opts.declared
     """JSON Lines: one object a line. Field names default to text/source/src/sentence for the
     sentence, reference/ref/target/tgt for the translation, lang, docid; ``{"translation": {"en":
     ..., "zh": ...}}`` (Hugging Face WMT style) works when the source language is known.
@@ -569,3 +566,29 @@ def read_wmt_xml(f: InputFile, opts: ReaderOptions, stats: ReadStats) -> Iterato
             out.clear()
         if not chunk:
             return
+
+
+# -- the registry ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reader:
+    """A source format: how to read it (one signature for all), the file endings that imply it,
+    and where a file of it declares its language (as the ingest warnings name it)."""
+
+    read: Callable[[InputFile, ReaderOptions, ReadStats], Iterator[Record]]
+    extensions: tuple[str, ...]
+    declares: str = "the file"
+
+
+#: format name -> reader. A new format is one reader function and one line here; ``--format``'s
+#: choices and the extension look-up come from it (content sniffing: :func:`sniff_format`).
+READERS: dict[str, Reader] = {
+    "txt": Reader(read_txt, (".txt", ".text")),
+    "tsv": Reader(partial(read_table, fmt="tsv"), (".tsv", ".tab"), "the header"),
+    "csv": Reader(partial(read_table, fmt="csv"), (".csv",), "the header"),
+    "jsonl": Reader(read_jsonl, (".jsonl", ".ndjson", ".json"), "the records' lang field"),
+    "sgm": Reader(read_sgm, (".sgm", ".sgml"), "<srcset srclang>"),
+    "wmt-xml": Reader(read_wmt_xml, (".xml",), "<src lang>"),
+}
+#: Formats `--format` accepts (csv is TSV's comma-separated sibling).
+FORMATS = tuple(READERS)
+_EXTENSIONS = {ext: name for name, r in READERS.items() for ext in r.extensions}
