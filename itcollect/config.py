@@ -431,6 +431,13 @@ class Config(dict):
 
     path: Path | None = None
 
+    @property
+    def settings(self) -> Any:
+        """The typed sections (:mod:`itcollect.settings`), built from the current values."""
+        from .settings import settings
+
+        return settings(self)
+
     def llm_role(self, role: str) -> dict[str, Any]:
         """Settings of the 'assistant', 'annotator' or 'judge' role; the annotator and the judge
         inherit an empty base_url / model from the assistant."""
@@ -454,6 +461,19 @@ def parse_config(text: str, path: Path | str = CONFIG_FILE) -> Config:
     _check_values(merged, path)
     cfg = Config(merged)
     cfg.path = path
+    return cfg
+
+
+def validated(config: Any, path: Path | str = CONFIG_FILE) -> Config:
+    """A mapping of sections (e.g. a test's partial dict) merged with the defaults and validated,
+    as the same values in ``itcollect.toml`` would be."""
+    if isinstance(config, Config):
+        return config
+    path = Path(path)
+    merged = _merge(_DEFAULTS, dict(config or {}), "", path)
+    _check_values(merged, path)
+    cfg = Config(merged)
+    cfg.path = None
     return cfg
 
 

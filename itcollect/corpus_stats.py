@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ItcollectError
+from .settings import settings
 
 ROUGE_THRESHOLD = 0.7
 
@@ -32,9 +33,9 @@ def _shares(weights: dict[str, float]) -> dict[str, float]:
 
 def target_mix(config: dict[str, Any]) -> dict[str, dict[str, float]]:
     """The configured ``[mix]`` as shares (interaction types: of the turns after the first)."""
-    mix = config.get("mix", {})
-    return {"pair": _shares(mix.get("pairs", {})), "instruction_lang": _shares(mix.get("instruction_langs", {})),
-            "turns": _shares(mix.get("turns", {})), "interaction_type": _shares(mix.get("interaction_types", {}))}
+    mix = settings(config).mix
+    return {"pair": _shares(mix.pairs), "instruction_lang": _shares(mix.instruction_langs),
+            "turns": _shares(mix.turns), "interaction_type": _shares(mix.interaction_types)}
 
 
 def mix_section(store: Any, config: dict[str, Any]) -> dict[str, Any]:

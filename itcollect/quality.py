@@ -50,6 +50,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from .checks import text_length
+from .settings import settings
 from .store import Store
 from .taxonomy import INTERACTION_TYPES
 
@@ -122,7 +123,7 @@ def _conversation(turns: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], li
 
 def quality_figures(store: Store, config: dict[str, Any] | None = None) -> dict[str, Any]:
     """``{"annotators": {name: {ANNOTATOR_KEYS}}, "agreement": {...}, "annotator_details": {...}}``."""
-    min_spw = float(((config or {}).get("session") or {}).get("min_seconds_per_word", 0.5))
+    min_spw = settings(config or {}).session.min_seconds_per_word
     dialogues = store.human_dialogue_rows()
     turns: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for t in store.human_turn_rows():

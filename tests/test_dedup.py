@@ -141,10 +141,10 @@ def test_signatures_of_ids_equal_signatures_of_tokens_for_every_length():
 
 
 def test_page_signatures_equal_those_of_concatenated_turns():
-    from itcollect.filter.rules import Thresholds
+    from itcollect.filter.rules import thresholds
     from itcollect.filter.run import _Judge
 
-    judge = _Judge(None, Thresholds(), ("en", "zh"), "lingua")
+    judge = _Judge(None, thresholds(), ("en", "zh"), "lingua")
     rng = np.random.default_rng(5)
     dialogues = []  # per dialogue: (tokens, is_user) of each non-system turn; some empty, some short
     for n_turns in [0, 1, 2, 4, 3, 0, 2]:

@@ -401,6 +401,6 @@ def test_a_new_rule_is_one_unit_in_the_registry(workspace, monkeypatch):
                            {"role": "user", "content": "Make it shorter.", "interaction_type": "length"},
                            {"role": "assistant", "content": "cut", "interaction_type": "length",
                             "finish_reason": "length"}], ["en", "zh", "en", "zh"])
-    reasons, detail = R.check_dialogue(view, R.Thresholds())
+    reasons, detail = R.check_dialogue(view, R.thresholds())
     assert reasons.index("mentions_housing") < reasons.index("truncated")
     assert detail["truncated"] == {"turn": 3}

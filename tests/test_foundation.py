@@ -148,3 +148,37 @@ def test_utcnow_is_iso_utc_with_milliseconds():
     assert stamps == sorted(stamps)
     parsed = [datetime.fromisoformat(s.replace("Z", "+00:00")) for s in (stamps[0], stamps[-1])]
     assert before <= parsed[0] <= parsed[1] <= after
+
+
+def test_typed_settings_mirror_the_default_config_key_for_key():
+    """The typed sections declare names and types only; the default config holds the values. Every
+    section has exactly the default config's keys, each of the declared type, so neither side can
+    drift (a key added to one and not the other fails here)."""
+    import dataclasses
+    import typing
+
+    from itcollect import settings as S
+    from itcollect.config import default_config, parse_config
+
+    defaults = default_config()
+    hints = {c: typing.get_type_hints(c) for c in (S.Settings, *(getattr(S, n) for n in S._SECTIONS))}
+
+    def check(cls, values, where):
+        names = {f.name for f in dataclasses.fields(cls)}
+        optional = {f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+        assert set(values) <= names and names - set(values) <= optional, (where, names ^ set(values))
+        for key, value in values.items():
+            hint = hints[cls][key]
+            if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+                check(hint, value, f"{where}.{key}")
+            elif hint in (int, float, str, bool):
+                assert isinstance(value, hint) and not (hint is int and isinstance(value, bool)), (where, key, value)
+            else:  # tuple[...] / Mapping[...]
+                assert isinstance(value, (list, dict)), (where, key, value)
+
+    check(S.Settings, defaults, "")
+    typed = parse_config("[filter]\nmin_chrf = 12\n[export]\ntest_share = 0.1\n").settings
+    assert typed.filter.min_chrf == 12.0 and isinstance(typed.filter.min_chrf, float)
+    assert typed.export.test_share == 0.1 and typed.export.validation_share == defaults["export"]["validation_share"]
+    assert typed.llm.judge.response_format == defaults["llm"]["judge"]["response_format"]
+    assert S.settings({}) == parse_config("").settings  # a plain mapping is merged with the defaults

@@ -53,7 +53,7 @@ def judge_calls(server) -> list[dict]:
     ('{"errors": [{"category": "no-error", "severity": "no-error"}]}', 0.0, 0),
 ])
 def test_parse_translation_judgements(text, score, n_errors):
-    j = parse_judgement(text, "translation", False, Weights())
+    j = parse_judgement(text, "translation", False, Weights.from_config())
     assert j.score == score and len(j.errors) == n_errors
 
 
@@ -86,15 +86,15 @@ def test_mqm_arithmetic_weights_and_floor():
 ])
 def test_unparsable_answers_say_why(text, kind, revision, why):
     with pytest.raises(Unparsable, match=why):
-        parse_judgement(text, kind, revision, Weights())
+        parse_judgement(text, kind, revision, Weights.from_config())
 
 
 def test_revision_and_rating_fields_are_normalised():
     j = parse_judgement('{"errors": [], "compliance": "Partially", "reason": "the term\\nis pasted"}',
-                        "translation", True, Weights())
+                        "translation", True, Weights.from_config())
     assert j.compliance == "partly" and j.reason == "the term is pasted"
     j = parse_judgement('{"rating": "4/5", "in_instruction_language": "no", "compliance": false, "reason": "x"}',
-                        "rating", True, Weights())
+                        "rating", True, Weights.from_config())
     assert (j.rating, j.in_instruction_language, j.compliance) == (4, False, "no")
     assert extract_json('x {"a": 1} y {"b": 2}') == {"a": 1}
 

@@ -17,13 +17,10 @@ def filter_(state, near_dup: bool | None, near_dup_threshold: float | None, work
     Thresholds come from [filter] in itcollect.toml; re-running replaces the verdicts and re-uses the
     cached turn languages, so trying other thresholds is cheap.
     """
-    import copy
-
     from ..filter import run_filter
 
+    overrides = {k: v for k, v in (("near_dup", near_dup), ("near_dup_threshold", near_dup_threshold))
+                 if v is not None}
     with state.workspace() as ws:
-        cfg = copy.deepcopy(dict(ws.config))
-        if near_dup_threshold is not None:
-            cfg["filter"]["near_dup_threshold"] = near_dup_threshold
-        result = run_filter(ws.store, cfg, near_dup=near_dup, workers=workers)
+        result = run_filter(ws.store, ws.config, workers=workers, **overrides)
     click.echo(result.summary())

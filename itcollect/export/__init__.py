@@ -32,6 +32,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..paging import default_workers, gc_paused, map_pages, page_bounds
+from ..settings import settings
 from .rows import ROW_TURN_FIELDS, build_row, group_key, rows_to_table, schema, sharegpt_json, sharegpt_record
 from .splits import SPLITS, assign_splits, split_pass
 from .writers import (
@@ -162,9 +163,9 @@ def _export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, 
     from ..progress import progress
 
     formats = _formats(fmt)
-    ecfg = config.get("export", {})
-    vs = ecfg.get("validation_share", 0.02) if validation_share is None else validation_share
-    ts = ecfg.get("test_share", 0.02) if test_share is None else test_share
+    ecfg = settings(config).export
+    vs = ecfg.validation_share if validation_share is None else validation_share
+    ts = ecfg.test_share if test_share is None else test_share
     if vs < 0 or ts < 0 or vs + ts >= 1:
         raise InputError("--validation-share and --test-share must be >= 0 and add up to less than 1")
     token = None
@@ -205,9 +206,8 @@ def _export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, 
     rendered = map_pages(renderer, pages, store, workers, meanwhile=hf_import)
     try:
         first = next(rendered, None)  # the workers render while the split pass runs here
-        split_by_id, split_sizes = split_pass(store, vs, ts, int(ecfg.get("split_seed", 0)))
-        ctx = ExportContext(out, split_sizes, int(ecfg.get("shard_size", 50000)),
-                            str(ecfg.get("license", "cc-by-4.0")), system_prompt, formats)
+        split_by_id, split_sizes = split_pass(store, vs, ts, ecfg.split_seed)
+        ctx = ExportContext(out, split_sizes, ecfg.shard_size, ecfg.license, system_prompt, formats)
         for cls in writer_classes:
             ctx.writers[cls.name] = cls(ctx)
         with progress(total=len(split_by_id), desc="export", unit=" dialogues") as bar:

@@ -45,13 +45,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..checks import copies_source, strip_quoted
 from ..dialogue import Expectation, answered_request, expectations
 from ..judge import verdict as judge_verdict
+from ..settings import FilterSection, settings
 from ..taxonomy import INTERACTION_TYPES
 from .tokens import tokenize
 
@@ -115,40 +116,15 @@ def find_identity(text: str, low: str | None = None) -> str | None:
 _REVISION_TYPES = {tid for tid, t in INTERACTION_TYPES.items() if t.revises and tid != "translate"}
 
 
-@dataclass
-class Thresholds:
-    """The ``[filter]`` settings a run used (stored with every run)."""
+#: The ``[filter]`` settings a run uses (stored with every run): the config's typed section, so no
+#: threshold has a default of its own here.
+Thresholds = FilterSection
 
-    min_length_ratio: float = 0.3
-    max_length_ratio: float = 3.0
-    zh_char_weight: float = 3.0
-    min_user_turns: int = 1
-    repeat_ngram_n: int = 4
-    repeat_ngram_max: int = 3
-    min_chrf: float = 0.0
-    near_dup_threshold: float = 0.8
-    minhash_num_perm: int = 64
-    near_dup: bool = True
-    min_judge_score: float = 0.0
-    min_judge_rating: int = 0
-    max_critical_errors: int = -1
-    require_compliance: bool = False
-    require_judge: bool = False
 
-    @classmethod
-    def from_config(cls, section: dict[str, Any]) -> Thresholds:
-        known = {k: v for k, v in section.items() if k in cls.__dataclass_fields__}
-        t = cls(**known)
-        t.min_user_turns = int(t.min_user_turns)
-        t.repeat_ngram_n = int(t.repeat_ngram_n)
-        t.repeat_ngram_max = int(t.repeat_ngram_max)
-        t.minhash_num_perm = int(t.minhash_num_perm)
-        t.min_judge_rating = int(t.min_judge_rating)
-        t.max_critical_errors = int(t.max_critical_errors)
-        return t
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+def thresholds(config: Mapping[str, Any] | None = None, **overrides: Any) -> FilterSection:
+    """The ``[filter]`` section of ``config`` (the defaults without one), with ``overrides``."""
+    th = settings(config or {}).filter
+    return replace(th, **overrides) if overrides else th
 
 
 @dataclass

@@ -15,7 +15,7 @@ dialogue. The verdicts of the run replace the previous ones in one transaction. 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from itertools import chain
 from typing import Any
@@ -24,6 +24,7 @@ import numpy as np
 
 from ..langid import detect_languages
 from ..paging import default_workers, gc_paused, map_pages, page_bounds
+from ..settings import settings
 from ..store import dumps, loads
 from . import dedup
 from .rules import (
@@ -181,25 +182,28 @@ def detect_missing_languages(store: Any, languages: tuple[str, ...], backend: st
 
 
 def run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None = None,
-               page_size: int = 2000, workers: int | None = None) -> FilterResult:
+               page_size: int = 2000, workers: int | None = None, **overrides: Any) -> FilterResult:
     """Filter all finished dialogues with the thresholds of ``config['filter']``; store the verdicts.
 
-    ``workers``: processes judging pages in parallel (default: the usable cores, at most 4; a corpus
-    of one page is judged in this process).
+    ``overrides``: ``[filter]`` keys to use instead of the config's for this run (the CLI's
+    ``--near-dup-threshold``); ``near_dup`` is one of them. ``workers``: processes judging pages
+    in parallel (default: the usable cores, at most 4; a corpus of one page is judged in this
+    process).
     """
+    if near_dup is not None:
+        overrides["near_dup"] = near_dup
     with gc_paused():  # (and so in the forked workers)
-        return _run_filter(store, config, near_dup=near_dup, page_size=page_size, workers=workers)
+        return _run_filter(store, config, overrides, page_size=page_size, workers=workers)
 
 
-def _run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None,
+def _run_filter(store: Any, config: dict[str, Any], overrides: dict[str, Any], *,
                 page_size: int, workers: int | None) -> FilterResult:
     from ..progress import progress
 
-    th = Thresholds.from_config(config.get("filter", {}))
-    if near_dup is not None:
-        th.near_dup = near_dup
-    languages = tuple(config.get("workspace", {}).get("languages", ("en", "zh", "de", "fr")))
-    backend = config.get("ingest", {}).get("langid_backend", "lingua")
+    cfg = settings(config)
+    th = cfg.filter if not overrides else replace(cfg.filter, **overrides)
+    languages = cfg.workspace.languages
+    backend = cfg.ingest.langid_backend
     judge = _Judge(str(store.path), th, languages, backend, store.overlap_not_picked())
 
     rowids = store.done_rowids()
@@ -279,6 +283,6 @@ def _run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None,
         if reasons:  # a Counter.update per kept dialogue cost ~0.5 s at 160K
             reasons_count.update(reasons)
         verdicts.append((ids[i], ok, reasons, cluster_id, detail))
-    thresholds = th.as_dict()
+    thresholds = asdict(th)
     run_id = store.save_filter_run(thresholds, verdicts)
     return FilterResult(run_id, n, kept, n - kept, dict(reasons_count), detected_total, thresholds)

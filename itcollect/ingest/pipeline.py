@@ -27,6 +27,7 @@ from ..errors import InputError
 from ..langid import detect_languages, is_chinese_script, letter_ratio
 from ..normalize import moses_normalize, pre_normalize
 from ..progress import progress
+from ..settings import settings
 from ..store import Store, source_id_for
 from ..store.sources import IngestStaging
 from .readers import (
@@ -85,26 +86,25 @@ _URL = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+")
 class IngestSettings:
     """The [workspace]/[ingest] config values the pipeline needs."""
 
-    languages: tuple[str, ...] = ("en", "zh", "de", "fr")
-    backend: str = "lingua"
-    min_chars_zh: int = 6
-    max_chars_zh: int = 250
-    min_words: int = 4
-    max_words: int = 120
-    min_letter_ratio: float = 0.5
-    moses: bool = True
-    fast_langid: bool = True
+    languages: tuple[str, ...]
+    backend: str
+    min_chars_zh: int
+    max_chars_zh: int
+    min_words: int
+    max_words: int
+    min_letter_ratio: float
+    moses: bool
+    fast_langid: bool
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> IngestSettings:
-        ing = config.get("ingest", {})
-        return cls(languages=tuple(config.get("workspace", {}).get("languages", cls.languages)),
-                   backend=ing.get("langid_backend", "lingua"),
-                   min_chars_zh=int(ing.get("min_chars_zh", 6)), max_chars_zh=int(ing.get("max_chars_zh", 250)),
-                   min_words=int(ing.get("min_words", 4)), max_words=int(ing.get("max_words", 120)),
-                   min_letter_ratio=float(ing.get("min_letter_ratio", 0.5)),
-                   moses=bool(ing.get("moses_normalize", True)),
-                   fast_langid=bool(ing.get("langid_fast_path", True)))
+    def from_config(cls, config: dict[str, Any] | None = None) -> IngestSettings:
+        """From the config's typed sections (the defaults without a config)."""
+        s = settings(config or {})
+        ing = s.ingest
+        return cls(languages=s.workspace.languages, backend=ing.langid_backend, min_chars_zh=ing.min_chars_zh,
+                   max_chars_zh=ing.max_chars_zh, min_words=ing.min_words, max_words=ing.max_words,
+                   min_letter_ratio=ing.min_letter_ratio, moses=ing.moses_normalize,
+                   fast_langid=ing.langid_fast_path)
 
 
 @dataclass

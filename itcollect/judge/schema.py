@@ -17,8 +17,11 @@ reason.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from ..settings import settings
 
 #: Error categories (MQM, as the GEMBA-MQM line of work uses them). An unknown category in an
 #: answer is recorded as :data:`OTHER` and still scored by its severity.
@@ -39,10 +42,6 @@ TRANSLATION_TYPES = frozenset({"translate", "terminology", "style", "length", "p
 SYSTEM_TEMPLATE = "judge/system.j2"
 TEMPLATES = {"translation": "judge/translation.j2", "rating": "judge/rating.j2"}
 
-#: Without judge thresholds in [filter], a dialogue passes the judge (for the agreement with the
-#: reviewers in ``stats``) when its lowest score is at least ``[judge] pass_score`` (default -5:
-#: one major error, or five minor ones).
-DEFAULT_PASS_SCORE = -5.0
 
 
 def kind_of(type_id: str | None) -> str:
@@ -52,18 +51,19 @@ def kind_of(type_id: str | None) -> str:
 
 @dataclass(frozen=True)
 class Weights:
-    """MQM weights (``[judge]``): a turn's score is minus the weighted sum of its errors, floored."""
+    """MQM weights (``[judge]``, whose defaults are in the default config): a turn's score is minus
+    the weighted sum of its errors, floored."""
 
-    minor: float = 1.0
-    major: float = 5.0
-    critical: float = 25.0
-    non_translation: float = 25.0
-    floor: float = -25.0
+    minor: float
+    major: float
+    critical: float
+    non_translation: float
+    floor: float
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Weights:
-        j = config.get("judge", {})
-        return cls(**{k: float(j[k]) for k in ("minor", "major", "critical", "non_translation", "floor") if k in j})
+    def from_config(cls, config: Mapping[str, Any] | None = None) -> Weights:
+        j = settings(config or {}).judge
+        return cls(j.minor, j.major, j.critical, j.non_translation, j.floor)
 
     def weight(self, category: str, severity: str) -> float:
         """The weight of one error; 0 for a severity that is not scored (non_translation always counts)."""
@@ -106,4 +106,4 @@ def response_format(mode: str, kind: str, revision: bool) -> dict[str, Any] | No
 
 
 __all__ = ["CATEGORIES", "OTHER", "SEVERITIES", "COMPLIANCE", "KINDS", "TRANSLATION_TYPES", "SYSTEM_TEMPLATE",
-           "TEMPLATES", "DEFAULT_PASS_SCORE", "Weights", "kind_of", "json_schema", "response_format"]
+           "TEMPLATES", "Weights", "kind_of", "json_schema", "response_format"]

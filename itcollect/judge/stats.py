@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .schema import CATEGORIES, COMPLIANCE, DEFAULT_PASS_SCORE, OTHER, SEVERITIES
+from ..settings import settings
+from .schema import CATEGORIES, COMPLIANCE, OTHER, SEVERITIES
 from .verdict import cohen_kappa, passes
 
 _JUDGE_RULES = ("low_judge_score", "critical_error", "not_compliant", "not_judged")
@@ -51,9 +52,8 @@ def _group(rows: list[tuple], key: Any) -> dict[str, Any]:
 
 
 def judge_section(store: Any, config: dict[str, Any] | None = None) -> dict[str, Any]:
-    config = config or {}
-    filter_cfg = config.get("filter", {})
-    pass_score = float(config.get("judge", {}).get("pass_score", DEFAULT_PASS_SCORE))
+    cfg = settings(config or {})
+    filter_cfg, pass_score = cfg.filter, cfg.judge.pass_score
     if not store.has_judgements():  # nothing judged yet: one count, not a pass over every answer
         return {"judged": 0, "unjudged": store.answer_count(), "unparsed": 0,
                 "score": {"mean": None, "p10": None, "median": None}, "by_pair": {}, "by_type": {}, "by_origin": {},

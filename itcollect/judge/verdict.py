@@ -19,7 +19,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .schema import DEFAULT_PASS_SCORE
+from ..settings import FilterSection
 
 Answers = Sequence[tuple[int, Mapping[str, Any] | None]]
 
@@ -89,24 +89,22 @@ def not_judged(answers: Answers) -> tuple[int, dict[str, Any]] | None:
     return None
 
 
-def thresholds_on(filter_cfg: Mapping[str, Any]) -> bool:
+def thresholds_on(th: FilterSection) -> bool:
     """Whether any judge threshold of ``[filter]`` is on (require_judge aside)."""
-    return (float(filter_cfg.get("min_judge_score", 0) or 0) < 0 or int(filter_cfg.get("min_judge_rating", 0) or 0) > 0
-            or int(filter_cfg.get("max_critical_errors", -1)) >= 0 or bool(filter_cfg.get("require_compliance")))
+    return th.min_judge_score < 0 or th.min_judge_rating > 0 or th.max_critical_errors >= 0 or th.require_compliance
 
 
-def passes(answers: Answers, filter_cfg: Mapping[str, Any], pass_score: float = DEFAULT_PASS_SCORE) -> bool | None:
+def passes(answers: Answers, th: FilterSection, pass_score: float) -> bool | None:
     """The judge's verdict on a dialogue: True / False, or None unless every answer is judged.
 
     With judge thresholds on in ``[filter]``: passing them. Without: its lowest score is at least
-    ``pass_score`` (``[judge] pass_score``)."""
+    ``pass_score`` (``[judge] pass_score``: -5 by default, one major error or five minor ones)."""
     if not answers or any(not _judged(j) for _, j in answers):
         return None
-    if thresholds_on(filter_cfg):
-        return not (low_score(answers, float(filter_cfg.get("min_judge_score", 0) or 0),
-                              int(filter_cfg.get("min_judge_rating", 0) or 0))
-                    or too_many_critical(answers, int(filter_cfg.get("max_critical_errors", -1)))
-                    or (filter_cfg.get("require_compliance") and not_compliant(answers)))
+    if thresholds_on(th):
+        return not (low_score(answers, th.min_judge_score, th.min_judge_rating)
+                    or too_many_critical(answers, th.max_critical_errors)
+                    or (th.require_compliance and not_compliant(answers)))
     scores = [j["score"] for _, j in answers if j is not None and j.get("score") is not None]
     return not scores or min(scores) >= pass_score
 

@@ -171,7 +171,7 @@ class Session:
         self._prompts = prompts
         self.current: Current | None = None
         self.next_type_override: str | None = None
-        self.control_share = float(config["session"].get("control_share", 0.0))
+        self.control_share = config.settings.session.control_share
         #: what the last decision on a control item revealed (:meth:`take_control_note`)
         self.control_note: dict[str, Any] | None = None
 

@@ -44,13 +44,15 @@ class Overlap:
     """``[session] overlap_share`` and ``overlap_annotators``: that share of the specs people take
     is done by that many different annotators."""
 
-    share: float = 0.0
-    annotators: int = 2
+    share: float
+    annotators: int
 
     @classmethod
     def from_config(cls, config: Any) -> Overlap:
-        s = config["session"]
-        return cls(float(s.get("overlap_share", 0.0)), int(s.get("overlap_annotators", 2)))
+        from ..settings import settings  # deferred: the store package is imported by config's users
+
+        s = settings(config).session
+        return cls(s.overlap_share, s.overlap_annotators)
 
     @property
     def on(self) -> bool:
