@@ -6,7 +6,8 @@ so CLI help and modules that only catch the errors stay fast.
 
 from __future__ import annotations
 
-from .client import CALL_KEY_HEADER, ROLES, ChatResult, LLMClient, estimate_tokens, parse_retry_after
+from .answers import ChatResult, estimate_tokens
+from .client import CALL_KEY_HEADER, ROLES, LLMClient, parse_retry_after
 from .errors import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
 from .pricing import call_cost, price_for
 
