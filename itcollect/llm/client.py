@@ -55,6 +55,7 @@ from .answers import (
     token_count,
     usage_tokens,
 )
+from .batch import BatchCall
 from .errors import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
 from .ledger import LedgerWriter
 from .pricing import Prices, call_cost, price_for
@@ -262,6 +263,11 @@ class LLMClient:
         self._ledger = LedgerWriter(store, self.run_id)
 
     # -- public helpers ------------------------------------------------------------------------
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The LLM roles this client serves."""
+        return tuple(self._roles)
+
     def model_for(self, role: str) -> str:
         return self._role(role).model
 
@@ -294,6 +300,12 @@ class LLMClient:
     def call_key(self, role: str, messages: list[dict], *, sample: int = 0, **params: Any) -> str:
         """sha256 of the call's model, messages and parameters (its body) and sample index."""
         return self._key(self._canonical(self.request_body(role, messages, **params)), sample)
+
+    def batch_call(self, role: str, messages: list[dict], *, sample: int = 0, **params: Any) -> BatchCall:
+        """The call :meth:`chat` would make (same key, same body), for the Batch API transport."""
+        r = self._role(role)
+        body = self.request_body(role, messages, **params)
+        return BatchCall(self._key(self._canonical(body), sample), role, r.model, r.display_url, body)
 
     def price_for(self, role: str) -> Prices:
         return self._role(role).price
