@@ -38,6 +38,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -94,8 +95,7 @@ class _Role:
 
 def _sdk_types() -> Any:
     """The SDK classes a chat call is parsed into (imported with the SDK, not at module import)."""
-    from types import SimpleNamespace
-
+    # deferred heavy import: the SDK takes ~0.6 s to import; see the package docstring
     from openai import AsyncStream
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -164,6 +164,8 @@ class LLMClient:
                  annotator_base_url: str | None = None, annotator_model: str | None = None,
                  concurrency: int | None = None, max_cost_usd: float | None = None, dry_run: bool = False,
                  env: dict[str, str] | None = None) -> None:
+        # deferred heavy imports (the SDK ~0.6 s, its HTTP stack ~0.1 s): importing itcollect.llm
+        # stays cheap for the commands and modules that only catch its errors
         import httpx2
         import openai
 

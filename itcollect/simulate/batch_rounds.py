@@ -232,7 +232,7 @@ def run_batch_simulation(ws: Any, opts: SimulateOptions, *, echo: Callable[[str]
         return BatchSummary(status=simulate_batch_status(ws.store))
     if opts.limit is not None and opts.limit < 0:
         raise UsageError("--limit must be zero or more")
-    import openai  # deferred heavy import (~0.3 s): only a run that talks to the provider needs it
+    import openai  # deferred heavy import (~0.6 s): --status, which ends above, needs none of the SDK
 
     # a dry run writes nothing, so it may run while a batch run polls
     lock = nullcontext() if opts.dry_run else WorkspaceLock(ws.root, LOCK_FILE, "`simulate --batch-api`")
