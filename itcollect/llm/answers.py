@@ -8,7 +8,8 @@ so both use this module and nothing else for them:
   never a silent ``None``; usage counts that are not integers are treated as missing;
 * :func:`usage_tokens`: usage the server did not report is estimated, the same way everywhere;
 * :func:`estimate_call`: the prompt, expected and worst-case completion tokens of a call before it
-  is made (dry runs, ``--max-cost`` checks, the tokens-per-minute bucket);
+  is made (dry runs, ``--max-cost`` checks); :func:`rate_limit_tokens`: what the tokens-per-minute
+  bucket charges for it;
 * :func:`ledger_result`: a ledger row as the answer a repeated call gets.
 """
 
@@ -109,6 +110,13 @@ def usage_tokens(answer: Completion, messages: list[dict]) -> tuple[int, int]:
     pt = answer.prompt_tokens if answer.prompt_tokens is not None else messages_tokens(messages)
     ct = answer.completion_tokens if answer.completion_tokens is not None else estimate_tokens(answer.text)
     return int(pt), int(ct)
+
+
+def rate_limit_tokens(body: Mapping[str, Any]) -> int:
+    """What the tokens-per-minute bucket charges for a call before it is sent: its prompt
+    estimate plus the most its answer may use (``max_tokens``, else 256). The difference to the
+    real usage is given back (or charged) when the answer arrives."""
+    return messages_tokens(body["messages"]) + int(body.get("max_tokens") or 256)
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,8 +51,8 @@ from .answers import (
     Completion,
     estimate_call,
     ledger_result,
-    messages_tokens,
     parse_completion,
+    rate_limit_tokens,
     token_count,
     usage_tokens,
 )
@@ -536,7 +536,7 @@ class LLMClient:
 
     async def _send(self, r: _Role, key: str, body: dict, wire: bytes, priority: float,
                     on_delta: Callable[[str], None] | None, on_reset: Callable[[], None] | None) -> ChatResult:
-        est = messages_tokens(body["messages"]) + int(body.get("max_tokens") or 256)
+        est = rate_limit_tokens(body)
         options = {"headers": {CALL_KEY_HEADER: key}, "security": {"bearer_auth": True}}
         attempts = 0
         shown = [False]
