@@ -5,7 +5,25 @@ such as ``judge`` would): build each call with :meth:`LLMClient.batch_call` (the
 the online client would send), ask :meth:`BatchRunner.lookup` what the ledger already knows about
 it, and :meth:`BatchRunner.submit` the rest; the answers land in the request ledger, where the
 stage reads them (``lookup`` again) exactly as it would read an online answer. Nothing here knows
-about dialogues.
+about dialogues::
+
+    runner = BatchRunner(store, config, llm, echo=echo, sleep=renew_leases_then_sleep)
+    if (await runner.resume(wait=wait)).still_out:    # batches an earlier run left out
+        return
+    while True:
+        calls = []
+        for item in work:                             # the stage's own units of work
+            call = llm.batch_call("judge", messages_for(item))
+            known = runner.lookup(call.key)           # answered | in_flight | straggler | to_send
+            if known.kind == "answered":
+                use(item, known.result)               # a ChatResult, as chat() returns
+            elif known.kind == "to_send":
+                calls.append(call)
+        if not calls:
+            break
+        calls, _ = runner.within_budget(calls, budget)  # --max-cost, worst case at batch prices
+        if (await runner.submit(calls, wait=wait)).still_out:
+            break                                       # [batch] wait = false: re-run to collect
 
 Crash safety is the point of the design. A batch, its items and the ledger rows of its calls
 (status ``batched``) are recorded in one transaction *before* anything is uploaded. Then:
