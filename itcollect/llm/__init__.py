@@ -1,4 +1,6 @@
-"""The LLM layer: one async client over the official ``openai`` SDK, with the request ledger.
+"""The LLM layer: one async client over the official ``openai`` SDK, with the request ledger,
+and beside it the Batch API transport (:mod:`.batch`) for the same calls at batch prices; both
+judge answers and estimate calls with :mod:`.answers`.
 
 Importing this package is cheap: ``openai`` is imported when the first ``LLMClient`` is built,
 so CLI help and modules that only catch the errors stay fast.
