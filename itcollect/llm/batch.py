@@ -137,10 +137,11 @@ class BatchCall:
     model: str
     base_url: str | None
     body: dict[str, Any]
-    request_json: str = field(init=False)
+    request_json: str = ""  # the body as the ledger's canonical JSON (computed when not given)
 
     def __post_init__(self) -> None:
-        self.request_json = dumps(self.body)  # the ledger's canonical JSON
+        if not self.request_json:
+            self.request_json = dumps(self.body)
 
     def line(self) -> bytes:
         return request_line(self.key, self.request_json)

@@ -307,7 +307,8 @@ class LLMClient:
         """The call :meth:`chat` would make (same key, same body), for the Batch API transport."""
         r = self._role(role)
         body = self.request_body(role, messages, **params)
-        return BatchCall(self._key(self._canonical(body), sample), role, r.model, r.display_url, body)
+        request_json = self._canonical(body)
+        return BatchCall(self._key(request_json, sample), role, r.model, r.display_url, body, request_json)
 
     def price_for(self, role: str) -> Prices:
         return self._role(role).price
