@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 from .config import CONFIG_FILE, DEFAULT_CONFIG_TEXT, Config, load_config
-from .errors import WorkspaceError
+from .errors import ServiceError, WorkspaceError
 from .store import STORE_FILE, Store
 
 
@@ -63,3 +65,41 @@ def init_workspace(directory: str | Path, force: bool = False) -> Workspace:
     ws = Workspace(root)
     _ = ws.store  # create and migrate the store now, so init fails loudly rather than a later command
     return ws
+
+
+class WorkspaceLock:
+    """An exclusive, non-blocking lock on a file in the workspace folder, held for a run: for the
+    work that two processes on one workspace must not do at once (e.g. Batch API runs, which
+    would race on the same calls' next rounds). The file holds the holder's pid, which the
+    refusal names; the lock goes with the process, so a killed holder never leaves it behind.
+
+    ``what`` names the run in the refusal (``another `simulate --batch-api` is running ...``).
+    """
+
+    def __init__(self, root: str | Path, filename: str, what: str) -> None:
+        self.path = os.path.join(str(root), filename)
+        self.what = what
+        self.fh: Any = None
+
+    def __enter__(self) -> WorkspaceLock:
+        import fcntl  # POSIX only: imported when a lock is taken, so this module imports everywhere
+
+        self.fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
+        try:
+            fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.fh.seek(0)
+            other = self.fh.read().strip()
+            self.fh.close()
+            raise ServiceError(f"another {self.what} is running on this workspace"
+                               f"{f' (pid {other})' if other else ''}; wait for it or stop it first",
+                               path=self.path) from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(str(os.getpid()))
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fh is not None:
+            self.fh.close()

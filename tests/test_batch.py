@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 
-from itcollect.batch import LOCK_FILE, PAUSE_ENV, PAUSE_FILE_ENV
+from itcollect.llm.batch import LOCK_FILE, PAUSE_ENV, PAUSE_FILE_ENV
 from itcollect.plan import plan_specs
 from itcollect.workspace import Workspace, init_workspace
 
@@ -182,29 +182,49 @@ def test_kill_9_at_each_phase_then_resume(tmp_path, batch_server, phase):
     ws.close()
 
 
-def test_dry_run_estimates_next_round_at_batch_prices_and_writes_nothing(tmp_path, batch_server):
+def test_dry_run_estimates_the_whole_run_at_batch_prices_and_writes_nothing(tmp_path, batch_server):
     api = batch_server.batch_api
     ws = make_ws(tmp_path, 40)
     r = batch_cli(ws, batch_server, "--dry-run", "--json")
     assert r.returncode == 0, r.stderr
-    est = json.loads(r.stdout)["estimate"]
-    assert est["calls"] == 40 and est["by_role"] == {"assistant": 40} and est["batches"] == 1
+    out = json.loads(r.stdout)
+    est = out["estimate"]
+    assert out["dry_run"] == est  # the key online dry runs print, in both modes
+    # the whole run: every planned call of every dialogue (2-5 user turns: the first request is a
+    # template, then one assistant answer per user turn and one annotator request per later turn)
+    specs = list(ws.store.iter_specs())
+    planned = sum(2 * s["n_turns"] - 1 for s in specs)
+    assert est["dialogues"] == est["sampled"] == 40 and est["calls"] == planned == est["remaining_calls"]
+    assert est["by_role"] == {"assistant": sum(s["n_turns"] for s in specs),
+                              "annotator": sum(s["n_turns"] - 1 for s in specs)}
     assert est["prompt_tokens"] > 0 and est["completion_tokens"] > 0
     expected = (est["prompt_tokens"] * 0.075 + est["completion_tokens"] * 0.30) / 1e6
     assert est["cost_usd"] == pytest.approx(expected, rel=1e-3)
     assert est["cost_usd_online"] == pytest.approx(2 * est["cost_usd"], rel=1e-3)
     assert est["cost_usd_max"] >= est["cost_usd"]
+    # the next round, exactly: the first answer of each dialogue, in one input file
+    nxt = est["next_round"]
+    assert nxt["calls"] == 40 and nxt["by_role"] == {"assistant": 40} and nxt["batches"] == est["batches"] == 1
+    assert 0 < nxt["cost_usd"] < est["cost_usd"] and nxt["prompt_tokens"] < est["prompt_tokens"]
     assert batch_server.total_requests == 0 and api.requests == Counter()
     assert ws.store.ledger_counts() == {"pending": 0, "done": 0, "failed": 0, "batched": 0}
     assert list(ws.store.iter_dialogues()) == [] and ws.store.batch_totals()["total"] == 0
     r = batch_cli(ws, batch_server, "--dry-run")
-    assert r.returncode == 0 and "at batch prices" in r.stdout
+    assert r.returncode == 0 and "at batch prices" in r.stdout and f"about {planned:,} calls" in r.stdout
+    # online --dry-run estimates the same run (same calls and tokens), at online prices
+    online = run_cli("-C", str(ws.root), "simulate", "--base-url", batch_server.base_url, "--model", MODEL,
+                     "--dry-run", "--json")
+    assert online.returncode == 0, online.stderr
+    on = json.loads(online.stdout)["dry_run"]
+    assert (on["calls"], on["prompt_tokens"], on["completion_tokens"]) == \
+        (est["calls"], est["prompt_tokens"], est["completion_tokens"])
+    assert on["cost_usd"] == pytest.approx(est["cost_usd_online"], abs=1e-4)
     # the first real round submits exactly what the dry run announced
     cfg = (ws.root / "itcollect.toml").read_text().replace("wait = true", "wait = false")
     (ws.root / "itcollect.toml").write_text(cfg)
     r = batch_cli(ws, batch_server, "--json")
     assert r.returncode == 0, r.stderr
-    assert api.uploads[0]["lines"] == est["calls"]
+    assert api.uploads[0]["lines"] == nxt["calls"]
     ws.close()
 
 
@@ -240,7 +260,7 @@ def test_max_cost_is_respected_before_submitting(tmp_path, batch_server):
     api = batch_server.batch_api
     ws = make_ws(tmp_path, 40)
     r = batch_cli(ws, batch_server, "--dry-run", "--json")
-    est = json.loads(r.stdout)["estimate"]
+    est = json.loads(r.stdout)["estimate"]["next_round"]
     budget = est["cost_usd_max"] / 2  # half the first round's worst case
     r = batch_cli(ws, batch_server, "--max-cost", f"{budget:.8f}", "--json")
     assert r.returncode == 0, r.stderr

@@ -1,4 +1,4 @@
-"""The Batch API machinery (itcollect.batch.BatchRunner) against the loopback Files/Batches server:
+"""The Batch API transport (itcollect.llm.batch.BatchRunner) against the loopback Files/Batches server:
 splitting, partial failures, expiry, whole-batch failure, and resuming from every state a crash
 can leave behind (reproduced through the real SDK and store, not mocked)."""
 
@@ -10,8 +10,8 @@ import json
 import openai
 import pytest
 
-from itcollect.batch import BatchCall, BatchRunner, parse_result_line, split_calls
 from itcollect.llm import LLMClient
+from itcollect.llm.batch import BatchCall, BatchRunner, parse_result_line, split_calls
 from tests.fake_batch import FakeBatchAPI
 from tests.fakeserver import FakeOpenAI
 
@@ -37,8 +37,7 @@ def _calls(llm: LLMClient, n: int, *, role: str = "assistant", tag: str = "") ->
     out = []
     for i in range(n):
         msgs = [{"role": "user", "content": f"Translate sentence {tag}{i} into German."}]
-        out.append(BatchCall(llm.call_key(role, msgs), role, llm.model_for(role), llm.base_url_for(role),
-                             llm.request_body(role, msgs)))
+        out.append(llm.batch_call(role, msgs))
     return out
 
 
@@ -70,7 +69,7 @@ def test_parse_result_line_failures_are_explicit():
         "model": "m", "choices": [{"message": {"content": "Hallo"}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 3, "completion_tokens": 1}}}}
     r = parse_result_line(ok)
-    assert r.ok and r.text == "Hallo" and r.prompt_tokens == 3
+    assert r.ok and r.answer.text == "Hallo" and r.answer.prompt_tokens == 3
     empty = json.loads(json.dumps(ok))
     empty["response"]["body"]["choices"][0]["message"]["content"] = "  "
     assert not parse_result_line(empty).ok and "empty" in parse_result_line(empty).error
@@ -171,7 +170,7 @@ def test_resume_after_upload_reached_server_reuses_file(workspace, cfg, batch_se
         [bid] = runner.record_round(_calls(llm, 6), 1)
         workspace.store.update_batch(bid, status="uploading")
         sdk = openai.OpenAI(base_url=batch_server.base_url, api_key="x")
-        sdk.files.create(file=(runner.filename(bid), runner._content(bid)), purpose="batch")
+        sdk.files.create(file=(runner.filename(bid), runner.content(bid)), purpose="batch")
         await runner.drain()
         return bid
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 
 import pytest
 
@@ -109,21 +111,67 @@ def test_bucket_rejects_nonsense():
         TokenBucket(0)
 
 
-def test_rpm_limit_delays_but_completes(fake_openai, tmp_path):
+def _arrivals(fake_openai, tmp_path, name: str, llm: str, messages: list[list[dict]], **params) -> list[float]:
+    """Send every call at once through a fresh client (no start-up pacing, slots for all) and
+    return the server's arrival times of the requests, in order, in seconds after the calls
+    were made (before any could take a token from a bucket)."""
     from itcollect.config import parse_config
     from itcollect.llm import LLMClient
     from itcollect.store import Store
 
-    cfg = parse_config("[llm]\nrequests_per_minute = 600\ntokens_per_minute = 100000\n")
+    fake_openai.reset()
+    cfg = parse_config(f"[llm]\nstart_pace_per_s = 0\n{llm}\n")
 
     async def go():
-        with Store(tmp_path / "s.db") as store:
-            client = LLMClient(cfg, store, command="t", base_url=fake_openai.base_url, model="m", env={})
+        with Store(tmp_path / f"{name}.db") as store:
+            client = LLMClient(cfg, store, command="t", base_url=fake_openai.base_url, model="m",
+                               concurrency=len(messages) + 10, env={})
             try:
-                return await asyncio.gather(*(client.chat("assistant", [{"role": "user", "content": f"q{i}"}])
-                                              for i in range(12)))
+                start.append(time.time())
+                await asyncio.gather(*(client.chat("assistant", m, **params) for m in messages))
             finally:
                 await client.aclose()
 
-    results = asyncio.run(go())
-    assert len(results) == 12 and fake_openai.total_requests == 12
+    start: list[float] = []
+    asyncio.run(asyncio.wait_for(go(), 60))
+    assert fake_openai.total_requests == len(messages)
+    return sorted(r["at"] - start[0] for r in fake_openai.requests)
+
+
+def test_requests_per_minute_bucket_spreads_the_calls(fake_openai, tmp_path):
+    """600 requests a minute: a bucket of 60 (6 s worth) refilled at 10 a second. 70 calls made at
+    once: the first 60 may leave together, the k-th after that no sooner than k/10 s after the
+    calls were made (the bucket can have paid out at most 60 + 10 t requests in t seconds)."""
+    rate, capacity, n = 10.0, 60, 70
+    messages = [[{"role": "user", "content": f"rpm question {i}"}] for i in range(n)]
+    limited = _arrivals(fake_openai, tmp_path, "rpm", "requests_per_minute = 600", messages)
+    for k in range(capacity, n):  # the (k+1)-th request waited for its token
+        assert limited[k] >= (k + 1 - capacity) / rate - 0.005, (k, limited[k])
+    assert limited[-1] >= (n - capacity) / rate - 0.005
+    # the same calls without the limit are not spread like that: the wait was the bucket's
+    free = _arrivals(fake_openai, tmp_path, "rpm-free", "requests_per_minute = 0", messages)
+    assert free[-1] < (n - capacity) / rate - 0.005
+
+
+def test_tokens_per_minute_bucket_spreads_the_calls(fake_openai, tmp_path):
+    """12,000 tokens a minute: a bucket of 1,200 tokens refilled at 200 a second. A call is charged
+    its estimate (prompt estimate + max_tokens) before it is sent and the difference to its real
+    usage when its answer arrives, so it costs the bucket at least min(estimate, usage); by the
+    last request's departure the bucket paid out at most 1,200 + 200 t, hence the lower bound."""
+    from itcollect.llm.answers import rate_limit_tokens
+    from itcollect.store import Store
+
+    rate, capacity, max_tokens = 200.0, 1200.0, 40
+    messages = [[{"role": "user", "content": f"Translate sentence number {i} of the tokens test into German."}]
+                for i in range(36)]
+    limited = _arrivals(fake_openai, tmp_path, "tpm", "tokens_per_minute = 12000", messages, max_tokens=max_tokens)
+    with Store(tmp_path / "tpm.db") as store:  # each call's real usage, by its message
+        used = {json.loads(r["request"])["messages"][0]["content"]: r["prompt_tokens"] + r["completion_tokens"]
+                for r in store.ledger_calls(["done"])}
+    charged = {m[0]["content"]: rate_limit_tokens({"messages": m, "max_tokens": max_tokens}) for m in messages}
+    assert used.keys() == charged.keys() and len(used) == 36 and max(charged.values()) < capacity
+    bound = (sum(min(charged[c], used[c]) for c in used) - capacity) / rate
+    assert bound > 0.5  # the test asks for a real wait, not a rounding error
+    assert limited[-1] >= bound - 0.005, (limited[-1], bound)
+    free = _arrivals(fake_openai, tmp_path, "tpm-free", "tokens_per_minute = 0", messages, max_tokens=max_tokens)
+    assert free[-1] < bound - 0.005

@@ -347,13 +347,13 @@ def test_resume_asks_the_same_sample_again(tmp_path, fake_openai):
     ws = make_ws(tmp_path, 1)
     driver = DialogueDriver(ws.config, assistant_model="m", annotator_model="m")
     spec = next(ws.store.iter_specs())
-    state = driver.load(ws.store, spec)
+    state = driver.load_or_create(ws.store, spec)
     step = driver.next_step(state)
     driver.record(ws.store, state, step, driver.apply(state, step))
     step = driver.next_step(state)
     assert step.kind == "assistant" and step.sample == 0
     driver.record(ws.store, state, step, Outcome("", ["empty"]))
-    again = driver.load(ws.store, spec)  # as a new process would
+    again = driver.load(ws.store, spec)  # as a new process would (it writes nothing)
     assert len(again.turns) == 1 and driver.next_step(again).sample == 1
     assert driver.next_step(again).messages == step.messages
     ws.close()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -30,7 +31,8 @@ def simulate(state, limit, concurrency, base_url, model, annotator_base_url, ann
     Interrupt (Ctrl-C) or kill it at any time: every committed turn is kept and the same command
     continues where it stopped, answering repeated calls from the request ledger.
     """
-    from ..simulate import SimulateOptions, run_simulation
+    # deferred: the command's stage loads when the command runs (the CLI's lazy registry)
+    from ..simulate import SimulateOptions, run_batch_simulation, run_simulation
 
     opts = SimulateOptions(limit=limit, concurrency=concurrency, base_url=base_url, model=model,
                            annotator_base_url=annotator_base_url, annotator_model=annotator_model,
@@ -40,21 +42,13 @@ def simulate(state, limit, concurrency, base_url, model, annotator_base_url, ann
             if local:
                 raise click.UsageError("--batch-api needs a provider with the OpenAI Batch API; the local "
                                        "llama.cpp server has none (drop --local)")
-            try:
-                from ..batch import run_batch_simulation
-            except ImportError as exc:
-                raise click.ClickException(f"--batch-api is not available in this installation ({exc})") from None
             if cancel_batches and (show_status or dry_run):
                 raise click.UsageError("--cancel does not go with --status or --dry-run")
-            batch = run_batch_simulation(ws, opts, status=show_status, cancel=cancel_batches)
-            click.echo(json.dumps(batch.to_json()) if as_json else batch.render())
-            if batch.stopped:
-                click.echo(f"itcollect: stopped: {batch.stopped}", err=True)
-            return
-        if show_status or cancel_batches:
+            summary = run_batch_simulation(ws, opts, echo=_echo, status=show_status, cancel=cancel_batches)
+        elif show_status or cancel_batches:
             raise click.UsageError(f"{'--status' if show_status else '--cancel'} goes with --batch-api")
-        if local:
-            from ..local import local_server
+        elif local:
+            from ..local import local_server  # deferred: only --local needs the llama.cpp launcher
 
             with local_server(ws.config) as (url, name):
                 opts.base_url, opts.model = url, name
@@ -63,35 +57,108 @@ def simulate(state, limit, concurrency, base_url, model, annotator_base_url, ann
                 summary = run_simulation(ws, opts)
         else:
             summary = run_simulation(ws, opts)
-    if summary.estimate is not None:
-        e = summary.estimate
-        if as_json:
-            click.echo(json.dumps({"dry_run": e}))
-            return
-        click.echo(f"dry run: {e['dialogues']:,} dialogues -> about {e['calls']:,} calls, "
-                   f"{e['prompt_tokens']:,} prompt + {e['completion_tokens']:,} completion tokens, "
-                   f"${e['cost_usd']:.2f} (assistant {e['assistant_model']}, annotator {e['annotator_model']}; "
-                   f"estimated from {e['sampled']} dialogues)")
-        return
-    calls = summary.calls
-    if as_json:
-        click.echo(json.dumps({"done": summary.done, "failed": summary.failed, "parked": summary.skipped_batched,
-                               "call_errors": summary.call_errors, "taken_over": summary.taken_over,
-                               "failures": summary.failures, "stopped": summary.stopped, "calls": calls}))
-    else:
-        line = (f"simulate: {summary.done} done, {summary.failed} failed; {calls.get('sent', 0)} calls sent, "
-                f"{calls.get('from_ledger', 0)} from the ledger; {calls.get('tokens', 0):,} tokens, "
-                f"${calls.get('cost_usd', 0.0):.4f}")
-        if summary.failures:
-            line += " (failures: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.failures.items())) + ")"
-        if summary.call_errors:
-            line += (f"; {summary.call_errors} dialogues hit an LLM call that failed after all retries "
-                     f"(left pending: re-run to retry)")
-        if summary.skipped_batched:
-            line += f"; {summary.skipped_batched} waiting for a submitted batch"
-        if summary.taken_over:
-            line += (f"; {summary.taken_over} taken over by another process while this one stalled past "
-                     f"their lease (left to it)")
-        click.echo(line)
+    click.echo(json.dumps(summary.to_json()) if as_json else
+               render_batch(summary) if batch_api else render_online(summary))
     if summary.stopped:
         click.echo(f"itcollect: stopped: {summary.stopped}", err=True)
+
+
+def _echo(message: str) -> None:
+    click.echo(f"itcollect: {message}", err=True)
+
+
+# -- rendering ------------------------------------------------------------------------------------------
+def render_online(summary: Any) -> str:
+    """The one-line summary of an online run (or its dry run)."""
+    if summary.estimate is not None:
+        e = summary.estimate
+        return (f"dry run: {e['dialogues']:,} dialogues -> about {e['calls']:,} calls, "
+                f"{e['prompt_tokens']:,} prompt + {e['completion_tokens']:,} completion tokens, "
+                f"${e['cost_usd']:.2f} (assistant {e['assistant_model']}, annotator {e['annotator_model']}; "
+                f"estimated from {e['sampled']} dialogues)")
+    calls = summary.calls
+    line = (f"simulate: {summary.done} done, {summary.failed} failed; {calls.get('sent', 0)} calls sent, "
+            f"{calls.get('from_ledger', 0)} from the ledger; {calls.get('tokens', 0):,} tokens, "
+            f"${calls.get('cost_usd', 0.0):.4f}")
+    if summary.failures:
+        line += " (failures: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.failures.items())) + ")"
+    if summary.call_errors:
+        line += (f"; {summary.call_errors} dialogues hit an LLM call that failed after all retries "
+                 f"(left pending: re-run to retry)")
+    if summary.parked:
+        line += f"; {summary.parked} waiting for a submitted batch"
+    if summary.taken_over:
+        line += (f"; {summary.taken_over} taken over by another process while this one stalled past "
+                 f"their lease (left to it)")
+    return line
+
+
+def render_batch(summary: Any) -> str:
+    """What a ``simulate --batch-api`` invocation prints: its status, dry run, cancel or run."""
+    if summary.status is not None:
+        return render_batch_status(summary.status)
+    if summary.estimate is not None:
+        return render_batch_estimate(summary.estimate)
+    if summary.cancelled is not None:
+        return (f"simulate --batch-api --cancel: {summary.cancelled} batch(es) stopped; {summary.answered:,} answers "
+                f"they had collected (${summary.cost_usd:.4f}), {summary.failed_calls:,} calls without an answer "
+                f"are free again (re-run simulate, with or without --batch-api, to continue)")
+    line = (f"simulate --batch-api: {summary.rounds} round(s), {summary.submitted:,} calls submitted, "
+            f"{summary.answered:,} answered, {summary.failed_calls:,} came back without an answer; dialogues "
+            f"{summary.done:,} done, {summary.failed:,} failed; ${summary.cost_usd:.4f} at batch prices")
+    if summary.waiting:
+        line += f"; {summary.waiting:,} calls still out (re-run to collect)"
+    if summary.stragglers:
+        line += (f"; {summary.stragglers:,} dialogues left to online `itcollect simulate` (their call failed in "
+                 f"every batch)")
+    if summary.parked:
+        line += f"; {summary.parked} waiting for a batch submitted elsewhere"
+    return line
+
+
+def render_batch_estimate(e: dict[str, Any]) -> str:
+    """``simulate --batch-api --dry-run``: the whole remaining run, then the next round."""
+    roles = e["by_role"]
+    nxt = e["next_round"]
+    head = (f"dry run (batch): {e['dialogues']:,} dialogues -> about {e['calls']:,} calls (assistant "
+            f"{roles.get('assistant', 0):,}, annotator {roles.get('annotator', 0):,}), "
+            f"{e['prompt_tokens']:,} prompt + {e['completion_tokens']:,} completion tokens, "
+            f"${e['cost_usd']:.4f} at batch prices (${e['cost_usd_online']:.4f} online; at most "
+            f"${e['cost_usd_max']:.4f}) (assistant {e['assistant_model']}, annotator {e['annotator_model']}; "
+            f"estimated from {e['sampled']} dialogues)")
+    nroles = nxt["by_role"]
+    tail = [f"next round: {nxt['calls']:,} calls (assistant {nroles.get('assistant', 0):,}, annotator "
+            f"{nroles.get('annotator', 0):,}), ${nxt['cost_usd']:.4f} at batch prices (at most "
+            f"${nxt['cost_usd_max']:.4f}) in {nxt['batches']} batch file(s)"]
+    if e["ready"]:
+        tail.append(f"{e['ready']:,} dialogues have answers in the ledger to apply first")
+    if e["in_flight"]:
+        tail.append(f"{e['in_flight']:,} calls are in batches still out (collected before the next round)")
+    if e["stragglers"]:
+        tail.append(f"{e['stragglers']:,} calls failed in {e['max_attempts']} batches and are left to "
+                    f"online simulate")
+    return head + "\n" + "; ".join(tail)
+
+
+def render_batch_status(status: dict[str, Any]) -> str:
+    """``simulate --batch-api --status``: the batches in flight and what each waits for."""
+    lines = []
+    flight = status["in_flight"]
+    if not flight:
+        lines.append("No batch in flight.")
+    else:
+        lines.append(f"{len(flight)} batch(es) in flight, {status['calls_batched']:,} calls waiting:")
+        for b in flight:
+            remote = f" {b['remote_id']} [{b['remote_status']}]" if b["remote_id"] else ""
+            lines.append(f"  round {b['round']}  batch {b['id']}{remote}  {b['model'] or ''}  "
+                         f"{b['completed']:,}/{b['requests']:,} done, {b['failed']:,} failed  "
+                         f"(last update {b['updated_at']})")
+            lines.append(f"      waiting for {b['waiting_for']}")
+    last = status["last_round"]
+    if last:
+        lines.append(f"Last collected round {last['round']}: {last['batches']} batch(es), {last['answered']:,} "
+                     f"answered, {last['failed']:,} without answer, ${last['cost_usd']:.4f}")
+    specs = status["specs"]
+    lines.append(f"Specs: {specs['pending']:,} pending, {specs['in_progress']:,} in progress, {specs['done']:,} "
+                 f"done, {specs['failed']:,} failed.")
+    return "\n".join(lines)

@@ -1,4 +1,6 @@
-"""The LLM layer: one async client over the official ``openai`` SDK, with the request ledger.
+"""The LLM layer: one async client over the official ``openai`` SDK, with the request ledger,
+and beside it the Batch API transport (:mod:`.batch`) for the same calls at batch prices; both
+judge answers and estimate calls with :mod:`.answers`.
 
 Importing this package is cheap: ``openai`` is imported when the first ``LLMClient`` is built,
 so CLI help and modules that only catch the errors stay fast.
@@ -6,15 +8,8 @@ so CLI help and modules that only catch the errors stay fast.
 
 from __future__ import annotations
 
-from .client import (
-    CALL_KEY_HEADER,
-    DEFAULT_ROLES,
-    ROLES,
-    ChatResult,
-    LLMClient,
-    estimate_tokens,
-    parse_retry_after,
-)
+from .answers import ChatResult, estimate_tokens
+from .client import CALL_KEY_HEADER, DEFAULT_ROLES, ROLES, LLMClient, parse_retry_after
 from .errors import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
 from .pricing import call_cost, price_for
 

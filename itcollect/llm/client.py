@@ -38,12 +38,25 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config import Config
 from ..errors import ServiceError
 from ..store import Store, dumps
+from .answers import (
+    BadAnswer,
+    ChatResult,
+    Completion,
+    estimate_call,
+    ledger_result,
+    parse_completion,
+    rate_limit_tokens,
+    token_count,
+    usage_tokens,
+)
+from .batch import BatchCall
 from .errors import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
 from .ledger import LedgerWriter
 from .pricing import Prices, call_cost, price_for
@@ -59,23 +72,6 @@ DEFAULT_ROLES = ("assistant", "annotator")
 CALL_KEY_HEADER = "X-Itcollect-Call-Key"
 
 
-@dataclass(slots=True)
-class ChatResult:
-    """One answer. ``from_ledger``: answered from the store (or shared with an identical call in
-    flight), nothing paid. ``finish_reason`` 'length' is returned as is: the caller judges it."""
-
-    text: str
-    finish_reason: str
-    model: str
-    call_key: str
-    prompt_tokens: int
-    completion_tokens: int
-    latency_ms: float
-    cost_usd: float
-    from_ledger: bool
-    attempts: int = 0
-
-
 def _root_cause(exc: BaseException) -> BaseException:
     """The innermost exception of the ``__cause__`` / ``__context__`` chain (``exc`` if none)."""
     seen = {id(exc)}
@@ -87,10 +83,6 @@ def _root_cause(exc: BaseException) -> BaseException:
 
 #: Connection attempts refused (or unresolvable) before any answer that stop a run at once.
 UNREACHABLE_ATTEMPTS = 3
-
-
-class _BadAnswer(Exception):
-    """A 200 response that is not a usable answer (empty, no choices, malformed)."""
 
 
 @dataclass(slots=True)
@@ -106,8 +98,7 @@ class _Role:
 
 def _sdk_types() -> Any:
     """The SDK classes a chat call is parsed into (imported with the SDK, not at module import)."""
-    from types import SimpleNamespace
-
+    # deferred heavy import: the SDK takes ~0.6 s to import; see the package docstring
     from openai import AsyncStream
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -139,20 +130,6 @@ def _redact_url(url: str) -> str:
             host += f":{parts.port}"
         return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
     return url
-
-
-def estimate_tokens(text: str) -> int:
-    """A cheap token estimate (about 3.5 characters a token for Latin text, 1 per CJK character
-    being close enough at a 3-character average) for rate limits and dry runs."""
-    return len(text) // 3 + 1
-
-
-def _messages_tokens(messages: list[dict]) -> int:
-    total = 0
-    for m in messages:
-        content = m.get("content")
-        total += 4 + estimate_tokens(content if isinstance(content, str) else json.dumps(content))
-    return total
 
 
 def parse_retry_after(headers: Any) -> float | None:
@@ -191,6 +168,8 @@ class LLMClient:
                  concurrency: int | None = None, max_cost_usd: float | None = None, dry_run: bool = False,
                  env: dict[str, str] | None = None, roles: tuple[str, ...] = DEFAULT_ROLES,
                  judge_base_url: str | None = None, judge_model: str | None = None) -> None:
+        # deferred heavy imports (the SDK ~0.6 s, its HTTP stack ~0.1 s): importing itcollect.llm
+        # stays cheap for the commands and modules that only catch its errors
         import httpx2
         import openai
 
@@ -297,7 +276,7 @@ class LLMClient:
     # -- public helpers ------------------------------------------------------------------------
     @property
     def roles(self) -> tuple[str, ...]:
-        """The roles this client was set up with."""
+        """The LLM roles this client serves (those it was set up with)."""
         return tuple(self._roles)
 
     def model_for(self, role: str) -> str:
@@ -332,6 +311,13 @@ class LLMClient:
     def call_key(self, role: str, messages: list[dict], *, sample: int = 0, **params: Any) -> str:
         """sha256 of the call's model, messages and parameters (its body) and sample index."""
         return self._key(self._canonical(self.request_body(role, messages, **params)), sample)
+
+    def batch_call(self, role: str, messages: list[dict], *, sample: int = 0, **params: Any) -> BatchCall:
+        """The call :meth:`chat` would make (same key, same body), for the Batch API transport."""
+        r = self._role(role)
+        body = self.request_body(role, messages, **params)
+        request_json = self._canonical(body)
+        return BatchCall(self._key(request_json, sample), role, r.model, r.display_url, body, request_json)
 
     def price_for(self, role: str) -> Prices:
         return self._role(role).price
@@ -402,7 +388,11 @@ class LLMClient:
             if stored["status"] == "batched":  # paid for in a batch: sending it again pays twice
                 raise CallInBatch(f"this {role} call is out in Batch API batch {stored['batch_id']}; "
                                    f"`itcollect simulate --batch-api` collects it (or --cancel frees it)")
-            return self._from_ledger(key, stored, on_delta)
+            self._count_from_ledger()
+            result = ledger_result(key, stored)
+            if on_delta is not None:
+                on_delta(result.text)
+            return result
         shared = self._inflight.get(key)
         if shared is not None:  # the same call is in flight in this run: wait for it, pay once
             result: ChatResult = await asyncio.shield(shared)
@@ -483,21 +473,11 @@ class LLMClient:
         if self.run_id is not None:
             self._ledger.count(from_ledger=1)
 
-    def _from_ledger(self, key: str, row: dict, on_delta: Callable[[str], None] | None) -> ChatResult:
-        self._count_from_ledger()
-        text = row["response"] or ""
-        if on_delta is not None:
-            on_delta(text)
-        return ChatResult(text, row["finish_reason"] or "stop", row["model"], key, int(row["prompt_tokens"] or 0),
-                          int(row["completion_tokens"] or 0), float(row["latency_ms"] or 0.0), 0.0, True, 0)
-
     def _estimate(self, r: _Role, key: str, body: dict) -> ChatResult:
         """dry_run: nothing recorded or sent; count what the call would probably cost."""
-        pt = _messages_tokens(body["messages"])
-        last = body["messages"][-1].get("content") if body["messages"] else ""
-        guess = int(estimate_tokens(last if isinstance(last, str) else "") * 1.2) + 16
-        ct = min(int(body.get("max_tokens") or guess), guess)
-        cost = call_cost(r.price, pt, ct)
+        est = estimate_call(body)
+        pt, ct = est.prompt_tokens, est.completion_tokens
+        cost = est.cost(r.price)
         self.estimated_calls += 1
         self.prompt_tokens += pt
         self.completion_tokens += ct
@@ -536,7 +516,7 @@ class LLMClient:
     def _classify(self, exc: BaseException, url: str) -> tuple[str, bool, float | None, str | None]:
         """(reason, retryable, server-requested delay, fatal-endpoint message)."""
         oa = self._openai
-        if isinstance(exc, _BadAnswer):
+        if isinstance(exc, BadAnswer):
             return str(exc), True, None, None
         if isinstance(exc, oa.APIConnectionError):  # APITimeoutError included
             root = _root_cause(exc)
@@ -567,7 +547,7 @@ class LLMClient:
 
     async def _send(self, r: _Role, key: str, body: dict, wire: bytes, priority: float,
                     on_delta: Callable[[str], None] | None, on_reset: Callable[[], None] | None) -> ChatResult:
-        est = _messages_tokens(body["messages"]) + int(body.get("max_tokens") or 256)
+        est = rate_limit_tokens(body)
         options = {"headers": {CALL_KEY_HEADER: key}, "security": {"bearer_auth": True}}
         attempts = 0
         shown = [False]
@@ -599,10 +579,9 @@ class LLMClient:
                 t0 = time.perf_counter()
                 try:
                     if on_delta is None:
-                        text, finish, usage, model = await self._attempt_plain(r, wire, options)
+                        answer = await self._attempt_plain(r, wire, options)
                     else:
-                        text, finish, usage, model = await self._attempt_stream(r, body, options, on_delta,
-                                                                                      shown)
+                        answer = await self._attempt_stream(r, body, options, on_delta, shown)
                     error = None
                 except asyncio.CancelledError:
                     raise
@@ -614,7 +593,7 @@ class LLMClient:
             if error is None or isinstance(error, self._openai.APIStatusError):
                 self._reached.add(r.display_url)  # something answered there
             if error is None:
-                return await self._record_answer(r, key, text, finish, usage, model, latency_ms, attempts, est, body)
+                return await self._record_answer(r, key, answer, latency_ms, attempts, est, body)
             reason, retryable, retry_after, fatal = self._classify(error, r.display_url)
             if not fatal and isinstance(error, self._openai.APIConnectionError):
                 # a local server this process started and that died: say so, not "is it running?"
@@ -637,30 +616,16 @@ class LLMClient:
                 delay = self._backoff(attempts)
             await asyncio.sleep(delay)
 
-    async def _attempt_plain(self, r: _Role, body: bytes, options: dict) -> tuple[str, str, Any, str]:
+    async def _attempt_plain(self, r: _Role, body: bytes, options: dict) -> Completion:
         # The SDK's own POST (what chat.completions.create() does after re-walking every message
         # against its TypedDicts) with the body as the ledger's canonical JSON bytes, which the SDK
         # sends as they are, and the answer read as text: building the SDK's pydantic response
         # model cost more CPU than the rest of our per-call work, and we read four fields of it.
         raw = await r.client.post("/chat/completions", cast_to=str, content=body, options=options)
-        data = json.loads(raw)  # a ValueError here is a malformed answer (retried)
-        if not isinstance(data, dict):
-            raise _BadAnswer(f"response is a JSON {type(data).__name__}, not an object")
-        choices = data.get("choices")
-        if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
-            raise _BadAnswer("response without choices")
-        choice = choices[0]
-        message = choice.get("message")
-        text = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(text, str) or not text.strip():
-            raise _BadAnswer("empty answer")
-        usage = data.get("usage")
-        model = data.get("model")
-        return (text, choice.get("finish_reason") or "stop", usage if isinstance(usage, dict) else None,
-                model if isinstance(model, str) and model else r.model)
+        return parse_completion(json.loads(raw))  # a ValueError here is a malformed answer (retried)
 
     async def _attempt_stream(self, r: _Role, body: dict, options: dict, on_delta: Callable[[str], None],
-                              shown: list[bool]) -> tuple[str, str, Any, str]:
+                              shown: list[bool]) -> Completion:
         t = self._types
         stream = await r.client.post("/chat/completions", cast_to=t.ChatCompletion,
                                      body={**body, "stream": True, "stream_options": {"include_usage": True}},
@@ -690,30 +655,18 @@ class LLMClient:
             await stream.close()
         text = "".join(parts)
         if finish is None:
-            raise _BadAnswer("stream ended without a finish_reason (cut off)")
+            raise BadAnswer("stream ended without a finish_reason (cut off)")
         if not text.strip():
-            raise _BadAnswer("empty answer")
-        return text, finish, usage, model
+            raise BadAnswer("empty answer")
+        return Completion(text, finish, model, token_count(getattr(usage, "prompt_tokens", None)),
+                          token_count(getattr(usage, "completion_tokens", None)))
 
-    async def _record_answer(self, r: _Role, key: str, text: str, finish: str, usage: Any, model: str,
-                             latency_ms: float, attempts: int, est: int, body: dict) -> ChatResult:
-        if isinstance(usage, dict):  # a plain answer's usage; a stream's is the SDK's model
-            pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        else:
-            pt = getattr(usage, "prompt_tokens", None)
-            ct = getattr(usage, "completion_tokens", None)
-        if not isinstance(pt, int) or isinstance(pt, bool):
-            pt = None
-        if not isinstance(ct, int) or isinstance(ct, bool):
-            ct = None
-        if pt is None:
-            pt = _messages_tokens(body["messages"])
-        if ct is None:
-            ct = estimate_tokens(text)
-        pt, ct = int(pt), int(ct)
+    async def _record_answer(self, r: _Role, key: str, answer: Completion, latency_ms: float, attempts: int,
+                             est: int, body: dict) -> ChatResult:
+        pt, ct = usage_tokens(answer, body["messages"])
         cost = call_cost(r.price, pt, ct)
-        await self._ledger.done(key, response=text, finish_reason=finish, prompt_tokens=pt, completion_tokens=ct,
-                                cost_usd=cost, latency_ms=latency_ms, attempts=attempts)
+        await self._ledger.done(key, response=answer.text, finish_reason=answer.finish_reason, prompt_tokens=pt,
+                                completion_tokens=ct, cost_usd=cost, latency_ms=latency_ms, attempts=attempts)
         if self._tpm is not None:
             self._tpm.adjust(est - (pt + ct))
         self._consecutive_failures = 0
@@ -721,7 +674,8 @@ class LLMClient:
         self.prompt_tokens += pt
         self.completion_tokens += ct
         self.cost_usd += cost
-        return ChatResult(text, finish, model, key, pt, ct, latency_ms, cost, False, attempts)
+        return ChatResult(answer.text, answer.finish_reason, answer.model or r.model, key, pt, ct, latency_ms, cost,
+                          False, attempts)
 
     async def _record_failure(self, key: str, reason: str, attempts: int, url: str, *,
                               count_for_breaker: bool = True) -> None:

@@ -534,7 +534,7 @@ class Session:
             self._guard()  # renew before a possibly long call
         turns = self.conversation()
         idx = turns[-1]["idx"] + 1
-        sample = self.store.count_rejected_answers(d.dialogue_id, idx)
+        sample = self.store.count_answers_at(d.dialogue_id, idx)
         system, template_name, template_hash = self._system_prompt()
         control = self._wants_control()
         try:

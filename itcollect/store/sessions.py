@@ -75,7 +75,7 @@ class SessionsMixin(StoreCore):
             "SELECT * FROM dialogues WHERE origin = 'human' AND annotator = ? AND status = 'in_progress'"
             " ORDER BY created_at, id", (annotator,))]
 
-    def count_rejected_answers(self, dialogue_id: str, idx: int) -> int:
+    def count_answers_at(self, dialogue_id: str, idx: int) -> int:
         """Assistant answers ever given at position ``idx`` (any state): the next sample number."""
         return int(self.scalar("SELECT COUNT(*) FROM turns WHERE dialogue_id = ? AND idx = ? AND role = 'assistant'",
                                (dialogue_id, idx)) or 0)

@@ -1,0 +1,115 @@
+"""``simulate --dry-run``: the whole remaining run, estimated the same way in both modes.
+
+A sample of the dialogues the run would play (at most :data:`SAMPLE_SIZE`, spread evenly over the
+specs) is walked to its end with stand-in answers (the source for a translation, a short revision
+request for the annotator): every LLM call on the way is looked up in the ledger (an answered one
+is free; one out in a batch stops that dialogue: it is parked, left to the batch run) and the
+others are estimated with :func:`itcollect.llm.answers.estimate_call`, the estimator the client and
+the batch transport use. The sample's calls, tokens and cost are scaled to every dialogue. Online,
+the cost is at online prices; with ``--batch-api`` at batch prices (with the online figure and the
+worst case beside it). Nothing is sent and nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..llm.answers import estimate_call
+from .driver import DialogueDriver
+
+#: Dialogues walked at most; the rest is scaled from them.
+SAMPLE_SIZE = 500
+
+_STAND_IN_REQUEST = {"zh": "请改得更正式一些。"}
+_STAND_IN_REQUEST_DEFAULT = "Could you make it a little more formal, please?"
+
+
+@dataclass
+class RunTotals:
+    """What the walked dialogues need: calls (those the ledger answers included, per role) and
+    the estimated tokens and cost of the others."""
+
+    calls: int = 0
+    by_role: dict[str, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    max_completion_tokens: int = 0
+    cost_usd_online: float = 0.0
+    cost_usd_batch: float = 0.0
+    cost_usd_batch_max: float = 0.0
+
+
+def sample_specs(specs: Sequence[dict[str, Any]], size: int = SAMPLE_SIZE) -> list[dict[str, Any]]:
+    """Every k-th spec, at most ``size`` of them."""
+    return list(specs[::max(1, len(specs) // size)][:size])
+
+
+def walk(store: Any, driver: DialogueDriver, llm: Any, spec: dict[str, Any], totals: RunTotals,
+         lookup: Callable[[str], str]) -> None:
+    """Play ``spec``'s dialogue from its committed turns to its end with stand-in answers, adding
+    its calls to ``totals``. ``lookup(key)`` says what the ledger knows of a call: "answered",
+    "in_flight" (the dialogue is parked), "straggler" (left to online simulate) or "to_send"."""
+    state = driver.load(store, spec)
+    while (step := driver.next_step(state)) is not None:
+        if step.kind == "template":
+            content = step.text or ""
+        else:
+            call = llm.batch_call(step.role, step.messages or [], sample=step.sample)
+            kind = lookup(call.key)
+            if kind in ("in_flight", "straggler"):  # not this run's call: the dialogue stops here
+                return
+            totals.calls += 1
+            totals.by_role[call.role] = totals.by_role.get(call.role, 0) + 1
+            if kind != "answered":
+                est, price = estimate_call(call.body), llm.price_for(call.role)
+                totals.prompt_tokens += est.prompt_tokens
+                totals.completion_tokens += est.completion_tokens
+                totals.max_completion_tokens += est.max_completion_tokens
+                totals.cost_usd_online += est.cost(price)
+                totals.cost_usd_batch += est.cost(price, batch=True)
+                totals.cost_usd_batch_max += est.max_cost(price, batch=True)
+            if step.kind == "assistant":
+                content = state.source_text
+            else:
+                content = _STAND_IN_REQUEST.get(step.expected_lang, _STAND_IN_REQUEST_DEFAULT)
+        state.turns.append({"role": "user" if step.kind != "assistant" else "assistant", "content": content,
+                            "interaction_type": step.interaction_type})
+
+
+def online_lookup(store: Any) -> Callable[[str], str]:
+    """What an online run does with a call: answered from the ledger, left to the batch run that
+    has it out, or sent (a failed call is sent again)."""
+    def lookup(key: str) -> str:
+        row = store.ledger_answer(key)
+        if row is None:
+            return "to_send"
+        return "in_flight" if row["status"] == "batched" else "answered"
+    return lookup
+
+
+def estimate_run(store: Any, driver: DialogueDriver, llm: Any, specs: Sequence[dict[str, Any]], *,
+                 batch: bool = False, lookup: Callable[[str], str] | None = None,
+                 sample_size: int = SAMPLE_SIZE) -> dict[str, Any]:
+    """The estimate of playing ``specs`` to their end (see the module docstring): the keys of
+    both modes, and with ``batch`` the batch-specific ones (costs at batch prices)."""
+    sample = sample_specs(specs, sample_size)
+    totals = RunTotals()
+    look = lookup or online_lookup(store)
+    for spec in sample:
+        walk(store, driver, llm, spec, totals, look)
+    scale = len(specs) / len(sample) if sample else 0.0
+    out: dict[str, Any] = {"dialogues": len(specs), "sampled": len(sample), "calls": round(totals.calls * scale),
+                           "prompt_tokens": round(totals.prompt_tokens * scale),
+                           "completion_tokens": round(totals.completion_tokens * scale)}
+    if not batch:
+        out["cost_usd"] = round(round(totals.cost_usd_online, 6) * scale, 4)
+    else:
+        out.update(cost_usd=round(totals.cost_usd_batch * scale, 6),
+                   cost_usd_online=round(totals.cost_usd_online * scale, 6),
+                   cost_usd_max=round(totals.cost_usd_batch_max * scale, 6),
+                   max_completion_tokens=round(totals.max_completion_tokens * scale),
+                   by_role={r: round(n * scale) for r, n in totals.by_role.items()})
+    out.update(assistant_model=llm.model_for("assistant"), annotator_model=llm.model_for("annotator"))
+    return out
