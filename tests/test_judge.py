@@ -18,6 +18,7 @@ from itcollect.workspace import Workspace
 
 from .conftest import REPO, run_cli
 from .judging import (
+    CONFIG,
     GARBAGE,
     TRUNCATED,
     VARIANTS,
@@ -274,8 +275,8 @@ def test_limit_dry_run_and_cli(tmp_path, fake_openai):
     r = run_cli("-C", str(root), "judge", "--base-url", fake_openai.base_url, "--model", "fake-model", "--limit", "1")
     assert r.returncode == 0 and "itcollect: warning: the judge model fake-model" in r.stderr
     # usage errors
-    r = run_cli("-C", str(root), "judge", "--batch-api")
-    assert r.returncode == 2 and "not available yet" in r.stderr
+    r = run_cli("-C", str(root), "judge", "--batch-api", "--local")
+    assert r.returncode == 2 and "no Batch API" in r.stderr
     r = run_cli("-C", str(root), "judge", "--limit", "-1")
     assert r.returncode == 2
 
@@ -381,3 +382,85 @@ def test_responder_dispatches_judge_prompts():
                          {"role": "user", "content": "Task: rate ...\n<answer>\nIt is fine.\n</answer>\n\nReply with one "
                                                      "JSON object: {\"rating\": 1-5, \"compliance\": ...}"}]}
     assert json.loads(responder(body))["rating"] == 4
+
+
+@pytest.fixture
+def judge_batch_server():
+    from .fake_batch import FakeBatchAPI
+    from .fakeserver import FakeOpenAI
+
+    api = FakeBatchAPI()
+    server = FakeOpenAI(extra_routes=api.install, responder=variant_responder).start()
+    server.batch_api = api
+    yield server
+    server.stop()
+
+
+BATCH_CONFIG = "\n[batch]\npoll_interval_s = 0.02\npoll_backoff = 1.5\npoll_max_s = 0.1\n"
+
+
+def test_batch_api_judges_through_the_transport_with_the_online_arithmetic(tmp_path, judge_batch_server):
+    """judge --batch-api: the same calls (same ledger keys), the same judgements as online, sent
+    through the Batch API transport (no chat completion online); a re-ask goes in the next round;
+    a second run submits nothing and an online run afterwards sends nothing."""
+    server = judge_batch_server
+    ws = make_ws(tmp_path, extra=BATCH_CONFIG)
+    names = ["wellformed", "prose", "truncatedonce", "garbage", "clean"]
+    ids = imported(ws, tmp_path, [variant_answer(v, i) for i, v in enumerate(names)])
+    ws.close()
+    r = run_cli("-C", str(tmp_path / "ws"), "judge", "--batch-api", "--base-url", server.base_url, "--model",
+                "judge-model", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["judged"] == 4 and out["unparsed"] == 1 and out["reasked"] == 2
+    assert server.total_requests == 0  # no online chat completion: everything went in batches
+    api = server.batch_api
+    assert len(api.batches) == 2  # round 1: every answer; round 2: the two re-asks
+    ws = Workspace(tmp_path / "ws")
+    rows = {r["dialogue_id"]: r for r in judge_rows(ws)}
+    got = {v: rows[ids[i]] for i, v in enumerate(names)}
+    assert got["wellformed"]["score"] == -6.0 and got["prose"]["score"] == -25.0 and got["clean"]["score"] == 0.0
+    assert got["truncatedonce"]["status"] == "judged" and got["truncatedonce"]["sample"] == 1
+    assert got["garbage"]["status"] == "unparsed" and got["garbage"]["raw"] == VARIANTS["garbage"][1]
+    assert {b["detail"]["stage"] for b in ws.store.list_batches(["collected"])} == {"judge"}
+    ws.close()
+    r = run_cli("-C", str(tmp_path / "ws"), "judge", "--batch-api", "--base-url", server.base_url, "--model",
+                "judge-model", "--json")
+    assert r.returncode == 0 and len(api.batches) == 2, r.stderr
+    ws = Workspace(tmp_path / "ws")
+    summary = judge(ws, server)
+    assert server.total_requests == 0 and summary.judged == 0 and summary.calls["sent"] == 0
+    ws.close()
+
+
+def test_a_judge_batch_run_leaves_simulates_batches_alone(tmp_path, judge_batch_server):
+    """Batches carry their stage: a judge batch run neither collects nor waits for a simulate batch
+    still out, and simulate's --status still shows it."""
+    from itcollect.plan import plan_specs
+    from itcollect.simulate import SimulateOptions, run_batch_simulation
+
+    from .responders import fill_workspace_sources
+
+    server = judge_batch_server
+    server.responder = responder
+    ws = make_ws(tmp_path, extra=BATCH_CONFIG.replace("[batch]\n", "[batch]\nwait = false\n"))
+    fill_workspace_sources(ws.store)
+    plan_specs(ws.store, ws.config, 3, seed=0)
+    server.batch_api.polls_before_done = 10_000  # simulate's batch stays out
+    run_batch_simulation(ws, SimulateOptions(base_url=server.base_url, model="fake-model"))
+    (sim_batch,) = ws.store.open_batches()
+    ids = imported(ws, tmp_path, [variant_answer("wellformed", 0)])
+    server.responder = variant_responder
+    ws.close()
+    # wait = true for the judge run: it must not wait for simulate's batch
+    (tmp_path / "ws" / "itcollect.toml").write_text(CONFIG + BATCH_CONFIG, encoding="utf-8")
+    server.batch_api.polls_before_done = 0  # (simulate's would be finished at the provider now too)
+    r = run_cli("-C", str(tmp_path / "ws"), "judge", "--batch-api", "--base-url", server.base_url, "--model",
+                "judge-model", "--json", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["judged"] == 1
+    ws = Workspace(tmp_path / "ws")
+    assert [b["id"] for b in ws.store.open_batches()] == [sim_batch["id"]]
+    assert ws.store.get_batch(sim_batch["id"])["status"] == sim_batch["status"]
+    assert {r["dialogue_id"] for r in judge_rows(ws)} == set(ids)
+    ws.close()

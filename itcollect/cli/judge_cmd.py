@@ -28,9 +28,9 @@ def judge(state, limit, concurrency, base_url, model, batch_api, rejudge, dry_ru
     """
     from ..judge import JudgeOptions, run_judge
 
-    if batch_api:
-        raise click.UsageError("judge --batch-api is not available yet (the provider-neutral Batch API transport "
-                               "it will use is still being built); run judge without it")
+    if batch_api and local:
+        raise click.UsageError("--batch-api needs a provider with the OpenAI Batch API; the local llama.cpp "
+                               "server has no Batch API (drop --local)")
     if local and base_url:
         raise click.UsageError("--local and --base-url both name the endpoint: give one")
     opts = JudgeOptions(limit=limit, concurrency=concurrency, base_url=base_url, model=model, rejudge=rejudge,
@@ -47,7 +47,8 @@ def judge(state, limit, concurrency, base_url, model, batch_api, rejudge, dry_ru
                 opts.base_url, opts.model = url, opts.model or name
                 summary = run_judge(ws, opts, warn=warn)
         else:
-            summary = run_judge(ws, opts, warn=warn)
+            summary = run_judge(ws, opts, warn=warn, batch_api=batch_api,
+                                echo=lambda msg: click.echo(f"itcollect: {msg}", err=True))
     if summary.estimate is not None:
         e = summary.estimate
         if as_json:

@@ -194,8 +194,7 @@ async def judge_task(client: Any, judge: Judge, task: Task) -> tuple[dict[str, A
         return judge.row(task, call_key=r.call_key, sample=task.sample, judgement=judge.parse(task, r.text)), False
     except Unparsable as exc:
         why = str(exc)
-    again = [*task.messages, {"role": "assistant", "content": r.text[:4000]},
-             {"role": "user", "content": REASK.format(why=why)}]
+    again = _reask_messages(task, r.text, why)
     r2 = await client.chat("judge", again, sample=task.sample + 1, **_params(task))
     try:
         return judge.row(task, call_key=r2.call_key, sample=task.sample + 1,
@@ -416,8 +415,124 @@ async def _run_online(ws: Any, opts: JudgeOptions, summary: JudgeSummary, bar: A
         await client.aclose()
 
 
+#: ``judge --batch-api``: its own lock (a simulate batch run may be polling meanwhile) and the
+#: stage its batches are recorded under.
+BATCH_STAGE = "judge"
+BATCH_LOCK_FILE = ".itcollect-batch-judge.lock"
+
+
+def _reask_messages(task: Task, first_reply: str, why: str) -> list[dict[str, str]]:
+    return [*task.messages, {"role": "assistant", "content": first_reply[:4000]},
+            {"role": "user", "content": REASK.format(why=why)}]
+
+
+def _batch_step(runner: Any, client: Any, judge: Judge, task: Task) -> tuple[str, Any]:
+    """Where one answer stands in batch mode, from the ledger alone: ("row", judgements row) when
+    its reply (or its re-ask's) is in; ("send", BatchCall) for the call to submit next;
+    ("in_flight" | "straggler", None). The same calls, keys and parsing as :func:`judge_task`."""
+    call = client.batch_call("judge", task.messages, sample=task.sample, **_params(task))
+    state = runner.lookup(call.key)
+    if state.kind != "answered":
+        return (state.kind, None) if state.kind != "to_send" else ("send", call)
+    try:
+        return "row", judge.row(task, call_key=call.key, sample=task.sample, judgement=judge.parse(task, state.result.text))
+    except Unparsable as exc:
+        why = str(exc)
+    again = client.batch_call("judge", _reask_messages(task, state.result.text, why), sample=task.sample + 1,
+                              **_params(task))
+    state2 = runner.lookup(again.key)
+    if state2.kind != "answered":
+        return (state2.kind, None) if state2.kind != "to_send" else ("send", again)
+    try:
+        return "row", judge.row(task, call_key=again.key, sample=task.sample + 1,
+                                judgement=judge.parse(task, state2.result.text))
+    except Unparsable as exc:
+        return "row", judge.row(task, call_key=again.key, sample=task.sample + 1, raw=state2.result.text,
+                                why=f"{why}; asked again: {exc}")
+
+
+async def _run_batch(ws: Any, opts: JudgeOptions, summary: JudgeSummary, echo: Callable[[str], None],
+                     warn: Callable[[str], None] | None = None) -> None:
+    """``judge --batch-api``: rounds through the Batch API transport (:mod:`itcollect.llm.batch`).
+
+    A round takes every answer still to judge, turns those whose reply is already in the ledger into
+    judgements (a reply that cannot be read gets its one re-ask in the next round), and submits the
+    rest together; then the next round, until nothing is left (``[batch] wait = false``: one round
+    and return while a batch is out). Crash-safe as simulate's rounds: a killed run's batches are
+    resumed and collected first, and answers advance from the ledger."""
+    from ..llm.batch import BatchRunner
+
+    store = ws.store
+    client = _client(ws, opts)
+    try:
+        judge = Judge(ws.config, client.model_for("judge"), base=ws.root)
+        summary.model = judge.model
+        warning = self_judging_warning(ws, judge.model)
+        if warning:
+            summary.warnings.append(warning)
+            if warn is not None:
+                warn(warning)
+        settings = ws.config.settings
+        wait = settings.batch.wait
+        max_cost = opts.max_cost if opts.max_cost is not None else (settings.judge.max_cost_usd or None)
+        runner = BatchRunner(store, ws.config, client, echo=echo, stage=BATCH_STAGE)
+        spent = 0.0
+        resumed = await runner.resume(wait=wait)
+        spent += sum(rep.cost_usd for rep in resumed.collected)
+        if resumed.still_out:
+            summary.in_batch = resumed.waiting
+            return
+        plan = _Plan(store, judge, opts.rejudge)
+        summary.todo = plan.count() if opts.limit is None else min(plan.count(), opts.limit)
+        while True:
+            rows: list[dict[str, Any]] = []
+            to_send: list[Any] = []
+            in_flight = stragglers = 0
+            for n, task in enumerate(plan.tasks()):
+                if opts.limit is not None and n >= opts.limit:
+                    break
+                kind, what = _batch_step(runner, client, judge, task)
+                if kind == "row":
+                    rows.append(what)
+                elif kind == "send":
+                    to_send.append(what)
+                elif kind == "in_flight":
+                    in_flight += 1
+                else:
+                    stragglers += 1
+            if rows:
+                store.save_judgements(rows)
+                for row in rows:
+                    if row["status"] == "judged":
+                        summary.judged += 1
+                        if row.get("score") is not None:
+                            summary.scores.append(float(row["score"]))
+                    else:
+                        summary.unparsed += 1
+                    summary.reasked += row["sample"] % 2
+            summary.in_batch, summary.call_errors = in_flight, stragglers
+            if not to_send:
+                return
+            if max_cost:
+                to_send, worst = runner.within_budget(to_send, max_cost - spent)
+                if not to_send:
+                    summary.stopped = (f"--max-cost ${max_cost:.2f}: no further judge call fits the budget (spent "
+                                       f"${spent:.4f})")
+                    summary.stop_kind = "cost"
+                    return
+            result = await runner.submit(to_send, wait=wait)
+            spent += sum(rep.cost_usd for rep in result.collected)
+            if result.still_out:
+                summary.in_batch = result.waiting
+                return
+    finally:
+        summary.calls = client.stats()
+        await client.aclose()
+
+
 def run_judge(ws: Any, opts: JudgeOptions, *, show_progress: bool = True,
-              warn: Callable[[str], None] | None = None) -> JudgeSummary:
+              warn: Callable[[str], None] | None = None, batch_api: bool = False,
+              echo: Callable[[str], None] | None = None) -> JudgeSummary:
     """Judge every answer of every finished dialogue that needs it (or ``opts.limit`` of them)."""
     if opts.concurrency is not None and opts.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
@@ -426,6 +541,18 @@ def run_judge(ws: Any, opts: JudgeOptions, *, show_progress: bool = True,
     if opts.dry_run:
         return JudgeSummary(estimate=asyncio.run(_estimate(ws, opts)))
     summary = JudgeSummary()
+    if batch_api:
+        import openai  # deferred heavy import (~0.6 s)
+
+        from ..workspace import WorkspaceLock
+
+        with WorkspaceLock(ws.root, BATCH_LOCK_FILE, "`judge --batch-api`"):
+            try:
+                asyncio.run(_run_batch(ws, opts, summary, echo or (lambda _m: None), warn))
+            except openai.APIError as exc:
+                raise ServiceError(f"the Batch API failed: {type(exc).__name__}: {exc}; nothing is lost, re-run "
+                                   f"`itcollect judge --batch-api` to continue") from None
+        return summary
     bar = None
     if show_progress:
         from ..progress import progress

@@ -304,12 +304,16 @@ class BatchRunner:
     ``llm`` is the run's :class:`itcollect.llm.LLMClient`: its endpoints (and key) are the ones
     batches go to, its run row counts the answers. ``echo`` receives one-line progress messages;
     ``sleep`` waits between polls (a caller that holds leases renews them there); ``on_phase`` is
-    called at each point of :data:`PHASES` (the default is the kill-at-phase test hook).
+    called at each point of :data:`PHASES` (the default is the kill-at-phase test hook). ``stage``
+    names the stage whose calls these batches carry ("simulate", "judge"): a runner records it
+    with every batch and only ever resumes, polls, collects or cancels its own stage's batches, so
+    a judge run on another endpoint leaves simulate's batches alone.
     """
 
     def __init__(self, store: Store, config: Config, llm: Any, *, echo: Callable[[str], None] | None = None,
                  sleep: Callable[[float], Any] = asyncio.sleep,
-                 on_phase: Callable[[str], None] = pause_if_asked) -> None:
+                 on_phase: Callable[[str], None] = pause_if_asked, stage: str = "simulate") -> None:
+        self.stage = stage
         self.store = store
         self.config = config
         self.llm = llm
@@ -359,12 +363,16 @@ class BatchRunner:
             total += upper
         return kept, total
 
+    def open_batches(self) -> list[dict[str, Any]]:
+        """This stage's batches not collected yet (batches recorded before stages were: simulate's)."""
+        return [b for b in self.store.open_batches() if batch_stage(b) == self.stage]
+
     async def resume(self, *, wait: bool) -> SubmitResult:
         """Take whatever an earlier run left out (recorded, submitted, finished) as far as it goes:
         submit, poll, collect. Raises when a batch failed as a whole."""
         result = SubmitResult()
-        if self.store.open_batches():
-            self.echo(f"resuming {len(self.store.open_batches())} batch(es) from an earlier run")
+        if self.open_batches():
+            self.echo(f"resuming {len(self.open_batches())} batch(es) from an earlier run")
             result.still_out = await self.drain(wait=wait)
             result.collected = self._take_collected()
         return result
@@ -424,7 +432,7 @@ class BatchRunner:
                 batch_id = uuid.uuid4().hex[:16]
                 self.store.record_batch(batch_id, round_no, [c.ledger_row() for c in part],
                                         detail={"base_url": part[0].base_url, "model": part[0].model,
-                                                "bytes": sum(len(c.line()) for c in part)})
+                                                "bytes": sum(len(c.line()) for c in part), "stage": self.stage})
                 ids.append(batch_id)
         self.on_phase("recorded")
         return ids
@@ -495,7 +503,7 @@ class BatchRunner:
         :meth:`drain` once they are ``cancelled``); close here the ones that never reached it. Their
         calls without an answer become free again. Returns how many batches were stopped."""
         stopped = 0
-        for batch in self.store.open_batches():
+        for batch in self.open_batches():
             bid, status = batch["id"], batch["status"]
             remote = self._remote(batch["detail"].get("base_url"))
             rb = None
@@ -518,17 +526,19 @@ class BatchRunner:
     async def poll_once(self) -> list[dict[str, Any]]:
         """Push what is not submitted yet, retrieve every submitted batch once, collect the
         finished ones. Returns the batches still out."""
-        for batch in self.store.open_batches():
+        for batch in self.open_batches():
             if batch["status"] != "submitted":
                 await self.push(batch)
         for batch in self.store.list_batches(["submitted"]):
+            if batch_stage(batch) != self.stage:
+                continue
             remote = self._remote(batch["detail"].get("base_url"))
             rb = await remote.batches.retrieve(batch["remote_id"])
             if rb.status in REMOTE_TERMINAL:
                 await self.collect(batch, rb)
             else:
                 self.store.update_batch(batch["id"], detail=_remote_detail(rb))
-        return self.store.open_batches()
+        return self.open_batches()
 
     async def drain(self, *, wait: bool = True) -> list[dict[str, Any]]:
         """Poll (with backoff) until no batch is out, or once when ``wait`` is false."""
@@ -643,6 +653,12 @@ def _remote_detail(rb: Any) -> dict[str, Any]:
                                if counts is not None else {})}
 
 
+def batch_stage(batch: dict[str, Any]) -> str:
+    """The stage a recorded batch carries calls of (batches from before stages were recorded:
+    simulate, the only stage that batched then)."""
+    return str(batch["detail"].get("stage") or "simulate")
+
+
 # -- status ----------------------------------------------------------------------------------------
 def batch_status(store: Store, *, command: str) -> dict[str, Any]:
     """The batches of the workspace from the store alone (no network): those still out with their
@@ -655,7 +671,8 @@ def batch_status(store: Store, *, command: str) -> dict[str, Any]:
         waiting = _WAITING_FOR.get(b["status"]) or _REMOTE_WAITING.get(remote or "", "the next poll").format(
             command=command)
         counts = d.get("request_counts") or {}
-        out.append({"id": b["id"], "remote_id": b["remote_id"], "round": b["round"], "status": b["status"],
+        out.append({"id": b["id"], "stage": batch_stage(b), "remote_id": b["remote_id"], "round": b["round"],
+                    "status": b["status"],
                     "remote_status": remote, "requests": b["n_requests"],
                     "completed": int(counts.get("completed", 0)), "failed": int(counts.get("failed", 0)),
                     "model": d.get("model"), "waiting_for": waiting, "updated_at": b["updated_at"]})
@@ -674,5 +691,5 @@ def batch_status(store: Store, *, command: str) -> dict[str, Any]:
 
 
 __all__ = ["BatchCall", "BatchRunner", "BatchEstimate", "CallState", "CollectReport", "SubmitResult", "LineResult",
-           "split_calls", "parse_result_line", "request_line", "batch_status", "pause_if_asked", "BATCH_ENDPOINT",
+           "split_calls", "parse_result_line", "request_line", "batch_status", "batch_stage", "pause_if_asked", "BATCH_ENDPOINT",
            "LOCK_FILE", "PAUSE_ENV", "PAUSE_FILE_ENV", "PHASES", "REMOTE_TERMINAL"]

@@ -105,7 +105,7 @@ def _dry_run(store: Store, opts: SimulateOptions, llm: Any, driver: DialogueDriv
     nxt = runner.estimate(calls.values())
     files = len(runner.split(list(calls.values())))
     estimate.update(ready=counts["ready"], in_flight=counts["in_flight"], stragglers=counts["straggler"],
-                    max_attempts=runner.max_attempts, batches_out=len(store.open_batches()),
+                    max_attempts=runner.max_attempts, batches_out=len(runner.open_batches()),
                     remaining_calls=remaining, batches=files,
                     next_round={"calls": nxt.calls, "by_role": nxt.by_role, "prompt_tokens": nxt.prompt_tokens,
                                 "completion_tokens": nxt.completion_tokens,
