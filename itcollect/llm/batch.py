@@ -62,6 +62,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import ServiceError
+from ..settings import settings
 from ..store import Store, dumps
 from .answers import (
     BadAnswer,
@@ -583,7 +584,7 @@ class BatchRunner:
                    "cancelled": "batch cancelled before this request was answered",
                    "failed": f"batch failed: {batch_error}"}.get(rb.status, "no result line for this request")
         report = CollectReport(bid, rb.status)
-        prices = self.config.get("prices", {})
+        prices = settings(self.config).prices
         run_id = getattr(self.llm, "run_id", None)
         items: dict[str, str] = {}
         with self.store.transaction():

@@ -44,6 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..config import Config
 from ..errors import ServiceError
+from ..settings import settings as typed_settings
 from ..store import Store, dumps
 from .answers import (
     BadAnswer,
@@ -180,18 +181,19 @@ class LLMClient:
         self.command = command
         self.dry_run = dry_run
         env = os.environ if env is None else env
-        llm = config["llm"]
-        self.timeout_s = float(llm["timeout_s"])
-        self.max_retries = int(llm["max_retries"])
-        self.backoff_base_s = float(llm["backoff_base_s"])
-        self.backoff_max_s = float(llm["backoff_max_s"])
-        self.breaker_limit = int(llm["circuit_breaker_failures"])
-        self.concurrency = int(concurrency or llm["concurrency"])
+        typed = typed_settings(config)
+        llm = typed.llm
+        self.timeout_s = llm.timeout_s
+        self.max_retries = llm.max_retries
+        self.backoff_base_s = llm.backoff_base_s
+        self.backoff_max_s = llm.backoff_max_s
+        self.breaker_limit = llm.circuit_breaker_failures
+        self.concurrency = int(concurrency or llm.concurrency)
         if self.concurrency < 1:
             raise ServiceError("concurrency must be at least 1")
         self.max_cost_usd = max_cost_usd if max_cost_usd and max_cost_usd > 0 else None
 
-        key_env = llm.get("api_key_env") or "OPENAI_API_KEY"
+        key_env = llm.api_key_env or "OPENAI_API_KEY"  # an empty name: the SDK's own variable
         api_key = env.get(key_env) or env.get("OPENAI_API_KEY") or ""
         sdk_base = env.get("OPENAI_BASE_URL") or None
 
@@ -231,7 +233,7 @@ class LLMClient:
         self._make_client = make_client
         self._clients: dict[str | None, Any] = {}
         self._roles: dict[str, _Role] = {}
-        prices = config.get("prices", {})
+        prices = typed.prices
         for role, s in settings.items():
             url = s["base_url"]
             if url not in self._clients:
@@ -241,12 +243,12 @@ class LLMClient:
             self._roles[role] = _Role(role, url, s["model"], defaults, client, price_for(prices, s["model"]),
                                       _redact_url(str(client.base_url)).rstrip("/"))
 
-        self._rpm_limit, self._tpm_limit = float(llm["requests_per_minute"]), float(llm["tokens_per_minute"])
+        self._rpm_limit, self._tpm_limit = float(llm.requests_per_minute), float(llm.tokens_per_minute)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._new_loop_state()
         self._rng = random.Random()
         self._pause_until = 0.0
-        pace = float(llm.get("start_pace_per_s", 0) or 0)
+        pace = llm.start_pace_per_s
         self._pace_gap = 1.0 / pace if pace > 0 else 0.0
         self._paced = 0 if self._pace_gap else self.concurrency  # first requests paced so far
         self._pace_next = 0.0
@@ -534,7 +536,7 @@ class LLMClient:
             if status in (408, 409, 429) or status >= 500:
                 return msg, True, retry_after, None
             if status in (401, 403):
-                env = self.config["llm"].get("api_key_env") or "OPENAI_API_KEY"
+                env = typed_settings(self.config).llm.api_key_env or "OPENAI_API_KEY"
                 return msg, False, None, (f"the endpoint {url} refused the API key ({msg}); set ${env} "
                                           f"to a valid key")
             if status == 404:
