@@ -23,6 +23,8 @@ CONFIG_FILE = "itcollect.toml"
 
 #: ``[llm.judge] response_format`` values (see the default config's comment).
 JUDGE_RESPONSE_FORMATS = ("json_schema", "json_object", "none")
+#: Where a simulated dialogue's first request comes from ([simulate] first_turn).
+FIRST_TURN_SOURCES = ("template", "llm", "mixed")
 
 DEFAULT_CONFIG_TEXT = '''\
 # itcollect workspace configuration.
@@ -157,6 +159,13 @@ max_cost_usd = 0.0
 # lives). A process that dies is taken over at once; one that stalls (suspended, stopped) longer
 # than this loses its specs to the next run, and on waking leaves them to it.
 lease_s = 300.0
+# Where a simulated dialogue's first request comes from: "template" (the fixed paraphrases of
+# prompts/first_turn_<lang>.j2: no LLM call, but 160K dialogues share a few dozen openings),
+# "llm" (the annotator LLM writes it, naming the target language and the must-include terms,
+# checked like every request; the template after max_turn_retries failed samples) or "mixed"
+# (first_turn_llm_share of the dialogues, chosen by each spec's seed, so a re-run picks the same).
+first_turn = "template"
+first_turn_llm_share = 0.5
 
 [judge]
 # MQM weights of an error span by severity (`itcollect judge`). An error of category
@@ -348,6 +357,11 @@ def _check_values(cfg: dict, path: Path) -> None:
         if lang not in LANGUAGES:
             raise ConfigError(f"workspace.languages: unsupported language {lang!r} (supported: {', '.join(LANGUAGES)})",
                               path=str(path))
+    if cfg["simulate"]["first_turn"] not in FIRST_TURN_SOURCES:
+        raise ConfigError(f"simulate.first_turn must be one of {', '.join(map(repr, FIRST_TURN_SOURCES))}, "
+                          f"got {cfg['simulate']['first_turn']!r}", path=str(path))
+    if not 0 <= cfg["simulate"]["first_turn_llm_share"] <= 1:
+        raise ConfigError("simulate.first_turn_llm_share must be between 0 and 1", path=str(path))
     if cfg["ingest"]["langid_backend"] not in ("lingua", "langdetect"):
         raise ConfigError("ingest.langid_backend must be \"lingua\" or \"langdetect\"", path=str(path))
     for name, entry in cfg["prices"].items():

@@ -10,6 +10,10 @@ and quoted spans removed):
   0.7. Exact repeats count directly; otherwise candidates come from MinHash LSH over token unigrams
   (Jaccard >= 0.4) and only candidates are scored, on a deterministic sample of at most
   ``sample`` requests per language, so 160K dialogues stay fast. ``sampled`` says how many.
+
+``diversity_by_turn`` gives the same figures for the first requests and for the later ones apart,
+and who wrote the first requests (``template``, ``model``, ``human``): 160K dialogues opened from
+the templates share a few dozen openings, which the figures over all requests hide.
 """
 
 from __future__ import annotations
@@ -90,41 +94,68 @@ DIVERSITY_LSH = (16, 4)
 
 
 def diversity_section(store: Any, *, sample: int = 5000) -> dict[str, Any]:
-    from .filter.dedup import MinHasher
+    """Diversity of every request, per instruction language."""
+    return diversity_sections(store, sample=sample)["all"]
+
+
+def diversity_sections(store: Any, *, sample: int = 5000) -> dict[str, Any]:
+    """Diversity per instruction language of every request ("all"), of the first requests and of
+    the later ones, in one pass over the store, and who wrote the first requests (``[simulate]
+    first_turn``: a template, the annotator LLM, a person) — so the effect of LLM-written first
+    requests shows beside the template's few dozen openings."""
     from .filter.rules import request_text, tokens_of
 
-    uni: dict[str, set] = defaultdict(set)
-    bi: dict[str, set] = defaultdict(set)
-    n_tok: dict[str, int] = defaultdict(int)
-    n_bi: dict[str, int] = defaultdict(int)
-    n_req: dict[str, int] = defaultdict(int)
-    exact: dict[str, dict[tuple, int]] = defaultdict(dict)
-    for lang, content, source in store.iter_requests():
+    groups: dict[str, dict[str, _Requests]] = {"all": {}, "first": {}, "later": {}}
+    first_by: dict[str, int] = defaultdict(int)
+    for lang, content, source, idx, by in store.iter_requests():
         lang = lang or "?"
         toks = tokens_of(request_text(content, source))
+        if idx == 0:
+            first_by[by] += 1
         if not toks:
             continue
-        n_req[lang] += 1
-        uni[lang].update(toks)
-        n_tok[lang] += len(toks)
+        for name in ("all", "first" if idx == 0 else "later"):
+            group = groups[name]
+            (group.get(lang) or group.setdefault(lang, _Requests())).add(toks)
+    out: dict[str, Any] = {name: {lang: group[lang].figures(sample) for lang in sorted(group)}
+                           for name, group in groups.items()}
+    out["first_written_by"] = dict(sorted(first_by.items()))
+    return out
+
+
+class _Requests:
+    """The tokenised requests of one group and language, and their diversity figures."""
+
+    def __init__(self) -> None:
+        self.uni: set = set()
+        self.bi: set = set()
+        self.n_tok = self.n_bi = self.n_req = 0
+        self.exact: dict[tuple, int] = {}
+
+    def add(self, toks: list[str]) -> None:
+        self.n_req += 1
+        self.uni.update(toks)
+        self.n_tok += len(toks)
         if len(toks) > 1:
-            bi[lang].update(zip(toks, toks[1:]))
-            n_bi[lang] += len(toks) - 1
+            self.bi.update(zip(toks, toks[1:]))
+            self.n_bi += len(toks) - 1
         t = tuple(toks)
-        exact[lang][t] = exact[lang].get(t, 0) + 1
-    out: dict[str, Any] = {}
-    hasher = MinHasher(64, shingle=1)
-    for lang in sorted(n_req):
+        self.exact[t] = self.exact.get(t, 0) + 1
+
+    def figures(self, sample: int) -> dict[str, Any]:
+        from .filter.dedup import MinHasher
+
+        exact = self.exact
         # unique request texts; above `sample` of them, those with the smallest hash (deterministic)
-        uniq = list(exact[lang])
+        uniq = list(exact)
         if len(uniq) > sample:
             uniq = sorted(uniq, key=lambda t: _sample_key("\x1f".join(t)))[:sample]
         similar = np.zeros(len(uniq), dtype=bool)
         for i, t in enumerate(uniq):
-            if exact[lang][t] > 1:
+            if exact[t] > 1:
                 similar[i] = True
         if len(uniq) > 1:
-            sigs = hasher.signatures_of_tokens([list(t) for t in uniq])
+            sigs = MinHasher(64, shingle=1).signatures_of_tokens([list(t) for t in uniq])
             bands, rows = DIVERSITY_LSH
             for b in range(bands):
                 block = np.ascontiguousarray(sigs[:, b * rows:(b + 1) * rows])
@@ -143,25 +174,27 @@ def diversity_section(store: Any, *, sample: int = 5000) -> dict[str, Any]:
                                 similar[i] = similar[j] = True
                                 break
         # weight each unique text by how many requests it stands for (when not sampled)
-        weights = np.array([exact[lang][t] for t in uniq], dtype=np.float64)
+        weights = np.array([exact[t] for t in uniq], dtype=np.float64)
         share = float((weights * similar).sum() / weights.sum()) if len(uniq) else 0.0
-        out[lang] = {
-            "requests": n_req[lang],
-            "distinct_1": round(len(uni[lang]) / max(1, n_tok[lang]), 4),
-            "distinct_2": round(len(bi[lang]) / max(1, n_bi[lang]), 4),
+        return {
+            "requests": self.n_req,
+            "distinct_1": round(len(self.uni) / max(1, self.n_tok), 4),
+            "distinct_2": round(len(self.bi) / max(1, self.n_bi), 4),
             "rouge_l_over_0_7": round(share, 4),
             "sampled": len(uniq),
         }
-    return out
 
 
 def corpus_sections(store: Any, config: dict[str, Any] | None) -> dict[str, Any]:
     """The sections this module adds to ``stats --json``: mix, diversity, imports, exports."""
     config = config or {}
     exports = store.list_exports()
+    div = diversity_sections(store)
     return {
         "mix": mix_section(store, config),
-        "diversity": diversity_section(store),
+        "diversity": div["all"],
+        "diversity_by_turn": {"first": div["first"], "later": div["later"],
+                              "first_written_by": div["first_written_by"]},
         "imports": store.import_totals(),
         "exports": {"total": len(exports),
                     "last": None if not exports else {k: exports[-1][k] for k in
@@ -189,6 +222,14 @@ def render_corpus(stats: dict[str, Any]) -> list[str]:
         for lang, d in div.items():
             lines.append(f"  {lang:<6} {d['requests']:>9,} {d['distinct_1']:>11.3f} {d['distinct_2']:>11.3f}"
                          f" {d['rouge_l_over_0_7']:>12.1%}")
+        by_turn = stats.get("diversity_by_turn") or {}
+        for name, title in (("first", "first requests"), ("later", "later requests")):
+            for lang, d in (by_turn.get(name) or {}).items():
+                lines.append(f"  {lang:<6} {d['requests']:>9,} {d['distinct_1']:>11.3f} {d['distinct_2']:>11.3f}"
+                             f" {d['rouge_l_over_0_7']:>12.1%}  {title}")
+        written = by_turn.get("first_written_by") or {}
+        if written:
+            lines.append("  first requests written by: " + ", ".join(f"{k} {n:,}" for k, n in written.items()))
     imp = stats.get("imports") or {}
     if imp.get("runs"):
         lines += ["", "Imports", "-------",

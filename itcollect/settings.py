@@ -92,6 +92,8 @@ class SimulateSection:
     max_turn_retries: int
     max_cost_usd: float
     lease_s: float
+    first_turn: str  # "template" | "llm" | "mixed"
+    first_turn_llm_share: float
 
 
 @dataclass(frozen=True)

@@ -300,6 +300,19 @@ def _request_translate(request: str, ctx: CheckContext) -> list[str]:
     return [f"request_off_plan: does not name {', '.join(missing)}"] if missing else []
 
 
+def check_opening_request(request: str, ctx: CheckContext) -> list[str]:
+    """Failure reasons of a first request written by the simulated annotator (``[simulate]
+    first_turn``): the ``translate`` request checks, and it must ask for the target language. A
+    template names it by construction; a person's opening is taken as the request it is."""
+    reasons = INTERACTION_TYPES["translate"].check_request(request, ctx)
+    if not reasons and ctx.tgt_lang:
+        asked = requested_language(C.strip_quoted(request), ctx.languages, ctx.src_lang)
+        if asked != ctx.tgt_lang:
+            reasons.append(f"request_off_plan: does not ask for {C.lang_name(ctx.tgt_lang)}"
+                           + (f" (asks for {C.lang_name(asked)})" if asked else ""))
+    return reasons
+
+
 @dataclass(frozen=True)
 class InteractionType:
     """One kind of user turn: what it asks, where its answer's language comes from, its checks."""
@@ -365,6 +378,6 @@ def check_request(type_id: str, request: str, ctx: CheckContext) -> list[str]:
     return get_type(type_id).check_request(request, ctx)
 
 
-__all__ = ["InteractionType", "CheckContext", "INTERACTION_TYPES", "FOLLOW_TYPES", "STYLE_REGISTERS", "LENGTH_MODES",
+__all__ = ["InteractionType", "CheckContext", "check_opening_request", "INTERACTION_TYPES", "FOLLOW_TYPES", "STYLE_REGISTERS", "LENGTH_MODES",
            "FOLLOW_UP_KINDS", "EXPLAIN_KINDS", "check_answer", "check_request", "get_type", "answer_language",
            "quoted_terms", "mentions_language", "requested_language", "zh_number"]

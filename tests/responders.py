@@ -157,6 +157,8 @@ def annotator_request(system: str, user: str) -> str:
     tgt = _NAME_TO_CODE[h["Target language"]]
     src = _NAME_TO_CODE[h["Source language"]]
     source = user.split("<source>\n", 1)[1].split("\n</source>", 1)[0]
+    if t == "translate":  # the first request: no conversation yet
+        return opening_request(h, user, tgt, instr == "zh")
     convo = user.split("<conversation>", 1)[1].split("</conversation>", 1)[0]
     answers = [b.split("\n[User]", 1)[0].strip() for b in convo.split("[Assistant]\n")[1:]]
     last = next((a for a in reversed(answers) if _mentioned_lang_ok(a, tgt)), answers[-1] if answers else "")
@@ -205,6 +207,29 @@ def annotator_request(system: str, user: str) -> str:
             "summary": f"Can you sum up this news about {entry['topic_en']} in one sentence?",
             "question": f"Who will be affected by this news about {entry['topic_en']}?",
             "background": f"Can you give me some background on {entry['topic_en']}?"}[kind]
+
+
+_OPENINGS_EN = ["As {asker}, I need this in {tgt}: could you translate it?",
+                "Could you translate this into {tgt} for me? I'm {asker}.",
+                "I'm {asker} and I'd like a {tgt} version of this sentence, please.",
+                "Please translate the sentence below into {tgt}; I'm {asker}."]
+_OPENINGS_ZH = ["我是{asker}，请帮我把这句话翻译成{tgt}。", "能把下面这句话译成{tgt}吗？我是{asker}。",
+                "请把这句新闻译成{tgt}，我是{asker}，要用在工作里。"]
+_ASKERS_ZH = ["记者", "学生", "译者", "分析师", "老师", "编辑", "研究员", "游客"]
+
+
+def opening_request(h: dict[str, str], user: str, tgt: str, zh: bool) -> str:
+    """A first request as an LLM writes one from ``annotator/translate.j2``: who is asking (the
+    prompt's persona) changes the wording, the target language and the required terms are named."""
+    m = re.search(r"^You are (.+?); your tone is", user, re.MULTILINE)
+    asker = m.group(1) if m else "a reader"
+    terms = re.findall(r"'([^']+)'", h.get("Parameter must_include", ""))
+    n = _stable(asker, 97)
+    if zh:
+        text = _OPENINGS_ZH[n % len(_OPENINGS_ZH)].format(asker=_ASKERS_ZH[n % len(_ASKERS_ZH)], tgt=_NAMES[tgt][2])
+        return text + ("请务必用上" + "、".join(f"“{t}”" for t in terms) + "。" if terms else "")
+    text = _OPENINGS_EN[n % len(_OPENINGS_EN)].format(asker=asker, tgt=_NAMES[tgt][0])
+    return text + (" Please use " + ", ".join(f"'{t}'" for t in terms) + "." if terms else "")
 
 
 # -- the assistant -------------------------------------------------------------------------------------

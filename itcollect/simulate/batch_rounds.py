@@ -101,7 +101,9 @@ def _dry_run(store: Store, opts: SimulateOptions, llm: Any, driver: DialogueDriv
             counts[kind] += 1
         if not state.done:
             left = 2 * spec["n_turns"] - len(state.turns)
-            remaining += left - (1 if len(state.turns) == 0 else 0)  # the first request is a template
+            if not state.turns and not driver.opening_by_llm(spec):
+                left -= 1  # the first request is a template: no call
+            remaining += left
     nxt = runner.estimate(calls.values())
     files = len(runner.split(list(calls.values())))
     estimate.update(ready=counts["ready"], in_flight=counts["in_flight"], stragglers=counts["straggler"],

@@ -6,8 +6,9 @@ and the store writes of :meth:`~DialogueDriver.load_or_create` and :meth:`~Dialo
 * :meth:`~DialogueDriver.load` rebuilds a dialogue's state from its committed turns, so a resume
   continues from the last committed turn (:meth:`~DialogueDriver.load_or_create` also creates the
   dialogue record the first time; ``load`` never writes, for dry runs);
-* :meth:`~DialogueDriver.next_step` says what happens next: the first request from a template, the
-  simulated annotator's next request, or the assistant's next answer — with the exact messages,
+* :meth:`~DialogueDriver.next_step` says what happens next: the first request from a template (or
+  from the simulated annotator, ``[simulate] first_turn``), the simulated annotator's next request,
+  or the assistant's next answer — with the exact messages,
   the template name and hash, and the *sample number* (the count of rejected samples already
   stored at that position, so a re-run after a crash asks for the same sample and gets the
   ledger's answer, while a re-sample after a failed validation gets a new call);
@@ -23,16 +24,20 @@ round by round over :mod:`itcollect.llm.batch`. Neither knows what a turn expect
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..dialogue import Expectation, RequestInfo, expectations, planned_params
-from ..prompting import Prompts, load_prompts
-from ..taxonomy import INTERACTION_TYPES, CheckContext
+from ..prompting import Prompts, load_prompts, quote_source
+from ..settings import settings
+from ..taxonomy import INTERACTION_TYPES, CheckContext, check_opening_request
 
 #: The reason prefix of a dialogue failed because a turn's samples all failed validation.
 VALIDATION = "validation"
+#: The annotator prompt of a first request written by the LLM (``[simulate] first_turn``).
+OPENING_TEMPLATE = "annotator/translate.j2"
 
 _LABEL = re.compile(r"^\s*(?:\[?(?:user|human|annotator|request|用户|请求)\]?\s*[:：]\s*|\[(?:user|用户)\]\s*)",
                     re.IGNORECASE)
@@ -111,7 +116,9 @@ class DialogueDriver:
         self.prompts = prompts or load_prompts(config, base)
         self.languages = tuple(config["workspace"]["languages"])
         self.backend = config["ingest"]["langid_backend"]
-        self.max_turn_retries = int(config["simulate"]["max_turn_retries"])
+        sim = settings(config).simulate
+        self.max_turn_retries = sim.max_turn_retries
+        self.first_turn, self.first_turn_llm_share = sim.first_turn, sim.first_turn_llm_share
         self.assistant_model = assistant_model
         self.annotator_model = annotator_model
         self._assistant_system: dict[str, Any] = {}
@@ -173,6 +180,22 @@ class DialogueDriver:
             request=request, languages=self.languages, backend=self.backend)
 
     # -- what next ---------------------------------------------------------------------------------
+    def opening_by_llm(self, spec: dict[str, Any]) -> bool:
+        """Whether the annotator LLM writes this spec's first request (``[simulate] first_turn``).
+        "mixed" picks by a hash of the spec's id and seed: the same spec always gets the same
+        answer, so a resumed or re-run simulation asks for the same calls."""
+        if self.first_turn == "template":
+            return False
+        if self.first_turn == "llm":
+            return True
+        key = f"{spec['id']}:{spec.get('seed')}".encode()
+        draw = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2.0 ** 64
+        return draw < self.first_turn_llm_share
+
+    def opening_llm_samples(self) -> int:
+        """How many LLM samples a first request gets before the template stands in."""
+        return max(1, self.max_turn_retries)
+
     def next_step(self, state: DialogueState) -> Step | None:
         """The next step of the dialogue, or None when it is complete (or finished otherwise)."""
         if state.done:
@@ -189,13 +212,18 @@ class DialogueDriver:
         exp = self.expectation(state, k)
         if idx % 2 == 0 and k == 0:
             terms = list(spec["params"].get("must_include") or [])
+            variant = int(spec["params"].get("variant", 0))
+            by_llm = self.opening_by_llm(spec)
+            if by_llm and sample < self.opening_llm_samples():
+                return self._opening_step(state, t, variant, terms, sample)
             name = f"first_turn_{instr}.j2"
             r = self.prompts.render(name, source=state.source_text, src_lang=spec["src_lang"],
-                                    tgt_lang=spec["tgt_lang"], variant=int(spec["params"].get("variant", 0)),
-                                    terms=terms)
-            p = {"variant": int(spec["params"].get("variant", 0))}
+                                    tgt_lang=spec["tgt_lang"], variant=variant, terms=terms)
+            p: dict[str, Any] = {"variant": variant}
             if terms:
                 p["must_include"] = terms
+            if by_llm:  # the LLM's samples all failed their checks: the template stands in
+                p["first_turn"] = "template_fallback"
             return Step("template", idx, k, t, r.name, r.hash, instr, p, text=r.text)
         if idx % 2 == 0:
             sys_r = self.prompts.render("annotator_system.j2", instruction_lang=instr, type_id=t,
@@ -218,6 +246,25 @@ class DialogueDriver:
         return Step("assistant", idx, k, t, sys_r.name, sys_r.hash, exp.answer_lang or instr, params,
                     messages=messages, sample=sample)
 
+    def _opening_step(self, state: DialogueState, type_id: str, variant: int, terms: list[str],
+                      sample: int) -> Step:
+        """The annotator LLM's call for a first request. It writes the request's own words; the
+        quoted source is attached after them as the templates do (see :meth:`apply`), so the
+        source reaches the assistant unaltered however the model words its request."""
+        spec = state.spec
+        instr = spec["instruction_lang"]
+        params: dict[str, Any] = {"must_include": terms} if terms else {}
+        sys_r = self.prompts.render("annotator_system.j2", instruction_lang=instr, type_id=type_id,
+                                    src_lang=spec["src_lang"], tgt_lang=spec["tgt_lang"], params=params,
+                                    turn_no=0, n_turns=spec["n_turns"])
+        user_r = self.prompts.render(OPENING_TEMPLATE, source=state.source_text, src_lang=spec["src_lang"],
+                                     tgt_lang=spec["tgt_lang"], instruction_lang=instr, terms=terms,
+                                     variant=variant)
+        messages = [{"role": "system", "content": sys_r.text}, {"role": "user", "content": user_r.text}]
+        return Step("annotator", 0, 0, type_id, user_r.name, user_r.hash, instr,
+                    {"first_turn": "llm", "variant": variant, **params}, messages=messages, sample=sample,
+                    provenance={"system_template": sys_r.name, "system_template_hash": sys_r.hash})
+
     # -- judging -----------------------------------------------------------------------------------
     def apply(self, state: DialogueState, step: Step, result: Any = None) -> Outcome:
         """Validate ``result`` (a ChatResult; None for a template step) for ``step``."""
@@ -232,7 +279,11 @@ class DialogueDriver:
         if result is not None and result.finish_reason == "length":
             reasons.append("truncated: finish_reason length")
         k = step.turn_no
-        if step.kind == "annotator":
+        if step.kind == "annotator" and step.idx == 0:
+            reasons += check_opening_request(text, self.context(state, 0))
+            if not reasons:  # the request's own words, then the source as a template quotes it
+                text = f"{text}\n\n{quote_source(state.source_text)}"
+        elif step.kind == "annotator":
             ctx = self.context(state, k)
             reasons += INTERACTION_TYPES[step.interaction_type].check_request(text, ctx)
         else:
@@ -273,6 +324,8 @@ class DialogueDriver:
         store.add_turn(state.dialogue_id, role=role, content=outcome.content, author="model", idx=step.idx,
                        state="rejected", warnings=outcome.reasons, **fields)
         state.rejected[step.idx] = state.rejected.get(step.idx, 0) + 1
+        if step.idx == 0 and step.kind == "annotator":
+            return  # a first request the LLM failed to write: the template stands in (next_step)
         if state.rejected[step.idx] > self.max_turn_retries:
             who = "request" if role == "user" else "answer"
             self.finish(store, state, "failed",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..llm.answers import estimate_call
+from ..prompting import quote_source
 from .driver import DialogueDriver
 
 #: Dialogues walked at most; the rest is scaled from them.
@@ -74,6 +75,8 @@ def walk(store: Any, driver: DialogueDriver, llm: Any, spec: dict[str, Any], tot
                 content = state.source_text
             else:
                 content = _STAND_IN_REQUEST.get(step.expected_lang, _STAND_IN_REQUEST_DEFAULT)
+                if step.idx == 0:  # a first request written by the LLM: the source follows it
+                    content = f"{content}\n\n{quote_source(state.source_text)}"
         state.turns.append({"role": "user" if step.kind != "assistant" else "assistant", "content": content,
                             "interaction_type": step.interaction_type})
 

@@ -166,6 +166,11 @@ class OnlineRun:
                 driver.record(store, state, step, driver.apply(state, step))
                 step = driver.next_step(state)
         while step is not None:
+            if step.kind == "template":  # the template standing in for failed LLM-written openings
+                with store.transaction():
+                    driver.record(store, state, step, driver.apply(state, step))
+                step = driver.next_step(state)
+                continue
             try:
                 # Who gets a free call slot first. While dialogues are still to be started: the one
                 # closest to its end (it frees its worker for the next spec soonest). Once every

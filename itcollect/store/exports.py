@@ -160,11 +160,13 @@ class ExportsMixin(StoreCore):
 
         return ordered(done), ordered(kept)
 
-    def iter_requests(self) -> Iterator[tuple[str | None, str, str | None]]:
-        """(instruction language, request text, source text) of every active user turn of every
-        finished dialogue, streamed."""
+    def iter_requests(self) -> Iterator[tuple[str | None, str, str | None, int, str]]:
+        """(instruction language, request text, source text, turn index, who wrote it) of every
+        active user turn of every finished dialogue, streamed. Who wrote it: "template" (a
+        first-turn template), else the turn's author ("model", "human")."""
         yield from self.stream(
-            "SELECT d.instruction_lang, t.content, d.source_text FROM turns t"
+            "SELECT d.instruction_lang, t.content, d.source_text, t.idx,"
+            " CASE WHEN t.annotator='template' THEN 'template' ELSE COALESCE(t.author, '?') END FROM turns t"
             " JOIN dialogues d ON d.id=t.dialogue_id WHERE d.status='done' AND t.state='active'"
             " AND t.role='user' ORDER BY t.id")
 
