@@ -22,6 +22,7 @@ import numpy as np
 
 from .errors import ItcollectError
 from .settings import settings
+from .store.interfaces import StatsStore
 
 ROUGE_THRESHOLD = 0.7
 
@@ -38,7 +39,7 @@ def target_mix(config: dict[str, Any]) -> dict[str, dict[str, float]]:
             "turns": _shares(mix.turns), "interaction_type": _shares(mix.interaction_types)}
 
 
-def mix_section(store: Any, config: dict[str, Any]) -> dict[str, Any]:
+def mix_section(store: StatsStore, config: dict[str, Any]) -> dict[str, Any]:
     """{dimension: {value: {"count", "share", "target", "kept"}}} for pair, instruction_lang, turns,
     interaction_type and origin (origin has no target)."""
     done, kept = store.mix_counts_with_kept()
@@ -89,7 +90,7 @@ def _sample_key(text: str) -> int:
 DIVERSITY_LSH = (16, 4)
 
 
-def diversity_section(store: Any, *, sample: int = 5000) -> dict[str, Any]:
+def diversity_section(store: StatsStore, *, sample: int = 5000) -> dict[str, Any]:
     from .filter.dedup import MinHasher
     from .filter.rules import request_text, tokens_of
 
@@ -155,7 +156,7 @@ def diversity_section(store: Any, *, sample: int = 5000) -> dict[str, Any]:
     return out
 
 
-def corpus_sections(store: Any, config: dict[str, Any] | None) -> dict[str, Any]:
+def corpus_sections(store: StatsStore, config: dict[str, Any] | None) -> dict[str, Any]:
     """The sections this module adds to ``stats --json``: mix, diversity, imports, exports."""
     config = config or {}
     exports = store.list_exports()
