@@ -340,6 +340,11 @@ class BatchRunner:
             return CallState("straggler")
         return CallState("to_send")
 
+    def next_round(self) -> int:
+        """The number the next round submitted will get (for a stage's progress line): a stage
+        asks the transport, never the batch tables."""
+        return self.store.next_batch_round()
+
     def split(self, calls: Sequence[BatchCall]) -> list[list[BatchCall]]:
         """The input files these calls would be submitted in (``[batch]`` per-file limits)."""
         return split_calls(calls, max_requests=int(self.settings["max_requests_per_file"]),

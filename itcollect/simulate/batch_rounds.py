@@ -162,7 +162,7 @@ async def _run(ws: Any, opts: SimulateOptions, echo: Callable[[str], None]) -> B
             # 2. rounds: advance every dialogue from the ledger, submit their next calls together
             while states:
                 calls: list[BatchCall] = []
-                bar = progress(total=len(states), desc=f"round {store.next_batch_round()}: advance dialogues",
+                bar = progress(total=len(states), desc=f"round {runner.next_round()}: advance dialogues",
                                unit="dlg", leave=False)
                 for spec_id, state in list(states.items()):
                     bar.update(1)

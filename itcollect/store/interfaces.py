@@ -7,10 +7,12 @@ touches, and a second backend (a server database) knows what each stage needs. T
 the mixins' (the test checks that ``Store`` satisfies every protocol, parameter by parameter, and
 that every store call a stage's source makes is a member of its protocol).
 
-A stage that hands its store to another layer inherits that layer's protocol: simulate and judge
-give theirs to the LLM client and the Batch API transport (:class:`LLMStore`, :class:`BatchStore`),
-a terminal session to the client and the review desk, ``stats`` to the quality figures and the
-judge's section.
+Each protocol declares exactly what its stage's own code calls. A stage that hands its store to
+another layer also inherits that layer's protocol (so the type is honest), without calling those
+methods itself: simulate and judge give theirs to the LLM client and the Batch API transport
+(:class:`LLMStore`, :class:`BatchStore`), a session to the client and the review desk, the web
+server to the session engine and the accounts, ``stats`` to the quality figures and the judge's
+section. A method both a stage and a layer it hands on call is declared by both.
 
 ``transaction()`` is a unit of work for the stage (``with store.transaction(): ...`` makes several
 method calls atomic); the context value (today a SQLite connection) is not part of any interface:
@@ -130,7 +132,11 @@ class SimulateStore(LLMStore, BatchStore, Protocol):
     """``simulate``: claims specs, plays their dialogues (the driver), and hands the store to the
     LLM client and the Batch API transport."""
 
+    def transaction(self) -> AbstractContextManager[object]: ...
+
     def background_checkpoints(self, interval_s: float = 0.25) -> AbstractContextManager[None]: ...
+
+    def ledger_answer(self, key: str) -> dict[str, Any] | None: ...
 
     def spec_counts(self) -> dict[str, int]: ...
 
@@ -212,6 +218,8 @@ class SessionStore(LLMStore, ReviewStore, Protocol):
     the annotator's dialogues and turns, the action log; ``session --review`` and the LLM client
     get the same store."""
 
+    def transaction(self) -> AbstractContextManager[object]: ...
+
     def get_spec(self, spec_id: int) -> dict[str, Any] | None: ...
 
     def pending_spec_count(self) -> int: ...
@@ -234,6 +242,8 @@ class SessionStore(LLMStore, ReviewStore, Protocol):
 
     def unfinished_dialogues(self, annotator: str) -> list[dict[str, Any]]: ...
 
+    def get_dialogue(self, dialogue_id: str) -> dict[str, Any] | None: ...
+
     def dialogue_for_spec(self, spec_id: int, copy: int = 0) -> dict[str, Any] | None: ...
 
     def create_dialogue(self, *, origin: str, spec_id: int | None = None, annotator: str | None = None,
@@ -251,6 +261,8 @@ class SessionStore(LLMStore, ReviewStore, Protocol):
 
     def add_turn(self, dialogue_id: str, *, role: str, content: str, author: str, idx: int | None = None,
                  **provenance: Any) -> int: ...
+
+    def get_turns(self, dialogue_id: str, include_inactive: bool = False) -> list[dict[str, Any]]: ...
 
     def update_turn(self, turn_id: int, **fields: Any) -> None: ...
 
@@ -311,6 +323,12 @@ class WebStore(SessionStore, AccountsStore, Protocol):
     def spec_pool(self, *, now: float | None = None) -> list[dict[str, Any]]: ...
 
     def flagged_dialogue_counts(self) -> dict[str, int]: ...
+
+    def accounts(self) -> list[dict[str, Any]]: ...
+
+    def annotator_stats(self) -> dict[str, dict[str, Any]]: ...
+
+    def last_actions(self) -> dict[str, str]: ...
 
 
 # -- import (itcollect/importer.py) ---------------------------------------------------------------
