@@ -26,6 +26,7 @@ import numpy as np
 
 from .errors import ItcollectError
 from .settings import settings
+from .store.interfaces import StatsStore
 
 ROUGE_THRESHOLD = 0.7
 
@@ -42,7 +43,7 @@ def target_mix(config: dict[str, Any]) -> dict[str, dict[str, float]]:
             "turns": _shares(mix.turns), "interaction_type": _shares(mix.interaction_types)}
 
 
-def mix_section(store: Any, config: dict[str, Any]) -> dict[str, Any]:
+def mix_section(store: StatsStore, config: dict[str, Any]) -> dict[str, Any]:
     """{dimension: {value: {"count", "share", "target", "kept"}}} for pair, instruction_lang, turns,
     interaction_type and origin (origin has no target)."""
     done, kept = store.mix_counts_with_kept()
@@ -93,12 +94,12 @@ def _sample_key(text: str) -> int:
 DIVERSITY_LSH = (16, 4)
 
 
-def diversity_section(store: Any, *, sample: int = 5000) -> dict[str, Any]:
+def diversity_section(store: StatsStore, *, sample: int = 5000) -> dict[str, Any]:
     """Diversity of every request, per instruction language."""
     return diversity_sections(store, sample=sample)["all"]
 
 
-def diversity_sections(store: Any, *, sample: int = 5000) -> dict[str, Any]:
+def diversity_sections(store: StatsStore, *, sample: int = 5000) -> dict[str, Any]:
     """Diversity per instruction language of every request ("all"), of the first requests and of
     the later ones, in one pass over the store, and who wrote the first requests (``[simulate]
     first_turn``: a template, the annotator LLM, a person) — so the effect of LLM-written first
@@ -185,7 +186,7 @@ class _Requests:
         }
 
 
-def corpus_sections(store: Any, config: dict[str, Any] | None) -> dict[str, Any]:
+def corpus_sections(store: StatsStore, config: dict[str, Any] | None) -> dict[str, Any]:
     """The sections this module adds to ``stats --json``: mix, diversity, imports, exports."""
     config = config or {}
     exports = store.list_exports()

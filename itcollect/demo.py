@@ -26,6 +26,7 @@ from typing import Any
 from .config import CONFIG_FILE, DEFAULT_CONFIG_TEXT, default_config, parse_config
 from .errors import InputError, ItcollectError
 from .local import BUNDLED_MODEL_NAME
+from .store.interfaces import DemoStore
 
 DEFAULT_DEMO_DIR = "itcollect-demo"
 DEMO_DIALOGUES = 16  # 24 took 6 min on 2 idle cores (82 calls, ~4 s each, mostly prompt evaluation)
@@ -192,8 +193,9 @@ def _counts(root: Path) -> dict[str, int]:
     from .workspace import Workspace
 
     with Workspace(root) as ws:
-        specs = ws.store.spec_counts()
-        return {"sources": sum(ws.store.source_counts_by_lang().values()),
+        store: DemoStore = ws.store
+        specs = store.spec_counts()
+        return {"sources": sum(store.source_counts_by_lang().values()),
                 "open_specs": int(specs.get("pending", 0)) + int(specs.get("in_progress", 0))}
 
 

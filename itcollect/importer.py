@@ -42,6 +42,7 @@ from .langid import detect_languages
 from .normalize import normalize_whitespace_all
 from .paging import default_workers, gc_paused, map_batches
 from .store.imports import ImportRows, import_rows
+from .store.interfaces import ImportStore
 
 ROLE_ALIASES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
                 "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "model": "assistant",
@@ -290,7 +291,7 @@ def build_dialogue(messages: list[dict[str, str]], meta: dict[str, Any], langs: 
 
 
 # -- the run -------------------------------------------------------------------------------------
-def import_files(store: Any, paths: Sequence[str | Path], *, languages: Sequence[str] = ("en", "zh", "de", "fr"),
+def import_files(store: ImportStore, paths: Sequence[str | Path], *, languages: Sequence[str] = ("en", "zh", "de", "fr"),
                  backend: str = "lingua", workers: int | None = None, fast: bool = True) -> list[ImportReport]:
     """Import every file; all files are checked before the first write. Returns one report per file.
 
@@ -368,7 +369,7 @@ def _prepare(batch: list[tuple[int, Any]], *, origin_file: str, languages: tuple
     return _Prepared(len(batch), [import_rows(d, turns) for d, turns in items], bad)
 
 
-def _import_one(store: Any, path: Path, fmt: str, languages: tuple[str, ...], backend: str, workers: int,
+def _import_one(store: ImportStore, path: Path, fmt: str, languages: tuple[str, ...], backend: str, workers: int,
                 fast: bool) -> ImportReport:
     from .langid import warm_up
     from .progress import progress

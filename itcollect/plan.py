@@ -28,6 +28,7 @@ from typing import Any
 
 from . import checks as C
 from .errors import ConfigError, InputError
+from .store.interfaces import PlanStore
 from .taxonomy import EXPLAIN_KINDS, FOLLOW_TYPES, FOLLOW_UP_KINDS, LENGTH_MODES, STYLE_REGISTERS
 
 BLOCK = 100
@@ -242,7 +243,7 @@ def _turn_params(types: list[str], rng: random.Random, *, src_lang: str, tgt_lan
     return out
 
 
-def plan_specs(store: Any, config: dict[str, Any], n_dialogues: int, seed: int = 0, *,
+def plan_specs(store: PlanStore, config: dict[str, Any], n_dialogues: int, seed: int = 0, *,
                progress: Any = None) -> PlanResult:
     """Make the store hold ``n_dialogues`` specs for ``seed`` (adds the missing positions)."""
     if n_dialogues < 0:

@@ -51,7 +51,7 @@ from typing import Any
 
 from .checks import text_length
 from .settings import settings
-from .store import Store
+from .store.interfaces import QualityStore
 from .taxonomy import INTERACTION_TYPES
 
 #: the keys of each annotator in ``stats --json`` → ``annotators`` (DESIGN.md)
@@ -121,7 +121,7 @@ def _conversation(turns: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], li
     return requests, answers
 
 
-def quality_figures(store: Store, config: dict[str, Any] | None = None) -> dict[str, Any]:
+def quality_figures(store: QualityStore, config: dict[str, Any] | None = None) -> dict[str, Any]:
     """``{"annotators": {name: {ANNOTATOR_KEYS}}, "agreement": {...}, "annotator_details": {...}}``."""
     min_spw = settings(config or {}).session.min_seconds_per_word
     dialogues = store.human_dialogue_rows()
@@ -225,7 +225,7 @@ def quality_figures(store: Store, config: dict[str, Any] | None = None) -> dict[
     return {"annotators": out, "agreement": agreement, "annotator_details": details}
 
 
-def _agreement(store: Store, dialogues: list[dict[str, Any]], turns: dict[str, list[dict[str, Any]]],
+def _agreement(store: QualityStore, dialogues: list[dict[str, Any]], turns: dict[str, list[dict[str, Any]]],
                acted: dict[tuple[str, int], set[str]], metric: Any
                ) -> tuple[dict[str, Any], dict[str, list[tuple[int, float]]]]:
     """The agreement section, and per annotator the (spec, first-turn chrF) of each comparison."""

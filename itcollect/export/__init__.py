@@ -33,6 +33,7 @@ from typing import Any
 from ..errors import InputError
 from ..paging import default_workers, gc_paused, map_pages, page_bounds
 from ..settings import settings
+from ..store.interfaces import ExportStore
 from .rows import ROW_TURN_FIELDS, build_row, group_key, rows_to_table, schema, sharegpt_json, sharegpt_record
 from .splits import SPLITS, assign_splits, split_pass
 from .writers import (
@@ -111,7 +112,7 @@ class _Renderer:
         self.judged = judged
         self._store = None
 
-    def page(self, bounds: tuple[int, int], store: Any = None) -> Page:
+    def page(self, bounds: tuple[int, int], store: ExportStore | None = None) -> Page:
         if store is None:
             if self._store is None:
                 from ..store import Store
@@ -141,7 +142,7 @@ def _formats(fmt: str) -> set[str]:
     return {fmt}
 
 
-def export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, fmt: str = "hf",
+def export_dataset(store: ExportStore, config: dict[str, Any], out_dir: str | Path, *, fmt: str = "hf",
                    system_prompt: str | None = None, validation_share: float | None = None,
                    test_share: float | None = None, push_to_hub: str | None = None,
                    workers: int | None = None) -> ExportResult:
@@ -156,7 +157,7 @@ def export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, f
                                push_to_hub=push_to_hub, workers=workers)
 
 
-def _export_dataset(store: Any, config: dict[str, Any], out_dir: str | Path, *, fmt: str = "hf",
+def _export_dataset(store: ExportStore, config: dict[str, Any], out_dir: str | Path, *, fmt: str = "hf",
                     system_prompt: str | None = None, validation_share: float | None = None,
                     test_share: float | None = None, push_to_hub: str | None = None,
                     workers: int | None = None) -> ExportResult:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from typing import Any
 
+from ..store.interfaces import ExportStore
 from .rows import group_key_of
 
 SPLITS = ("train", "validation", "test")
@@ -57,7 +57,7 @@ def assign_splits(groups: dict[str, Counter | str], validation_share: float, tes
     return out
 
 
-def split_pass(store: Any, validation_share: float, test_share: float, seed: int) -> tuple[dict[str, int], Counter]:
+def split_pass(store: ExportStore, validation_share: float, test_share: float, seed: int) -> tuple[dict[str, int], Counter]:
     """The split index of every kept dialogue (by its source group), and the split sizes."""
     groups: dict[str, Counter | str] = {}  # a group of one dialogue holds its stratum, see assign_splits
     ids: list[str] = []

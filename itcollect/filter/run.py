@@ -26,6 +26,7 @@ from ..langid import detect_languages
 from ..paging import default_workers, gc_paused, map_pages, page_bounds
 from ..settings import settings
 from ..store import dumps, loads
+from ..store.interfaces import FilterStore
 from . import dedup
 from .rules import (
     DialogueView,
@@ -91,7 +92,7 @@ class _Judge:
             self._store = Store(self.db_path, migrate=False)
         return self._store
 
-    def page(self, bounds: tuple[int, int], store: Any = None) -> _PageResult:
+    def page(self, bounds: tuple[int, int], store: FilterStore | None = None) -> _PageResult:
         store = store if store is not None else self.store()
         items = list(store.iter_corpus(after=bounds[0], upto=bounds[1], slim=True, meta=self.th.min_chrf > 0))
         if self.with_judgements:  # one query a page, only when a judge rule is on
@@ -102,7 +103,7 @@ class _Judge:
                         t["judgement"] = judged.get(t["id"])
         return self.judge(items, store)
 
-    def judge(self, items: list[tuple[dict[str, Any], list[dict[str, Any]]]], store: Any) -> _PageResult:
+    def judge(self, items: list[tuple[dict[str, Any], list[dict[str, Any]]]], store: FilterStore) -> _PageResult:
         th = self.th
         todo: list[tuple[dict[str, Any], str]] = []
         for d, turns in items:
@@ -169,7 +170,7 @@ class _Judge:
         return self.hasher.signatures_of_ids(req_ids, req_lens), self.hasher.signatures_of_ids(ids, dia_lens)
 
 
-def detect_missing_languages(store: Any, languages: tuple[str, ...], backend: str) -> int:
+def detect_missing_languages(store: FilterStore, languages: tuple[str, ...], backend: str) -> int:
     """Detect and cache the language of every active turn of a finished dialogue that has none yet
     (in this process, before any worker is forked). Returns how many turns were detected."""
     n = 0
@@ -181,7 +182,7 @@ def detect_missing_languages(store: Any, languages: tuple[str, ...], backend: st
     return n
 
 
-def run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None = None,
+def run_filter(store: FilterStore, config: dict[str, Any], *, near_dup: bool | None = None,
                page_size: int = 2000, workers: int | None = None, **overrides: Any) -> FilterResult:
     """Filter all finished dialogues with the thresholds of ``config['filter']``; store the verdicts.
 
@@ -196,7 +197,7 @@ def run_filter(store: Any, config: dict[str, Any], *, near_dup: bool | None = No
         return _run_filter(store, config, overrides, page_size=page_size, workers=workers)
 
 
-def _run_filter(store: Any, config: dict[str, Any], overrides: dict[str, Any], *,
+def _run_filter(store: FilterStore, config: dict[str, Any], overrides: dict[str, Any], *,
                 page_size: int, workers: int | None) -> FilterResult:
     from ..progress import progress
 

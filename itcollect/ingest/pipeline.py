@@ -28,8 +28,8 @@ from ..langid import detect_languages, is_chinese_script, letter_ratio
 from ..normalize import moses_normalize, pre_normalize
 from ..progress import progress
 from ..settings import settings
-from ..store import Store, source_id_for
-from ..store.sources import IngestStaging
+from ..store import source_id_for
+from ..store.interfaces import IngestStagingArea, IngestStore
 from .readers import (
     FORMATS,
     READERS,
@@ -208,9 +208,9 @@ _BY_OPTION, _BY_NAME, _BY_ORIGLANG = "--lang", "the file name", "the documents' 
 class _Batcher:
     """Turns records into store rows for one file, batch by batch."""
 
-    def __init__(self, store: IngestStaging, settings: IngestSettings, report: FileReport,
+    def __init__(self, staging: IngestStagingArea, settings: IngestSettings, report: FileReport,
                  forced: str | None, name_lang: str | None, name_ref_lang: str | None) -> None:
-        self.store = store
+        self.staging = staging
         self.s = settings
         self.report = report
         self.forced = forced              # --lang: wins over everything
@@ -319,10 +319,10 @@ class _Batcher:
             for ref in rec.refs:
                 refs.append((sid, ref, lang))
         if rows:
-            existing = self.store.existing_source_ids(list(rows))
+            existing = self.staging.existing_source_ids(list(rows))
             new = [row for sid, row in rows.items() if sid not in existing]
             report.dropped["duplicate"] += len(rows) - len(new)
-            self.store.add_sources_batch(new)
+            self.staging.add_sources_batch(new)
             report.kept += len(new)
         if refs:
             self._store_refs(refs)
@@ -342,7 +342,7 @@ class _Batcher:
             if s.moses:
                 text = moses_normalize(text, lang)
             rows.append((sid, lang, text, ref.translator or ""))
-        self.report.refs += self.store.add_references_batch(rows)
+        self.report.refs += self.staging.add_references_batch(rows)
 
 
 def _resolve_format(f: InputFile, opts: IngestOptions) -> str:
@@ -353,7 +353,7 @@ def _resolve_format(f: InputFile, opts: IngestOptions) -> str:
     return format_from_name(f.display) or format_from_name(f.path.name) or sniff_format(f.head, f.display)
 
 
-def ingest_file(store: Store, path: Path, display: str, settings: IngestSettings,
+def ingest_file(store: IngestStore, path: Path, display: str, settings: IngestSettings,
                 opts: IngestOptions) -> FileReport:
     """Ingest one file (staged, then merged in one transaction); raises InputError (store unchanged)
     when unusable."""
@@ -451,7 +451,7 @@ def _one_reason_warning(report: FileReport, wrong: Counter, s: IngestSettings) -
     return f"{head}: {cause}"
 
 
-def ingest_paths(store: Store, args: Iterable[str], settings: IngestSettings, opts: IngestOptions,
+def ingest_paths(store: IngestStore, args: Iterable[str], settings: IngestSettings, opts: IngestOptions,
                  base: Path | None = None, on_file=None) -> IngestSummary:
     """Ingest every file (folders expanded); a failed file is recorded and the rest continue."""
     summary = IngestSummary()

@@ -30,6 +30,7 @@ from typing import Any
 from ..dialogue import answered_request, expectations
 from ..errors import ItcollectError, ServiceError, UsageError
 from ..prompting import Prompts, load_prompts
+from ..store.interfaces import JudgeStore
 from .parse import Judgement, Unparsable, parse_judgement
 from .schema import KINDS, SYSTEM_TEMPLATE, TEMPLATES, Weights, kind_of, response_format
 
@@ -230,7 +231,7 @@ def self_judging_warning(ws: Any, model: str) -> str | None:
 class _Plan:
     """Which generation this run judges at, and the answers it visits (a generator over pages)."""
 
-    def __init__(self, store: Any, judge: Judge, rejudge: bool) -> None:
+    def __init__(self, store: JudgeStore, judge: Judge, rejudge: bool) -> None:
         self.store = store
         self.judge = judge
         self.rejudge = rejudge
@@ -302,7 +303,7 @@ async def _run_online(ws: Any, opts: JudgeOptions, summary: JudgeSummary, bar: A
                       warn: Callable[[str], None] | None = None) -> None:
     from ..llm import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
 
-    store = ws.store
+    store: JudgeStore = ws.store
     client = _client(ws, opts)
     try:
         judge = Judge(ws.config, client.model_for("judge"), base=ws.root)
@@ -462,7 +463,7 @@ async def _run_batch(ws: Any, opts: JudgeOptions, summary: JudgeSummary, echo: C
     resumed and collected first, and answers advance from the ledger."""
     from ..llm.batch import BatchRunner
 
-    store = ws.store
+    store: JudgeStore = ws.store
     client = _client(ws, opts)
     try:
         judge = Judge(ws.config, client.model_for("judge"), base=ws.root)

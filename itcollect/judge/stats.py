@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..settings import settings
+from ..store.interfaces import JudgeStatsStore
 from .schema import CATEGORIES, COMPLIANCE, OTHER, SEVERITIES
 from .verdict import cohen_kappa, passes
 
@@ -51,7 +52,7 @@ def _group(rows: list[tuple], key: Any) -> dict[str, Any]:
     return out
 
 
-def judge_section(store: Any, config: dict[str, Any] | None = None) -> dict[str, Any]:
+def judge_section(store: JudgeStatsStore, config: dict[str, Any] | None = None) -> dict[str, Any]:
     cfg = settings(config or {})
     filter_cfg, pass_score = cfg.filter, cfg.judge.pass_score
     if not store.has_judgements():  # nothing judged yet: one count, not a pass over every answer
@@ -113,7 +114,7 @@ def judge_section(store: Any, config: dict[str, Any] | None = None) -> dict[str,
     }
 
 
-def _beside_filter(store: Any, by_dialogue: dict[str, list[tuple[int, dict[str, Any] | None]]]) -> dict[str, Any]:
+def _beside_filter(store: JudgeStatsStore, by_dialogue: dict[str, list[tuple[int, dict[str, Any] | None]]]) -> dict[str, Any]:
     """Judged dialogues by the latest filter verdict (kept, or each deterministic drop reason):
     how many, and the mean of their lowest scores."""
     verdicts = store.verdict_reasons()

@@ -63,7 +63,8 @@ from typing import Any
 from ..config import Config
 from ..errors import ServiceError
 from ..settings import settings
-from ..store import Store, dumps
+from ..store import dumps
+from ..store.interfaces import BatchStore
 from .answers import (
     BadAnswer,
     CallEstimate,
@@ -311,7 +312,7 @@ class BatchRunner:
     a judge run on another endpoint leaves simulate's batches alone.
     """
 
-    def __init__(self, store: Store, config: Config, llm: Any, *, echo: Callable[[str], None] | None = None,
+    def __init__(self, store: BatchStore, config: Config, llm: Any, *, echo: Callable[[str], None] | None = None,
                  sleep: Callable[[float], Any] = asyncio.sleep,
                  on_phase: Callable[[str], None] = pause_if_asked, stage: str = "simulate") -> None:
         self.stage = stage
@@ -338,6 +339,11 @@ class BatchRunner:
         if status == "failed" and self.store.batch_failure_counts([key])[key] >= self.max_attempts:
             return CallState("straggler")
         return CallState("to_send")
+
+    def next_round(self) -> int:
+        """The number the next round submitted will get (for a stage's progress line): a stage
+        asks the transport, never the batch tables."""
+        return self.store.next_batch_round()
 
     def split(self, calls: Sequence[BatchCall]) -> list[list[BatchCall]]:
         """The input files these calls would be submitted in (``[batch]`` per-file limits)."""
@@ -661,7 +667,7 @@ def batch_stage(batch: dict[str, Any]) -> str:
 
 
 # -- status ----------------------------------------------------------------------------------------
-def batch_status(store: Store, *, command: str) -> dict[str, Any]:
+def batch_status(store: BatchStore, *, command: str) -> dict[str, Any]:
     """The batches of the workspace from the store alone (no network): those still out with their
     counts and what each waits for, the last collected round, totals, the ledger's counts.
     ``command`` is the one that collects them (named in what a finished batch waits for)."""

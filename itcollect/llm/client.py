@@ -45,7 +45,8 @@ from urllib.parse import urlsplit, urlunsplit
 from ..config import Config
 from ..errors import ServiceError
 from ..settings import settings as typed_settings
-from ..store import Store, dumps
+from ..store import dumps
+from ..store.interfaces import LLMStore
 from .answers import (
     BadAnswer,
     ChatResult,
@@ -163,7 +164,7 @@ class LLMClient:
     """One per command run. Async. Owns an AsyncOpenAI per endpoint, the semaphore, the rate
     limiters, the run's counters (its ``llm_runs`` row), and uses ``store`` for the ledger."""
 
-    def __init__(self, config: Config, store: Store, *, command: str,
+    def __init__(self, config: Config, store: LLMStore, *, command: str,
                  base_url: str | None = None, model: str | None = None,
                  annotator_base_url: str | None = None, annotator_model: str | None = None,
                  concurrency: int | None = None, max_cost_usd: float | None = None, dry_run: bool = False,

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 
-from ..store import Store, utcnow
+from ..store import utcnow
+from ..store.interfaces import LLMStore
 
 
 class LedgerWriter:
-    def __init__(self, store: Store, run_id: int | None) -> None:
+    def __init__(self, store: LLMStore, run_id: int | None) -> None:
         self.store = store
         self.run_id = run_id
         self._begin: list[tuple] = []

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from ..config import Config
-from ..store import Store
+from ..store.interfaces import SessionStore
 from .engine import AnswerFailed, CommandError, Session
 
 __all__ = ["Session", "CommandError", "AnswerFailed", "run_session", "session_config"]
@@ -29,7 +29,7 @@ def session_config(config: Config) -> Config:
     return cfg
 
 
-def run_session(config: Config, store: Store, annotator: str, *, base_url: str | None = None,
+def run_session(config: Config, store: SessionStore, annotator: str, *, base_url: str | None = None,
                 model: str | None = None, review: bool = False, interactive: bool | None = None,
                 history_dir: Any = None, order: str = "default") -> int:
     """Run one session until the annotator quits or the pool is empty; returns the exit status."""

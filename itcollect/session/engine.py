@@ -41,8 +41,9 @@ from ..dialogue import RequestInfo, expectations, planned_params, planned_turns
 from ..errors import ItcollectError
 from ..llm import CostLimitReached, EndpointDown, LLMCallError
 from ..prompting import load_prompts, quote_source
-from ..store import SKIP_REASONS, LeaseLost, Overlap, Store, human_holder
+from ..store import SKIP_REASONS, LeaseLost, Overlap, human_holder
 from ..store.availability import unit_hash
+from ..store.interfaces import SessionStore
 from ..taxonomy import INTERACTION_TYPES, check_answer, check_request, mentions_language, zh_number
 from .controls import plant_error
 
@@ -154,7 +155,7 @@ class Session:
     and again after the endpoint failed, so "retry" really tries again.
     """
 
-    def __init__(self, config: Config, store: Store, annotator: str, client_factory: Callable[[], Any], *,
+    def __init__(self, config: Config, store: SessionStore, annotator: str, client_factory: Callable[[], Any], *,
                  prompts: Any = None) -> None:
         annotator = check_annotator_name(annotator)
         self.config = config

@@ -46,7 +46,8 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from ..judge.schema import CATEGORIES, OTHER, SEVERITIES
-from ..store import ReviewError, Store
+from ..store import ReviewError
+from ..store.interfaces import ReviewStore
 
 #: reviewer's command -> the verdict stored in ``dialogues.review_status`` (``accept`` after a fix: ``fixed``)
 VERDICTS = {"accept": "accepted", "reject": "rejected"}
@@ -67,7 +68,7 @@ def _judgement(j: dict[str, Any]) -> dict[str, Any]:
                               "judge_model")}
 
 
-def review_item(store: Store, d: dict[str, Any]) -> dict[str, Any]:
+def review_item(store: ReviewStore, d: dict[str, Any]) -> dict[str, Any]:
     """One dialogue as a reviewer sees it: every turn (rejected and undone ones too), each answer
     with its marks and its current judgement, a fix with who made it, a control item with what was
     planted and the outcome; ``judge_score`` (the lowest) when the judge scored it."""
@@ -106,7 +107,7 @@ def review_item(store: Store, d: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
-def next_review(store: Store, skipped: set[str] | frozenset[str] = frozenset(), order: str = "default"
+def next_review(store: ReviewStore, skipped: set[str] | frozenset[str] = frozenset(), order: str = "default"
                 ) -> dict[str, Any] | None:
     """The next item to review, or None when nothing is left. ``mode`` ``dialogue`` (order default:
     :func:`review_item` fields) or ``overlap`` (the spec, its source and ``dialogues``: the copies);
@@ -133,7 +134,7 @@ def next_review(store: Store, skipped: set[str] | frozenset[str] = frozenset(), 
             **review_item(store, first[0])}
 
 
-def record_verdict(store: Store, reviewer: str, dialogue_id: str, command: str, note: str | None = None) -> str:
+def record_verdict(store: ReviewStore, reviewer: str, dialogue_id: str, command: str, note: str | None = None) -> str:
     """Record ``accept`` or ``reject`` (with a note) on a dialogue of the queue; returns the stored
     verdict (``fixed`` for an accept of a dialogue with the reviewer's fixes). Checked and written
     in one transaction, so two reviewers deciding the same dialogue at once cannot both succeed:
@@ -149,7 +150,7 @@ def record_verdict(store: Store, reviewer: str, dialogue_id: str, command: str, 
     return verdict
 
 
-def _unreviewed(store: Store, dialogue_id: str) -> dict[str, Any]:
+def _unreviewed(store: ReviewStore, dialogue_id: str) -> dict[str, Any]:
     d = store.get_dialogue(dialogue_id)
     if d is None or d["status"] not in ("done", "skipped"):
         raise ReviewError(f"no finished dialogue {dialogue_id!r} to review")
@@ -159,7 +160,7 @@ def _unreviewed(store: Store, dialogue_id: str) -> dict[str, Any]:
     return d
 
 
-def record_mark(store: Store, reviewer: str, dialogue_id: str, turn_id: int, category: str, severity: str,
+def record_mark(store: ReviewStore, reviewer: str, dialogue_id: str, turn_id: int, category: str, severity: str,
                 start: int, end: int, note: str | None = None) -> int:
     """Mark an error span (category and severity from the judge's lists); returns the mark's id."""
     category, severity = category.strip().lower(), severity.strip().lower()
@@ -171,18 +172,18 @@ def record_mark(store: Store, reviewer: str, dialogue_id: str, turn_id: int, cat
                                  (note or "").strip() or None)
 
 
-def record_unmark(store: Store, reviewer: str, mark_id: int) -> None:
+def record_unmark(store: ReviewStore, reviewer: str, mark_id: int) -> None:
     store.remove_review_mark(int(mark_id), reviewer)
 
 
-def record_fix(store: Store, reviewer: str, dialogue_id: str, turn_id: int, text: str) -> int:
+def record_fix(store: ReviewStore, reviewer: str, dialogue_id: str, turn_id: int, text: str) -> int:
     """The reviewer's version of an answer of a dialogue not reviewed yet; returns the new turn's id."""
     with store.transaction():
         _unreviewed(store, dialogue_id)
         return store.review_fix(dialogue_id, int(turn_id), reviewer, text)
 
 
-def record_pick(store: Store, reviewer: str, spec_id: int, dialogue_id: str, note: str | None = None) -> str:
+def record_pick(store: ReviewStore, reviewer: str, spec_id: int, dialogue_id: str, note: str | None = None) -> str:
     """Keep one copy of an overlap spec (an id prefix of at least 8 characters will do); returns
     the picked dialogue's id."""
     copies = [d["id"] for d in store.overlap_copies_done(int(spec_id))]
@@ -228,7 +229,7 @@ def _answer(item: dict[str, Any], turn_id: int) -> dict[str, Any]:
     raise ReviewError(f"turn {turn_id} is not an answer on screen")
 
 
-def run_review(store: Store, reviewer: str, *, interactive: bool | None = None, order: str = "default",
+def run_review(store: ReviewStore, reviewer: str, *, interactive: bool | None = None, order: str = "default",
                stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
     if interactive is None:
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
@@ -331,7 +332,7 @@ def run_review(store: Store, reviewer: str, *, interactive: bool | None = None, 
             emit("review", **item)
 
 
-def _refresh(store: Store, item: dict[str, Any]) -> dict[str, Any] | None:
+def _refresh(store: ReviewStore, item: dict[str, Any]) -> dict[str, Any] | None:
     """The same item, read again (after a mark or a fix)."""
     if item["mode"] == "overlap":
         copies = [review_item(store, d) for d in store.overlap_copies_done(item["spec_id"])]
@@ -411,7 +412,7 @@ def _show(console: Any, d: dict[str, Any], numbers: dict[int, int], label: str =
                                style="cyan"))
 
 
-def _review_tui(store: Store, reviewer: str, order: str = "default") -> int:
+def _review_tui(store: ReviewStore, reviewer: str, order: str = "default") -> int:
     from prompt_toolkit import prompt
     from prompt_toolkit.key_binding import KeyBindings
     from rich.console import Console

@@ -24,7 +24,8 @@ from .. import checks as C
 from ..errors import ServiceError, UsageError
 from ..llm.batch import LOCK_FILE, BatchCall, BatchRunner, batch_status
 from ..progress import progress
-from ..store import Store, process_holder
+from ..store import process_holder
+from ..store.interfaces import SimulateStore
 from ..workspace import WorkspaceLock
 from .driver import DialogueDriver, DialogueState
 from .estimate import estimate_run
@@ -40,7 +41,7 @@ COMMAND = "itcollect simulate --batch-api"
 class Rounds:
     """Advances dialogues from the ledger and takes the next call of each (one round)."""
 
-    def __init__(self, store: Store, driver: DialogueDriver, llm: Any, runner: BatchRunner) -> None:
+    def __init__(self, store: SimulateStore, driver: DialogueDriver, llm: Any, runner: BatchRunner) -> None:
         self.store = store
         self.driver = driver
         self.llm = llm
@@ -77,12 +78,12 @@ class Rounds:
             return "call", call
 
 
-def simulate_batch_status(store: Store) -> dict[str, Any]:
+def simulate_batch_status(store: SimulateStore) -> dict[str, Any]:
     """What ``simulate --batch-api --status`` shows, from the store alone (no network)."""
     return {**batch_status(store, command=COMMAND), "specs": store.spec_counts()}
 
 
-def _dry_run(store: Store, opts: SimulateOptions, llm: Any, driver: DialogueDriver,
+def _dry_run(store: SimulateStore, opts: SimulateOptions, llm: Any, driver: DialogueDriver,
              runner: BatchRunner) -> dict[str, Any]:
     """The whole remaining run at batch prices (as online ``--dry-run`` estimates it), and the
     next round exactly: its calls, tokens, cost and input files. Writes nothing."""
@@ -132,7 +133,8 @@ async def _cancel(ws: Any, opts: SimulateOptions, echo: Callable[[str], None]) -
 
 
 async def _run(ws: Any, opts: SimulateOptions, echo: Callable[[str], None]) -> BatchSummary:
-    store, config = ws.store, ws.config
+    store: SimulateStore = ws.store
+    config = ws.config
     llm = make_client(ws, opts, command="simulate --batch-api", dry_run=opts.dry_run, max_cost=False)
     summary = BatchSummary()
     try:
@@ -162,7 +164,7 @@ async def _run(ws: Any, opts: SimulateOptions, echo: Callable[[str], None]) -> B
             # 2. rounds: advance every dialogue from the ledger, submit their next calls together
             while states:
                 calls: list[BatchCall] = []
-                bar = progress(total=len(states), desc=f"round {store.next_batch_round()}: advance dialogues",
+                bar = progress(total=len(states), desc=f"round {runner.next_round()}: advance dialogues",
                                unit="dlg", leave=False)
                 for spec_id, state in list(states.items()):
                     bar.update(1)

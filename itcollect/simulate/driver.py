@@ -32,6 +32,7 @@ from typing import Any
 from ..dialogue import Expectation, RequestInfo, expectations, planned_params
 from ..prompting import Prompts, load_prompts, quote_source
 from ..settings import settings
+from ..store.interfaces import SimulateStore
 from ..taxonomy import INTERACTION_TYPES, CheckContext, check_opening_request
 
 #: The reason prefix of a dialogue failed because a turn's samples all failed validation.
@@ -124,7 +125,7 @@ class DialogueDriver:
         self._assistant_system: dict[str, Any] = {}
 
     # -- state -------------------------------------------------------------------------------------
-    def load(self, store: Any, spec: dict[str, Any]) -> DialogueState:
+    def load(self, store: SimulateStore, spec: dict[str, Any]) -> DialogueState:
         """The dialogue of ``spec`` as committed; writes nothing (a spec with no dialogue yet gets
         an empty state with ``dialogue_id`` None: what a dry run walks)."""
         d = store.dialogue_for_spec(spec["id"])
@@ -133,7 +134,7 @@ class DialogueDriver:
             return DialogueState(spec, src["text"] if src else "", None, [], {})
         return self._state(store, spec, d)
 
-    def load_or_create(self, store: Any, spec: dict[str, Any]) -> DialogueState:
+    def load_or_create(self, store: SimulateStore, spec: dict[str, Any]) -> DialogueState:
         """The dialogue of ``spec`` as committed, creating its record (status in_progress) the
         first time: what a run that will write turns starts from."""
         d = store.dialogue_for_spec(spec["id"])
@@ -148,7 +149,7 @@ class DialogueDriver:
                                           "assistant_model": self.assistant_model})
         return DialogueState(spec, text, did, [], {})
 
-    def _state(self, store: Any, spec: dict[str, Any], d: dict[str, Any]) -> DialogueState:
+    def _state(self, store: SimulateStore, spec: dict[str, Any], d: dict[str, Any]) -> DialogueState:
         all_turns = store.get_turns(d["id"], include_inactive=True)
         active = [t for t in all_turns if t["state"] == "active"]
         rejected: dict[int, int] = {}
@@ -293,7 +294,7 @@ class DialogueDriver:
         return Outcome(text, reasons, result)
 
     # -- committing --------------------------------------------------------------------------------
-    def record(self, store: Any, state: DialogueState, step: Step, outcome: Outcome) -> None:
+    def record(self, store: SimulateStore, state: DialogueState, step: Step, outcome: Outcome) -> None:
         """Commit an accepted turn or a rejected sample; fail the dialogue when retries ran out."""
         r = outcome.result
         fields: dict[str, Any] = {
@@ -332,7 +333,7 @@ class DialogueDriver:
                         f"{VALIDATION}: {who} of turn {step.turn_no + 1} ({step.interaction_type}) failed "
                         f"{state.rejected[step.idx]} samples: {'; '.join(outcome.reasons)}")
 
-    def finish(self, store: Any, state: DialogueState, status: str, reason: str | None = None) -> None:
+    def finish(self, store: SimulateStore, state: DialogueState, status: str, reason: str | None = None) -> None:
         state.status, state.status_reason = status, reason
         if state.dialogue_id is not None:
             store.set_dialogue_status(state.dialogue_id, status, reason)

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..llm.answers import estimate_call
 from ..prompting import quote_source
+from ..store.interfaces import SimulateStore
 from .driver import DialogueDriver
 
 #: Dialogues walked at most; the rest is scaled from them.
@@ -47,7 +48,7 @@ def sample_specs(specs: Sequence[dict[str, Any]], size: int = SAMPLE_SIZE) -> li
     return list(specs[::max(1, len(specs) // size)][:size])
 
 
-def walk(store: Any, driver: DialogueDriver, llm: Any, spec: dict[str, Any], totals: RunTotals,
+def walk(store: SimulateStore, driver: DialogueDriver, llm: Any, spec: dict[str, Any], totals: RunTotals,
          lookup: Callable[[str], str]) -> None:
     """Play ``spec``'s dialogue from its committed turns to its end with stand-in answers, adding
     its calls to ``totals``. ``lookup(key)`` says what the ledger knows of a call: "answered",
@@ -81,7 +82,7 @@ def walk(store: Any, driver: DialogueDriver, llm: Any, spec: dict[str, Any], tot
                             "interaction_type": step.interaction_type})
 
 
-def online_lookup(store: Any) -> Callable[[str], str]:
+def online_lookup(store: SimulateStore) -> Callable[[str], str]:
     """What an online run does with a call: answered from the ledger, left to the batch run that
     has it out, or sent (a failed call is sent again)."""
     def lookup(key: str) -> str:
@@ -92,7 +93,7 @@ def online_lookup(store: Any) -> Callable[[str], str]:
     return lookup
 
 
-def estimate_run(store: Any, driver: DialogueDriver, llm: Any, specs: Sequence[dict[str, Any]], *,
+def estimate_run(store: SimulateStore, driver: DialogueDriver, llm: Any, specs: Sequence[dict[str, Any]], *,
                  batch: bool = False, lookup: Callable[[str], str] | None = None,
                  sample_size: int = SAMPLE_SIZE) -> dict[str, Any]:
     """The estimate of playing ``specs`` to their end (see the module docstring): the keys of

@@ -19,6 +19,7 @@ from ..langid import warm_up
 from ..llm import CallInBatch, CostLimitReached, EndpointDown, LLMCallError, LLMClient
 from ..progress import progress
 from ..store import process_holder
+from ..store.interfaces import SimulateStore
 from .driver import DialogueDriver, DialogueState
 from .estimate import estimate_run
 from .summary import SimulateOptions, SimulateSummary
@@ -45,7 +46,7 @@ def make_driver(ws: Any, llm: LLMClient) -> DialogueDriver:
                           annotator_model=llm.model_for("annotator"), base=ws.root)
 
 
-def specs_to_play(store: Any, limit: int | None) -> list[dict[str, Any]]:
+def specs_to_play(store: SimulateStore, limit: int | None) -> list[dict[str, Any]]:
     """The specs a run would play, in claim order: pending and in progress, at most ``limit``."""
     specs = list(store.iter_specs(("pending", "in_progress")))
     return specs if limit is None else specs[:limit]
@@ -74,7 +75,7 @@ class OnlineRun:
     """
 
     def __init__(self, ws: Any, opts: SimulateOptions, bar: Any = None) -> None:
-        self.store = ws.store
+        self.store: SimulateStore = ws.store
         self.opts = opts
         self.bar = bar
         self.summary = SimulateSummary()

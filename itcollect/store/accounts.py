@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from ..errors import ItcollectError
+from .availability import LIVE_LEASE
 from .core import StoreCore, utcnow
 
 ROLES = ("annotator", "reviewer", "lead")
@@ -121,7 +122,7 @@ class AccountsMixin(StoreCore):
         out: dict[tuple[str, str, str], dict[str, Any]] = {}
         for src, tgt, ilang, status, live, n in self.query(
                 "SELECT s.src_lang, s.tgt_lang, s.instruction_lang, s.status,"
-                " EXISTS (SELECT 1 FROM leases l WHERE l.spec_id = s.id AND l.expires_at >= ?) AS live, COUNT(*)"
+                f" {LIVE_LEASE} AS live, COUNT(*)"
                 " FROM specs s"
                 " GROUP BY s.src_lang, s.tgt_lang, s.instruction_lang, s.status, live", (now,)):
             row = out.setdefault((src, tgt, ilang), {

@@ -84,6 +84,14 @@ def may_take(kind: str) -> str:
     raise ValueError(f"unknown worker kind {kind!r}")
 
 
+#: Expression with one parameter (now, unix time): spec ``s`` has a live lease (one that has not
+#: run out), on any copy.
+LIVE_LEASE = "EXISTS (SELECT 1 FROM leases l WHERE l.spec_id = s.id AND l.expires_at >= ?)"
+
+#: WHERE fragment with one parameter (now): spec ``s`` is pending and nobody holds a live lease on
+#: it: free for simulate's claims and a person's lease alike (each adds :func:`may_take`).
+PENDING_FREE = f"s.status = 'pending' AND NOT {LIVE_LEASE}"
+
 #: WHERE fragment: copy ``{slot}`` of spec ``s`` is neither leased nor finished.
 SLOT_FREE = ("NOT EXISTS (SELECT 1 FROM leases l2 WHERE l2.spec_id = s.id AND l2.copy = {slot})"
              " AND NOT EXISTS (SELECT 1 FROM dialogues d2 WHERE d2.spec_id = s.id AND d2.copy = {slot}"
@@ -124,5 +132,6 @@ def settle_spec_status(c: sqlite3.Connection, spec_id: int, status: str, reason:
     c.execute("UPDATE specs SET status=?, status_reason=?, updated_at=? WHERE id=?", (status, reason, utcnow(), spec_id))
 
 
-__all__ = ["Overlap", "MAX_COPIES", "COPY_NUMBERS", "unit_hash", "overlap_copies", "may_take", "SLOT_FREE",
+__all__ = ["Overlap", "MAX_COPIES", "COPY_NUMBERS", "unit_hash", "overlap_copies", "may_take", "LIVE_LEASE",
+           "PENDING_FREE", "SLOT_FREE",
            "NOT_MINE_ELSEWHERE", "not_mine_elsewhere", "settle_spec_status"]

@@ -18,7 +18,7 @@ import socket
 import time
 from typing import Any
 
-from .availability import may_take
+from .availability import PENDING_FREE, may_take
 from .core import StoreCore, utcnow
 
 _HOLDER_RE = re.compile(r"^[a-z][a-z0-9_-]*@([^:@]+):(\d+)$")
@@ -88,9 +88,7 @@ class ClaimsMixin(StoreCore):
                 # the limit; a NOT IN list of every dialogue's spec was built per claim (26 ms at
                 # 100K dialogues, with the writer's event loop stopped).
                 ids += [r[0] for r in c.execute(
-                    "SELECT s.id FROM specs s WHERE s.status='pending'"
-                    " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.spec_id = s.id AND l.expires_at >= ?)"
-                    f" AND {machine} ORDER BY s.id LIMIT ?",
+                    f"SELECT s.id FROM specs s WHERE {PENDING_FREE} AND {machine} ORDER BY s.id LIMIT ?",
                     (now, limit - len(ids)))]
             if not ids:
                 return []

@@ -26,6 +26,7 @@ from typing import Any
 from ..errors import ItcollectError
 from .availability import (
     COPY_NUMBERS,
+    PENDING_FREE,
     SLOT_FREE,
     Overlap,
     may_take,
@@ -95,9 +96,8 @@ class LeasesMixin(StoreCore):
                     picked = (row[0], row[1], None, False)
             if picked is None:
                 row = c.execute(
-                    "SELECT id FROM specs s WHERE status = 'pending' AND COALESCE(copies, 1) <= 1 AND id NOT IN"
-                    f" (SELECT spec_id FROM leases WHERE expires_at >= ?) AND {human}"
-                    " ORDER BY id LIMIT 1", (now,)).fetchone()
+                    f"SELECT s.id FROM specs s WHERE {PENDING_FREE} AND COALESCE(s.copies, 1) <= 1 AND {human}"
+                    " ORDER BY s.id LIMIT 1", (now,)).fetchone()
                 if row is not None:
                     picked = (row[0], 0, None, False)
             if picked is None:

@@ -8,7 +8,7 @@ so a re-run with other thresholds never re-detects.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from typing import Any
 
@@ -89,7 +89,7 @@ class VerdictsMixin(StoreCore):
         return int(self.scalar("SELECT COUNT(*) FROM dialogues d LEFT JOIN verdicts v ON v.dialogue_id=d.id"
                                " WHERE d.status='done' AND v.dialogue_id IS NULL") or 0)
 
-    def iter_undetected_turns(self, batch_size: int = 5000):
+    def iter_undetected_turns(self, batch_size: int = 5000) -> Iterator[list[tuple[Any, ...]]]:
         """(turn id, role, content, dialogue source text) of active turns of finished dialogues whose
         language was never detected, in batches (lists)."""
         last = 0

@@ -40,6 +40,7 @@ from ...config import Config
 from ...errors import ItcollectError
 from ...judge.schema import SEVERITIES
 from ...store import SKIP_REASONS, LeaseLost, Store
+from ...store.interfaces import WebStore
 from ..engine import CommandError, ControlRevealed, Session, status_line
 from ..guidelines import GUIDE_LANGS, guide_sections
 from ..review import (
@@ -136,7 +137,7 @@ class WebApp:
     routes. ``client_factory()`` builds an LLM client; the server shares one among all sessions
     (:class:`SharedClient`), ``first_client`` if given (built before serving, to fail early)."""
 
-    def __init__(self, config: Config, store: Store, client_factory: Callable[[], Any], *,
+    def __init__(self, config: Config, store: WebStore, client_factory: Callable[[], Any], *,
                  first_client: Any = None, on_shutdown: Callable[[], None] | None = None) -> None:
         self.config = config
         self.store = store
@@ -730,7 +731,7 @@ def _opt(body: dict[str, Any], key: str) -> str | None:
     return value.strip() or None
 
 
-def create_app(config: Config, store: Store, client_factory: Callable[[], Any], *,
+def create_app(config: Config, store: WebStore, client_factory: Callable[[], Any], *,
                on_shutdown: Callable[[], None] | None = None) -> Any:
     """The ASGI app (Starlette behind the security-headers middleware)."""
     return WebApp(config, store, client_factory, on_shutdown=on_shutdown).build()

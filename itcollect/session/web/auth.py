@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ...config import Config
-from ...store import Store
+from ...store.interfaces import AccountsStore
 from ..engine import check_annotator_name
 
 RECORD = Path(".itcollect") / "web.json"
@@ -38,7 +38,7 @@ def secret_hash(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
-def issue_token(store: Store, name: str, role: str = "annotator", *, renew: bool = False,
+def issue_token(store: AccountsStore, name: str, role: str = "annotator", *, renew: bool = False,
                 role_given: bool = True) -> str:
     """Create an account (or, with ``renew``, give an existing one a new token) and return the
     token in clear: the only time it exists outside the browser that uses it."""

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from ...config import Config
 from ...errors import ServiceError
-from ...store import Store
+from ...store.interfaces import WebStore
 from .auth import remove_server_record, url_host, write_server_record
 
 
@@ -51,7 +51,7 @@ def _logging() -> None:
         logger.propagate = False
 
 
-def serve(config: Config, store: Store, root: Path, *, host: str | None = None, port: int | None = None,
+def serve(config: Config, store: WebStore, root: Path, *, host: str | None = None, port: int | None = None,
           base_url: str | None = None, model: str | None = None, out: IO[str] | None = None) -> int:
     """Serve the workspace's sessions in the browser; returns the exit status (0 after Ctrl-C)."""
     import uvicorn
