@@ -359,6 +359,26 @@ def test_resume_asks_the_same_sample_again(tmp_path, fake_openai):
     ws.close()
 
 
+def stop_outside_a_write(pid: int, db) -> None:
+    """SIGSTOP ``pid`` at a moment it holds no SQLite write lock: a process stopped inside a write
+    transaction blocks every writer of the file (SQLite's rule, not the lease's) until it wakes."""
+    import sqlite3
+
+    for _ in range(200):
+        os.kill(pid, signal.SIGSTOP)
+        probe = sqlite3.connect(str(db), timeout=0.2, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:  # stopped mid-write: let it finish and try again
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.02)
+        finally:
+            probe.close()
+    raise AssertionError("the process never left its write transaction")
+
+
 def test_a_stalled_process_leaves_taken_over_dialogues_to_the_other(tmp_path, fake_openai):
     """A simulate process stopped past its lease loses its specs to another run; when it wakes up,
     its answers land on dialogues the other already wrote: it drops them and exits cleanly."""
@@ -376,7 +396,7 @@ def test_a_stalled_process_leaves_taken_over_dialogues_to_the_other(tmp_path, fa
         while fake_openai.total_requests < 6 and time.time() < deadline and stalled.poll() is None:
             time.sleep(0.01)
         assert stalled.poll() is None, stalled.communicate()
-        os.kill(stalled.pid, signal.SIGSTOP)
+        stop_outside_a_write(stalled.pid, root / "itcollect.db")
         time.sleep(2.5)  # its leases (1 s, renewed every 1 s) run out
         other = run_cli("-C", str(root), "simulate", "--base-url", fake_openai.base_url, "--model", "fake-model",
                         "--concurrency", "4")
