@@ -211,20 +211,38 @@ def copies_source(answer: str, source: str, threshold: float = 0.9) -> bool:
     """The answer is the source again: equal after normalisation, or a Jaccard similarity of
     their character trigrams (:func:`char_overlap`) of at least ``threshold``.
 
-    The filter runs this on every translation of the corpus, so it skips the intersection when the
-    sizes of the two trigram sets already rule the threshold out (Jaccard <= smaller / larger); a
-    bound on the texts' lengths would not do: a repeated "ha ha ... ha" has as few trigrams as
-    "ha ha"."""
+    The filter runs this on every translation of the corpus, so it is exact but lazy: an upper
+    bound of the similarity, from character sets alone (C speed), rules most answers out before
+    any trigram is built. A shared trigram starts at a position of the source whose character the
+    answer has too, so there are at most as many as such positions; and a text has at least as many
+    distinct trigrams as distinct characters less 2 (each character but the last two starts one),
+    which bounds the union from below. An answer in another script shares next to no characters
+    and is done. The bound is compared with the same float division as the definition, so the
+    verdict never differs (``tests/test_checks.py`` drives both over generated texts and
+    thresholds); it is a bound on distinct trigrams, not on length, so a repeated "ha ha ... ha" is
+    still judged right. Past it, the sizes of the two trigram sets rule the rest out when they can.
+    Trigrams are tuples of characters, built in C: the same sets as the substrings."""
     a, s = normalize_for_compare(answer), normalize_for_compare(source)
     if not a or not s:
         return False
     if a == s:
         return True
-    ga, gs = _ngrams(a, 3), _ngrams(s, 3)
+    chars_a, chars_s = set(a), set(s)
+    union_at_least = max(len(chars_a), len(chars_s)) - 2
+    if union_at_least > 0 and len(s) >= 3:
+        shared_at_most = min(len(s) - 2, sum(map(s.count, chars_a & chars_s)))
+        if shared_at_most / union_at_least < threshold:
+            return False
+    ga, gs = _trigrams(a), _trigrams(s)
     small, large = (len(ga), len(gs)) if len(ga) <= len(gs) else (len(gs), len(ga))
-    if small / large < threshold:  # the same float division as below: never a different verdict
+    if small / large < threshold:
         return False
     return len(ga & gs) / len(ga | gs) >= threshold
+
+
+def _trigrams(s: str) -> set[tuple[str, ...]]:
+    """The character trigrams of a compare form as tuples (a text shorter than 3 is its own gram)."""
+    return set(zip(s, s[1:], s[2:])) if len(s) >= 3 else {(s,)}
 
 
 def check_not_copy(answer: str, source: str, threshold: float = 0.9) -> list[str]:
