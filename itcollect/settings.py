@@ -157,6 +157,7 @@ class FilterSection:
     max_critical_errors: int
     require_compliance: bool
     require_judge: bool
+    drop_review_rejected: bool
 
 
 @dataclass(frozen=True)

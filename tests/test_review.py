@@ -145,3 +145,36 @@ def test_order_overlap_pick_survives_filter_and_export(tmp_path, fake_openai):
     assert exported[copies[1]["bob"]]["messages"][-1]["content"] == edits[0]
     stats = json.loads(run_cli("-C", str(ws), "stats", "--json").stdout)
     assert stats["filter"]["reasons"]["overlap_not_picked"] == 2
+
+
+def test_a_rejected_dialogue_is_dropped_by_filter_and_not_exported(tmp_path, fake_openai):
+    fake_openai.responder = CountingResponder()
+    ws = make_workspace(tmp_path / "ws", 2, types=("translate",), instruction_langs=("en",))
+    ask = "request Please translate this sentence into Chinese."
+    r = session(ws, "li.wei", f"{ask}\naccept\nflag check it\nfinish\n{ask}\naccept\nflag check it\nfinish\n",
+                fake_openai.base_url)
+    assert r.returncode == 0, r.stderr
+    with Store(ws / "itcollect.db") as store:
+        d1, d2 = store.dialogue_for_spec(1)["id"], store.dialogue_for_spec(2)["id"]
+    ev = review(ws, "rev", "accept fine\nreject the number is wrong\n")
+    assert [e["verdict"] for t, e in ev if t == "ok" and e["action"] in ("accept", "reject")] == ["accepted", "rejected"]
+    assert run_cli("-C", str(ws), "filter").returncode == 0
+    with Store(ws / "itcollect.db") as store:
+        assert store.get_verdict(d1)["kept"]
+        v2 = store.get_verdict(d2)
+        assert not v2["kept"] and v2["reasons"] == ["review_rejected"]
+        assert v2["detail"]["review_rejected"] == {"by": "rev", "note": "the number is wrong"}
+    out = tmp_path / "out"
+    r = run_cli("-C", str(ws), "export", "--hf", str(out))
+    assert r.returncode == 0, r.stderr
+    import datasets
+
+    rows = [row for split in datasets.load_from_disk(str(out / "hf")).values() for row in split]
+    assert [row["id"] for row in rows] == [d1]
+    # reviews that only inform: the rule is off, the rejected dialogue is kept again
+    cfg = ws / "itcollect.toml"
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace("drop_review_rejected = true",
+                                                           "drop_review_rejected = false"), encoding="utf-8")
+    assert run_cli("-C", str(ws), "filter").returncode == 0
+    with Store(ws / "itcollect.db") as store:
+        assert store.get_verdict(d1)["kept"] and store.get_verdict(d2)["kept"]

@@ -29,6 +29,8 @@ Reason codes (also the keys of ``stats`` → filter → reasons):
                            one kept: a reviewer picked another (``session --review --order
                            overlap``); before that, among the copies that pass every other rule,
                            the one the dedup keep rule prefers is kept (:mod:`.run`)
+``review_rejected``        a dialogue a reviewer rejected (``session --review``;
+                           ``drop_review_rejected``)
 ``low_judge_score``        an answer the LLM judge scored below ``min_judge_score`` (or an
                            explanation / follow-up rated below ``min_judge_rating``)
 ``critical_error``         more critical errors than ``max_critical_errors`` over all answers
@@ -471,6 +473,20 @@ class OverlapNotPicked(Rule):
     def __call__(self, view: DialogueView, th: Thresholds) -> Result:
         pick = view.extra.get("overlap_pick")
         return self.keep() if pick is None else self.drop(**pick)
+class ReviewRejected(Rule):
+    """a dialogue a reviewer rejected (``view.extra["review_rejected"]``: who and why, set by the
+    filter run from the store's review verdicts)"""
+
+    code, stage = "review_rejected", "structure"
+
+    def active(self, th: Thresholds) -> bool:
+        return th.drop_review_rejected
+
+    def __call__(self, view: DialogueView, th: Thresholds) -> Result:
+        rejected = view.extra.get("review_rejected")
+        return self.keep() if rejected is None else self.drop(**rejected)
+
+
 class _JudgeRule(Rule):
     """A rule over the LLM judge's judgements of the answers (``turn["judgement"]``, None when the
     answer has no current judgement); the checks themselves are :mod:`itcollect.judge.verdict`'s."""
@@ -539,7 +555,8 @@ class NotJudged(_JudgeRule):
 
 
 #: Every rule, in the order their reasons are listed (turn rules: ordered by the turn they fire at).
-RULES: list[Rule] = [RolesNotAlternating(), EmptyTurn(), TooFewTurns(), OverlapNotPicked(), WrongLanguageRequest(),
+RULES: list[Rule] = [RolesNotAlternating(), EmptyTurn(), TooFewTurns(), OverlapNotPicked(), ReviewRejected(),
+                     WrongLanguageRequest(),
                      WrongLanguageAnswer(), CopiesSource(), CopiesPrevious(), Truncated(), Refusal(), IdentityLeak(),
                      RepeatedNgrams(), LengthRatio(), LowChrf(), LowJudgeScore(), CriticalError(), NotCompliant(),
                      NotJudged()]

@@ -74,9 +74,11 @@ class _Judge:
     """Judges pages of dialogues; one per process."""
 
     def __init__(self, db_path: str | None, th: Thresholds, languages: tuple[str, ...], backend: str,
-                 not_picked: dict[str, dict[str, Any]] | None = None) -> None:
+                 not_picked: dict[str, dict[str, Any]] | None = None,
+                 rejected: dict[str, dict[str, Any]] | None = None) -> None:
         self.db_path = db_path
         self.not_picked = not_picked or {}  # overlap copies a reviewer did not pick -> the pick
+        self.rejected = rejected or {}  # dialogues a reviewer rejected -> who, and the note
         self.th = th
         self.languages = languages
         self.backend = backend
@@ -136,6 +138,8 @@ class _Judge:
             view = DialogueView(d, turns, [t["detected_lang"] or None for t in turns], reference=ref)
             if d["id"] in self.not_picked:
                 view.extra["overlap_pick"] = self.not_picked[d["id"]]
+            if d["id"] in self.rejected:
+                view.extra["review_rejected"] = self.rejected[d["id"]]
             reasons, detail = check_dialogue(view, th, self.rules)
             n_user = sum(1 for t in turns if t["role"] == "user")
             res.ids.append(d["id"])
@@ -205,7 +209,8 @@ def _run_filter(store: FilterStore, config: dict[str, Any], overrides: dict[str,
     th = cfg.filter if not overrides else replace(cfg.filter, **overrides)
     languages = cfg.workspace.languages
     backend = cfg.ingest.langid_backend
-    judge = _Judge(str(store.path), th, languages, backend, store.overlap_not_picked())
+    judge = _Judge(str(store.path), th, languages, backend, store.overlap_not_picked(),
+                   store.review_rejections() if th.drop_review_rejected else None)
 
     rowids = store.done_rowids()
     pages = page_bounds(rowids, page_size)

@@ -299,6 +299,19 @@ async def _estimate(ws: Any, opts: JudgeOptions, sample_dialogues: int = 200) ->
             "model": judge.model, "response_format": judge.mode, "rejudge": opts.rejudge}
 
 
+def _open_judge(ws: Any, client: Any, summary: JudgeSummary, warn: Callable[[str], None] | None) -> Judge:
+    """The judge of a run (online or batch), its model on the summary, and the warning when it is
+    the assistant's own model, said once."""
+    judge = Judge(ws.config, client.model_for("judge"), base=ws.root)
+    summary.model = judge.model
+    warning = self_judging_warning(ws, judge.model)
+    if warning:
+        summary.warnings.append(warning)
+        if warn is not None:
+            warn(warning)
+    return judge
+
+
 async def _run_online(ws: Any, opts: JudgeOptions, summary: JudgeSummary, bar: Any = None,
                       warn: Callable[[str], None] | None = None) -> None:
     from ..llm import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
@@ -306,13 +319,7 @@ async def _run_online(ws: Any, opts: JudgeOptions, summary: JudgeSummary, bar: A
     store: JudgeStore = ws.store
     client = _client(ws, opts)
     try:
-        judge = Judge(ws.config, client.model_for("judge"), base=ws.root)
-        summary.model = judge.model
-        warning = self_judging_warning(ws, judge.model)
-        if warning:
-            summary.warnings.append(warning)
-            if warn is not None:
-                warn(warning)
+        judge = _open_judge(ws, client, summary, warn)
         plan = _Plan(store, judge, opts.rejudge)
         summary.todo = plan.count() if opts.limit is None else min(plan.count(), opts.limit)
         if bar is not None:
@@ -466,13 +473,7 @@ async def _run_batch(ws: Any, opts: JudgeOptions, summary: JudgeSummary, echo: C
     store: JudgeStore = ws.store
     client = _client(ws, opts)
     try:
-        judge = Judge(ws.config, client.model_for("judge"), base=ws.root)
-        summary.model = judge.model
-        warning = self_judging_warning(ws, judge.model)
-        if warning:
-            summary.warnings.append(warning)
-            if warn is not None:
-                warn(warning)
+        judge = _open_judge(ws, client, summary, warn)
         settings = ws.config.settings
         wait = settings.batch.wait
         max_cost = opts.max_cost if opts.max_cost is not None else (settings.judge.max_cost_usd or None)

@@ -159,6 +159,15 @@ class ReviewMixin(StoreCore):
             "SELECT d.id, p.dialogue_id, p.reviewer FROM overlap_picks p JOIN dialogues d ON d.spec_id = p.spec_id"
             " WHERE d.id <> p.dialogue_id")}
 
+    def review_rejections(self) -> dict[str, dict[str, Any]]:
+        """Dialogues a reviewer rejected (``session --review``) -> {by, note} (filter)."""
+        out: dict[str, dict[str, Any]] = {}
+        for did, meta in self.query("SELECT id, meta FROM dialogues WHERE review_status = 'rejected'"):
+            reviews = (loads(meta, {}) or {}).get("reviews") or []
+            last = reviews[-1] if reviews and isinstance(reviews[-1], dict) else {}
+            out[did] = {"by": last.get("reviewer"), "note": last.get("note")}
+        return out
+
     def overlap_picks(self) -> dict[int, dict[str, Any]]:
         """Every pick, by spec id."""
         return {r["spec_id"]: dict(r) for r in self.query("SELECT * FROM overlap_picks")}
