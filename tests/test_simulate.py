@@ -275,7 +275,9 @@ def test_clean_request(raw, clean):
 
 def test_ctrl_c_stops_cleanly_and_rerun_finishes(tmp_path, fake_openai):
     fake_openai.responder = responder
-    fake_openai.set_latency(0.05)
+    # ~280 calls, 8 at a time, 0.2 s each: ~7 s of run left when the signal comes, so a loaded
+    # machine that is slow to deliver it still interrupts a running simulate
+    fake_openai.set_latency(0.2)
     ws = make_ws(tmp_path, 40)
     root = ws.root
     ws.close()
@@ -283,6 +285,7 @@ def test_ctrl_c_stops_cleanly_and_rerun_finishes(tmp_path, fake_openai):
     deadline = time.time() + 120
     while fake_openai.total_requests < 40 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
+    assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -293,6 +296,7 @@ def test_ctrl_c_stops_cleanly_and_rerun_finishes(tmp_path, fake_openai):
     committed = ws.store.turn_count()
     assert committed > 0
     ws.close()
+    fake_openai.set_latency(0.0)
     r = run_cli("-C", str(root), "simulate", "--base-url", fake_openai.base_url, "--model", "fake-model")
     assert r.returncode == 0, r.stderr
     ws = Workspace(root)

@@ -105,6 +105,7 @@ class SourcesMixin(StoreCore):
         for the final merge (INSERT ... SELECT). A file that fails half-way leaves the store as it
         was (nothing reached it); a killed ingest leaves a scratch file that the next one removes.
         """
+        started_at = utcnow()  # the run starts with the file, before its scratch file exists
         folder = self.path.parent
         for stale in folder.glob(f"{_STAGE_PREFIX}*.tmp"):
             pid = stale.name[len(_STAGE_PREFIX):].split("-", 1)[0]
@@ -126,7 +127,7 @@ class SourcesMixin(StoreCore):
                 CREATE TABLE {_STAGE}.source_refs (source_id TEXT, lang TEXT, text TEXT, translator TEXT,
                     PRIMARY KEY (source_id, lang, translator));
             """)
-            yield IngestStaging(self)
+            yield IngestStaging(self, started_at)
         except sqlite3.Error as exc:
             raise StoreError(f"ingest scratch file {scratch.name}: {exc}", path=str(self.path)) from None
         finally:
@@ -167,10 +168,10 @@ class IngestStaging:
     and against the store are found as before.
     """
 
-    def __init__(self, store: SourcesMixin) -> None:
+    def __init__(self, store: SourcesMixin, started_at: str | None = None) -> None:
         self.store = store
         self.conn = store.conn
-        self.started_at = utcnow()  # the run's start is the file's, not the merge's
+        self.started_at = started_at or utcnow()  # the run's start is the file's, not the merge's
         self.staged = 0  # sources staged so far
 
     def existing_source_ids(self, ids: list[str]) -> set[str]:
