@@ -182,3 +182,18 @@ def test_typed_settings_mirror_the_default_config_key_for_key():
     assert typed.export.test_share == 0.1 and typed.export.validation_share == defaults["export"]["validation_share"]
     assert typed.llm.judge.response_format == defaults["llm"]["judge"]["response_format"]
     assert S.settings({}) == parse_config("").settings  # a plain mapping is merged with the defaults
+
+
+def test_every_package_of_the_code_is_installed():
+    """A non-editable install (the Quick start's `pip install '.[local]'`) ships only the packages
+    pyproject lists: a subpackage left out works in the editable dev install and fails for users
+    (it happened: `itcollect.simulate`)."""
+    from pathlib import Path
+
+    import tomllib
+
+    repo = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    code = {".".join(p.parent.relative_to(repo).parts) for p in (repo / "itcollect").rglob("*.py")
+            if "__pycache__" not in p.parts}
+    assert code - listed == set(), f"packages missing from pyproject.toml: {sorted(code - listed)}"
