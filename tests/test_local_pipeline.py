@@ -301,3 +301,38 @@ def test_judge_local_answers_in_the_schema_through_the_grammar(tmp_path):
     # nothing left: a second run sends nothing
     r = run_cli("-C", str(ws), "judge", "--local", "--json", timeout=300)
     assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["calls"]["sent"] == 0
+
+
+def test_session_web_local_answers_from_the_bundled_model_and_stops_its_server(tmp_path):
+    """``session --web --local``: the page's answers come from the llama.cpp server the command
+    started (streamed, recorded with the bundled model's name), and stopping the web server stops
+    that llama.cpp server too (no orphan holding the model in memory)."""
+    import psutil
+
+    from .webutil import Client, WebServer, add_account
+
+    ws = _workspace(tmp_path, 1)
+    srv = WebServer(ws, None)
+    try:
+        children = psutil.Process(srv.proc.pid).children(recursive=True)
+        assert any("llama_cpp.server" in " ".join(p.cmdline()) for p in children), children
+        c = Client(srv.url, add_account(ws, "alice"))
+        c.state(load=True)
+        c.act("/api/request", {"text": "Please translate this sentence into English."})
+        events = c.stream(timeout=120)
+        assert events[-1][0] == "end" and events[-1][1]["ok"] is True, events[-3:]
+        assert sum(1 for e, _ in events if e == "delta") >= 2  # streamed in pieces
+        st = c.state()
+        answer = st["dialogue"]["turns"][-1]
+        assert answer["role"] == "assistant" and answer["content"].strip()
+    finally:
+        assert srv.stop() == 0, srv.stderr()
+    assert not [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    from itcollect.store import Store
+
+    with Store(ws / "itcollect.db") as store:
+        (d,) = list(store.iter_dialogues())
+        turns = store.get_turns(d["id"])
+        assert [t["role"] for t in turns] == ["user", "assistant"]
+        assert turns[1]["model"] == BUNDLED_MODEL_NAME and turns[1]["call_key"]
+        assert store.ledger_lookup(turns[1]["call_key"])["status"] == "done"

@@ -24,12 +24,14 @@ LISTENING = re.compile(r"^listening on (http://127\.0\.0\.1:(\d+))$")
 class WebServer:
     """``itcollect -C WS session --web --port 0 ...`` in a subprocess; ``.url``, ``.stop()``, ``.kill9()``."""
 
-    def __init__(self, ws: Path, llm_url: str, *extra: str) -> None:
+    def __init__(self, ws: Path, llm_url: str | None, *extra: str) -> None:
+        """``llm_url`` None: ``--local`` (the bundled model behind a llama.cpp server it starts)."""
         env = dict(os.environ, ITCOLLECT_PROGRESS="0")
         env.pop("OPENAI_BASE_URL", None)
+        endpoint = ["--local"] if llm_url is None else ["--base-url", llm_url, "--model", "fake-model"]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "itcollect", "-C", str(ws), "session", "--web", "--port", "0",
-             "--base-url", llm_url, "--model", "fake-model", *extra],
+             *endpoint, *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.first_line = self.proc.stdout.readline().rstrip("\n")
         m = LISTENING.match(self.first_line)
