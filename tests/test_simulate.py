@@ -207,9 +207,13 @@ def spawn_simulate(root, fake_openai, concurrency: int, **popen) -> subprocess.P
     """`itcollect simulate` against the loopback server as a real child process (to kill or interrupt)."""
     env = dict(os.environ, ITCOLLECT_PROGRESS="0")
     env.pop("OPENAI_BASE_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "itcollect", "-C", str(root), "simulate", "--base-url",
-                             fake_openai.base_url, "--model", "fake-model", "--concurrency", str(concurrency)],
-                            cwd=REPO, env=env, **popen)
+    args = ["-C", str(root), "simulate", "--base-url", fake_openai.base_url, "--model", "fake-model",
+            "--concurrency", str(concurrency)]
+    # Ctrl-C as at a terminal: a suite started in the background (`cmd &`, nohup) hands its children
+    # SIGINT ignored, and a child that ignores it cannot be interrupted
+    boot = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            f"sys.argv = ['itcollect', *{args!r}]; runpy.run_module('itcollect', run_name='__main__')")
+    return subprocess.Popen([sys.executable, "-c", boot], cwd=REPO, env=env, **popen)
 
 
 def test_kill_9_then_rerun_completes_paying_only_for_calls_in_flight(tmp_path, fake_openai):
