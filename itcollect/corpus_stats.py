@@ -12,7 +12,7 @@ and quoted spans removed):
   ``sample`` requests per language, so 160K dialogues stay fast. ``sampled`` says how many.
 
 ``diversity_by_turn`` gives the same figures for the first requests and for the later ones apart,
-and who wrote the first requests (``template``, ``model``, ``human``): 160K dialogues opened from
+and who wrote the first requests (``template``, ``model``, ``human``, ``imported``): 160K dialogues opened from
 the templates share a few dozen openings, which the figures over all requests hide.
 """
 

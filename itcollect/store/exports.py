@@ -163,7 +163,7 @@ class ExportsMixin(StoreCore):
     def iter_requests(self) -> Iterator[tuple[str | None, str, str | None, int, str]]:
         """(instruction language, request text, source text, turn index, who wrote it) of every
         active user turn of every finished dialogue, streamed. Who wrote it: "template" (a
-        first-turn template), else the turn's author ("model", "human")."""
+        first-turn template), else the turn's author ("model", "human", "imported")."""
         yield from self.stream(
             "SELECT d.instruction_lang, t.content, d.source_text, t.idx,"
             " CASE WHEN t.annotator='template' THEN 'template' ELSE COALESCE(t.author, '?') END FROM turns t"
