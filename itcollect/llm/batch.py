@@ -272,9 +272,14 @@ class BatchEstimate:
     cost_usd_online: float = 0.0
     cost_usd_max: float = 0.0
 
-    def add(self, role: str, est: CallEstimate, price: Any) -> None:
+    def count(self, role: str) -> None:
+        """One more call of ``role`` that costs nothing more (its answer is in the ledger)."""
         self.calls += 1
         self.by_role[role] = self.by_role.get(role, 0) + 1
+
+    def add(self, role: str, est: CallEstimate, price: Any) -> None:
+        """One more call of ``role``, with its estimated tokens and cost."""
+        self.count(role)
         self.prompt_tokens += est.prompt_tokens
         self.completion_tokens += est.completion_tokens
         self.max_completion_tokens += est.max_completion_tokens

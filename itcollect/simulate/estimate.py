@@ -13,10 +13,10 @@ worst case beside it). Nothing is sent and nothing is written.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..llm.answers import estimate_call
+from ..llm.batch import BatchEstimate
 from ..prompting import quote_source
 from ..store.interfaces import SimulateStore
 from .driver import DialogueDriver
@@ -28,30 +28,15 @@ _STAND_IN_REQUEST = {"zh": "请改得更正式一些。"}
 _STAND_IN_REQUEST_DEFAULT = "Could you make it a little more formal, please?"
 
 
-@dataclass
-class RunTotals:
-    """What the walked dialogues need: calls (those the ledger answers included, per role) and
-    the estimated tokens and cost of the others."""
-
-    calls: int = 0
-    by_role: dict[str, int] = field(default_factory=dict)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    max_completion_tokens: int = 0
-    cost_usd_online: float = 0.0
-    cost_usd_batch: float = 0.0
-    cost_usd_batch_max: float = 0.0
-
-
 def sample_specs(specs: Sequence[dict[str, Any]], size: int = SAMPLE_SIZE) -> list[dict[str, Any]]:
     """Every k-th spec, at most ``size`` of them."""
     return list(specs[::max(1, len(specs) // size)][:size])
 
 
-def walk(store: SimulateStore, driver: DialogueDriver, llm: Any, spec: dict[str, Any], totals: RunTotals,
+def walk(store: SimulateStore, driver: DialogueDriver, llm: Any, spec: dict[str, Any], totals: BatchEstimate,
          lookup: Callable[[str], str]) -> None:
     """Play ``spec``'s dialogue from its committed turns to its end with stand-in answers, adding
-    its calls to ``totals``. ``lookup(key)`` says what the ledger knows of a call: "answered",
+    its calls to ``totals`` (calls the ledger answers count, with no tokens or cost). ``lookup(key)`` says what the ledger knows of a call: "answered",
     "in_flight" (the dialogue is parked), "straggler" (left to online simulate) or "to_send"."""
     state = driver.load(store, spec)
     while (step := driver.next_step(state)) is not None:
@@ -62,16 +47,10 @@ def walk(store: SimulateStore, driver: DialogueDriver, llm: Any, spec: dict[str,
             kind = lookup(call.key)
             if kind in ("in_flight", "straggler"):  # not this run's call: the dialogue stops here
                 return
-            totals.calls += 1
-            totals.by_role[call.role] = totals.by_role.get(call.role, 0) + 1
-            if kind != "answered":
-                est, price = estimate_call(call.body), llm.price_for(call.role)
-                totals.prompt_tokens += est.prompt_tokens
-                totals.completion_tokens += est.completion_tokens
-                totals.max_completion_tokens += est.max_completion_tokens
-                totals.cost_usd_online += est.cost(price)
-                totals.cost_usd_batch += est.cost(price, batch=True)
-                totals.cost_usd_batch_max += est.max_cost(price, batch=True)
+            if kind == "answered":
+                totals.count(call.role)
+            else:
+                totals.add(call.role, estimate_call(call.body), llm.price_for(call.role))
             if step.kind == "assistant":
                 content = state.source_text
             else:
@@ -99,7 +78,7 @@ def estimate_run(store: SimulateStore, driver: DialogueDriver, llm: Any, specs: 
     """The estimate of playing ``specs`` to their end (see the module docstring): the keys of
     both modes, and with ``batch`` the batch-specific ones (costs at batch prices)."""
     sample = sample_specs(specs, sample_size)
-    totals = RunTotals()
+    totals = BatchEstimate()
     look = lookup or online_lookup(store)
     for spec in sample:
         walk(store, driver, llm, spec, totals, look)
@@ -110,9 +89,9 @@ def estimate_run(store: SimulateStore, driver: DialogueDriver, llm: Any, specs: 
     if not batch:
         out["cost_usd"] = round(round(totals.cost_usd_online, 6) * scale, 4)
     else:
-        out.update(cost_usd=round(totals.cost_usd_batch * scale, 6),
+        out.update(cost_usd=round(totals.cost_usd * scale, 6),
                    cost_usd_online=round(totals.cost_usd_online * scale, 6),
-                   cost_usd_max=round(totals.cost_usd_batch_max * scale, 6),
+                   cost_usd_max=round(totals.cost_usd_max * scale, 6),
                    max_completion_tokens=round(totals.max_completion_tokens * scale),
                    by_role={r: round(n * scale) for r, n in totals.by_role.items()})
     out.update(assistant_model=llm.model_for("assistant"), annotator_model=llm.model_for("annotator"))
