@@ -220,14 +220,12 @@ def render_corpus(stats: dict[str, Any]) -> list[str]:
     if div:
         lines += ["", "Diversity of user requests", "--------------------------"]
         lines.append(f"  {'lang':<6} {'requests':>9} {'distinct-1':>11} {'distinct-2':>11} {'ROUGE-L>0.7':>12}")
-        for lang, d in div.items():
-            lines.append(f"  {lang:<6} {d['requests']:>9,} {d['distinct_1']:>11.3f} {d['distinct_2']:>11.3f}"
-                         f" {d['rouge_l_over_0_7']:>12.1%}")
         by_turn = stats.get("diversity_by_turn") or {}
-        for name, title in (("first", "first requests"), ("later", "later requests")):
-            for lang, d in (by_turn.get(name) or {}).items():
+        for groups, title in ((div, ""), (by_turn.get("first") or {}, "  first requests"),
+                              (by_turn.get("later") or {}, "  later requests")):
+            for lang, d in groups.items():
                 lines.append(f"  {lang:<6} {d['requests']:>9,} {d['distinct_1']:>11.3f} {d['distinct_2']:>11.3f}"
-                             f" {d['rouge_l_over_0_7']:>12.1%}  {title}")
+                             f" {d['rouge_l_over_0_7']:>12.1%}{title}")
         written = by_turn.get("first_written_by") or {}
         if written:
             lines.append("  first requests written by: " + ", ".join(f"{k} {n:,}" for k, n in written.items()))

@@ -473,6 +473,8 @@ class OverlapNotPicked(Rule):
     def __call__(self, view: DialogueView, th: Thresholds) -> Result:
         pick = view.extra.get("overlap_pick")
         return self.keep() if pick is None else self.drop(**pick)
+
+
 class ReviewRejected(Rule):
     """a dialogue a reviewer rejected (``view.extra["review_rejected"]``: who and why, set by the
     filter run from the store's review verdicts)"""
@@ -556,10 +558,9 @@ class NotJudged(_JudgeRule):
 
 #: Every rule, in the order their reasons are listed (turn rules: ordered by the turn they fire at).
 RULES: list[Rule] = [RolesNotAlternating(), EmptyTurn(), TooFewTurns(), OverlapNotPicked(), ReviewRejected(),
-                     WrongLanguageRequest(),
-                     WrongLanguageAnswer(), CopiesSource(), CopiesPrevious(), Truncated(), Refusal(), IdentityLeak(),
-                     RepeatedNgrams(), LengthRatio(), LowChrf(), LowJudgeScore(), CriticalError(), NotCompliant(),
-                     NotJudged()]
+                     WrongLanguageRequest(), WrongLanguageAnswer(), CopiesSource(), CopiesPrevious(), Truncated(),
+                     Refusal(), IdentityLeak(), RepeatedNgrams(), LengthRatio(), LowChrf(), LowJudgeScore(),
+                     CriticalError(), NotCompliant(), NotJudged()]
 
 
 def active_rules(th: Thresholds, rules: Sequence[Rule] | None = None) -> list[Rule]:

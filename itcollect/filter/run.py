@@ -74,11 +74,12 @@ class _Judge:
     """Judges pages of dialogues; one per process."""
 
     def __init__(self, db_path: str | None, th: Thresholds, languages: tuple[str, ...], backend: str,
-                 not_picked: dict[str, dict[str, Any]] | None = None,
-                 rejected: dict[str, dict[str, Any]] | None = None) -> None:
+                 extras: dict[str, dict[str, dict[str, Any]]] | None = None) -> None:
         self.db_path = db_path
-        self.not_picked = not_picked or {}  # overlap copies a reviewer did not pick -> the pick
-        self.rejected = rejected or {}  # dialogues a reviewer rejected -> who, and the note
+        # what the structure rules read from the store beyond the dialogue, by view.extra key ->
+        # {dialogue id: details}: "overlap_pick" (copies a reviewer did not pick -> the pick),
+        # "review_rejected" (dialogues a reviewer rejected -> who, and the note)
+        self.extras = {key: by_id for key, by_id in (extras or {}).items() if by_id}
         self.th = th
         self.languages = languages
         self.backend = backend
@@ -136,10 +137,9 @@ class _Judge:
                 if ref is None and d.get("source_id"):
                     ref = first_reference(store.references_for(d["source_id"]), d.get("tgt_lang"))
             view = DialogueView(d, turns, [t["detected_lang"] or None for t in turns], reference=ref)
-            if d["id"] in self.not_picked:
-                view.extra["overlap_pick"] = self.not_picked[d["id"]]
-            if d["id"] in self.rejected:
-                view.extra["review_rejected"] = self.rejected[d["id"]]
+            for key, by_id in self.extras.items():
+                if d["id"] in by_id:
+                    view.extra[key] = by_id[d["id"]]
             reasons, detail = check_dialogue(view, th, self.rules)
             n_user = sum(1 for t in turns if t["role"] == "user")
             res.ids.append(d["id"])
@@ -209,8 +209,9 @@ def _run_filter(store: FilterStore, config: dict[str, Any], overrides: dict[str,
     th = cfg.filter if not overrides else replace(cfg.filter, **overrides)
     languages = cfg.workspace.languages
     backend = cfg.ingest.langid_backend
-    judge = _Judge(str(store.path), th, languages, backend, store.overlap_not_picked(),
-                   store.review_rejections() if th.drop_review_rejected else None)
+    judge = _Judge(str(store.path), th, languages, backend,
+                   {"overlap_pick": store.overlap_not_picked(),
+                    "review_rejected": store.review_rejections() if th.drop_review_rejected else {}})
 
     rowids = store.done_rowids()
     pages = page_bounds(rowids, page_size)

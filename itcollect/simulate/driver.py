@@ -70,6 +70,11 @@ class Step:
     def role(self) -> str:
         return "assistant" if self.kind == "assistant" else "annotator"
 
+    @property
+    def opening(self) -> bool:
+        """A first request written by the annotator LLM (``[simulate] first_turn``)."""
+        return self.kind == "annotator" and self.idx == 0
+
 
 @dataclass
 class Outcome:
@@ -280,7 +285,7 @@ class DialogueDriver:
         if result is not None and result.finish_reason == "length":
             reasons.append("truncated: finish_reason length")
         k = step.turn_no
-        if step.kind == "annotator" and step.idx == 0:
+        if step.opening:
             reasons += check_opening_request(text, self.context(state, 0))
             if not reasons:  # the request's own words, then the source as a template quotes it
                 text = f"{text}\n\n{quote_source(state.source_text)}"
@@ -325,7 +330,7 @@ class DialogueDriver:
         store.add_turn(state.dialogue_id, role=role, content=outcome.content, author="model", idx=step.idx,
                        state="rejected", warnings=outcome.reasons, **fields)
         state.rejected[step.idx] = state.rejected.get(step.idx, 0) + 1
-        if step.idx == 0 and step.kind == "annotator":
+        if step.opening:
             return  # a first request the LLM failed to write: the template stands in (next_step)
         if state.rejected[step.idx] > self.max_turn_retries:
             who = "request" if role == "user" else "answer"

@@ -55,7 +55,7 @@ def walk(store: SimulateStore, driver: DialogueDriver, llm: Any, spec: dict[str,
                 content = state.source_text
             else:
                 content = _STAND_IN_REQUEST.get(step.expected_lang, _STAND_IN_REQUEST_DEFAULT)
-                if step.idx == 0:  # a first request written by the LLM: the source follows it
+                if step.opening:  # the source follows a first request the LLM wrote
                     content = f"{content}\n\n{quote_source(state.source_text)}"
         state.turns.append({"role": "user" if step.kind != "assistant" else "assistant", "content": content,
                             "interaction_type": step.interaction_type})
