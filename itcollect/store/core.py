@@ -90,8 +90,17 @@ class StoreCore:
         for version in range(current + 1, target + 1):
             script = MIGRATIONS[version - 1]
             try:
-                # executescript commits implicitly, so the BEGIN/COMMIT are inside the script.
-                self.conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={version};\nCOMMIT;")
+                if callable(script):
+                    self.conn.execute("BEGIN IMMEDIATE")
+                    if self.schema_version >= version:  # another process migrated meanwhile
+                        self.conn.execute("ROLLBACK")
+                        continue
+                    script(self.conn)
+                    self.conn.execute(f"PRAGMA user_version={version}")
+                    self.conn.execute("COMMIT")
+                else:
+                    # executescript commits implicitly, so the BEGIN/COMMIT are inside the script.
+                    self.conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={version};\nCOMMIT;")
             except sqlite3.Error as exc:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")

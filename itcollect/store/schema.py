@@ -7,6 +7,10 @@ its own transaction, so an interrupted upgrade leaves a consistent older schema 
 
 from __future__ import annotations
 
+import re
+import sqlite3
+from collections.abc import Callable
+
 # Migration 1: the foundation as first released (sources and ingest bookkeeping).
 _M1_SOURCES = """
 CREATE TABLE ingest_runs (
@@ -362,8 +366,47 @@ CREATE TABLE overlap_picks (
 );
 """
 
+# Migration 9: the same CHECK constraints, cheaper. SQLite evaluates ``x IN ('a','b','c')`` (three
+# or more constants) by building a temporary b-tree of the list, and a CHECK does that again for
+# every row written (each row of an ``executemany`` is a new execution): ~2 us a constraint a row,
+# measured 7.4 of the 18 s CPU that import spent writing 1.04M turns with their three such checks.
+# ``x = 'a' OR x = 'b' OR x = 'c'`` accepts and rejects exactly the same values (NULL included)
+# and costs nothing measurable. A CHECK's text does not touch any stored row, so the definitions
+# are rewritten in place, by SQLite's documented procedure for changing a CHECK constraint
+# (writable_schema, then a new schema cookie so every connection re-reads the tables); a build of
+# SQLite that refuses it (SQLITE_DBCONFIG_DEFENSIVE) keeps the old, equivalent definitions.
+_IN_LIST_CHECK = re.compile(r"CHECK \((\w+) IN \(([^()]*)\)\)")
+
+
+def checks_as_comparisons(sql: str) -> str:
+    """``sql`` (a CREATE TABLE) with every ``CHECK (col IN (v1, v2, ...))`` spelled as ``col = v1 OR ...``."""
+    def spelled(m: re.Match[str]) -> str:
+        column, values = m.group(1), [v.strip() for v in m.group(2).split(",")]
+        return "CHECK (" + " OR ".join(f"{column} = {v}" for v in values) + ")"
+    return _IN_LIST_CHECK.sub(spelled, sql)
+
+
+def _m_checks_as_comparisons(conn: sqlite3.Connection) -> None:
+    tables = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL").fetchall()
+    changed = [(checks_as_comparisons(sql), name) for name, sql in tables if checks_as_comparisons(sql) != sql]
+    if not changed:
+        return
+    cookie = conn.execute("PRAGMA schema_version").fetchone()[0]
+    try:
+        conn.execute("PRAGMA writable_schema=ON")
+        conn.executemany("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?", changed)
+        conn.execute(f"PRAGMA schema_version={int(cookie) + 1}")
+    except sqlite3.DatabaseError:  # a defensive build: nothing was changed, the old checks stay
+        pass
+    finally:
+        conn.execute("PRAGMA writable_schema=OFF")
+
+
+#: A migration: a script run in one transaction, or a function given the connection inside one.
+Migration = str | Callable[[sqlite3.Connection], None]
+
 #: Append new migrations at the end; never edit or reorder a released one.
-MIGRATIONS: list[str] = [
+MIGRATIONS: list[Migration] = [
     _M1_SOURCES,
     _M2_DIALOGUES,
     _M_IMPORT_FILTER,
@@ -372,6 +415,7 @@ MIGRATIONS: list[str] = [
     _M_ACCOUNTS,
     _M_JUDGE,
     _M_QUALITY,
+    _m_checks_as_comparisons,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
