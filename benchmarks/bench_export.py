@@ -52,6 +52,12 @@ ZH = list("政府市议会部长经济市场报告价格住房法案议会选举
           "赛季教练球员记录利润股票投资者预算税收改革养老金健康村庄农民收成供水道路桥梁建设计划项目成本百万十亿年月周"
           "表示宣布警告报道预计增加减少上涨下跌开放关闭批准拒绝签署同意启动")
 WORDS = {"en": EN, "de": DE, "fr": FR}
+#: ``prose=True`` puts these between the content words, as running text has them (the default
+#: sentences are strings of content words: every English one, and many German and French ones, are
+#: left to the language model by langid's function-word check; prose is decided by the check).
+FUNCTION_WORDS = {"en": "the of and to in for with on at by from that was".split(),
+                  "de": "der die das und zu in für mit auf von den dem ist".split(),
+                  "fr": "le la les et de à en pour avec sur par des du est".split()}
 LANG_EN = {"en": "English", "zh": "Chinese", "de": "German", "fr": "French"}
 LANG_ZH = {"en": "英文", "zh": "中文", "de": "德文", "fr": "法文"}
 PAIRS = [("en", "zh", .35), ("zh", "en", .35), ("en", "de", .08), ("en", "fr", .08), ("zh", "de", .07),
@@ -65,13 +71,18 @@ FOLLOW_ZH = ["请改成更正式的语气。", "请控制在二十个字以内�
              "把你的译文回译并和原文比较。", "用一句话总结这条新闻。"]
 
 
-def sentence(rng: random.Random, lang: str, n: int | None = None) -> str:
+def sentence(rng: random.Random, lang: str, n: int | None = None, prose: bool = False) -> str:
     if lang == "zh":
         k = n or rng.randint(18, 40)
         return "".join(rng.choice(ZH) for _ in range(k)) + "。"
     words = WORDS[lang]
     k = n or rng.randint(10, 24)
-    s = " ".join(rng.choice(words) for _ in range(k))
+    if prose:
+        glue = FUNCTION_WORDS[lang]
+        s = " ".join(f"{rng.choice(glue)} {rng.choice(words)}" if rng.random() < 0.45 else rng.choice(words)
+                     for _ in range(k))
+    else:
+        s = " ".join(rng.choice(words) for _ in range(k))
     return s[0].upper() + s[1:] + "."
 
 
@@ -83,7 +94,7 @@ def first_request(rng: random.Random, instr: str, tgt: str, src_text: str) -> st
     return rng.choice([f"把这句话译成{LANG_ZH[tgt]}：“{src_text}”", f"请将下面的新闻句子翻译成{LANG_ZH[tgt]}：\n{src_text}"])
 
 
-def make_dialogue(rng: random.Random) -> dict:
+def make_dialogue(rng: random.Random, prose: bool = False) -> dict:
     r = rng.random()
     acc = 0.0
     src, tgt = PAIRS[-1][:2]
@@ -93,22 +104,22 @@ def make_dialogue(rng: random.Random) -> dict:
             src, tgt = s_, t_
             break
     instr = "en" if rng.random() < 0.5 else "zh"
-    src_text = sentence(rng, src)
+    src_text = sentence(rng, src, prose=prose)
     n_user = rng.choice([2, 2, 3, 3, 4, 4, 5])
     messages = [{"role": "user", "content": first_request(rng, instr, tgt, src_text)},
                 {"role": "assistant", "content": sentence(rng, tgt, len(src_text) // 3 if tgt == "zh" and src != "zh"
-                                                          else None)}]
+                                                          else None, prose)}]
     for _ in range(n_user - 1):
         templ = rng.choice(FOLLOW_EN if instr == "en" else FOLLOW_ZH)
         w = rng.choice(WORDS.get(tgt, EN)) if tgt != "zh" else "".join(rng.choice(ZH) for _ in range(2))
         req = templ.format(w=w, L=(LANG_EN if instr == "en" else LANG_ZH)[rng.choice(["de", "fr"])])
         explain = any(x in templ for x in ("Why", "为什么", "mean", "意味", "Summarise", "总结"))
-        ans = sentence(rng, instr if explain else tgt)
+        ans = sentence(rng, instr if explain else tgt, prose=prose)
         messages += [{"role": "user", "content": req}, {"role": "assistant", "content": ans}]
     return {"messages": messages, "src_lang": src, "tgt_lang": tgt, "instruction_lang": instr, "source": src_text}
 
 
-def generate(path: Path, n: int, seed: int = 0) -> None:
+def generate(path: Path, n: int, seed: int = 0, prose: bool = False) -> None:
     rng = random.Random(seed)
     recent: list[dict] = []
     with path.open("w", encoding="utf-8") as fh:
@@ -121,7 +132,7 @@ def generate(path: Path, n: int, seed: int = 0) -> None:
                 last = rec["messages"][-1]
                 last["content"] = last["content"][:-1] + " " + ("更新" if _has_han(last["content"]) else "today") + "."
             else:
-                rec = make_dialogue(rng)
+                rec = make_dialogue(rng, prose)
                 if u < 0.03:
                     rec["messages"][1]["content"] = "I'm sorry, but I can't help with that request."
                 elif u < 0.04:

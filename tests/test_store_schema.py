@@ -88,3 +88,26 @@ def test_migration_9_keeps_rows_and_reaches_connections_already_open(tmp_path):
     assert store.import_dialogue_rows([rows]) == (1, 0)
     store.close()
     assert Store(db).migrate() == 0  # nothing left to do on the next open
+
+
+def test_turns_position_keeps_one_active_turn_per_position(tmp_path):
+    """Migration 10: one index for a dialogue's turns; still one active turn per position, any
+    number of undone or rejected ones beside it, and both kinds found in position order."""
+    store = Store(tmp_path / "s.db")
+    did = store.create_dialogue(origin="human", annotator="ann")
+    german = store.add_turn(did, role="user", content="Into German: Hello.", author="human")
+    store.add_turn(did, role="assistant", content="Hallo.", author="model")
+    store.set_turn_state(german, "undone")
+    french = store.add_turn(did, role="user", content="Into French: Hello.", author="human", idx=0)
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):  # two active turns at position 0
+        store.conn.execute("UPDATE turns SET state = 'active' WHERE id = ?", (german,))
+    store.set_turn_state(french, "rejected")  # a second inactive turn at position 0 is fine
+    store.add_turn(did, role="user", content="Into Chinese: Hello.", author="human", idx=0)
+    assert [t["content"] for t in store.get_turns(did)] == ["Into Chinese: Hello.", "Hallo."]
+    everything = store.get_turns(did, include_inactive=True)
+    assert [(t["idx"], t["state"], t["content"][:13]) for t in everything] == [
+        (0, "undone", "Into German: "), (0, "rejected", "Into French: "), (0, "active", "Into Chinese:"),
+        (1, "active", "Hallo.")]
+    indexes = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='turns'")}
+    assert "turns_position" in indexes and not indexes & {"turns_active", "turns_dialogue"}
+    store.close()

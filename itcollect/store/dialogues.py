@@ -198,10 +198,9 @@ class DialoguesMixin(StoreCore):
                               **t)
 
     def get_turns(self, dialogue_id: str, include_inactive: bool = False) -> list[dict[str, Any]]:
+        # active turns have one position each: in position order, as turns_position holds them
         sql = "SELECT * FROM turns WHERE dialogue_id=?"
-        if not include_inactive:
-            sql += " AND state='active'"
-        sql += " ORDER BY idx, id"
+        sql += " ORDER BY idx, id" if include_inactive else " AND state='active' ORDER BY idx"
         return [_turn_row(r) for r in self.query(sql, (dialogue_id,))]
 
     def _turns_changed(self, c: Any, turn_id: int) -> None:

@@ -87,7 +87,7 @@ class ExportsMixin(StoreCore):
             turns: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
             try:
                 trows = cur.execute(f"SELECT {tcols} FROM turns WHERE dialogue_id IN ({','.join('?' * len(ids))})"
-                                    f" AND state='active' ORDER BY dialogue_id, idx, id", ids).fetchall()
+                                    f" AND state='active' ORDER BY dialogue_id, idx", ids).fetchall()
             except sqlite3.Error as exc:
                 raise StoreError(f"store read failed: {exc}", path=str(self.path)) from None
             for t in trows:

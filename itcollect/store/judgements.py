@@ -85,7 +85,7 @@ class JudgementsMixin(StoreCore):
         turns: dict[str, list[dict[str, Any]]] = {i: [] for i in dialogue_ids}
         for r in self.query(
                 f"SELECT id, dialogue_id, idx, role, content, model, interaction_type, params FROM turns"
-                f" WHERE dialogue_id IN ({marks}) AND state='active' ORDER BY dialogue_id, idx, id", list(dialogue_ids)):
+                f" WHERE dialogue_id IN ({marks}) AND state='active' ORDER BY dialogue_id, idx", list(dialogue_ids)):
             t = dict(r)
             t["params"] = loads(t["params"], {}) if t["params"] not in (None, "{}") else {}
             turns[t["dialogue_id"]].append(t)

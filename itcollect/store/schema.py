@@ -402,6 +402,19 @@ def _m_checks_as_comparisons(conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA writable_schema=OFF")
 
 
+# Migration 10: one index over a dialogue's turns instead of two. ``turns_active`` (unique
+# (dialogue, position) among active turns) and ``turns_dialogue`` (every turn of a dialogue) both
+# began with the dialogue id, a hash, so every turn written went to a random place in each: import
+# spent ~2.7 of its ~12 s of SQLite CPU for 1.04M turns on the second one. ``turns_position`` keys
+# active turns by (dialogue, position, 0) and the others by (dialogue, position, turn id): the same
+# uniqueness among active turns, in position order, and a dialogue's turns, all of them or the
+# active ones, found by its first column as before.
+_M_TURNS_POSITION = """
+DROP INDEX turns_active;
+DROP INDEX turns_dialogue;
+CREATE UNIQUE INDEX turns_position ON turns(dialogue_id, idx, CASE WHEN state = 'active' THEN 0 ELSE id END);
+"""
+
 #: A migration: a script run in one transaction, or a function given the connection inside one.
 Migration = str | Callable[[sqlite3.Connection], None]
 
@@ -416,6 +429,7 @@ MIGRATIONS: list[Migration] = [
     _M_JUDGE,
     _M_QUALITY,
     _m_checks_as_comparisons,
+    _M_TURNS_POSITION,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
