@@ -193,7 +193,15 @@ def test_every_package_of_the_code_is_installed():
     import tomllib
 
     repo = Path(__file__).resolve().parent.parent
-    listed = set(tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    tool = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    listed = set(tool["packages"])
     code = {".".join(p.parent.relative_to(repo).parts) for p in (repo / "itcollect").rglob("*.py")
             if "__pycache__" not in p.parts}
     assert code - listed == set(), f"packages missing from pyproject.toml: {sorted(code - listed)}"
+    # folders of data files too (prompts/annotator, the web page's static/): setuptools warns that it
+    # will stop shipping a folder it finds but is not told about
+    roots = {"itcollect": repo / "itcollect", **{name: repo / path for name, path in tool["package-dir"].items()}}
+    folders = {".".join([name, *d.relative_to(root).parts]) for name, root in roots.items()
+               for d in [root, *root.rglob("*")] if d.is_dir() and "__pycache__" not in d.parts
+               and any(f.is_file() for f in d.iterdir())}
+    assert folders - listed == set(), f"folders missing from pyproject.toml packages: {sorted(folders - listed)}"
