@@ -66,6 +66,15 @@ class JudgeSummary:
     warnings: list[str] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
 
+    def count(self, row: dict[str, Any]) -> None:
+        """One judgement row written (online or collected from a batch): judged, with its score, or unparsed."""
+        if row["status"] == "judged":
+            self.judged += 1
+            if row.get("score") is not None:
+                self.scores.append(float(row["score"]))
+        else:
+            self.unparsed += 1
+
     def to_json(self) -> dict[str, Any]:
         return {"judged": self.judged, "unparsed": self.unparsed, "reasked": self.reasked,
                 "call_errors": self.call_errors, "in_batch": self.in_batch, "todo": self.todo, "model": self.model,
@@ -376,12 +385,7 @@ async def _run_online(ws: Any, opts: JudgeOptions, summary: JudgeSummary, bar: A
                         summary.stop_kind = "cost" if isinstance(exc, CostLimitReached) else "endpoint"
                     return
                 summary.reasked += reasked
-                if row["status"] == "judged":
-                    summary.judged += 1
-                    if row.get("score") is not None:
-                        summary.scores.append(float(row["score"]))
-                else:
-                    summary.unparsed += 1
+                summary.count(row)
                 pending.append(row)
                 if len(pending) >= 64 or time.monotonic() - last_flush[0] > 0.25:
                     flush()
@@ -505,12 +509,7 @@ async def _run_batch(ws: Any, opts: JudgeOptions, summary: JudgeSummary, echo: C
             if rows:
                 store.save_judgements(rows)
                 for row in rows:
-                    if row["status"] == "judged":
-                        summary.judged += 1
-                        if row.get("score") is not None:
-                            summary.scores.append(float(row["score"]))
-                    else:
-                        summary.unparsed += 1
+                    summary.count(row)
                     summary.reasked += row["sample"] % 2
             summary.in_batch, summary.call_errors = in_flight, stragglers
             if not to_send:
