@@ -388,7 +388,8 @@ def checks_as_comparisons(sql: str) -> str:
 
 def _m_checks_as_comparisons(conn: sqlite3.Connection) -> None:
     tables = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL").fetchall()
-    changed = [(checks_as_comparisons(sql), name) for name, sql in tables if checks_as_comparisons(sql) != sql]
+    rewritten = [(checks_as_comparisons(sql), sql, name) for name, sql in tables]
+    changed = [(new, name) for new, sql, name in rewritten if new != sql]
     if not changed:
         return
     cookie = conn.execute("PRAGMA schema_version").fetchone()[0]
