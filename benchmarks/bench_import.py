@@ -155,6 +155,9 @@ def main() -> None:
         generate(data, n, prose=args.prose)
         print(f"generate  {time.perf_counter() - t0:7.1f} s  ({data.stat().st_size / 1e6:,.0f} MB JSONL)")
     ws = work / ("ws-" + (code.name if args.code else "current") + ("-prose" if args.prose else ""))  # kept apart
+    if args.compare_with and Path(args.compare_with).resolve() == ws.resolve():
+        sys.exit(f"bench_import: --compare-with {args.compare_with} is the workspace this run imports into "
+                 "(it would be compared with itself); copy it away first")
     load = os.getloadavg()
     secs, cpu, tree, waited, text = import_once(exe, ws, data, args.workers, work)
     after = os.getloadavg()
