@@ -205,3 +205,12 @@ def test_every_package_of_the_code_is_installed():
                for d in [root, *root.rglob("*")] if d.is_dir() and "__pycache__" not in d.parts
                and any(f.is_file() for f in d.iterdir())}
     assert folders - listed == set(), f"folders missing from pyproject.toml packages: {sorted(folders - listed)}"
+    # and every data file in them matches a package-data pattern (langid's word list, the demo's dialogues)
+    from fnmatch import fnmatch
+
+    patterns = tool["package-data"]
+    unshipped = [str(f.relative_to(repo)) for name, root in roots.items() for f in root.rglob("*")
+                 if f.is_file() and f.suffix not in (".py", ".pyc") and "__pycache__" not in f.parts
+                 and not any(fnmatch(f.name, pat)
+                             for pat in patterns.get(".".join([name, *f.parent.relative_to(root).parts]), []))]
+    assert unshipped == [], f"data files no package-data pattern of pyproject.toml ships: {unshipped}"

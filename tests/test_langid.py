@@ -1,5 +1,5 @@
 """Language identification and normalisation: accuracy on short news sentences, determinism,
-and that the speed-ups (function-word fast path, Moses precheck) change no result."""
+and that the speed-ups (the word check, Moses precheck) change no result."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import unicodedata
 import pytest
 from sacremoses import MosesPunctNormalizer
 
+from itcollect import langid
 from itcollect.ingest import IngestOptions, IngestSettings, ingest_paths
 from itcollect.langid import detect_language, detect_languages, han_ratio, letter_ratio
 from itcollect.normalize import normalize_text, normalize_whitespace
@@ -58,7 +59,7 @@ def test_langdetect_backend_is_deterministic():
     assert first[-1] == "en"
 
 
-def test_function_word_fast_path_agrees_with_lingua_on_every_sample_sentence(workspace):
+def test_word_check_agrees_with_lingua_on_every_sample_sentence(workspace):
     summary = ingest_paths(workspace.store, [str(SAMPLES)], IngestSettings.from_config(workspace.config),
                            IngestOptions())
     assert summary.kept == 181
@@ -68,11 +69,75 @@ def test_function_word_fast_path_agrees_with_lingua_on_every_sample_sentence(wor
              "Die französische Regierung hat am Dienstag neue Sparmaßnahmen angekündigt.",
              "Charles de Gaulle airport was closed for two hours on Sunday after a security alert.",
              "Le New York Times a publié mardi une enquête sur les ventes d'armes."]
-    texts += extra
+    texts += extra + [t for lang in ("en", "de", "fr") for t in HEADLINES[lang]]
     fast = detect_languages(texts, fast=True)
     full = detect_languages(texts, fast=False)
     assert fast == full
-    assert fast[-5:] == ["en", "de", "de", "en", "fr"]
+    n_headlines = sum(map(len, HEADLINES.values()))
+    assert fast[-n_headlines - 5:-n_headlines] == ["en", "de", "de", "en", "fr"]
+    assert fast[-n_headlines:] == [lang for lang in ("en", "de", "fr") for _ in HEADLINES[lang]]
+
+
+#: Headlines without the function words that decide a line: the content-word step decides them.
+HEADLINES = {
+    "en": ["Stocks slump amid recession fears", "Unemployment rises sharply across northern regions",
+           "Hospital workers demand higher wages", "Wildfires force thousands to evacuate homes"],
+    "de": ["Gewerkschaft droht mit Streik am Flughafen", "Bundesregierung beschließt neues Klimaschutzgesetz",
+           "Bauern fordern höhere Preise für Milch"],
+    "fr": ["Grève générale paralyse hôpitaux parisiens", "Inondations meurtrières frappent villages côtiers",
+           "Agriculteurs réclament davantage aides européennes", "Incendie ravage entrepôt lyonnais"],
+}
+EN_DE_FR = ("en", "de", "fr")
+
+
+@pytest.mark.parametrize("lang", sorted(HEADLINES))
+def test_content_words_decide_headlines_the_function_words_leave_open(lang):
+    lexicon = langid._lexicon()
+    for text in HEADLINES[lang]:
+        assert langid._word_guess(text, EN_DE_FR, None) is None, text  # function words alone: unsure
+        assert langid._word_guess(text, EN_DE_FR, lexicon) == lang, text
+    assert detect_languages(HEADLINES[lang], fast=False) == [lang] * len(HEADLINES[lang])  # lingua agrees
+
+
+def test_content_words_leave_mixed_sparse_and_foreign_lines_to_lingua():
+    lexicon = langid._lexicon()
+    undecided = [
+        "Gewerkschaft students Flughafen warnings",  # hits in two languages
+        "Stocks slump",  # two hits are not enough
+        "Großbrand zerstört Lagerhalle",  # two hits of three words
+        "Unemployment rises zzyzx qwertz blorf frobnitz",  # three hits, not half the words
+        "Wildfires force thousands, sagt Minister Habeck",  # a German function word against English content
+        "",
+    ]
+    for text in undecided:
+        assert langid._word_guess(text, EN_DE_FR, lexicon) is None, text
+    # French is not a candidate: French content words decide nothing, not the nearest candidate
+    assert langid._word_guess(HEADLINES["fr"][0], ("en", "de"), lexicon) is None
+    assert langid._word_guess(HEADLINES["de"][0], ("en", "de"), lexicon) == "de"
+    # ß is looked up folded, as wordfreq folds it ("Straße" is "strasse")
+    assert lexicon["strasse"] == "de"
+    assert langid._word_guess("Großbrand zerstört Lagerhalle völlig", EN_DE_FR, lexicon) == "de"
+
+
+def test_lexicon_file_keeps_its_promises():
+    lexicon = langid._lexicon()
+    counts = {lang: sum(1 for v in lexicon.values() if v == lang) for lang in langid.LEXICON_LANGUAGES}
+    assert set(lexicon.values()) == set(langid.LEXICON_LANGUAGES)
+    assert all(n > 10_000 for n in counts.values()), counts
+    assert all(len(w) >= 3 and w.isalpha() and w == w.casefold() for w in lexicon)
+    assert not set(lexicon) & set(langid._FUNCTION_WORDS)  # the two steps count different words
+    # words of two of the languages are in neither list
+    assert not {"station", "inflation", "court", "hotel", "restaurant"} & set(lexicon)
+
+
+def test_a_missing_lexicon_is_one_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(langid, "LEXICON_PATH", tmp_path / "langid_lexicon.tsv.gz")
+    langid._lexicon.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="langid_lexicon.tsv.gz: langid's word list is missing"):
+            detect_languages(["Stocks slump amid recession fears"])
+    finally:
+        langid._lexicon.cache_clear()
 
 
 def test_letter_and_han_ratios_keep_their_meaning():
