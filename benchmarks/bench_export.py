@@ -53,8 +53,8 @@ ZH = list("政府市议会部长经济市场报告价格住房法案议会选举
           "表示宣布警告报道预计增加减少上涨下跌开放关闭批准拒绝签署同意启动")
 WORDS = {"en": EN, "de": DE, "fr": FR}
 #: ``prose=True`` puts these between the content words, as running text has them (the default
-#: sentences are strings of content words: every English one, and many German and French ones, are
-#: left to the language model by langid's function-word check; prose is decided by the check).
+#: sentences are strings of content words, which langid's function words leave open and its
+#: content-word step mostly decides; prose is decided by the function words).
 FUNCTION_WORDS = {"en": "the of and to in for with on at by from that was".split(),
                   "de": "der die das und zu in für mit auf von den dem ist".split(),
                   "fr": "le la les et de à en pour avec sur par des du est".split()}

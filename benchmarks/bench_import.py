@@ -9,11 +9,11 @@ and re-used by later runs with the same --workdir.
 
 The dialogues are the Export benchmark's (``bench_export.generate``: seeded, so the same N gives
 the same file; 2-5 user turns, pairs among en/zh/de/fr, instructions in en or zh, ~1% exact
-duplicates, refusals, copied sources). Their sentences are strings of content words, which is the
-worst case for language identification: langid's function-word check decides none of the English
-ones and many German and French ones are left to lingua too. ``--prose`` generates the same kind
+duplicates, refusals, copied sources). Their sentences are strings of content words: langid's
+function words decide none of the English ones and few German and French ones, its content-word
+step ~90% of those (bench_langid.py), and lingua the rest. ``--prose`` generates the same kind
 of dialogues with a function word before 45% of the content words (a third of the words, fewer than
-running text has), which the check decides as it decides real news text. The file is imported into
+running text has), which the function words decide as they decide real news text. The file is imported into
 a fresh workspace by ``itcollect import`` in its own process; the benchmark prints wall time, CPU
 seconds (the process and the workers it reaped), dialogues per second, peak RSS of the process
 tree, the seconds its threads were runnable but waiting for a core, and the load average before and
