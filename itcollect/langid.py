@@ -17,8 +17,8 @@ short Chinese ``ko`` and "Il a dit non." ``it``). Cheap checks run before any mo
     is of one candidate language, with at least three hits making up half the line's words or
     more, the line is that language. Headlines, lists and titles have few function words.
 
-  lingua's high-accuracy mode costs ~0.15 ms on a 20-word sentence, which alone would cap a
-  1M-turn import at ~2 CPU-minutes; the word check decides most real lines in a few microseconds
+  lingua's high-accuracy mode costs ~0.15 ms on a 20-word sentence, ~2.5 CPU-minutes for the
+  texts of a 1M-turn import; the word check decides most real lines in a few microseconds
   and hands everything it is unsure about to lingua. Where it decides, it agrees with lingua on
   every sample sentence (tests/test_langid.py) and, on ~230,000 lines of real en/de/fr text (man
   pages, fortune cookies, a manual), on 98.7-99.9% of the lines each step decides; most of the
@@ -108,9 +108,11 @@ def _lexicon() -> dict[str, str]:
     try:
         with gzip.open(LEXICON_PATH, "rt", encoding="utf-8") as f:
             return dict(line.rstrip("\n").split("\t") for line in f if not line.startswith("#"))
-    except (OSError, ValueError) as exc:
-        raise RuntimeError(f"{LEXICON_PATH}: langid's word list is missing or damaged ({exc}); "
-                           "reinstall itcollect") from exc
+    except (OSError, ValueError) as exc:  # a broken install: say so in one line, not a traceback
+        from .errors import ItcollectError
+
+        raise ItcollectError(f"langid's word list is missing or damaged ({exc}); reinstall itcollect",
+                             path=str(LEXICON_PATH)) from exc
 
 
 def _word_guess(text: str, candidates: tuple[str, ...], lexicon: dict[str, str] | None) -> str | None:
@@ -168,11 +170,13 @@ def _non_zh(languages: Sequence[str]) -> tuple[str, ...]:
 
 
 def warm_up(languages: Sequence[str] = DEFAULT_LANGUAGES, backend: str = "lingua") -> None:
-    """Build (and cache) the detector now: an async stage calls this before its first request,
-    so the model loading does not happen between two LLM calls."""
+    """Build (and cache) the detector and the word list now: an async stage calls this before its
+    first request, so the model loading does not happen between two LLM calls."""
     non_zh = _non_zh(languages)
     if backend == "lingua" and len(non_zh) > 1:
         _lingua_detector(non_zh)
+        if set(non_zh) <= set(LEXICON_LANGUAGES):
+            _lexicon()  # ~45 ms; before a fork, the workers share it
 
 
 def _lingua_code(lang) -> str:

@@ -10,6 +10,7 @@ import pytest
 from sacremoses import MosesPunctNormalizer
 
 from itcollect import langid
+from itcollect.errors import ItcollectError
 from itcollect.ingest import IngestOptions, IngestSettings, ingest_paths
 from itcollect.langid import detect_language, detect_languages, han_ratio, letter_ratio
 from itcollect.normalize import normalize_text, normalize_whitespace
@@ -134,7 +135,7 @@ def test_a_missing_lexicon_is_one_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(langid, "LEXICON_PATH", tmp_path / "langid_lexicon.tsv.gz")
     langid._lexicon.cache_clear()
     try:
-        with pytest.raises(RuntimeError, match="langid_lexicon.tsv.gz: langid's word list is missing"):
+        with pytest.raises(ItcollectError, match="langid_lexicon.tsv.gz: langid's word list is missing"):
             detect_languages(["Stocks slump amid recession fears"])
     finally:
         langid._lexicon.cache_clear()
