@@ -464,29 +464,32 @@ class LowChrf(Rule):
         return self.drop(chrf=round(score, 2)) if score < th.min_chrf else self.keep()
 
 
-class OverlapNotPicked(Rule):
-    """a copy of an overlap spec that a reviewer did not pick (``view.extra["overlap_pick"]``: the
-    pick, set by the filter run for the other copies of an adjudicated spec)"""
+class _ReviewerVerdict(Rule):
+    """A structure rule that carries out what a reviewer decided: the filter run reads the verdicts
+    from the store and puts the details of each dialogue to drop under ``view.extra[extra_key]``."""
 
-    code, stage = "overlap_not_picked", "structure"
+    stage = "structure"
+    extra_key = ""
 
     def __call__(self, view: DialogueView, th: Thresholds) -> Result:
-        pick = view.extra.get("overlap_pick")
-        return self.keep() if pick is None else self.drop(**pick)
+        details = view.extra.get(self.extra_key)
+        return self.keep() if details is None else self.drop(**details)
 
 
-class ReviewRejected(Rule):
-    """a dialogue a reviewer rejected (``view.extra["review_rejected"]``: who and why, set by the
-    filter run from the store's review verdicts)"""
+class OverlapNotPicked(_ReviewerVerdict):
+    """a copy of an overlap spec that a reviewer did not pick (details: the pick, set for the other
+    copies of an adjudicated spec)"""
 
-    code, stage = "review_rejected", "structure"
+    code, extra_key = "overlap_not_picked", "overlap_pick"
+
+
+class ReviewRejected(_ReviewerVerdict):
+    """a dialogue a reviewer rejected (details: who and why, from the store's review verdicts)"""
+
+    code, extra_key = "review_rejected", "review_rejected"
 
     def active(self, th: Thresholds) -> bool:
         return th.drop_review_rejected
-
-    def __call__(self, view: DialogueView, th: Thresholds) -> Result:
-        rejected = view.extra.get("review_rejected")
-        return self.keep() if rejected is None else self.drop(**rejected)
 
 
 class _JudgeRule(Rule):

@@ -30,6 +30,8 @@ from ..store.interfaces import FilterStore
 from . import dedup
 from .rules import (
     DialogueView,
+    OverlapNotPicked,
+    ReviewRejected,
     Thresholds,
     active_rules,
     check_dialogue,
@@ -210,8 +212,8 @@ def _run_filter(store: FilterStore, config: dict[str, Any], overrides: dict[str,
     languages = cfg.workspace.languages
     backend = cfg.ingest.langid_backend
     judge = _Judge(str(store.path), th, languages, backend,
-                   {"overlap_pick": store.overlap_not_picked(),
-                    "review_rejected": store.review_rejections() if th.drop_review_rejected else {}})
+                   {OverlapNotPicked.extra_key: store.overlap_not_picked(),
+                    ReviewRejected.extra_key: store.review_rejections() if th.drop_review_rejected else {}})
 
     rowids = store.done_rowids()
     pages = page_bounds(rowids, page_size)
