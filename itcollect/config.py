@@ -267,10 +267,10 @@ near_dup_threshold = 0.8
 minhash_num_perm = 64
 # Run near-duplicate detection (exact duplicates are always dropped).
 near_dup = true
-# LLM judge thresholds (`itcollect judge`). All are off by default: judging informs first; look at
-# the score distribution in `itcollect stats` before setting them.
 # Drop a dialogue a reviewer rejected (`session --review`: `r`); false = reviews only inform.
 drop_review_rejected = true
+# LLM judge thresholds (`itcollect judge`). All are off by default: judging informs first; look at
+# the score distribution in `itcollect stats` before setting them.
 # Drop a dialogue with an answer scored below this (MQM: 0 = no error, down to [judge] floor;
 # 0 = off; recommended -10, e.g. two major errors).
 min_judge_score = 0.0
