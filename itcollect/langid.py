@@ -115,6 +115,11 @@ def _lexicon() -> dict[str, str]:
                              path=str(LEXICON_PATH)) from exc
 
 
+def _lexicon_for(non_zh: tuple[str, ...]) -> dict[str, str] | None:
+    """The word list when it covers every candidate a model would decide among, else None."""
+    return _lexicon() if len(non_zh) > 1 and set(non_zh) <= set(LEXICON_LANGUAGES) else None
+
+
 def _word_guess(text: str, candidates: tuple[str, ...], lexicon: dict[str, str] | None) -> str | None:
     """The language the words of ``text`` clearly show (function words first, then the content
     words of ``lexicon`` when one is given), or None when unsure."""
@@ -175,8 +180,7 @@ def warm_up(languages: Sequence[str] = DEFAULT_LANGUAGES, backend: str = "lingua
     non_zh = _non_zh(languages)
     if backend == "lingua" and len(non_zh) > 1:
         _lingua_detector(non_zh)
-        if set(non_zh) <= set(LEXICON_LANGUAGES):
-            _lexicon()  # ~45 ms; before a fork, the workers share it
+        _lexicon_for(non_zh)  # ~45 ms; before a fork, the workers share it
 
 
 def _lingua_code(lang) -> str:
@@ -227,7 +231,7 @@ def detect_languages(texts: Sequence[str], languages: Sequence[str] = DEFAULT_LA
     langs = tuple(languages)
     non_zh = _non_zh(langs)
     use_words = fast and backend == "lingua" and len(non_zh) > 1
-    lexicon = _lexicon() if use_words and set(non_zh) <= set(LEXICON_LANGUAGES) else None
+    lexicon = _lexicon_for(non_zh) if use_words else None
     results: list[str | None] = [None] * len(texts)
     pending: list[int] = []
     for i, text in enumerate(texts):
