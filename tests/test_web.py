@@ -287,9 +287,13 @@ def test_two_tabs_of_one_annotator_share_the_dialogue_and_cannot_corrupt_it(tmp_
     assert status == 409  # B must look again first
     b.state()
     b.act("/api/request", {"text": "请润色一下，让它更通顺。"})
+    b.answer()  # the request's answer is being written: wait for it, so the turns below are final
     with Store(ws / "itcollect.db") as store:
         turns = store.get_turns(store.dialogue_for_spec(1)["id"], include_inactive=True)
-        assert [t["role"] for t in turns] == ["user", "assistant", "user"]
+        # the refused request and accept of tab B left nothing: one request after the first answer
+        assert [(t["role"], t["state"]) for t in turns] == [("user", "active"), ("assistant", "active"),
+                                                             ("user", "active"), ("assistant", "active")]
+        assert turns[2]["content"] == "请润色一下，让它更通顺。"
         assert [e["action"] for e in store.session_events(annotator="alice")].count("accept") == 1
 
 
