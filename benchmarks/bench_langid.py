@@ -2,7 +2,7 @@
 
     python benchmarks/bench_langid.py [--debian] [--file LANG=PATH ...] [--generated N [--prose]]
 
-The check (``itcollect.langid``, ``fast=True``) decides a line by its function words, else by its
+The check (``itcollect.kernel.langid``, ``fast=True``) decides a line by its function words, else by its
 content words, else hands it to lingua. This prints, per text set and step, how many lines the
 step decides, how many of those lingua (restricted to en/de/fr, the reference) would have called
 another language, a few of those lines, and the CPU time per line of the check and of lingua.
@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from itcollect import langid  # noqa: E402
+from itcollect.kernel import langid  # noqa: E402
 
 CANDIDATES = ("en", "de", "fr")
 _GROFF_ESCAPE = re.compile(r"\\f[BIRP]|\\f\(..|\\\(..|\\[-&e]|\\\*.|\\s[-+]?\d")
@@ -103,8 +103,8 @@ def generated_texts(n: int, prose: bool) -> list[str]:
 
     from bench_export import generate
 
-    from itcollect.filter.rules import text_to_detect
     from itcollect.importer import split_source
+    from itcollect.kernel.text import text_to_detect
 
     out: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:

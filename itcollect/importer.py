@@ -36,13 +36,13 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-from .jsonarray import iter_json_array
-from .langid import detect_languages
-from .normalize import normalize_whitespace_all
-from .paging import default_workers, gc_paused, map_batches
-from .store.imports import ImportRows, import_rows
-from .store.interfaces import ImportStore
+from itcollect.kernel.errors import InputError
+from itcollect.kernel.jsonarray import iter_json_array
+from itcollect.kernel.langid import detect_languages
+from itcollect.kernel.normalize import normalize_whitespace_all
+from itcollect.kernel.paging import default_workers, gc_paused, map_batches
+from itcollect.store.imports import ImportRows, import_rows
+from itcollect.store.interfaces import ImportStore
 
 ROLE_ALIASES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
                 "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "model": "assistant",
@@ -371,8 +371,8 @@ def _prepare(batch: list[tuple[int, Any]], *, origin_file: str, languages: tuple
 
 def _import_one(store: ImportStore, path: Path, fmt: str, languages: tuple[str, ...], backend: str, workers: int,
                 fast: bool) -> ImportReport:
-    from .langid import warm_up
-    from .progress import progress
+    from itcollect.kernel.langid import warm_up
+    from itcollect.kernel.progress import progress
 
     report = ImportReport(str(path), fmt)
     origin = str(path.resolve())
@@ -430,8 +430,8 @@ def _import_one(store: ImportStore, path: Path, fmt: str, languages: tuple[str, 
 def _build_items(batch: list[tuple[int, list[dict[str, str]], dict[str, Any]]], origin_file: str,
                  languages: tuple[str, ...], backend: str, cache: dict[str, str | None] | None,
                  parallel: bool) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    from .filter.rules import text_to_detect
-    from .taxonomy import requested_language
+    from itcollect.kernel.taxonomy import requested_language
+    from itcollect.kernel.text import text_to_detect
 
     # the source of each dialogue first: a request's language is that of its own words. The source
     # sentence itself is detected only when the metadata does not give its language (the detected

@@ -26,10 +26,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import checks as C
-from .errors import ConfigError, InputError
-from .store.interfaces import PlanStore
-from .taxonomy import EXPLAIN_KINDS, FOLLOW_TYPES, FOLLOW_UP_KINDS, LENGTH_MODES, STYLE_REGISTERS
+from itcollect.kernel import checks as C
+from itcollect.kernel.errors import ConfigError, InputError
+from itcollect.kernel.taxonomy import (
+    EXPLAIN_KINDS,
+    FOLLOW_TYPES,
+    FOLLOW_UP_KINDS,
+    LENGTH_MODES,
+    STYLE_REGISTERS,
+)
+from itcollect.store.interfaces import PlanStore
 
 BLOCK = 100
 #: Paraphrase variants of the first-turn templates a spec may pick (20 forms x 4 constraint forms).

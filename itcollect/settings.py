@@ -213,7 +213,7 @@ _SECTIONS = {c.__name__: c for c in (WorkspaceSection, IngestSection, RoleSectio
 def settings(config: Mapping[str, Any]) -> Settings:
     """The typed sections of ``config`` (a validated :class:`itcollect.config.Config`, or any
     mapping of sections, which is merged with the defaults and validated first)."""
-    from .config import Config, validated
+    from itcollect.config import Config, validated
 
     cfg = config if isinstance(config, Config) else validated(config)
     prices = {k: tuple(float(x) for x in v) for k, v in cfg["prices"].items()}

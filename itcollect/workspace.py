@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .config import CONFIG_FILE, DEFAULT_CONFIG_TEXT, Config, load_config
-from .errors import ServiceError, WorkspaceError
-from .store import STORE_FILE, Store
+from itcollect.config import CONFIG_FILE, DEFAULT_CONFIG_TEXT, Config, load_config
+from itcollect.kernel.errors import ServiceError, WorkspaceError
+from itcollect.store import STORE_FILE, Store
 
 
 class Workspace:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from itcollect import checks as C
+from itcollect.kernel import checks as C
 
 
 def test_empty():

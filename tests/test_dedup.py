@@ -7,7 +7,8 @@ import numpy as np
 from datasketch import MinHash
 
 from itcollect.filter import run_filter
-from itcollect.filter.dedup import MinHasher, keep_key, lsh_params, near_duplicate_groups
+from itcollect.filter.dedup import keep_key, lsh_params, near_duplicate_groups
+from itcollect.kernel.minhash import MinHasher
 
 from .test_filter import add_dialogue, en_dialogue, zh_dialogue
 
@@ -157,7 +158,8 @@ def test_page_signatures_equal_those_of_concatenated_turns():
 
 
 def test_permutations_are_datasketchs_and_roots_are_finds():
-    from itcollect.filter.dedup import _roots, _UnionFind, affine32_permutations
+    from itcollect.filter.dedup import _roots, _UnionFind
+    from itcollect.kernel.minhash import affine32_permutations
 
     for num_perm, seed in ((64, 1), (128, 7), (1, 0)):
         expected = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations

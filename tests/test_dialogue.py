@@ -1,10 +1,10 @@
-"""What a turn expects (itcollect/dialogue.py), and that simulate, the session and the filter read
+"""What a turn expects (itcollect/kernel/dialogue.py), and that simulate, the session and the filter read
 it the same way."""
 
 from __future__ import annotations
 
-from itcollect.dialogue import RequestInfo, expectations, planned_params, planned_turns
 from itcollect.filter.rules import DialogueView, check_dialogue, thresholds
+from itcollect.kernel.dialogue import RequestInfo, expectations, planned_params, planned_turns
 
 SPEC = {"src_lang": "en", "tgt_lang": "zh", "instruction_lang": "en", "n_turns": 5,
         "interaction_types": ["translate", "explain", "polish", "retarget", "back_translate"],

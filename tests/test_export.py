@@ -9,9 +9,9 @@ import datasets
 import pytest
 import yaml
 
-from itcollect.errors import InputError
 from itcollect.export import export_dataset, sharegpt_record
 from itcollect.filter import run_filter
+from itcollect.kernel.errors import InputError
 from itcollect.workspace import init_workspace
 
 from .conftest import run_cli

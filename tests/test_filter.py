@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from itcollect.checks import normalize_for_compare
 from itcollect.filter import run_filter
 from itcollect.filter.rules import REFUSAL_KEYWORDS, find_identity, find_refusal, repeated_ngram
+from itcollect.kernel.checks import normalize_for_compare
 from itcollect.workspace import init_workspace
 
 from .conftest import run_cli
@@ -275,7 +275,7 @@ def test_tokenize_equals_its_regex_definition():
     import random
     import re
 
-    from itcollect.filter.tokens import TOKEN, tokenize
+    from itcollect.kernel.text import TOKEN, tokenize
 
     rng = random.Random(0)
     alphabet = "aZ09_ -,.!\t\n中文字\u3400\uf900\ufa6e\ufaffÄß²😀：“”\u00a0"
@@ -294,7 +294,7 @@ def test_norm_and_repeated_ngram_fast_paths_agree_with_their_definitions():
     import unicodedata
     from collections import Counter
 
-    from itcollect.filter.tokens import tokenize
+    from itcollect.kernel.text import tokenize
 
     def norm_ref(text):
         return re.sub(r"[\W_]+", "", unicodedata.normalize("NFKC", text).casefold())
@@ -339,7 +339,7 @@ def test_corpus_reader_joins_verdicts_only_when_asked(workspace):
 def test_gc_is_paused_only_during_a_pass(workspace):
     import gc
 
-    from itcollect.paging import gc_paused
+    from itcollect.kernel.paging import gc_paused
 
     add_dialogue(workspace.store, en_dialogue(1))
     assert gc.isenabled()

@@ -9,10 +9,10 @@ from collections import Counter
 
 import pytest
 
-from itcollect.corpus_stats import diversity_sections
+from itcollect.kernel.taxonomy import requested_language
 from itcollect.plan import plan_specs
 from itcollect.simulate import DialogueDriver, SimulateOptions, run_simulation
-from itcollect.taxonomy import requested_language
+from itcollect.stats.corpus import diversity_sections
 from itcollect.workspace import Workspace, init_workspace
 
 from .conftest import run_cli

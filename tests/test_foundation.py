@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from itcollect.config import DEFAULT_CONFIG_TEXT, parse_config
-from itcollect.errors import ConfigError, StoreError
+from itcollect.kernel.errors import ConfigError, StoreError
 from itcollect.store import MIGRATIONS, SCHEMA_VERSION, Store
 
 from .conftest import run_cli

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from itcollect import importer
-from itcollect.errors import InputError
 from itcollect.importer import import_files, split_source
+from itcollect.kernel.errors import InputError
 from itcollect.workspace import init_workspace
 
 from .conftest import run_cli

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from itcollect.ingest import IngestOptions, IngestSettings, ingest_paths
-from itcollect.normalize import normalize_text
+from itcollect.kernel.normalize import normalize_text
 from itcollect.store import source_id_for
 
 from .conftest import SAMPLES, run_cli

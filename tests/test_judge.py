@@ -12,8 +12,8 @@ import time
 import pytest
 
 from itcollect.judge import JudgeOptions, Weights, parse_judgement, run_judge
-from itcollect.judge.parse import Unparsable, extract_json, mqm_score
-from itcollect.judge.schema import json_schema
+from itcollect.llm.judgement.parse import Unparsable, extract_json, mqm_score
+from itcollect.llm.judgement.schema import json_schema
 from itcollect.workspace import Workspace
 
 from .conftest import REPO, run_cli

@@ -14,7 +14,7 @@ from itcollect.export import export_dataset
 from itcollect.filter import run_filter
 from itcollect.judge import JudgeOptions, run_judge
 from itcollect.session.review import run_review
-from itcollect.stats import collect_stats, render_stats
+from itcollect.stats.report import collect_stats, render_stats
 
 from .conftest import run_cli
 from .judging import imported, judge_rows, make_ws, variant_answer, variant_responder

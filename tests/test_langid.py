@@ -9,11 +9,11 @@ import unicodedata
 import pytest
 from sacremoses import MosesPunctNormalizer
 
-from itcollect import langid
-from itcollect.errors import ItcollectError
 from itcollect.ingest import IngestOptions, IngestSettings, ingest_paths
-from itcollect.langid import detect_language, detect_languages, han_ratio, letter_ratio
-from itcollect.normalize import normalize_text, normalize_whitespace
+from itcollect.kernel import langid
+from itcollect.kernel.errors import ItcollectError
+from itcollect.kernel.langid import detect_language, detect_languages, han_ratio, letter_ratio
+from itcollect.kernel.normalize import normalize_text, normalize_whitespace
 
 from .conftest import SAMPLES
 
@@ -173,7 +173,7 @@ def test_chinese_keeps_full_width_punctuation():
 
 
 def test_detect_languages_cache_changes_no_result():
-    from itcollect.langid import detect_languages
+    from itcollect.kernel.langid import detect_languages
 
     texts = ["The council approved the budget on Tuesday.", "Der Rat hat den Haushalt am Dienstag gebilligt.",
              "Le conseil a approuvé le budget mardi.", "国务院周二发布了新政策。", "Make it shorter.", "12 %",
@@ -185,7 +185,7 @@ def test_detect_languages_cache_changes_no_result():
 
 
 def test_normalize_whitespace_all_is_normalize_whitespace_of_each():
-    from itcollect.normalize import normalize_whitespace, normalize_whitespace_all
+    from itcollect.kernel.normalize import normalize_whitespace, normalize_whitespace_all
 
     cases = [["a b", "c"], [" a", "b"], ["a", "b "], ["a", "", "b"], ["a\u00a0b"], ["a\tb", "c"], ["a  b"],
              ["x\u200by", "z"], ["", ""], ["a\x1fb"], ["今天 天气", "很好"], ["a\n", "b"], ["\u3000a"], []]
@@ -194,7 +194,7 @@ def test_normalize_whitespace_all_is_normalize_whitespace_of_each():
 
 
 def test_needs_fix_is_the_regex_it_replaces():
-    from itcollect.normalize import _NEEDS_FIX, _needs_fix
+    from itcollect.kernel.normalize import _NEEDS_FIX, _needs_fix
 
     every = "x".join(map(chr, range(0x110000)))  # each code point alone between two letters
     assert {c for c in _NEEDS_FIX.findall(every)} == {c for c in every if _needs_fix(c)}

@@ -416,7 +416,7 @@ def test_custom_key_env_and_local_placeholder(fake_openai, store):
 
 
 def test_no_endpoint_no_key_is_a_clear_error(store):
-    from itcollect.errors import ServiceError
+    from itcollect.kernel.errors import ServiceError
 
     with pytest.raises(ServiceError, match="--base-url") as info:
         LLMClient(make_config(), store, command="test", env={})

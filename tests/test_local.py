@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from itcollect.config import parse_config
-from itcollect.errors import ServiceError
-from itcollect.local import (
+from itcollect.kernel.errors import ServiceError
+from itcollect.llm.local import (
     BUNDLED_DISTRIBUTION,
     BUNDLED_MODEL_NAME,
     LOCAL_API_KEY,
@@ -272,7 +272,7 @@ def test_simulate_local_says_the_server_it_started_died_not_is_it_running(tmp_pa
 def test_quick_start_builds_the_pinned_llama_cpp_portably():
     """The README's install lines carry the portable CMake flags, and the [local] extra is bounded
     to the llama-cpp-python release the demo and these tests were run with."""
-    from itcollect.local import LLAMA_CPP_VERSION, PORTABLE_CMAKE_ARGS
+    from itcollect.llm.local import LLAMA_CPP_VERSION, PORTABLE_CMAKE_ARGS
 
     repo = Path(__file__).resolve().parent.parent
     readme = (repo / "README.md").read_text(encoding="utf-8")

@@ -8,8 +8,8 @@ import pytest
 
 from itcollect.config import DEFAULT_CONFIG_TEXT, parse_config
 from itcollect.demo import DEMO_SETTINGS, demo_config_text, demo_dialogues_file, sample_files
-from itcollect.errors import ConfigError
-from itcollect.local import BUNDLED_MODEL_NAME, local_server, local_settings, resolve_model
+from itcollect.kernel.errors import ConfigError
+from itcollect.llm.local import BUNDLED_MODEL_NAME, local_server, local_settings, resolve_model
 
 from .conftest import REPO, run_cli
 

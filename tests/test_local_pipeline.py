@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from itcollect.local import BUNDLED_MODEL_NAME
+from itcollect.llm.local import BUNDLED_MODEL_NAME
 
 from .conftest import run_cli
 

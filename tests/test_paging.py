@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
-from itcollect.paging import map_pages, page_bounds
+from itcollect.kernel.paging import map_pages, page_bounds
 
 
 class _PidPages:

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from itcollect.config import parse_config
-from itcollect.errors import ConfigError, InputError
+from itcollect.kernel.errors import ConfigError, InputError
 from itcollect.plan import plan_specs, realised_mix, term_candidates
 from itcollect.store import Store, source_id_for
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from itcollect.errors import ConfigError, InputError
-from itcollect.prompting import Prompts, load_prompts
-from itcollect.taxonomy import FOLLOW_TYPES
+from itcollect.kernel.errors import ConfigError, InputError
+from itcollect.kernel.prompting import Prompts, load_prompts
+from itcollect.kernel.taxonomy import FOLLOW_TYPES
 
 INJECTIONS = [
     "{{ 7*7 }} people were hurt.",

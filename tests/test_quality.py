@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sacrebleu.metrics import CHRF
 
-from itcollect.quality import ANNOTATOR_KEYS, quality_figures
+from itcollect.stats.quality import ANNOTATOR_KEYS, quality_figures
 from itcollect.store import Store, source_id_for
 from itcollect.workspace import init_workspace
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from itcollect.judge.schema import CATEGORIES, SEVERITIES
+from itcollect.llm.judgement.schema import CATEGORIES, SEVERITIES
 from itcollect.store import Store
 
 from .conftest import run_cli

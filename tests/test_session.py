@@ -135,7 +135,7 @@ def test_scripted_session_three_dialogues_records_match_exactly(tmp_path, server
                     for t in sorted(store.get_turns(d["id"], include_inactive=True), key=lambda t: t["id"])]
 
         # as in simulate: the system prompt is rendered per call (not a turn); answers name its template
-        from itcollect.prompting import load_prompts
+        from itcollect.kernel.prompting import load_prompts
 
         prompts = load_prompts({})
         system1 = prompts.render("assistant_system.j2", instruction_lang="en")
@@ -419,8 +419,8 @@ def test_workspace_helper_is_valid(tmp_path):
 
 
 def test_guides_have_a_section_for_every_interaction_type_in_both_languages():
+    from itcollect.kernel.taxonomy import INTERACTION_TYPES
     from itcollect.session.guidelines import guide_sections, guideline_section
-    from itcollect.taxonomy import INTERACTION_TYPES
 
     for lang in ("en", "zh"):
         sections = guide_sections(lang)

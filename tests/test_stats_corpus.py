@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from itcollect.corpus_stats import _rouge_l, diversity_section, mix_section
 from itcollect.filter import run_filter
-from itcollect.stats import collect_stats
+from itcollect.stats.corpus import _rouge_l, diversity_section, mix_section
+from itcollect.stats.report import collect_stats
 from itcollect.workspace import init_workspace
 
 from .conftest import run_cli
@@ -71,8 +71,8 @@ def test_mix_counts_of_all_and_kept_in_one_pass_equal_their_definition(workspace
 
 
 def test_diversity_lsh_parameters_are_the_filter_optimiser_s():
-    from itcollect.corpus_stats import DIVERSITY_LSH
     from itcollect.filter.dedup import lsh_params
+    from itcollect.stats.corpus import DIVERSITY_LSH
 
     assert DIVERSITY_LSH == lsh_params(0.4, 64)
 

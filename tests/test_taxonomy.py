@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from itcollect.checks import reason_code
-from itcollect.taxonomy import (
+from itcollect.kernel.checks import reason_code
+from itcollect.kernel.taxonomy import (
     INTERACTION_TYPES,
     CheckContext,
     answer_language,

@@ -1,4 +1,4 @@
-"""Build ``itcollect/langid_lexicon.tsv.gz``, the content words langid's word check counts.
+"""Build ``itcollect/kernel/langid_lexicon.tsv.gz``, the content words langid's word check counts.
 
     pip install wordfreq==3.1.1 && python tools/build_langid_lexicon.py
 
@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from itcollect.langid import _FUNCTION_WORDS, LEXICON_LANGUAGES, LEXICON_PATH  # noqa: E402
+from itcollect.kernel.langid import _FUNCTION_WORDS, LEXICON_LANGUAGES, LEXICON_PATH  # noqa: E402
 
 TOP_N = 30_000
 MIN_RATIO = 20.0

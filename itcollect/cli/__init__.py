@@ -12,8 +12,8 @@ import sys
 
 import click
 
-from .. import __version__
-from ..errors import ItcollectError
+from itcollect import __version__
+from itcollect.kernel.errors import ItcollectError
 
 #: command name -> "module:function" inside itcollect.cli
 COMMANDS: dict[str, str] = {
@@ -61,7 +61,7 @@ class State:
         self.debug = debug
 
     def workspace(self):
-        from ..workspace import Workspace
+        from itcollect.workspace import Workspace
 
         return Workspace(self.directory or os.getcwd())
 

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..store import ROLES
+from itcollect.store import ROLES
 
 
 @click.group()
@@ -27,7 +27,7 @@ def annotators() -> None:
 @click.pass_obj
 def add(state, name: str, role: str | None, new_token: bool) -> None:
     """Add NAME and print their login link (its last line); shown once."""
-    from ..session.web.auth import issue_token, link_base, login_url, running_server
+    from itcollect.session.web.auth import issue_token, link_base, login_url, running_server
 
     with state.workspace() as ws:
         token = issue_token(ws.store, name, role or "annotator", renew=new_token, role_given=role is not None)

@@ -17,13 +17,13 @@ def demo(directory: str, base_url: str | None, model: str | None, dialogues: int
     request ledger. The tiny local model shows the pipeline, not translation quality; --base-url
     and --model run the same demo on a real endpoint.
     """
-    from ..demo import run_demo, summary
-    from ..errors import UsageError
+    from itcollect.demo import run_demo, summary
+    from itcollect.kernel.errors import UsageError
 
     if bool(model) != bool(base_url):
         raise UsageError("--base-url and --model go together: the endpoint and the model it serves")
     if not base_url:
-        from ..local import check_local_installed
+        from itcollect.llm.local import check_local_installed
 
         check_local_installed()  # fail before creating anything when the extra is missing
     result = run_demo(directory, base_url=base_url, model=model, dialogues=dialogues, echo=click.echo)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from ..export.writers import FORMATS as EXPORT_FORMATS  # the registry (no pyarrow/datasets import)
+from itcollect.export.writers import FORMATS as EXPORT_FORMATS  # the registry (no pyarrow/datasets import)
 
 
 @click.command()
@@ -26,7 +26,7 @@ def export(state, out: str, fmt: str, system_prompt: str | None, validation_shar
 
     Splits train/validation/test never share a source sentence.
     """
-    from ..export import export_dataset
+    from itcollect.export import export_dataset
 
     with state.workspace() as ws:
         new = ws.store.unfiltered_done_count()

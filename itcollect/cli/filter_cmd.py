@@ -17,7 +17,7 @@ def filter_(state, near_dup: bool | None, near_dup_threshold: float | None, work
     Thresholds come from [filter] in itcollect.toml; re-running replaces the verdicts and re-uses the
     cached turn languages, so trying other thresholds is cheap.
     """
-    from ..filter import run_filter
+    from itcollect.filter import run_filter
 
     overrides = {k: v for k, v in (("near_dup", near_dup), ("near_dup_threshold", near_dup_threshold))
                  if v is not None}

@@ -15,7 +15,7 @@ def import_(state, files: tuple[str, ...], workers: int | None) -> None:
     Every file is checked before anything is written; bad records are counted with their reason and
     skipped; re-importing the same dialogues adds nothing.
     """
-    from ..importer import import_files
+    from itcollect.importer import import_files
 
     with state.workspace() as ws:
         cfg = ws.config

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import click
 
-from .. import LANGUAGES
-from ..ingest.readers import FORMATS  # the reader registry
+from itcollect import LANGUAGES
+from itcollect.ingest.readers import FORMATS  # the reader registry
 
 _FORMAT_CHOICES = ["auto", *FORMATS]
 
@@ -40,7 +40,7 @@ def ingest(state, files: tuple[str, ...], lang: str | None, ref_lang: str | None
     import json
     from pathlib import Path
 
-    from ..ingest import IngestOptions, IngestSettings, format_report, ingest_paths
+    from itcollect.ingest import IngestOptions, IngestSettings, format_report, ingest_paths
 
     opts = IngestOptions(fmt=fmt, lang=lang, ref_lang=ref_lang,
                          columns=[c.strip() for c in columns.split(",")] if columns else None,

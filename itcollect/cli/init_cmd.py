@@ -8,7 +8,7 @@ import click
 @click.option("--force", is_flag=True, help="Rewrite the config of an existing workspace (the store is kept).")
 def init(directory: str, force: bool) -> None:
     """Create a workspace in DIRECTORY with a commented default config and an empty store."""
-    from ..workspace import init_workspace
+    from itcollect.workspace import init_workspace
 
     ws = init_workspace(directory, force=force)
     click.echo(f"Created workspace {ws.root}")

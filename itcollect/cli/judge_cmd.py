@@ -26,7 +26,7 @@ def judge(state, limit, concurrency, base_url, model, batch_api, rejudge, dry_ru
     Idempotent: answers already judged by this judge (model, templates) for the dialogue as it is
     now are skipped; interrupt it at any time and run it again. Answered calls come from the ledger.
     """
-    from ..judge import JudgeOptions, run_judge
+    from itcollect.judge import JudgeOptions, run_judge
 
     if batch_api and local:
         raise click.UsageError("--batch-api needs a provider with the OpenAI Batch API; the local llama.cpp "
@@ -41,7 +41,7 @@ def judge(state, limit, concurrency, base_url, model, batch_api, rejudge, dry_ru
 
     with state.workspace() as ws:
         if local:
-            from ..local import local_server
+            from itcollect.llm.local import local_server
 
             with local_server(ws.config) as (url, name):
                 opts.base_url, opts.model = url, opts.model or name

@@ -9,7 +9,7 @@ import click
 
 def _config_or_none(state):
     """The workspace config when run inside (or -C) a workspace, else None (defaults)."""
-    from ..config import CONFIG_FILE
+    from itcollect.config import CONFIG_FILE
 
     root = state.directory or os.getcwd()
     if not os.path.isfile(os.path.join(root, CONFIG_FILE)):
@@ -32,8 +32,8 @@ def serve_local(state, model_path: str | None, port: int | None, n_ctx: int | No
     Settings come from [local] in the workspace config (if run in a workspace), overridden by the
     options. Point any command at the printed URL with --base-url and --model.
     """
-    from ..config import Config, default_config
-    from ..local import server_for_config
+    from itcollect.config import Config, default_config
+    from itcollect.llm.local import server_for_config
 
     config = _config_or_none(state)
     merged = Config(default_config() if config is None else config)
@@ -61,7 +61,7 @@ def serve_local(state, model_path: str | None, port: int | None, n_ctx: int | No
         while not stop.is_set() and server.running:
             stop.wait(0.5)
         if not stop.is_set():
-            from ..errors import ServiceError
+            from itcollect.kernel.errors import ServiceError
 
             raise ServiceError(server.failure(wait_s=1.0) or "the llama.cpp server exited unexpectedly")
     except KeyboardInterrupt:

@@ -10,8 +10,8 @@ import click
 @click.pass_obj
 def plan(state, n_dialogues: int, seed: int) -> None:
     """Turn the [mix] config into dialogue specs (pair, instruction language, turns, interaction types)."""
-    from ..plan import plan_specs
-    from ..progress import progress
+    from itcollect.kernel.progress import progress
+    from itcollect.plan import plan_specs
 
     with state.workspace() as ws:
         bar = progress(total=None, desc="plan", unit="spec")

@@ -35,7 +35,7 @@ def session(state, annotator: str | None, review: bool, order: str, web: bool, h
     `listening on http://HOST:PORT`; annotators open the login links `itcollect annotators add`
     prints; Ctrl-C stops the server.
     """
-    from ..errors import UsageError
+    from itcollect.kernel.errors import UsageError
 
     if use_local and base_url:
         raise UsageError("--local and --base-url both name the endpoint: give one")
@@ -53,16 +53,16 @@ def session(state, annotator: str | None, review: bool, order: str, web: bool, h
     with state.workspace() as ws:
         with contextlib.ExitStack() as stack:
             if use_local and not review:
-                from ..local import local_server
+                from itcollect.llm.local import local_server
 
                 base_url, local_model = stack.enter_context(local_server(ws.config))
                 model = model or local_model
             if web:
-                from ..session.web.server import serve
+                from itcollect.session.web.server import serve
 
                 code = serve(ws.config, ws.store, ws.root, host=host, port=port, base_url=base_url, model=model)
             else:
-                from ..session import run_session
+                from itcollect.session import run_session
 
                 code = run_session(ws.config, ws.store, annotator, base_url=base_url, model=model, review=review,
                                    interactive=False if force_protocol else None,

@@ -32,7 +32,7 @@ def simulate(state, limit, concurrency, base_url, model, annotator_base_url, ann
     continues where it stopped, answering repeated calls from the request ledger.
     """
     # deferred: the command's stage loads when the command runs (the CLI's lazy registry)
-    from ..simulate import SimulateOptions, run_batch_simulation, run_simulation
+    from itcollect.simulate import SimulateOptions, run_batch_simulation, run_simulation
 
     opts = SimulateOptions(limit=limit, concurrency=concurrency, base_url=base_url, model=model,
                            annotator_base_url=annotator_base_url, annotator_model=annotator_model,
@@ -48,7 +48,9 @@ def simulate(state, limit, concurrency, base_url, model, annotator_base_url, ann
         elif show_status or cancel_batches:
             raise click.UsageError(f"{'--status' if show_status else '--cancel'} goes with --batch-api")
         elif local:
-            from ..local import local_server  # deferred: only --local needs the llama.cpp launcher
+            from itcollect.llm.local import (
+                local_server,  # deferred: only --local needs the llama.cpp launcher
+            )
 
             with local_server(ws.config) as (url, name):
                 opts.base_url, opts.model = url, name

@@ -15,13 +15,13 @@ import click
 @click.pass_obj
 def stats(state, as_json: bool, annotators: bool, plot: str | None) -> None:
     """Show what the workspace holds: sources, ingest drops, specs, dialogues, calls, filter."""
-    from ..stats import collect_stats, render_stats
+    from itcollect.stats.report import collect_stats, render_stats
 
     if annotators:
-        from ..quality import quality_figures, render_annotators
+        from itcollect.stats.quality import quality_figures, render_annotators
 
         if plot:
-            from ..errors import UsageError
+            from itcollect.kernel.errors import UsageError
 
             raise UsageError("--plot draws the mix: leave out --annotators")
         with state.workspace() as ws:
@@ -33,13 +33,13 @@ def stats(state, as_json: bool, annotators: bool, plot: str | None) -> None:
         return
 
     if plot:  # before the (possibly long) statistics: a missing matplotlib is said at once
-        from ..corpus_stats import pyplot
+        from itcollect.stats.corpus import pyplot
 
         pyplot()
     with state.workspace() as ws:
         data = collect_stats(ws.store, ws.config)
     if plot:
-        from ..corpus_stats import plot_mix
+        from itcollect.stats.corpus import plot_mix
 
         plot_mix(data, plot)
     if as_json:

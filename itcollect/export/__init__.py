@@ -30,13 +30,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from ..paging import default_workers, gc_paused, map_pages, page_bounds
-from ..settings import settings
-from ..store.interfaces import ExportStore
-from .rows import ROW_TURN_FIELDS, build_row, group_key, rows_to_table, schema, sharegpt_json, sharegpt_record
-from .splits import SPLITS, assign_splits, split_pass
-from .writers import (
+from itcollect.export.rows import (
+    ROW_TURN_FIELDS,
+    build_row,
+    group_key,
+    rows_to_table,
+    schema,
+    sharegpt_json,
+    sharegpt_record,
+)
+from itcollect.export.splits import SPLITS, assign_splits, split_pass
+from itcollect.export.writers import (
     FORMATS,
     WRITERS,
     ExportContext,
@@ -47,6 +51,10 @@ from .writers import (
     page_renderings,
     selected_writers,
 )
+from itcollect.kernel.errors import InputError
+from itcollect.kernel.paging import default_workers, gc_paused, map_pages, page_bounds
+from itcollect.settings import settings
+from itcollect.store.interfaces import ExportStore
 
 _PAGE_SIZE = 2000  # dialogues a worker renders at a time
 
@@ -115,7 +123,7 @@ class _Renderer:
     def page(self, bounds: tuple[int, int], store: ExportStore | None = None) -> Page:
         if store is None:
             if self._store is None:
-                from ..store import Store
+                from itcollect.store import Store
 
                 self._store = Store(self.db_path, migrate=False)
             store = self._store
@@ -161,7 +169,7 @@ def _export_dataset(store: ExportStore, config: dict[str, Any], out_dir: str | P
                     system_prompt: str | None = None, validation_share: float | None = None,
                     test_share: float | None = None, push_to_hub: str | None = None,
                     workers: int | None = None) -> ExportResult:
-    from ..progress import progress
+    from itcollect.kernel.progress import progress
 
     formats = _formats(fmt)
     ecfg = settings(config).export

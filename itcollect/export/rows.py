@@ -6,7 +6,9 @@ import hashlib
 import json
 from typing import Any
 
-from ..checks import normalize_for_compare  # at the top: an import statement per call cost ~6 us of every row
+from itcollect.kernel.checks import (
+    normalize_for_compare,  # at the top: an import statement per call cost ~6 us of every row
+)
 
 #: json.dumps(..., ensure_ascii=False) builds an encoder per call; this one is built once
 _JSON = json.JSONEncoder(ensure_ascii=False)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 
-from ..store.interfaces import ExportStore
-from .rows import group_key_of
+from itcollect.export.rows import group_key_of
+from itcollect.store.interfaces import ExportStore
 
 SPLITS = ("train", "validation", "test")
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .rows import rows_to_table, schema, sharegpt_json
-from .splits import SPLITS
+from itcollect.export.rows import rows_to_table, schema, sharegpt_json
+from itcollect.export.splits import SPLITS
 
 DATASET_NAME = "itcollect"
 
@@ -226,7 +226,7 @@ class HFDataset(ExportWriter):
     def close(self, counts: dict[str, Any]) -> list[str]:
         import datasets
 
-        from ..progress import progress_enabled
+        from itcollect.kernel.progress import progress_enabled
 
         parquet = self.ctx.writers["parquet"]
         assert isinstance(parquet, ParquetShards)

@@ -1,6 +1,6 @@
 """Filter and deduplicate finished dialogues (``itcollect filter``); verdicts go to the store."""
 
-from .rules import DialogueView, Thresholds, check_dialogue, thresholds
-from .run import FilterResult, run_filter
+from itcollect.filter.rules import DialogueView, Thresholds, check_dialogue, thresholds
+from itcollect.filter.run import FilterResult, run_filter
 
 __all__ = ["run_filter", "FilterResult", "Thresholds", "thresholds", "DialogueView", "check_dialogue"]

@@ -51,12 +51,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..checks import copies_source, strip_quoted
-from ..dialogue import Expectation, answered_request, expectations
-from ..judge import verdict as judge_verdict
-from ..settings import FilterSection, settings
-from ..taxonomy import INTERACTION_TYPES
-from .tokens import tokenize
+from itcollect.kernel.checks import copies_source
+from itcollect.kernel.dialogue import Expectation, answered_request, expectations
+from itcollect.kernel.taxonomy import INTERACTION_TYPES
+from itcollect.kernel.text import tokenize, tokens_of
+from itcollect.llm.judgement import verdict as judge_verdict
+from itcollect.settings import FilterSection, settings
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _NON_WORD = re.compile(r"[\W_]+")
@@ -147,32 +147,12 @@ class DialogueView:
         return self.dialogue.get("source_text") or ""
 
 
-def request_text(content: str, source: str | None) -> str:
-    """The words of a request that are its own: without the source sentence and quoted spans."""
-    text = content
-    if source and len(source) >= 4:
-        text = text.replace(source, " ")
-    return strip_quoted(text)
-
-
-def text_to_detect(turn: dict[str, Any], source: str | None) -> str:
-    """What language detection is run on for a turn (and cached as its ``detected_lang``)."""
-    if turn["role"] == "user":
-        return request_text(turn["content"], source)
-    return turn["content"]
-
-
 def _length(text: str, cjk: bool, zh_weight: float) -> float:
     if not cjk:
         return float(len(tokenize(text)))
     han = len(_HAN.findall(text))
     other = len("".join(text.split())) - han  # split() drops what \s matches (str.isspace), 3x faster than a sub
     return other + han * zh_weight
-
-
-def tokens_of(text: str) -> list[str]:
-    """Lower-cased tokens: words, and single Han characters."""
-    return tokenize(text.lower())
 
 
 def repeated_ngram(text: str, n: int, max_count: int, tokens: list[str] | None = None,
@@ -204,7 +184,7 @@ def repeated_ngram(text: str, n: int, max_count: int, tokens: list[str] | None =
     return ("".join(gram) if zh else " ".join(gram)), count
 
 
-#: a user turn and its answer as :func:`itcollect.dialogue.expectations` reads them
+#: a user turn and its answer as :func:`itcollect.kernel.dialogue.expectations` reads them
 _request_info = answered_request
 
 
@@ -322,7 +302,7 @@ class WrongLanguageRequest(Rule):
 
 
 class WrongLanguageAnswer(Rule):
-    """an answer not in the language its request calls for (:func:`itcollect.dialogue.expectations`)"""
+    """an answer not in the language its request calls for (:func:`itcollect.kernel.dialogue.expectations`)"""
 
     code = "wrong_language_answer"
 
@@ -494,7 +474,7 @@ class ReviewRejected(_ReviewerVerdict):
 
 class _JudgeRule(Rule):
     """A rule over the LLM judge's judgements of the answers (``turn["judgement"]``, None when the
-    answer has no current judgement); the checks themselves are :mod:`itcollect.judge.verdict`'s."""
+    answer has no current judgement); the checks themselves are :mod:`itcollect.llm.judgement.verdict`'s."""
 
     needs_judgements = True
 

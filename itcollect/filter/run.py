@@ -22,13 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..langid import detect_languages
-from ..paging import default_workers, gc_paused, map_pages, page_bounds
-from ..settings import settings
-from ..store import dumps, loads
-from ..store.interfaces import FilterStore
-from . import dedup
-from .rules import (
+from itcollect.filter import dedup
+from itcollect.filter.rules import (
     DialogueView,
     OverlapNotPicked,
     ReviewRejected,
@@ -36,9 +31,14 @@ from .rules import (
     active_rules,
     check_dialogue,
     first_reference,
-    text_to_detect,
-    tokens_of,
 )
+from itcollect.kernel.langid import detect_languages
+from itcollect.kernel.minhash import MinHasher
+from itcollect.kernel.paging import default_workers, gc_paused, map_pages, page_bounds
+from itcollect.kernel.text import text_to_detect, tokens_of
+from itcollect.settings import settings
+from itcollect.store import dumps, loads
+from itcollect.store.interfaces import FilterStore
 
 
 @dataclass
@@ -85,14 +85,14 @@ class _Judge:
         self.th = th
         self.languages = languages
         self.backend = backend
-        self.hasher = dedup.MinHasher(th.minhash_num_perm) if th.near_dup else None
+        self.hasher = MinHasher(th.minhash_num_perm) if th.near_dup else None
         self.rules = active_rules(th)  # the rules that are on (judge rules are off by default)
         self.with_judgements = any(r.needs_judgements for r in self.rules)
         self._store = None
 
     def store(self):
         if self._store is None:
-            from ..store import Store
+            from itcollect.store import Store
 
             self._store = Store(self.db_path, migrate=False)
         return self._store
@@ -205,7 +205,7 @@ def run_filter(store: FilterStore, config: dict[str, Any], *, near_dup: bool | N
 
 def _run_filter(store: FilterStore, config: dict[str, Any], overrides: dict[str, Any], *,
                 page_size: int, workers: int | None) -> FilterResult:
-    from ..progress import progress
+    from itcollect.kernel.progress import progress
 
     cfg = settings(config)
     th = cfg.filter if not overrides else replace(cfg.filter, **overrides)

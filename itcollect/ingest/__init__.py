@@ -9,7 +9,7 @@ Public API::
 
 from __future__ import annotations
 
-from .pipeline import (
+from itcollect.ingest.pipeline import (
     DROP_REASONS,
     FileReport,
     IngestOptions,
@@ -19,7 +19,7 @@ from .pipeline import (
     ingest_file,
     ingest_paths,
 )
-from .readers import FORMATS, MAX_LINE_BYTES, format_from_name, lang_from_name
+from itcollect.ingest.readers import FORMATS, MAX_LINE_BYTES, format_from_name, lang_from_name
 
 __all__ = ["DROP_REASONS", "FORMATS", "MAX_LINE_BYTES", "FileReport", "IngestOptions", "IngestSettings",
            "IngestSummary", "expand_inputs", "format_from_name", "ingest_file", "ingest_paths", "lang_from_name"]

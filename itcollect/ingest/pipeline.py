@@ -23,14 +23,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from ..langid import detect_languages, is_chinese_script, letter_ratio
-from ..normalize import moses_normalize, pre_normalize
-from ..progress import progress
-from ..settings import settings
-from ..store import source_id_for
-from ..store.interfaces import IngestStagingArea, IngestStore
-from .readers import (
+from itcollect.ingest.readers import (
     FORMATS,
     READERS,
     InputFile,
@@ -42,6 +35,13 @@ from .readers import (
     lang_from_name,
     sniff_format,
 )
+from itcollect.kernel.errors import InputError
+from itcollect.kernel.langid import detect_languages, is_chinese_script, letter_ratio
+from itcollect.kernel.normalize import moses_normalize, pre_normalize
+from itcollect.kernel.progress import progress
+from itcollect.settings import settings
+from itcollect.store import source_id_for
+from itcollect.store.interfaces import IngestStagingArea, IngestStore
 
 #: Every drop reason, in the order they are checked.
 DROP_REASONS = ("bad_record", "empty", "non_letters", "too_short", "too_long", "wrong_language", "duplicate")

@@ -22,9 +22,9 @@ from functools import partial
 from pathlib import Path
 from xml.parsers import expat
 
-from .. import LANGUAGES
-from ..errors import InputError
-from ..jsonarray import TRUNCATED, iter_json_array
+from itcollect import LANGUAGES
+from itcollect.kernel.errors import InputError
+from itcollect.kernel.jsonarray import TRUNCATED, iter_json_array
 
 #: A line longer than this many bytes is never read into memory whole: it is skipped in chunks
 #: and counted as ``too_long`` (no news sentence is anywhere near 1 MiB).

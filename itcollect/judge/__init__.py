@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .parse import Judgement, Unparsable, parse_judgement
-from .schema import CATEGORIES, SEVERITIES, TRANSLATION_TYPES, Weights
+from itcollect.llm.judgement.parse import Judgement, Unparsable, parse_judgement
+from itcollect.llm.judgement.schema import CATEGORIES, SEVERITIES, TRANSLATION_TYPES, Weights
 
 _RUN = ("run_judge", "JudgeOptions", "JudgeSummary")
 
 
 def __getattr__(name: str) -> Any:
     if name in _RUN:
-        from . import run
+        from itcollect.judge import run
 
         return getattr(run, name)
     raise AttributeError(name)

@@ -1,7 +1,7 @@
 """The judge run: one LLM call per active answer of every finished dialogue that has no current
 judgement by this judge (model, templates), online, many at once.
 
-* What each answer is comes from :func:`itcollect.dialogue.expectations` (its type, the target
+* What each answer is comes from :func:`itcollect.kernel.dialogue.expectations` (its type, the target
   language in force, the translation it revises, the request it answers), so the judge, simulate,
   the session and the filter agree about it.
 * Calls go through :class:`itcollect.llm.LLMClient` as role ``judge``: the request ledger (written
@@ -27,12 +27,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..dialogue import answered_request, expectations
-from ..errors import ItcollectError, ServiceError, UsageError
-from ..prompting import Prompts, load_prompts
-from ..store.interfaces import JudgeStore
-from .parse import Judgement, Unparsable, parse_judgement
-from .schema import KINDS, SYSTEM_TEMPLATE, TEMPLATES, Weights, kind_of, response_format
+from itcollect.kernel.dialogue import answered_request, expectations
+from itcollect.kernel.errors import ItcollectError, ServiceError, UsageError
+from itcollect.kernel.prompting import Prompts, load_prompts
+from itcollect.llm.judgement.parse import Judgement, Unparsable, parse_judgement
+from itcollect.llm.judgement.schema import (
+    KINDS,
+    SYSTEM_TEMPLATE,
+    TEMPLATES,
+    Weights,
+    kind_of,
+    response_format,
+)
+from itcollect.store.interfaces import JudgeStore
 
 #: What a judge is told when its answer could not be read (the one re-ask).
 REASK = ("Your reply could not be read as the JSON object asked for ({why}). Reply again with only that JSON "
@@ -215,7 +222,7 @@ async def judge_task(client: Any, judge: Judge, task: Task) -> tuple[dict[str, A
 
 
 def _client(ws: Any, opts: JudgeOptions, *, dry_run: bool = False) -> Any:
-    from ..llm import LLMClient
+    from itcollect.llm import LLMClient
 
     max_cost = opts.max_cost if opts.max_cost is not None else (ws.config["judge"]["max_cost_usd"] or None)
     return LLMClient(ws.config, ws.store, command="judge", roles=("judge",), judge_base_url=opts.base_url,
@@ -278,7 +285,7 @@ async def _estimate(ws: Any, opts: JudgeOptions, sample_dialogues: int = 200) ->
     """``--dry-run``: the prompts of a sample of the dialogues to judge go through the client in dry-run
     mode (nothing sent or written; answers already in the ledger count as free) and the figures are
     scaled to every answer the run would judge."""
-    from ..llm import CallInBatch
+    from itcollect.llm import CallInBatch
 
     client = _client(ws, opts, dry_run=True)
     try:
@@ -323,7 +330,7 @@ def _open_judge(ws: Any, client: Any, summary: JudgeSummary, warn: Callable[[str
 
 async def _run_online(ws: Any, opts: JudgeOptions, summary: JudgeSummary, bar: Any = None,
                       warn: Callable[[str], None] | None = None) -> None:
-    from ..llm import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
+    from itcollect.llm import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
 
     store: JudgeStore = ws.store
     client = _client(ws, opts)
@@ -472,7 +479,7 @@ async def _run_batch(ws: Any, opts: JudgeOptions, summary: JudgeSummary, echo: C
     rest together; then the next round, until nothing is left (``[batch] wait = false``: one round
     and return while a batch is out). Crash-safe as simulate's rounds: a killed run's batches are
     resumed and collected first, and answers advance from the ledger."""
-    from ..llm.batch import BatchRunner
+    from itcollect.llm.batch import BatchRunner
 
     store: JudgeStore = ws.store
     client = _client(ws, opts)
@@ -545,7 +552,7 @@ def run_judge(ws: Any, opts: JudgeOptions, *, show_progress: bool = True,
     if batch_api:
         import openai  # deferred heavy import (~0.6 s)
 
-        from ..workspace import WorkspaceLock
+        from itcollect.workspace import WorkspaceLock
 
         with WorkspaceLock(ws.root, BATCH_LOCK_FILE, "`judge --batch-api`"):
             try:
@@ -556,7 +563,7 @@ def run_judge(ws: Any, opts: JudgeOptions, *, show_progress: bool = True,
         return summary
     bar = None
     if show_progress:
-        from ..progress import progress
+        from itcollect.kernel.progress import progress
 
         bar = progress(total=0, desc="judge", unit="ans")
     try:

@@ -8,10 +8,10 @@ so CLI help and modules that only catch the errors stay fast.
 
 from __future__ import annotations
 
-from .answers import ChatResult, estimate_tokens
-from .client import CALL_KEY_HEADER, DEFAULT_ROLES, ROLES, LLMClient, parse_retry_after
-from .errors import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
-from .pricing import call_cost, price_for
+from itcollect.llm.answers import ChatResult, estimate_tokens
+from itcollect.llm.client import CALL_KEY_HEADER, DEFAULT_ROLES, ROLES, LLMClient, parse_retry_after
+from itcollect.llm.errors import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
+from itcollect.llm.pricing import call_cost, price_for
 
 __all__ = ["LLMClient", "ChatResult", "LLMCallError", "CallInBatch", "EndpointDown", "CostLimitReached", "ROLES",
            "DEFAULT_ROLES", "CALL_KEY_HEADER", "price_for", "call_cost", "estimate_tokens", "parse_retry_after"]

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .pricing import Prices, call_cost
+from itcollect.llm.pricing import Prices, call_cost
 
 
 @dataclass(slots=True)

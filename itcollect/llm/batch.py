@@ -60,12 +60,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..config import Config
-from ..errors import ServiceError
-from ..settings import settings
-from ..store import dumps
-from ..store.interfaces import BatchStore
-from .answers import (
+from itcollect.config import Config
+from itcollect.kernel.errors import ServiceError
+from itcollect.llm.answers import (
     BadAnswer,
     CallEstimate,
     ChatResult,
@@ -75,7 +72,10 @@ from .answers import (
     parse_completion,
     usage_tokens,
 )
-from .pricing import call_cost, price_for
+from itcollect.llm.pricing import call_cost, price_for
+from itcollect.settings import settings
+from itcollect.store import dumps
+from itcollect.store.interfaces import BatchStore
 
 #: The only endpoint itcollect batches.
 BATCH_ENDPOINT = "/v1/chat/completions"

@@ -42,12 +42,9 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..config import Config
-from ..errors import ServiceError
-from ..settings import settings as typed_settings
-from ..store import dumps
-from ..store.interfaces import LLMStore
-from .answers import (
+from itcollect.config import Config
+from itcollect.kernel.errors import ServiceError
+from itcollect.llm.answers import (
     BadAnswer,
     ChatResult,
     Completion,
@@ -58,12 +55,15 @@ from .answers import (
     token_count,
     usage_tokens,
 )
-from .batch import BatchCall
-from .errors import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
-from .ledger import LedgerWriter
-from .pricing import Prices, call_cost, price_for
-from .ratelimit import PrioritySlots, TokenBucket
-from .watch import owned_endpoint_failure
+from itcollect.llm.batch import BatchCall
+from itcollect.llm.errors import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
+from itcollect.llm.ledger import LedgerWriter
+from itcollect.llm.pricing import Prices, call_cost, price_for
+from itcollect.llm.ratelimit import PrioritySlots, TokenBucket
+from itcollect.llm.watch import owned_endpoint_failure
+from itcollect.settings import settings as typed_settings
+from itcollect.store import dumps
+from itcollect.store.interfaces import LLMStore
 
 ROLES = ("assistant", "annotator", "judge")
 #: The roles a client sets up unless told otherwise (simulate and session); ``judge`` builds only

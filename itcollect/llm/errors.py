@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ServiceError
+from itcollect.kernel.errors import ServiceError
 
 
 class LLMCallError(ServiceError):

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 
-from ..store import utcnow
-from ..store.interfaces import LLMStore
+from itcollect.store import utcnow
+from itcollect.store.interfaces import LLMStore
 
 
 class LedgerWriter:

@@ -12,9 +12,9 @@ import copy
 import sys
 from typing import Any
 
-from ..config import Config
-from ..store.interfaces import SessionStore
-from .engine import AnswerFailed, CommandError, Session
+from itcollect.config import Config
+from itcollect.session.engine import AnswerFailed, CommandError, Session
+from itcollect.store.interfaces import SessionStore
 
 __all__ = ["Session", "CommandError", "AnswerFailed", "run_session", "session_config"]
 
@@ -34,14 +34,14 @@ def run_session(config: Config, store: SessionStore, annotator: str, *, base_url
                 history_dir: Any = None, order: str = "default") -> int:
     """Run one session until the annotator quits or the pool is empty; returns the exit status."""
     if review:
-        from .review import run_review
+        from itcollect.session.review import run_review
 
         return run_review(store, annotator, interactive=interactive, order=order)
 
     cfg = session_config(config)
 
     def factory():
-        from ..llm import LLMClient
+        from itcollect.llm import LLMClient
 
         return LLMClient(cfg, store, command="session", base_url=base_url, model=model, concurrency=1)
 
@@ -51,9 +51,9 @@ def run_session(config: Config, store: SessionStore, annotator: str, *, base_url
     if interactive is None:
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if interactive:
-        from .tui import TerminalUI
+        from itcollect.session.tui import TerminalUI
 
         return asyncio.run(TerminalUI(session, history_dir=history_dir).run())
-    from .protocol import Protocol
+    from itcollect.session.protocol import Protocol
 
     return asyncio.run(Protocol(session).run())

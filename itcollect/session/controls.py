@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..store.availability import unit_hash
+from itcollect.store.availability import unit_hash
 
 KINDS = ("number", "negation", "entity", "omission")
 

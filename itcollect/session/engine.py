@@ -35,17 +35,23 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
-from ..checks import length_unit, normalize_for_compare
-from ..config import Config
-from ..dialogue import RequestInfo, expectations, planned_params, planned_turns
-from ..errors import ItcollectError
-from ..llm import CostLimitReached, EndpointDown, LLMCallError
-from ..prompting import load_prompts, quote_source
-from ..store import SKIP_REASONS, LeaseLost, Overlap, human_holder
-from ..store.availability import unit_hash
-from ..store.interfaces import SessionStore
-from ..taxonomy import INTERACTION_TYPES, check_answer, check_request, mentions_language, zh_number
-from .controls import plant_error
+from itcollect.config import Config
+from itcollect.kernel.checks import length_unit, normalize_for_compare
+from itcollect.kernel.dialogue import RequestInfo, expectations, planned_params, planned_turns
+from itcollect.kernel.errors import ItcollectError
+from itcollect.kernel.prompting import load_prompts, quote_source
+from itcollect.kernel.taxonomy import (
+    INTERACTION_TYPES,
+    check_answer,
+    check_request,
+    mentions_language,
+    zh_number,
+)
+from itcollect.llm import CostLimitReached, EndpointDown, LLMCallError
+from itcollect.session.controls import plant_error
+from itcollect.store import SKIP_REASONS, LeaseLost, Overlap, human_holder
+from itcollect.store.availability import unit_hash
+from itcollect.store.interfaces import SessionStore
 
 STATES = ("ask", "answer", "decide")
 DEFAULT_FOLLOW_TYPE = "follow_up"
@@ -363,7 +369,7 @@ class Session:
 
     # -- checks ------------------------------------------------------------------------------------
     def _expectation(self, pending: dict[str, Any] | None = None, *, last_request: bool = False) -> Any:
-        """What a turn expects (:func:`itcollect.dialogue.expectations` over the recorded requests).
+        """What a turn expects (:func:`itcollect.kernel.dialogue.expectations` over the recorded requests).
 
         ``last_request``: the last recorded request, whose answer is being checked (the answer
         itself is not part of its context); else the next request: ``pending`` (its ``type`` and
@@ -486,7 +492,7 @@ class Session:
         attached anyway); for a later one: the guide's first example request for the type, in the
         instruction language."""
         if self.user_turns() or self.next_type() != "translate":
-            from .guidelines import example_requests
+            from itcollect.session.guidelines import example_requests
 
             examples = example_requests(self.next_type(), self._need().spec["instruction_lang"])
             return examples[0] if examples else None

@@ -45,9 +45,9 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
-from ..store import LeaseLost
-from .engine import AnswerFailed, CommandError, ControlRevealed, Session, status_line
-from .guidelines import guideline_section
+from itcollect.session.engine import AnswerFailed, CommandError, ControlRevealed, Session, status_line
+from itcollect.session.guidelines import guideline_section
+from itcollect.store import LeaseLost
 
 COMMANDS = ("request", "type", "accept", "edit", "regenerate", "undo", "retry", "finish", "skip", "flag",
             "guidelines", "status", "quit")

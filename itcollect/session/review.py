@@ -4,7 +4,7 @@ Three orders (``--order``):
 
 * ``default`` — flagged dialogues and dialogues with edited answers, one at a time. The reviewer
   marks spans of answers with an error category and severity (the lists of the LLM judge,
-  :mod:`itcollect.judge.schema`), may fix an answer (the fix becomes the active turn with the
+  :mod:`itcollect.llm.judgement.schema`), may fix an answer (the fix becomes the active turn with the
   reviewer as its author; the old answer is kept), and decides: ``accept`` (stored as ``fixed``
   when the reviewer fixed an answer of it) or ``reject``;
 * ``judge`` — the same, and also every dialogue the LLM judge scored, the lowest turn score first,
@@ -45,9 +45,9 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
-from ..judge.schema import CATEGORIES, OTHER, SEVERITIES
-from ..store import ReviewError
-from ..store.interfaces import ReviewStore
+from itcollect.llm.judgement.schema import CATEGORIES, OTHER, SEVERITIES
+from itcollect.store import ReviewError
+from itcollect.store.interfaces import ReviewStore
 
 #: reviewer's command -> the verdict stored in ``dialogues.review_status`` (``accept`` after a fix: ``fixed``)
 VERDICTS = {"accept": "accepted", "reject": "rejected"}

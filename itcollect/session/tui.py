@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..dialogue import planned_turns
-from ..store import SKIP_REASONS, LeaseLost
-from .engine import AnswerFailed, CommandError, ControlRevealed, Session, status_line
-from .guidelines import guideline_section
+from itcollect.kernel.dialogue import planned_turns
+from itcollect.session.engine import AnswerFailed, CommandError, ControlRevealed, Session, status_line
+from itcollect.session.guidelines import guideline_section
+from itcollect.store import SKIP_REASONS, LeaseLost
 
 DECISION_KEYS = {"a": "accept", "e": "edit", "r": "regenerate", "u": "undo", "f": "finish", "s": "skip",
                  "!": "flag", "g": "guidelines", "q": "quit"}

@@ -11,10 +11,10 @@
 
 from __future__ import annotations
 
-from .batch_rounds import run_batch_simulation, simulate_batch_status
-from .driver import VALIDATION, DialogueDriver, DialogueState, Outcome, Step, clean_request
-from .online import CALL_FAILED, PARKED, TAKEN_OVER, OnlineRun, run_simulation
-from .summary import BatchSummary, SimulateOptions, SimulateSummary
+from itcollect.simulate.batch_rounds import run_batch_simulation, simulate_batch_status
+from itcollect.simulate.driver import VALIDATION, DialogueDriver, DialogueState, Outcome, Step, clean_request
+from itcollect.simulate.online import CALL_FAILED, PARKED, TAKEN_OVER, OnlineRun, run_simulation
+from itcollect.simulate.summary import BatchSummary, SimulateOptions, SimulateSummary
 
 __all__ = ["DialogueDriver", "DialogueState", "Step", "Outcome", "SimulateOptions", "SimulateSummary", "BatchSummary",
            "OnlineRun", "run_simulation", "run_batch_simulation", "simulate_batch_status", "clean_request",

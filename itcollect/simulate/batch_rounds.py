@@ -20,17 +20,17 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
-from .. import checks as C
-from ..errors import ServiceError, UsageError
-from ..llm.batch import LOCK_FILE, BatchCall, BatchRunner, batch_status
-from ..progress import progress
-from ..store import process_holder
-from ..store.interfaces import SimulateStore
-from ..workspace import WorkspaceLock
-from .driver import DialogueDriver, DialogueState
-from .estimate import estimate_run
-from .online import make_client, make_driver, specs_to_play
-from .summary import BatchSummary, SimulateOptions
+from itcollect.kernel import checks as C
+from itcollect.kernel.errors import ServiceError, UsageError
+from itcollect.kernel.progress import progress
+from itcollect.llm.batch import LOCK_FILE, BatchCall, BatchRunner, batch_status
+from itcollect.simulate.driver import DialogueDriver, DialogueState
+from itcollect.simulate.estimate import estimate_run
+from itcollect.simulate.online import make_client, make_driver, specs_to_play
+from itcollect.simulate.summary import BatchSummary, SimulateOptions
+from itcollect.store import process_holder
+from itcollect.store.interfaces import SimulateStore
+from itcollect.workspace import WorkspaceLock
 
 #: Lease of the specs a batch run holds; renewed at every poll (polls are at most poll_max_s apart).
 LEASE_S = 3600.0

@@ -19,7 +19,7 @@ and the store writes of :meth:`~DialogueDriver.load_or_create` and :meth:`~Dialo
 The online run (:mod:`.online`) drives many dialogues with asyncio tasks over
 :class:`itcollect.llm.LLMClient`; the Batch API mode (:mod:`.batch_rounds`) drives the same driver
 round by round over :mod:`itcollect.llm.batch`. Neither knows what a turn expects: that is here
-(and in :mod:`itcollect.dialogue`).
+(and in :mod:`itcollect.kernel.dialogue`).
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..dialogue import Expectation, RequestInfo, expectations, planned_params
-from ..prompting import Prompts, load_prompts, quote_source
-from ..settings import settings
-from ..store.interfaces import SimulateStore
-from ..taxonomy import INTERACTION_TYPES, CheckContext, check_opening_request
+from itcollect.kernel.dialogue import Expectation, RequestInfo, expectations, planned_params
+from itcollect.kernel.prompting import Prompts, load_prompts, quote_source
+from itcollect.kernel.taxonomy import INTERACTION_TYPES, CheckContext, check_opening_request
+from itcollect.settings import settings
+from itcollect.store.interfaces import SimulateStore
 
 #: The reason prefix of a dialogue failed because a turn's samples all failed validation.
 VALIDATION = "validation"

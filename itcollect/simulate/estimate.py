@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..llm.answers import estimate_call
-from ..llm.batch import BatchEstimate
-from ..prompting import quote_source
-from ..store.interfaces import SimulateStore
-from .driver import DialogueDriver
+from itcollect.kernel.prompting import quote_source
+from itcollect.llm.answers import estimate_call
+from itcollect.llm.batch import BatchEstimate
+from itcollect.simulate.driver import DialogueDriver
+from itcollect.store.interfaces import SimulateStore
 
 #: Dialogues walked at most; the rest is scaled from them.
 SAMPLE_SIZE = 500

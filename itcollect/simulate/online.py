@@ -13,16 +13,16 @@ import gc
 import time
 from typing import Any
 
-from .. import checks as C
-from ..errors import InputError, ItcollectError, ServiceError, StoreConflict, UsageError
-from ..langid import warm_up
-from ..llm import CallInBatch, CostLimitReached, EndpointDown, LLMCallError, LLMClient
-from ..progress import progress
-from ..store import process_holder
-from ..store.interfaces import SimulateStore
-from .driver import DialogueDriver, DialogueState
-from .estimate import estimate_run
-from .summary import SimulateOptions, SimulateSummary
+from itcollect.kernel import checks as C
+from itcollect.kernel.errors import InputError, ItcollectError, ServiceError, StoreConflict, UsageError
+from itcollect.kernel.langid import warm_up
+from itcollect.kernel.progress import progress
+from itcollect.llm import CallInBatch, CostLimitReached, EndpointDown, LLMCallError, LLMClient
+from itcollect.simulate.driver import DialogueDriver, DialogueState
+from itcollect.simulate.estimate import estimate_run
+from itcollect.simulate.summary import SimulateOptions, SimulateSummary
+from itcollect.store import process_holder
+from itcollect.store.interfaces import SimulateStore
 
 #: A call that failed after all its retries: the dialogue is left for the next run.
 CALL_FAILED = "call_failed"

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..llm.batch import CollectReport
+from itcollect.llm.batch import CollectReport
 
 
 @dataclass

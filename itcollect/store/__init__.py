@@ -6,29 +6,29 @@ assembled from one mixin per area so a server database could later implement the
 
 from __future__ import annotations
 
-from .accounts import ROLES, AccountError, AccountsMixin
-from .availability import Overlap
-from .batches import BatchesMixin
-from .claims import ClaimsMixin, process_holder
-from .core import StoreCore, dumps, loads, utcnow
-from .dialogues import DIALOGUE_ORIGINS, SPEC_STATUSES, DialoguesMixin
-from .exports import ExportsMixin
-from .imports import ImportsMixin
-from .judgements import JUDGEMENT_STATUSES, JudgementsMixin
-from .leases import LeaseLost, LeasesMixin, human_holder
-from .ledger import LedgerMixin
-from .quality import QualityMixin
-from .review import ReviewError, ReviewMixin
-from .schema import MIGRATIONS, SCHEMA_VERSION
-from .sessions import REVIEW_VERDICTS, SKIP_REASONS, SessionsMixin
-from .sources import SourcesMixin, source_id_for
-from .specs import PlanMixin
-from .verdicts import VerdictsMixin
+from itcollect.store.accounts import ROLES, AccountError, AccountsMixin
+from itcollect.store.availability import Overlap
+from itcollect.store.batches import BatchesMixin
+from itcollect.store.claims import ClaimsMixin, process_holder
+from itcollect.store.core import StoreCore, dumps, loads, utcnow
+from itcollect.store.dialogues import DIALOGUE_ORIGINS, SPEC_STATUSES, DialoguesMixin
+from itcollect.store.exports import ExportsMixin
+from itcollect.store.imports import ImportsMixin
+from itcollect.store.judgements import JUDGEMENT_STATUSES, JudgementsMixin
+from itcollect.store.leases import LeaseLost, LeasesMixin, human_holder
+from itcollect.store.ledger import LedgerMixin
+from itcollect.store.quality import QualityMixin
+from itcollect.store.review import ReviewError, ReviewMixin
+from itcollect.store.schema import MIGRATIONS, SCHEMA_VERSION
+from itcollect.store.sessions import REVIEW_VERDICTS, SKIP_REASONS, SessionsMixin
+from itcollect.store.sources import SourcesMixin, source_id_for
+from itcollect.store.specs import SpecsMixin
+from itcollect.store.verdicts import VerdictsMixin
 
 STORE_FILE = "itcollect.db"
 
 
-class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, PlanMixin, LeasesMixin, SessionsMixin, VerdictsMixin, ImportsMixin, ExportsMixin, BatchesMixin, AccountsMixin,
+class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, SpecsMixin, LeasesMixin, SessionsMixin, VerdictsMixin, ImportsMixin, ExportsMixin, BatchesMixin, AccountsMixin,
             JudgementsMixin, ReviewMixin, QualityMixin, StoreCore):
     """The workspace store. Open with ``Store(path)``; it migrates the schema on open."""
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..errors import ItcollectError
-from .availability import LIVE_LEASE
-from .core import StoreCore, utcnow
+from itcollect.kernel.errors import ItcollectError
+from itcollect.store.availability import LIVE_LEASE
+from itcollect.store.core import StoreCore, utcnow
 
 ROLES = ("annotator", "reviewer", "lead")
 

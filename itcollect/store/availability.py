@@ -29,8 +29,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from .core import utcnow
-from .dialogues import SPEC_STATUSES
+from itcollect.store.core import utcnow
+from itcollect.store.dialogues import SPEC_STATUSES
 
 #: Most copies of one spec (``[session] overlap_annotators`` is checked against it).
 MAX_COPIES = 16
@@ -49,7 +49,7 @@ class Overlap:
 
     @classmethod
     def from_config(cls, config: Any) -> Overlap:
-        from ..settings import settings  # deferred: the store package is imported by config's users
+        from itcollect.settings import settings  # deferred: the store package is imported by config's users
 
         s = settings(config).session
         return cls(s.overlap_share, s.overlap_annotators)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .core import StoreCore, dumps, loads, utcnow
+from itcollect.store.core import StoreCore, dumps, loads, utcnow
 
 BATCH_STATUSES = ("recorded", "uploading", "uploaded", "creating", "submitted", "collected")
 #: Local statuses of a batch whose calls are still out (not yet collected).

@@ -18,8 +18,8 @@ import socket
 import time
 from typing import Any
 
-from .availability import PENDING_FREE, may_take
-from .core import StoreCore, utcnow
+from itcollect.store.availability import PENDING_FREE, may_take
+from itcollect.store.core import StoreCore, utcnow
 
 _HOLDER_RE = re.compile(r"^[a-z][a-z0-9_-]*@([^:@]+):(\d+)$")
 

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreConflict, StoreError
-from .schema import MIGRATIONS, SCHEMA_VERSION
+from itcollect.kernel.errors import StoreConflict, StoreError
+from itcollect.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 _second: tuple[int, str] = (-1, "")  # the last whole second and its text: utcnow runs per write
 

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .core import StoreCore, dumps, loads, utcnow
+from itcollect.store.core import StoreCore, dumps, loads, utcnow
 
 SPEC_STATUSES = ("pending", "in_progress", "done", "failed", "skipped")
 DIALOGUE_ORIGINS = ("simulated", "human", "imported")

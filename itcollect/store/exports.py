@@ -10,8 +10,8 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..errors import StoreError
-from .core import StoreCore, dumps, loads, utcnow
+from itcollect.kernel.errors import StoreError
+from itcollect.store.core import StoreCore, dumps, loads, utcnow
 
 _TURN_FIELDS = ("id", "dialogue_id", "idx", "role", "content", "author", "annotator", "model", "interaction_type",
                 "template_name", "template_hash", "params", "lang", "detected_lang", "finish_reason", "created_at",

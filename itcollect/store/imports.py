@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .core import StoreCore, dumps, utcnow
+from itcollect.store.core import StoreCore, dumps, utcnow
 
 #: The columns an imported dialogue / turn row fills, in :func:`import_rows` order; the rest are
 #: constants of the INSERT (origin, status, author, timestamps) or their defaults.

@@ -26,8 +26,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from .availability import Overlap
-from .imports import ImportRows
+from itcollect.store.availability import Overlap
+from itcollect.store.imports import ImportRows
 
 
 # -- the LLM layer (itcollect/llm/) ---------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .core import StoreCore, dumps, loads, utcnow
+from itcollect.store.core import StoreCore, dumps, loads, utcnow
 
 JUDGEMENT_STATUSES = ("judged", "unparsed")
 

@@ -23,8 +23,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import ItcollectError
-from .availability import (
+from itcollect.kernel.errors import ItcollectError
+from itcollect.store.availability import (
     COPY_NUMBERS,
     PENDING_FREE,
     SLOT_FREE,
@@ -34,8 +34,8 @@ from .availability import (
     overlap_copies,
     settle_spec_status,
 )
-from .core import StoreCore, utcnow
-from .dialogues import _spec_row
+from itcollect.store.core import StoreCore, utcnow
+from itcollect.store.dialogues import _spec_row
 
 HUMAN_HOLDER_PREFIX = "human:"
 

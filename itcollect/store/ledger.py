@@ -18,8 +18,8 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import StoreError
-from .core import StoreCore, utcnow
+from itcollect.kernel.errors import StoreError
+from itcollect.store.core import StoreCore, utcnow
 
 LEDGER_STATUSES = ("pending", "done", "failed", "batched")
 

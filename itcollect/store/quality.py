@@ -1,4 +1,4 @@
-"""What the annotator figures (:mod:`itcollect.quality`) read: human dialogues, their turns and the
+"""What the annotator figures (:mod:`itcollect.stats.quality`) read: human dialogues, their turns and the
 action log, each in one streamed query (plain tuples; the figures are computed in Python)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from .core import StoreCore, loads
+from itcollect.store.core import StoreCore, loads
 
 HUMAN_DIALOGUE_FIELDS = ("id", "spec_id", "copy", "annotator", "status", "review_status", "flagged", "source_text",
                          "src_lang", "tgt_lang", "meta")

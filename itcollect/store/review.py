@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ItcollectError
-from .core import StoreCore, loads, utcnow
-from .dialogues import _dialogue_row
+from itcollect.kernel.errors import ItcollectError
+from itcollect.store.core import StoreCore, loads, utcnow
+from itcollect.store.dialogues import _dialogue_row
 
 
 class ReviewError(ItcollectError):

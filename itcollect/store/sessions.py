@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from .core import StoreCore, dumps, loads, utcnow
-from .dialogues import _dialogue_row
+from itcollect.store.core import StoreCore, dumps, loads, utcnow
+from itcollect.store.dialogues import _dialogue_row
 
 #: Actions after which the clock stops until the annotator comes back.
 _PAUSE_ACTIONS = frozenset({"quit", "lease_lost"})

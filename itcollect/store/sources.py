@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import StoreError
-from .core import StoreCore, utcnow
+from itcollect.kernel.errors import StoreError
+from itcollect.store.core import StoreCore, utcnow
 
 _STAGE = "ingest_stage"
 _STAGE_PREFIX = ".itcollect-ingest-"

@@ -7,14 +7,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .core import StoreCore, utcnow
+from itcollect.store.core import StoreCore, utcnow
 
 # One shared encoder: json.dumps(..., sort_keys=True) builds a new encoder per call, which was the
 # largest single cost of planning 160K specs. Same output as core.dumps.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
-class PlanMixin(StoreCore):
+class SpecsMixin(StoreCore):
     # -- planning ----------------------------------------------------------------------------------
     def planning_sources(self, lang: str) -> list[tuple[str, str]]:
         """(id, text) of every source in ``lang``, in insertion order."""

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from typing import Any
 
-from .core import StoreCore, dumps, loads, utcnow
+from itcollect.store.core import StoreCore, dumps, loads, utcnow
 
 
 class VerdictsMixin(StoreCore):

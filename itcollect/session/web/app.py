@@ -36,14 +36,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ...config import Config
-from ...errors import ItcollectError
-from ...judge.schema import SEVERITIES
-from ...store import SKIP_REASONS, LeaseLost, Store
-from ...store.interfaces import WebStore
-from ..engine import CommandError, ControlRevealed, Session, status_line
-from ..guidelines import GUIDE_LANGS, guide_sections
-from ..review import (
+from itcollect.config import Config
+from itcollect.kernel.errors import ItcollectError
+from itcollect.llm.judgement.schema import SEVERITIES
+from itcollect.session.engine import CommandError, ControlRevealed, Session, status_line
+from itcollect.session.guidelines import GUIDE_LANGS, guide_sections
+from itcollect.session.review import (
     MARK_CATEGORIES,
     ORDERS,
     ReviewError,
@@ -54,8 +52,10 @@ from ..review import (
     record_unmark,
     record_verdict,
 )
-from .auth import secret_hash
-from .desk import TAB_TIMEOUT_S, Desk, SharedClient
+from itcollect.session.web.auth import secret_hash
+from itcollect.session.web.desk import TAB_TIMEOUT_S, Desk, SharedClient
+from itcollect.store import SKIP_REASONS, LeaseLost, Store
+from itcollect.store.interfaces import WebStore
 
 log = logging.getLogger("itcollect.web")
 
@@ -154,8 +154,8 @@ class WebApp:
         self._lead_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="itcollect-lead")
         self._reader: Store | None = None
         self.stopping = False
-        from ...prompting import load_prompts
-        from ...taxonomy import INTERACTION_TYPES
+        from itcollect.kernel.prompting import load_prompts
+        from itcollect.kernel.taxonomy import INTERACTION_TYPES
 
         # one set of compiled templates for every annotator's session (compiling per session would
         # stall the event loop ~50 ms each time someone new logs in)
@@ -306,7 +306,7 @@ class WebApp:
         account = self.store.account_for_token(secret_hash(token)) if token else None
         if account is None:
             return PlainTextResponse("401 Unauthorized\n", status_code=401)
-        from .auth import new_secret
+        from itcollect.session.web.auth import new_secret
 
         sid = new_secret()
         self.store.open_web_session(account["name"], secret_hash(sid), new_secret(), self.session_s)
@@ -571,7 +571,7 @@ class WebApp:
         if self._reader is None:
             self._reader = Store(self.store.path, migrate=False)
         store = self._reader
-        from ...quality import quality_figures
+        from itcollect.stats.quality import quality_figures
 
         return {"stats": store.annotator_stats(), "flagged": store.flagged_dialogue_counts(),
                 "last_action": store.last_actions(), "accounts": store.accounts(), "pool": store.spec_pool(),
@@ -621,7 +621,7 @@ class WebApp:
         """Load the language detector and compile the templates (about a second) in a thread at
         start, as simulate does before its first call, so the first answer's checks do not stall
         everybody's requests while they load."""
-        from ...langid import warm_up
+        from itcollect.kernel.langid import warm_up
 
         try:
             warm_up(tuple(self.config["workspace"]["languages"]), self.config["ingest"]["langid_backend"])

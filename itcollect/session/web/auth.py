@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ...config import Config
-from ...store.interfaces import AccountsStore
-from ..engine import check_annotator_name
+from itcollect.config import Config
+from itcollect.session.engine import check_annotator_name
+from itcollect.store.interfaces import AccountsStore
 
 RECORD = Path(".itcollect") / "web.json"
 TOKEN_BYTES = 32

@@ -20,8 +20,8 @@ import logging
 import time
 from typing import Any
 
-from ...store import LeaseLost
-from ..engine import AnswerFailed, CommandError, Session
+from itcollect.session.engine import AnswerFailed, CommandError, Session
+from itcollect.store import LeaseLost
 
 log = logging.getLogger("itcollect.web")
 

@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from ...config import Config
-from ...errors import ServiceError
-from ...store.interfaces import WebStore
-from .auth import remove_server_record, url_host, write_server_record
+from itcollect.config import Config
+from itcollect.kernel.errors import ServiceError
+from itcollect.session.web.auth import remove_server_record, url_host, write_server_record
+from itcollect.store.interfaces import WebStore
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -56,9 +56,9 @@ def serve(config: Config, store: WebStore, root: Path, *, host: str | None = Non
     """Serve the workspace's sessions in the browser; returns the exit status (0 after Ctrl-C)."""
     import uvicorn
 
-    from ...llm import LLMClient
-    from .. import session_config
-    from .app import WebApp
+    from itcollect.llm import LLMClient
+    from itcollect.session import session_config
+    from itcollect.session.web.app import WebApp
 
     out = out or sys.stdout
     cfg = session_config(config)

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..settings import settings
+from itcollect.settings import settings
 
 #: Error categories (MQM, as the GEMBA-MQM line of work uses them). An unknown category in an
 #: answer is recorded as :data:`OTHER` and still scored by its severity.

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .schema import CATEGORIES, OTHER, SEVERITIES, Weights
+from itcollect.llm.judgement.schema import CATEGORIES, OTHER, SEVERITIES, Weights
 
 
 class Unparsable(ValueError):

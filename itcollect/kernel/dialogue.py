@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .langid import DEFAULT_LANGUAGES
-from .taxonomy import INTERACTION_TYPES, CheckContext
+from itcollect.kernel.langid import DEFAULT_LANGUAGES
+from itcollect.kernel.taxonomy import INTERACTION_TYPES, CheckContext
 
 #: The type of a first turn whose type was not recorded (an imported dialogue asks for a translation).
 FIRST_TURN_TYPE = "translate"

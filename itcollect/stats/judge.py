@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from ..settings import settings
-from ..store.interfaces import JudgeStatsStore
-from .schema import CATEGORIES, COMPLIANCE, OTHER, SEVERITIES
-from .verdict import cohen_kappa, passes
+from itcollect.llm.judgement.schema import CATEGORIES, COMPLIANCE, OTHER, SEVERITIES
+from itcollect.llm.judgement.verdict import cohen_kappa, passes
+from itcollect.settings import settings
+from itcollect.store.interfaces import JudgeStatsStore
 
 _JUDGE_RULES = ("low_judge_score", "critical_error", "not_compliant", "not_judged")
 

@@ -49,10 +49,10 @@ import statistics
 from collections import Counter, defaultdict
 from typing import Any
 
-from .checks import text_length
-from .settings import settings
-from .store.interfaces import QualityStore
-from .taxonomy import INTERACTION_TYPES
+from itcollect.kernel.checks import text_length
+from itcollect.kernel.taxonomy import INTERACTION_TYPES
+from itcollect.settings import settings
+from itcollect.store.interfaces import QualityStore
 
 #: the keys of each annotator in ``stats --json`` → ``annotators`` (DESIGN.md)
 ANNOTATOR_KEYS = ("dialogues", "turns", "median_active_s", "s_per_word", "accepted_unchanged_share", "edit_size",

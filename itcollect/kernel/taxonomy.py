@@ -2,7 +2,7 @@
 
 One registry (:data:`INTERACTION_TYPES`) serves plan (which types exist), the prompts (one annotator
 template per type), simulate (validation of each turn), the filter (scoring) and the human session
-(warnings). Every check is built on :mod:`itcollect.checks`.
+(warnings). Every check is built on :mod:`itcollect.kernel.checks`.
 
 Answer language of a type: ``target`` (a translation or a revision of it), ``instruction`` (the
 user's own language: explanations, opinions) or ``mixed`` (a back-translation in the source language
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from . import checks as C
-from .langid import DEFAULT_LANGUAGES
+from itcollect.kernel import checks as C
+from itcollect.kernel.langid import DEFAULT_LANGUAGES
 
 #: Registers a ``style`` turn can ask for.
 STYLE_REGISTERS = ("formal", "casual", "headline", "plain", "children")

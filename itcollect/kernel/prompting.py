@@ -21,8 +21,8 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .checks import LANG_NAMES, LANG_NAMES_ZH
-from .errors import ConfigError, InputError
+from itcollect.kernel.checks import LANG_NAMES, LANG_NAMES_ZH
+from itcollect.kernel.errors import ConfigError, InputError
 
 
 def bundled_dir() -> Path:

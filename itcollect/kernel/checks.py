@@ -14,7 +14,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 
-from .langid import DEFAULT_LANGUAGES, detect_language, han_ratio
+from itcollect.kernel.langid import DEFAULT_LANGUAGES, detect_language, han_ratio
 
 LANG_NAMES = {"en": "English", "zh": "Chinese", "de": "German", "fr": "French"}
 LANG_NAMES_ZH = {"en": "英文", "zh": "中文", "de": "德文", "fr": "法文"}

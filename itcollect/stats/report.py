@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .store.interfaces import StatsStore
+from itcollect.store.interfaces import StatsStore
 
 
 def collect_stats(store: StatsStore, config: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -30,17 +30,17 @@ def collect_stats(store: StatsStore, config: dict[str, Any] | None = None) -> di
     # Per human annotator: the quality figures (the contract's keys), the agreement on overlap specs,
     # and the session counts behind them (skipped and why, edits, regenerations, undos, flags,
     # decisions, controls, errors reviewers marked).
-    from .quality import quality_figures
+    from itcollect.stats.quality import quality_figures
 
     stats.update(quality_figures(store, config))
     # simulate --batch-api: batches, in flight, answers and their (batch-priced) cost.
     stats["batch"] = store.batch_stats()
     # Realised mix vs the configured target, request diversity, imports and exports (corpus_stats).
-    from .corpus_stats import corpus_sections
+    from itcollect.stats.corpus import corpus_sections
 
     stats.update(corpus_sections(store, config))
     # The LLM judge: scores, errors, compliance, agreement with reviewers (itcollect judge).
-    from .judge.stats import judge_section
+    from itcollect.stats.judge import judge_section
 
     stats["judge"] = judge_section(store, config)
     return stats
@@ -110,8 +110,8 @@ def render_stats(stats: dict[str, Any]) -> str:
             reasons = ", ".join(f"{k} {v}" for k, v in a["skip_reasons"].items())
             lines.append(f"  {name:<20} {a['dialogues']:>9,} {a['skipped']:>7,} {a['turns']:>6,} {a['edits']:>6,}"
                          f" {a['regenerations']:>6,} {med_text:>16}  {reasons}")
-    from .corpus_stats import render_corpus
-    from .judge.stats import render_judge
+    from itcollect.stats.corpus import render_corpus
+    from itcollect.stats.judge import render_judge
 
     lines += render_judge(stats)
     lines += render_corpus(stats)

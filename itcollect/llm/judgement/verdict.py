@@ -19,7 +19,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..settings import FilterSection
+from itcollect.settings import FilterSection
 
 Answers = Sequence[tuple[int, Mapping[str, Any] | None]]
 

