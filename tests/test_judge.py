@@ -30,6 +30,7 @@ from .judging import (
     variant_responder,
 )
 from .responders import JUDGE_ROLE, judge_item, responder
+from .waiting import wait_until
 
 
 def judge(ws, server, **kw):
@@ -322,7 +323,7 @@ def test_kill_9_then_rerun_judges_every_answer_once(tmp_path, fake_openai):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stderr.close()
-    time.sleep(0.3)  # the server finishes what it was writing to the dead process
+    wait_until(lambda: fake_openai.in_flight == 0, what="the server to finish the calls of the killed process")
     ws = Workspace(root)
     in_flight_at_kill = ws.store.scalar("SELECT COUNT(*) FROM llm_calls WHERE role='judge' AND status='pending'")
     answered_at_kill = ws.store.scalar("SELECT COUNT(*) FROM llm_calls WHERE role='judge' AND status='done'")

@@ -14,10 +14,12 @@ import pytest
 
 from itcollect.plan import plan_specs
 from itcollect.simulate import DialogueDriver, SimulateOptions, clean_request, run_simulation
+from itcollect.store import Store
 from itcollect.workspace import Workspace, init_workspace
 
 from .conftest import REPO, run_cli
 from .responders import CORPUS, fill_workspace_sources, responder
+from .waiting import wait_until
 
 CONFIG = """
 [llm]
@@ -230,7 +232,7 @@ def test_kill_9_then_rerun_completes_paying_only_for_calls_in_flight(tmp_path, f
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stderr.close()
-    time.sleep(0.3)  # let the server finish the answers it was writing to the dead process
+    wait_until(lambda: fake_openai.in_flight == 0, what="the server to finish the calls of the killed process")
     ws = Workspace(root)
     in_flight_at_kill = ws.store.ledger_counts().get("pending", 0)
     before = fake_openai.total_requests
@@ -405,7 +407,9 @@ def test_a_stalled_process_leaves_taken_over_dialogues_to_the_other(tmp_path, fa
             time.sleep(0.01)
         assert stalled.poll() is None, stalled.communicate()
         stop_outside_a_write(stalled.pid, root / "itcollect.db")
-        time.sleep(2.5)  # its leases (1 s, renewed every 1 s) run out
+        with Store(root / "itcollect.db") as store:  # its leases (1 s, renewed every 1 s) run out
+            wait_until(lambda: (store.scalar("SELECT MAX(expires_at) FROM leases") or 0) < time.time(),
+                       what="the stopped process's leases to expire")
         other = run_cli("-C", str(root), "simulate", "--base-url", fake_openai.base_url, "--model", "fake-model",
                         "--concurrency", "4")
         assert other.returncode == 0, other.stderr

@@ -412,17 +412,19 @@ def test_32_annotators_claiming_at_once_never_share_a_spec(tmp_path, llm, server
         async with aiohttp.ClientSession(cookie_jar=jar) as http_session:
             async with http_session.get(url, allow_redirects=False) as resp:
                 assert resp.status == 303
+            logged_in.append(url)
+            if len(logged_in) == len(urls):  # every client logged in; now all claim together
+                start_line.set()
             await start_line.wait()
             async with http_session.get(f"{srv.url}/api/state") as resp:
                 assert resp.status == 200
                 return url, await resp.json()
 
     async def all_at_once():
-        tasks = [asyncio.ensure_future(one(u)) for u in urls]
-        await asyncio.sleep(0.5)  # every client logged in; now all claim together
-        start_line.set()
-        return await asyncio.gather(*tasks)
+        # a failed login ends the gather with its error at once; the deadline is for a hung server
+        return await asyncio.wait_for(asyncio.gather(*(one(u) for u in urls)), 120)
 
+    logged_in: list[str] = []
     start_line = asyncio.Event()
     results = asyncio.run(all_at_once())
     got = [st["dialogue"]["spec_id"] for _, st in results if st["dialogue"]]
