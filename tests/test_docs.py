@@ -104,6 +104,18 @@ def test_every_relative_link_resolves(path):
     assert not broken, "\n".join(broken)
 
 
+@pytest.mark.parametrize("path", [REPO / "README.md", *PAGES], ids=lambda p: str(p.relative_to(REPO)))
+def test_lists_start_after_a_blank_line(path):
+    """GitHub starts a list on the line after a paragraph; Python-Markdown (the site) reads such a
+    list as more of the paragraph, dashes and all, unless a blank line comes first."""
+    item = re.compile(r"^\s*(?:[-*+]|\d+\.)\s")
+    lines = _prose(path.read_text(encoding="utf-8"))
+    glued = [f"{path.name}:{i + 1}" for i in range(1, len(lines))
+             if item.match(lines[i]) and lines[i - 1].strip() and not item.match(lines[i - 1])
+             and not lines[i - 1].startswith((" ", "\t"))]
+    assert not glued, f"a list glued to the paragraph above it: {glued}"
+
+
 def test_slugs_match_the_two_renderers_on_known_headings():
     assert github_slug("The Batch API (--batch-api)") == "the-batch-api---batch-api"
     assert mkdocs_slug("The Batch API (--batch-api)") == "the-batch-api-batch-api"
