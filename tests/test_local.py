@@ -31,6 +31,7 @@ from itcollect.llm.local import (
 )
 
 from .conftest import run_cli
+from .waiting import wait_until
 
 _HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
 
@@ -180,16 +181,6 @@ def test_busy_port_is_reported(tmp_path):
                 pass
 
 
-def _wait_for(predicate, timeout: float = 120.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _log_path_in(message: str) -> Path:
     path = Path(message.split("full log: ", 1)[1].split(";", 1)[0].strip())
     assert path.is_file(), message
@@ -241,16 +232,16 @@ def test_simulate_local_says_the_server_it_started_died_not_is_it_running(tmp_pa
                 raise AssertionError(f"simulate ended first: {proc.communicate()}")
             return server()
 
-        child = _wait_for(started, what="the llama.cpp server to start")
+        child = wait_until(started, 120, interval=0.05, what="the llama.cpp server to start")
         port = int(child.cmdline()[child.cmdline().index("--port") + 1])
-        _wait_for(lambda: not _refused(f"http://127.0.0.1:{port}/v1"), what="the server to answer")
+        wait_until(lambda: not _refused(f"http://127.0.0.1:{port}/v1"), 120, interval=0.05, what="the server to answer")
         import sqlite3
 
         def calls_sent() -> int:  # the ledger row of a call is committed before the call is sent
             with sqlite3.connect(ws / "itcollect.db") as db:
                 return db.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0]
 
-        _wait_for(calls_sent, what="the first call")
+        wait_until(calls_sent, 120, interval=0.05, what="the first call")
         child.send_signal(signal.SIGSEGV)
         out, err = proc.communicate(timeout=120)
     finally:
