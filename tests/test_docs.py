@@ -156,4 +156,4 @@ def test_no_page_points_at_a_module_that_moved():
         for m in re.finditer(r"`(itcollect/[\w/.-]+\.(?:py|jsonl|gz|md))`", path.read_text(encoding="utf-8")):
             if not (REPO / m.group(1)).exists():
                 missing.append(f"{path.name}: {m.group(1)}")
-    assert not missing, missing
+    assert not missing, f"the prose names paths that do not exist (a module moved: name its new path): {missing}"
