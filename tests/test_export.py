@@ -158,6 +158,30 @@ def test_dataset_card(exported):
     assert exports[-1]["formats"] == ["hf", "llamafactory", "sharegpt"]
 
 
+def test_llamafactory_entry_without_system_prompt(exported, tmp_path):
+    """No record has a ``system`` field, so the entries declare no system column: LLaMA-Factory reads
+    every declared column and fails (KeyError: 'system') on a file where no record has it."""
+    ws, _out, _result, _ids = exported  # (after test_dataset_card: this export is the store's latest)
+    out = tmp_path / "nosys"
+    export_dataset(ws.store, ws.config, out, fmt="llamafactory", validation_share=0.2, test_share=0.2)
+    info = json.loads((out / "dataset_info.json").read_text(encoding="utf-8"))
+    assert set(info) == {"itcollect", "itcollect_validation", "itcollect_test"}
+    for entry in info.values():
+        assert entry["columns"] == {"messages": "conversations"}
+        assert not any("system" in rec for rec in json.loads((out / entry["file_name"]).read_text(encoding="utf-8")))
+
+
+def test_has_system_message_looks_at_the_split_rows_only():
+    import pyarrow as pa
+
+    from itcollect.export.writers import _has_system_message
+
+    table = pa.table({"messages": [[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+                                   [{"role": "system", "content": "s"}, {"role": "user", "content": "c"}]]})
+    assert _has_system_message(table, None) and _has_system_message(table, [1])
+    assert not _has_system_message(table, [0]) and not _has_system_message(table, [])
+
+
 def test_export_refuses_before_filter(workspace, tmp_path):
     add_dialogue(workspace.store, en_dialogue(1))
     with pytest.raises(InputError, match="run 'itcollect filter'"):

@@ -170,6 +170,8 @@ class ShareGPTFiles(ExportWriter):
     def __init__(self, ctx: ExportContext) -> None:
         super().__init__(ctx)
         self.files: dict[str, _JSONArray] = {}
+        #: the splits whose file has a record with a ``system`` field (a system message in the row)
+        self.with_system: set[str] = set()
 
     @staticmethod
     def render(rows: list[dict[str, Any]]) -> list[str]:
@@ -181,6 +183,8 @@ class ShareGPTFiles(ExportWriter):
             self.files[split] = _JSONArray(self.ctx.out / self.FILES[split])
         chosen = texts if positions is None else [texts[p] for p in positions]
         self.files[split].add_text(",\n".join(chosen), len(chosen))
+        if chosen and split not in self.with_system and _has_system_message(page.table, positions):
+            self.with_system.add(split)
 
     def close(self, counts: dict[str, Any]) -> list[str]:
         if "train" not in self.files:  # always a train file, even an empty one
@@ -194,9 +198,23 @@ class ShareGPTFiles(ExportWriter):
         return [s for s in SPLITS if s in self.files]
 
 
-def llamafactory_entry(file_name: str) -> dict[str, Any]:
-    return {"file_name": file_name, "formatting": "sharegpt",
-            "columns": {"messages": "conversations", "system": "system"},
+def _has_system_message(table: Any, positions: list[int] | None) -> bool:
+    """Whether a row of ``table`` (at ``positions``; None: any) has a system message."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    messages = table.column("messages")
+    if positions is not None:
+        messages = messages.take(pa.array(positions, type=pa.int64()))
+    roles = pc.struct_field(pc.list_flatten(messages), "role")
+    return bool(pc.any(pc.equal(roles, "system")).as_py())
+
+
+def llamafactory_entry(file_name: str, system: bool = True) -> dict[str, Any]:
+    """The entry for a ShareGPT file; ``system``: its records may have a ``system`` field. LLaMA-Factory
+    reads a declared column from every record and fails (KeyError) on a file where none has it."""
+    columns = {"messages": "conversations", "system": "system"} if system else {"messages": "conversations"}
+    return {"file_name": file_name, "formatting": "sharegpt", "columns": columns,
             "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}}
 
 
@@ -210,7 +228,8 @@ class LlamaFactoryInfo(ExportWriter):
     def close(self, counts: dict[str, Any]) -> list[str]:
         sharegpt = self.ctx.writers["sharegpt"]
         assert isinstance(sharegpt, ShareGPTFiles)
-        info = {DATASET_NAME if s == "train" else f"{DATASET_NAME}_{s}": llamafactory_entry(ShareGPTFiles.FILES[s])
+        info = {DATASET_NAME if s == "train" else f"{DATASET_NAME}_{s}":
+                llamafactory_entry(ShareGPTFiles.FILES[s], system=s in sharegpt.with_system)
                 for s in sharegpt.written()}
         (self.ctx.out / "dataset_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n",
                                                         encoding="utf-8")
