@@ -433,7 +433,7 @@ def test_guides_have_a_section_for_every_interaction_type_in_both_languages():
 
 
 def test_checks_follow_what_the_human_asked_not_only_the_plan():
-    from itcollect.session.engine import human_request_params as h
+    from itcollect.session.wording import human_request_params as h
 
     langs = ("en", "zh", "de", "fr")
     assert h("length", "请控制在二十个字以内。", "zh", langs) == {"mode": "max", "n": 20, "unit": "characters"}

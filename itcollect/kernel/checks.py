@@ -73,6 +73,13 @@ def lang_name(lang: str) -> str:
     return LANG_NAMES.get(lang, lang)
 
 
+def lang_label(lang: str) -> str:
+    """A language as a screen names it: its English name, and for Chinese its own name beside it
+    ("Chinese (中文)"), so readers of either instruction language know it at once."""
+    name = lang_name(lang)
+    return f"{name} ({LANG_NAMES_ZH[lang]})" if lang == "zh" else name
+
+
 # -- text measures -------------------------------------------------------------------------------
 def normalize_for_compare(text: str) -> str:
     """Case-, width- and punctuation-insensitive form used to decide whether two texts are "the same".
@@ -355,7 +362,7 @@ def check_on_topic(text: str, *refs: str | None, min_shared: int = 1) -> list[st
 
 
 __all__ = [
-    "LANG_NAMES", "LANG_NAMES_ZH", "reason_code", "lang_name", "normalize_for_compare", "words", "text_length",
+    "LANG_NAMES", "LANG_NAMES_ZH", "reason_code", "lang_name", "lang_label", "normalize_for_compare", "words", "text_length",
     "length_unit", "char_ngrams", "char_overlap", "content_words", "strip_quoted", "contains_term", "detect",
     "contains_language", "copies_source", "looks_like_answer", "looks_like_request", "check_empty",
     "check_language", "check_not_copy", "check_request_form", "check_must_include", "check_headline",

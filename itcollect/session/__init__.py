@@ -54,6 +54,6 @@ def run_session(config: Config, store: SessionStore, annotator: str, *, base_url
         from itcollect.session.tui import TerminalUI
 
         return asyncio.run(TerminalUI(session, history_dir=history_dir).run())
-    from itcollect.session.protocol import Protocol
+    from itcollect.session.protocol import LineProtocol
 
-    return asyncio.run(Protocol(session).run())
+    return asyncio.run(LineProtocol(session).run())

@@ -223,4 +223,35 @@ def plant_error(text: str, lang: str | None, key: str) -> Planted | None:
     return None
 
 
-__all__ = ["KINDS", "Planted", "plant_error"]
+# -- the record of a control in its turn (``params["control"]``) --------------------------------------
+def control_record(planted: Planted, real: str) -> dict[str, Any]:
+    """What a planted turn keeps of its control: what was changed, the planted and the real text,
+    and the ``outcome`` (None until the annotator decides)."""
+    return {"kind": planted.kind, "start": planted.start, "before": planted.before, "after": planted.after,
+            "description": planted.description, "planted": planted.text, "real": real, "outcome": None}
+
+
+def control_of(turn: dict[str, Any]) -> dict[str, Any] | None:
+    """The control record of a planted turn (None for every other turn)."""
+    c = (turn.get("params") or {}).get("control")
+    return c if isinstance(c, dict) else None
+
+
+def decided(turn: dict[str, Any], outcome: str, via: str, annotator: str) -> dict[str, Any]:
+    """The control record of a planted turn once decided: ``miss`` (accepted unchanged) or
+    ``catch`` (edited, regenerated), by which action and whom."""
+    return {**(control_of(turn) or {}), "outcome": outcome, "via": via, "decided_by": annotator}
+
+
+def control_note(turn: dict[str, Any], ctl: dict[str, Any], real: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What front-ends show after a decision on a control item: ``outcome``, ``kind``,
+    ``description``, the planted ``turn_id``, after a miss the model's real ``answer`` (turn id
+    and text), and a ``message`` in words."""
+    word = {"miss": "you accepted it unchanged (a miss); the model's real answer is shown now: decide on it",
+            "catch": "you caught it"}[ctl["outcome"]]
+    return {"outcome": ctl["outcome"], "kind": ctl["kind"], "description": ctl["description"],
+            "turn_id": turn["id"], "answer": real,
+            "message": f"That answer was a control item with a planted error ({ctl['description']}): {word}."}
+
+
+__all__ = ["KINDS", "Planted", "control_note", "control_of", "control_record", "decided", "plant_error"]

@@ -27,34 +27,37 @@ survive ``kill -9``.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from functools import lru_cache
 from typing import Any
 
 from itcollect.config import Config
-from itcollect.kernel.checks import length_unit, normalize_for_compare
-from itcollect.kernel.dialogue import RequestInfo, expectations, planned_params, planned_turns
+from itcollect.kernel.dialogue import planned_turns
 from itcollect.kernel.errors import ItcollectError
-from itcollect.kernel.prompting import load_prompts, quote_source
-from itcollect.kernel.taxonomy import (
-    INTERACTION_TYPES,
-    check_answer,
-    check_request,
-    mentions_language,
-    zh_number,
-)
+from itcollect.kernel.prompting import load_prompts
+from itcollect.kernel.taxonomy import INTERACTION_TYPES
 from itcollect.llm import CostLimitReached, EndpointDown, LLMCallError
-from itcollect.session.controls import plant_error
+from itcollect.session.checking import DEFAULT_FOLLOW_TYPE, TurnChecks
+from itcollect.session.controls import control_note, control_of, control_record, decided, plant_error
+from itcollect.session.guidelines import example_requests
+from itcollect.session.status import local_midnight_utc
+from itcollect.session.wording import attach_source, first_request_hint, human_request_params
 from itcollect.store import SKIP_REASONS, LeaseLost, Overlap, human_holder
 from itcollect.store.availability import unit_hash
 from itcollect.store.interfaces import SessionStore
 
 STATES = ("ask", "answer", "decide")
-DEFAULT_FOLLOW_TYPE = "follow_up"
+#: Every action on an open dialogue, in the order front-ends list them. Which of them the dialogue
+#: allows now is :meth:`Session.allowed_actions`, the one place that says so; ``stop`` (abandon the
+#: answer being fetched) exists only while one is (``answering``).
+ACTIONS = ("request", "type", "accept", "edit", "regenerate", "retry", "stop", "undo", "finish", "skip", "flag",
+           "guidelines", "quit")
+#: What may be done while an answer is being fetched (a web page's stream; the terminal's Ctrl-C).
+_WHILE_ANSWERING = ("stop", "flag", "guidelines", "quit")
+
+__all__ = ["ACTIONS", "STATES", "Answer", "AnswerFailed", "CommandError", "ControlRevealed", "Current", "Session",
+           "DEFAULT_FOLLOW_TYPE", "check_annotator_name", "human_request_params"]
 
 
 class CommandError(ItcollectError):
@@ -96,53 +99,6 @@ class Current:
     previous_holder: str | None = None
     started: float = field(default_factory=time.time)
     copy: int = 0  # which copy of an overlap spec (0 for every other spec)
-
-
-def local_midnight_utc() -> str:
-    """Start of the annotator's local day as the store's UTC timestamp text ('today' on the status line)."""
-    now = datetime.now().astimezone()
-    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    return start.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-_REGISTERS = (("headline", ("headline", "标题")), ("children", ("child", "kids", "儿童", "小学生", "孩子")),
-              ("plain", ("plain", "simple words", "通俗", "浅显", "大白话")),
-              ("casual", ("casual", "informal", "friend", "chatty", "口语", "随意", "轻松")),
-              ("formal", ("formal", "正式", "书面")))
-_SHORTER = ("shorter", "shorten", "brief", "concise", "condense", "短", "精简", "简洁", "压缩")
-_LONGER = ("longer", "expand", "more detail", "elaborate", "长一", "详细", "扩展", "扩充")
-_NUMBER = re.compile(r"\d+")
-
-
-@lru_cache(maxsize=1)
-def _zh_numbers() -> list[tuple[str, int]]:
-    return sorted(((zh_number(n), n) for n in range(1, 100)), key=lambda x: -len(x[0]))
-
-
-def human_request_params(type_id: str, text: str, target: str, languages: Any) -> dict[str, Any]:
-    """Parameters a request fixes by its own wording: a length bound (digits or Chinese numerals),
-    shorter / longer, a style register, a retarget's new language."""
-    low = text.casefold()
-    out: dict[str, Any] = {}
-    if type_id == "length":
-        m = _NUMBER.search(text)
-        n = int(m.group()) if m else next((v for k, v in _zh_numbers() if k in text), None)
-        if n:
-            out.update(mode="max", n=n, unit=length_unit(target) if target else None)
-        elif any(w in low for w in _SHORTER):
-            out["mode"] = "shorter"
-        elif any(w in low for w in _LONGER):
-            out["mode"] = "longer"
-    elif type_id == "style":
-        for register, words in _REGISTERS:
-            if any(w in low for w in words):
-                out["register"] = register
-                break
-    elif type_id == "retarget":
-        named = [lang for lang in languages if lang != target and mentions_language(text, lang)]
-        if named:
-            out["lang"] = named[0]
-    return out
 
 
 def check_annotator_name(name: str) -> str:
@@ -325,13 +281,38 @@ class Session:
         return [t for t in self.store.get_turns(d.dialogue_id) if t["role"] in ("user", "assistant")]
 
     def state(self) -> str:
-        turns = self.conversation()
+        return self._state_of(self.conversation())
+
+    def _state_of(self, turns: list[dict[str, Any]]) -> str:
         if not turns:
             return "ask"
         last = turns[-1]
         if last["role"] == "user":
             return "answer"
         return "ask" if self._decided(last["id"]) else "decide"
+
+    # -- what may be done ----------------------------------------------------------------------------
+    def allowed_actions(self, *, answering: bool = False) -> list[str]:
+        """The actions (:data:`ACTIONS`) the open dialogue allows now, in that order: the keys the
+        terminal offers, the buttons the web page enables (``answering``: an answer is being
+        fetched meanwhile), what every engine method checks before it writes (:meth:`require`).
+        Empty when no dialogue is open."""
+        if self.current is None:
+            return []
+        if answering:
+            return list(_WHILE_ANSWERING)
+        turns = self.conversation()
+        state = self._state_of(turns)
+        return [a for a in ACTIONS if _refusal(a, state, turns) is None]
+
+    def require(self, action: str) -> list[dict[str, Any]]:
+        """Raise :class:`CommandError`, saying why in the words front-ends show, unless the open
+        dialogue allows ``action`` now (:meth:`allowed_actions`); returns the conversation read."""
+        turns = self.conversation()
+        refusal = _refusal(action, self._state_of(turns), turns)
+        if refusal is not None:
+            raise CommandError(refusal)
+        return turns
 
     def _decided(self, turn_id: int) -> bool:
         return self.store.last_turn_action(turn_id) == "accept"
@@ -359,73 +340,16 @@ class Session:
     def set_next_type(self, type_id: str) -> None:
         if type_id not in INTERACTION_TYPES:
             raise CommandError(f"unknown interaction type {type_id!r} (known: {', '.join(INTERACTION_TYPES)})")
-        if self.state() != "ask":
-            raise CommandError("the type applies to the next request; finish deciding on this answer first")
+        self.require("type")
         self.next_type_override = type_id
 
     def target_lang(self) -> str:
         """The target in force for the next request: the spec's, or the latest retarget's."""
-        return self._expectation().target_before or self._need().spec["tgt_lang"]
+        return self._checks().expectation(self.conversation(), self.next_type()).target_before or self._need().spec["tgt_lang"]
 
-    # -- checks ------------------------------------------------------------------------------------
-    def _expectation(self, pending: dict[str, Any] | None = None, *, last_request: bool = False) -> Any:
-        """What a turn expects (:func:`itcollect.kernel.dialogue.expectations` over the recorded requests).
-
-        ``last_request``: the last recorded request, whose answer is being checked (the answer
-        itself is not part of its context); else the next request: ``pending`` (its ``type`` and
-        ``params``, not committed yet) or, without it, the next one as planned."""
+    def _checks(self) -> TurnChecks:
         d = self._need()
-        requests: list[RequestInfo] = []
-        for t in self.conversation():
-            if t["role"] == "user":
-                requests.append(RequestInfo(t.get("interaction_type"), t["params"] or {}))
-            elif requests:
-                r = requests[-1]
-                requests[-1] = RequestInfo(r.type, r.params, t["content"])
-        if last_request:
-            if not requests:
-                raise CommandError("there is no request yet")
-            requests[-1] = RequestInfo(requests[-1].type, requests[-1].params)
-        elif pending is not None:
-            requests.append(RequestInfo(pending["type"], pending["params"]))
-        else:
-            requests.append(RequestInfo(self.next_type(), planned_params(d.spec, len(requests))))
-        spec = d.spec
-        return expectations(src_lang=spec["src_lang"], tgt_lang=spec["tgt_lang"],
-                            instruction_lang=spec["instruction_lang"], requests=requests)[-1]
-
-    def _check_context(self, exp: Any, request: str) -> Any:
-        d = self._need()
-        return exp.check_context(source=d.source["text"], src_lang=d.spec["src_lang"],
-                                 instruction_lang=d.spec["instruction_lang"], request=request,
-                                 languages=self.languages, backend=self.backend)
-
-    def _answer_warnings(self, text: str) -> list[str]:
-        """Failure reasons of an answer to the pending request (the type's checks, as in simulate)."""
-        turns = self.conversation()
-        request = turns[max(j for j, t in enumerate(turns) if t["role"] == "user")]
-        exp = self._expectation(last_request=True)
-        type_id = exp.type if exp.type is not None else DEFAULT_FOLLOW_TYPE
-        return check_answer(type_id, text, self._check_context(exp, request["content"]))
-
-    def _answer_lang(self) -> str:
-        """The language an answer of this type must be in (what simulate records as the turn's lang)."""
-        return self._expectation(last_request=True).answer_lang or self._need().spec["instruction_lang"]
-
-    def _request_params(self, type_id: str, text: str) -> dict[str, Any]:
-        """The planned parameters of this turn, corrected by what the annotator actually asked, so the
-        answer is checked against the request on record (a human may ask for 15 words, not the plan's 12)."""
-        params = planned_params(self._need().spec, self.user_turns())
-        params.update(human_request_params(type_id, text, self.target_lang(), self.languages))
-        if type_id == "style" and "register" not in human_request_params(type_id, text, "", ()):
-            params.pop("register", None)
-        return params
-
-    def _request_warnings(self, type_id: str, text: str, params: dict[str, Any]) -> list[str]:
-        if type_id not in INTERACTION_TYPES:
-            return []
-        exp = self._expectation({"type": type_id, "params": params})
-        return check_request(type_id, text, self._check_context(exp, text))
+        return TurnChecks(d.spec, d.source["text"], self.languages, self.backend)
 
     # -- writing -----------------------------------------------------------------------------------
     _ANY = object()
@@ -463,18 +387,14 @@ class Session:
         text = text.strip()
         if not text:
             raise CommandError("the request is empty")
-        state = self.state()
-        if state == "decide":
-            raise CommandError("decide on the last answer first (accept, edit, regenerate or undo)")
-        if state == "answer":
-            raise CommandError("the last request has no answer yet: retry, or undo it")
+        self.require("request")
         type_id = type_id or self.next_type()
-        params = self._request_params(type_id, text)
+        params = self._checks().request_params(self.conversation(), type_id, text, self.target_lang())
         # checks and language judge the annotator's own words, not the source attached to them
         own = text
         if not any(t["role"] == "user" for t in self.conversation()):
             own = text.replace(self._need().source["text"], " ").strip() or text
-        warnings = self._request_warnings(type_id, own, params)
+        warnings = self._checks().request_warnings(self.conversation(), type_id, own, params)
         last = self._last_id()
         text = self._with_source(text)
         with self.store.transaction():
@@ -491,23 +411,15 @@ class Session:
         the wording simulate's first-turn template would use (without the sentence, which is
         attached anyway); for a later one: the guide's first example request for the type, in the
         instruction language."""
-        if self.user_turns() or self.next_type() != "translate":
-            from itcollect.session.guidelines import example_requests
-
-            examples = example_requests(self.next_type(), self._need().spec["instruction_lang"])
-            return examples[0] if examples else None
         d = self._need()
-        spec = d.spec
+        if self.user_turns() or self.next_type() != "translate":
+            examples = example_requests(self.next_type(), d.spec["instruction_lang"])
+            return examples[0] if examples else None
         try:
             self._system_prompt()  # loads the prompts
-            r = self._prompts.render(f"first_turn_{spec['instruction_lang']}.j2", source=d.source["text"],
-                                     src_lang=spec["src_lang"], tgt_lang=spec["tgt_lang"],
-                                     variant=int((spec.get("params") or {}).get("variant", 0)),
-                                     terms=list((spec.get("params") or {}).get("must_include") or []))
         except ItcollectError:
             return None
-        head, sep, _ = r.text.rpartition("\n\n")
-        return (head if sep else r.text).strip() or None
+        return first_request_hint(self._prompts, d.spec, d.source["text"])
 
     def _with_source(self, text: str) -> str:
         """The first request carries the source sentence, as simulate's first-turn template does
@@ -515,10 +427,7 @@ class Session:
         the dialogue must be complete without the screen that showed the source."""
         if any(t["role"] == "user" for t in self.conversation()):
             return text
-        source = self._need().source["text"]
-        if normalize_for_compare(source) in normalize_for_compare(text):
-            return text
-        return f"{text}\n\n{quote_source(source)}"
+        return attach_source(text, self._need().source["text"])
 
     def _messages(self, system: str) -> list[dict[str, str]]:
         """What the assistant sees: the system prompt (rendered per call, not stored, as in simulate)
@@ -557,18 +466,17 @@ class Session:
         warnings = []
         if result.finish_reason == "length":
             warnings.append("truncated: finish_reason length")
-        warnings += self._answer_warnings(text)
+        warnings += self._checks().answer_warnings(turns, text)
         request = turns[-1]
+        answer_lang = self._checks().answer_lang(turns)
         type_id = request.get("interaction_type") or DEFAULT_FOLLOW_TYPE
         params = {**(request.get("params") or {}), "sample": sample}
         shown = text
         if control:
-            planted = plant_error(text, self._answer_lang(), d.dialogue_id)
+            planted = plant_error(text, answer_lang, d.dialogue_id)
             if planted is not None:
                 shown = planted.text
-                params["control"] = {"kind": planted.kind, "start": planted.start, "before": planted.before,
-                                     "after": planted.after, "description": planted.description,
-                                     "planted": planted.text, "real": text, "outcome": None}
+                params["control"] = control_record(planted, text)
             if on_delta is not None:
                 on_delta(shown)
         with self.store.transaction():
@@ -578,7 +486,7 @@ class Session:
                 call_key=result.call_key, prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens, latency_ms=result.latency_ms,
                 finish_reason=result.finish_reason, warnings=warnings, idx=idx,
-                lang=self._answer_lang(), interaction_type=type_id, template_name=template_name,
+                lang=answer_lang, interaction_type=type_id, template_name=template_name,
                 template_hash=template_hash, params=params)
             dia = self.store.get_dialogue(d.dialogue_id)
             if dia is not None and "assistant_model" not in dia["meta"]:
@@ -588,13 +496,7 @@ class Session:
                         warnings=warnings, **extra)
         return Answer(turn_id, idx, shown, result.model, result.finish_reason, warnings, result.from_ledger)
 
-    # -- control items -------------------------------------------------------------------------------
-    @staticmethod
-    def control_of(turn: dict[str, Any]) -> dict[str, Any] | None:
-        """The control record of a planted turn (None for every other turn)."""
-        c = (turn.get("params") or {}).get("control")
-        return c if isinstance(c, dict) else None
-
+    # -- control items (:mod:`.controls`) ------------------------------------------------------------
     def _wants_control(self) -> bool:
         """Plant an error in the answer now asked for? Only the first answer of a dialogue that
         the hash of its id puts in ``[session] control_share``, never in a copy of an overlap
@@ -607,13 +509,13 @@ class Session:
             return False
         if unit_hash("control", d.dialogue_id) >= self.control_share:
             return False
-        return not any(self.control_of(t) for t in self.store.get_turns(d.dialogue_id, include_inactive=True)
+        return not any(control_of(t) for t in self.store.get_turns(d.dialogue_id, include_inactive=True)
                        if t["state"] != "undone")
 
     def _decide_control(self, turn: dict[str, Any], outcome: str, via: str) -> dict[str, Any]:
         """Record the decision on a planted turn (in the caller's transaction): ``miss`` (accepted
         unchanged) or ``catch`` (edited, regenerated). Returns the new control record."""
-        ctl = {**(self.control_of(turn) or {}), "outcome": outcome, "via": via, "decided_by": self.annotator}
+        ctl = decided(turn, outcome, via, self.annotator)
         self.store.update_turn(turn["id"], params={**(turn["params"] or {}), "control": ctl})
         return ctl
 
@@ -624,13 +526,6 @@ class Session:
         note, self.control_note = self.control_note, None
         return note
 
-    def _note(self, turn: dict[str, Any], ctl: dict[str, Any], real: dict[str, Any] | None = None) -> None:
-        self.control_note = {"outcome": ctl["outcome"], "kind": ctl["kind"], "description": ctl["description"],
-                             "turn_id": turn["id"], "answer": real}
-        word = {"miss": "you accepted it unchanged (a miss); the model's real answer is shown now: decide on it",
-                "catch": "you caught it"}[ctl["outcome"]]
-        self.control_note["message"] = f"That answer was a control item with a planted error ({ctl['description']}): {word}."
-
     def pending_answer(self) -> dict[str, Any] | None:
         """The undecided answer (state ``decide``), as a turn dict."""
         if self.state() != "decide":
@@ -639,14 +534,12 @@ class Session:
 
     def accept(self, reason: str | None = None) -> dict[str, Any]:
         """Accept the answer; an answer with warnings needs the annotator's reason (stored)."""
-        turn = self.pending_answer()
-        if turn is None:
-            raise CommandError("there is no answer to accept")
+        turn = self.require("accept")[-1]
         reason = (reason or "").strip() or None
         if turn["warnings"] and not reason:
             raise CommandError("the answer has warnings (" + "; ".join(turn["warnings"]) +
                                "): accept with a reason to override them")
-        ctl = self.control_of(turn)
+        ctl = control_of(turn)
         with self.store.transaction():
             self._guard(turn["id"])
             if turn["warnings"]:
@@ -670,7 +563,7 @@ class Session:
                     template_name=turn["template_name"], template_hash=turn["template_hash"],
                     params={**params, "after_control": turn["id"]})
                 self._event("control", turn_id=turn["id"], outcome="miss", kind=ctl["kind"], real_turn=real_id)
-                self._note(turn, ctl, {"turn_id": real_id, "text": ctl["real"]})
+                self.control_note = control_note(turn, ctl, {"turn_id": real_id, "text": ctl["real"]})
         return turn
 
     def edit(self, text: str) -> dict[str, Any]:
@@ -679,20 +572,13 @@ class Session:
         The edit is committed at once. If the edited text still fails a check, it is committed
         but stays undecided until accepted with a reason.
         """
-        turn = self.pending_answer()
-        if turn is None:
-            # editing an accepted last answer is allowed too (second thoughts before the next request)
-            turns = self.conversation()
-            if self.state() == "ask" and turns and turns[-1]["role"] == "assistant":
-                turn = turns[-1]
-            else:
-                raise CommandError("there is no answer to edit")
+        turn = self.require("edit")[-1]
         text = text.strip()
         if not text:
             raise CommandError("the edited answer is empty")
-        warnings = self._answer_warnings(text)
+        warnings = self._checks().answer_warnings(self.conversation(), text)
         original = turn["original_content"] if turn["original_content"] is not None else turn["content"]
-        ctl = self.control_of(turn)
+        ctl = control_of(turn)
         if ctl is not None and ctl.get("outcome") is None:
             original = ctl["real"]  # what the model said; the planted text stays in the control record
         with self.store.transaction():
@@ -703,7 +589,7 @@ class Session:
             if ctl is not None and ctl.get("outcome") is None:
                 ctl = self._decide_control(turn, "catch", "edit")
                 self._event("control", turn_id=turn["id"], outcome="catch", kind=ctl["kind"])
-                self._note(turn, ctl)
+                self.control_note = control_note(turn, ctl)
             if not warnings:
                 self._event("accept", turn_id=turn["id"], via="edit")
         return {"turn_id": turn["id"], "warnings": warnings, "decided": not warnings}
@@ -712,10 +598,8 @@ class Session:
         """The first half of :meth:`regenerate`: the answer is rejected (kept, state 'rejected') and
         the request waits for a new one (state ``answer``). A front-end that streams the new answer
         apart from the action (the web page) commits this first, then calls :meth:`get_answer`."""
-        turn = self.pending_answer()
-        if turn is None:
-            raise CommandError("there is no answer to regenerate")
-        ctl = self.control_of(turn)
+        turn = self.require("regenerate")[-1]
+        ctl = control_of(turn)
         with self.store.transaction():
             self._guard(turn["id"])
             self.store.set_turn_state(turn["id"], "rejected")
@@ -723,7 +607,7 @@ class Session:
             if ctl is not None:
                 ctl = self._decide_control(turn, "catch", "regenerate")
                 self._event("control", turn_id=turn["id"], outcome="catch", kind=ctl["kind"])
-                self._note(turn, ctl)
+                self.control_note = control_note(turn, ctl)
         return turn
 
     async def regenerate(self, on_delta: Callable[[str], None] | None = None,
@@ -734,9 +618,7 @@ class Session:
 
     def undo(self) -> dict[str, Any]:
         """Take back the last request and its answer (both kept, state 'undone')."""
-        turns = self.conversation()
-        if not turns:
-            raise CommandError("nothing to undo")
+        turns = self.require("undo")
         last = turns[-1]
         undone = [last] if last["role"] == "user" else [t for t in turns[-2:]]
         with self.store.transaction():
@@ -750,15 +632,10 @@ class Session:
     def finish(self, reason: str | None = None) -> str:
         """Close the dialogue as done (an undecided last answer is accepted first)."""
         d = self._need()
-        state = self.state()
-        if state == "answer":
-            raise CommandError("the last request has no answer: retry or undo it first")
-        if state == "decide":
+        if self._state_of(self.require("finish")) == "decide":
             self.accept(reason)
             if self.control_note is not None and self.control_note["outcome"] == "miss":
                 raise ControlRevealed(self.control_note["message"])
-        if not any(t["role"] == "assistant" for t in self.conversation()):
-            raise CommandError("nothing to finish: write a request first, or skip this sentence")
         with self.store.transaction():
             self._guard()
             self._event("finish", turns=len(self.conversation()))
@@ -839,14 +716,31 @@ class Session:
         return p
 
 
-def format_seconds(s: float | None) -> str:
-    if s is None:
-        return "-"
-    s = int(round(s))
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
-
-
-def status_line(p: dict[str, Any]) -> str:
-    return (f"today: {p['dialogues']} done, {p['skipped']} skipped, {p['turns']} requests | "
-            f"all time: {p['total_dialogues']} done | median {format_seconds(p['median_seconds_per_dialogue'])}"
-            f" per dialogue | {p['pool']} waiting")
+def _refusal(action: str, state: str, turns: list[dict[str, Any]]) -> str | None:
+    """Why ``action`` does not fit a dialogue in ``state`` with these active turns (None: it does):
+    the rules behind :meth:`Session.allowed_actions` and :meth:`Session.require`."""
+    if action == "request":
+        return {"decide": "decide on the last answer first (accept, edit, regenerate or undo)",
+                "answer": "the last request has no answer yet: retry, or undo it"}.get(state)
+    if action == "type":
+        return None if state == "ask" else "the type applies to the next request; finish deciding on this answer first"
+    if action in ("accept", "regenerate"):
+        return None if state == "decide" else f"there is no answer to {action}"
+    if action == "edit":  # an accepted last answer too: second thoughts before the next request
+        last_is_answer = bool(turns) and turns[-1]["role"] == "assistant"
+        return None if state == "decide" or (state == "ask" and last_is_answer) else "there is no answer to edit"
+    if action == "retry":
+        return None if state == "answer" else "nothing to retry"
+    if action == "stop":
+        return "no answer is streaming"
+    if action == "undo":
+        return None if turns else "nothing to undo"
+    if action == "finish":
+        if state == "answer":
+            return "the last request has no answer: retry or undo it first"
+        if not any(t["role"] == "assistant" for t in turns):
+            return "nothing to finish: write a request first, or skip this sentence"
+        return None
+    if action in ACTIONS:  # skip, flag, guidelines, quit: whenever a dialogue is open
+        return None
+    raise ValueError(f"unknown action {action!r}")

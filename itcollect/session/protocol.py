@@ -45,8 +45,9 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
-from itcollect.session.engine import AnswerFailed, CommandError, ControlRevealed, Session, status_line
+from itcollect.session.engine import AnswerFailed, CommandError, ControlRevealed, Session
 from itcollect.session.guidelines import guideline_section
+from itcollect.session.status import status_line
 from itcollect.store import LeaseLost
 
 COMMANDS = ("request", "type", "accept", "edit", "regenerate", "undo", "retry", "finish", "skip", "flag",
@@ -54,16 +55,16 @@ COMMANDS = ("request", "type", "accept", "edit", "regenerate", "undo", "retry", 
 _TEXT_COMMANDS = ("request", "edit")
 
 
-class Protocol:
-    def __init__(self, session: Session, stdin: IO[str] | None = None, stdout: IO[str] | None = None,
-                 *, deltas: bool = True) -> None:
-        self.s = session
+class LineIO:
+    """Lines in, events out: ``TAG JSON`` a line, flushed at once; a text block is the lines up to
+    one holding a single ``.`` (``..`` for a text line that is exactly ``.``). The session's line
+    protocol and the review desk's (:mod:`.review.lines`) both speak it."""
+
+    def __init__(self, stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> None:
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
-        self.deltas = deltas
         self._lines = self._read_lines()
 
-    # -- io ------------------------------------------------------------------------------------------
     def emit(self, tag: str, **data: Any) -> None:
         self.stdout.write(f"{tag} {json.dumps(data, ensure_ascii=False, sort_keys=True)}\n")
         self.stdout.flush()
@@ -75,6 +76,28 @@ class Protocol:
                 return
             yield line.rstrip("\r\n")
 
+    def next_line(self) -> str | None:
+        """The next input line (None at the end of the input)."""
+        return next(self._lines, None)
+
+    def read_block(self) -> str:
+        out = []
+        for line in self._lines:
+            if line == ".":
+                break
+            out.append(line[1:] if line.startswith("..") else line)
+        return "\n".join(out)
+
+
+class LineProtocol(LineIO):
+    """The annotator's session over :class:`LineIO`: one engine call a command."""
+
+    def __init__(self, session: Session, stdin: IO[str] | None = None, stdout: IO[str] | None = None,
+                 *, deltas: bool = True) -> None:
+        super().__init__(stdin, stdout)
+        self.s = session
+        self.deltas = deltas
+
     def _next_command(self) -> tuple[str, str] | None:
         for line in self._lines:
             stripped = line.strip()
@@ -83,17 +106,9 @@ class Protocol:
             cmd, _, arg = stripped.partition(" ")
             cmd = cmd.lower()
             if cmd in _TEXT_COMMANDS and not arg.strip():
-                arg = self._read_block()
+                arg = self.read_block()
             return cmd, arg.strip() if cmd not in _TEXT_COMMANDS else arg
         return None
-
-    def _read_block(self) -> str:
-        out = []
-        for line in self._lines:
-            if line == ".":
-                break
-            out.append(line[1:] if line.startswith("..") else line)
-        return "\n".join(out)
 
     # -- the loop ------------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -187,8 +202,7 @@ class Protocol:
             self._control()
             await self._answer(s.get_answer)
         elif cmd == "retry":
-            if s.state() != "answer":
-                raise CommandError("nothing to retry")
+            s.require("retry")
             await self._answer(s.get_answer)
         elif cmd == "undo":
             r = s.undo()

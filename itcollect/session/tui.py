@@ -16,14 +16,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from itcollect.kernel.checks import lang_label
 from itcollect.kernel.dialogue import planned_turns
-from itcollect.session.engine import AnswerFailed, CommandError, ControlRevealed, Session, status_line
+from itcollect.session.engine import AnswerFailed, CommandError, ControlRevealed, Session
 from itcollect.session.guidelines import guideline_section
+from itcollect.session.keys import read_key_async
+from itcollect.session.status import status_line
 from itcollect.store import SKIP_REASONS, LeaseLost
 
-DECISION_KEYS = {"a": "accept", "e": "edit", "r": "regenerate", "u": "undo", "f": "finish", "s": "skip",
-                 "!": "flag", "g": "guidelines", "q": "quit"}
-RETRY_KEYS = {"r": "retry", "u": "undo", "s": "skip", "q": "quit"}
+#: The key menus, (key, action, label) each: the one after an answer and the one after the endpoint
+#: failed. A menu offers what :meth:`Session.allowed_actions` allows of it.
+DECISION_MENU = (("a", "accept", "[a]ccept"), ("e", "edit", "[e]dit"), ("r", "regenerate", "[r]egenerate"),
+                 ("u", "undo", "[u]ndo"), ("f", "finish", "[f]inish"), ("s", "skip", "[s]kip"),
+                 ("!", "flag", "[!]flag"), ("g", "guidelines", "[g]uide"), ("q", "quit", "[q]uit"))
+RETRY_MENU = (("r", "retry", "[r]etry"), ("u", "undo", "[u]ndo the request"), ("s", "skip", "[s]kip"),
+              ("q", "quit", "[q]uit"))
 SLASH_HELP = ("/finish  /skip REASON [note]  /flag [note]  /undo  /type ID  /guide [TYPE]  /status  /quit"
               "   (Alt+Enter: new line, Ctrl-D: quit)")
 
@@ -109,17 +116,13 @@ class TerminalUI:
 
     async def _key(self, message: str, keys: dict[str, str]) -> str:
         """One key press among ``keys`` (Ctrl-C / Ctrl-D mean quit)."""
-        from prompt_toolkit import PromptSession
-        from prompt_toolkit.key_binding import KeyBindings
+        return await read_key_async(message, keys, toolbar=self._toolbar)
 
-        kb = KeyBindings()
-        for key in keys:
-            kb.add(key)(lambda event, k=key: event.app.exit(result=k))
-        kb.add("c-c")(lambda event: event.app.exit(result="q"))
-        kb.add("c-d")(lambda event: event.app.exit(result="q"))
-        kb.add("<any>")(lambda event: None)
-        ps: PromptSession = PromptSession(key_bindings=kb, bottom_toolbar=self._toolbar)
-        return keys.get(await ps.prompt_async(message), "quit")
+    async def _menu(self, menu: tuple[tuple[str, str, str], ...], sep: str) -> str:
+        """The actions of ``menu`` that the dialogue allows now, one key each; the action chosen."""
+        allowed = self.s.allowed_actions()
+        offered = [m for m in menu if m[1] in allowed]
+        return await self._key(sep.join(label for _, _, label in offered) + " › ", {k: a for k, a, _ in offered})
 
     # -- rendering ----------------------------------------------------------------------------------
     def show_dialogue(self) -> None:
@@ -129,7 +132,6 @@ class TerminalUI:
         cur = self.s.current
         assert cur is not None
         spec = cur.spec
-        langs = {"en": "English", "zh": "Chinese (中文)"}
         plan = planned_turns(spec)
         plan_text = ", ".join(p["type"] + (f" ({', '.join(f'{k}={v}' for k, v in p.items() if k != 'type')})"
                                            if len(p) > 1 else "") for p in plan)
@@ -142,7 +144,7 @@ class TerminalUI:
         body.append("Pair    ", style="bold")
         body.append(f"{spec['src_lang']} → {spec['tgt_lang']}    ")
         body.append("Requests in ", style="bold")
-        body.append(langs.get(spec["instruction_lang"], spec["instruction_lang"]) + "\n")
+        body.append(lang_label(spec["instruction_lang"]) + "\n")
         body.append("Plan    ", style="bold")
         body.append(f"{plan_text}  [{spec['n_turns']} turns]")
         self.console.print(Panel(body, title=f"dialogue {cur.dialogue_id[:8]} · spec {spec['id']}",
@@ -264,12 +266,9 @@ class TerminalUI:
         if state == "answer":
             await self._stream(self.s.get_answer)
             if self.s.current is not None and self.s.state() == "answer":
-                key = await self._key("[r]etry  [u]ndo the request  [s]kip  [q]uit › ", RETRY_KEYS)
-                await self.action(key)
+                await self.action(await self._menu(RETRY_MENU, "  "))
         elif state == "decide":
-            key = await self._key("[a]ccept [e]dit [r]egenerate [u]ndo [f]inish [s]kip [!]flag [g]uide [q]uit › ",
-                                  DECISION_KEYS)
-            await self.action(key)
+            await self.action(await self._menu(DECISION_MENU, " "))
         else:
             await self.ask()
 

@@ -39,7 +39,7 @@ from starlette.routing import Route
 from itcollect.config import Config
 from itcollect.kernel.errors import ItcollectError
 from itcollect.llm.judgement.schema import SEVERITIES
-from itcollect.session.engine import CommandError, ControlRevealed, Session, status_line
+from itcollect.session.engine import CommandError, ControlRevealed, Session
 from itcollect.session.guidelines import GUIDE_LANGS, guide_sections
 from itcollect.session.review import (
     MARK_CATEGORIES,
@@ -52,6 +52,7 @@ from itcollect.session.review import (
     record_unmark,
     record_verdict,
 )
+from itcollect.session.status import status_line
 from itcollect.session.web.auth import secret_hash
 from itcollect.session.web.desk import TAB_TIMEOUT_S, Desk, SharedClient
 from itcollect.store import SKIP_REASONS, LeaseLost, Store
@@ -393,8 +394,7 @@ class WebApp:
 
     async def api_retry(self, request: Request) -> Response:
         def do(desk: Desk, body: dict[str, Any]) -> None:
-            if desk.s.state() != "answer":
-                raise CommandError("nothing to retry")
+            desk.s.require("retry")
             desk.start_answer()
 
         return await self._act(request, do)
