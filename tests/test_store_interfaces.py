@@ -29,7 +29,7 @@ STAGES: dict[str, type] = {
     "plan.py": I.PlanStore,
     "simulate/": I.SimulateStore,
     "session/": I.SessionStore,
-    "session/review.py": I.ReviewStore,
+    "session/review/": I.ReviewStore,
     "session/web/": I.WebStore,
     "session/web/auth.py": I.AccountsStore,
     "importer.py": I.ImportStore,

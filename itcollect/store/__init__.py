@@ -20,7 +20,7 @@ from itcollect.store.ledger import LedgerMixin
 from itcollect.store.quality import QualityMixin
 from itcollect.store.review import ReviewError, ReviewMixin
 from itcollect.store.schema import MIGRATIONS, SCHEMA_VERSION
-from itcollect.store.sessions import REVIEW_VERDICTS, SKIP_REASONS, SessionsMixin
+from itcollect.store.sessions import SKIP_REASONS, SessionsMixin
 from itcollect.store.sources import SourcesMixin, source_id_for
 from itcollect.store.specs import SpecsMixin
 from itcollect.store.verdicts import VerdictsMixin
@@ -35,5 +35,4 @@ class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, SpecsMixin, 
 
 __all__ = ["Store", "StoreCore", "STORE_FILE", "SCHEMA_VERSION", "MIGRATIONS", "SPEC_STATUSES",
            "DIALOGUE_ORIGINS", "source_id_for", "dumps", "loads", "utcnow", "process_holder", "LeaseLost",
-           "human_holder", "SKIP_REASONS", "ROLES", "AccountError", "JUDGEMENT_STATUSES", "Overlap", "ReviewError",
-           "REVIEW_VERDICTS"]
+           "human_holder", "SKIP_REASONS", "ROLES", "AccountError", "JUDGEMENT_STATUSES", "Overlap", "ReviewError"]

@@ -174,7 +174,7 @@ class SimulateStore(LLMStore, BatchStore, Protocol):
 # -- session: review desk, terminal session, accounts, web ----------------------------------------
 @runtime_checkable
 class ReviewStore(Protocol):
-    """The review desk (``session/review.py``): verdicts, marks, fixes and overlap picks."""
+    """The review desk (``session/review/``): verdicts, marks, fixes and overlap picks."""
 
     def transaction(self) -> AbstractContextManager[object]: ...
 

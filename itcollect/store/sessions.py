@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from itcollect.kernel.review import REVIEW_VERDICTS
 from itcollect.store.core import StoreCore, dumps, loads, utcnow
 from itcollect.store.dialogues import _dialogue_row
 
@@ -21,8 +22,6 @@ _PAUSE_ACTIONS = frozenset({"quit", "lease_lost"})
 #: Actions that start the clock again after a pause (or a crash, which logs nothing).
 _RESUME_ACTIONS = frozenset({"resume"})
 SKIP_REASONS = ("bad_source", "offensive", "not_news", "other")
-#: A review verdict (``dialogues.review_status``) -> its action in the log.
-REVIEW_VERDICTS = {"accepted": "review_accept", "rejected": "review_reject", "fixed": "review_fixed"}
 #: ``session --review --order``: default (flagged and edited, oldest change first) or judge (also
 #: every judged dialogue, the lowest judge score first)
 REVIEW_ORDERS = ("default", "judge")
