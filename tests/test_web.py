@@ -154,6 +154,15 @@ def test_first_line_login_state_and_401s(tmp_path, llm, servers):
     assert d["spec_id"] == 1 and d["source"] == SOURCES[0] and d["turns"] == [] and d["id"]
     assert d["plan"] == [{"type": "translate"}, {"type": "polish"}] and d["state"] == "ask"
     assert st["progress"]["pool"] == 1 and "waiting" in st["progress"]["line"]
+    # what the page may offer comes from the engine (Session.allowed_actions), language names too
+    assert st["actions"] == ["request", "type", "skip", "flag", "guidelines", "pause"]
+    assert st["languages"]["zh"] == "Chinese (中文)" and st["languages"]["en"] == "English"
+    # the guide arrives rendered by the server: safe HTML, headings one level down
+    status, guide = c.get("/api/guidelines?lang=en")
+    sections = {s["key"]: s for s in guide["sections"]}
+    assert status == 200 and sections["type:translate"]["html"].startswith("<h3>translate</h3>")
+    assert "<table>" in sections["general:judging"]["html"] and sections["type:translate"]["text"]
+    assert c.get("/api/guidelines?lang=xx")[0] == 400
     # the page itself is static and served with a strict content security policy
     status, headers, body, _ = http(srv.url, "GET", "/")
     assert status == 200 and b"annotate.js" in body
@@ -213,6 +222,7 @@ def test_full_dialogue_over_http_records_match_the_terminal(tmp_path, llm, serve
     assert st["dialogue"]["suggestion"]  # the first-turn template's wording, as a hint
     out = c.act("/api/request", {"text": "Please translate this sentence into Chinese."})
     assert out["streaming"] is True and out["dialogue"]["state"] == "answer"
+    assert out["actions"] == ["stop", "flag", "guidelines", "pause"]  # while the answer streams
     assert out["message"] == "The source sentence is attached to your first request."
     events = c.stream()
     kinds = [e for e, _ in events]
@@ -222,6 +232,7 @@ def test_full_dialogue_over_http_records_match_the_terminal(tmp_path, llm, serve
     st = c.state()
     answer = st["dialogue"]["turns"][-1]
     assert st["dialogue"]["state"] == "decide" and answer["role"] == "assistant" and answer["content"] == streamed
+    assert st["actions"] == ["accept", "edit", "regenerate", "undo", "finish", "skip", "flag", "guidelines", "pause"]
     # actions decided on an outdated screen are refused (a second tab): nothing is written
     old = dict(c.last)
     c.act("/api/accept")

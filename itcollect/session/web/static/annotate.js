@@ -4,9 +4,9 @@
 "use strict";
 
 (() => {
-  const {el, clear, api} = IT;
+  const {el, clear, api, notice} = IT;
   const $ = (id) => document.getElementById(id);
-  const LANGS = {en: "English", zh: "Chinese (中文)", de: "German", fr: "French"};
+  let langs = {};          // language code -> name, as the server names them
 
   let S = null;            // the last state the server sent
   let busy = false;        // an action is on its way
@@ -19,15 +19,6 @@
   let leaseS = 1800;
   let dialogueId = null;
   const guide = {lang: null, topic: null, pinned: false, cache: {}};
-
-  // -- messages ---------------------------------------------------------------------------------
-  function notice(text, kind) {
-    const box = $("notice");
-    if (!text) { box.hidden = true; clear(box); return; }
-    clear(box).appendChild(document.createTextNode(text));
-    box.className = "notice notice-" + (kind || "info");
-    box.hidden = false;
-  }
 
   // -- loading and rendering --------------------------------------------------------------------
   async function load(first) {
@@ -47,7 +38,10 @@
     IT.loginNeeded($("login"));
   }
 
-  function langName(code) { return LANGS[code] || code; }
+  function langName(code) { return langs[code] || code; }
+
+  /** Whether the server allows the action now (the engine's rules, sent with every state). */
+  function allowed(action) { return !!(S && S.actions && S.actions.includes(action)); }
 
   function paramsText(p) {
     const parts = [];
@@ -66,6 +60,7 @@
     if (state.skip_reasons) fillSkipReasons(state.skip_reasons);
     if (state.types) fillTypes(state.types);
     if (state.lease_s) leaseS = state.lease_s;
+    if (state.languages) langs = state.languages;
     if (state.message) notice(state.message, state.control ? "control" : "info");
     if (state.request_warnings && state.request_warnings.length) {
       notice("Your request: " + state.request_warnings.join("; "), "warn");
@@ -116,12 +111,12 @@
     if (streaming && !stream) openStream();
     if (!streaming && stream) { stream.close(); stream = null; }
 
-    const failed = d.state === "answer" && !streaming && state.answer_error;
+    const failed = allowed("retry") && state.answer_error;
     $("panel-error").hidden = !failed;
     if (failed) $("error-text").textContent = `The model could not answer: ${state.answer_error}`;
 
     // the request box
-    const asking = d.state === "ask";
+    const asking = allowed("request");
     $("panel-ask").hidden = !asking || panel !== null;
     const type = chosenType || d.type;
     $("ask-type").textContent = type;
@@ -132,7 +127,7 @@
     box.placeholder = d.suggestion ? `e.g. ${d.suggestion}` : "";
     $("use-suggestion").hidden = !d.suggestion;
 
-    renderActions(d, streaming);
+    renderActions();
     showGuide(null, type);
     if (asking && panel === null && !paused) box.focus();
     else if (panel === null && document.activeElement && document.activeElement !== document.body &&
@@ -161,29 +156,15 @@
     });
   }
 
-  function renderActions(d, streaming) {
-    const turns = d.turns;
-    const last = turns.length ? turns[turns.length - 1] : null;
-    const answered = turns.some((t) => t.role === "assistant");
-    const failed = d.state === "answer" && !streaming;
-    const can = {
-      accept: d.state === "decide",
-      edit: d.state === "decide" || (d.state === "ask" && last && last.role === "assistant"),
-      regenerate: d.state === "decide",
-      retry: failed,
-      stop: streaming,
-      undo: !streaming && turns.length > 0,
-      finish: !streaming && d.state !== "answer" && answered,
-      skip: !streaming,
-      flag: true,
-      guidelines: true,
-      pause: true,
-    };
+  /** The buttons as the server's allowed actions say: retry takes regenerate's place when it is
+   *  allowed, stop shows only while it is. */
+  function renderActions() {
     for (const btn of document.querySelectorAll("#actions button[data-action]")) {
       const action = btn.dataset.action;
-      const show = action === "retry" ? failed : action === "regenerate" ? !failed : action === "stop" ? streaming : true;
+      const show = action === "retry" ? allowed("retry") : action === "regenerate" ? !allowed("retry")
+        : action === "stop" ? allowed("stop") : true;
       btn.hidden = !show;
-      btn.disabled = busy || !can[action];
+      btn.disabled = busy || !allowed(action);
     }
   }
 
@@ -260,7 +241,7 @@
     if (r.status === 401) { showLogin(); return r; }
     notice(r.data.error || `error ${r.status}`, r.status === 409 ? "warn" : "error");
     if (r.status === 409 && ["stale", "lease_lost"].includes(r.data.code)) await load(false);
-    else if (S) renderActions(S.dialogue || {turns: [], state: "ask"}, S.streaming);
+    else if (S) renderActions();
     return r;
   }
 
@@ -284,7 +265,7 @@
   function closePanel() {
     if (panel) $("panel-" + panel).hidden = true;
     panel = null;
-    if (S && S.dialogue && S.dialogue.state === "ask" && !paused) $("panel-ask").hidden = false;
+    if (S && S.dialogue && allowed("request") && !paused) $("panel-ask").hidden = false;
   }
 
   async function run(action) {
@@ -307,7 +288,7 @@
       case "stop": await act("/api/stop", {}); break;
       case "undo": await act("/api/undo", {}); break;
       case "finish":
-        if (d.state === "decide" && turn && turn.warnings.length) {
+        if (allowed("accept") && turn && turn.warnings.length) {
           reasonFor = "finish"; $("reason-text").value = ""; openPanel("reason");
         } else await act("/api/finish", {});
         break;
@@ -333,7 +314,7 @@
       const r = await api("/api/guidelines?lang=" + lang);
       if (r.status !== 200) return null;
       const map = {};
-      for (const s of r.data.sections) map[s.key] = s.text;
+      for (const s of r.data.sections) map[s.key] = s.html;
       guide.cache[lang] = map;
     }
     return guide.cache[lang];
@@ -364,7 +345,7 @@
     const body = clear($("guide-body"));
     const parts = [map[topic] || ""];
     if (topic.startsWith("type:") && map["general:judging"]) parts.push(map["general:judging"]);
-    body.appendChild(IT.markdown(parts.join("\n")));
+    body.appendChild(IT.guideHtml(parts.join("")));
     body.setAttribute("lang", lang);
   }
 
@@ -437,13 +418,12 @@
       lastActivity = Date.now();
       if (ev.key === "Escape") {
         if (panel) { ev.preventDefault(); closePanel(); return; }
-        if (S && S.streaming) { ev.preventDefault(); run("stop"); }
+        if (allowed("stop")) { ev.preventDefault(); run("stop"); }
         return;
       }
       if (IT.typing(ev) || ev.ctrlKey || ev.metaKey || ev.altKey || ev.isComposing) return;
       if (!S || !S.dialogue || paused || panel) return;
-      const failed = S.dialogue.state === "answer" && !S.streaming;
-      const action = {a: "accept", e: "edit", r: failed ? "retry" : "regenerate", u: "undo", f: "finish",
+      const action = {a: "accept", e: "edit", r: allowed("retry") ? "retry" : "regenerate", u: "undo", f: "finish",
                       s: "skip", "!": "flag", g: "guidelines", q: "pause"}[ev.key];
       if (!action) return;
       const btn = document.querySelector(`#actions button[data-action="${action}"]`);

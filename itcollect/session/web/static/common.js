@@ -3,7 +3,8 @@
  * Every piece of text that comes from the server (sources, requests, model answers, notes, names)
  * goes into the page as a text node (textContent / createTextNode), never as HTML, so a source
  * sentence containing <script> or <img onerror=...> shows those characters and runs nothing.
- * This file never assigns innerHTML.
+ * The one exception is the guidelines, which the server renders to safe HTML (guideHtml), parsed
+ * into an inert document, not assigned: this file never assigns innerHTML.
  */
 "use strict";
 
@@ -92,74 +93,21 @@ const IT = (() => {
       (tag === "input" && !["button", "checkbox", "radio", "submit"].includes((t.type || "").toLowerCase()));
   }
 
-  // -- a small Markdown renderer for the guidelines (our own files), building DOM nodes with text --
-  function inline(text) {
-    const out = [];
-    const re = /(`[^`]+`|\*\*[^*]+\*\*|\*[^*\s][^*]*\*)/g;
-    let last = 0;
-    for (const m of text.matchAll(re)) {
-      if (m.index > last) out.push(document.createTextNode(text.slice(last, m.index)));
-      const tok = m[0];
-      if (tok.startsWith("`")) out.push(el("code", {}, tok.slice(1, -1)));
-      else if (tok.startsWith("**")) out.push(el("strong", {}, tok.slice(2, -2)));
-      else out.push(el("em", {}, tok.slice(1, -1)));
-      last = m.index + tok.length;
-    }
-    if (last < text.length) out.push(document.createTextNode(text.slice(last)));
-    return out;
+  /** Show a message in the page's #notice box (kind: info | warn | error | control), or hide it. */
+  function notice(text, kind) {
+    const box = document.getElementById("notice");
+    if (!text) { box.hidden = true; clear(box); return; }
+    clear(box).appendChild(document.createTextNode(text));
+    box.className = "notice notice-" + (kind || "info");
+    box.hidden = false;
   }
 
-  function markdown(text) {
-    const root = el("div", {class: "md"});
-    const lines = text.split("\n");
-    let i = 0;
-    while (i < lines.length) {
-      const line = lines[i];
-      if (!line.trim()) { i++; continue; }
-      const h = line.match(/^(#{1,4})\s+(.*)$/);
-      if (h) {
-        const title = h[2].replace(/^(type|general):\s*/, "");
-        root.appendChild(el("h" + Math.min(6, h[1].length + 1), {}, ...inline(title)));
-        i++;
-        continue;
-      }
-      if (line.startsWith("|")) {
-        const table = el("table");
-        let first = true;
-        while (i < lines.length && lines[i].startsWith("|")) {
-          const cells = lines[i].trim().replace(/^\||\|$/g, "").split("|").map((c) => c.trim());
-          if (!cells.every((c) => /^:?-+:?$/.test(c))) {
-            table.appendChild(el("tr", {}, ...cells.map((c) => el(first ? "th" : "td", {}, ...inline(c)))));
-            first = false;
-          }
-          i++;
-        }
-        root.appendChild(table);
-        continue;
-      }
-      if (/^\s*[-*]\s+/.test(line)) {
-        const list = el("ul");
-        while (i < lines.length && /^\s*[-*]\s+/.test(lines[i])) {
-          let item = lines[i].replace(/^\s*[-*]\s+/, "");
-          i++;
-          while (i < lines.length && /^\s{2,}\S/.test(lines[i]) && !/^\s*[-*]\s+/.test(lines[i])) {
-            item += " " + lines[i].trim();
-            i++;
-          }
-          list.appendChild(el("li", {}, ...inline(item)));
-        }
-        root.appendChild(list);
-        continue;
-      }
-      let para = line;
-      i++;
-      while (i < lines.length && lines[i].trim() && !/^(#|\||\s*[-*]\s)/.test(lines[i])) {
-        para += " " + lines[i].trim();
-        i++;
-      }
-      root.appendChild(el("p", {}, ...inline(para)));
-    }
-    return root;
+  /** The guidelines' HTML as the server rendered it (markdown-it with raw HTML and images off,
+   *  links checked: itcollect/session/web/guide.py), as nodes in a div.md. It is parsed into an
+   *  inert document (no script runs, nothing loads) and its nodes imported. */
+  function guideHtml(html) {
+    const doc = new DOMParser().parseFromString(`<!doctype html><body><div class="md">${html}</div>`, "text/html");
+    return document.importNode(doc.body.firstElementChild, true);
   }
 
   function nav(role, here) {
@@ -185,6 +133,6 @@ const IT = (() => {
     container.hidden = false;
   }
 
-  return {tab, el, clear, api, setCsrf, sayGoodbye, seconds, when, typing, markdown, nav, loginNeeded,
+  return {tab, el, clear, api, setCsrf, sayGoodbye, seconds, when, typing, notice, guideHtml, nav, loginNeeded,
           get csrf() { return csrf; }};
 })();

@@ -69,12 +69,10 @@
     const r = await api("/api/lead");
     if (r.status === 401) { $("board").hidden = true; IT.loginNeeded($("login")); return; }
     if (r.status !== 200) {
-      $("notice").textContent = r.data.error || "The server did not answer; trying again…";
-      $("notice").className = "notice notice-error";
-      $("notice").hidden = false;
+      IT.notice(r.data.error || "The server did not answer; trying again…", "error");
       return;
     }
-    $("notice").hidden = true;
+    IT.notice(null);
     render(r.data);
   }
 

@@ -5,7 +5,7 @@
 "use strict";
 
 (() => {
-  const {el, clear, api} = IT;
+  const {el, clear, api, notice} = IT;
   const $ = (id) => document.getElementById(id);
   const asked = new URLSearchParams(location.search).get("order");
   const order = ["overlap", "judge"].includes(asked) ? asked : "default";
@@ -13,14 +13,6 @@
   let busy = false;
   let me = null;
   let pending = null;      // the selection being marked: {dialogue_id, turn_id, start, end, text}
-
-  function notice(text, kind) {
-    const box = $("notice");
-    if (!text) { box.hidden = true; return; }
-    box.textContent = text;
-    box.className = "notice notice-" + (kind || "info");
-    box.hidden = false;
-  }
 
   function fillSelect(sel, values) {
     if (sel.options.length) return;

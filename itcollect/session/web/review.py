@@ -1,0 +1,106 @@
+"""The reviewer's routes of the web app (roles reviewer and lead): the ``session --review`` queue
+(:mod:`itcollect.session.review`) in a browser, each decision answered with the next item."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from itcollect.llm.judgement.schema import SEVERITIES
+from itcollect.session.review import (
+    MARK_CATEGORIES,
+    ORDERS,
+    next_review,
+    record_fix,
+    record_mark,
+    record_pick,
+    record_unmark,
+    record_verdict,
+)
+from itcollect.session.web.api import ApiError, Body, RouteTable, Who
+
+if TYPE_CHECKING:
+    from itcollect.session.web.app import WebApp
+
+REVIEWERS = ("reviewer", "lead")
+
+routes = RouteTable()
+
+
+def review_json(app: WebApp, who: Who, order: str = "default", **extra: Any) -> dict[str, Any]:
+    """The reviewer's next item in ``order`` (their items left for later skipped), with the lists
+    the page's mark form offers."""
+    if order not in ORDERS:
+        raise ApiError(400, f"review order {order!r}: one of {', '.join(ORDERS)}")
+    later = app.review_later.setdefault(who.name, set())
+    return {"reviewer": who.name, "role": who.role, "csrf": who.csrf, "order": order,
+            "categories": list(MARK_CATEGORIES), "severities": list(SEVERITIES),
+            "item": next_review(app.store, later, order), **extra}
+
+
+@routes.get("/api/review")
+async def review(app: WebApp, request: Request) -> Response:
+    who = app.auth(request, roles=REVIEWERS)
+    return JSONResponse(review_json(app, who, request.query_params.get("order", "default")))
+
+
+Decision = Callable[["WebApp", Who, Body], str]
+
+
+def decision(path: str) -> Callable[[Decision], Decision]:
+    """Declare a reviewer's decision at ``POST path``: ``fn(app, who, body)`` records it and returns
+    the message to show; the answer is the queue's next item in the body's ``order``."""
+    def declare(fn: Decision) -> Decision:
+        async def handler(app: WebApp, request: Request) -> Response:
+            who = app.auth(request, roles=REVIEWERS, csrf=True)
+            body = await app.body(request)
+            message = fn(app, who, body)
+            return JSONResponse(review_json(app, who, body.word("order") or "default", message=message))
+
+        handler.__doc__ = fn.__doc__
+        routes.post(path)(handler)
+        return fn
+
+    return declare
+
+
+@decision("/api/review/verdict")
+def verdict(app: WebApp, who: Who, body: Body) -> str:
+    stored = record_verdict(app.store, who.name, body.text("dialogue_id"), body.text("verdict"),
+                            body.optional("note"))
+    return f"Recorded: {stored}."
+
+
+@decision("/api/review/later")
+def later(app: WebApp, who: Who, body: Body) -> str:
+    app.review_later.setdefault(who.name, set()).add(body.word("key") or body.text("dialogue_id"))
+    return "Left for later."
+
+
+@decision("/api/review/mark")
+def mark(app: WebApp, who: Who, body: Body) -> str:
+    record_mark(app.store, who.name, body.text("dialogue_id"), body.number("turn_id"), body.text("category"),
+                body.text("severity"), body.number("start"), body.number("end"), body.optional("note"))
+    return "Marked."
+
+
+@decision("/api/review/unmark")
+def unmark(app: WebApp, who: Who, body: Body) -> str:
+    record_unmark(app.store, who.name, body.number("mark_id"))
+    return "Mark taken back."
+
+
+@decision("/api/review/fix")
+def fix(app: WebApp, who: Who, body: Body) -> str:
+    record_fix(app.store, who.name, body.text("dialogue_id"), body.number("turn_id"), body.text("text"))
+    return "Your fix is now the answer (the old one is kept). Accept the dialogue to record it as fixed."
+
+
+@decision("/api/review/pick")
+def pick(app: WebApp, who: Who, body: Body) -> str:
+    picked = record_pick(app.store, who.name, body.number("spec_id"), body.text("dialogue_id"),
+                         body.optional("note"))
+    return f"Kept dialogue {picked[:8]}; the other copies are left out of the corpus."
