@@ -1,9 +1,12 @@
 """``itcollect judge``: an LLM judge scores every answer (MQM error spans, compliance, ratings).
 
-:mod:`.schema` (categories, severities, weights, JSON schemas), :mod:`.parse` (tolerant parsing and
-the MQM arithmetic), :mod:`.run` (the run), :mod:`.verdict` (what the judgements say about a
-dialogue: shared by the filter's judge rules, ``stats`` and the review order). Importing the
-package is cheap (filter workers read :mod:`.verdict`); the run is imported when first used.
+:mod:`.run` is the run: which answers to judge (generations, ``--rejudge``, ``--limit``), online
+or in Batch API rounds on the shared runners of :mod:`itcollect.llm.runners`. The judgement itself
+lives in the LLM layer, :mod:`itcollect.llm.judgement` (``schema``: categories, severities,
+weights, JSON schemas; ``parse``: tolerant parsing and the MQM arithmetic; ``ask``: the prompt of
+one answer, its re-ask, its row; ``verdict``: what the judgements say about a dialogue), so the
+filter, stats, the review order and a comparison of systems use it without this stage. Importing
+the package is cheap; the run is imported when first used.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """The Batch API transport: ledger-keyed calls answered at batch prices (about half), resumably.
 
-Any stage sends its calls through it the same way (``simulate --batch-api`` does; an LLM stage
-such as ``judge`` would): build each call with :meth:`LLMClient.batch_call` (the same key and body
-the online client would send), ask :meth:`BatchRunner.lookup` what the ledger already knows about
-it, and :meth:`BatchRunner.submit` the rest; the answers land in the request ledger, where the
-stage reads them (``lookup`` again) exactly as it would read an online answer. Nothing here knows
-about dialogues::
+Every stage's calls go through it the same way (the shared batch-rounds runner,
+:class:`itcollect.llm.runners.batch_rounds.BatchRounds`, does it for any stage's machine): build
+each call with :meth:`LLMClient.batch_call` (the same key and body the online client would send),
+ask :meth:`BatchRunner.lookup` what the ledger already knows about it, and
+:meth:`BatchRunner.submit` the rest; the answers land in the request ledger, where the stage reads
+them (``lookup`` again) exactly as it would read an online answer. Nothing here knows about
+dialogues::
 
     runner = BatchRunner(store, config, llm, echo=echo, sleep=renew_leases_then_sleep)
     if (await runner.resume(wait=wait)).still_out:    # batches an earlier run left out
@@ -324,8 +325,10 @@ class BatchRunner:
         self.store = store
         self.config = config
         self.llm = llm
-        self.settings = config["batch"]
-        self.max_attempts = int(self.settings["max_attempts"])
+        typed = settings(config)
+        self.settings = typed.batch
+        self.prices = typed.prices
+        self.max_attempts = self.settings.max_attempts
         self.echo = echo or (lambda _msg: None)
         self.sleep = sleep
         self.on_phase = on_phase
@@ -352,8 +355,8 @@ class BatchRunner:
 
     def split(self, calls: Sequence[BatchCall]) -> list[list[BatchCall]]:
         """The input files these calls would be submitted in (``[batch]`` per-file limits)."""
-        return split_calls(calls, max_requests=int(self.settings["max_requests_per_file"]),
-                           max_bytes=int(self.settings["max_bytes_per_file"])) if calls else []
+        return split_calls(calls, max_requests=self.settings.max_requests_per_file,
+                           max_bytes=self.settings.max_bytes_per_file) if calls else []
 
     def estimate(self, calls: Iterable[BatchCall]) -> BatchEstimate:
         """Tokens and cost of ``calls`` at batch prices (estimated: nothing is sent)."""
@@ -500,7 +503,7 @@ class BatchRunner:
                 self.store.update_batch(bid, status="creating")
                 found = await remote.batches.create(
                     input_file_id=batch["input_file_id"], endpoint=BATCH_ENDPOINT,
-                    completion_window=str(self.settings["completion_window"]),
+                    completion_window=self.settings.completion_window,
                     metadata={"itcollect_batch": bid, "round": str(batch["round"])})
                 self.on_phase("created")
             self.store.update_batch(bid, status="submitted", remote_id=found.id,
@@ -554,7 +557,7 @@ class BatchRunner:
 
     async def drain(self, *, wait: bool = True) -> list[dict[str, Any]]:
         """Poll (with backoff) until no batch is out, or once when ``wait`` is false."""
-        interval = float(self.settings["poll_interval_s"])
+        interval = self.settings.poll_interval_s
         while True:
             still = await self.poll_once()
             if not still or not wait:
@@ -566,7 +569,7 @@ class BatchRunner:
                       f"{interval:.0f}s")
             self.on_phase("polling")
             await self.sleep(interval)
-            interval = min(interval * float(self.settings["poll_backoff"]), float(self.settings["poll_max_s"]))
+            interval = min(interval * self.settings.poll_backoff, self.settings.poll_max_s)
 
     async def _download(self, remote: Any, file_id: str | None) -> list[dict[str, Any]]:
         if not file_id:
@@ -595,7 +598,7 @@ class BatchRunner:
                    "cancelled": "batch cancelled before this request was answered",
                    "failed": f"batch failed: {batch_error}"}.get(rb.status, "no result line for this request")
         report = CollectReport(bid, rb.status)
-        prices = settings(self.config).prices
+        prices = self.prices
         run_id = getattr(self.llm, "run_id", None)
         items: dict[str, str] = {}
         with self.store.transaction():

@@ -16,16 +16,19 @@ A call that failed in ``[batch] max_attempts`` batches leaves its dialogue to on
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from typing import Any
 
 from itcollect.kernel import checks as C
 from itcollect.kernel.errors import ServiceError, UsageError
 from itcollect.kernel.progress import progress
-from itcollect.llm.batch import LOCK_FILE, BatchCall, BatchRunner, batch_status
+from itcollect.llm.batch import LOCK_FILE, BatchCall, BatchRunner, CollectReport, batch_status
+from itcollect.llm.runners.batch_rounds import FINISHED, IN_FLIGHT, READY, STRAGGLER, BatchRounds
+from itcollect.settings import settings
 from itcollect.simulate.driver import DialogueDriver, DialogueState
 from itcollect.simulate.estimate import estimate_run
+from itcollect.simulate.machine import DialogueMachine
 from itcollect.simulate.online import make_client, make_driver, specs_to_play
 from itcollect.simulate.summary import BatchSummary, SimulateOptions
 from itcollect.store import process_holder
@@ -36,46 +39,6 @@ from itcollect.workspace import WorkspaceLock
 LEASE_S = 3600.0
 #: The command that collects batches (named in ``--status`` and in errors).
 COMMAND = "itcollect simulate --batch-api"
-
-
-class Rounds:
-    """Advances dialogues from the ledger and takes the next call of each (one round)."""
-
-    def __init__(self, store: SimulateStore, driver: DialogueDriver, llm: Any, runner: BatchRunner) -> None:
-        self.store = store
-        self.driver = driver
-        self.llm = llm
-        self.runner = runner
-
-    def next_call(self, state: DialogueState, *, write: bool) -> tuple[str, BatchCall | None]:
-        """Walk a dialogue forward over everything the ledger can answer.
-
-        Returns ("finished", None) | ("call", call) | ("in_flight", call) | ("straggler", call)
-        | ("ready", None) (``write`` false: an answer is in the ledger, nothing applied).
-        """
-        driver = self.driver
-        while True:
-            step = driver.next_step(state)
-            if step is None:
-                return "finished", None
-            if step.kind == "template":
-                outcome = driver.apply(state, step)
-                if write:
-                    driver.record(self.store, state, step, outcome)
-                else:
-                    state.turns.append({"role": "user", "content": outcome.content,
-                                        "interaction_type": step.interaction_type, "idx": step.idx})
-                continue
-            call = self.llm.batch_call(step.role, step.messages or [], sample=step.sample)
-            known = self.runner.lookup(call.key)
-            if known.kind == "answered":
-                if not write:
-                    return "ready", None
-                driver.record(self.store, state, step, driver.apply(state, step, known.result))
-                continue
-            if known.kind in ("in_flight", "straggler"):
-                return known.kind, call
-            return "call", call
 
 
 def simulate_batch_status(store: SimulateStore) -> dict[str, Any]:
@@ -89,16 +52,17 @@ def _dry_run(store: SimulateStore, opts: SimulateOptions, llm: Any, driver: Dial
     next round exactly: its calls, tokens, cost and input files. Writes nothing."""
     specs = specs_to_play(store, opts.limit)
     estimate = estimate_run(store, driver, llm, specs, batch=True, lookup=lambda key: runner.lookup(key).kind)
-    rounds = Rounds(store, driver, llm, runner)
+    rounds: BatchRounds[int, DialogueState] = BatchRounds(runner, llm, wait=False)
+    machine = DialogueMachine(store, driver, write=False)
     calls: dict[str, BatchCall] = {}
-    counts = {"ready": 0, "in_flight": 0, "straggler": 0}
+    counts = {READY: 0, IN_FLIGHT: 0, STRAGGLER: 0}
     remaining = 0
     for spec in specs:
         state = driver.load(store, spec)
-        kind, call = rounds.next_call(state, write=False)
-        if kind == "call" and call is not None:
+        kind, to_send = rounds.advance(machine, state, apply=False)
+        for call in to_send:
             calls.setdefault(call.key, call)
-        elif kind in counts:
+        if kind in counts:
             counts[kind] += 1
         if not state.done:
             left = 2 * spec["n_turns"] - len(state.turns)
@@ -107,7 +71,7 @@ def _dry_run(store: SimulateStore, opts: SimulateOptions, llm: Any, driver: Dial
             remaining += left
     nxt = runner.estimate(calls.values())
     files = len(runner.split(list(calls.values())))
-    estimate.update(ready=counts["ready"], in_flight=counts["in_flight"], stragglers=counts["straggler"],
+    estimate.update(ready=counts[READY], in_flight=counts[IN_FLIGHT], stragglers=counts[STRAGGLER],
                     max_attempts=runner.max_attempts, batches_out=len(runner.open_batches()),
                     remaining_calls=remaining, batches=files,
                     next_round={"calls": nxt.calls, "by_role": nxt.by_role, "prompt_tokens": nxt.prompt_tokens,
@@ -132,6 +96,74 @@ async def _cancel(ws: Any, opts: SimulateOptions, echo: Callable[[str], None]) -
         await llm.aclose()
 
 
+class _Rounds:
+    """simulate's side of Batch API rounds (:class:`BatchRounds`): the specs it claimed, each
+    dialogue kept across rounds and advanced from the ledger by its :class:`DialogueMachine`;
+    a dialogue leaves the rounds when it ends, when its call is out in another batch (parked)
+    or when its call failed in ``[batch] max_attempts`` batches (left to online simulate)."""
+
+    def __init__(self, store: SimulateStore, driver: DialogueDriver, runner: BatchRunner, holder: str,
+                 opts: SimulateOptions, summary: BatchSummary, max_cost: float | None) -> None:
+        self.machine = DialogueMachine(store, driver)
+        self.store = store
+        self.driver = driver
+        self.runner = runner
+        self.holder = holder
+        self.limit = opts.limit
+        self.summary = summary
+        self.max_cost = max_cost
+        self.states: dict[int, DialogueState] = {}
+
+    def begin(self) -> None:
+        store = self.store
+        ids = store.claim_specs(self.holder, self.limit if self.limit is not None else 1 << 40, lease_s=LEASE_S)
+        self.states = {i: self.driver.load_or_create(store, spec) for i in ids
+                       if (spec := store.get_spec(i)) is not None}
+
+    def items(self) -> Iterator[tuple[int, DialogueState]]:
+        if not self.states:
+            return
+        bar = progress(total=len(self.states), desc=f"round {self.runner.next_round()}: advance dialogues",
+                       unit="dlg", leave=False)
+        try:
+            for spec_id, state in list(self.states.items()):
+                bar.update(1)
+                yield spec_id, state
+        finally:
+            bar.close()
+
+    def settle(self, spec_id: int, state: DialogueState, kind: str) -> None:
+        store, summary = self.store, self.summary
+        if kind == FINISHED:
+            if state.status == "in_progress":
+                self.driver.finish(store, state, "done")
+            store.finish_claim(spec_id, self.holder, state.status, state.status_reason)
+            if state.status == "done":
+                summary.done += 1
+            elif state.status == "failed":
+                summary.failed += 1
+                summary.count_failure(C.reason_code(state.status_reason or "failed"))
+        elif kind == STRAGGLER:
+            store.finish_claim(spec_id, self.holder, "pending",
+                               f"left to online simulate: its call failed in {self.runner.max_attempts} batches")
+            summary.stragglers += 1
+        elif kind == IN_FLIGHT:  # submitted by another path; collected by a later run
+            summary.parked += 1
+        else:
+            return
+        del self.states[spec_id]
+
+    def end_round(self) -> None:
+        pass  # every turn was committed as it was advanced
+
+    def collected(self, reports: Sequence[CollectReport]) -> None:
+        self.summary.add_collected(reports)
+
+    def over_budget(self, kept: int, total: int, spent: float, upper: float) -> str | None:
+        return (f"--max-cost ${self.max_cost:.2f}: submitting {kept:,} of {total:,} calls this round would stay "
+                f"within the budget (spent ${spent:.4f}, at most ${upper:.4f} more)")
+
+
 async def _run(ws: Any, opts: SimulateOptions, echo: Callable[[str], None]) -> BatchSummary:
     store: SimulateStore = ws.store
     config = ws.config
@@ -143,77 +175,26 @@ async def _run(ws: Any, opts: SimulateOptions, echo: Callable[[str], None]) -> B
             summary.estimate = _dry_run(store, opts, llm, driver, BatchRunner(store, config, llm, echo=echo))
             return summary
         holder = process_holder("simulate-batch")
-        wait = bool(config["batch"]["wait"])
-        max_cost = opts.max_cost if opts.max_cost is not None else (config["simulate"]["max_cost_usd"] or None)
+        typed = settings(config)
+        max_cost = opts.max_cost if opts.max_cost is not None else (typed.simulate.max_cost_usd or None)
 
         async def renewing_sleep(seconds: float) -> None:
             store.renew_claims(holder, lease_s=LEASE_S)
             await asyncio.sleep(seconds)
 
         runner = BatchRunner(store, config, llm, echo=echo, sleep=renewing_sleep)
-        rounds = Rounds(store, driver, llm, runner)
+        rounds: BatchRounds[int, DialogueState] = BatchRounds(runner, llm, wait=typed.batch.wait, max_cost=max_cost)
         try:
-            # 1. whatever an earlier run left out there: finish submitting, poll, collect
-            out = await runner.resume(wait=wait)
-            summary.add_collected(out.collected)
-            if out.still_out:
-                summary.waiting = out.waiting
-                return summary
-            ids = store.claim_specs(holder, opts.limit if opts.limit is not None else 1 << 40, lease_s=LEASE_S)
-            states = {i: driver.load_or_create(store, spec) for i in ids if (spec := store.get_spec(i)) is not None}
-            # 2. rounds: advance every dialogue from the ledger, submit their next calls together
-            while states:
-                calls: list[BatchCall] = []
-                bar = progress(total=len(states), desc=f"round {runner.next_round()}: advance dialogues",
-                               unit="dlg", leave=False)
-                for spec_id, state in list(states.items()):
-                    bar.update(1)
-                    kind, call = rounds.next_call(state, write=True)
-                    if kind == "finished":
-                        if state.status == "in_progress":
-                            driver.finish(store, state, "done")
-                        store.finish_claim(spec_id, holder, state.status, state.status_reason)
-                        if state.status == "done":
-                            summary.done += 1
-                        elif state.status == "failed":
-                            summary.failed += 1
-                            summary.count_failure(C.reason_code(state.status_reason or "failed"))
-                        del states[spec_id]
-                    elif kind == "straggler":
-                        store.finish_claim(spec_id, holder, "pending",
-                                           f"left to online simulate: its call failed in {runner.max_attempts} "
-                                           f"batches")
-                        summary.stragglers += 1
-                        del states[spec_id]
-                    elif kind == "in_flight":  # submitted by another path; collected by a later run
-                        summary.parked += 1
-                        del states[spec_id]
-                    elif call is not None:
-                        calls.append(call)
-                bar.close()
-                calls = list({c.key: c for c in calls}.values())  # identical calls: submitted once
-                if not calls:
-                    break
-                if max_cost:
-                    kept, upper = runner.within_budget(calls, max_cost - summary.cost_usd)
-                    if len(kept) < len(calls):
-                        summary.stopped = (f"--max-cost ${max_cost:.2f}: submitting {len(kept):,} of {len(calls):,} "
-                                           f"calls this round would stay within the budget (spent "
-                                           f"${summary.cost_usd:.4f}, at most ${upper:.4f} more)")
-                    calls = kept
-                    if not calls:
-                        break
-                out = await runner.submit(calls, wait=wait)
-                summary.rounds += 1
-                summary.submitted += out.submitted
-                summary.add_collected(out.collected)
-                if out.still_out:
-                    summary.waiting = out.waiting
-                    break
-                if summary.stopped:
-                    break
+            # whatever an earlier run left out there first (finish submitting, poll, collect); then
+            # rounds: advance every dialogue from the ledger, submit their next calls together
+            end = await rounds.run(_Rounds(store, driver, runner, holder, opts, summary, max_cost))
         finally:
             store.release_claims(holder)
+        summary.rounds += end.rounds
+        summary.submitted += end.submitted
+        if end.still_out:
+            summary.waiting = end.waiting
+        summary.stopped = end.stopped
         return summary
     finally:
         await llm.aclose()

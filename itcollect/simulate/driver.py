@@ -98,6 +98,8 @@ class DialogueState:
     rejected: dict[int, int]
     status: str = "in_progress"
     status_reason: str | None = None
+    #: the step :class:`itcollect.simulate.machine.DialogueMachine` asked the calls of, until applied
+    pending: Step | None = field(default=None, repr=False)
 
     @property
     def done(self) -> bool:
@@ -120,9 +122,10 @@ class DialogueDriver:
                  annotator_model: str = "", base: Any = None) -> None:
         self.config = config
         self.prompts = prompts or load_prompts(config, base)
-        self.languages = tuple(config["workspace"]["languages"])
-        self.backend = config["ingest"]["langid_backend"]
-        sim = settings(config).simulate
+        typed = settings(config)
+        self.languages = typed.workspace.languages
+        self.backend = typed.ingest.langid_backend
+        sim = typed.simulate
         self.max_turn_retries = sim.max_turn_retries
         self.first_turn, self.first_turn_llm_share = sim.first_turn, sim.first_turn_llm_share
         self.assistant_model = assistant_model

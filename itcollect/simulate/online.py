@@ -9,33 +9,28 @@ before the dialogue's next call, so a run killed at any point continues where it
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from typing import Any
 
 from itcollect.kernel import checks as C
-from itcollect.kernel.errors import InputError, ItcollectError, ServiceError, StoreConflict, UsageError
+from itcollect.kernel.errors import InputError, ServiceError, UsageError
 from itcollect.kernel.langid import warm_up
 from itcollect.kernel.progress import progress
-from itcollect.llm import CallInBatch, CostLimitReached, EndpointDown, LLMCallError, LLMClient
+from itcollect.llm import LLMClient
+from itcollect.llm.runners.online import CALL_FAILED, PARKED, TAKEN_OVER, Ended, OnlineRunner
+from itcollect.settings import settings
 from itcollect.simulate.driver import DialogueDriver, DialogueState
 from itcollect.simulate.estimate import estimate_run
+from itcollect.simulate.machine import DialogueMachine
 from itcollect.simulate.summary import SimulateOptions, SimulateSummary
 from itcollect.store import process_holder
 from itcollect.store.interfaces import SimulateStore
-
-#: A call that failed after all its retries: the dialogue is left for the next run.
-CALL_FAILED = "call_failed"
-#: Another process took the spec over while this one stalled past its lease: left to it.
-TAKEN_OVER = "taken_over"
-#: The dialogue's next call is out in a Batch API batch: left to the batch run that collects it.
-PARKED = "parked"
 
 
 def make_client(ws: Any, opts: SimulateOptions, *, command: str = "simulate", dry_run: bool = False,
                 max_cost: bool = True) -> LLMClient:
     """The run's LLM client, from the options (``--max-cost`` or ``[simulate] max_cost_usd``)."""
-    limit = opts.max_cost if opts.max_cost is not None else (ws.config["simulate"]["max_cost_usd"] or None)
+    limit = opts.max_cost if opts.max_cost is not None else (settings(ws.config).simulate.max_cost_usd or None)
     return LLMClient(ws.config, ws.store, command=command, base_url=opts.base_url, model=opts.model,
                      annotator_base_url=opts.annotator_base_url, annotator_model=opts.annotator_model,
                      concurrency=opts.concurrency, max_cost_usd=limit if max_cost else None, dry_run=dry_run)
@@ -62,7 +57,8 @@ async def _estimate(ws: Any, opts: SimulateOptions) -> dict[str, Any]:
 
 
 class OnlineRun:
-    """One online run: its claims, its workers and why it stopped.
+    """simulate's side of an online run (:class:`OnlineRunner`): its claims, and what a dialogue's
+    end means; each dialogue is played by a :class:`DialogueMachine`.
 
     Specs are claimed a batch at a time, each batch under a fresh holder name
     (``simulate-b<n>@host:pid``): a claim hands a holder's own in-progress specs back first, which
@@ -72,6 +68,9 @@ class OnlineRun:
     would leave the endpoint idle while it finishes. Batches are half the call slots: with
     several simulate processes on one workspace, large batches left one process holding the last
     few hundred specs alone.
+
+    Every turn is committed before the dialogue's next call; the last one in the same transaction
+    as the dialogue's status and the release of its spec.
     """
 
     def __init__(self, ws: Any, opts: SimulateOptions, bar: Any = None) -> None:
@@ -81,8 +80,11 @@ class OnlineRun:
         self.summary = SimulateSummary()
         self.client = make_client(ws, opts)
         self.driver = make_driver(ws, self.client)
+        self.machine = DialogueMachine(self.store, self.driver, on_end=self._release)
+        self.runner: OnlineRunner[dict[str, Any], DialogueState] = OnlineRunner(
+            self.client, limit=opts.limit, checkpoints=self.store.background_checkpoints())
         self.claim_size = opts.claim_batch or max(16, self.client.concurrency // 2)
-        self.lease_s = float(opts.lease_s or ws.config["simulate"]["lease_s"])
+        self.lease_s = float(opts.lease_s or settings(ws.config).simulate.lease_s)
         # claims
         self.queue: list[dict[str, Any]] = []  # claimed specs not yet started, longest first
         self.claim_lock = asyncio.Lock()
@@ -91,20 +93,28 @@ class OnlineRun:
         self.claims_exhausted = False  # the store (or --limit) has no spec left to hand this run
         self.holders: dict[str, int] = {}  # holder -> specs it still holds
         self.spec_holder: dict[int, str] = {}
-        # scheduling of calls: see _play
+        self.released: dict[int, bool] = {}  # spec id -> its claim was finished with its last turn (False: lost)
+        # scheduling of calls: see next_spec
         self.ranked_by_most_left = False
-        # stopping
-        self.stop_reason: str | None = None
-        self.last_call_error: str | None = None
+        self._renewer: asyncio.Task[None] | None = None
         self._last_postfix = 0.0
 
     # -- claims -----------------------------------------------------------------------------------
-    async def next_spec(self) -> dict[str, Any] | None:
+    async def next_item(self) -> dict[str, Any] | None:
         """The next spec to play (claiming a new batch when the queue is empty), or None."""
         async with self.claim_lock:
-            if not self.queue and self.stop_reason is None and not self.claims_exhausted:
+            if not self.queue and self.runner.stop_reason is None and not self.claims_exhausted:
                 self._claim()
-            return self.queue.pop(0) if self.queue and self.stop_reason is None else None
+            spec = self.queue.pop(0) if self.queue and self.runner.stop_reason is None else None
+            # Who gets a free call slot first. While dialogues are still to be started: the one
+            # closest to its end (it frees its worker for the next spec soonest). Once every
+            # dialogue of the run has started: the one with the most calls left, so they all end
+            # together instead of a late one finishing alone on an idle endpoint. The rule changes
+            # in the slots themselves, so calls already queued are ranked by the new rule too.
+            if self.claims_exhausted and not self.queue and not self.ranked_by_most_left:
+                self.ranked_by_most_left = True
+                self.client.rank_calls_by(lambda left: -left)
+            return spec
 
     def _claim(self) -> None:
         left = self.left_to_claim
@@ -137,6 +147,10 @@ class OnlineRun:
     def _finish_claim(self, spec: dict[str, Any], state: DialogueState) -> bool:
         return self.store.finish_claim(spec["id"], self._forget_claim(spec["id"]), state.status, state.status_reason)
 
+    def _release(self, state: DialogueState) -> None:
+        """The dialogue ended (inside the transaction of its last turn): release its spec."""
+        self.released[state.spec["id"]] = self._finish_claim(state.spec, state)
+
     async def _renew_leases(self) -> None:
         while True:
             await asyncio.sleep(max(1.0, self.lease_s / 3))
@@ -144,100 +158,53 @@ class OnlineRun:
                 self.store.renew_claims(h, lease_s=self.lease_s)
 
     # -- one dialogue ------------------------------------------------------------------------------
-    async def play(self, spec: dict[str, Any]) -> tuple[str, str | None]:
-        """Play one dialogue to its end; returns (status, reason): done, failed, or why not."""
-        try:
-            return await self._play(spec)
-        except StoreConflict as exc:
-            # This process stalled past its lease (suspended, stopped) and another process took
-            # the spec over and stored the same turn first: the dialogue is the other's now.
-            # Nothing of it was written here (the transaction rolled back); the run goes on.
+    def start(self, spec: dict[str, Any]) -> DialogueState:
+        # Fewer commits, same guarantees: a new dialogue and its first (template) turn are one transaction.
+        with self.store.transaction():
+            state = self.driver.load_or_create(self.store, spec)
+            self.machine.calls(state)
+        return state
+
+    def end(self, spec: dict[str, Any], state: DialogueState | None, ended: Ended) -> None:
+        summary = self.summary
+        if ended.kind == TAKEN_OVER:
             if spec["id"] in self.spec_holder:
                 self._forget_claim(spec["id"])
-            return TAKEN_OVER, exc.message
+            summary.taken_over += 1
+            return
+        if ended.kind == PARKED:  # its spec goes back to pending with the holder's other claims
+            summary.parked += 1
+            return
+        if ended.kind == CALL_FAILED:
+            # A call that failed after all its retries is an endpoint problem, not the dialogue's:
+            # the dialogue stays in progress and goes back to pending at the end of this run, so
+            # the next run retries it (the circuit breaker stops a run when the endpoint is down).
+            summary.call_errors += 1
+            return
+        assert state is not None
+        released = self.released.pop(spec["id"], None)
+        if released is None:  # complete but not yet marked (e.g. a crash right before), or ended earlier
+            with self.store.transaction():
+                if state.status == "in_progress":
+                    self.driver.finish(self.store, state, "done")
+                released = self._finish_claim(spec, state)
+        if not released:  # the spec's lease had passed to another process
+            summary.taken_over += 1
+            return
+        if state.status == "done":
+            summary.done += 1
+        else:
+            summary.failed += 1
+            summary.count_failure(C.reason_code(state.status_reason or "failed"))
+        if self.bar is not None:
+            self.bar.update(1)
+        self._postfix()
 
-    async def _play(self, spec: dict[str, Any]) -> tuple[str, str | None]:
-        store, driver, client = self.store, self.driver, self.client
-        # Fewer commits, same guarantees: a new dialogue and its first (template) turn are one
-        # transaction, and so are the last turn, the dialogue's status and the spec's release.
-        with store.transaction():
-            state = driver.load_or_create(store, spec)
-            step = driver.next_step(state)
-            while step is not None and step.kind == "template":
-                driver.record(store, state, step, driver.apply(state, step))
-                step = driver.next_step(state)
-        while step is not None:
-            if step.kind == "template":  # the template standing in for failed LLM-written openings
-                with store.transaction():
-                    driver.record(store, state, step, driver.apply(state, step))
-                step = driver.next_step(state)
-                continue
-            try:
-                # Who gets a free call slot first. While dialogues are still to be started: the one
-                # closest to its end (it frees its worker for the next spec soonest). Once every
-                # dialogue of the run has started: the one with the most calls left, so they all
-                # end together instead of a late one finishing alone on an idle endpoint. The
-                # rule changes in the slots themselves, so calls queued before the change (or on
-                # their way to the queue) are ranked by the new rule too.
-                if self.claims_exhausted and not self.queue and not self.ranked_by_most_left:
-                    self.ranked_by_most_left = True
-                    client.rank_calls_by(lambda left: -left)
-                result = await client.chat(step.role, step.messages or [], sample=step.sample,
-                                           priority=2 * spec["n_turns"] - step.idx)
-            except CallInBatch:  # answered by the batch run that collects it: left to that run
-                return PARKED, None
-            except LLMCallError as exc:
-                # A call that failed after all its retries is an endpoint problem, not the dialogue's:
-                # the dialogue stays in progress and goes back to pending at the end of this run, so
-                # the next run retries it (the circuit breaker stops a run when the endpoint is down).
-                self.last_call_error = f"{step.role} call for turn {step.turn_no + 1}: {exc.message}"
-                return CALL_FAILED, self.last_call_error
-            outcome = driver.apply(state, step, result)
-            with store.transaction():
-                driver.record(store, state, step, outcome)
-                if state.done:
-                    if not self._finish_claim(spec, state):
-                        return TAKEN_OVER, "the spec's lease had passed to another process"
-                    return state.status, state.status_reason
-            step = driver.next_step(state)
-        with store.transaction():
-            if state.status == "in_progress":  # complete but not yet marked (e.g. a crash right before)
-                driver.finish(store, state, "done")
-            if not self._finish_claim(spec, state):
-                return TAKEN_OVER, "the spec's lease had passed to another process"
-        return state.status, state.status_reason
-
-    # -- workers -----------------------------------------------------------------------------------
-    async def worker(self) -> None:
-        summary = self.summary
-        while self.stop_reason is None:
-            spec = await self.next_spec()
-            if spec is None:
-                return
-            try:
-                status, reason = await self.play(spec)
-            except (EndpointDown, CostLimitReached) as exc:
-                if self.stop_reason is None:
-                    self.stop_reason = exc.message if isinstance(exc, ItcollectError) else str(exc)
-                    summary.stop_kind = "cost" if isinstance(exc, CostLimitReached) else "endpoint"
-                return
-            if status == TAKEN_OVER:
-                summary.taken_over += 1
-                continue
-            if status == PARKED:  # its spec goes back to pending with the holder's other claims
-                summary.parked += 1
-                continue
-            if status == CALL_FAILED:
-                summary.call_errors += 1
-                continue
-            if status == "done":
-                summary.done += 1
-            else:
-                summary.failed += 1
-                summary.count_failure(C.reason_code(reason or "failed"))
-            if self.bar is not None:
-                self.bar.update(1)
-            self._postfix()
+    def close(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+        for h in list(self.holders):  # unfinished (interrupted, parked) specs go back to pending
+            self.store.release_claims(h)
 
     def _postfix(self, force: bool = False) -> None:
         if self.bar is None:
@@ -252,50 +219,26 @@ class OnlineRun:
                                  refresh=False)
 
     async def run(self) -> SimulateSummary:
-        store, client, summary = self.store, self.client, self.summary
-        renewer = asyncio.create_task(self._renew_leases())
-        # language models and templates are loaded now, not between two calls of the run
-        warm_up(self.driver.languages, self.driver.backend)
-        self.driver.prompts.warm_up()
-        # The SDK, lingua and jinja leave ~1M long-lived objects that every full garbage collection
-        # would walk again (tens of ms with the event loop stopped): set them aside for the run.
-        gc.collect()
-        gc.freeze()
-        # More dialogues than call slots: while one dialogue records a turn (SQLite, validation) or
-        # waits for its next claim, another holds the slot, so the endpoint stays at the concurrency
-        # bound. The client's semaphore still bounds the calls in flight.
-        n_dialogues = client.concurrency + max(8, client.concurrency // 2)
-        n_workers = n_dialogues if self.opts.limit is None else max(1, min(n_dialogues, self.opts.limit))
-        # WAL checkpoints (a copy and an fsync every ~1000 pages) in a thread, not inside a commit
-        # that holds up every dialogue of the event loop.
-        checkpoints = store.background_checkpoints()
-        checkpoints.__enter__()
-        tasks = [asyncio.create_task(self.worker()) for _ in range(n_workers)]
+        client, summary, runner = self.client, self.summary, self.runner
+        self._renewer = asyncio.create_task(self._renew_leases())
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for t in done:
-                if not t.cancelled() and t.exception() is not None:
-                    raise t.exception()  # type: ignore[misc]
+            # language models and templates are loaded now, not between two calls of the run
+            warm_up(self.driver.languages, self.driver.backend)
+            self.driver.prompts.warm_up()
+            await runner.run(self)
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            renewer.cancel()
-            try:
-                for h in list(self.holders):  # unfinished (interrupted, parked) specs go back to pending
-                    store.release_claims(h)
-            finally:
-                checkpoints.__exit__(None, None, None)
-                gc.unfreeze()
-                summary.calls = client.stats()
-                await client.aclose()
-                self._postfix(force=True)
-        if self.stop_reason is None and summary.call_errors and not summary.done and not summary.failed:
+            if self._renewer is not None:
+                self._renewer.cancel()
+            summary.calls = client.stats()
+            await client.aclose()
+            self._postfix(force=True)
+        stop_reason, summary.stop_kind = runner.stop_reason, runner.stop_kind
+        if stop_reason is None and summary.call_errors and not summary.done and not summary.failed:
             # Too few calls to trip the circuit breaker, yet every dialogue's call failed: the run did
             # nothing, which is a failed service (exit 1), not a success with a footnote.
-            self.stop_reason = f"every dialogue of this run hit a failed LLM call; the last: {self.last_call_error}"
+            stop_reason = f"every dialogue of this run hit a failed LLM call; the last: {runner.last_call_error}"
             summary.stop_kind = "endpoint"
-        summary.stopped = self.stop_reason
+        summary.stopped = stop_reason
         return summary
 
 
