@@ -9,13 +9,17 @@ server of the test suite (tests/fakeserver.py with the deterministic responder o
 tests/responders.py): ``ingest`` of the bundled samples and a parallel corpus with references,
 ``import`` of the demo's hand-written dialogues and of 1,500 generated ones (the generator of
 bench_export.py, with duplicates, refusals and copied sources), ``plan`` + ``simulate`` of 48
-specs, two scripted human ``session`` s, then ``filter`` twice (default thresholds; other
-thresholds with chrF and a lower near-duplicate threshold) and ``export --format all``.
+specs, two scripted human ``session`` s, ``plan`` + ``simulate --batch-api`` of 16 more (the loopback
+Batch API of tests/fake_batch.py), ``judge`` online (the responder's judgements, one in six first
+replies unreadable so the re-ask runs, some re-asks unreadable too) and ``judge --batch-api
+--rejudge``, then ``filter`` twice (default thresholds; other thresholds with chrF and a lower
+near-duplicate threshold) and ``export --format all``.
 
 The digest holds, per dialogue (keyed by its spec for simulated and human dialogues, whose ids
 are random, and by its id for imports, whose ids are content hashes): status, every turn
 (content, state, language, type, parameters without the sample-independent volatile fields,
-warnings), and both filter runs' verdicts (reasons, details, cluster); and the exported Parquet
+warnings), every judgement row (both generations), and both filter runs' verdicts (reasons, details,
+cluster); and the exported Parquet
 rows, ShareGPT files, dataset_info.json and card with ids mapped the same way and timestamps
 dropped. It reads the SQLite file directly, not through the store's API: the API is what a
 refactor may change, the tables are what must stay the same.
@@ -54,11 +58,26 @@ def _cli(*args: str, cwd: Path, input: str | None = None) -> subprocess.Complete
     return proc
 
 
+def judged_responder(body: dict) -> str:
+    """tests/responders.py's answers, except that one judge reply in six (by the answer judged) is
+    unreadable at first, and one re-ask in three of those again: the re-ask and ``unparsed`` paths."""
+    from tests.responders import JUDGE_ROLE, judge_item, responder
+
+    messages = body.get("messages") or []
+    if messages and messages[0]["role"] == "system" and messages[0]["content"].startswith(JUDGE_ROLE):
+        item = judge_item(body)
+        h = int(hashlib.sha256(item["answer"].encode()).hexdigest()[:8], 16)
+        if h % 6 == 0 and (not item["reask"] or h % 18 == 0):
+            return "I would rate this answer highly, but I cannot say more."
+    return responder(body)
+
+
 def build(workdir: Path) -> Path:
     from benchmarks.bench_export import generate
     from itcollect.workspace import Workspace
+    from tests.fake_batch import FakeBatchAPI
     from tests.fakeserver import FakeOpenAI
-    from tests.responders import fill_workspace_sources, responder
+    from tests.responders import fill_workspace_sources
 
     sources_ws = workdir / "ingested"  # ingest alone: the responder below knows only its own corpus
     _cli("init", str(sources_ws), cwd=workdir)
@@ -72,8 +91,8 @@ def build(workdir: Path) -> Path:
     generate(generated, 1500, seed=11)
     _cli("-C", str(ws), "import", str(REPO / "itcollect" / "demo_dialogues.jsonl"), str(generated), cwd=workdir)
     _cli("-C", str(ws), "plan", "--dialogues", "48", "--seed", "7", cwd=workdir)
-    server = FakeOpenAI().start()
-    server.responder = responder
+    server = FakeOpenAI(extra_routes=FakeBatchAPI().install).start()
+    server.responder = judged_responder
     try:
         # two human sessions first (they take the lowest specs), then simulate the rest
         script = "\n".join(["request Please translate this sentence, thank you.", "accept",
@@ -85,6 +104,16 @@ def build(workdir: Path) -> Path:
         (workdir / "session.log").write_text(r.stdout, encoding="utf-8")
         _cli("-C", str(ws), "simulate", "--base-url", server.base_url, "--model", "fake-model", "--concurrency",
              "4", cwd=workdir)
+        cfg = ws / "itcollect.toml"
+        cfg.write_text(cfg.read_text(encoding="utf-8").replace("poll_interval_s = 30.0", "poll_interval_s = 0.01"),
+                       encoding="utf-8")
+        _cli("-C", str(ws), "plan", "--dialogues", "16", "--seed", "8", cwd=workdir)
+        _cli("-C", str(ws), "simulate", "--batch-api", "--base-url", server.base_url, "--model", "fake-model",
+             cwd=workdir)
+        judge = ["-C", str(ws), "judge", "--base-url", server.base_url, "--model", "judge-model"]
+        _cli(*judge, "--concurrency", "8", cwd=workdir)
+        (workdir / "judged-online.json").write_text(json.dumps(judgement_digest(ws)))
+        _cli(*judge, "--batch-api", "--rejudge", cwd=workdir)
     finally:
         server.stop()
     return ws
@@ -143,6 +172,25 @@ def sources_digest(ws: Path) -> dict:
     return tables
 
 
+def judgement_digest(ws: Path) -> list:
+    """Every judgement row (one per answer: the latest generation's), ids mapped, and its counts."""
+    db = sqlite3.connect(ws / "itcollect.db")
+    ids = _canonical_ids(db)
+    cols = [r[1] for r in db.execute("PRAGMA table_info(judgements)")]
+    rows = []
+    for row in db.execute("SELECT j.*, t.idx FROM judgements j JOIN turns t ON t.id = j.turn_id"):
+        j = dict(zip([*cols, "turn_idx"], row))
+        j["dialogue_id"] = ids.get(j["dialogue_id"], j["dialogue_id"])
+        for c in ("turn_id", "created_at"):
+            j.pop(c)
+        rows.append(j)
+    db.close()
+    rows.sort(key=lambda j: (j["dialogue_id"], j["turn_idx"]))
+    counts = {s: sum(1 for j in rows if j["status"] == s) for s in ("judged", "unparsed")}
+    counts["reasked"] = sum(1 for j in rows if j["sample"] % 2)
+    return [_h(rows), counts]
+
+
 def digest_workspace(ws: Path, export_dirs: list[Path]) -> dict:
     import pyarrow.parquet as pq
 
@@ -164,6 +212,7 @@ def digest_workspace(ws: Path, export_dirs: list[Path]) -> dict:
                           t["template_hash"], t["call_key"], t["finish_reason"]])
         dialogues[key] = {"status": status, "reason": reason, "flagged": flagged, "turns": turns}
     out = {"dialogues": _h(dict(sorted(dialogues.items()))), "n_dialogues": len(dialogues), "exports": []}
+    out["judgements"] = [json.loads((ws.parent / "judged-online.json").read_text()), judgement_digest(ws)]
     for out_dir in export_dirs:
         files = {}
         for path in sorted(out_dir.rglob("*")):
@@ -209,8 +258,8 @@ def main() -> None:
             for k in diff:
                 print(f"  {k}: {json.dumps(a.get(k))[:300]}\n  {' ' * len(k)}  {json.dumps(b.get(k))[:300]}")
             raise SystemExit(1)
-        print(f"identical: {a['n_dialogues']} dialogues, verdicts of {len(a['verdicts'])} filter runs "
-              f"(kept {a['kept']}), {sum(len(e) for e in a['exports'])} exported files")
+        print(f"identical: {a['n_dialogues']} dialogues, judgements {[j[1] for j in a['judgements']]}, verdicts of "
+              f"{len(a['verdicts'])} filter runs (kept {a['kept']}), {sum(len(e) for e in a['exports'])} exported files")
         return
     if not args.out:
         ap.error("--out or --compare")
