@@ -64,3 +64,28 @@ def fake_openai():
     server = FakeOpenAI().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def batch_server():
+    """The loopback server with the OpenAI Files and Batches endpoints (tests/fake_batch.py, its knobs
+    on ``.batch_api``), answering with the responder of tests/responders.py (``.responder = fn``
+    replaces it, for the chat and the batch answers alike)."""
+    from tests.fake_batch import FakeBatchAPI
+    from tests.fakeserver import FakeOpenAI
+    from tests.responders import responder
+
+    api = FakeBatchAPI()
+    server = FakeOpenAI(extra_routes=api.install, responder=responder).start()
+    server.batch_api = api
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def batch_cfg(workspace):
+    """The ``workspace`` fixture's config with batches polled every 10-20 ms."""
+    c = workspace.config
+    c["batch"]["poll_interval_s"] = 0.01
+    c["batch"]["poll_max_s"] = 0.02
+    return c

@@ -40,15 +40,6 @@ max_attempts = {attempts}
 """
 
 
-@pytest.fixture
-def batch_server():
-    api = FakeBatchAPI()
-    server = FakeOpenAI(extra_routes=api.install, responder=responder).start()
-    server.batch_api = api
-    yield server
-    server.stop()
-
-
 def make_ws(tmp_path, n: int, *, per_file: int = 50_000, wait: bool = True, attempts: int = 3) -> Workspace:
     ws = init_workspace(tmp_path / "ws")
     (ws.root / "itcollect.toml").write_text(

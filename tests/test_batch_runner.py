@@ -12,25 +12,6 @@ import pytest
 
 from itcollect.llm import LLMClient
 from itcollect.llm.batch import BatchCall, BatchRunner, parse_result_line, split_calls
-from tests.fake_batch import FakeBatchAPI
-from tests.fakeserver import FakeOpenAI
-
-
-@pytest.fixture
-def batch_server():
-    api = FakeBatchAPI()
-    server = FakeOpenAI(extra_routes=api.install).start()
-    server.batch_api = api
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def cfg(workspace):
-    c = workspace.config
-    c["batch"]["poll_interval_s"] = 0.01
-    c["batch"]["poll_max_s"] = 0.02
-    return c
 
 
 def _calls(llm: LLMClient, n: int, *, role: str = "assistant", tag: str = "") -> list[BatchCall]:
@@ -41,11 +22,11 @@ def _calls(llm: LLMClient, n: int, *, role: str = "assistant", tag: str = "") ->
     return out
 
 
-def _run(workspace, cfg, server, fn):
+def _run(workspace, batch_cfg, server, fn):
     async def main():
-        llm = LLMClient(cfg, workspace.store, command="test-batch", base_url=server.base_url, model="gpt-4o-mini")
+        llm = LLMClient(batch_cfg, workspace.store, command="test-batch", base_url=server.base_url, model="gpt-4o-mini")
         try:
-            return await fn(llm, BatchRunner(workspace.store, cfg, llm))
+            return await fn(llm, BatchRunner(workspace.store, batch_cfg, llm))
         finally:
             await llm.aclose()
     return asyncio.run(main())
@@ -78,9 +59,9 @@ def test_parse_result_line_failures_are_explicit():
                                                  "error": {"code": "batch_expired", "message": "x"}}).error
 
 
-def test_round_split_over_files_answers_everything(workspace, cfg, batch_server):
+def test_round_split_over_files_answers_everything(workspace, batch_cfg, batch_server):
     api = batch_server.batch_api
-    cfg["batch"]["max_requests_per_file"] = 7
+    batch_cfg["batch"]["max_requests_per_file"] = 7
     api.max_requests_per_file = 7
     api.polls_before_done = 2
 
@@ -93,7 +74,7 @@ def test_round_split_over_files_answers_everything(workspace, cfg, batch_server)
         assert await runner.drain() == []
         return calls
 
-    calls = _run(workspace, cfg, batch_server, go)
+    calls = _run(workspace, batch_cfg, batch_server, go)
     assert workspace.store.ledger_counts() == {"pending": 0, "done": 20, "failed": 0, "batched": 0}
     assert len(api.uploads) == 3 and all(u["lines"] <= 7 for u in api.uploads)
     assert sorted(cid for _, _, cid in api.answered) == sorted(c.key for c in calls)
@@ -105,7 +86,7 @@ def test_round_split_over_files_answers_everything(workspace, cfg, batch_server)
     assert expected < (totals["prompt_tokens"] * 0.15 + totals["completion_tokens"] * 0.60) / 1e6 / 1.9
 
 
-def test_partial_failures_and_expiry_come_back_failed(workspace, cfg, batch_server):
+def test_partial_failures_and_expiry_come_back_failed(workspace, batch_cfg, batch_server):
     api = batch_server.batch_api
     api.fail_first_share = 0.25
 
@@ -122,7 +103,7 @@ def test_partial_failures_and_expiry_come_back_failed(workspace, cfg, batch_serv
         await runner.drain()
         return calls, failed, retry
 
-    calls, failed, retry = _run(workspace, cfg, batch_server, go)
+    calls, failed, retry = _run(workspace, batch_cfg, batch_server, go)
     round2 = [cid for _, r, cid in api.answered if r == "2"]
     assert set(round2) <= failed and len(round2) == len(retry) // 2
     counts = workspace.store.ledger_counts()
@@ -133,7 +114,7 @@ def test_partial_failures_and_expiry_come_back_failed(workspace, cfg, batch_serv
     assert workspace.store.batch_failure_counts([r["key"] for r in expired]) == {r["key"]: 2 for r in expired}
 
 
-def test_expired_without_error_lines_still_accounted(workspace, cfg, batch_server):
+def test_expired_without_error_lines_still_accounted(workspace, batch_cfg, batch_server):
     api = batch_server.batch_api
     api.expire_next = 1
     api.expired_lines_in_error_file = False
@@ -142,11 +123,11 @@ def test_expired_without_error_lines_still_accounted(workspace, cfg, batch_serve
         runner.record_round(_calls(llm, 10), 1)
         await runner.drain()
 
-    _run(workspace, cfg, batch_server, go)
+    _run(workspace, batch_cfg, batch_server, go)
     assert workspace.store.ledger_counts() == {"pending": 0, "done": 5, "failed": 5, "batched": 0}
 
 
-def test_whole_batch_failure_frees_its_calls(workspace, cfg, batch_server):
+def test_whole_batch_failure_frees_its_calls(workspace, batch_cfg, batch_server):
     api = batch_server.batch_api
     api.fail_next = 1
 
@@ -155,14 +136,14 @@ def test_whole_batch_failure_frees_its_calls(workspace, cfg, batch_server):
         await runner.drain()
         return runner.collected
 
-    reports = _run(workspace, cfg, batch_server, go)
+    reports = _run(workspace, batch_cfg, batch_server, go)
     assert reports[0].remote_status == "failed" and reports[0].failed == 5
     rows = workspace.store.ledger_calls(["failed"])
     assert len(rows) == 5 and all("injected" in r["error"] for r in rows)
     assert api.answered == []
 
 
-def test_resume_after_upload_reached_server_reuses_file(workspace, cfg, batch_server):
+def test_resume_after_upload_reached_server_reuses_file(workspace, batch_cfg, batch_server):
     """The crash state: the file was uploaded but its id never recorded (status 'uploading')."""
     api = batch_server.batch_api
 
@@ -174,12 +155,12 @@ def test_resume_after_upload_reached_server_reuses_file(workspace, cfg, batch_se
         await runner.drain()
         return bid
 
-    _run(workspace, cfg, batch_server, go)
+    _run(workspace, batch_cfg, batch_server, go)
     assert len(api.uploads) == 1 and len(api.created) == 1
     assert workspace.store.ledger_counts()["done"] == 6
 
 
-def test_resume_after_create_reached_server_finds_batch(workspace, cfg, batch_server):
+def test_resume_after_create_reached_server_finds_batch(workspace, batch_cfg, batch_server):
     """The crash state: the remote batch exists but its id was never recorded (status 'creating')."""
     api = batch_server.batch_api
 
@@ -189,16 +170,16 @@ def test_resume_after_create_reached_server_finds_batch(workspace, cfg, batch_se
         await runner.push(b)  # uploaded and created ...
         rid = workspace.store.get_batch(bid)["remote_id"]
         workspace.store.update_batch(bid, status="creating")  # ... but as if the id was lost
-        runner2 = BatchRunner(workspace.store, cfg, llm)
+        runner2 = BatchRunner(workspace.store, batch_cfg, llm)
         await runner2.drain()
         return rid
 
-    rid = _run(workspace, cfg, batch_server, go)
+    rid = _run(workspace, batch_cfg, batch_server, go)
     assert len(api.created) == 1 and api.created[0]["id"] == rid
     assert workspace.store.ledger_counts()["done"] == 6
 
 
-def test_collect_twice_counts_once(workspace, cfg, batch_server):
+def test_collect_twice_counts_once(workspace, batch_cfg, batch_server):
     async def go(llm, runner):
         [bid] = runner.record_round(_calls(llm, 4), 1)
         await runner.drain()
@@ -207,12 +188,12 @@ def test_collect_twice_counts_once(workspace, cfg, batch_server):
         again = await runner.collect(workspace.store.get_batch(bid), rb)  # a re-run after a crash
         return again
 
-    again = _run(workspace, cfg, batch_server, go)
+    again = _run(workspace, batch_cfg, batch_server, go)
     assert again.answered == 0 and again.already == 4
     assert workspace.store.call_totals()["sent"] == 4
 
 
-def test_record_refuses_calls_already_out_or_answered(workspace, cfg, batch_server):
+def test_record_refuses_calls_already_out_or_answered(workspace, batch_cfg, batch_server):
     async def go(llm, runner):
         calls = _calls(llm, 3)
         runner.record_round(calls, 1)
@@ -222,5 +203,5 @@ def test_record_refuses_calls_already_out_or_answered(workspace, cfg, batch_serv
         with pytest.raises(ValueError, match="already answered"):
             runner.record_round(calls[1:2], 2)
 
-    _run(workspace, cfg, batch_server, go)
+    _run(workspace, batch_cfg, batch_server, go)
     assert workspace.store.batch_totals()["total"] == 1  # the refused rounds left nothing behind

@@ -20,8 +20,6 @@ from itcollect.llm.batch import BatchRunner, CollectReport
 from itcollect.llm.runners.batch_rounds import FINISHED, SEND, BatchRounds
 from itcollect.llm.runners.machine import Answer, Call, Failed
 from itcollect.llm.runners.online import CALL_FAILED, Ended, OnlineRunner
-from tests.fake_batch import FakeBatchAPI
-from tests.fakeserver import FakeOpenAI
 
 N = 3
 MODEL = "gpt-4o-mini"  # priced in the default config: the budget test needs a cost
@@ -127,21 +125,15 @@ class RoundItems:
 
 
 @pytest.fixture
-def server():
-    api = FakeBatchAPI()
-    srv = FakeOpenAI(responder=responder, extra_routes=api.install).start()
-    srv.batch_api = api
-    yield srv
-    srv.stop()
+def server(batch_server):
+    batch_server.responder = responder
+    return batch_server
 
 
 @pytest.fixture
-def cfg(workspace):
-    c = workspace.config
-    c["batch"]["poll_interval_s"] = 0.01
-    c["batch"]["poll_max_s"] = 0.02
-    c["llm"]["max_retries"] = 0
-    return c
+def cfg(batch_cfg):
+    batch_cfg["llm"]["max_retries"] = 0  # a fault fails its call at once
+    return batch_cfg
 
 
 def _online(workspace, cfg, server, machine: BestOfN, n_items: int, *, concurrency: int = 16):
@@ -150,7 +142,7 @@ def _online(workspace, cfg, server, machine: BestOfN, n_items: int, *, concurren
                         concurrency=concurrency)
         try:
             work = OnlineItems(machine, n_items)
-            runner = OnlineRunner(llm, checkpoints=workspace.store.background_checkpoints())
+            runner: OnlineRunner[int, Pick] = OnlineRunner(llm, checkpoints=workspace.store.background_checkpoints())
             await runner.run(work)
             return work, runner
         finally:
@@ -164,7 +156,8 @@ def _rounds(workspace, cfg, server, machine: BestOfN, n_items: int, *, max_cost:
                         model=MODEL)
         try:
             work = RoundItems(machine, n_items)
-            rounds = BatchRounds(BatchRunner(workspace.store, cfg, llm), llm, wait=True, max_cost=max_cost)
+            rounds: BatchRounds[int, Pick] = BatchRounds(BatchRunner(workspace.store, cfg, llm), llm, wait=True,
+                                                         max_cost=max_cost)
             return work, await rounds.run(work)
         finally:
             await llm.aclose()

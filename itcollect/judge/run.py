@@ -26,7 +26,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from itcollect.kernel.errors import ServiceError, UsageError
 from itcollect.llm.batch import CollectReport
@@ -35,6 +35,9 @@ from itcollect.llm.runners.batch_rounds import FINISHED, IN_FLIGHT, STRAGGLER, B
 from itcollect.llm.runners.online import CALL_FAILED, PARKED, Ended, OnlineRunner
 from itcollect.settings import settings
 from itcollect.store.interfaces import JudgeStore
+
+if TYPE_CHECKING:
+    from itcollect.workspace import Workspace
 
 
 @dataclass
@@ -79,7 +82,7 @@ class JudgeSummary:
                 "stopped": self.stopped, "warnings": self.warnings, "calls": self.calls}
 
 
-def _client(ws: Any, opts: JudgeOptions, *, dry_run: bool = False) -> Any:
+def _client(ws: Workspace, opts: JudgeOptions, *, dry_run: bool = False) -> Any:
     from itcollect.llm import LLMClient
 
     max_cost = opts.max_cost if opts.max_cost is not None else (settings(ws.config).judge.max_cost_usd or None)
@@ -92,7 +95,7 @@ def _same_model(a: str, b: str) -> bool:
     return a == b or a.startswith(b + "-") or b.startswith(a + "-")
 
 
-def self_judging_warning(ws: Any, model: str) -> str | None:
+def self_judging_warning(ws: Workspace, model: str) -> str | None:
     """A warning when the judge model wrote (or is configured to write) the answers it judges."""
     authors = set(ws.store.answer_models()) | {settings(ws.config).llm.assistant.model}
     same = sorted(m for m in authors if m and _same_model(m, model))
@@ -149,7 +152,7 @@ class _Plan:
                 yield task
 
 
-async def _estimate(ws: Any, opts: JudgeOptions, sample_dialogues: int = 200) -> dict[str, Any]:
+async def _estimate(ws: Workspace, opts: JudgeOptions, sample_dialogues: int = 200) -> dict[str, Any]:
     """``--dry-run``: the prompts of a sample of the dialogues to judge go through the client in dry-run
     mode (nothing sent or written; answers already in the ledger count as free) and the figures are
     scaled to every answer the run would judge."""
@@ -183,7 +186,7 @@ async def _estimate(ws: Any, opts: JudgeOptions, sample_dialogues: int = 200) ->
             "model": judge.model, "response_format": judge.mode, "rejudge": opts.rejudge}
 
 
-def _open_judge(ws: Any, client: Any, summary: JudgeSummary, warn: Callable[[str], None] | None) -> Judge:
+def _open_judge(ws: Workspace, client: Any, summary: JudgeSummary, warn: Callable[[str], None] | None) -> Judge:
     """The judge of a run (online or batch), its model on the summary, and the warning when it is
     the assistant's own model, said once."""
     judge = Judge(ws.config, client.model_for("judge"), base=ws.root)
@@ -257,7 +260,7 @@ class _OnlineJudging:
                                  f"calls/s | {st['tokens']:,} tok | ${st['cost_usd']:.4f}", refresh=False)
 
 
-async def _run_online(ws: Any, opts: JudgeOptions, summary: JudgeSummary, bar: Any = None,
+async def _run_online(ws: Workspace, opts: JudgeOptions, summary: JudgeSummary, bar: Any = None,
                       warn: Callable[[str], None] | None = None) -> None:
     store: JudgeStore = ws.store
     client = _client(ws, opts)
@@ -340,7 +343,7 @@ class _BatchJudging:
         return f"--max-cost ${self.max_cost:.2f}: no further judge call fits the budget (spent ${spent:.4f})"
 
 
-async def _run_batch(ws: Any, opts: JudgeOptions, summary: JudgeSummary, echo: Callable[[str], None],
+async def _run_batch(ws: Workspace, opts: JudgeOptions, summary: JudgeSummary, echo: Callable[[str], None],
                      warn: Callable[[str], None] | None = None) -> None:
     """``judge --batch-api``: rounds through the Batch API transport (:mod:`itcollect.llm.batch`),
     until nothing is left (``[batch] wait = false``: one round and return while a batch is out).
@@ -367,7 +370,7 @@ async def _run_batch(ws: Any, opts: JudgeOptions, summary: JudgeSummary, echo: C
         await client.aclose()
 
 
-def run_judge(ws: Any, opts: JudgeOptions, *, show_progress: bool = True,
+def run_judge(ws: Workspace, opts: JudgeOptions, *, show_progress: bool = True,
               warn: Callable[[str], None] | None = None, batch_api: bool = False,
               echo: Callable[[str], None] | None = None) -> JudgeSummary:
     """Judge every answer of every finished dialogue that needs it (or ``opts.limit`` of them)."""

@@ -33,7 +33,7 @@ from itcollect.simulate.online import make_client, make_driver, specs_to_play
 from itcollect.simulate.summary import BatchSummary, SimulateOptions
 from itcollect.store import process_holder
 from itcollect.store.interfaces import SimulateStore
-from itcollect.workspace import WorkspaceLock
+from itcollect.workspace import Workspace, WorkspaceLock
 
 #: Lease of the specs a batch run holds; renewed at every poll (polls are at most poll_max_s apart).
 LEASE_S = 3600.0
@@ -82,7 +82,7 @@ def _dry_run(store: SimulateStore, opts: SimulateOptions, llm: Any, driver: Dial
     return estimate
 
 
-async def _cancel(ws: Any, opts: SimulateOptions, echo: Callable[[str], None]) -> BatchSummary:
+async def _cancel(ws: Workspace, opts: SimulateOptions, echo: Callable[[str], None]) -> BatchSummary:
     """``simulate --batch-api --cancel``: stop every batch still out and collect what they answered."""
     llm = make_client(ws, opts, command="simulate --batch-api --cancel", max_cost=False)
     try:
@@ -164,7 +164,7 @@ class _Rounds:
                 f"within the budget (spent ${spent:.4f}, at most ${upper:.4f} more)")
 
 
-async def _run(ws: Any, opts: SimulateOptions, echo: Callable[[str], None]) -> BatchSummary:
+async def _run(ws: Workspace, opts: SimulateOptions, echo: Callable[[str], None]) -> BatchSummary:
     store: SimulateStore = ws.store
     config = ws.config
     llm = make_client(ws, opts, command="simulate --batch-api", dry_run=opts.dry_run, max_cost=False)
@@ -200,7 +200,7 @@ async def _run(ws: Any, opts: SimulateOptions, echo: Callable[[str], None]) -> B
         await llm.aclose()
 
 
-def run_batch_simulation(ws: Any, opts: SimulateOptions, *, echo: Callable[[str], None] | None = None,
+def run_batch_simulation(ws: Workspace, opts: SimulateOptions, *, echo: Callable[[str], None] | None = None,
                          status: bool = False, cancel: bool = False) -> BatchSummary:
     """``itcollect simulate --batch-api``. ``echo`` receives one-line progress messages.
 

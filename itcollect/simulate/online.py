@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from itcollect.kernel import checks as C
 from itcollect.kernel.errors import InputError, ServiceError, UsageError
@@ -26,8 +26,11 @@ from itcollect.simulate.summary import SimulateOptions, SimulateSummary
 from itcollect.store import process_holder
 from itcollect.store.interfaces import SimulateStore
 
+if TYPE_CHECKING:
+    from itcollect.workspace import Workspace
 
-def make_client(ws: Any, opts: SimulateOptions, *, command: str = "simulate", dry_run: bool = False,
+
+def make_client(ws: Workspace, opts: SimulateOptions, *, command: str = "simulate", dry_run: bool = False,
                 max_cost: bool = True) -> LLMClient:
     """The run's LLM client, from the options (``--max-cost`` or ``[simulate] max_cost_usd``)."""
     limit = opts.max_cost if opts.max_cost is not None else (settings(ws.config).simulate.max_cost_usd or None)
@@ -36,7 +39,7 @@ def make_client(ws: Any, opts: SimulateOptions, *, command: str = "simulate", dr
                      concurrency=opts.concurrency, max_cost_usd=limit if max_cost else None, dry_run=dry_run)
 
 
-def make_driver(ws: Any, llm: LLMClient) -> DialogueDriver:
+def make_driver(ws: Workspace, llm: LLMClient) -> DialogueDriver:
     return DialogueDriver(ws.config, assistant_model=llm.model_for("assistant"),
                           annotator_model=llm.model_for("annotator"), base=ws.root)
 
@@ -47,7 +50,7 @@ def specs_to_play(store: SimulateStore, limit: int | None) -> list[dict[str, Any
     return specs if limit is None else specs[:limit]
 
 
-async def _estimate(ws: Any, opts: SimulateOptions) -> dict[str, Any]:
+async def _estimate(ws: Workspace, opts: SimulateOptions) -> dict[str, Any]:
     """``--dry-run`` online: the whole remaining run at online prices (see :mod:`.estimate`)."""
     client = make_client(ws, opts, dry_run=True)
     try:
@@ -73,7 +76,7 @@ class OnlineRun:
     as the dialogue's status and the release of its spec.
     """
 
-    def __init__(self, ws: Any, opts: SimulateOptions, bar: Any = None) -> None:
+    def __init__(self, ws: Workspace, opts: SimulateOptions, bar: Any = None) -> None:
         self.store: SimulateStore = ws.store
         self.opts = opts
         self.bar = bar
@@ -242,12 +245,12 @@ class OnlineRun:
         return summary
 
 
-async def _run_online(ws: Any, opts: SimulateOptions, bar: Any) -> SimulateSummary:
+async def _run_online(ws: Workspace, opts: SimulateOptions, bar: Any) -> SimulateSummary:
     # built inside the event loop: the client's HTTP transport belongs to it
     return await OnlineRun(ws, opts, bar).run()
 
 
-def run_simulation(ws: Any, opts: SimulateOptions, *, show_progress: bool = True) -> SimulateSummary:
+def run_simulation(ws: Workspace, opts: SimulateOptions, *, show_progress: bool = True) -> SimulateSummary:
     """Simulate every pending spec of the workspace (or ``opts.limit`` of them) online;
     ``opts.dry_run``: estimate the whole remaining run instead, sending and writing nothing."""
     if opts.concurrency is not None and opts.concurrency < 1:

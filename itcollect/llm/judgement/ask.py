@@ -20,7 +20,7 @@ another stage.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,7 +85,7 @@ def reask_messages(task: Task, first_reply: str, why: str) -> list[dict[str, str
 class Judge:
     """Builds the judge's prompt for each answer of a dialogue and turns its reply into a row."""
 
-    def __init__(self, config: Mapping[str, Any], model: str, *, prompts: Prompts | None = None,
+    def __init__(self, config: dict[str, Any], model: str, *, prompts: Prompts | None = None,
                  base: Any = None) -> None:
         self.prompts = prompts or load_prompts(config, base)
         self.weights = Weights.from_config(config)
