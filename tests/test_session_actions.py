@@ -63,6 +63,7 @@ def test_allowed_actions_follow_the_dialogue_and_the_methods_refuse_the_rest(tmp
         assert s.allowed_actions(answering=True) == ["stop", "flag", "guidelines", "quit"]
         await s.get_answer()
         assert _consistent(s) == ["accept", "edit", "regenerate", "undo", "finish", *ALWAYS]
+        assert s.view()["accept_needs_reason"] is bool(s.pending_answer()["warnings"])
         with pytest.raises(CommandError, match="decide on the last answer first"):
             s.add_request("Another request.")
         s.accept()

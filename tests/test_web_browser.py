@@ -276,6 +276,32 @@ def test_reload_mid_answer_continues_at_that_turn(tmp_path, llm, servers, browse
     b.wait(lambda: b.js("return document.activeElement.id") == "request")
 
 
+def test_an_answer_with_warnings_is_accepted_with_a_reason_asked_for_first(tmp_path, llm, servers, browsers):
+    """The page asks for the reason before accepting because the engine's view says the answer
+    needs one (``accept_needs_reason``), not from a rule of its own; the reason is stored."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    ws = make_workspace(tmp_path / "ws", 1, instruction_langs=("en",))
+    llm.responder = lambda body: "The city council approved the budget for the new bridge on Monday."
+    serve(servers, ws, llm.base_url)
+    b = browsers()
+    b.d.get(add_account(ws, "alice"))
+    b.wait(lambda: b.text("#source") == SOURCES[0], what="the spec")
+    b.type_request("Please translate this sentence into Chinese.")
+    b.wait_decision()
+    assert "warning" in b.text("#conversation .turn-model .warnings")
+    b.key("a")
+    b.wait(lambda: b.visible("#reason-text"), what="the reason asked for")
+    box = b.d.find_element(By.ID, "reason-text")
+    box.send_keys("a name that stays in English")
+    box.send_keys(Keys.ENTER)
+    b.wait(lambda: b.js("return document.activeElement.id") == "request", what="the next request box")
+    with Store(ws / "itcollect.db") as store:
+        turns = store.get_turns(store.dialogue_for_spec(1)["id"])
+        assert turns[-1]["params"]["override"] == "a name that stays in English"
+
+
 def test_two_annotators_in_two_browsers_never_get_the_same_spec(tmp_path, llm, servers, browsers):
     ws = make_workspace(tmp_path / "ws", 4, instruction_langs=("en",))
     serve(servers, ws, llm.base_url)

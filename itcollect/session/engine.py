@@ -266,6 +266,8 @@ class Session:
                        "original_content": t["original_content"]} for t in turns],
             "state": state, "type": self.current_type(), "turn": self.user_turns(),
             "suggestion": self.suggestion() if state == "ask" else None,
+            # accepting the undecided answer takes a reason (its warnings): a front-end asks for one first
+            "accept_needs_reason": state == "decide" and bool(last and last["warnings"]),
             "resumed": d.resumed, "message": d.resume_note, "previous_holder": d.previous_holder,
             "version": version,
         }

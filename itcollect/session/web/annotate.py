@@ -80,6 +80,7 @@ def state_json(who: Who, desk: Desk, *, message: str | None = None, claim: bool 
         out["skip_reasons"] = list(SKIP_REASONS)
         out["types"] = _types()
         out["languages"] = {code: lang_label(code) for code in LANG_NAMES}
+        out["guide_langs"] = list(GUIDE_LANGS)
         out["lease_s"] = s.lease_s
     return out
 

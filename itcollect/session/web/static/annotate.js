@@ -7,6 +7,7 @@
   const {el, clear, api, notice} = IT;
   const $ = (id) => document.getElementById(id);
   let langs = {};          // language code -> name, as the server names them
+  let guideLangs = [];     // the languages the guide is written in (the server's list)
 
   let S = null;            // the last state the server sent
   let busy = false;        // an action is on its way
@@ -61,6 +62,7 @@
     if (state.types) fillTypes(state.types);
     if (state.lease_s) leaseS = state.lease_s;
     if (state.languages) langs = state.languages;
+    if (state.guide_langs) guideLangs = state.guide_langs;
     if (state.message) notice(state.message, state.control ? "control" : "info");
     if (state.request_warnings && state.request_warnings.length) {
       notice("Your request: " + state.request_warnings.join("; "), "warn");
@@ -275,7 +277,7 @@
     const turn = pendingTurn();
     switch (action) {
       case "accept":
-        if (turn && turn.warnings.length) { reasonFor = "accept"; $("reason-text").value = ""; openPanel("reason"); }
+        if (d.accept_needs_reason) { reasonFor = "accept"; $("reason-text").value = ""; openPanel("reason"); }
         else await act("/api/accept", {});
         break;
       case "edit":
@@ -288,7 +290,7 @@
       case "stop": await act("/api/stop", {}); break;
       case "undo": await act("/api/undo", {}); break;
       case "finish":
-        if (allowed("accept") && turn && turn.warnings.length) {
+        if (d.accept_needs_reason) {
           reasonFor = "finish"; $("reason-text").value = ""; openPanel("reason");
         } else await act("/api/finish", {});
         break;
@@ -323,7 +325,7 @@
   async function showGuide(lang, type, force) {
     const d = S && S.dialogue;
     lang = lang || guide.lang || (d ? d.instruction_lang : "en");
-    if (!["en", "zh"].includes(lang)) lang = "en";
+    if (!guideLangs.includes(lang)) lang = guideLangs[0];  // a guide in every instruction language, else the first
     type = type || chosenType || (d ? d.type : "translate");
     const topic = guide.pinned && guide.topic ? guide.topic : "type:" + type;
     if (lang === guide.lang && topic === guide.topic && !force) return;

@@ -12,6 +12,7 @@
   let item = null;
   let busy = false;
   let me = null;
+  let severities = [];     // the server's severities, the worst first
   let pending = null;      // the selection being marked: {dialogue_id, turn_id, start, end, text}
 
   function fillSelect(sel, values) {
@@ -22,12 +23,12 @@
   /** The answer's text with the marks as highlighted spans (offsets count code points, as the server does). */
   function markedText(content, marks) {
     const chars = Array.from(content);
-    const rank = {minor: 1, major: 2, critical: 3};
+    const rank = (s) => severities.length - severities.indexOf(s);  // the server lists the worst first
     const sev = new Array(chars.length).fill(0);
     const titles = new Array(chars.length).fill(null);
     for (const m of marks) {
       for (let i = m.start; i < m.end && i < chars.length; i++) {
-        if (rank[m.severity] > sev[i]) { sev[i] = rank[m.severity]; titles[i] = `${m.severity} · ${m.category}`; }
+        if (rank(m.severity) > sev[i]) { sev[i] = rank(m.severity); titles[i] = `${m.severity} · ${m.category}`; }
       }
     }
     const box = el("div", {class: "turn-text"});
@@ -37,7 +38,7 @@
       while (j < chars.length && sev[j] === sev[i]) j++;
       const piece = chars.slice(i, j).join("");
       if (sev[i]) {
-        const name = ["", "minor", "major", "critical"][sev[i]];
+        const name = severities[severities.length - sev[i]];
         box.appendChild(el("span", {class: `mark mark-${name}`, title: titles[i]}, piece));
       } else {
         box.appendChild(document.createTextNode(piece));
@@ -115,6 +116,7 @@
 
   function render(data, full) {
     me = data.reviewer;
+    severities = data.severities;
     $("who").textContent = `${data.reviewer} · ${data.role}`;
     if (full) {
       clear($("nav-slot")).appendChild(IT.nav(data.role, "/review"));
