@@ -367,41 +367,25 @@ def inner_build_model(texts_file: str, model_dir: str) -> dict:
     return {"vocab": len(fast), "parameters": sum(p.numel() for p in model.parameters()), "texts": len(texts)}
 
 
-def _trl_common(model_dir: str, work: str, args_cls):
-    return args_cls(output_dir=work, max_steps=STEPS, per_device_train_batch_size=2, gradient_accumulation_steps=1,
-                    learning_rate=1e-4, logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
-                    bf16=False, fp16=False, max_length=MAX_LENGTH, seed=0, dataloader_num_workers=0)
+def inner_trl(stage: str, data: str, model_dir: str, work: str) -> dict:
+    """``stage`` sft: ``SFTTrainer``; dpo: ``DPOTrainer`` (no reference model given: TRL copies the
+    policy), on the train split of the DatasetDict in ``data``, as it was exported."""
+    import trl
+    from datasets import load_from_disk
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-
-def _trained(trainer, loaded: int) -> dict:
+    config_cls, trainer_cls = ((trl.SFTConfig, trl.SFTTrainer) if stage == "sft" else (trl.DPOConfig, trl.DPOTrainer))
+    args = config_cls(output_dir=work, max_steps=STEPS, per_device_train_batch_size=2, gradient_accumulation_steps=1,
+                      learning_rate=1e-4, logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
+                      bf16=False, fp16=False, max_length=MAX_LENGTH, seed=0, dataloader_num_workers=0)
+    trainer = trainer_cls(model=AutoModelForCausalLM.from_pretrained(model_dir), args=args,
+                          train_dataset=load_from_disk(data)["train"],
+                          processing_class=AutoTokenizer.from_pretrained(model_dir))
+    loaded = len(trainer.train_dataset)  # what the trainer kept after its own preparation
     out = trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {"loaded": loaded, "steps": trainer.state.global_step, "train_loss": out.training_loss,
             "losses": losses}
-
-
-def inner_trl_sft(data: str, model_dir: str, work: str) -> dict:
-    from datasets import load_from_disk
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
-
-    train = load_from_disk(data)["train"]
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), args=_trl_common(model_dir, work, SFTConfig),
-                         train_dataset=train, processing_class=tok)
-    return _trained(trainer, len(trainer.train_dataset))
-
-
-def inner_trl_dpo(data: str, model_dir: str, work: str) -> dict:
-    from datasets import load_from_disk
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import DPOConfig, DPOTrainer
-
-    train = load_from_disk(data)["train"]
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), args=_trl_common(model_dir, work, DPOConfig),
-                         train_dataset=train, processing_class=tok)
-    return _trained(trainer, len(trainer.train_dataset))
 
 
 _NUM_EXAMPLES = re.compile(r"Num examples = ([\d,]+)")
@@ -457,10 +441,8 @@ def inner_main(argv: list[str]) -> int:
     a = ap.parse_args(argv)
     if a.what == "build-model":
         res = inner_build_model(a.texts, a.model)
-    elif a.what == "trl-sft":
-        res = inner_trl_sft(a.data, a.model, a.work)
-    elif a.what == "trl-dpo":
-        res = inner_trl_dpo(a.data, a.model, a.work)
+    elif a.what.startswith("trl-"):
+        res = inner_trl(a.what.split("-")[1], a.data, a.model, a.work)
     else:
         res = inner_llamafactory(a.what.split("-")[1], a.data, a.dataset, a.model, a.work)
     Path(a.result).write_text(json.dumps(res), encoding="utf-8")
