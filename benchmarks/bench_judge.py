@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 PY = sys.executable
 
-from benchmarks.bench_simulate import _measure, _run_child  # noqa: E402 (after the path set-up)
+from benchmarks.bench_simulate import _measure, _run_child, loopback_server  # noqa: E402 (after the path set-up)
 
 _SUBJECTS = ["The city council", "The central bank", "The airline", "The football club", "The museum",
              "The government", "The union", "The hospital", "The university", "The port authority"]
@@ -69,49 +69,44 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, ITCOLLECT_PROGRESS="0")
     env.pop("OPENAI_BASE_URL", None)
-    server = subprocess.Popen([PY, "-m", "tests.fakeserver", "--port", "0", "--latency-ms", str(args.latency_ms),
-                               "--responder", "tests.responders:responder"], cwd=REPO, stdout=subprocess.PIPE,
-                              stdin=subprocess.PIPE, text=True)
     try:
-        url = server.stdout.readline().strip()
-        if not url.startswith("http"):
-            raise SystemExit("the loopback server did not start")
-        ws = work / "ws"
-        if ws.exists():
-            shutil.rmtree(ws)
-        subprocess.run([PY, "-m", "itcollect", "init", str(ws)], check=True, capture_output=True, env=env)
-        data = work / "dialogues.jsonl"
-        data.write_text("".join(json.dumps(d) + "\n" for d in dialogues(args.calls)), encoding="utf-8")
-        t0 = time.perf_counter()
-        subprocess.run([PY, "-m", "itcollect", "-C", str(ws), "import", str(data)], check=True, capture_output=True,
-                       env=env)
-        print(f"# server {url}  latency {args.latency_ms:g} ms  concurrency {args.concurrency}  limit {limit:g} "
-              f"calls/s  answers {args.calls} (imported in {time.perf_counter() - t0:.1f} s)", flush=True)
-        cmd = [PY, "-m", "itcollect", "-C", str(ws), "judge", "--base-url", url, "--model", "bench-judge",
-               "--concurrency", str(args.concurrency)]
-        _, startup = _run_child([*cmd, "--limit", "0"], env=env)
-        row = _measure(url, "itcollect judge", cmd, limit, env=env, startup_cpu=startup)
-        judged = subprocess.run([PY, "-m", "itcollect", "-C", str(ws), "stats", "--json"], capture_output=True,
-                                text=True, env=env, check=True)
-        j = json.loads(judged.stdout)["judge"]
-        print(f"# itcollect judge: {row['calls_per_s']:.1f} calls/s = {row['fraction_of_limit']:.3f} of the limit "
-              f"({row['calls']} calls in {row['seconds']} s); CPU/call {row['cpu_ms_per_call']:.2f} ms "
-              f"({row['cpu_ms_per_call_excl_startup']:.2f} ms without start-up); judged {j['judged']}, "
-              f"unparsed {j['unparsed']}, unjudged {j['unjudged']}", flush=True)
-        try:
-            load = os.getloadavg()
-            print(f"# load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
-        except OSError:  # pragma: no cover
-            pass
+        with loopback_server(args.latency_ms) as url:
+            _judge_run(url, work, args, limit, env)
     finally:
-        server.stdin.close()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _judge_run(url: str, work: Path, args: argparse.Namespace, limit: float, env: dict[str, str]) -> None:
+    """Import the dialogues into a fresh workspace under ``work`` and measure ``judge`` on them."""
+    ws = work / "ws"
+    if ws.exists():
+        shutil.rmtree(ws)
+    subprocess.run([PY, "-m", "itcollect", "init", str(ws)], check=True, capture_output=True, env=env)
+    data = work / "dialogues.jsonl"
+    data.write_text("".join(json.dumps(d) + "\n" for d in dialogues(args.calls)), encoding="utf-8")
+    t0 = time.perf_counter()
+    subprocess.run([PY, "-m", "itcollect", "-C", str(ws), "import", str(data)], check=True, capture_output=True,
+                   env=env)
+    print(f"# server {url}  latency {args.latency_ms:g} ms  concurrency {args.concurrency}  limit {limit:g} "
+          f"calls/s  answers {args.calls} (imported in {time.perf_counter() - t0:.1f} s)", flush=True)
+    cmd = [PY, "-m", "itcollect", "-C", str(ws), "judge", "--base-url", url, "--model", "bench-judge",
+           "--concurrency", str(args.concurrency)]
+    _, startup = _run_child([*cmd, "--limit", "0"], env=env)
+    row = _measure(url, "itcollect judge", cmd, limit, env=env, startup_cpu=startup)
+    judged = subprocess.run([PY, "-m", "itcollect", "-C", str(ws), "stats", "--json"], capture_output=True,
+                            text=True, env=env, check=True)
+    j = json.loads(judged.stdout)["judge"]
+    print(f"# itcollect judge: {row['calls_per_s']:.1f} calls/s = {row['fraction_of_limit']:.3f} of the limit "
+          f"({row['calls']} calls in {row['seconds']} s); CPU/call {row['cpu_ms_per_call']:.2f} ms "
+          f"({row['cpu_ms_per_call_excl_startup']:.2f} ms without start-up); judged {j['judged']}, "
+          f"unparsed {j['unparsed']}, unjudged {j['unjudged']}", flush=True)
+    try:
+        load = os.getloadavg()
+        print(f"# load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+    except OSError:  # pragma: no cover
+        pass
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -205,6 +207,28 @@ def _simulate_run(url: str, concurrency: int, calls: int, limit: float) -> dict 
         shutil.rmtree(work, ignore_errors=True)
 
 
+@contextmanager
+def loopback_server(latency_ms: float, responder: str | None = "tests.responders:responder") -> Iterator[str]:
+    """The loopback server (tests/fakeserver.py) in its own process, answering after ``latency_ms``
+    with ``responder`` (module:function; None: the server's default); yields its base URL."""
+    cmd = [PY, "-m", "tests.fakeserver", "--port", "0", "--latency-ms", str(latency_ms)]
+    if responder:
+        cmd += ["--responder", responder]
+    server = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().strip() if server.stdout else ""
+        if not url.startswith("http"):
+            raise SystemExit("the loopback server did not start")
+        yield url
+    finally:
+        if server.stdin:
+            server.stdin.close()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latency-ms", type=float, default=1000.0)
@@ -226,14 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     limit = args.concurrency / (args.latency_ms / 1000.0)
-    server_cmd = [PY, "-m", "tests.fakeserver", "--port", "0", "--latency-ms", str(args.latency_ms)]
-    if args.responder:
-        server_cmd += ["--responder", args.responder]
-    server = subprocess.Popen(server_cmd, cwd=REPO, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
-    try:
-        url = server.stdout.readline().strip()
-        if not url.startswith("http"):
-            raise SystemExit("the loopback server did not start")
+    with loopback_server(args.latency_ms, args.responder) as url:
         print(f"# server {url}  latency {args.latency_ms:g} ms  concurrency {args.concurrency}  "
               f"limit {limit:g} calls/s  calls {args.calls}", flush=True)
         me = [PY, str(Path(__file__).resolve()), "--url", url, "--concurrency", str(args.concurrency)]
@@ -262,12 +279,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"limit; CPU/call {row['cpu_ms_per_call']:.2f} ms = {row['cpu_ms_per_call'] / raw:.2f} x (a) "
                   f"({row['cpu_ms_per_call_excl_startup']:.2f} ms = "
                   f"{row['cpu_ms_per_call_excl_startup'] / raw_excl:.2f} x (a) without start-up)", flush=True)
-    finally:
-        server.stdin.close()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
     return 0
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,13 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-ms", type=float, default=1000.0)
     args = ap.parse_args(argv)
     limit = args.concurrency / (args.latency_ms / 1000.0)
-    server = subprocess.Popen([B.PY, "-m", "tests.fakeserver", "--port", "0", "--latency-ms", str(args.latency_ms),
-                               "--responder", "tests.responders:responder"], cwd=REPO, stdout=subprocess.PIPE,
-                              stdin=subprocess.PIPE, text=True)
-    try:
-        url = server.stdout.readline().strip() if server.stdout else ""
-        if not url.startswith("http"):
-            raise SystemExit("the loopback server did not start")
+    with B.loopback_server(args.latency_ms) as url:
         os.environ["ITCOLLECT_PROGRESS"] = "0"
         for pair in range(1, args.pairs + 1):
             for name, tree in (("base", args.base), ("new", args.new)):
@@ -50,13 +43,6 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
                 figures = {k: v for k, v in row.items() if not isinstance(v, list)}
                 print(json.dumps({"pair": pair, "tree": name, "load": round(load, 2), **figures}), flush=True)
-    finally:
-        if server.stdin:
-            server.stdin.close()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
     return 0
 
 
