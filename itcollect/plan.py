@@ -26,6 +26,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from itcollect.config import settings
+from itcollect.config.schema import MixSection
 from itcollect.kernel import checks as C
 from itcollect.kernel.errors import ConfigError, InputError
 from itcollect.kernel.taxonomy import (
@@ -159,11 +161,11 @@ def _hash_rank(seed: int, source_id: str) -> bytes:
     return hashlib.blake2b(f"{seed}:{source_id}".encode(), digest_size=8).digest()
 
 
-def _validate_mix(mix: dict[str, Any], languages: Sequence[str]) -> None:
-    unknown = [t for t in mix["interaction_types"] if t not in FOLLOW_TYPES]
+def _validate_mix(mix: MixSection, languages: Sequence[str]) -> None:
+    unknown = [t for t in mix.interaction_types if t not in FOLLOW_TYPES]
     if unknown:
         raise ConfigError(f"mix.interaction_types: unknown type(s) {', '.join(unknown)} (known: {', '.join(FOLLOW_TYPES)})")
-    if mix["interaction_types"].get("retarget", 0) > 0 and len(set(languages)) < 3:
+    if mix.interaction_types.get("retarget", 0) > 0 and len(set(languages)) < 3:
         raise ConfigError("mix.interaction_types: retarget needs at least three workspace.languages")
 
 
@@ -254,8 +256,8 @@ def plan_specs(store: PlanStore, config: dict[str, Any], n_dialogues: int, seed:
     """Make the store hold ``n_dialogues`` specs for ``seed`` (adds the missing positions)."""
     if n_dialogues < 0:
         raise InputError("--dialogues must be zero or more")
-    mix = config["mix"]
-    languages = list(config["workspace"]["languages"])
+    typed = settings(config)
+    mix, languages = typed.mix, list(typed.workspace.languages)
     _validate_mix(mix, languages)
     existing = store.spec_count_for_seed(seed)
     start = store.max_spec_seq(seed) + 1
@@ -265,9 +267,9 @@ def plan_specs(store: PlanStore, config: dict[str, Any], n_dialogues: int, seed:
     end = n_dialogues
 
     # Attributes of positions [0, end): block after block, with carried remainders.
-    pairs_q, instr_q, turns_q = _Quota(mix["pairs"]), _Quota(mix["instruction_langs"]), _Quota(mix["turns"])
-    types_q, constr_q = _Quota(mix["interaction_types"]), _Quota({"yes": mix["must_include_share"],
-                                                                   "no": 1 - mix["must_include_share"]})
+    pairs_q, instr_q, turns_q = _Quota(mix.pairs), _Quota(mix.instruction_langs), _Quota(mix.turns)
+    types_q, constr_q = _Quota(mix.interaction_types), _Quota({"yes": mix.must_include_share,
+                                                               "no": 1 - mix.must_include_share})
     rows: list[tuple] = []  # seq, pair, instr, turns, types, constrained, variant, n_terms, term_seed, turn params
     for block_start in range(0, end, BLOCK):
         size = BLOCK
@@ -300,7 +302,7 @@ def plan_specs(store: PlanStore, config: dict[str, Any], n_dialogues: int, seed:
     # Source capacity per source language, before anything is written.
     need = Counter(r[1].split("-")[0] for r in rows)
     uses = store.source_use_counts()
-    max_uses = int(mix["max_uses_per_source"])
+    max_uses = mix.max_uses_per_source
     queues: dict[str, Iterator[str]] = {}
     texts: dict[str, str] = {}
     problems = []

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
+import pydantic
 import pytest
 
-from itcollect.config import DEFAULT_CONFIG_TEXT, parse_config
+from itcollect.config import (
+    DEFAULT_CONFIG_TEXT,
+    default_config,
+    parse_config,
+    settings,
+    validated,
+    with_values,
+)
+from itcollect.config.render import default_config_text, markdown_reference
 from itcollect.kernel.errors import ConfigError, StoreError
 from itcollect.store import MIGRATIONS, SCHEMA_VERSION, Store
 
@@ -150,38 +160,114 @@ def test_utcnow_is_iso_utc_with_milliseconds():
     assert before <= parsed[0] <= parsed[1] <= after
 
 
-def test_typed_settings_mirror_the_default_config_key_for_key():
-    """The typed sections declare names and types only; the default config holds the values. Every
-    section has exactly the default config's keys, each of the declared type, so neither side can
-    drift (a key added to one and not the other fails here)."""
-    import dataclasses
-    import typing
+def test_default_config_text_is_generated_byte_for_byte_as_released(tmp_path):
+    """The default file comes from the declaration (itcollect/config/schema.py); it is, byte for
+    byte, what `init` wrote before the declaration existed (the fixture saved from 1f145b1), and
+    `init` writes it."""
+    released = (Path(__file__).parent / "data" / "default_config_1f145b1.toml").read_text(encoding="utf-8")
+    assert default_config_text() == DEFAULT_CONFIG_TEXT == released
+    assert run_cli("init", str(tmp_path / "ws")).returncode == 0
+    assert (tmp_path / "ws" / "itcollect.toml").read_text(encoding="utf-8") == released
+    # Every declared default is what the file says, key for key and type for type (the file has no
+    # [llm.systems]: an empty open table writes nothing).
+    import tomllib
 
+    def same(written, declared, where=""):
+        assert set(written) == set(declared) - {"systems"}, where
+        for key, value in written.items():
+            if isinstance(value, dict) and key not in ("pairs", "instruction_langs", "turns", "interaction_types"):
+                same(value, declared[key], f"{where}.{key}")
+            else:
+                assert value == declared[key] and type(value) is type(declared[key]), (where, key)
+
+    written = tomllib.loads(released)
+    assert written.pop("prices") == default_config()["prices"]
+    same(written, {k: v for k, v in default_config().items() if k != "prices"})
+    assert parse_config(released) == default_config() == validated({})
+
+
+def test_docs_config_md_is_the_generated_reference():
+    """docs/config.md is generated from the declaration: regenerate it with
+    `python -m itcollect.config --markdown > docs/config.md` when a setting changes."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "config.md").read_text(encoding="utf-8")
+    assert page == markdown_reference(), "docs/config.md is stale: python -m itcollect.config --markdown > docs/config.md"
+    for key in ("`min_chrf`", "`[llm.judge]`", "`[prices]`", "`[llm.systems.NAME]`", "`response_format`"):
+        assert key in page
+
+
+def test_typed_settings_come_from_the_declaration():
     from itcollect import settings as S
-    from itcollect.config import default_config, parse_config
 
-    defaults = default_config()
-    hints = {c: typing.get_type_hints(c) for c in (S.Settings, *(getattr(S, n) for n in S._SECTIONS))}
-
-    def check(cls, values, where):
-        names = {f.name for f in dataclasses.fields(cls)}
-        optional = {f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
-        assert set(values) <= names and names - set(values) <= optional, (where, names ^ set(values))
-        for key, value in values.items():
-            hint = hints[cls][key]
-            if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-                check(hint, value, f"{where}.{key}")
-            elif hint in (int, float, str, bool):
-                assert isinstance(value, hint) and not (hint is int and isinstance(value, bool)), (where, key, value)
-            else:  # tuple[...] / Mapping[...]
-                assert isinstance(value, (list, dict)), (where, key, value)
-
-    check(S.Settings, defaults, "")
     typed = parse_config("[filter]\nmin_chrf = 12\n[export]\ntest_share = 0.1\n").settings
     assert typed.filter.min_chrf == 12.0 and isinstance(typed.filter.min_chrf, float)
-    assert typed.export.test_share == 0.1 and typed.export.validation_share == defaults["export"]["validation_share"]
-    assert typed.llm.judge.response_format == defaults["llm"]["judge"]["response_format"]
+    assert typed.export.test_share == 0.1 and typed.export.validation_share == 0.02
+    assert typed.llm.judge.response_format == "json_schema" and typed.llm.annotator.max_tokens == 200
+    assert typed.workspace.languages == ("en", "zh", "de", "fr") and typed.prices["gpt-4o"] == (2.5, 10.0, 1.25, 5.0)
+    assert typed.llm.systems == {}
     assert S.settings({}) == parse_config("").settings  # a plain mapping is merged with the defaults
+    assert S.settings({"filter": {"min_chrf": 3}}).filter.min_chrf == 3.0
+    with pytest.raises(pydantic.ValidationError):
+        typed.filter.min_chrf = 1.0  # frozen
+    # A config changed after loading is read as it is now, and checked again.
+    cfg = parse_config("")
+    cfg["filter"]["min_user_turns"] = 2
+    assert settings(cfg).filter.min_user_turns == 2
+    cfg["filter"]["min_user_turns"] = "2"
+    with pytest.raises(ConfigError, match="'filter.min_user_turns' must be an integer"):
+        settings(cfg)
+    cfg["filter"]["min_user_turns"] = 1
+    # Options over the file: a validated copy, the original untouched.
+    quick = with_values(cfg, "llm", max_retries=2)
+    assert quick.settings.llm.max_retries == 2 and cfg["llm"]["max_retries"] == 6
+    with pytest.raises(ConfigError, match="local.n_ctx must be at least 256 tokens"):
+        with_values(None, "local", n_ctx=16)
+
+
+def test_assistant_systems_are_an_open_table_of_the_assistant_keys():
+    cfg = parse_config('[llm.systems.base]\nmodel = "m-base"\n[llm.systems.tuned]\nmodel = "m-tuned"\n'
+                       'base_url = "http://127.0.0.1:9/v1"\ntemperature = 0.2\n')
+    systems = cfg.settings.llm.systems
+    assert list(systems) == ["base", "tuned"] and systems["tuned"].temperature == 0.2
+    assert systems["base"].max_tokens == 512 and systems["base"].base_url == ""  # the assistant's defaults
+    with pytest.raises(ConfigError, match="unknown key 'llm.systems.base.response_format'"):
+        parse_config('[llm.systems.base]\nresponse_format = "none"\n')
+    with pytest.raises(ConfigError, match="'llm.systems.base' must be a table"):
+        parse_config("[llm.systems]\nbase = 3\n")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[llm]\ntimeout_s = 'x'\n", "'llm.timeout_s' must be int or float, got 'x'"),
+    ("[llm]\nconcurrency = true\n", "'llm.concurrency' must be an integer, got True"),
+    ("[filter]\nnear_dup = 1\n", "'filter.near_dup' must be true/false, got 1"),
+    ("[web]\nhost = 1\n", "'web.host' must be a string, got 1"),
+    ("llm = 3\n", "'llm' must be a table"),
+    ("[mix]\npairs = 3\n", "[mix.pairs] must be a table"),
+    ('[mix]\npairs = { "en-zh" = "a" }\n', "mix.pairs.en-zh must be int or float, got 'a'"),
+    ('[mix]\npairs = { "en-zh" = 0 }\n', "mix.pairs needs at least one positive weight and none negative"),
+    ("[mix]\ninstruction_langs = { fr = 1 }\n", "mix.instruction_langs: 'fr' (instructions are written in en or zh)"),
+    ('[mix]\nturns = { "0" = 1 }\n', "mix.turns: '0' is not a positive whole number of user turns"),
+    ("[mix]\nmust_include_share = 2\n", "mix.must_include_share must be between 0 and 1"),
+    ('[workspace]\nlanguages = ["en", "xx"]\n', "workspace.languages: unsupported language 'xx'"),
+    ("[workspace]\nlanguages = [1]\n", "'workspace.languages' must be a list of strings, got 1 in it"),
+    ('[workspace]\nlanguages = ["en", "zh"]\n', "mix.pairs: 'en-de' is not SRC-TGT over workspace.languages"),
+    ("[prices]\nm = 3\n", "prices.m must be a list, got 3"),
+    ("[prices]\nm = [1, 2, 3]\n", "prices.m must be [input, output] or [input, output, batch_input, batch_output]"),
+    ("[batch]\npoll_max_s = 1.0\n", "batch: poll_interval_s must be > 0, poll_backoff >= 1 and poll_max_s >= "
+                                      "poll_interval_s"),
+    ("[export]\ntest_share = 0.99\n", "export.validation_share + export.test_share must be in [0, 1)"),
+    ('[llm.judge]\nresponse_format = "xml"\n', "llm.judge.response_format must be one of json_schema, json_object, "
+                                              "none"),
+    ('[ingest]\nlangid_backend = "fasttext"\n', 'ingest.langid_backend must be "lingua" or "langdetect"'),
+    ('[web]\npublic_url = "example.org"\n', "web.public_url must start with http:// or https://"),
+    ("[web]\nmax_body_bytes = 10\n", "web.max_body_bytes must be at least 1024"),
+    ("[judge]\nmajor = -1\n", "judge.major must be 0 or more (a weight)"),
+    ("[filter]\nmax_critical_errors = -2\n", "filter.max_critical_errors must be -1 (off) or 0 or more"),
+    ("[local]\nport = 70000\n", "local.port must be 0 (any free port) or a TCP port number"),
+])
+def test_config_errors_name_the_key_and_the_file(text, message):
+    with pytest.raises(ConfigError) as e:
+        parse_config(text, "/ws/itcollect.toml")
+    assert message in str(e.value) and str(e.value).startswith("/ws/itcollect.toml: ")
 
 
 def test_every_package_of_the_code_is_installed():

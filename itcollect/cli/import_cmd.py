@@ -15,11 +15,12 @@ def import_(state, files: tuple[str, ...], workers: int | None) -> None:
     Every file is checked before anything is written; bad records are counted with their reason and
     skipped; re-importing the same dialogues adds nothing.
     """
+    from itcollect.config import settings
     from itcollect.importer import import_files
 
     with state.workspace() as ws:
-        cfg = ws.config
-        reports = import_files(ws.store, files, languages=cfg["workspace"]["languages"],
-                               backend=cfg["ingest"]["langid_backend"], workers=workers)
+        typed = settings(ws.config)
+        reports = import_files(ws.store, files, languages=list(typed.workspace.languages),
+                               backend=typed.ingest.langid_backend, workers=workers)
     for r in reports:
         click.echo(r.summary())

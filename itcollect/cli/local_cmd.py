@@ -32,17 +32,12 @@ def serve_local(state, model_path: str | None, port: int | None, n_ctx: int | No
     Settings come from [local] in the workspace config (if run in a workspace), overridden by the
     options. Point any command at the printed URL with --base-url and --model.
     """
-    from itcollect.config import Config, default_config
+    from itcollect.config import with_values
     from itcollect.llm.local import server_for_config
 
-    config = _config_or_none(state)
-    merged = Config(default_config() if config is None else config)
-    merged.path = getattr(config, "path", None)
-    merged["local"] = dict(merged.get("local") or {})
-    for key, value in (("model_path", model_path and os.path.abspath(model_path)), ("port", port),
-                       ("n_ctx", n_ctx), ("n_threads", n_threads)):
-        if value is not None:
-            merged["local"][key] = value
+    options = {"model_path": model_path and os.path.abspath(model_path), "port": port, "n_ctx": n_ctx,
+               "n_threads": n_threads}
+    merged = with_values(_config_or_none(state), "local", **{k: v for k, v in options.items() if v is not None})
     server = server_for_config(merged)
     click.echo(f"Starting llama.cpp server with {server.model_path.name} ...", err=True)
     stop = threading.Event()

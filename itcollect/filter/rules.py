@@ -48,7 +48,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from itcollect.kernel.checks import copies_source
@@ -126,7 +126,7 @@ Thresholds = FilterSection
 def thresholds(config: Mapping[str, Any] | None = None, **overrides: Any) -> FilterSection:
     """The ``[filter]`` section of ``config`` (the defaults without one), with ``overrides``."""
     th = settings(config or {}).filter
-    return replace(th, **overrides) if overrides else th
+    return th.model_copy(update=overrides) if overrides else th
 
 
 @dataclass

@@ -15,7 +15,7 @@ dialogue. The verdicts of the run replace the previous ones in one transaction. 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from itertools import chain
 from typing import Any
@@ -208,7 +208,7 @@ def _run_filter(store: FilterStore, config: dict[str, Any], overrides: dict[str,
     from itcollect.kernel.progress import progress
 
     cfg = settings(config)
-    th = cfg.filter if not overrides else replace(cfg.filter, **overrides)
+    th = cfg.filter if not overrides else cfg.filter.model_copy(update=overrides)
     languages = cfg.workspace.languages
     backend = cfg.ingest.langid_backend
     judge = _Judge(str(store.path), th, languages, backend,
@@ -292,6 +292,6 @@ def _run_filter(store: FilterStore, config: dict[str, Any], overrides: dict[str,
         if reasons:  # a Counter.update per kept dialogue cost ~0.5 s at 160K
             reasons_count.update(reasons)
         verdicts.append((ids[i], ok, reasons, cluster_id, detail))
-    thresholds = asdict(th)
+    thresholds = th.model_dump()
     run_id = store.save_filter_run(thresholds, verdicts)
     return FilterResult(run_id, n, kept, n - kept, dict(reasons_count), detected_total, thresholds)

@@ -21,6 +21,7 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from itcollect.config import settings
 from itcollect.kernel.checks import LANG_NAMES, LANG_NAMES_ZH
 from itcollect.kernel.errors import ConfigError, InputError
 
@@ -140,7 +141,7 @@ def _cached(user_dir: str) -> Prompts:
 
 def load_prompts(config: dict[str, Any] | None = None, base: str | Path | None = None) -> Prompts:
     """The prompts of a workspace: [prompts].dir (relative to the workspace) over the bundled ones."""
-    d = ((config or {}).get("prompts") or {}).get("dir") or ""
+    d = settings(config).prompts.dir
     if d and base is not None and not Path(d).is_absolute():
         d = str(Path(base) / d)
     return _cached(str(d))

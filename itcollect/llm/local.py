@@ -26,7 +26,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -58,18 +57,9 @@ _REQUIRED_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "pydant
 
 
 def local_settings(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The [local] settings of a config (the defaults without one), checked."""
-    settings = asdict(typed_settings(config or {}).local)
-    where = str(getattr(config, "path", None) or "") or None
-    if settings["n_ctx"] < 256:
-        raise ConfigError("local.n_ctx must be at least 256 tokens", path=where)
-    if settings["n_threads"] < 0:
-        raise ConfigError("local.n_threads must be 0 (all cores) or more", path=where)
-    if not 0 <= settings["port"] <= 65535:
-        raise ConfigError("local.port must be 0 (any free port) or a TCP port number", path=where)
-    if settings["startup_timeout_s"] <= 0:
-        raise ConfigError("local.startup_timeout_s must be positive", path=where)
-    return settings
+    """The [local] settings of a config (the defaults without one), checked (their ranges are
+    declared in :mod:`itcollect.config.schema`)."""
+    return typed_settings(config).local.model_dump()
 
 
 def missing_server_modules() -> list[str]:

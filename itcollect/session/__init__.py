@@ -8,11 +8,10 @@ terminals, the line protocol (:mod:`.protocol`) otherwise.
 from __future__ import annotations
 
 import asyncio
-import copy
 import sys
 from typing import Any
 
-from itcollect.config import Config
+from itcollect.config import Config, settings, with_values
 from itcollect.session.engine import AnswerFailed, CommandError, Session
 from itcollect.store.interfaces import SessionStore
 
@@ -22,11 +21,8 @@ __all__ = ["Session", "CommandError", "AnswerFailed", "run_session", "session_co
 def session_config(config: Config) -> Config:
     """The config for a person waiting at a terminal: few retries, so an unreachable endpoint is
     reported in seconds (with a retry choice) instead of after minutes of backoff."""
-    cfg = Config(copy.deepcopy(dict(config)))
-    cfg.path = getattr(config, "path", None)
-    cfg["llm"]["max_retries"] = min(int(cfg["llm"]["max_retries"]), 2)
-    cfg["llm"]["backoff_max_s"] = min(float(cfg["llm"]["backoff_max_s"]), 4.0)
-    return cfg
+    llm = settings(config).llm
+    return with_values(config, "llm", max_retries=min(llm.max_retries, 2), backoff_max_s=min(llm.backoff_max_s, 4.0))
 
 
 def run_session(config: Config, store: SessionStore, annotator: str, *, base_url: str | None = None,

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from itcollect.config import Config
+from itcollect.config import Config, settings
 from itcollect.kernel.dialogue import planned_turns
 from itcollect.kernel.errors import ItcollectError
 from itcollect.kernel.prompting import load_prompts
@@ -124,17 +124,18 @@ class Session:
         self.store = store
         self.annotator = annotator
         self.holder = human_holder(annotator)
-        self.lease_s = float(config["session"]["lease_minutes"]) * 60.0
-        self.show_reference = bool(config["session"]["show_reference"])
-        self.languages = tuple(config["workspace"]["languages"])
-        self.backend = config["ingest"]["langid_backend"]
+        typed = settings(config)
+        self.lease_s = typed.session.lease_minutes * 60.0
+        self.show_reference = typed.session.show_reference
+        self.languages = typed.workspace.languages
+        self.backend = typed.ingest.langid_backend
         self.overlap = Overlap.from_config(config)
         self._client_factory = client_factory
         self._client: Any = None
         self._prompts = prompts
         self.current: Current | None = None
         self.next_type_override: str | None = None
-        self.control_share = config.settings.session.control_share
+        self.control_share = typed.session.control_share
         #: what the last decision on a control item revealed (:meth:`take_control_note`)
         self.control_note: dict[str, Any] | None = None
 

@@ -29,6 +29,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from itcollect.settings import settings
 from itcollect.store.core import utcnow
 from itcollect.store.dialogues import SPEC_STATUSES
 
@@ -49,8 +50,6 @@ class Overlap:
 
     @classmethod
     def from_config(cls, config: Any) -> Overlap:
-        from itcollect.settings import settings  # deferred: the store package is imported by config's users
-
         s = settings(config).session
         return cls(s.overlap_share, s.overlap_annotators)
 

@@ -39,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from itcollect.config import Config
+from itcollect.config import Config, settings
 from itcollect.kernel.errors import ItcollectError
 from itcollect.kernel.prompting import load_prompts
 from itcollect.session.engine import CommandError, Session
@@ -122,10 +122,10 @@ class WebApp:
         self.config = config
         self.store = store
         self.llm = SharedClient(client_factory, first_client)
-        web = config["web"]
-        self.max_body = int(web["max_body_bytes"])
-        self.session_s = float(web["session_hours"]) * 3600.0
-        self.secure_cookie = web["secure_cookie"]
+        web = settings(config).web
+        self.max_body = web.max_body_bytes
+        self.session_s = web.session_hours * 3600.0
+        self.secure_cookie = web.secure_cookie
         self.desks: dict[str, Desk] = {}
         self.review_later: dict[str, set[str]] = {}
         self.lead = lead.LeadFigures(store.path, config)
@@ -196,7 +196,8 @@ class WebApp:
         from itcollect.kernel.langid import warm_up
 
         try:
-            warm_up(tuple(self.config["workspace"]["languages"]), self.config["ingest"]["langid_backend"])
+            typed = settings(self.config)
+            warm_up(typed.workspace.languages, typed.ingest.langid_backend)
             self.prompts.warm_up()
         except Exception:  # noqa: BLE001 - the first check loads whatever is missing, and says what failed
             log.exception("warming up")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from itcollect.config import Config
+from itcollect.config import Config, settings
 from itcollect.session.engine import check_annotator_name
 from itcollect.store.interfaces import AccountsStore
 
@@ -118,10 +118,10 @@ def link_base(root: Path, config: Config) -> str:
     rec = running_server(root)
     if rec is not None:
         return str(rec.get("link_url") or rec["url"]).rstrip("/")
-    web = config["web"]
-    if web["public_url"]:
-        return web["public_url"].rstrip("/")
-    return f"http://{url_host(web['host'])}:{web['port'] or 8765}"
+    web = settings(config).web
+    if web.public_url:
+        return web.public_url.rstrip("/")
+    return f"http://{url_host(web.host)}:{web.port or 8765}"
 
 
 def login_url(base: str, token: str) -> str:

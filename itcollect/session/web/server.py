@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from itcollect.config import Config
+from itcollect.config import Config, settings
 from itcollect.kernel.errors import ServiceError
 from itcollect.session.web.auth import remove_server_record, url_host, write_server_record
 from itcollect.store.interfaces import WebStore
@@ -62,15 +62,15 @@ def serve(config: Config, store: WebStore, root: Path, *, host: str | None = Non
 
     out = out or sys.stdout
     cfg = session_config(config)
-    web = cfg["web"]
-    host = web["host"] if host is None else host
-    port = int(web["port"] if port is None else port)
+    typed = settings(cfg)
+    host = typed.web.host if host is None else host
+    port = int(typed.web.port if port is None else port)
 
     def factory() -> Any:
         # one client for the whole team (see SharedClient): room for a call per annotator; the
         # config's rate limits apply to the team together, as the provider counts them
         return LLMClient(cfg, store, command="session", base_url=base_url, model=model,
-                         concurrency=max(256, int(cfg["llm"]["concurrency"])))
+                         concurrency=max(256, typed.llm.concurrency))
 
     # Build the client now: a missing endpoint or key is one clear error before anything is served.
     first = factory()
@@ -79,7 +79,7 @@ def serve(config: Config, store: WebStore, root: Path, *, host: str | None = Non
     port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     own_url = f"http://{url_host(host)}:{port}"
-    write_server_record(root, url=own_url, link_url=web["public_url"] or own_url)
+    write_server_record(root, url=own_url, link_url=typed.web.public_url or own_url)
     webapp = WebApp(cfg, store, factory, first_client=first, on_shutdown=lambda: remove_server_record(root))
     _logging()
 
@@ -103,7 +103,7 @@ def serve(config: Config, store: WebStore, root: Path, *, host: str | None = Non
             super().handle_exit(sig, frame)
 
     server = Server(uvicorn.Config(webapp.build(), log_config=None, access_log=False, lifespan="on", ws="none",
-                                   proxy_headers=True, forwarded_allow_ips=web["trusted_proxies"],
+                                   proxy_headers=True, forwarded_allow_ips=typed.web.trusted_proxies,
                                    timeout_graceful_shutdown=5, log_level="warning"))
     print(f"listening on http://{shown}:{port}", file=out, flush=True)
     print(f"itcollect: serving the sessions of {root} (login links: `itcollect annotators add NAME`; "
