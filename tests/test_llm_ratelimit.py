@@ -139,12 +139,14 @@ def _arrivals(fake_openai, tmp_path, name: str, llm: str, messages: list[list[di
 
 
 def test_requests_per_minute_bucket_spreads_the_calls(fake_openai, tmp_path):
-    """600 requests a minute: a bucket of 60 (6 s worth) refilled at 10 a second. 70 calls made at
-    once: the first 60 may leave together, the k-th after that no sooner than k/10 s after the
-    calls were made (the bucket can have paid out at most 60 + 10 t requests in t seconds)."""
-    rate, capacity, n = 10.0, 60, 70
+    """120 requests a minute: a bucket of 12 (6 s worth) refilled at 2 a second. 16 calls made at
+    once: the first 12 may leave together, the k-th after that no sooner than k/2 s after the
+    calls were made (the bucket can have paid out at most 12 + 2 t requests in t seconds). The
+    last one waits 2 s, so the control run without the limit (16 calls at once) stays well under
+    that bound even on a loaded machine."""
+    rate, capacity, n = 2.0, 12, 16
     messages = [[{"role": "user", "content": f"rpm question {i}"}] for i in range(n)]
-    limited = _arrivals(fake_openai, tmp_path, "rpm", "requests_per_minute = 600", messages)
+    limited = _arrivals(fake_openai, tmp_path, "rpm", "requests_per_minute = 120", messages)
     for k in range(capacity, n):  # the (k+1)-th request waited for its token
         assert limited[k] >= (k + 1 - capacity) / rate - 0.005, (k, limited[k])
     assert limited[-1] >= (n - capacity) / rate - 0.005
