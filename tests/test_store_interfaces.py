@@ -28,6 +28,7 @@ STAGES: dict[str, type] = {
     "ingest/": I.IngestStore,
     "plan.py": I.PlanStore,
     "simulate/": I.SimulateStore,
+    "compare/": I.CompareStore,
     "session/": I.SessionStore,
     "session/review/": I.ReviewStore,
     "session/web/": I.WebStore,

@@ -48,7 +48,8 @@ def test_rewritten_checks_accept_and_reject_exactly_what_the_lists_did(tmp_path)
     _v8_store(tmp_path / "old.db")
     old = _checks(sqlite3.connect(tmp_path / "old.db"))
     new = _checks(Store(tmp_path / "new.db").conn)
-    assert old.keys() == new.keys() and len(old) >= 10
+    # every released CHECK is still there (later migrations add tables, spelled with OR already)
+    assert old.keys() <= new.keys() and len(old) >= 10
     probe = sqlite3.connect(":memory:")
     for key, old_expr in old.items():
         table, column = key

@@ -10,6 +10,7 @@ from itcollect.store.accounts import ROLES, AccountError, AccountsMixin
 from itcollect.store.availability import Overlap
 from itcollect.store.batches import BatchesMixin
 from itcollect.store.claims import ClaimsMixin, process_holder
+from itcollect.store.comparisons import ComparisonsMixin
 from itcollect.store.core import StoreCore, dumps, loads, utcnow
 from itcollect.store.dialogues import DIALOGUE_ORIGINS, SPEC_STATUSES, DialoguesMixin
 from itcollect.store.exports import ExportsMixin
@@ -29,7 +30,7 @@ STORE_FILE = "itcollect.db"
 
 
 class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, SpecsMixin, LeasesMixin, SessionsMixin, VerdictsMixin, ImportsMixin, ExportsMixin, BatchesMixin, AccountsMixin,
-            JudgementsMixin, ReviewMixin, QualityMixin, StoreCore):
+            JudgementsMixin, ReviewMixin, QualityMixin, ComparisonsMixin, StoreCore):
     """The workspace store. Open with ``Store(path)``; it migrates the schema on open."""
 
 

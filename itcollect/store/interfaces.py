@@ -171,6 +171,37 @@ class SimulateStore(LLMStore, BatchStore, Protocol):
     def set_dialogue_status(self, dialogue_id: str, status: str, reason: str | None = None) -> None: ...
 
 
+# -- comparisons (itcollect/compare/) -------------------------------------------------------------
+@runtime_checkable
+class CompareStore(Protocol):
+    """Recording compared turns (``compare/record.py``, for ``simulate --compare`` and compare
+    sessions): compare runs, a dialogue's systems, a turn's candidates, the decision and the answer
+    that continues, in one transaction."""
+
+    def transaction(self) -> AbstractContextManager[object]: ...
+
+    def start_compare_run(self, command: str, chooser: str, systems: Sequence[Mapping[str, Any]], *,
+                          judge_model: str | None = None, seed: int | None = None) -> int: ...
+
+    def finish_compare_run(self, run_id: int) -> None: ...
+
+    def set_dialogue_systems(self, dialogue_id: str, systems: Sequence[Mapping[str, Any]],
+                             run_id: int | None = None) -> list[dict[str, Any]]: ...
+
+    def add_comparison(self, dialogue_id: str, idx: int, candidates: Sequence[Mapping[str, Any]], *,
+                       labels: Sequence[str] | None = None, run_id: int | None = None) -> int: ...
+
+    def decide_comparison(self, comparison_id: int, *, chooser: str, decision: str, winner: str | None = None,
+                          ranking: Sequence[Sequence[str]] | None = None, tie: bool = False,
+                          reason: str | None = None, annotator: str | None = None,
+                          turn_id: int | None = None) -> None: ...
+
+    def void_comparison(self, comparison_id: int, reason: str, turn_id: int | None = None) -> None: ...
+
+    def add_turn(self, dialogue_id: str, *, role: str, content: str, author: str, idx: int | None = None,
+                 **provenance: Any) -> int: ...
+
+
 # -- session: review desk, terminal session, accounts, web ----------------------------------------
 @runtime_checkable
 class ReviewStore(Protocol):
@@ -518,7 +549,7 @@ class DemoStore(Protocol):
 
 
 #: Every stage interface, for the tests and the map in ARCHITECTURE.md.
-PROTOCOLS: tuple[type, ...] = (LLMStore, BatchStore, IngestStore, PlanStore, SimulateStore, ReviewStore,
+PROTOCOLS: tuple[type, ...] = (LLMStore, BatchStore, IngestStore, PlanStore, SimulateStore, CompareStore, ReviewStore,
                                SessionStore, AccountsStore, WebStore, ImportStore, JudgeStore, JudgeStatsStore,
                                FilterStore, ExportStore, QualityStore, StatsStore, DemoStore)
 

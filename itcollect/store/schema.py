@@ -416,6 +416,82 @@ DROP INDEX turns_dialogue;
 CREATE UNIQUE INDEX turns_position ON turns(dialogue_id, idx, CASE WHEN state = 'active' THEN 0 ELSE id END);
 """
 
+# Migration 11: comparisons of several systems per turn (issue 23). A compare run records the
+# systems it compared; a dialogue keeps the systems it started with (a later run with another list
+# continues it with its own); per compared turn, a comparison (the candidates' labels in the order
+# shown, who chose, the decision and its reason, the tie flag, the assistant turn that continues)
+# and every candidate with its provenance (system, model, endpoint, prompt hash, latency, tokens,
+# ledger key) and, once judged, its judge scores. A candidate is never a turn: only the chosen
+# answer (or the person's edit of it) becomes the dialogue's active answer at that position.
+_M_COMPARISONS = """
+CREATE TABLE compare_runs (
+    id          INTEGER PRIMARY KEY,
+    command     TEXT NOT NULL,                   -- simulate | session
+    chooser     TEXT NOT NULL CHECK (chooser = 'human' OR chooser = 'judge'),
+    systems     TEXT NOT NULL,                   -- JSON [{name, model, base_url}] in the order given
+    judge_model TEXT,
+    seed        INTEGER,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE TABLE dialogue_systems (
+    dialogue_id TEXT NOT NULL REFERENCES dialogues(id) ON DELETE CASCADE,
+    position    INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    model       TEXT NOT NULL,
+    base_url    TEXT,
+    run_id      INTEGER REFERENCES compare_runs(id),
+    PRIMARY KEY (dialogue_id, position),
+    UNIQUE (dialogue_id, name)
+);
+CREATE TABLE comparisons (
+    id          INTEGER PRIMARY KEY,
+    dialogue_id TEXT NOT NULL REFERENCES dialogues(id) ON DELETE CASCADE,
+    idx         INTEGER NOT NULL,                -- position of the answer turn in the dialogue
+    run_id      INTEGER REFERENCES compare_runs(id),
+    status      TEXT NOT NULL DEFAULT 'open'
+                CHECK (status = 'open' OR status = 'decided' OR status = 'void' OR status = 'undone'),
+    labels      TEXT NOT NULL DEFAULT '[]',      -- JSON: the systems in the order shown (label A first)
+    chooser     TEXT CHECK (chooser = 'human' OR chooser = 'judge' OR chooser = 'human_edit'),
+    decision    TEXT CHECK (decision = 'pick' OR decision = 'rank' OR decision = 'none'),
+    ranking     TEXT,                            -- JSON tiers of systems, best first (decision rank)
+    winner      TEXT,                            -- the system whose answer continues (NULL: none)
+    tie         INTEGER NOT NULL DEFAULT 0,      -- the best were equal; the seed chose the winner
+    reason      TEXT,
+    annotator   TEXT,                            -- the person who chose (or the judge model)
+    turn_id     INTEGER REFERENCES turns(id) ON DELETE SET NULL,  -- the answer that continues
+    created_at  TEXT NOT NULL,
+    decided_at  TEXT
+);
+CREATE UNIQUE INDEX comparisons_position ON comparisons(dialogue_id, idx, CASE WHEN status = 'undone' THEN id ELSE 0 END);
+CREATE INDEX comparisons_decided ON comparisons(status, dialogue_id);
+CREATE TABLE candidates (
+    id                INTEGER PRIMARY KEY,
+    comparison_id     INTEGER NOT NULL REFERENCES comparisons(id) ON DELETE CASCADE,
+    system            TEXT NOT NULL,
+    model             TEXT NOT NULL,
+    base_url          TEXT,
+    status            TEXT NOT NULL CHECK (status = 'answered' OR status = 'rejected' OR status = 'failed'),
+    content           TEXT,
+    failure           TEXT,                      -- why it was rejected (a check) or failed (the call)
+    prompt_hash       TEXT,
+    call_key          TEXT,
+    prompt_tokens     INTEGER,
+    completion_tokens INTEGER,
+    latency_ms        REAL,
+    finish_reason     TEXT,
+    warnings          TEXT NOT NULL DEFAULT '[]',
+    judge_status      TEXT CHECK (judge_status = 'judged' OR judge_status = 'unparsed'),
+    judge_model       TEXT,
+    judge_call_key    TEXT,
+    score             REAL,
+    compliance        TEXT CHECK (compliance = 'yes' OR compliance = 'partly' OR compliance = 'no'),
+    rating            INTEGER,
+    created_at        TEXT NOT NULL,
+    UNIQUE (comparison_id, system)
+);
+"""
+
 #: A migration: a script run in one transaction, or a function given the connection inside one.
 Migration = str | Callable[[sqlite3.Connection], None]
 
@@ -431,6 +507,7 @@ MIGRATIONS: list[Migration] = [
     _M_QUALITY,
     _m_checks_as_comparisons,
     _M_TURNS_POSITION,
+    _M_COMPARISONS,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
