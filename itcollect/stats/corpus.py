@@ -254,20 +254,30 @@ def pyplot() -> Any:
 
 def plot_mix(stats: dict[str, Any], path: str) -> None:
     """Bars of the realised mix against the target, one panel per dimension, and, once answers are
-    judged, the judge's score distribution in a panel beside them (PNG via Agg)."""
+    judged, the judge's score distribution in a panel beside them, and once systems were compared,
+    their win rates with intervals (PNG via Agg)."""
     plt = pyplot()
 
     mix = stats.get("mix") or {}
     dims = [d for d in ("pair", "instruction_lang", "turns", "interaction_type", "origin") if mix.get(d)]
     scores = bool((stats.get("judge") or {}).get("histogram"))
-    rows = max(1, len(dims))
-    fig = plt.figure(figsize=(15 if scores else 9, 2.6 * rows))
-    grid = fig.add_gridspec(rows, 2 if scores else 1, width_ratios=[9, 6] if scores else [1])
+    compared = bool((stats.get("compare") or {}).get("by_system"))
+    side = scores or compared
+    rows = max(1 + (scores and compared), len(dims))
+    fig = plt.figure(figsize=(15 if side else 9, 2.6 * rows))
+    grid = fig.add_gridspec(rows, 2 if side else 1, width_ratios=[9, 6] if side else [1])
     axes = np.array([[fig.add_subplot(grid[i, 0])] for i in range(rows)])
+    half = rows // 2 if scores and compared else rows
     if scores:
         from itcollect.stats.judge import plot_scores
 
-        plot_scores(fig.add_subplot(grid[:, 1]), stats)
+        plot_scores(fig.add_subplot(grid[:half, 1]), stats)
+    if compared:  # systems compared turn by turn: their win rates with intervals
+        from itcollect.stats.compare import plot_win_rates
+
+        plot_win_rates(fig.add_subplot(grid[half if scores else 0:, 1]), stats)
+    for ax in axes[len(dims):, 0]:  # rows the side panels need beyond the mix's
+        ax.axis("off")
     for ax, dim in zip(axes[:, 0], dims):
         rows = mix[dim]
         keys = list(rows)

@@ -1,7 +1,7 @@
 """Statistics over a workspace: the ``stats --json`` contract plus human-readable tables.
 
 Each stage contributes a section computed through the store's API; the contract keys
-(sources, ingest, specs, dialogues, turns, calls, filter, judge) are always present.
+(sources, ingest, specs, dialogues, turns, calls, filter, judge, compare) are always present.
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ def collect_stats(store: StatsStore, config: dict[str, Any] | None = None) -> di
     from itcollect.stats.judge import judge_section
 
     stats["judge"] = judge_section(store, config)
+    # Several systems per turn: win rates, head to head, strengths, cost (simulate/session --compare).
+    from itcollect.stats.compare import compare_section
+
+    stats["compare"] = compare_section(store, config)
     return stats
 
 
@@ -110,9 +114,11 @@ def render_stats(stats: dict[str, Any]) -> str:
             reasons = ", ".join(f"{k} {v}" for k, v in a["skip_reasons"].items())
             lines.append(f"  {name:<20} {a['dialogues']:>9,} {a['skipped']:>7,} {a['turns']:>6,} {a['edits']:>6,}"
                          f" {a['regenerations']:>6,} {med_text:>16}  {reasons}")
+    from itcollect.stats.compare import render_compare
     from itcollect.stats.corpus import render_corpus
     from itcollect.stats.judge import render_judge
 
     lines += render_judge(stats)
+    lines += render_compare(stats)
     lines += render_corpus(stats)
     return "\n".join(lines).lstrip("\n")

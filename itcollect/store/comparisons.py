@@ -245,7 +245,7 @@ class ComparisonsMixin(StoreCore):
     def compare_rows(self) -> list[dict[str, Any]]:
         """Every decided comparison with what ``stats`` groups it by: its dialogue's language pair,
         instruction language and origin, the interaction type of the request it answers, the
-        request's number (1 = the first user turn), and the candidates (system, status, judge
+        request's number (``request_no``: 1 for the first user turn), and the candidates (system, status, judge
         scores; no content)."""
         rows = []
         for r in self.stream(
@@ -258,7 +258,7 @@ class ComparisonsMixin(StoreCore):
                 " LEFT JOIN turns a ON a.id=c.turn_id"
                 " WHERE c.status='decided' ORDER BY c.id"):
             c = _comparison(r[:len(_COMPARISON_READ)])
-            c.update(zip(("src_lang", "tgt_lang", "instruction_lang", "origin", "interaction_type", "turn_no"),
+            c.update(zip(("src_lang", "tgt_lang", "instruction_lang", "origin", "interaction_type", "request_no"),
                          r[len(_COMPARISON_READ):]))
             c["candidates"] = []
             rows.append(c)

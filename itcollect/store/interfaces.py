@@ -538,6 +538,10 @@ class StatsStore(QualityStore, JudgeStatsStore, Protocol):
 
     def list_exports(self) -> list[dict[str, Any]]: ...
 
+    def compare_rows(self) -> list[dict[str, Any]]: ...
+
+    def compare_call_rows(self) -> list[tuple[str, str, float | None, str | None, float | None]]: ...
+
 
 @runtime_checkable
 class DemoStore(Protocol):
