@@ -160,11 +160,20 @@ def test_utcnow_is_iso_utc_with_milliseconds():
     assert before <= parsed[0] <= parsed[1] <= after
 
 
+_PREFERENCE_PAIRS_TEXT = (
+    "# Preference rows (export --format dpo) of a turn compared among more than two systems:\n"
+    "# \"best_vs_worst\" (one row: the chosen answer against the worst) or \"best_vs_each\" (one row for\n"
+    "# each answer it beat).\n"
+    "preference_pairs = \"best_vs_worst\"\n")
+
+
 def test_default_config_text_is_generated_byte_for_byte_as_released(tmp_path):
     """The default file comes from the declaration (itcollect/config/schema.py); it is, byte for
     byte, what `init` wrote before the declaration existed (the fixture saved from 1f145b1), and
     `init` writes it."""
     released = (Path(__file__).parent / "data" / "default_config_1f145b1.toml").read_text(encoding="utf-8")
+    # keys added since, deliberately, each with its comment: [export] preference_pairs (issue 23)
+    released = released.replace("shard_size = 50000\n", "shard_size = 50000\n" + _PREFERENCE_PAIRS_TEXT)
     assert default_config_text() == DEFAULT_CONFIG_TEXT == released
     assert run_cli("init", str(tmp_path / "ws")).returncode == 0
     assert (tmp_path / "ws" / "itcollect.toml").read_text(encoding="utf-8") == released

@@ -528,6 +528,11 @@ class ExportSection(Section):
     test_share: float = setting(0.02, ge=0, error=_SPLITS)
     split_seed: int = setting(0)
     shard_size: int = setting(50000, "Dialogues per Parquet shard.")
+    preference_pairs: Literal["best_vs_worst", "best_vs_each"] = setting(
+        "best_vs_worst",
+        "Preference rows (export --format dpo) of a turn compared among more than two systems:\n"
+        "\"best_vs_worst\" (one row: the chosen answer against the worst) or \"best_vs_each\" (one row for\n"
+        "each answer it beat).")
 
 
 # --- the whole file ---------------------------------------------------------------------------

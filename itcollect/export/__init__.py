@@ -8,6 +8,9 @@ Layout of OUT (files of an earlier export in OUT are replaced), one writer each
 * ``sharegpt.json`` (train split; ``sharegpt_validation.json`` / ``sharegpt_test.json`` for the
   others) — FastChat's ``conversations`` of ``{from: human|gpt, value}``, system prompt in ``system``;
 * ``dataset_info.json`` — LLaMA-Factory entries (sharegpt formatting, from/value tags) for those files;
+* ``dpo/`` — the preference rows of compared turns (``--format dpo``, and in ``all`` whenever
+  comparisons exist; :mod:`.preferences`): a DatasetDict in the same splits, Parquet, LLaMA-Factory
+  ShareGPT ranking files (entries ``itcollect_dpo*`` in ``dataset_info.json``), TRL KTO rows;
 * ``README.md`` — a Hugging Face dataset card with front matter and the corpus statistics.
 
 Only dialogues the latest filter run kept are exported; a workspace that was never filtered is
@@ -30,6 +33,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from itcollect.export.preferences import preference_rows
 from itcollect.export.rows import (
     ROW_TURN_FIELDS,
     build_row,
@@ -71,7 +75,8 @@ class ExportResult:
         sp = self.counts["splits"]
         return (f"exported {self.counts['total']:,} dialogues to {self.out_dir} "
                 f"(train {sp.get('train', 0):,}, validation {sp.get('validation', 0):,}, test {sp.get('test', 0):,});"
-                f" files: {', '.join(self.files)}")
+                f" files: {', '.join(self.files)}"
+                + (f"; {self.counts['preferences']['rows']:,} preference rows" if "preferences" in self.counts else ""))
 
 
 _COUNT_KEYS = ("pair", "instruction_lang", "origin", "user_turns", "interaction_type")
@@ -112,12 +117,14 @@ class _Renderer:
     the main process, so the workers can start before the split pass is done)."""
 
     def __init__(self, db_path: str, system_prompt: str | None, run_id: int,
-                 writers: list[type[ExportWriter]], judged: bool = True) -> None:
+                 writers: list[type[ExportWriter]], judged: bool = True, preference_pairs: str | None = None) -> None:
         self.db_path = db_path
         self.system_prompt = system_prompt
         self.run_id = run_id
         self.writers = writers
         self.judged = judged
+        #: with the preference rows (``--format dpo``): which pairs a compared turn gives
+        self.preference_pairs = preference_pairs
         self._store = None
 
     def page(self, bounds: tuple[int, int], store: ExportStore | None = None) -> Page:
@@ -132,8 +139,13 @@ class _Renderer:
         # the page's judgements in one query (none on a workspace never judged)
         judgements = (store.current_judgements(after=bounds[0], upto=bounds[1], decode_errors=False)
                       if self.judged else None)
-        for d, turns in store.iter_corpus(kept_only=True, after=bounds[0], upto=bounds[1], turn_fields=ROW_TURN_FIELDS):
+        pairs = self.preference_pairs
+        compared = store.kept_comparisons(after=bounds[0], upto=bounds[1]) if pairs else {}
+        fields = (*ROW_TURN_FIELDS, "idx") if pairs else ROW_TURN_FIELDS
+        for d, turns in store.iter_corpus(kept_only=True, after=bounds[0], upto=bounds[1], turn_fields=fields):
             row = build_row(d, turns, self.system_prompt, self.run_id, judgements)
+            if d["id"] in compared:  # the preference rows of its compared turns, for the dpo writer
+                row["_preferences"] = preference_rows(row, turns, compared[d["id"]], self.system_prompt, pairs)
             rows.append(row)
             _count_row(counts, row)
             _count_judge(counts, row)
@@ -172,6 +184,11 @@ def _export_dataset(store: ExportStore, config: dict[str, Any], out_dir: str | P
     from itcollect.kernel.progress import progress
 
     formats = _formats(fmt)
+    if "dpo" in formats and not store.has_comparisons():
+        if fmt != "all":
+            raise InputError("no compared turns to export as preference rows: compare systems first "
+                             "(simulate --compare A,B or session --compare A,B)")
+        formats.discard("dpo")  # 'all' includes the preference rows whenever comparisons exist
     ecfg = settings(config).export
     vs = ecfg.validation_share if validation_share is None else validation_share
     ts = ecfg.test_share if test_share is None else test_share
@@ -196,7 +213,7 @@ def _export_dataset(store: ExportStore, config: dict[str, Any], out_dir: str | P
         raise InputError(f"the latest filter run ({run['id']}) kept no dialogues: nothing to export")
 
     out.mkdir(parents=True, exist_ok=True)
-    for old in ("hf", "parquet"):
+    for old in ("hf", "parquet", "dpo"):
         if (out / old).exists():
             shutil.rmtree(out / old)
     for old in ("sharegpt.json", "sharegpt_validation.json", "sharegpt_test.json", "dataset_info.json"):
@@ -208,7 +225,8 @@ def _export_dataset(store: ExportStore, config: dict[str, Any], out_dir: str | P
     # rows, rendered a page at a time (in worker processes when there are several pages); the
     # workers start first, the split pass runs here meanwhile
     pages = page_bounds(rowids, _PAGE_SIZE)
-    renderer = _Renderer(str(store.path), system_prompt, run["id"], writer_classes, store.has_judgements())
+    renderer = _Renderer(str(store.path), system_prompt, run["id"], writer_classes, store.has_judgements(),
+                         ecfg.preference_pairs if "dpo" in formats else None)
     workers = default_workers() if workers is None else max(1, workers)
     # importing datasets takes ~1.3 s: done while the workers render pages, not after them
     hf_import = partial(importlib.import_module, "datasets") if any(w.name == "hf" for w in writer_classes) else None

@@ -210,17 +210,116 @@ def _has_system_message(table: Any, positions: list[int] | None) -> bool:
     return bool(pc.any(pc.equal(roles, "system")).as_py())
 
 
-def llamafactory_entry(file_name: str, system: bool = True) -> dict[str, Any]:
-    """The entry for a ShareGPT file; ``system``: its records may have a ``system`` field. LLaMA-Factory
-    reads a declared column from every record and fails (KeyError) on a file where none has it."""
+def llamafactory_entry(file_name: str, system: bool = True, ranking: bool = False) -> dict[str, Any]:
+    """The entry for a ShareGPT file; ``system``: its records may have a ``system`` field (LLaMA-Factory
+    reads a declared column from every record and fails (KeyError) on a file where none has it);
+    ``ranking``: a preference file (its ``chosen`` / ``rejected`` columns)."""
     columns = {"messages": "conversations", "system": "system"} if system else {"messages": "conversations"}
-    return {"file_name": file_name, "formatting": "sharegpt", "columns": columns,
-            "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}}
+    entry: dict[str, Any] = {"file_name": file_name, "formatting": "sharegpt"}
+    if ranking:
+        entry["ranking"] = True
+        columns.update({"chosen": "chosen", "rejected": "rejected"})
+    entry.update({"columns": columns,
+                  "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}})
+    return entry
+
+
+class PreferencePairs(ExportWriter):
+    """``dpo/``: the preference rows of the compared turns (:mod:`.preferences`), in the SFT rows'
+    splits — a ``datasets.DatasetDict`` (``save_to_disk`` into ``dpo/`` itself, built from
+    ``dpo/parquet/{split}-NNNNN-of-MMMMM.parquet``), LLaMA-Factory's ShareGPT ranking files
+    ``dpo/sharegpt.json`` (+ ``_validation`` / ``_test``) and TRL's KTO rows
+    ``dpo/kto_{split}.jsonl``. The rows are built with the page (``_preferences`` of each row)."""
+
+    name = "dpo"
+    FILES = {"train": "dpo/sharegpt.json", "validation": "dpo/sharegpt_validation.json",
+             "test": "dpo/sharegpt_test.json"}
+
+    def __init__(self, ctx: ExportContext) -> None:
+        from itcollect.export.preferences import schema as preference_schema
+
+        super().__init__(ctx)
+        self.root = ctx.out / "dpo"
+        (self.root / "parquet").mkdir(parents=True)
+        self.schema = preference_schema()
+        # the split sizes of the rows are unknown until the end: one shard per split
+        self.shards = {s: _Shards(self.root / "parquet", s, 0, 1 << 62, self.schema) for s in SPLITS}
+        self.sharegpt: dict[str, _JSONArray] = {}
+        self.kto: dict[str, Any] = {}
+        self.counts: dict[str, Counter] = {k: Counter() for k in ("splits", "by_chooser", "chosen_by_system",
+                                                                   "rejected_by_system")}
+        #: the splits whose ranking file has a record with a ``system`` field (see llamafactory_entry)
+        self.with_system: set[str] = set()
+
+    @staticmethod
+    def render(rows: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], list[str], list[str]]] | None:
+        from itcollect.export.preferences import kto_lines, sharegpt_ranking_json
+
+        if not any(r.get("_preferences") for r in rows):
+            return None
+        out = []
+        for r in rows:
+            prefs = r.get("_preferences") or []
+            out.append((prefs, [sharegpt_ranking_json(p) for p in prefs], kto_lines(prefs)))
+        return out
+
+    def write(self, split: str, page: Page, positions: list[int] | None) -> None:
+        rendered = page.rendered.get(self.name)
+        if not rendered:
+            return
+        chosen = rendered if positions is None else [rendered[p] for p in positions]
+        prefs = [p for rows, _, _ in chosen for p in rows]
+        if not prefs:
+            return
+        self.shards[split].add_table(rows_to_table(prefs, self.schema))
+        if split not in self.sharegpt:
+            self.sharegpt[split] = _JSONArray(self.ctx.out / self.FILES[split])
+            self.kto[split] = (self.root / f"kto_{split}.jsonl").open("w", encoding="utf-8")
+        self.sharegpt[split].add_text(",\n".join(t for _, texts, _ in chosen for t in texts), len(prefs))
+        self.kto[split].write("".join(line + "\n" for _, _, lines in chosen for line in lines))
+        self.counts["splits"][split] += len(prefs)
+        if split not in self.with_system and any(p["prompt"][0]["role"] == "system" for p in prefs):
+            self.with_system.add(split)
+        for p in prefs:
+            self.counts["by_chooser"][p["chooser"]] += 1
+            self.counts["chosen_by_system"][p["chosen_system"]] += 1
+            self.counts["rejected_by_system"][p["rejected_system"]] += 1
+
+    def close(self, counts: dict[str, Any]) -> list[str]:
+        import datasets
+
+        from itcollect.kernel.progress import progress_enabled
+
+        for shards in self.shards.values():
+            shards.close()
+        if "train" not in self.sharegpt:  # always a train file, even an empty one
+            self.sharegpt["train"] = _JSONArray(self.ctx.out / self.FILES["train"])
+            self.kto["train"] = (self.root / "kto_train.jsonl").open("w", encoding="utf-8")
+        for f in self.sharegpt.values():
+            f.close()
+        for fh in self.kto.values():
+            fh.close()
+        data_files = {s: [str(p) for p in w.files] for s, w in self.shards.items() if w.files}
+        if data_files:  # datasets can neither write nor load a DatasetDict without a row
+            if not progress_enabled():
+                datasets.disable_progress_bars()
+            with tempfile.TemporaryDirectory(prefix=".hf-cache-", dir=self.ctx.out) as cache:
+                dd = datasets.load_dataset("parquet", data_files=data_files, cache_dir=cache)
+                dd.save_to_disk(str(self.root))
+                del dd
+        counts["preferences"] = {"rows": sum(self.counts["splits"].values()),
+                                 **{k: dict(sorted(v.items())) for k, v in self.counts.items()}}
+        return ["dpo/"]
+
+    def written(self) -> list[str]:
+        """The splits with a ShareGPT ranking file, in split order."""
+        return [s for s in SPLITS if s in self.sharegpt]
 
 
 class LlamaFactoryInfo(ExportWriter):
     """``dataset_info.json``: LLaMA-Factory entries ``itcollect``, ``itcollect_validation``,
-    ``itcollect_test`` for the ShareGPT files."""
+    ``itcollect_test`` for the ShareGPT files, and with the preference rows ``itcollect_dpo``
+    (+ ``_validation`` / ``_test``, ``"ranking": true``) for their ShareGPT ranking files."""
 
     name = "llamafactory"
     needs = ("sharegpt",)
@@ -231,6 +330,11 @@ class LlamaFactoryInfo(ExportWriter):
         info = {DATASET_NAME if s == "train" else f"{DATASET_NAME}_{s}":
                 llamafactory_entry(ShareGPTFiles.FILES[s], system=s in sharegpt.with_system)
                 for s in sharegpt.written()}
+        dpo = self.ctx.writers.get("dpo")  # the preference rows, when exported beside
+        if isinstance(dpo, PreferencePairs):
+            info.update({f"{DATASET_NAME}_dpo" if s == "train" else f"{DATASET_NAME}_dpo_{s}":
+                         llamafactory_entry(PreferencePairs.FILES[s], system=s in dpo.with_system, ranking=True)
+                         for s in dpo.written()})
         (self.ctx.out / "dataset_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n",
                                                         encoding="utf-8")
         return ["dataset_info.json"]
@@ -283,6 +387,12 @@ def dataset_card(counts: dict[str, Any], license_: str, formats: set[str], syste
     for s in SPLITS:
         if counts["splits"].get(s):
             front += [f"  - split: {s}", f"    path: parquet/{s}-*.parquet"]
+    prefs = counts.get("preferences") or {}
+    if prefs.get("rows"):
+        front += ["- config_name: preferences", "  data_files:"]
+        for s in SPLITS:
+            if prefs["splits"].get(s):
+                front += [f"  - split: {s}", f"    path: dpo/parquet/{s}-*.parquet"]
     front.append("---")
 
     def table(title: str, data: dict[str, int], key: str, unit: str = "dialogues") -> list[str]:
@@ -306,6 +416,12 @@ def dataset_card(counts: dict[str, Any], license_: str, formats: set[str], syste
         body.append("- `sharegpt.json` (+ `_validation`/`_test`): FastChat ShareGPT conversations.")
     if "llamafactory" in formats:
         body.append("- `dataset_info.json`: LLaMA-Factory entries (sharegpt formatting).")
+    if "preferences" in counts:
+        body.append("- `dpo/`: preference rows of the turns where several systems answered and a person or the "
+                    "judge chose (`datasets.load_from_disk`, and `dpo/parquet/`): `prompt` (the messages up to the "
+                    "request), `chosen` / `rejected` (one assistant message each), `chosen_system`, "
+                    "`rejected_system`, `chooser`, judge scores and `margin`; `dpo/sharegpt*.json` for "
+                    "LLaMA-Factory (`\"ranking\": true`), `dpo/kto_*.jsonl` (`prompt`, `completion`, `label`).")
     if system_prompt:
         body.append(f"- Every dialogue starts with the system prompt: `{system_prompt}`")
     body += ["", "No source sentence appears in two splits (splits are assigned per source, stratified by",
@@ -321,7 +437,21 @@ def dataset_card(counts: dict[str, Any], license_: str, formats: set[str], syste
     if f["reasons"]:
         body += table("Drop reasons", f["reasons"], "reason")
     body += _judge_summary(counts)
+    if "preferences" in counts:
+        body += _preference_summary(counts["preferences"], table)
     return "\n".join(front + body) + "\n"
+
+
+def _preference_summary(prefs: dict[str, Any], table: Any) -> list[str]:
+    """The card's preference section: rows per split, per chooser, per chosen and rejected system."""
+    lines = ["## Preference rows", "",
+             f"Rows: {prefs['rows']:,} (" + ", ".join(f"{s} {prefs['splits'].get(s, 0):,}" for s in SPLITS) + "),"
+             " one per compared turn with a strict winner and answer it beat (a person's pick overrides the"
+             " judge's; a person's edit is chosen against every answer it replaced).", ""]
+    lines += table("Chooser", prefs["by_chooser"], "chooser", "rows")
+    lines += table("Chosen system", prefs["chosen_by_system"], "system", "rows")
+    lines += table("Rejected system", prefs["rejected_by_system"], "system", "rows")
+    return lines
 
 
 def _judge_summary(counts: dict[str, Any]) -> list[str]:
@@ -364,7 +494,7 @@ class DatasetCard(ExportWriter):
 
 #: Every writer, in the order they are written and closed (a writer after those it ``needs``).
 WRITERS: dict[str, type[ExportWriter]] = {w.name: w for w in (
-    ParquetShards, ShareGPTFiles, LlamaFactoryInfo, HFDataset, DatasetCard)}
+    ParquetShards, ShareGPTFiles, PreferencePairs, LlamaFactoryInfo, HFDataset, DatasetCard)}
 
 
 def available_formats() -> tuple[str, ...]:
@@ -398,5 +528,5 @@ def page_renderings(writers: list[type[ExportWriter]], rows: list[dict[str, Any]
 
 
 __all__ = ["ExportWriter", "ExportContext", "Page", "WRITERS", "FORMATS", "available_formats", "selected_writers", "page_renderings",
-           "ParquetShards", "ShareGPTFiles", "LlamaFactoryInfo", "HFDataset", "DatasetCard", "dataset_card",
+           "ParquetShards", "ShareGPTFiles", "PreferencePairs", "LlamaFactoryInfo", "HFDataset", "DatasetCard", "dataset_card",
            "llamafactory_entry", "DATASET_NAME", "rows_to_table"]

@@ -484,6 +484,10 @@ class ExportStore(Protocol):
     def record_export(self, *, out_dir: str, formats: list[str], filter_run_id: int | None,
                       counts: dict[str, Any]) -> int: ...
 
+    def has_comparisons(self) -> bool: ...
+
+    def kept_comparisons(self, *, after: int = 0, upto: int | None = None) -> dict[str, list[dict[str, Any]]]: ...
+
 
 # -- stats, quality, demo -------------------------------------------------------------------------
 @runtime_checkable
