@@ -14,6 +14,9 @@ with positions the earlier run did not reach and never changes an existing spec 
 the store as they are). Sources are assigned in position order from a per-language queue ordered
 by (uses so far, a seeded hash of the source id): the least-used sentence goes next, none beyond
 ``max_uses_per_source`` (counted over every seed in the workspace).
+
+``plan --from-split test`` (:func:`replay_split`) replays the specs of the dialogues an export puts
+in one split, as new specs for comparing systems on them (not counted as uses, never exported).
 """
 
 from __future__ import annotations
@@ -370,6 +373,55 @@ def plan_specs(store: PlanStore, config: dict[str, Any], n_dialogues: int, seed:
     counts["interaction_types"].update(t for s in specs for t in s["interaction_types"][1:])
     result.counts = counts
     return result
+
+
+@dataclass
+class ReplayResult:
+    """What :func:`replay_split` did: the split's dialogues, the specs added, those already there,
+    and the dialogues without a spec to replay (imported ones)."""
+
+    split: str
+    seed: int
+    dialogues: int
+    added: int
+    existing: int
+    without_spec: int
+
+
+def replay_split(store: PlanStore, config: dict[str, Any], split: str = "test", seed: int = 0) -> ReplayResult:
+    """``plan --from-split SPLIT``: a new pending spec for every dialogue that an export (with the
+    config's split shares and seed) puts in ``split``, replaying its spec (source, languages,
+    turns, interaction types and their parameters), so systems are compared (``simulate
+    --compare``) on sentences no tuned model trained on. Replays do not count toward
+    ``max_uses_per_source`` (reusing those sources is the point), are keyed by the dialogue they
+    replay and ``seed`` (a re-run adds nothing twice; another seed replays again), and their
+    dialogues are never exported."""
+    from itcollect.export.splits import SPLITS, split_pass
+    from itcollect.settings import settings
+
+    if split not in SPLITS:
+        raise InputError(f"unknown split {split!r} (one of {', '.join(SPLITS)})")
+    if store.latest_filter_run() is None:
+        raise InputError("no filter verdicts yet: the splits are the export's, over the dialogues the filter "
+                         "kept; run 'itcollect filter' first")
+    ecfg = settings(config).export
+    split_by_id, _ = split_pass(store, ecfg.validation_share, ecfg.test_share, ecfg.split_seed)
+    want = SPLITS.index(split)
+    ids = sorted(did for did, k in split_by_id.items() if k == want)
+    specs = store.specs_of_dialogues(ids)
+    rows = []
+    for did in ids:
+        spec = specs.get(did)
+        if spec is None:
+            continue
+        params = dict(spec["params"])
+        params["replay"] = {"split": split, "dialogue": did, "spec": spec["id"]}
+        rows.append({"seed": seed, "source_id": spec["source_id"], "src_lang": spec["src_lang"],
+                     "tgt_lang": spec["tgt_lang"], "instruction_lang": spec["instruction_lang"],
+                     "n_turns": spec["n_turns"], "interaction_types": spec["interaction_types"], "params": params,
+                     "replay_of": did})
+    added = store.add_replay_specs(rows)
+    return ReplayResult(split, seed, len(ids), added, len(rows) - added, len(ids) - len(rows))
 
 
 def realised_mix(specs: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:

@@ -37,6 +37,7 @@ STAGES: dict[str, type] = {
     "judge/": I.JudgeStore,
     "filter/": I.FilterStore,
     "export/": I.ExportStore,
+    "export/splits.py": I.SplitStore,
     "stats/": I.StatsStore,
     "stats/judge.py": I.JudgeStatsStore,
     "stats/quality.py": I.QualityStore,

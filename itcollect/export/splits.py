@@ -7,7 +7,7 @@ import hashlib
 from collections import Counter
 
 from itcollect.export.rows import group_key_of
-from itcollect.store.interfaces import ExportStore
+from itcollect.store.interfaces import SplitStore
 
 SPLITS = ("train", "validation", "test")
 
@@ -57,7 +57,7 @@ def assign_splits(groups: dict[str, Counter | str], validation_share: float, tes
     return out
 
 
-def split_pass(store: ExportStore, validation_share: float, test_share: float, seed: int) -> tuple[dict[str, int], Counter]:
+def split_pass(store: SplitStore, validation_share: float, test_share: float, seed: int) -> tuple[dict[str, int], Counter]:
     """The split index of every kept dialogue (by its source group), and the split sizes."""
     groups: dict[str, Counter | str] = {}  # a group of one dialogue holds its stratum, see assign_splits
     ids: list[str] = []

@@ -280,13 +280,15 @@ class ComparisonsMixin(StoreCore):
 
     def kept_comparisons(self, *, after: int = 0, upto: int | None = None) -> dict[str, list[dict[str, Any]]]:
         """Decided comparisons (with ``candidates``, content included) of the finished dialogues the
-        latest filter run kept, with rowid in (``after``, ``upto``], by dialogue id, by position."""
+        latest filter run kept (replayed specs' left out, as export leaves them out), with rowid in (``after``, ``upto``], by dialogue id, by position."""
         upper = "" if upto is None else " AND d.rowid <= ?"
         params: tuple = (after,) if upto is None else (after, upto)
         rows = [_comparison(r) for r in self.stream(
             f"SELECT {', '.join('c.' + f for f in _COMPARISON_READ)} FROM dialogues d"
             f" JOIN verdicts v ON v.dialogue_id=d.id AND v.kept=1 JOIN comparisons c ON c.dialogue_id=d.id"
-            f" WHERE d.rowid > ?{upper} AND d.status='done' AND c.status='decided' ORDER BY d.rowid, c.idx", params)]
+            f" WHERE d.rowid > ?{upper} AND d.status='done' AND c.status='decided' AND NOT EXISTS"
+            f" (SELECT 1 FROM specs rs WHERE rs.id=d.spec_id AND rs.replay_of IS NOT NULL)"
+            f" ORDER BY d.rowid, c.idx", params)]
         out: dict[str, list[dict[str, Any]]] = {}
         for c in self._with_candidates(rows):
             out.setdefault(c["dialogue_id"], []).append(c)

@@ -79,11 +79,13 @@ class DialoguesMixin(StoreCore):
         return int(self.scalar("SELECT COUNT(*) FROM specs WHERE status = 'pending'") or 0)
 
     def source_use_counts(self) -> dict[str, int]:
-        return {r[0]: r[1] for r in self.query("SELECT source_id, COUNT(*) FROM specs GROUP BY source_id")}
+        """Specs per source, replays (``plan --from-split``) left out: they never count as uses."""
+        return {r[0]: r[1] for r in self.query("SELECT source_id, COUNT(*) FROM specs WHERE replay_of IS NULL"
+                                               " GROUP BY source_id")}
 
     def max_spec_seq(self, seed: int) -> int:
-        """-1 when the seed has no specs yet."""
-        v = self.scalar("SELECT MAX(seq) FROM specs WHERE seed=?", (seed,))
+        """-1 when the seed has no planned specs yet (replays are no position of a plan)."""
+        v = self.scalar("SELECT MAX(seq) FROM specs WHERE seed=? AND replay_of IS NULL", (seed,))
         return -1 if v is None else int(v)
 
     # -- dialogues -----------------------------------------------------------------------------

@@ -37,7 +37,8 @@ class ExportsMixin(StoreCore):
                     meta: bool = True) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
         """(dialogue, active turns) of every finished dialogue, in creation (rowid) order.
 
-        ``kept_only`` restricts to dialogues the latest filter run kept. The dialogue dict carries
+        ``kept_only`` restricts to dialogues the latest filter run kept (what export writes: the
+        dialogues of replayed specs left out, see :meth:`_replay_dialogue_ids`). The dialogue dict carries
         ``docid`` of its source and, with ``with_verdicts``, the verdict's kept/reasons/cluster_id.
         ``after``/``upto`` restrict to rowids in (after, upto] (one page of a parallel reader);
         ``slim`` reads only the turn columns the filter uses, ``turn_fields`` only those (``id`` and
@@ -47,7 +48,8 @@ class ExportsMixin(StoreCore):
         dfields = _DIALOGUE_FIELDS if meta else tuple(f for f in _DIALOGUE_FIELDS if f != "meta")
         dcols = ", ".join(f"d.{c}" for c in dfields)
         # the verdict only when asked for (a lookup and a JSON text per dialogue otherwise wasted)
-        vjoin = "JOIN verdicts v ON v.dialogue_id=d.id AND v.kept=1" if kept_only else \
+        vjoin = ("JOIN verdicts v ON v.dialogue_id=d.id AND v.kept=1 AND NOT EXISTS (SELECT 1 FROM specs rs"
+                 " WHERE rs.id=d.spec_id AND rs.replay_of IS NOT NULL)") if kept_only else \
             "LEFT JOIN verdicts v ON v.dialogue_id=d.id" if with_verdicts else ""
         vcols = ", v.kept, v.reasons, v.cluster_id" if with_verdicts else ""
         tfields = _SLIM_TURN_FIELDS if slim else _TURN_FIELDS
@@ -103,7 +105,13 @@ class ExportsMixin(StoreCore):
         """Ids the latest filter run kept, read in one statement (so all from one run). Readers of
         the whole corpus check finished dialogues against this set: a verdict lookup per dialogue
         in SQL cost more (1.4 -> 0.9 s at 160K)."""
-        return {r[0] for r in self.stream("SELECT dialogue_id FROM verdicts WHERE kept=1")}
+        kept = {r[0] for r in self.stream("SELECT dialogue_id FROM verdicts WHERE kept=1")}
+        return kept - self._replay_dialogue_ids()
+
+    def _replay_dialogue_ids(self) -> set[str]:
+        """Dialogues of replayed specs (``plan --from-split``): evaluation runs, never exported."""
+        return {r[0] for r in self.stream("SELECT d.id FROM specs s JOIN dialogues d ON d.spec_id=s.id"
+                                          " WHERE s.replay_of IS NOT NULL")}
 
     def kept_rowids(self) -> list[int]:
         """Rowids of the finished dialogues the latest filter kept, ascending (export's pages)."""

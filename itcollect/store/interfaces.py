@@ -108,10 +108,20 @@ class IngestStore(Protocol):
     def tune_for_bulk_insert(self, cache_mib: int = 128) -> None: ...
 
 
+# -- export's split assignment (itcollect/export/splits.py), also read by plan --from-split -------
+@runtime_checkable
+class SplitStore(Protocol):
+    """The train / validation / test assignment of the kept dialogues (``export/splits.py``)."""
+
+    def iter_kept_keys(self) -> Iterator[tuple[int, str, str | None, str | None, str | None, str | None,
+                                               str | None]]: ...
+
+
 # -- plan (itcollect/plan.py) ---------------------------------------------------------------------
 @runtime_checkable
-class PlanStore(Protocol):
-    """``plan``: reads sources and references, writes specs."""
+class PlanStore(SplitStore, Protocol):
+    """``plan``: reads sources and references, writes specs; ``--from-split`` reads the export's
+    split assignment (:class:`SplitStore`) and the specs of the dialogues it replays."""
 
     def spec_count_for_seed(self, seed: int) -> int: ...
 
@@ -124,6 +134,12 @@ class PlanStore(Protocol):
     def reference_texts(self, lang: str) -> dict[str, str]: ...
 
     def insert_specs(self, specs: Sequence[dict[str, Any]]) -> int: ...
+
+    def latest_filter_run(self) -> dict[str, Any] | None: ...
+
+    def specs_of_dialogues(self, dialogue_ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+
+    def add_replay_specs(self, specs: Sequence[dict[str, Any]]) -> int: ...
 
 
 # -- simulate (itcollect/simulate/) ---------------------------------------------------------------
@@ -453,7 +469,7 @@ class FilterStore(Protocol):
 
 # -- export (itcollect/export/) -------------------------------------------------------------------
 @runtime_checkable
-class ExportStore(Protocol):
+class ExportStore(SplitStore, Protocol):
     """``export``: the kept dialogues of the latest filter run, their judgements, the export record.
     ``path`` opens the page workers' own connections."""
 
@@ -466,9 +482,6 @@ class ExportStore(Protocol):
     def filter_totals(self) -> dict[str, Any]: ...
 
     def kept_rowids(self) -> list[int]: ...
-
-    def iter_kept_keys(self) -> Iterator[tuple[int, str, str | None, str | None, str | None, str | None,
-                                               str | None]]: ...
 
     def iter_corpus(self, *, kept_only: bool = False, batch_size: int = 1000, with_verdicts: bool = False,
                     after: int = 0, upto: int | None = None, slim: bool = False,
@@ -557,7 +570,7 @@ class DemoStore(Protocol):
 
 
 #: Every stage interface, for the tests and the map in ARCHITECTURE.md.
-PROTOCOLS: tuple[type, ...] = (LLMStore, BatchStore, IngestStore, PlanStore, SimulateStore, CompareStore, ReviewStore,
+PROTOCOLS: tuple[type, ...] = (LLMStore, BatchStore, IngestStore, SplitStore, PlanStore, SimulateStore, CompareStore, ReviewStore,
                                SessionStore, AccountsStore, WebStore, ImportStore, JudgeStore, JudgeStatsStore,
                                FilterStore, ExportStore, QualityStore, StatsStore, DemoStore)
 

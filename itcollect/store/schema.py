@@ -423,7 +423,13 @@ CREATE UNIQUE INDEX turns_position ON turns(dialogue_id, idx, CASE WHEN state = 
 # and every candidate with its provenance (system, model, endpoint, prompt hash, latency, tokens,
 # ledger key) and, once judged, its judge scores. A candidate is never a turn: only the chosen
 # answer (or the person's edit of it) becomes the dialogue's active answer at that position.
+# ``specs.replay_of``: a spec that replays the spec of an exported dialogue (``plan --from-split``,
+# to measure systems on sentences they never trained on): it does not count toward
+# ``max_uses_per_source``, is no position of its seed's plan (its ``seq`` is negative), and its
+# dialogue is never exported (evaluation data stays out of the training files).
 _M_COMPARISONS = """
+ALTER TABLE specs ADD COLUMN replay_of TEXT;
+CREATE UNIQUE INDEX specs_replay ON specs(replay_of, seed) WHERE replay_of IS NOT NULL;
 CREATE TABLE compare_runs (
     id          INTEGER PRIMARY KEY,
     command     TEXT NOT NULL,                   -- simulate | session

@@ -41,7 +41,45 @@ class SpecsMixin(StoreCore):
             return cur.rowcount
 
     def spec_count_for_seed(self, seed: int) -> int:
-        return int(self.scalar("SELECT COUNT(*) FROM specs WHERE seed=?", (seed,)) or 0)
+        """The seed's planned specs (replays left out)."""
+        return int(self.scalar("SELECT COUNT(*) FROM specs WHERE seed=? AND replay_of IS NULL", (seed,)) or 0)
+
+    # -- replays (plan --from-split) ----------------------------------------------------------------
+    def specs_of_dialogues(self, dialogue_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """``{dialogue id: its spec}`` for those of ``dialogue_ids`` that have a spec."""
+        out: dict[str, dict[str, Any]] = {}
+        ids = list(dialogue_ids)
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            for row in self.query(f"SELECT d.id AS dialogue_id, s.* FROM dialogues d JOIN specs s ON s.id=d.spec_id"
+                                  f" WHERE d.id IN ({','.join('?' * len(part))})", part):
+                spec = dict(row)
+                did = spec.pop("dialogue_id")
+                spec["interaction_types"] = json.loads(spec["interaction_types"])
+                spec["params"] = json.loads(spec["params"])
+                out[did] = spec
+        return out
+
+    def add_replay_specs(self, specs: Sequence[dict[str, Any]]) -> int:
+        """Pending specs that replay the dialogue ``replay_of`` names, one per (dialogue, seed): a
+        replay already there is left as it is. They take negative positions of their seed (no
+        position of its plan); returns how many were added."""
+        now = utcnow()
+        enc = _ENCODER.encode
+        added = 0
+        with self.transaction() as c:
+            for s in specs:
+                if c.execute("SELECT 1 FROM specs WHERE replay_of=? AND seed=?", (s["replay_of"], s["seed"])).fetchone():
+                    continue
+                low = c.execute("SELECT MIN(seq) FROM specs WHERE seed=? AND seq < 0", (s["seed"],)).fetchone()[0]
+                c.execute(
+                    "INSERT INTO specs(seed, seq, source_id, src_lang, tgt_lang, instruction_lang, n_turns,"
+                    " interaction_types, params, status, created_at, updated_at, replay_of)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,'pending',?,?,?)",
+                    (s["seed"], (low or 0) - 1, s["source_id"], s["src_lang"], s["tgt_lang"], s["instruction_lang"],
+                     s["n_turns"], enc(s["interaction_types"]), enc(s.get("params", {})), now, now, s["replay_of"]))
+                added += 1
+        return added
 
     def reopen_failed_specs(self, reason_prefix: str | None = None) -> int:
         """Failed specs (optionally only those whose reason starts with ``reason_prefix``) back to
