@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from itcollect.compare.outcomes import judge_key, tiers
+from itcollect.export.rows import sharegpt_conversation
 
 PAIRS = ("best_vs_worst", "best_vs_each")
 #: ``chosen_system`` of a row whose chosen answer is the person's own text
@@ -103,12 +104,7 @@ def sharegpt_ranking_json(pref: Mapping[str, Any]) -> str:
     """LLaMA-Factory's ShareGPT preference record: ``conversations`` ending on the user's turn,
     ``chosen`` / ``rejected`` single ``{from: gpt, value}`` messages, the system prompt in
     ``system``."""
-    conv, system = [], None
-    for m in pref["prompt"]:
-        if m["role"] == "system":
-            system = m["content"]
-        else:
-            conv.append({"from": "human" if m["role"] == "user" else "gpt", "value": m["content"]})
+    conv, system = sharegpt_conversation(pref["prompt"])
     rec: dict[str, Any] = {"id": pref["id"], "conversations": conv,
                            "chosen": {"from": "gpt", "value": pref["chosen"][0]["content"]},
                            "rejected": {"from": "gpt", "value": pref["rejected"][0]["content"]}}

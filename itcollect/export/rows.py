@@ -169,14 +169,21 @@ def rows_to_table(rows: list[dict[str, Any]], schema):
 _SHAREGPT_KEYS = ("src_lang", "tgt_lang", "instruction_lang", "origin", "source_id")
 
 
-def sharegpt_record(row: dict[str, Any]) -> dict[str, Any]:
-    """FastChat / LLaMA-Factory ShareGPT form of a row (system message -> ``system`` field)."""
+def sharegpt_conversation(messages: list[dict[str, Any]]) -> tuple[list[dict[str, str]], str | None]:
+    """``{role, content}`` messages as ShareGPT ``conversations`` of ``{from: human|gpt, value}``,
+    and the system prompt (None without one)."""
     conv, system = [], None
-    for m in row["messages"]:
+    for m in messages:
         if m["role"] == "system":
             system = m["content"]
         else:
             conv.append({"from": "human" if m["role"] == "user" else "gpt", "value": m["content"]})
+    return conv, system
+
+
+def sharegpt_record(row: dict[str, Any]) -> dict[str, Any]:
+    """FastChat / LLaMA-Factory ShareGPT form of a row (system message -> ``system`` field)."""
+    conv, system = sharegpt_conversation(row["messages"])
     rec: dict[str, Any] = {"id": row["id"], "conversations": conv}
     if system is not None:
         rec["system"] = system
