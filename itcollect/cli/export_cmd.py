@@ -9,7 +9,9 @@ from itcollect.export.writers import FORMATS as EXPORT_FORMATS  # the registry (
 @click.option("--hf", "out", required=True, type=click.Path(file_okay=False),
               help="Output folder: OUT/hf (DatasetDict), OUT/parquet, OUT/sharegpt.json, OUT/README.md ...")
 @click.option("--format", "fmt", type=click.Choice([*EXPORT_FORMATS, "all"]), default="hf",
-              show_default=True, help="What to write besides the Parquet shards and the dataset card.")
+              show_default=True, help="What to write besides the Parquet shards and the dataset card (dpo: the "
+                                      "preference rows of compared turns, OUT/dpo; 'all' includes them whenever "
+                                      "turns were compared).")
 @click.option("--system-prompt", default=None, help="Add this system message to every dialogue.")
 @click.option("--validation-share", type=click.FloatRange(0, 1), default=None,
               help="Share of dialogues in the validation split (default: [export].validation_share).")

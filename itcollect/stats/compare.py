@@ -119,7 +119,7 @@ def by_system(rows: Sequence[Mapping[str, Any]], *, seed: int = SEED,
               resamples: int = RESAMPLES) -> dict[str, dict[str, Any]]:
     """``{system: {turns, wins, ties, losses, win_rate, ci95}}`` over ``rows`` (decided
     comparisons, each with its ``dialogue_id``), systems by name."""
-    results = [turn_results(r) for r in rows]
+    results = [r["_results"] if "_results" in r else turn_results(r) for r in rows]
     names = sorted({s for res in results for s in res})
     if not names:
         return {}
@@ -207,6 +207,8 @@ def compare_section(store: StatsStore, config: dict[str, Any] | None = None, *, 
                     resamples: int = RESAMPLES) -> dict[str, Any]:
     """The ``compare`` key of ``stats --json`` (see the module docstring)."""
     rows = store.compare_rows()
+    for r in rows:  # each turn's results once, for every grouping below
+        r["_results"] = turn_results(r)
     kw = {"seed": seed, "resamples": resamples}
     by_chooser = dict.fromkeys(_CHOOSER_KEYS, 0)
     for r in rows:
