@@ -132,6 +132,13 @@ def test_fewer_than_two_answers_is_not_a_comparison_and_the_one_answer_continues
                                      seed=0, judge_model="j", turn={})
     assert got2.void and got2.turn_id is None and got2.winner is None and "failed a check" in got2.reason
     assert len(store.get_turns(did2)) == 1
+    # the turn is tried again (simulate samples anew): a new comparison at the same position
+    got3 = record.record_judged_turn(store, did2, 1, [_cand("qwen72", "Hallo.", judge_status="judged", score=0.0),
+                                                      _cand("ours", "Hello.", status="rejected")],
+                                     seed=0, judge_model="j", turn={})
+    assert not got3.void and got3.winner == "qwen72"
+    assert store.comparison_at(did2, 1)["id"] == got3.comparison_id
+    assert [c["status"] for c in store.comparisons_of(did2)] == ["void", "decided"]
 
 
 def test_a_turn_is_written_whole_or_not_at_all(store):

@@ -135,7 +135,8 @@ class ComparisonsMixin(StoreCore):
                        labels: Sequence[str] | None = None, run_id: int | None = None) -> int:
         """An open comparison at answer position ``idx`` with its candidates (one per system);
         ``labels``: the systems in the order shown (default: the candidates' order). Raises
-        :class:`~itcollect.kernel.errors.StoreConflict` when a live one is already at ``idx``."""
+        :class:`~itcollect.kernel.errors.StoreConflict` when an open or decided one is already at
+        ``idx`` (a void one may be followed by another try of the turn)."""
         systems = [c["system"] for c in candidates]
         if len(set(systems)) != len(systems):
             raise ValueError(f"one candidate per system: {systems}")
@@ -225,9 +226,11 @@ class ComparisonsMixin(StoreCore):
         return comparisons
 
     def comparison_at(self, dialogue_id: str, idx: int) -> dict[str, Any] | None:
-        """The live (not undone) comparison at answer position ``idx``, with its ``candidates``."""
+        """The live (not undone) comparison at answer position ``idx``, with its ``candidates``: the
+        open or decided one, else the latest void one."""
         rows = list(self.stream(f"SELECT {', '.join(_COMPARISON_READ)} FROM comparisons WHERE dialogue_id=?"
-                                f" AND idx=? AND status != 'undone'", (dialogue_id, idx)))
+                                f" AND idx=? AND status != 'undone' ORDER BY status = 'void', id DESC LIMIT 1",
+                                (dialogue_id, idx)))
         return self._with_candidates([_comparison(r) for r in rows])[0] if rows else None
 
     def comparisons_of(self, dialogue_id: str, *, include_undone: bool = False) -> list[dict[str, Any]]:

@@ -469,7 +469,9 @@ CREATE TABLE comparisons (
     created_at  TEXT NOT NULL,
     decided_at  TEXT
 );
-CREATE UNIQUE INDEX comparisons_position ON comparisons(dialogue_id, idx, CASE WHEN status = 'undone' THEN id ELSE 0 END);
+-- one open or decided comparison per answer position (void ones: a retry of the turn may follow)
+CREATE UNIQUE INDEX comparisons_position ON comparisons(dialogue_id, idx,
+    CASE WHEN status = 'undone' OR status = 'void' THEN id ELSE 0 END);
 CREATE INDEX comparisons_decided ON comparisons(status, dialogue_id);
 CREATE TABLE candidates (
     id                INTEGER PRIMARY KEY,
