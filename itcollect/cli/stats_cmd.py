@@ -26,11 +26,10 @@ def stats(state, as_json: bool, annotators: bool, compare: bool, plot: str | Non
 
         raise UsageError("--annotators and --compare each show one section: give one of them")
     if compare:
-        from itcollect.stats.compare import compare_section, plot_compare, render_compare
+        from itcollect.stats.compare import compare_section, render_compare
+        from itcollect.stats.corpus import plot_compare, pyplot
 
         if plot:
-            from itcollect.stats.corpus import pyplot
-
             pyplot()
         with state.workspace() as ws:
             section = {"compare": compare_section(ws.store, ws.config)}

@@ -297,17 +297,5 @@ def plot_win_rates(ax: Any, stats: dict[str, Any]) -> None:
     ax.set_title("systems compared: win rate, 95% interval")
 
 
-def plot_compare(stats: dict[str, Any], path: str) -> None:
-    """``stats --compare --plot``: the win-rate picture alone (PNG via Agg)."""
-    from itcollect.stats.corpus import pyplot
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    plot_win_rates(ax, stats)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-__all__ = ["compare_section", "render_compare", "plot_win_rates", "plot_compare", "bradley_terry", "by_system",
+__all__ = ["compare_section", "render_compare", "plot_win_rates", "bradley_terry", "by_system",
            "head_to_head", "agreement", "cost"]

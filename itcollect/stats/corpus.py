@@ -293,3 +293,15 @@ def plot_mix(stats: dict[str, Any], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_compare(stats: dict[str, Any], path: str) -> None:
+    """``stats --compare --plot``: the win rates of the compared systems alone (PNG via Agg)."""
+    from itcollect.stats.compare import plot_win_rates
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    plot_win_rates(ax, stats)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
