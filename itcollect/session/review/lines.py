@@ -1,6 +1,7 @@
 """The review desk's line protocol (``session --review`` when stdin is not a terminal), for
 scripts and tests: the same :class:`~itcollect.session.protocol.LineIO` as the session's (events
-``TAG JSON``, text blocks up to a ``.`` line); the commands are listed in :mod:`.` (the package)."""
+``TAG JSON``, text blocks up to a ``.`` line); the commands are listed in the package's doc
+(:mod:`itcollect.session.review`)."""
 
 from __future__ import annotations
 
