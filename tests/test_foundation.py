@@ -19,6 +19,7 @@ from itcollect.config import (
 )
 from itcollect.config.render import default_config_text, markdown_reference
 from itcollect.kernel.errors import ConfigError, StoreError
+from itcollect.llm.endpoints import resolve_endpoints
 from itcollect.store import MIGRATIONS, SCHEMA_VERSION, Store
 
 from .conftest import run_cli
@@ -68,7 +69,7 @@ def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="not valid TOML"):
         parse_config("[llm\n")
     cfg = parse_config("[llm.assistant]\nmodel = 'm1'\n")
-    assert cfg.llm_role("annotator")["model"] == "m1"  # inherits the empty value
+    assert resolve_endpoints(cfg.settings)["annotator"].model == "m1"  # inherits the empty value
 
 
 def test_broken_config_is_one_line_exit_1(tmp_path):

@@ -357,7 +357,7 @@ def test_kill_9_then_rerun_judges_every_answer_once(tmp_path, fake_openai):
 def test_simulate_and_session_do_not_build_the_judge_role(tmp_path, fake_openai):
     """The judge role is built only for judge: a broken [llm.judge] never stops simulate."""
     from itcollect.config import parse_config
-    from itcollect.llm import LLMClient
+    from itcollect.llm import EndpointFlags, LLMClient, resolve_endpoints
 
     ws = make_ws(tmp_path)
     cfg = parse_config('[llm.judge]\nbase_url = "http://127.0.0.1:9/v1"\n')
@@ -369,7 +369,8 @@ def test_simulate_and_session_do_not_build_the_judge_role(tmp_path, fake_openai)
         with pytest.raises(ValueError, match="not set up"):
             c.model_for("judge")
         await c.aclose()
-        j = LLMClient(cfg, ws.store, command="t", roles=("judge",), judge_model="jm")
+        j = LLMClient(cfg, ws.store, command="t", endpoints=resolve_endpoints(
+            cfg.settings, ("judge",), flags={"judge": EndpointFlags(model="jm")}))
         assert j.roles == ("judge",) and j.model_for("judge") == "jm"
         assert j.base_url_for("judge") == "http://127.0.0.1:9/v1"
         await j.aclose()

@@ -8,7 +8,17 @@ import time
 import pytest
 
 from itcollect.config import parse_config
-from itcollect.llm import CallInBatch, ChatResult, EndpointDown, LLMCallError, LLMClient
+from itcollect.kernel.errors import ServiceError
+from itcollect.llm import (
+    CallInBatch,
+    ChatResult,
+    EndpointDown,
+    EndpointFlags,
+    LLMCallError,
+    LLMClient,
+    resolve_endpoints,
+    system_role,
+)
 from itcollect.store import Store
 
 MSGS = [{"role": "system", "content": "You translate."}, {"role": "user", "content": "Translate: Hello world"}]
@@ -434,8 +444,8 @@ def test_roles_and_overrides(fake_openai, store):
     assert c.request_body("assistant", MSGS, temperature=0.1, max_tokens=None) == {
         "model": "a-model", "messages": MSGS, "temperature": 0.1, "top_p": 1.0}
     run(c.aclose())
-    c = LLMClient(cfg, store, command="t", base_url=fake_openai.base_url, model="m1",
-                  annotator_model="m2", env={})
+    c = LLMClient(cfg, store, command="t", env={}, endpoints=resolve_endpoints(
+        cfg.settings, base_url=fake_openai.base_url, model="m1", flags={"annotator": EndpointFlags(model="m2")}))
     assert c.model_for("assistant") == "m1" and c.model_for("annotator") == "m2"
     assert c.base_url_for("annotator") == fake_openai.base_url
     assert c.call_key("assistant", MSGS) != c.call_key("assistant", MSGS, sample=1)
@@ -503,3 +513,95 @@ def test_httpx_transport_fallback(fake_openai, store, monkeypatch):
     pieces = []
     res, _ = run(_one(make_config(), store, fake_openai.base_url, on_delta=pieces.append))
     assert res.text == "".join(pieces) and res.text.startswith("Answer ")
+
+
+ROLE_TABLES = ('[llm.assistant]\nmodel = "a-model"\nbase_url = "http://127.0.0.1:9/v1"\n'
+               '[llm.annotator]\ntemperature = 0.9\n'
+               '[llm.judge]\nmodel = "j-model"\nresponse_format = "none"\n'
+               '[llm.systems.base]\nmodel = "base-model"\n'
+               '[llm.systems.tuned]\nmodel = "tuned-model"\nbase_url = "http://127.0.0.1:8/v1"\nmax_tokens = 64\n')
+
+
+def test_endpoints_are_resolved_in_one_place_with_the_flags_precedence():
+    s = parse_config(ROLE_TABLES).settings
+    ep = resolve_endpoints(s, ("assistant", "annotator", "judge", system_role("base"), system_role("tuned")))
+    # empty base_url / model inherit the assistant's; sampling and the key variable come along
+    assert (ep["annotator"].base_url, ep["annotator"].model, ep["annotator"].temperature) == (
+        "http://127.0.0.1:9/v1", "a-model", 0.9)
+    assert (ep["judge"].model, ep["judge"].response_format, ep["judge"].max_tokens) == ("j-model", "none", 800)
+    assert ep["assistant"].api_key_env == "OPENAI_API_KEY" and ep["assistant"].response_format == ""
+    assert (ep["system:base"].base_url, ep["system:base"].model) == ("http://127.0.0.1:9/v1", "base-model")
+    assert (ep["system:tuned"].base_url, ep["system:tuned"].max_tokens) == ("http://127.0.0.1:8/v1", 64)
+    assert ep["assistant"].sampling == {"temperature": 0.7, "top_p": 1.0, "max_tokens": 512}
+    # --base-url / --model set the assistant and the annotator, not the judge nor a system ...
+    ep = resolve_endpoints(s, ("assistant", "annotator", "judge", "system:base"), base_url="http://x/v1", model="m")
+    assert {r: (e.base_url, e.model) for r, e in ep.items()} == {
+        "assistant": ("http://x/v1", "m"), "annotator": ("http://x/v1", "m"),
+        "judge": ("http://127.0.0.1:9/v1", "j-model"), "system:base": ("http://127.0.0.1:9/v1", "base-model")}
+    # ... unless the role's own flags say otherwise; the judge's flags are its own
+    ep = resolve_endpoints(s, ("assistant", "annotator", "judge"), base_url="http://x/v1", model="m",
+                           flags={"annotator": EndpointFlags("http://y/v1", "m2"), "judge": EndpointFlags(model="j2")})
+    assert (ep["annotator"].base_url, ep["annotator"].model) == ("http://y/v1", "m2")
+    assert (ep["judge"].base_url, ep["judge"].model) == ("http://127.0.0.1:9/v1", "j2")
+    assert resolve_endpoints(parse_config("").settings)["assistant"].base_url is None  # the SDK's default
+    with pytest.raises(ServiceError, match=r"no model for the annotator role: pass --model NAME or set "
+                                           r"\[llm.annotator\] model"):
+        resolve_endpoints(parse_config('[llm.assistant]\nmodel = ""\n').settings, ("annotator",))
+    with pytest.raises(ValueError, match="unknown LLM roles"):
+        resolve_endpoints(s, ("system:missing",))
+
+
+def test_assistant_systems_are_entries_sharing_one_endpoint_state(fake_openai, store):
+    """N assistant systems are N entries of one client; the calls of each are the system's own
+    (model, sampling) and roles on one URL share one HTTP client and one breaker / rate state."""
+    cfg = parse_config('[llm.systems.a]\nmodel = "model-a"\n[llm.systems.b]\nmodel = "model-b"\nmax_tokens = 64\n'
+                       '[llm.systems.c]\nmodel = "model-c"\ntemperature = 0.0\n')
+    roles = tuple(system_role(n) for n in "abc")
+    flags = {r: EndpointFlags(base_url=fake_openai.base_url) for r in roles}
+
+    async def go():
+        client = LLMClient(cfg, store, command="test", env={}, endpoints=resolve_endpoints(cfg.settings, roles, flags=flags))
+        try:
+            assert client.roles == roles and client.endpoint_for("system:b").max_tokens == 64
+            assert client.request_body("system:c", MSGS)["temperature"] == 0.0
+            return [await client.chat(r, MSGS) for r in roles], client
+        finally:
+            await client.aclose()
+
+    results, client = run(go())
+    assert [r.model for r in results] == ["model-a", "model-b", "model-c"]
+    assert len({r.call_key for r in results}) == 3 and fake_openai.total_requests == 3
+    assert len(client._clients) == 1 and len(client._states) == 1
+    with pytest.raises(ValueError, match="not both"):
+        LLMClient(cfg, store, command="test", env={}, model="m", endpoints=resolve_endpoints(cfg.settings, roles, flags=flags))
+
+
+def test_the_breaker_of_a_dead_endpoint_leaves_the_other_endpoints_alone(fake_openai, store):
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    sock.close()
+    cfg = make_config(max_retries=0, circuit_breaker_failures=2)
+    endpoints = resolve_endpoints(cfg.settings, base_url=fake_openai.base_url, model="fake-model",
+                                  flags={"annotator": EndpointFlags(base_url=dead)})
+
+    async def go():
+        client = LLMClient(cfg, store, command="test", env={}, endpoints=endpoints)
+        try:
+            with pytest.raises(EndpointDown, match=dead.split("//")[1]):
+                for i in range(5):
+                    with pytest.raises(LLMCallError):
+                        await client.chat("annotator", [{"role": "user", "content": f"q{i}"}])
+            down = client.endpoint_down
+            with pytest.raises(EndpointDown):  # that endpoint's breaker stays open ...
+                await client.chat("annotator", MSGS)
+            answer = await client.chat("assistant", MSGS)  # ... and the assistant's endpoint still answers
+            return down, answer
+        finally:
+            await client.aclose()
+
+    down, answer = run(go())
+    assert down and dead.split("//")[1] in down  # the run is told to stop, naming the endpoint
+    assert answer.text and fake_openai.total_requests == 1

@@ -28,7 +28,7 @@ else:  # pragma: no cover
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from itcollect.config.render import default_config_text, extra, section_type
+from itcollect.config.render import bounds, default_config_text, extra, number, section_type
 from itcollect.config.schema import FIRST_TURN_SOURCES, JUDGE_RESPONSE_FORMATS, SettingError, Settings
 from itcollect.kernel.errors import ConfigError
 
@@ -47,18 +47,6 @@ class Config(dict):
     def settings(self) -> Settings:
         """The typed sections, built from the current values."""
         return settings(self)
-
-    def llm_role(self, role: str) -> dict[str, Any]:
-        """Settings of the 'assistant', 'annotator' or 'judge' role; the annotator and the judge
-        inherit an empty base_url / model from the assistant."""
-        assistant = dict(self["llm"]["assistant"])
-        if role == "assistant":
-            return assistant
-        values = dict(self["llm"][role])
-        for key in ("base_url", "model"):
-            if not values.get(key):
-                values[key] = assistant[key]
-        return values
 
 
 def default_config() -> dict[str, Any]:
@@ -154,25 +142,20 @@ def _walk(loc: tuple[Any, ...]) -> tuple[FieldInfo | None, bool]:
     return field, user_key
 
 
-def _bound(x: Any) -> str:
-    return str(int(x)) if isinstance(x, (int, float)) and float(x).is_integer() else str(x)
-
-
 def _range_message(dotted: str, field: FieldInfo, err: Mapping[str, Any]) -> str:
     kind, ctx = err["type"], err.get("ctx") or {}
     if kind == "literal_error":
         choices = typing.get_args(field.annotation)
         return f"{dotted} must be one of {', '.join(map(repr, choices))}, got {err['input']!r}"
-    bounds = {type(m).__name__.lower(): getattr(m, type(m).__name__.lower()) for m in field.metadata
-              if type(m).__name__ in ("Ge", "Le", "Gt")}
-    if "ge" in bounds and "le" in bounds:
-        return f"{dotted} must be between {_bound(bounds['ge'])} and {_bound(bounds['le'])}"
+    b = bounds(field)
+    if "ge" in b and "le" in b:
+        return f"{dotted} must be between {number(b['ge'])} and {number(b['le'])}"
     if "gt" in ctx:
-        return f"{dotted} must be more than {_bound(ctx['gt'])}"
+        return f"{dotted} must be more than {number(ctx['gt'])}"
     if "ge" in ctx:
-        return f"{dotted} must be 0 or more" if ctx["ge"] == 0 else f"{dotted} must be at least {_bound(ctx['ge'])}"
+        return f"{dotted} must be 0 or more" if ctx["ge"] == 0 else f"{dotted} must be at least {number(ctx['ge'])}"
     if "le" in ctx:
-        return f"{dotted} must be 0 or less" if ctx["le"] == 0 else f"{dotted} must be at most {_bound(ctx['le'])}"
+        return f"{dotted} must be 0 or less" if ctx["le"] == 0 else f"{dotted} must be at most {number(ctx['le'])}"
     return f"{dotted}: {err['msg']}"
 
 

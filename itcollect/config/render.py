@@ -111,8 +111,15 @@ def _type_name(annotation: Any) -> str:
     return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(annotation, str(annotation))
 
 
-def _number(x: float) -> str:
+def number(x: float) -> str:
+    """A bound as people write it: ``0``, ``1024``, ``0.5``."""
     return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def bounds(field: FieldInfo) -> dict[str, float]:
+    """A field's declared bounds: ``{"ge": ..., "le": ..., "gt": ...}``, those it has."""
+    return {type(m).__name__.lower(): getattr(m, type(m).__name__.lower()) for m in field.metadata
+            if type(m).__name__ in ("Ge", "Le", "Gt")}
 
 
 def allowed(field: FieldInfo) -> str:
@@ -122,16 +129,15 @@ def allowed(field: FieldInfo) -> str:
     choices = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is typing.Literal else ()
     if choices:
         return ", ".join(f"`{toml_value(c)}`" for c in choices)
-    bounds = {type(m).__name__.lower(): getattr(m, type(m).__name__.lower()) for m in field.metadata
-              if type(m).__name__ in ("Ge", "Le", "Gt")}
-    if "ge" in bounds and "le" in bounds:
-        return f"{_number(bounds['ge'])} to {_number(bounds['le'])}"
-    if "ge" in bounds:
-        return f"at least {_number(bounds['ge'])}"
-    if "gt" in bounds:
-        return f"more than {_number(bounds['gt'])}"
-    if "le" in bounds:
-        return f"at most {_number(bounds['le'])}"
+    b = bounds(field)
+    if "ge" in b and "le" in b:
+        return f"{number(b['ge'])} to {number(b['le'])}"
+    if "ge" in b:
+        return f"at least {number(b['ge'])}"
+    if "gt" in b:
+        return f"more than {number(b['gt'])}"
+    if "le" in b:
+        return f"at most {number(b['le'])}"
     return ""
 
 

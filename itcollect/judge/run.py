@@ -83,11 +83,12 @@ class JudgeSummary:
 
 
 def _client(ws: Workspace, opts: JudgeOptions, *, dry_run: bool = False) -> Any:
-    from itcollect.llm import LLMClient
+    from itcollect.llm import EndpointFlags, LLMClient, resolve_endpoints
 
     max_cost = opts.max_cost if opts.max_cost is not None else (settings(ws.config).judge.max_cost_usd or None)
-    return LLMClient(ws.config, ws.store, command="judge", roles=("judge",), judge_base_url=opts.base_url,
-                     judge_model=opts.model, concurrency=opts.concurrency, max_cost_usd=max_cost, dry_run=dry_run)
+    endpoints = resolve_endpoints(settings(ws.config), ("judge",), flags={"judge": EndpointFlags(opts.base_url, opts.model)})
+    return LLMClient(ws.config, ws.store, command="judge", endpoints=endpoints, concurrency=opts.concurrency,
+                     max_cost_usd=max_cost, dry_run=dry_run)
 
 
 def _same_model(a: str, b: str) -> bool:

@@ -11,10 +11,15 @@ with the SDK's own retries switched off, because retrying belongs here, next to 
 * retries with exponential backoff and jitter on 429 / 408 / 409 / 5xx / timeouts / connection
   errors, honouring ``Retry-After`` and ``retry-after-ms``; an empty, truncated or malformed
   answer (or one without choices) is a failed attempt, never a silent ``None``.
-* a circuit breaker: ``[llm].circuit_breaker_failures`` consecutive calls failing after all their
-  retries (or a 401/403/404: bad key or unknown model) raise :class:`EndpointDown` naming the URL.
+* roles as data: the client serves the roles it is given as :class:`~itcollect.llm.endpoints.Endpoint`
+  entries (``endpoints=resolve_endpoints(...)``, or ``roles=`` with the command's ``base_url`` /
+  ``model``), one ``AsyncOpenAI`` per endpoint and key.
+* a circuit breaker per endpoint: ``[llm].circuit_breaker_failures`` consecutive calls to one
+  endpoint failing after all their retries (or a 401/403/404: bad key or unknown model) raise
+  :class:`EndpointDown` naming the URL, and :attr:`LLMClient.endpoint_down` tells the run to stop.
 * bounded concurrency (call slots held only while a request is in flight, handed out by
-  priority), requests- and tokens-per-minute token buckets, ``max_cost_usd`` and ``dry_run``.
+  priority), requests- and tokens-per-minute token buckets and the pause a 429 asks for (per
+  endpoint: a provider counts its own), ``max_cost_usd`` and ``dry_run``.
 * start-up pacing: the first ``concurrency`` requests of a run go out at most
   ``[llm].start_pace_per_s`` a second rather than all at once. A burst of hundreds of simultaneous
   first requests is what providers answer with 429s, and its answers come back as a burst too:
@@ -36,8 +41,8 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -56,6 +61,7 @@ from itcollect.llm.answers import (
     usage_tokens,
 )
 from itcollect.llm.batch import BatchCall
+from itcollect.llm.endpoints import DEFAULT_ROLES, ROLES, Endpoint, resolve_endpoints
 from itcollect.llm.errors import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
 from itcollect.llm.ledger import LedgerWriter
 from itcollect.llm.pricing import Prices, call_cost, price_for
@@ -64,11 +70,6 @@ from itcollect.llm.watch import owned_endpoint_failure
 from itcollect.settings import settings as typed_settings
 from itcollect.store import dumps
 from itcollect.store.interfaces import LLMStore
-
-ROLES = ("assistant", "annotator", "judge")
-#: The roles a client sets up unless told otherwise (simulate and session); ``judge`` builds only
-#: the judge role, so its flags and config never touch the other two.
-DEFAULT_ROLES = ("assistant", "annotator")
 
 #: Header carrying the call key, so a server (and our test double) can count calls exactly.
 CALL_KEY_HEADER = "X-Itcollect-Call-Key"
@@ -88,14 +89,43 @@ UNREACHABLE_ATTEMPTS = 3
 
 
 @dataclass(slots=True)
+class _EndpointState:
+    """The circuit breaker and the rate state of one endpoint (its URL), shared by its roles."""
+
+    url: str
+    rpm_limit: float
+    tpm_limit: float
+    rpm: TokenBucket | None = None
+    tpm: TokenBucket | None = None
+    pause_until: float = 0.0  # a 429's Retry-After: nothing goes out before
+    consecutive_failures: int = 0
+    down: str | None = None  # the breaker is open: why
+    reached: bool = False  # something answered there (even an error status) in this run
+    unreachable: int = 0  # attempts that found nobody listening, while it never answered
+
+    def new_loop(self) -> None:
+        """Fresh token buckets (they hold locks of one event loop)."""
+        self.rpm = TokenBucket(self.rpm_limit) if self.rpm_limit > 0 else None
+        self.tpm = TokenBucket(self.tpm_limit) if self.tpm_limit > 0 else None
+
+
+@dataclass(slots=True)
 class _Role:
-    name: str
-    base_url: str | None  # None: the SDK's default (OPENAI_BASE_URL or api.openai.com)
-    model: str
-    defaults: dict[str, Any]
+    endpoint: Endpoint
+    client_key: tuple[str | None, str]  # (base URL, API key) of its AsyncOpenAI
     client: Any  # AsyncOpenAI
     price: Prices
     display_url: str
+    state: _EndpointState
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.role
+
+    @property
+    def model(self) -> str:
+        return self.endpoint.model
 
 
 def _sdk_types() -> Any:
@@ -165,11 +195,11 @@ class LLMClient:
     limiters, the run's counters (its ``llm_runs`` row), and uses ``store`` for the ledger."""
 
     def __init__(self, config: Config, store: LLMStore, *, command: str,
-                 base_url: str | None = None, model: str | None = None,
-                 annotator_base_url: str | None = None, annotator_model: str | None = None,
-                 concurrency: int | None = None, max_cost_usd: float | None = None, dry_run: bool = False,
-                 env: dict[str, str] | None = None, roles: tuple[str, ...] = DEFAULT_ROLES,
-                 judge_base_url: str | None = None, judge_model: str | None = None) -> None:
+                 endpoints: Mapping[str, Endpoint] | None = None, roles: Sequence[str] = DEFAULT_ROLES,
+                 base_url: str | None = None, model: str | None = None, concurrency: int | None = None,
+                 max_cost_usd: float | None = None, dry_run: bool = False, env: Mapping[str, str] | None = None) -> None:
+        """``endpoints``: the roles to serve (:func:`~itcollect.llm.endpoints.resolve_endpoints`);
+        without them, ``roles`` resolved from the config and the command's ``base_url`` / ``model``."""
         # deferred heavy imports (the SDK ~0.6 s, its HTTP stack ~0.1 s): importing itcollect.llm
         # stays cheap for the commands and modules that only catch its errors
         import httpx2
@@ -181,7 +211,6 @@ class LLMClient:
         self.store = store
         self.command = command
         self.dry_run = dry_run
-        env = os.environ if env is None else env
         typed = typed_settings(config)
         llm = typed.llm
         self.timeout_s = llm.timeout_s
@@ -193,72 +222,33 @@ class LLMClient:
         if self.concurrency < 1:
             raise ServiceError("concurrency must be at least 1")
         self.max_cost_usd = max_cost_usd if max_cost_usd and max_cost_usd > 0 else None
-
-        key_env = llm.api_key_env or "OPENAI_API_KEY"  # an empty name: the SDK's own variable
-        api_key = env.get(key_env) or env.get("OPENAI_API_KEY") or ""
-        sdk_base = env.get("OPENAI_BASE_URL") or None
-
-        flags = {"assistant": (base_url, model), "annotator": (annotator_base_url or base_url, annotator_model or model),
-                 "judge": (judge_base_url, judge_model)}
-        unknown = [r for r in roles if r not in ROLES]
-        if unknown or not roles:
-            raise ValueError(f"unknown LLM roles {unknown} (expected some of {ROLES})")
-        settings: dict[str, dict[str, Any]] = {}
-        for role in roles:
-            s = config.llm_role(role)
-            flag_url, flag_model = flags[role]
-            s["base_url"] = (flag_url or s.get("base_url") or "").strip() or None
-            s["model"] = (flag_model or s.get("model") or "").strip()
-            if not s["model"]:
-                raise ServiceError(f"no model for the {role} role: pass --model NAME or set [llm.{role}] model "
-                                   f"(or [llm.assistant] model, which it inherits)")
-            settings[role] = s
-
-        if not api_key:
-            if any(s["base_url"] for s in settings.values()) or sdk_base:
-                api_key = "sk-no-key"  # local servers (vLLM, Ollama, llama.cpp) accept any key
-            elif not dry_run:
-                raise ServiceError(
-                    f"no LLM endpoint configured: pass --base-url URL --model NAME for any OpenAI-compatible "
-                    f"server, set ${key_env} (the variable [llm].api_key_env names) for api.openai.com, "
-                    f"or use --local for the bundled local model")
-            else:
-                api_key = "sk-dry-run"
-
+        if endpoints is None:
+            endpoints = resolve_endpoints(typed, roles, base_url=base_url, model=model)
+        elif base_url is not None or model is not None or tuple(roles) != DEFAULT_ROLES:
+            raise ValueError("pass endpoints, or roles / base_url / model to resolve them, not both")
+        if not endpoints:
+            raise ValueError("an LLM client needs at least one role")
+        self.endpoints: dict[str, Endpoint] = dict(endpoints)
         limits = httpx2.Limits(max_connections=max(100, self.concurrency * 2),
                                max_keepalive_connections=max(20, self.concurrency + 16))
-        def make_client(url: str | None) -> Any:
+
+        def make_client(url: str | None, api_key: str) -> Any:
             return openai.AsyncOpenAI(api_key=api_key, base_url=url, max_retries=0, timeout=self.timeout_s,
                                       http_client=_http_client(openai, limits, self.timeout_s))
 
         self._make_client = make_client
-        self._clients: dict[str | None, Any] = {}
+        self._clients: dict[tuple[str | None, str], Any] = {}
+        self._states: dict[str, _EndpointState] = {}
         self._roles: dict[str, _Role] = {}
-        prices = typed.prices
-        for role, s in settings.items():
-            url = s["base_url"]
-            if url not in self._clients:
-                self._clients[url] = make_client(url)
-            client = self._clients[url]
-            defaults = {k: s[k] for k in ("temperature", "top_p", "max_tokens") if k in s}
-            self._roles[role] = _Role(role, url, s["model"], defaults, client, price_for(prices, s["model"]),
-                                      _redact_url(str(client.base_url)).rstrip("/"))
-
-        self._rpm_limit, self._tpm_limit = float(llm.requests_per_minute), float(llm.tokens_per_minute)
+        self._set_up_roles(typed, os.environ if env is None else env)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._new_loop_state()
         self._rng = random.Random()
-        self._pause_until = 0.0
         pace = llm.start_pace_per_s
         self._pace_gap = 1.0 / pace if pace > 0 else 0.0
         self._paced = 0 if self._pace_gap else self.concurrency  # first requests paced so far
         self._pace_next = 0.0
-        self._down: str | None = None
-        self._consecutive_failures = 0
-        # endpoints that answered something (even an error status) in this run, and how many
-        # attempts found nobody listening at an endpoint that never did
-        self._reached: set[str] = set()
-        self._unreachable: dict[str, int] = {}
+        self._down: str | None = None  # the first breaker that opened: the run stops
         self._closed = False
         # live counters of this run (the llm_runs row mirrors the persistent ones)
         self.sent = 0
@@ -276,6 +266,40 @@ class LLMClient:
         self.run_id: int | None = None if dry_run else store.start_llm_run(command)
         self._ledger = LedgerWriter(store, self.run_id)
 
+    def _set_up_roles(self, typed: Any, env: Mapping[str, str]) -> None:
+        """An ``AsyncOpenAI`` per endpoint and key, the breaker and rate state per endpoint URL,
+        and each role's price and sampling defaults."""
+        sdk_base = env.get("OPENAI_BASE_URL") or None
+        any_url = any(ep.base_url for ep in self.endpoints.values()) or bool(sdk_base)
+        llm = typed.llm
+        for role, ep in self.endpoints.items():
+            key = (ep.base_url, self._api_key(ep, env, any_url))
+            if key not in self._clients:
+                self._clients[key] = self._make_client(*key)
+            client = self._clients[key]
+            url = _redact_url(str(client.base_url)).rstrip("/")
+            state = self._states.get(url)
+            if state is None:
+                state = self._states[url] = _EndpointState(url, float(llm.requests_per_minute),
+                                                           float(llm.tokens_per_minute))
+                state.new_loop()
+            self._roles[role] = _Role(ep, key, client, price_for(typed.prices, ep.model), url, state, ep.sampling)
+
+    def _api_key(self, ep: Endpoint, env: Mapping[str, str], any_url: bool) -> str:
+        """The key of an endpoint, read from its environment variable at run time (never stored)."""
+        key_env = ep.api_key_env or "OPENAI_API_KEY"  # an empty name: the SDK's own variable
+        api_key = env.get(key_env) or env.get("OPENAI_API_KEY") or ""
+        if api_key:
+            return api_key
+        if any_url:
+            return "sk-no-key"  # local servers (vLLM, Ollama, llama.cpp) accept any key
+        if self.dry_run:
+            return "sk-dry-run"
+        raise ServiceError(
+            f"no LLM endpoint configured: pass --base-url URL --model NAME for any OpenAI-compatible "
+            f"server, set ${key_env} (the variable [llm].api_key_env names) for api.openai.com, "
+            f"or use --local for the bundled local model")
+
     # -- public helpers ------------------------------------------------------------------------
     @property
     def roles(self) -> tuple[str, ...]:
@@ -284,6 +308,10 @@ class LLMClient:
 
     def model_for(self, role: str) -> str:
         return self._role(role).model
+
+    def endpoint_for(self, role: str) -> Endpoint:
+        """The resolved settings of a role (endpoint, model, key variable, sampling)."""
+        return self._role(role).endpoint
 
     def base_url_for(self, role: str) -> str:
         """The endpoint of a role, without credentials (for messages and provenance)."""
@@ -343,7 +371,7 @@ class LLMClient:
 
     @property
     def endpoint_down(self) -> str | None:
-        """The reason the run must stop, once the circuit breaker opened."""
+        """The reason the run must stop, once the circuit breaker of one of its endpoints opened."""
         return self._down
 
     async def aclose(self) -> None:
@@ -376,12 +404,12 @@ class LLMClient:
         with the lowest value goes next (ties: first come). Raises LLMCallError (CallInBatch for a
         call out in a Batch API batch), EndpointDown or CostLimitReached.
         """
-        if self._down:
-            raise EndpointDown(self._down)
+        r = self._role(role)
+        if r.state.down:
+            raise EndpointDown(r.state.down)
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._bind_loop(loop)
-        r = self._role(role)
         body = self.request_body(role, messages, **params)
         request_json = self._canonical(body)
         key = self._key(request_json, sample)
@@ -438,8 +466,8 @@ class LLMClient:
     def _new_loop_state(self) -> None:
         """The pieces bound to an event loop: semaphore, rate buckets, calls in flight."""
         self._sem = PrioritySlots(self.concurrency)
-        self._rpm = TokenBucket(self._rpm_limit) if self._rpm_limit > 0 else None
-        self._tpm = TokenBucket(self._tpm_limit) if self._tpm_limit > 0 else None
+        for state in self._states.values():
+            state.new_loop()
         self._inflight: dict[str, asyncio.Future] = {}
 
     def _bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -447,9 +475,9 @@ class LLMClient:
         clients and loop state: connections and futures of the first loop cannot be reused."""
         if self._loop is not None:
             self._ledger.flush()
-            self._clients = {url: self._make_client(url) for url in self._clients}
+            self._clients = {key: self._make_client(*key) for key in self._clients}
             for r in self._roles.values():
-                r.client = self._clients[r.base_url]
+                r.client = self._clients[r.client_key]
             self._new_loop_state()
         self._loop = loop
 
@@ -487,38 +515,40 @@ class LLMClient:
         self.cost_usd += cost
         return ChatResult("", "dry_run", r.model, key, pt, ct, 0.0, cost, False, 0)
 
-    async def _wait_turn(self, est_tokens: int) -> None:
-        """Rate limits and a 429's pause, before each attempt."""
-        delay = self._pause_until - time.monotonic()
+    async def _wait_turn(self, state: _EndpointState, est_tokens: int) -> None:
+        """The endpoint's rate limits and a 429's pause, before each attempt."""
+        delay = state.pause_until - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        if self._rpm is not None:
-            await self._rpm.acquire(1)
-        if self._tpm is not None:
-            await self._tpm.acquire(est_tokens)
+        if state.rpm is not None:
+            await state.rpm.acquire(1)
+        if state.tpm is not None:
+            await state.tpm.acquire(est_tokens)
 
     def _backoff(self, attempt: int) -> float:
         cap = min(self.backoff_max_s, self.backoff_base_s * (2 ** (attempt - 1)))
         return cap * (0.5 + 0.5 * self._rng.random())
 
-    def _never_reached(self, url: str, error: BaseException, reason: str) -> str | None:
+    def _never_reached(self, state: _EndpointState, error: BaseException, reason: str) -> str | None:
         """A run whose endpoint has refused every connection (or whose host name does not resolve)
         since it started is pointed at the wrong place, not at an outage: stop after a few
         attempts with a message saying so, instead of after the circuit breaker's minute of
         retries. Once the endpoint has answered anything, outages go through the breaker."""
-        if url in self._reached or not isinstance(error, self._openai.APIConnectionError) or \
+        if state.reached or not isinstance(error, self._openai.APIConnectionError) or \
                 not isinstance(_root_cause(error), (ConnectionRefusedError, socket.gaierror)):
             return None
-        n = self._unreachable[url] = self._unreachable.get(url, 0) + 1
+        state.unreachable += 1
+        n, url = state.unreachable, state.url
         if n < UNREACHABLE_ATTEMPTS:
             return None
         what = "the connection was refused" if "Refused" in reason else "its host name does not resolve"
         return (f"cannot reach the LLM endpoint {url}: {what} on all {n} attempts since the run started "
                 f"({reason}); is the server running, and are --base-url and the port right?")
 
-    def _classify(self, exc: BaseException, url: str) -> tuple[str, bool, float | None, str | None]:
+    def _classify(self, exc: BaseException, r: _Role) -> tuple[str, bool, float | None, str | None]:
         """(reason, retryable, server-requested delay, fatal-endpoint message)."""
         oa = self._openai
+        url = r.display_url
         if isinstance(exc, BadAnswer):
             return str(exc), True, None, None
         if isinstance(exc, oa.APIConnectionError):  # APITimeoutError included
@@ -537,7 +567,7 @@ class LLMClient:
             if status in (408, 409, 429) or status >= 500:
                 return msg, True, retry_after, None
             if status in (401, 403):
-                env = typed_settings(self.config).llm.api_key_env or "OPENAI_API_KEY"
+                env = r.endpoint.api_key_env or "OPENAI_API_KEY"
                 return msg, False, None, (f"the endpoint {url} refused the API key ({msg}); set ${env} "
                                           f"to a valid key")
             if status == 404:
@@ -556,9 +586,9 @@ class LLMClient:
         shown = [False]
         while True:
             attempts += 1
-            if self._down:
-                raise EndpointDown(self._down)
-            await self._wait_turn(est)
+            if r.state.down:
+                raise EndpointDown(r.state.down)
+            await self._wait_turn(r.state, est)
             if shown[0] and on_reset is not None:
                 on_reset()
                 shown[0] = False
@@ -594,27 +624,27 @@ class LLMClient:
                     self.in_flight -= 1
                 latency_ms = (time.perf_counter() - t0) * 1000.0
             if error is None or isinstance(error, self._openai.APIStatusError):
-                self._reached.add(r.display_url)  # something answered there
+                r.state.reached = True  # something answered there
             if error is None:
                 return await self._record_answer(r, key, answer, latency_ms, attempts, est, body)
-            reason, retryable, retry_after, fatal = self._classify(error, r.display_url)
+            reason, retryable, retry_after, fatal = self._classify(error, r)
             if not fatal and isinstance(error, self._openai.APIConnectionError):
                 # a local server this process started and that died: say so, not "is it running?"
                 fatal = owned_endpoint_failure(r.display_url)
-            fatal = fatal or self._never_reached(r.display_url, error, reason)
+            fatal = fatal or self._never_reached(r.state, error, reason)
             if fatal:
-                self._open_breaker(fatal)
-                await self._record_failure(key, reason, attempts, r.display_url, count_for_breaker=False)
+                self._open_breaker(r.state, fatal)
+                await self._record_failure(key, reason, attempts, r.state, count_for_breaker=False)
                 raise EndpointDown(fatal) from None
             if not retryable or attempts > self.max_retries:
-                await self._record_failure(key, reason, attempts, r.display_url)
+                await self._record_failure(key, reason, attempts, r.state)
                 tries = f" after {attempts} attempts" if attempts > 1 else ""
                 raise LLMCallError(f"LLM call to {r.display_url} ({r.model}) failed{tries}: {reason}") from None
             self.retries += 1
             if retry_after is not None:
                 delay = min(retry_after, max(self.backoff_max_s, 60.0)) * (1.0 + 0.1 * self._rng.random())
                 if isinstance(error, self._openai.APIStatusError) and error.status_code == 429:
-                    self._pause_until = max(self._pause_until, time.monotonic() + delay)
+                    r.state.pause_until = max(r.state.pause_until, time.monotonic() + delay)
             else:
                 delay = self._backoff(attempts)
             await asyncio.sleep(delay)
@@ -670,9 +700,9 @@ class LLMClient:
         cost = call_cost(r.price, pt, ct)
         await self._ledger.done(key, response=answer.text, finish_reason=answer.finish_reason, prompt_tokens=pt,
                                 completion_tokens=ct, cost_usd=cost, latency_ms=latency_ms, attempts=attempts)
-        if self._tpm is not None:
-            self._tpm.adjust(est - (pt + ct))
-        self._consecutive_failures = 0
+        if r.state.tpm is not None:
+            r.state.tpm.adjust(est - (pt + ct))
+        r.state.consecutive_failures = 0
         self.sent += 1
         self.prompt_tokens += pt
         self.completion_tokens += ct
@@ -680,19 +710,22 @@ class LLMClient:
         return ChatResult(answer.text, answer.finish_reason, answer.model or r.model, key, pt, ct, latency_ms, cost,
                           False, attempts)
 
-    async def _record_failure(self, key: str, reason: str, attempts: int, url: str, *,
+    async def _record_failure(self, key: str, reason: str, attempts: int, state: _EndpointState, *,
                               count_for_breaker: bool = True) -> None:
         self.failed += 1
         await self._ledger.failed(key, error=reason, attempts=attempts)
         if not count_for_breaker:
             return
-        self._consecutive_failures += 1
-        if self.breaker_limit > 0 and self._consecutive_failures >= self.breaker_limit and not self._down:
-            self._open_breaker(f"the LLM endpoint {url} looks down: {self._consecutive_failures} calls in a row "
-                               f"failed after all retries (last: {reason}); the run stopped, re-run the same "
-                               f"command when it is back (answered calls are kept)")
-            raise EndpointDown(self._down or "")
+        state.consecutive_failures += 1
+        n = state.consecutive_failures
+        if self.breaker_limit > 0 and n >= self.breaker_limit and not state.down:
+            self._open_breaker(state, f"the LLM endpoint {state.url} looks down: {n} calls in a row failed after "
+                                      f"all retries (last: {reason}); the run stopped, re-run the same command "
+                                      f"when it is back (answered calls are kept)")
+            raise EndpointDown(state.down or "")
 
-    def _open_breaker(self, message: str) -> None:
+    def _open_breaker(self, state: _EndpointState, message: str) -> None:
+        if not state.down:
+            state.down = message
         if not self._down:
             self._down = message

@@ -16,7 +16,7 @@ from itcollect.kernel import checks as C
 from itcollect.kernel.errors import InputError, ServiceError, UsageError
 from itcollect.kernel.langid import warm_up
 from itcollect.kernel.progress import progress
-from itcollect.llm import LLMClient
+from itcollect.llm import DEFAULT_ROLES, EndpointFlags, LLMClient, resolve_endpoints
 from itcollect.llm.runners.online import CALL_FAILED, PARKED, TAKEN_OVER, Ended, OnlineRunner
 from itcollect.settings import settings
 from itcollect.simulate.driver import DialogueDriver, DialogueState
@@ -34,9 +34,10 @@ def make_client(ws: Workspace, opts: SimulateOptions, *, command: str = "simulat
                 max_cost: bool = True) -> LLMClient:
     """The run's LLM client, from the options (``--max-cost`` or ``[simulate] max_cost_usd``)."""
     limit = opts.max_cost if opts.max_cost is not None else (settings(ws.config).simulate.max_cost_usd or None)
-    return LLMClient(ws.config, ws.store, command=command, base_url=opts.base_url, model=opts.model,
-                     annotator_base_url=opts.annotator_base_url, annotator_model=opts.annotator_model,
-                     concurrency=opts.concurrency, max_cost_usd=limit if max_cost else None, dry_run=dry_run)
+    endpoints = resolve_endpoints(settings(ws.config), DEFAULT_ROLES, base_url=opts.base_url, model=opts.model,
+                                  flags={"annotator": EndpointFlags(opts.annotator_base_url, opts.annotator_model)})
+    return LLMClient(ws.config, ws.store, command=command, endpoints=endpoints, concurrency=opts.concurrency,
+                     max_cost_usd=limit if max_cost else None, dry_run=dry_run)
 
 
 def make_driver(ws: Workspace, llm: LLMClient) -> DialogueDriver:
