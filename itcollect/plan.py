@@ -27,7 +27,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from itcollect.config import settings
 from itcollect.config.schema import MixSection
@@ -145,9 +145,6 @@ def _rng(*parts: Any) -> random.Random:
     return random.Random(":".join(str(p) for p in parts))
 
 
-
-
-
 def _least_used_first(ranked: list[tuple[bytes, int, str]], max_uses: int) -> Iterator[str]:
     """Source ids least-used first, ties in seeded rank order, each up to ``max_uses`` uses in all:
     level L yields (in rank order) every source used at most L times before this plan."""
@@ -254,6 +251,21 @@ def _turn_params(types: list[str], rng: random.Random, *, src_lang: str, tgt_lan
     return out
 
 
+class _Position(NamedTuple):
+    """What the mix fixes for one spec position, before a source is assigned."""
+
+    seq: int
+    pair: str
+    instr: str
+    n_turns: int
+    types: list[str]
+    constrained: bool
+    variant: int
+    n_terms: int
+    term_seed: int
+    turn_params: list[dict[str, Any]]
+
+
 def plan_specs(store: PlanStore, config: dict[str, Any], n_dialogues: int, seed: int = 0, *,
                progress: Any = None) -> PlanResult:
     """Make the store hold ``n_dialogues`` specs for ``seed`` (adds the missing positions)."""
@@ -267,13 +279,24 @@ def plan_specs(store: PlanStore, config: dict[str, Any], n_dialogues: int, seed:
     result = PlanResult(seed=seed, requested=n_dialogues, existing=existing, added=0)
     if n_dialogues <= existing or n_dialogues <= start:
         return result
-    end = n_dialogues
+    rows = _positions(mix, languages, seed, start, n_dialogues)
+    if not rows:
+        return result
+    max_uses = mix.max_uses_per_source
+    queues, texts = _source_queues(store, Counter(r.pair.split("-")[0] for r in rows), seed, max_uses)
+    specs = _assign_sources(store, rows, seed, queues, texts, result, progress)
+    result.added = store.insert_specs(specs)
+    result.counts = _mix_counts(specs)
+    return result
 
-    # Attributes of positions [0, end): block after block, with carried remainders.
+
+def _positions(mix: MixSection, languages: Sequence[str], seed: int, start: int, end: int) -> list[_Position]:
+    """The attributes of positions [start, end): those of every position of [0, end) are drawn,
+    block after block with carried remainders, so a position never depends on the plan's size."""
     pairs_q, instr_q, turns_q = _Quota(mix.pairs), _Quota(mix.instruction_langs), _Quota(mix.turns)
     types_q, constr_q = _Quota(mix.interaction_types), _Quota({"yes": mix.must_include_share,
                                                                "no": 1 - mix.must_include_share})
-    rows: list[tuple] = []  # seq, pair, instr, turns, types, constrained, variant, n_terms, term_seed, turn params
+    rows: list[_Position] = []
     for block_start in range(0, end, BLOCK):
         size = BLOCK
         pairs = _spread(pairs_q.take(size), _rng(seed, "pairs", block_start))
@@ -297,15 +320,16 @@ def plan_specs(store: PlanStore, config: dict[str, Any], n_dialogues: int, seed:
                 _pick((1, 1, 2, 2, 3), rng.random), rng.getrandbits(32)
             tparams = _turn_params(ts, rng, src_lang=src, tgt_lang=tgt, languages=languages)
             if start <= seq < end:
-                rows.append((seq, pairs[i], instr[i], turns[i], ts, constrained[i] == "yes", variant, n_terms,
-                             term_seed, tparams))
-    if not rows:
-        return result
+                rows.append(_Position(seq, pairs[i], instr[i], turns[i], ts, constrained[i] == "yes", variant,
+                                      n_terms, term_seed, tparams))
+    return rows
 
-    # Source capacity per source language, before anything is written.
-    need = Counter(r[1].split("-")[0] for r in rows)
+
+def _source_queues(store: PlanStore, need: Counter[str], seed: int, max_uses: int
+                   ) -> tuple[dict[str, Iterator[str]], dict[str, str]]:
+    """Per source language, the queue of source ids to assign (least used first), and the text of
+    every source in them; refuses, before anything is written, when a language has too few uses left."""
     uses = store.source_use_counts()
-    max_uses = mix.max_uses_per_source
     queues: dict[str, Iterator[str]] = {}
     texts: dict[str, str] = {}
     problems = []
@@ -327,7 +351,14 @@ def plan_specs(store: PlanStore, config: dict[str, Any], n_dialogues: int, seed:
     if problems:
         raise InputError("not enough source sentences: " + "; ".join(problems)
                          + ". Ingest more sources in that language or raise mix.max_uses_per_source")
+    return queues, texts
 
+
+def _assign_sources(store: PlanStore, rows: list[_Position], seed: int, queues: dict[str, Iterator[str]],
+                    texts: dict[str, str], result: PlanResult, progress: Any) -> list[dict[str, Any]]:
+    """The specs of ``rows``: each takes the next source of its language's queue, its required terms
+    (a constrained first turn) and the length bounds of its turns from that source (counted in
+    ``result.constrained``)."""
     refs_by_lang: dict[str, dict[str, str]] = {}
 
     def refs(lang: str) -> dict[str, str]:
@@ -336,8 +367,6 @@ def plan_specs(store: PlanStore, config: dict[str, Any], n_dialogues: int, seed:
         return refs_by_lang[lang]
 
     specs = []
-    counts: dict[str, Counter] = {"pairs": Counter(), "instruction_langs": Counter(), "turns": Counter(),
-                                  "interaction_types": Counter()}
     pending_constraint = 0  # constrained slots whose source offered no terms: moved to the next spec that can
     for seq, pair, instr, n_turns, types, constrained, variant, n_terms, term_seed, tparams in rows:
         src, tgt = pair.split("-")
@@ -366,13 +395,18 @@ def plan_specs(store: PlanStore, config: dict[str, Any], n_dialogues: int, seed:
                       "instruction_lang": instr, "n_turns": n_turns, "interaction_types": types, "params": params})
         if progress is not None and len(specs) % 1000 == 0:
             progress.update(1000)
-    result.added = store.insert_specs(specs)
+    return specs
+
+
+def _mix_counts(specs: Sequence[dict[str, Any]]) -> dict[str, Counter]:
+    """How many of ``specs`` fall in each category of each mix dimension."""
+    counts: dict[str, Counter] = {"pairs": Counter(), "instruction_langs": Counter(), "turns": Counter(),
+                                  "interaction_types": Counter()}
     counts["pairs"].update(f"{s['src_lang']}-{s['tgt_lang']}" for s in specs)
     counts["instruction_langs"].update(s["instruction_lang"] for s in specs)
     counts["turns"].update(str(s["n_turns"]) for s in specs)
     counts["interaction_types"].update(t for s in specs for t in s["interaction_types"][1:])
-    result.counts = counts
-    return result
+    return counts
 
 
 @dataclass
@@ -426,15 +460,8 @@ def replay_split(store: PlanStore, config: dict[str, Any], split: str = "test", 
 
 def realised_mix(specs: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Shares of each mix dimension over ``specs`` (for checks and stats)."""
-    dims: dict[str, Counter] = {"pairs": Counter(), "instruction_langs": Counter(), "turns": Counter(),
-                                "interaction_types": Counter()}
-    constrained = 0
-    for s in specs:
-        dims["pairs"][f"{s['src_lang']}-{s['tgt_lang']}"] += 1
-        dims["instruction_langs"][s["instruction_lang"]] += 1
-        dims["turns"][str(s["n_turns"])] += 1
-        dims["interaction_types"].update(s["interaction_types"][1:])
-        constrained += bool(s["params"].get("must_include"))
+    dims = _mix_counts(specs)
+    constrained = sum(bool(s["params"].get("must_include")) for s in specs)
     out = {k: {c: n / max(1, sum(v.values())) for c, n in v.items()} for k, v in dims.items()}
     out["must_include_share"] = {"yes": constrained / max(1, len(specs))}
     return out

@@ -47,6 +47,7 @@ import functools
 import itertools
 import statistics
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 from itcollect.kernel.checks import text_length
@@ -121,6 +122,35 @@ def _conversation(turns: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], li
     return requests, answers
 
 
+@dataclass
+class _Actions:
+    """The action log as the figures read it (review actions aside)."""
+
+    #: per (annotator, dialogue), for the clock
+    events: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    #: per (annotator, turn id), the decisions taken on a model answer
+    acted: dict[tuple[str, int], set[str]] = field(default_factory=lambda: defaultdict(set))
+    #: who decided on each turn
+    by_turn: dict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
+    #: when each (annotator, turn id) first accepted
+    accepted_at: dict[tuple[str, int], str] = field(default_factory=dict)
+    #: the dialogues each annotator flagged
+    flagged: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    names: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _TurnFigures:
+    """Per annotator, what one pass over the turns counts: requests written, decisions on model
+    answers, the size of their edits, fast accepts, control items missed and caught."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    decided: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    edit_sizes: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    fast: Counter[str] = field(default_factory=Counter)
+    controls: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+
+
 def quality_figures(store: QualityStore, config: dict[str, Any] | None = None) -> dict[str, Any]:
     """``{"annotators": {name: {ANNOTATOR_KEYS}}, "agreement": {...}, "annotator_details": {...}}``."""
     min_spw = settings(config or {}).session.min_seconds_per_word
@@ -128,63 +158,11 @@ def quality_figures(store: QualityStore, config: dict[str, Any] | None = None) -
     turns: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for t in store.human_turn_rows():
         turns[t["dialogue_id"]].append(t)
-    # the action log: per (annotator, dialogue) for the clock, per turn the annotator's decisions
-    events: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    acted: dict[tuple[str, int], set[str]] = defaultdict(set)
-    by_turn: dict[int, set[str]] = defaultdict(set)  # who decided on each turn
-    accepted_at: dict[tuple[str, int], str] = {}
-    flagged: dict[str, set[str]] = defaultdict(set)
-    names: set[str] = set()
-    for e in store.action_log():
-        name, did, action = e["annotator"], e["dialogue_id"], e["action"]
-        if action.startswith("review_"):
-            continue
-        names.add(name)
-        if did is not None:
-            events[(name, did)].append(e)
-        if e["turn_id"] is not None and action in ("accept", "edit", "regenerate"):
-            acted[(name, e["turn_id"])].add(action)
-            by_turn[e["turn_id"]].add(name)
-            if action == "accept":
-                accepted_at.setdefault((name, e["turn_id"]), e["created_at"])
-        if action == "flag" and did is not None:
-            flagged[name].add(did)
-    names |= {d["annotator"] for d in dialogues if d["annotator"]}
-
-    # one pass over the turns: requests written, decisions on model answers, controls
-    n_turns: Counter[str] = Counter()
-    decided: dict[str, Counter[str]] = defaultdict(Counter)
-    edit_sizes: dict[str, list[float]] = defaultdict(list)
-    fast: Counter[str] = Counter()
-    controls: dict[str, Counter[str]] = defaultdict(Counter)
+    actions = _read_actions(store)
+    actions.names |= {d["annotator"] for d in dialogues if d["annotator"]}
     metric = None  # sacrebleu's CHRF, made at the first comparison
-    for ts in turns.values():
-        for t in ts:
-            if t["role"] == "user":
-                if t["state"] == "active" and t["author"] == "human" and t["annotator"]:
-                    n_turns[t["annotator"]] += 1
-                continue
-            params = t["params"] or {}
-            if t["role"] != "assistant" or params.get("review_fix"):
-                continue
-            ctl = params.get("control")
-            if ctl:
-                if ctl.get("outcome") in ("miss", "catch") and ctl.get("decided_by"):
-                    controls[ctl["decided_by"]][ctl["outcome"]] += 1
-                continue
-            for name in by_turn.get(t["id"], ()):
-                decision = decision_of(acted[(name, t["id"])])
-                if decision is None:
-                    continue
-                decided[name][decision] += 1
-                if decision == "edited" and t["original_content"] is not None:
-                    edit_sizes[name].append(1 - chrf(t["content"], t["original_content"], metric) / 100)
-                elif decision == "accepted":
-                    took = _ts(accepted_at[(name, t["id"])]) - _ts(t["created_at"])
-                    if took < min_spw * words(t["content"], t["lang"]):
-                        fast[name] += 1
-
-    agreement, compared = _agreement(store, dialogues, turns, acted, metric)
+    figures = _turn_figures(turns, actions, min_spw, metric)
+    agreement, compared = _agreement(store, dialogues, turns, actions.acted, metric)
     review_errors = store.review_error_counts()
     activity = store.annotator_stats()
     by_annotator: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -192,37 +170,94 @@ def quality_figures(store: QualityStore, config: dict[str, Any] | None = None) -
         by_annotator[d["annotator"] or ""].append(d)
     out: dict[str, dict[str, Any]] = {}
     details: dict[str, dict[str, Any]] = {}
-    for name in sorted(names):
+    for name in sorted(actions.names):
         mine = by_annotator.get(name, [])
-        finished = [d for d in mine if d["status"] == "done"]
-        skipped = [d for d in mine if d["status"] == "skipped"]
-        closed = len(finished) + len(skipped)
-        times = [store.active_seconds(events[(name, d["id"])]) for d in finished]
-        source_words = sum(words(d["source_text"], d["src_lang"]) for d in finished)
-        mine_compared = compared.get(name, [])
-        ctl = controls[name]
-        n_controls = ctl["miss"] + ctl["catch"]
-        dec = decided[name]
-        out[name] = {
-            "dialogues": len(finished),
-            "turns": n_turns[name],
-            "median_active_s": round(statistics.median(times), 1) if times else None,
-            "s_per_word": round(sum(times) / source_words, 3) if source_words else None,
-            "accepted_unchanged_share": _share(dec["accepted"], sum(dec.values())),
-            "edit_size": _mean(edit_sizes[name], 4),
-            "skip_rate": _share(len(skipped), closed),
-            "flag_rate": _share(sum(1 for d in finished + skipped if d["id"] in flagged[name]), closed),
-            "fast_accepts": fast[name],
-            "control_items": n_controls,
-            "control_catch_rate": _share(ctl["catch"], n_controls),
-            "overlap_specs": len({spec for spec, _ in mine_compared}),
-            "agreement_chrf": _mean([x for _, x in mine_compared], 2),
-            "review": {v: sum(1 for d in mine if d["review_status"] == v) for v in ("accepted", "rejected", "fixed")},
-        }
+        out[name] = _annotator_figures(store, name, mine, actions, figures, compared.get(name, []))
+        dec, ctl = figures.decided[name], figures.controls[name]
         details[name] = {**activity.get(name, {}), "decisions": {k: dec[k] for k in DECISIONS},
                          "controls": {"missed": ctl["miss"], "caught": ctl["catch"]},
                          "review_errors": review_errors.get(name, {})}
     return {"annotators": out, "agreement": agreement, "annotator_details": details}
+
+
+def _read_actions(store: QualityStore) -> _Actions:
+    a = _Actions()
+    for e in store.action_log():
+        name, did, action = e["annotator"], e["dialogue_id"], e["action"]
+        if action.startswith("review_"):
+            continue
+        a.names.add(name)
+        if did is not None:
+            a.events[(name, did)].append(e)
+        if e["turn_id"] is not None and action in ("accept", "edit", "regenerate"):
+            a.acted[(name, e["turn_id"])].add(action)
+            a.by_turn[e["turn_id"]].add(name)
+            if action == "accept":
+                a.accepted_at.setdefault((name, e["turn_id"]), e["created_at"])
+        if action == "flag" and did is not None:
+            a.flagged[name].add(did)
+    return a
+
+
+def _turn_figures(turns: dict[str, list[dict[str, Any]]], actions: _Actions, min_spw: float,
+                  metric: Any) -> _TurnFigures:
+    f = _TurnFigures()
+    for ts in turns.values():
+        for t in ts:
+            if t["role"] == "user":
+                if t["state"] == "active" and t["author"] == "human" and t["annotator"]:
+                    f.requests[t["annotator"]] += 1
+                continue
+            params = t["params"] or {}
+            if t["role"] != "assistant" or params.get("review_fix"):
+                continue
+            ctl = params.get("control")
+            if ctl:
+                if ctl.get("outcome") in ("miss", "catch") and ctl.get("decided_by"):
+                    f.controls[ctl["decided_by"]][ctl["outcome"]] += 1
+                continue
+            for name in actions.by_turn.get(t["id"], ()):
+                decision = decision_of(actions.acted[(name, t["id"])])
+                if decision is None:
+                    continue
+                f.decided[name][decision] += 1
+                if decision == "edited" and t["original_content"] is not None:
+                    f.edit_sizes[name].append(1 - chrf(t["content"], t["original_content"], metric) / 100)
+                elif decision == "accepted":
+                    took = _ts(actions.accepted_at[(name, t["id"])]) - _ts(t["created_at"])
+                    if took < min_spw * words(t["content"], t["lang"]):
+                        f.fast[name] += 1
+    return f
+
+
+def _annotator_figures(store: QualityStore, name: str, mine: list[dict[str, Any]], actions: _Actions,
+                       figures: _TurnFigures, compared: list[tuple[int, float]]) -> dict[str, Any]:
+    """One annotator's ``ANNOTATOR_KEYS`` from their dialogues (``mine``) and what was counted."""
+    finished = [d for d in mine if d["status"] == "done"]
+    skipped = [d for d in mine if d["status"] == "skipped"]
+    closed = len(finished) + len(skipped)
+    times = [store.active_seconds(actions.events[(name, d["id"])]) for d in finished]
+    source_words = sum(words(d["source_text"], d["src_lang"]) for d in finished)
+    ctl = figures.controls[name]
+    n_controls = ctl["miss"] + ctl["catch"]
+    dec = figures.decided[name]
+    flagged = actions.flagged[name]
+    return {
+        "dialogues": len(finished),
+        "turns": figures.requests[name],
+        "median_active_s": round(statistics.median(times), 1) if times else None,
+        "s_per_word": round(sum(times) / source_words, 3) if source_words else None,
+        "accepted_unchanged_share": _share(dec["accepted"], sum(dec.values())),
+        "edit_size": _mean(figures.edit_sizes[name], 4),
+        "skip_rate": _share(len(skipped), closed),
+        "flag_rate": _share(sum(1 for d in finished + skipped if d["id"] in flagged), closed),
+        "fast_accepts": figures.fast[name],
+        "control_items": n_controls,
+        "control_catch_rate": _share(ctl["catch"], n_controls),
+        "overlap_specs": len({spec for spec, _ in compared}),
+        "agreement_chrf": _mean([x for _, x in compared], 2),
+        "review": {v: sum(1 for d in mine if d["review_status"] == v) for v in ("accepted", "rejected", "fixed")},
+    }
 
 
 def _agreement(store: QualityStore, dialogues: list[dict[str, Any]], turns: dict[str, list[dict[str, Any]]],
