@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 
@@ -19,7 +21,7 @@ def filter_(state, near_dup: bool | None, near_dup_threshold: float | None, work
     """
     from itcollect.filter import run_filter
 
-    overrides = {k: v for k, v in (("near_dup", near_dup), ("near_dup_threshold", near_dup_threshold))
+    overrides: dict[str, Any] = {k: v for k, v in (("near_dup", near_dup), ("near_dup_threshold", near_dup_threshold))
                  if v is not None}
     with state.workspace() as ws:
         result = run_filter(ws.store, ws.config, workers=workers, **overrides)

@@ -64,6 +64,7 @@ def session(state, annotator: str | None, review: bool, order: str, web: bool, h
             else:
                 from itcollect.session import run_session
 
+                assert annotator  # checked above: without --web, --annotator is required
                 code = run_session(ws.config, ws.store, annotator, base_url=base_url, model=model, review=review,
                                    interactive=False if force_protocol else None,
                                    history_dir=ws.root / ".itcollect" / "history", order=order)

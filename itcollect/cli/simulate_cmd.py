@@ -32,11 +32,12 @@ def simulate(state, limit, concurrency, base_url, model, annotator_base_url, ann
     continues where it stopped, answering repeated calls from the request ledger.
     """
     # deferred: the command's stage loads when the command runs (the CLI's lazy registry)
-    from itcollect.simulate import SimulateOptions, run_batch_simulation, run_simulation
+    from itcollect.simulate import SimulateOptions, SimulateSummary, run_batch_simulation, run_simulation
 
     opts = SimulateOptions(limit=limit, concurrency=concurrency, base_url=base_url, model=model,
                            annotator_base_url=annotator_base_url, annotator_model=annotator_model,
                            max_cost=max_cost, dry_run=dry_run)
+    summary: SimulateSummary  # a BatchSummary with --batch-api
     with state.workspace() as ws:
         if batch_api:
             if local:

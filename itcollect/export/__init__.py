@@ -125,7 +125,7 @@ class _Renderer:
         self.judged = judged
         #: with the preference rows (``--format dpo``): which pairs a compared turn gives
         self.preference_pairs = preference_pairs
-        self._store = None
+        self._store: ExportStore | None = None
 
     def page(self, bounds: tuple[int, int], store: ExportStore | None = None) -> Page:
         if store is None:

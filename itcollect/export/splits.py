@@ -26,7 +26,7 @@ def assign_splits(groups: dict[str, Counter | str], validation_share: float, tes
     """
     size: dict[str, int] = {}
     for strata in groups.values():
-        if type(strata) is str:
+        if isinstance(strata, str):
             size[strata] = size.get(strata, 0) + 1
         else:
             for s, n in strata.items():
@@ -42,7 +42,7 @@ def assign_splits(groups: dict[str, Counter | str], validation_share: float, tes
     out: dict[str, str] = {}
     for key in sorted(groups, key=order):
         strata = groups[key]
-        if type(strata) is str:
+        if isinstance(strata, str):
             main, n = strata, 1
         else:
             main = strata.most_common(1)[0][0]
@@ -69,7 +69,7 @@ def split_pass(store: SplitStore, validation_share: float, test_share: float, se
         if have is None:
             groups[key] = s
         else:  # a second dialogue of the group
-            if type(have) is str:
+            if isinstance(have, str):
                 have = groups[key] = Counter({have: 1})
             have[s] += 1
         ids.append(did)

@@ -84,7 +84,7 @@ class _Shards:
         self.n_shards = max(1, -(-total // self.shard_size))
         self.shard = -1
         self.in_shard = 0
-        self.writer = None
+        self.writer: Any = None  # a pyarrow.parquet.ParquetWriter (pyarrow has no type information)
         self.files: list[Path] = []
         self.count = 0
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -159,7 +159,7 @@ def pick_kept(labels: Sequence[int] | np.ndarray, keys: Sequence[tuple]) -> dict
     return {i: best[int(lab)] for i, lab in enumerate(labels)}
 
 
-def exact_groups(keys: Iterable[str]) -> list[int]:
+def exact_groups(keys: Iterable[Hashable]) -> list[int]:
     """Label per row: the first row index with the same exact key."""
-    first: dict[str, int] = {}
+    first: dict[Hashable, int] = {}
     return [first.setdefault(k, i) for i, k in enumerate(keys)]

@@ -88,12 +88,15 @@ class _Judge:
         self.hasher = MinHasher(th.minhash_num_perm) if th.near_dup else None
         self.rules = active_rules(th)  # the rules that are on (judge rules are off by default)
         self.with_judgements = any(r.needs_judgements for r in self.rules)
-        self._store = None
+        self._store: FilterStore | None = None
 
-    def store(self):
+    def store(self) -> FilterStore:
+        """This process's own connection (a page worker's), opened on first use."""
         if self._store is None:
             from itcollect.store import Store
 
+            if self.db_path is None:
+                raise ValueError("a judge without a database path judges only the pages it is given a store for")
             self._store = Store(self.db_path, migrate=False)
         return self._store
 

@@ -279,7 +279,10 @@ def read_table(f: InputFile, opts: ReaderOptions, stats: ReadStats, fmt: str = "
     """
     rows = _rows(f, fmt)
     expected: int | None = None
-    roles = None
+    # the columns' roles, set by the first row: source, reference, docid columns and their languages
+    src, ref, doc = 0, None, None
+    src_lang: str | None = None
+    ref_lang: str | None = None
     for lineno, cells in rows:
         if cells is None:
             yield Record(lineno, overlong=True)
@@ -292,19 +295,19 @@ def read_table(f: InputFile, opts: ReaderOptions, stats: ReadStats, fmt: str = "
             header = _is_header(cells)
             names = opts.columns or (cells if header else None)
             if names is not None:
-                roles = _column_roles(names)
-                if roles[0] is None:
+                named_src, ref, doc, src_lang, ref_lang = _column_roles(names)
+                if named_src is None:
                     raise InputError(f"no source column among {', '.join(names)} "
                                      f"(name one 'source', or use --columns)", path=f.display, line=lineno)
-                used = max(i for i in roles[:3] if i is not None)
+                src = named_src
+                used = max(i for i in (src, ref, doc) if i is not None)
                 if used >= expected:
                     raise InputError(f"--columns names {used + 1} columns but the file has {expected}",
                                      path=f.display, line=lineno)
-            else:
-                roles = (0, 1 if expected > 1 else None, None, None, None)
+            elif expected > 1:
+                ref = 1
             if header:
                 continue
-        src, ref, doc, src_lang, ref_lang = roles
         if len(cells) != expected:
             if len(cells) == 1 and not cells[0].strip():
                 yield Record(lineno, "")
@@ -456,10 +459,10 @@ def read_sgm(f: InputFile, opts: ReaderOptions, stats: ReadStats) -> Iterator[Re
             continue
         if "<seg" in line[:200].lower():
             found = False
-            for m in _SGM_SEG.finditer(line):  # normally one a line; a few corpora put several
+            for seg in _SGM_SEG.finditer(line):  # normally one a line; a few corpora put several
                 found = True
-                attrs = _attrs(m.group(1))
-                yield Record(lineno, html.unescape(m.group(2)), lang=set_lang, docid=docid, origlang=origlang,
+                attrs = _attrs(seg.group(1))
+                yield Record(lineno, html.unescape(seg.group(2)), lang=set_lang, docid=docid, origlang=origlang,
                              seg_id=attrs.get("id"))
             if not found:
                 yield Record(lineno, bad="<seg> without </seg> on the same line")

@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -116,7 +116,7 @@ def map_batches(fn: Callable[[Any], Any], batches: Iterable[Any], workers: int, 
 
 
 def map_pages(worker: PageWorker, pages: list[tuple[int, int]], store: Any, workers: int,
-              meanwhile: Callable[[], object] | None = None) -> Iterator[Any]:
+              meanwhile: Callable[[], object] | None = None) -> Generator[Any, None, None]:
     """``worker.page(bounds)`` of every page, in page order: in ``workers`` forked processes when
     there is more than one page, else in this process on ``store``.
 

@@ -374,8 +374,9 @@ def server_for_config(config: Mapping[str, Any] | None = None) -> LocalServer:
     cfg_path = getattr(config, "path", None)
     # in a workspace, a crashed server's log stays beside the store (the error names it); a config
     # parsed from text (no file) has no workspace: the temp dir then
-    in_workspace = cfg_path is not None and Path(cfg_path).is_file()
-    log_dir = Path(cfg_path).resolve().parent / ".itcollect" / "logs" if in_workspace else None
+    log_dir = None
+    if cfg_path is not None and Path(cfg_path).is_file():
+        log_dir = Path(cfg_path).resolve().parent / ".itcollect" / "logs"
     return LocalServer(model_path, model_name, n_ctx=int(settings["n_ctx"]), n_threads=int(settings["n_threads"]),
                        port=int(settings["port"]), startup_timeout_s=float(settings["startup_timeout_s"]),
                        log_dir=log_dir)

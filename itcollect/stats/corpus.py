@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from itcollect.store.interfaces import StatsStore
 ROUGE_THRESHOLD = 0.7
 
 
-def _shares(weights: dict[str, float]) -> dict[str, float]:
+def _shares(weights: Mapping[str, float]) -> dict[str, float]:
     total = sum(weights.values()) or 1.0
     return {k: round(v / total, 4) for k, v in weights.items()}
 
@@ -161,7 +162,7 @@ class _Requests:
             for b in range(bands):
                 block = np.ascontiguousarray(sigs[:, b * rows:(b + 1) * rows])
                 keys = block.view(np.dtype((np.void, block.dtype.itemsize * rows))).ravel()
-                buckets: dict[bytes, list[int]] = defaultdict(list)
+                buckets: dict[object, list[int]] = defaultdict(list)  # keyed by the band's bytes
                 for i, k in enumerate(keys.tolist()):
                     buckets[k].append(i)
                 for members in buckets.values():

@@ -293,12 +293,13 @@ def _agreement(store: QualityStore, dialogues: list[dict[str, Any]], turns: dict
             if not aa or not ab or aa[0] is None or ab[0] is None:
                 continue
             first = chrf_both(aa[0]["content"], ab[0]["content"], metric)
-            revisions = [chrf_both(aa[k]["content"], ab[k]["content"], metric)
-                         for k in range(1, min(len(ra), len(rb)))
-                         if ra[k]["interaction_type"] == rb[k]["interaction_type"]
-                         and ra[k]["interaction_type"] in INTERACTION_TYPES
-                         and INTERACTION_TYPES[ra[k]["interaction_type"]].revises
-                         and aa[k] is not None and ab[k] is not None]
+            # the later requests at the same position, of the same revising type, both answered
+            revisions = [chrf_both(xa["content"], xb["content"], metric)
+                         for qa, qb, xa, xb in zip(ra[1:], rb[1:], aa[1:], ab[1:])
+                         if qa["interaction_type"] == qb["interaction_type"]
+                         and qa["interaction_type"] in INTERACTION_TYPES
+                         and INTERACTION_TYPES[qa["interaction_type"]].revises
+                         and xa is not None and xb is not None]
             da, db = first_decision(a), first_decision(b)
             row = {"spec": spec_id, "first": first,
                    "revision": sum(revisions) / len(revisions) if revisions else None,

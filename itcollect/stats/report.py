@@ -111,9 +111,9 @@ def render_stats(stats: dict[str, Any]) -> str:
                 continue
             med = a["median_seconds_per_dialogue"]
             med_text = "-" if med is None else f"{int(med) // 60}m{int(med) % 60:02d}s"
-            reasons = ", ".join(f"{k} {v}" for k, v in a["skip_reasons"].items())
+            skip_reasons = ", ".join(f"{k} {v}" for k, v in a["skip_reasons"].items())
             lines.append(f"  {name:<20} {a['dialogues']:>9,} {a['skipped']:>7,} {a['turns']:>6,} {a['edits']:>6,}"
-                         f" {a['regenerations']:>6,} {med_text:>16}  {reasons}")
+                         f" {a['regenerations']:>6,} {med_text:>16}  {skip_reasons}")
     from itcollect.stats.compare import render_compare
     from itcollect.stats.corpus import render_corpus
     from itcollect.stats.judge import render_judge

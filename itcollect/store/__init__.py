@@ -29,9 +29,14 @@ from itcollect.store.verdicts import VerdictsMixin
 STORE_FILE = "itcollect.db"
 
 
-class Store(SourcesMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, SpecsMixin, LeasesMixin, SessionsMixin, VerdictsMixin, ImportsMixin, ExportsMixin, BatchesMixin, AccountsMixin,
-            JudgementsMixin, ReviewMixin, QualityMixin, ComparisonsMixin, StoreCore):
-    """The workspace store. Open with ``Store(path)``; it migrates the schema on open."""
+class Store(SourcesMixin, ReviewMixin, SessionsMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, SpecsMixin,
+            LeasesMixin, VerdictsMixin, ImportsMixin, ExportsMixin, BatchesMixin, AccountsMixin, JudgementsMixin,
+            QualityMixin, ComparisonsMixin, StoreCore):
+    """The workspace store. Open with ``Store(path)``; it migrates the schema on open.
+
+    A mixin that calls another area's methods derives from that area's mixin (review from
+    sessions, sessions from dialogues), so each area type-checks on its own; no two mixins define
+    the same method, so the order of the bases decides nothing else."""
 
 
 __all__ = ["Store", "StoreCore", "STORE_FILE", "SCHEMA_VERSION", "MIGRATIONS", "SPEC_STATUSES",

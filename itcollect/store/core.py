@@ -41,6 +41,15 @@ def loads(text: str | None, default: Any = None) -> Any:
     return default if text is None else json.loads(text)
 
 
+def inserted_id(cur: sqlite3.Cursor) -> int:
+    """The rowid of the row an INSERT on ``cur`` just wrote (``lastrowid`` is None only after
+    statements that insert nothing)."""
+    rowid = cur.lastrowid
+    if rowid is None:  # pragma: no cover - every caller has just inserted one row
+        raise StoreError("an INSERT wrote no row")
+    return rowid
+
+
 class StoreCore:
     """Owns the SQLite connection. Use one Store per thread (or per asyncio loop)."""
 

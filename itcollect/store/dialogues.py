@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from itcollect.store.core import StoreCore, dumps, loads, utcnow
+from itcollect.store.core import StoreCore, dumps, inserted_id, loads, utcnow
 
 SPEC_STATUSES = ("pending", "in_progress", "done", "failed", "skipped")
 DIALOGUE_ORIGINS = ("simulated", "human", "imported")
@@ -189,7 +189,7 @@ class DialoguesMixin(StoreCore):
             vals = [dialogue_id, idx, role, content, author, utcnow(), *provenance.values()]
             cur = c.execute(f"INSERT INTO turns({','.join(cols)}) VALUES ({','.join('?' * len(cols))})", vals)
             c.execute("UPDATE dialogues SET updated_at=?, turns_rev=turns_rev+1 WHERE id=?", (utcnow(), dialogue_id))
-            return int(cur.lastrowid)
+            return inserted_id(cur)
 
     def add_turns(self, dialogue_id: str, turns: list[dict[str, Any]]) -> None:
         """Several turns in one transaction (imports: all or nothing)."""

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from itcollect.kernel.errors import StoreError
-from itcollect.store.core import StoreCore, dumps, loads, utcnow
+from itcollect.store.core import StoreCore, dumps, inserted_id, loads, utcnow
 
 _TURN_FIELDS = ("id", "dialogue_id", "idx", "role", "content", "author", "annotator", "model", "interaction_type",
                 "template_name", "template_hash", "params", "lang", "detected_lang", "finish_reason", "created_at",
@@ -52,7 +52,7 @@ class ExportsMixin(StoreCore):
                  " WHERE rs.id=d.spec_id AND rs.replay_of IS NOT NULL)") if kept_only else \
             "LEFT JOIN verdicts v ON v.dialogue_id=d.id" if with_verdicts else ""
         vcols = ", v.kept, v.reasons, v.cluster_id" if with_verdicts else ""
-        tfields = _SLIM_TURN_FIELDS if slim else _TURN_FIELDS
+        tfields: tuple[str, ...] = _SLIM_TURN_FIELDS if slim else _TURN_FIELDS
         if turn_fields is not None:
             tfields = ("id", "dialogue_id", *(f for f in turn_fields if f not in ("id", "dialogue_id")))
         with_params = "params" in tfields
@@ -188,7 +188,7 @@ class ExportsMixin(StoreCore):
         with self.transaction() as c:
             cur = c.execute("INSERT INTO exports(out_dir, formats, filter_run_id, counts, created_at)"
                             " VALUES (?,?,?,?,?)", (out_dir, dumps(formats), filter_run_id, dumps(counts), utcnow()))
-            return int(cur.lastrowid)
+            return inserted_id(cur)
 
     def list_exports(self) -> list[dict[str, Any]]:
         out = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from itcollect.store.core import StoreCore, dumps, utcnow
+from itcollect.store.core import StoreCore, dumps, inserted_id, utcnow
 
 #: The columns an imported dialogue / turn row fills, in :func:`import_rows` order; the rest are
 #: constants of the INSERT (origin, status, author, timestamps) or their defaults.
@@ -37,7 +37,7 @@ class ImportsMixin(StoreCore):
         with self.transaction() as c:
             cur = c.execute("INSERT INTO import_runs(path, format, started_at) VALUES (?,?,?)",
                             (path, fmt, utcnow()))
-            return int(cur.lastrowid)
+            return inserted_id(cur)
 
     def import_dialogues(self, items: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> tuple[int, int]:
         """Insert (dialogue, turns) pairs; an id already stored (or earlier in ``items``) is skipped

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from itcollect.kernel.errors import StoreError
-from itcollect.store.core import StoreCore, utcnow
+from itcollect.store.core import StoreCore, inserted_id, utcnow
 
 LEDGER_STATUSES = ("pending", "done", "failed", "batched")
 
@@ -156,7 +156,7 @@ class LedgerMixin(StoreCore):
     def start_llm_run(self, command: str) -> int:
         with self.transaction() as c:
             cur = c.execute("INSERT INTO llm_runs(command, started_at) VALUES (?,?)", (command, utcnow()))
-            return int(cur.lastrowid)
+            return inserted_id(cur)
 
     def finish_llm_run(self, run_id: int) -> None:
         self._ledger_exec("UPDATE llm_runs SET finished_at=? WHERE id=?", (utcnow(), run_id))

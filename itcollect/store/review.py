@@ -13,15 +13,16 @@ from __future__ import annotations
 from typing import Any
 
 from itcollect.kernel.errors import ItcollectError
-from itcollect.store.core import StoreCore, loads, utcnow
+from itcollect.store.core import inserted_id, loads, utcnow
 from itcollect.store.dialogues import _dialogue_row
+from itcollect.store.sessions import SessionsMixin
 
 
 class ReviewError(ItcollectError):
     """A review action that cannot be recorded (unknown dialogue or turn, bad span, already decided)."""
 
 
-class ReviewMixin(StoreCore):
+class ReviewMixin(SessionsMixin):  # logs events, sets verdicts, adds and updates turns
     # -- error spans ---------------------------------------------------------------------------------
     def add_review_mark(self, dialogue_id: str, turn_id: int, reviewer: str, category: str, severity: str,
                         start: int, end: int, note: str | None = None) -> int:
@@ -36,7 +37,7 @@ class ReviewMixin(StoreCore):
                 "INSERT INTO review_marks(dialogue_id, turn_id, reviewer, category, severity, start, end, span, note,"
                 " created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (dialogue_id, turn_id, reviewer, category, severity, start, end, content[start:end], note, utcnow()))
-            mark_id = int(cur.lastrowid)
+            mark_id = inserted_id(cur)
             self.log_event(reviewer, "review_mark", dialogue_id=dialogue_id, spec_id=turn[2], turn_id=turn_id,
                            detail={"mark": mark_id, "category": category, "severity": severity,
                                    "span": content[start:end]})

@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from itcollect.kernel.review import REVIEW_VERDICTS
-from itcollect.store.core import StoreCore, dumps, loads, utcnow
-from itcollect.store.dialogues import _dialogue_row
+from itcollect.store.core import dumps, inserted_id, loads, utcnow
+from itcollect.store.dialogues import DialoguesMixin, _dialogue_row
 
 #: Actions after which the clock stops until the annotator comes back.
 _PAUSE_ACTIONS = frozenset({"quit", "lease_lost"})
@@ -31,7 +31,7 @@ def _ts(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-class SessionsMixin(StoreCore):
+class SessionsMixin(DialoguesMixin):  # reads and updates dialogues
     # -- the action log --------------------------------------------------------------------------
     def log_event(self, annotator: str, action: str, *, dialogue_id: str | None = None,
                   spec_id: int | None = None, turn_id: int | None = None,
@@ -42,7 +42,7 @@ class SessionsMixin(StoreCore):
                 "INSERT INTO session_events(annotator, dialogue_id, spec_id, action, turn_id, detail, created_at)"
                 " VALUES (?,?,?,?,?,?,?)",
                 (annotator, dialogue_id, spec_id, action, turn_id, dumps(detail or {}), utcnow()))
-            return int(cur.lastrowid)
+            return inserted_id(cur)
 
     def session_events(self, *, annotator: str | None = None, dialogue_id: str | None = None) -> list[dict[str, Any]]:
         where, params = [], []

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from itcollect.kernel.errors import StoreError
-from itcollect.store.core import StoreCore, utcnow
+from itcollect.store.core import StoreCore, inserted_id, utcnow
 
 _STAGE = "ingest_stage"
 _STAGE_PREFIX = ".itcollect-ingest-"
@@ -28,7 +28,7 @@ class SourcesMixin(StoreCore):
         cur = self.conn.execute(
             "INSERT INTO ingest_runs(path, format, declared_lang, ref_lang, started_at) VALUES (?,?,?,?,?)",
             (path, fmt, declared_lang, ref_lang, started_at or utcnow()))
-        return int(cur.lastrowid)
+        return inserted_id(cur)
 
     def finish_ingest_run(self, run_id: int, *, lines: int, kept: int, dropped: dict[str, int]) -> None:
         self.conn.execute("UPDATE ingest_runs SET finished_at=?, lines=?, kept=? WHERE id=?",

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from typing import Any
 
-from itcollect.store.core import StoreCore, dumps, loads, utcnow
+from itcollect.store.core import StoreCore, dumps, inserted_id, loads, utcnow
 
 
 class VerdictsMixin(StoreCore):
@@ -35,7 +35,7 @@ class VerdictsMixin(StoreCore):
         return out
 
     def save_filter_run(self, thresholds: dict[str, Any], verdicts: Iterable[tuple[str, bool, list[str],
-                        str | None, dict[str, Any]]]) -> int:
+                        str | None, str | dict[str, Any]]]) -> int:
         """Store a complete run: (dialogue_id, kept, reasons, cluster_id, detail) per dialogue.
 
         ``detail`` may come as its JSON text already (filter serialises it in its worker processes).
@@ -54,7 +54,7 @@ class VerdictsMixin(StoreCore):
         with self.transaction() as c:
             cur = c.execute("INSERT INTO filter_runs(thresholds, kept, dropped, created_at) VALUES (?,?,?,?)",
                             (dumps(thresholds), kept, dropped, utcnow()))
-            run_id = int(cur.lastrowid)
+            run_id = inserted_id(cur)
             c.execute("DELETE FROM verdicts")
             for start in range(0, len(rows), 5000):
                 c.executemany("INSERT INTO verdicts(dialogue_id, run_id, kept, reasons, cluster_id, detail)"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from itcollect.settings import FilterSection
 
@@ -35,17 +35,16 @@ def errors_of(j: Mapping[str, Any]) -> list[dict[str, Any]]:
 def worst_error(errors: Sequence[Mapping[str, Any]] | str) -> dict[str, Any] | None:
     """The most severe error span (non_translation and critical first, then major, then minor; the
     first of equals), or None. ``errors`` may be their JSON text."""
-    if isinstance(errors, str):
-        errors = json.loads(errors)
+    spans: Sequence[Mapping[str, Any]] = json.loads(errors) if isinstance(errors, str) else errors
     best: tuple[tuple[int, int], dict[str, Any]] | None = None
-    for e in errors:
+    for e in spans:
         key = (0 if e.get("category") == "non_translation" else _RANK.get(str(e.get("severity")), 3) + 1, 0)
         if best is None or key < best[0]:
             best = (key, dict(e))
     return None if best is None else best[1]
 
 
-def _judged(j: Mapping[str, Any] | None) -> bool:
+def _judged(j: Mapping[str, Any] | None) -> TypeGuard[Mapping[str, Any]]:
     return j is not None and j.get("status") == "judged"
 
 
