@@ -3,7 +3,7 @@ it the same way."""
 
 from __future__ import annotations
 
-from itcollect.filter.rules import DialogueView, check_dialogue, thresholds
+from itcollect.filter.rules import DialogueView, build_rules, check_dialogue, thresholds
 from itcollect.kernel.dialogue import RequestInfo, expectations, planned_params, planned_turns
 
 SPEC = {"src_lang": "en", "tgt_lang": "zh", "instruction_lang": "en", "n_turns": 5,
@@ -78,9 +78,9 @@ def test_filter_holds_each_answer_to_the_expected_language():
              _turn("user", "Translate it back into English and compare.", "back_translate"),
              _turn("assistant", "The council approved the budget. Nothing differs.", "back_translate")]
     langs = ["en", "zh", "en", "de", "en", "en"]
-    reasons, _ = check_dialogue(_dialogue(turns, langs), thresholds())
+    reasons, _ = check_dialogue(_dialogue(turns, langs), build_rules(thresholds()))
     assert "wrong_language_answer" not in reasons
     langs[3] = "zh"  # the retarget answered in the old target
-    reasons, detail = check_dialogue(_dialogue(turns, langs), thresholds())
+    reasons, detail = check_dialogue(_dialogue(turns, langs), build_rules(thresholds()))
     assert "wrong_language_answer" in reasons
     assert detail["wrong_language_answer"] == {"turn": 3, "found": "zh", "expected": "de"}

@@ -371,22 +371,19 @@ def test_corpus_reader_without_meta(workspace):
 
 
 def test_a_new_rule_is_one_unit_in_the_registry(workspace, monkeypatch):
-    """Rules are small units returning (keep, code, details): one more in RULES is run by the
+    """Rules are small units returning (keep, code, details): one more class in RULES is run by the
     filter, stored with its details and counted, and its reasons sort by the turn it fired at."""
     from itcollect.filter import rules as R
 
-    class MentionsHousing(R.Rule):
+    class MentionsHousing(R.TurnRule):
         """an answer that talks about housing (a stand-in for a lead's own rule)"""
 
         code = "mentions_housing"
 
-        def __call__(self, p, th):
-            for i in p.answers:
-                if "住房" in p.view.turns[i]["content"]:
-                    return self.drop(turn=i)
-            return self.keep()
+        def check_turn(self, p, i):
+            return {} if "住房" in p.view.turns[i]["content"] else None
 
-    monkeypatch.setattr(R, "RULES", [*R.RULES, MentionsHousing()])
+    monkeypatch.setattr(R, "RULES", [*R.RULES, MentionsHousing])
     housing = add_dialogue(workspace.store, en_dialogue(1))
     other = add_dialogue(workspace.store, zh_dialogue(2))
     result = run_filter(workspace.store, workspace.config, workers=1)
@@ -401,6 +398,78 @@ def test_a_new_rule_is_one_unit_in_the_registry(workspace, monkeypatch):
                            {"role": "user", "content": "Make it shorter.", "interaction_type": "length"},
                            {"role": "assistant", "content": "cut", "interaction_type": "length",
                             "finish_reason": "length"}], ["en", "zh", "en", "zh"])
-    reasons, detail = R.check_dialogue(view, R.thresholds())
+    reasons, detail = R.check_dialogue(view, R.build_rules(R.thresholds()))
     assert reasons.index("mentions_housing") < reasons.index("truncated")
     assert detail["truncated"] == {"turn": 3}
+
+
+def test_rules_own_their_parameters_and_a_rule_that_is_off_is_not_built():
+    """Each rule is built from the [filter] settings by its own from_settings (datatrove-style: the
+    rule holds its parameters); settings that turn a rule off leave it out of the run."""
+    from itcollect.filter import rules as R
+
+    default = {type(r): r for r in R.build_rules(R.thresholds())}
+    assert R.LowChrf not in default and R.ReviewRejected in default  # min_chrf 0: off
+    assert not any(isinstance(r, R._JudgeRule) for r in default.values())  # judge rules: off by default
+    assert [type(r) for r in R.build_rules(R.thresholds())] == [c for c in R.RULES if c in default]
+    custom = {type(r): r for r in R.build_rules(R.thresholds(min_user_turns=3, repeat_ngram_n=2, repeat_ngram_max=4,
+                                                             min_chrf=40.0, drop_review_rejected=False,
+                                                             max_critical_errors=0))}
+    assert custom[R.TooFewTurns].min_user_turns == 3
+    assert (custom[R.RepeatedNgrams].n, custom[R.RepeatedNgrams].max_count) == (2, 4)
+    assert custom[R.LowChrf].min_chrf == 40.0
+    assert custom[R.CriticalError].max_critical == 0
+    assert R.ReviewRejected not in custom
+    # a rule's parameters are its own: two instances with different ones judge the same dialogue apart
+    view = R.DialogueView({"source_text": "x", "src_lang": "en", "tgt_lang": "zh", "instruction_lang": "en"},
+                          [{"role": "user", "content": "Translate please.", "interaction_type": "translate"},
+                           {"role": "assistant", "content": "预算。", "interaction_type": "translate"}], ["en", "zh"])
+    assert R.check_dialogue(view, [R.TooFewTurns(1)]) == ([], {})
+    assert R.check_dialogue(view, [R.TooFewTurns(2)]) == (["too_few_turns"], {"too_few_turns": {"user_turns": 1}})
+
+
+def test_the_three_kinds_of_rule_are_listed_structure_then_by_turn_then_dialogue():
+    """A structure rule reads the raw view and, when it finds the dialogue malformed, the others do
+    not run; turn rules are listed by the turn they fire at; dialogue rules after every turn rule."""
+    from itcollect.filter import rules as R
+
+    seen: list[str] = []
+
+    class Whole(R.DialogueRule):
+        code = "whole"
+
+        def check(self, p):
+            seen.append(self.code)
+            return self.drop(answers=len(p.answers))
+
+    class LastAnswer(R.TurnRule):
+        code = "last_answer"
+
+        def check_turn(self, p, i):
+            return {"len": len(p.view.turns[i]["content"])} if i == p.answers[-1] else None
+
+    class FirstRequest(R.TurnRule):
+        code = "first_request"
+
+        def turns(self, p):
+            return [p.body_start]
+
+        def check_turn(self, p, i):
+            return {}
+
+    turns = [{"role": "system", "content": "Be brief."},
+             {"role": "user", "content": "Translate please.", "interaction_type": "translate"},
+             {"role": "assistant", "content": "预算。", "interaction_type": "translate"},
+             {"role": "user", "content": "Shorter.", "interaction_type": "length"},
+             {"role": "assistant", "content": "预算", "interaction_type": "length"}]
+    view = R.DialogueView({"source_text": "x", "src_lang": "en", "tgt_lang": "zh", "instruction_lang": "en"},
+                          turns, [None, "en", "zh", "en", "zh"])
+    rules = [Whole(), LastAnswer(), FirstRequest(), R.TooFewTurns(3)]
+    reasons, detail = R.check_dialogue(view, rules)
+    assert reasons == ["too_few_turns", "first_request", "last_answer", "whole"]
+    assert detail == {"too_few_turns": {"user_turns": 2}, "first_request": {"turn": 1},
+                      "last_answer": {"turn": 4, "len": 2}, "whole": {"answers": 2}}
+    seen.clear()
+    malformed = R.DialogueView(view.dialogue, [*turns, {"role": "user", "content": "And?"}], [*view.langs, "en"])
+    assert R.check_dialogue(malformed, [*rules, R.RolesNotAlternating()])[0] == ["roles_not_alternating"]
+    assert seen == []  # the prepared rules did not run

@@ -49,7 +49,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from itcollect.kernel.checks import copies_source
 from itcollect.kernel.dialogue import Expectation, answered_request, expectations
@@ -189,11 +189,17 @@ _request_info = answered_request
 
 
 # -- the rules: small named units -----------------------------------------------------------------
-# Each rule is a callable with a reason ``code`` that returns ``(keep, code, details)``; a dialogue is
-# kept when every rule keeps it. Structure rules look at the raw turns; when one of them finds the
-# dialogue malformed the others are not run. Turn rules and dialogue rules get a :class:`Prepared`
-# dialogue (lower-cased turns, tokens and the expectation of every answer, computed once). A new rule
-# is one unit (and its threshold in ``[filter]`` / :class:`Thresholds`) added to RULES.
+# A rule owns its parameters (built from the ``[filter]`` settings by ``from_settings``, which returns
+# None when the settings turn the rule off: it is then left out of the run) and returns
+# ``(keep, code, details)``; a dialogue is kept when every rule keeps it. Three kinds, by what a rule
+# reads and where its reason is listed:
+#   StructureRule  the raw turns (a DialogueView), before anything is computed from them; when one
+#                  finds the dialogue malformed the other rules are not run. Listed first.
+#   TurnRule       one turn at a time of the Prepared dialogue (lower-cased turns, tokens and the
+#                  expectation of every answer, computed once); fires at the first turn that fails,
+#                  and its reason is listed by that turn.
+#   DialogueRule   the Prepared dialogue as a whole; listed after the turn rules.
+# A new rule is one class added to RULES (and its parameter in ``[filter]``).
 
 Result = tuple[bool, str, dict[str, Any]]
 
@@ -217,23 +223,20 @@ class Prepared:
 
 
 class Rule:
-    """A filter rule (see above). ``stage``: "structure", "turns" or "dialogue"."""
+    """A filter rule (see above): a reason ``code`` and the rule's own parameters."""
 
-    code: str = ""
-    stage: str = "turns"
+    code: ClassVar[str] = ""
+    #: the rule reads the turns' judgements (the filter then loads them with each page)
+    needs_judgements: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._keep: Result = (True, self.code, {})  # one tuple for every dialogue kept (never mutated)
 
-    def __call__(self, p: Any, th: Thresholds) -> Result:
-        raise NotImplementedError
-
-    def active(self, th: Thresholds) -> bool:
-        """Whether the rule runs with these thresholds (a rule that is off is left out of the run)."""
-        return True
-
-    #: the rule reads the turns' judgements (the filter then loads them with each page)
-    needs_judgements = False
+    @classmethod
+    def from_settings(cls, th: FilterSection) -> Rule | None:
+        """The rule with its parameters from the ``[filter]`` settings, or None when they turn it off.
+        A rule without parameters is always on."""
+        return cls()
 
     def keep(self) -> Result:
         return self._keep
@@ -242,17 +245,54 @@ class Rule:
         return False, self.code, details
 
 
+class StructureRule(Rule):
+    """A rule over the raw turns of a dialogue (run first; see above)."""
+
+    def check(self, view: DialogueView) -> Result:
+        raise NotImplementedError
+
+
+class TurnRule(Rule):
+    """A rule that checks one turn at a time: ``turns`` says which (the answers, unless a rule
+    says otherwise; none when the rule has nothing to look for in this dialogue), ``check_turn``
+    returns the details of a failure or None. The first turn that fails drops the dialogue, with
+    the turn index in the details."""
+
+    def turns(self, p: Prepared) -> Sequence[int]:
+        return p.answers
+
+    def check_turn(self, p: Prepared, i: int) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def check(self, p: Prepared) -> Result:
+        for i in self.turns(p):
+            found = self.check_turn(p, i)
+            if found is not None:
+                return self.drop(turn=i, **found)
+        return self._keep
+
+
+class DialogueRule(Rule):
+    """A rule over the whole prepared dialogue (its reason is listed after the turn rules')."""
+
+    def check(self, p: Prepared) -> Result:
+        raise NotImplementedError
+
+
 def _body(turns: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
     start = 1 if turns and turns[0]["role"] == "system" else 0
     return start, turns[start:]
 
 
-class RolesNotAlternating(Rule):
+_NOTHING: dict[str, Any] = {}  # a turn's failure with no details beyond the turn (never mutated)
+
+
+class RolesNotAlternating(StructureRule):
     """not system?, user, assistant, user, ... ending with an answer"""
 
-    code, stage = "roles_not_alternating", "structure"
+    code = "roles_not_alternating"
 
-    def __call__(self, view: DialogueView, th: Thresholds) -> Result:
+    def check(self, view: DialogueView) -> Result:
         _, body = _body(view.turns)
         if not body or any(t["role"] != ("user" if k % 2 == 0 else "assistant") for k, t in enumerate(body)) \
                 or body[-1]["role"] != "assistant":
@@ -260,198 +300,47 @@ class RolesNotAlternating(Rule):
         return self.keep()
 
 
-class EmptyTurn(Rule):
+class EmptyTurn(StructureRule):
     """a turn with no text"""
 
-    code, stage = "empty_turn", "structure"
+    code = "empty_turn"
 
-    def __call__(self, view: DialogueView, th: Thresholds) -> Result:
+    def check(self, view: DialogueView) -> Result:
         for k, t in enumerate(view.turns):
             if not (t["content"] or "").strip():
                 return self.drop(turn=k)
         return self.keep()
 
 
-class TooFewTurns(Rule):
+class TooFewTurns(StructureRule):
     """fewer user turns than ``min_user_turns``"""
 
-    code, stage = "too_few_turns", "structure"
+    code = "too_few_turns"
 
-    def __call__(self, view: DialogueView, th: Thresholds) -> Result:
+    def __init__(self, min_user_turns: int) -> None:
+        super().__init__()
+        self.min_user_turns = min_user_turns
+
+    @classmethod
+    def from_settings(cls, th: FilterSection) -> TooFewTurns:
+        return cls(th.min_user_turns)
+
+    def check(self, view: DialogueView) -> Result:
         n_user = sum(1 for t in _body(view.turns)[1] if t["role"] == "user")
-        return self.drop(user_turns=n_user) if n_user < th.min_user_turns else self.keep()
+        return self.drop(user_turns=n_user) if n_user < self.min_user_turns else self.keep()
 
 
 #: Structure findings after which the other rules do not run (they need alternating, non-empty turns).
 _MALFORMED = ("roles_not_alternating", "empty_turn")
 
 
-class WrongLanguageRequest(Rule):
-    """a request not in the dialogue's instruction language"""
-
-    code = "wrong_language_request"
-
-    def __call__(self, p: Prepared, th: Thresholds) -> Result:
-        instr = p.view.dialogue.get("instruction_lang")
-        if instr:
-            for i in range(p.body_start, len(p.view.turns), 2):
-                lang = p.view.langs[i]
-                if lang and lang != instr:
-                    return self.drop(turn=i, found=lang, expected=instr)
-        return self.keep()
-
-
-class WrongLanguageAnswer(Rule):
-    """an answer not in the language its request calls for (:func:`itcollect.kernel.dialogue.expectations`)"""
-
-    code = "wrong_language_answer"
-
-    def __call__(self, p: Prepared, th: Thresholds) -> Result:
-        for i, exp in zip(p.answers, p.expected):
-            lang = p.view.langs[i]
-            if lang and exp.strict and exp.answer_lang and lang != exp.answer_lang:
-                return self.drop(turn=i, found=lang, expected=exp.answer_lang)
-        return self.keep()
-
-
-class CopiesSource(Rule):
-    """a translation that is the source sentence again"""
-
-    code = "copies_source"
-
-    def __call__(self, p: Prepared, th: Thresholds) -> Result:
-        source = p.view.source
-        if source:
-            src_lang = p.view.dialogue.get("src_lang")
-            # the first translation must not be the source, whatever the languages (an imported
-            # "translate this" answered with the source has the source's language as its inferred
-            # target); a later answer may give the source back when asked for in the source language
-            for i, exp in zip(p.answers, p.expected):
-                if exp.type is not None and INTERACTION_TYPES[exp.type].answer_lang == "target" \
-                        and (exp.target != src_lang or exp.k == 0) \
-                        and copies_source(p.view.turns[i]["content"], source):
-                    return self.drop(turn=i)
-        return self.keep()
-
-
-class CopiesPrevious(Rule):
-    """a revision identical to the previous answer"""
-
-    code = "copies_previous"
-
-    def __call__(self, p: Prepared, th: Thresholds) -> Result:
-        for prev, i, exp in zip(p.answers, p.answers[1:], p.expected[1:]):
-            if (exp.type in _REVISION_TYPES or exp.type is None) and p.tokens[i] == p.tokens[prev]:
-                return self.drop(turn=i)
-        return self.keep()
-
-
-class Truncated(Rule):
-    """an answer cut by the token limit (finish_reason = length)"""
-
-    code = "truncated"
-
-    def __call__(self, p: Prepared, th: Thresholds) -> Result:
-        for i in p.answers:
-            if (p.view.turns[i].get("finish_reason") or "") == "length":
-                return self.drop(turn=i)
-        return self.keep()
-
-
-class Refusal(Rule):
-    """"I'm sorry, but I can't…", "抱歉，我无法…" """
-
-    code = "refusal"
-
-    def __call__(self, p: Prepared, th: Thresholds) -> Result:
-        if p.maybe_refusal:
-            for i in p.answers:
-                match = find_refusal(p.view.turns[i]["content"], p.lows[i])
-                if match is not None:
-                    return self.drop(turn=i, match=match)
-        return self.keep()
-
-
-class IdentityLeak(Rule):
-    """"As an AI language model", "我是ChatGPT", OpenAI when the user did not bring it up"""
-
-    code = "identity_leak"
-
-    def __call__(self, p: Prepared, th: Thresholds) -> Result:
-        if not p.maybe_identity:
-            return self.keep()
-        turns, source = p.view.turns, p.view.source
-        for i in p.answers:
-            content, low = turns[i]["content"], p.lows[i]
-            ident = find_identity(content, low)
-            if ident is None and ("openai" in low or "chatgpt" in low):
-                m2 = _OPENAI.search(content)
-                # naming OpenAI is a leak only when the user (or the news) did not bring it up
-                if m2 is not None and not _OPENAI.search(source) and not any(
-                        _OPENAI.search(u["content"]) for u in turns[:i] if u["role"] == "user"):
-                    ident = m2.group(0)
-            if ident is not None:
-                return self.drop(turn=i, match=ident)
-        return self.keep()
-
-
-class RepeatedNgrams(Rule):
-    """an answer in which one n-gram occurs ``repeat_ngram_max`` times or more"""
-
-    code = "repeated_ngrams"
-
-    def __call__(self, p: Prepared, th: Thresholds) -> Result:
-        for i in p.answers:
-            rep = repeated_ngram(p.view.turns[i]["content"], th.repeat_ngram_n, th.repeat_ngram_max, p.tokens[i],
-                                 p.view.langs[i])
-            if rep is not None:
-                return self.drop(turn=i, ngram=rep[0], count=rep[1])
-        return self.keep()
-
-
-class LengthRatio(Rule):
-    """first translation too short/long for its source"""
-
-    code, stage = "length_ratio", "dialogue"
-
-    def __call__(self, p: Prepared, th: Thresholds) -> Result:
-        d, source = p.view.dialogue, p.view.source
-        if p.first_answer is None or not source:
-            return self.keep()
-        answer = p.view.turns[p.first_answer]["content"]
-        cjk = "zh" in (d.get("src_lang"), d.get("tgt_lang")) or bool(_HAN.search(source + answer))
-        ls, la = _length(source, cjk, th.zh_char_weight), _length(answer, cjk, th.zh_char_weight)
-        if ls > 0:
-            ratio = la / ls
-            if not th.min_length_ratio <= ratio <= th.max_length_ratio:
-                return self.drop(ratio=round(ratio, 3), unit="weighted_chars" if cjk else "words")
-        return self.keep()
-
-
-class LowChrf(Rule):
-    """chrF of the first translation against a reference below ``min_chrf``"""
-
-    code, stage = "low_chrf", "dialogue"
-
-    def __call__(self, p: Prepared, th: Thresholds) -> Result:
-        if p.first_answer is None or not p.view.source or th.min_chrf <= 0 or not p.view.reference:
-            return self.keep()
-        from sacrebleu.metrics import (
-            CHRF,  # deferred: only runs with min_chrf set (sacrebleu is slow to import)
-        )
-
-        score = CHRF().sentence_score(p.view.turns[p.first_answer]["content"], [p.view.reference]).score
-        return self.drop(chrf=round(score, 2)) if score < th.min_chrf else self.keep()
-
-
-class _ReviewerVerdict(Rule):
+class _ReviewerVerdict(StructureRule):
     """A structure rule that carries out what a reviewer decided: the filter run reads the verdicts
     from the store and puts the details of each dialogue to drop under ``view.extra[extra_key]``."""
 
-    stage = "structure"
-    extra_key = ""
+    extra_key: ClassVar[str] = ""
 
-    def __call__(self, view: DialogueView, th: Thresholds) -> Result:
+    def check(self, view: DialogueView) -> Result:
         details = view.extra.get(self.extra_key)
         return self.keep() if details is None else self.drop(**details)
 
@@ -468,13 +357,187 @@ class ReviewRejected(_ReviewerVerdict):
 
     code, extra_key = "review_rejected", "review_rejected"
 
-    def active(self, th: Thresholds) -> bool:
-        return th.drop_review_rejected
+    @classmethod
+    def from_settings(cls, th: FilterSection) -> ReviewRejected | None:
+        return cls() if th.drop_review_rejected else None
 
 
-class _JudgeRule(Rule):
+class WrongLanguageRequest(TurnRule):
+    """a request not in the dialogue's instruction language"""
+
+    code = "wrong_language_request"
+
+    def turns(self, p: Prepared) -> Sequence[int]:
+        return range(p.body_start, len(p.view.turns), 2) if p.view.dialogue.get("instruction_lang") else ()
+
+    def check_turn(self, p: Prepared, i: int) -> dict[str, Any] | None:
+        lang, instr = p.view.langs[i], p.view.dialogue["instruction_lang"]
+        return {"found": lang, "expected": instr} if lang and lang != instr else None
+
+
+class WrongLanguageAnswer(TurnRule):
+    """an answer not in the language its request calls for (:func:`itcollect.kernel.dialogue.expectations`)"""
+
+    code = "wrong_language_answer"
+
+    def check_turn(self, p: Prepared, i: int) -> dict[str, Any] | None:
+        lang, exp = p.view.langs[i], p.expected[(i - p.body_start) >> 1]
+        if lang and exp.strict and exp.answer_lang and lang != exp.answer_lang:
+            return {"found": lang, "expected": exp.answer_lang}
+        return None
+
+
+class CopiesSource(TurnRule):
+    """a translation that is the source sentence again"""
+
+    code = "copies_source"
+
+    def turns(self, p: Prepared) -> Sequence[int]:
+        return p.answers if p.view.source else ()
+
+    def check_turn(self, p: Prepared, i: int) -> dict[str, Any] | None:
+        # the first translation must not be the source, whatever the languages (an imported
+        # "translate this" answered with the source has the source's language as its inferred
+        # target); a later answer may give the source back when asked for in the source language
+        exp = p.expected[(i - p.body_start) >> 1]
+        if exp.type is not None and INTERACTION_TYPES[exp.type].answer_lang == "target" \
+                and (exp.target != p.view.dialogue.get("src_lang") or exp.k == 0) \
+                and copies_source(p.view.turns[i]["content"], p.view.source):
+            return _NOTHING
+        return None
+
+
+class CopiesPrevious(TurnRule):
+    """a revision identical to the previous answer"""
+
+    code = "copies_previous"
+
+    def turns(self, p: Prepared) -> Sequence[int]:
+        return p.answers[1:]
+
+    def check_turn(self, p: Prepared, i: int) -> dict[str, Any] | None:
+        exp = p.expected[(i - p.body_start) >> 1]
+        if (exp.type in _REVISION_TYPES or exp.type is None) and p.tokens[i] == p.tokens[i - 2]:
+            return _NOTHING
+        return None
+
+
+class Truncated(TurnRule):
+    """an answer cut by the token limit (finish_reason = length)"""
+
+    code = "truncated"
+
+    def check_turn(self, p: Prepared, i: int) -> dict[str, Any] | None:
+        return _NOTHING if (p.view.turns[i].get("finish_reason") or "") == "length" else None
+
+
+class Refusal(TurnRule):
+    """"I'm sorry, but I can't…", "抱歉，我无法…" """
+
+    code = "refusal"
+
+    def turns(self, p: Prepared) -> Sequence[int]:
+        return p.answers if p.maybe_refusal else ()
+
+    def check_turn(self, p: Prepared, i: int) -> dict[str, Any] | None:
+        match = find_refusal(p.view.turns[i]["content"], p.lows[i])
+        return None if match is None else {"match": match}
+
+
+class IdentityLeak(TurnRule):
+    """"As an AI language model", "我是ChatGPT", OpenAI when the user did not bring it up"""
+
+    code = "identity_leak"
+
+    def turns(self, p: Prepared) -> Sequence[int]:
+        return p.answers if p.maybe_identity else ()
+
+    def check_turn(self, p: Prepared, i: int) -> dict[str, Any] | None:
+        turns = p.view.turns
+        content, low = turns[i]["content"], p.lows[i]
+        ident = find_identity(content, low)
+        if ident is None and ("openai" in low or "chatgpt" in low):
+            m2 = _OPENAI.search(content)
+            # naming OpenAI is a leak only when the user (or the news) did not bring it up
+            if m2 is not None and not _OPENAI.search(p.view.source) and not any(
+                    _OPENAI.search(u["content"]) for u in turns[:i] if u["role"] == "user"):
+                ident = m2.group(0)
+        return None if ident is None else {"match": ident}
+
+
+class RepeatedNgrams(TurnRule):
+    """an answer in which one n-gram occurs ``repeat_ngram_max`` times or more"""
+
+    code = "repeated_ngrams"
+
+    def __init__(self, n: int, max_count: int) -> None:
+        super().__init__()
+        self.n, self.max_count = n, max_count
+
+    @classmethod
+    def from_settings(cls, th: FilterSection) -> RepeatedNgrams:
+        return cls(th.repeat_ngram_n, th.repeat_ngram_max)
+
+    def check_turn(self, p: Prepared, i: int) -> dict[str, Any] | None:
+        rep = repeated_ngram(p.view.turns[i]["content"], self.n, self.max_count, p.tokens[i], p.view.langs[i])
+        return None if rep is None else {"ngram": rep[0], "count": rep[1]}
+
+
+class LengthRatio(DialogueRule):
+    """first translation too short/long for its source"""
+
+    code = "length_ratio"
+
+    def __init__(self, min_ratio: float, max_ratio: float, zh_char_weight: float) -> None:
+        super().__init__()
+        self.min_ratio, self.max_ratio, self.zh_char_weight = min_ratio, max_ratio, zh_char_weight
+
+    @classmethod
+    def from_settings(cls, th: FilterSection) -> LengthRatio:
+        return cls(th.min_length_ratio, th.max_length_ratio, th.zh_char_weight)
+
+    def check(self, p: Prepared) -> Result:
+        d, source = p.view.dialogue, p.view.source
+        if p.first_answer is None or not source:
+            return self.keep()
+        answer = p.view.turns[p.first_answer]["content"]
+        cjk = "zh" in (d.get("src_lang"), d.get("tgt_lang")) or bool(_HAN.search(source + answer))
+        ls, la = _length(source, cjk, self.zh_char_weight), _length(answer, cjk, self.zh_char_weight)
+        if ls > 0:
+            ratio = la / ls
+            if not self.min_ratio <= ratio <= self.max_ratio:
+                return self.drop(ratio=round(ratio, 3), unit="weighted_chars" if cjk else "words")
+        return self.keep()
+
+
+class LowChrf(DialogueRule):
+    """chrF of the first translation against a reference below ``min_chrf`` (off at 0)"""
+
+    code = "low_chrf"
+
+    def __init__(self, min_chrf: float) -> None:
+        super().__init__()
+        self.min_chrf = min_chrf
+
+    @classmethod
+    def from_settings(cls, th: FilterSection) -> LowChrf | None:
+        return cls(th.min_chrf) if th.min_chrf > 0 else None
+
+    def check(self, p: Prepared) -> Result:
+        if p.first_answer is None or not p.view.source or not p.view.reference:
+            return self.keep()
+        from sacrebleu.metrics import (
+            CHRF,  # deferred: only runs with min_chrf set (sacrebleu is slow to import)
+        )
+
+        score = CHRF().sentence_score(p.view.turns[p.first_answer]["content"], [p.view.reference]).score
+        return self.drop(chrf=round(score, 2)) if score < self.min_chrf else self.keep()
+
+
+class _JudgeRule(TurnRule):
     """A rule over the LLM judge's judgements of the answers (``turn["judgement"]``, None when the
-    answer has no current judgement); the checks themselves are :mod:`itcollect.llm.judgement.verdict`'s."""
+    answer has no current judgement); the checks themselves are :mod:`itcollect.llm.judgement.verdict`'s,
+    which look at every answer at once and name the turn they fire at."""
 
     needs_judgements = True
 
@@ -487,8 +550,12 @@ class _JudgeRule(Rule):
             judged = p.__dict__["_judged"] = [(i, turns[i].get("judgement")) for i in p.answers]
         return judged
 
-    def result(self, finding: tuple[int, dict[str, Any]] | None) -> Result:
-        return self.keep() if finding is None else self.drop(**finding[1])
+    def finding(self, p: Prepared) -> tuple[int, dict[str, Any]] | None:
+        raise NotImplementedError
+
+    def check(self, p: Prepared) -> Result:
+        found = self.finding(p)
+        return self.keep() if found is None else self.drop(**found[1])
 
 
 class LowJudgeScore(_JudgeRule):
@@ -496,23 +563,34 @@ class LowJudgeScore(_JudgeRule):
 
     code = "low_judge_score"
 
-    def active(self, th: Thresholds) -> bool:
-        return th.min_judge_score < 0 or th.min_judge_rating > 0
+    def __init__(self, min_score: float, min_rating: int) -> None:
+        super().__init__()
+        self.min_score, self.min_rating = min_score, min_rating
 
-    def __call__(self, p: Prepared, th: Thresholds) -> Result:
-        return self.result(judge_verdict.low_score(self.answers(p), th.min_judge_score, th.min_judge_rating))
+    @classmethod
+    def from_settings(cls, th: FilterSection) -> LowJudgeScore | None:
+        on = th.min_judge_score < 0 or th.min_judge_rating > 0
+        return cls(th.min_judge_score, th.min_judge_rating) if on else None
+
+    def finding(self, p: Prepared) -> tuple[int, dict[str, Any]] | None:
+        return judge_verdict.low_score(self.answers(p), self.min_score, self.min_rating)
 
 
 class CriticalError(_JudgeRule):
-    """more critical errors than ``max_critical_errors`` over all answers"""
+    """more critical errors than ``max_critical_errors`` over all answers (listed at the first)"""
 
     code = "critical_error"
 
-    def active(self, th: Thresholds) -> bool:
-        return th.max_critical_errors >= 0
+    def __init__(self, max_critical: int) -> None:
+        super().__init__()
+        self.max_critical = max_critical
 
-    def __call__(self, p: Prepared, th: Thresholds) -> Result:
-        return self.result(judge_verdict.too_many_critical(self.answers(p), th.max_critical_errors))
+    @classmethod
+    def from_settings(cls, th: FilterSection) -> CriticalError | None:
+        return cls(th.max_critical_errors) if th.max_critical_errors >= 0 else None
+
+    def finding(self, p: Prepared) -> tuple[int, dict[str, Any]] | None:
+        return judge_verdict.too_many_critical(self.answers(p), self.max_critical)
 
 
 class NotCompliant(_JudgeRule):
@@ -520,11 +598,12 @@ class NotCompliant(_JudgeRule):
 
     code = "not_compliant"
 
-    def active(self, th: Thresholds) -> bool:
-        return th.require_compliance
+    @classmethod
+    def from_settings(cls, th: FilterSection) -> NotCompliant | None:
+        return cls() if th.require_compliance else None
 
-    def __call__(self, p: Prepared, th: Thresholds) -> Result:
-        return self.result(judge_verdict.not_compliant(self.answers(p)))
+    def finding(self, p: Prepared) -> tuple[int, dict[str, Any]] | None:
+        return judge_verdict.not_compliant(self.answers(p))
 
 
 class NotJudged(_JudgeRule):
@@ -532,23 +611,26 @@ class NotJudged(_JudgeRule):
 
     code = "not_judged"
 
-    def active(self, th: Thresholds) -> bool:
-        return th.require_judge
+    @classmethod
+    def from_settings(cls, th: FilterSection) -> NotJudged | None:
+        return cls() if th.require_judge else None
 
-    def __call__(self, p: Prepared, th: Thresholds) -> Result:
-        return self.result(judge_verdict.not_judged(self.answers(p)))
+    def finding(self, p: Prepared) -> tuple[int, dict[str, Any]] | None:
+        return judge_verdict.not_judged(self.answers(p))
 
 
 #: Every rule, in the order their reasons are listed (turn rules: ordered by the turn they fire at).
-RULES: list[Rule] = [RolesNotAlternating(), EmptyTurn(), TooFewTurns(), OverlapNotPicked(), ReviewRejected(),
-                     WrongLanguageRequest(), WrongLanguageAnswer(), CopiesSource(), CopiesPrevious(), Truncated(),
-                     Refusal(), IdentityLeak(), RepeatedNgrams(), LengthRatio(), LowChrf(), LowJudgeScore(),
-                     CriticalError(), NotCompliant(), NotJudged()]
+RULES: list[type[Rule]] = [RolesNotAlternating, EmptyTurn, TooFewTurns, OverlapNotPicked, ReviewRejected,
+                           WrongLanguageRequest, WrongLanguageAnswer, CopiesSource, CopiesPrevious, Truncated,
+                           Refusal, IdentityLeak, RepeatedNgrams, LengthRatio, LowChrf, LowJudgeScore,
+                           CriticalError, NotCompliant, NotJudged]
 
 
-def active_rules(th: Thresholds, rules: Sequence[Rule] | None = None) -> list[Rule]:
-    """The rules that run with ``th`` (in RULES order): a rule that is off is left out."""
-    return [r for r in (RULES if rules is None else rules) if r.active(th)]
+def build_rules(th: FilterSection, rules: Sequence[type[Rule]] | None = None) -> list[Rule]:
+    """The rules that run with the settings ``th``, each with its parameters, in RULES order (a rule
+    the settings turn off is left out)."""
+    built = (cls.from_settings(th) for cls in (RULES if rules is None else rules))
+    return [r for r in built if r is not None]
 
 
 def prepare(view: DialogueView) -> Prepared:
@@ -568,26 +650,27 @@ def prepare(view: DialogueView) -> Prepared:
                     any(map(answers_low.__contains__, IDENTITY_KEYWORDS)))
 
 
-def check_dialogue(view: DialogueView, th: Thresholds, rules: Sequence[Rule] | None = None
-                   ) -> tuple[list[str], dict[str, Any]]:
+def check_dialogue(view: DialogueView, rules: Sequence[Rule]) -> tuple[list[str], dict[str, Any]]:
     """The reason codes of every rule that drops the dialogue, and their details (which turn,
-    what was measured). Reasons are listed structure first, then turn rules by the turn they
-    fire at, then dialogue rules."""
-    rules = active_rules(th) if rules is None else rules
+    what was measured). Reasons are listed structure rules first, then turn rules by the turn they
+    fire at, then dialogue rules (each group in RULES order)."""
     found: list[tuple[tuple[int, int, int], str, dict[str, Any]]] = []
     for pos, rule in enumerate(rules):
-        if rule.stage == "structure":
-            keep, code, info = rule(view, th)
+        if isinstance(rule, StructureRule):
+            keep, code, info = rule.check(view)
             if not keep:
                 found.append(((0, 0, pos), code, info))
     if not found or not any(code in _MALFORMED for _, code, _ in found):
         p = prepare(view)
         for pos, rule in enumerate(rules):
-            if rule.stage != "structure":
-                keep, code, info = rule(p, th)
+            if isinstance(rule, TurnRule):
+                keep, code, info = rule.check(p)
                 if not keep:
-                    key = (1, info.get("turn", 0), pos) if rule.stage == "turns" else (2, 0, pos)
-                    found.append((key, code, info))
+                    found.append(((1, info.get("turn", 0), pos), code, info))
+            elif isinstance(rule, DialogueRule):
+                keep, code, info = rule.check(p)
+                if not keep:
+                    found.append(((2, 0, pos), code, info))
     if not found:
         return [], {}
     found.sort(key=lambda f: f[0])

@@ -28,7 +28,7 @@ from itcollect.filter.rules import (
     OverlapNotPicked,
     ReviewRejected,
     Thresholds,
-    active_rules,
+    build_rules,
     check_dialogue,
     first_reference,
 )
@@ -86,7 +86,7 @@ class _Judge:
         self.languages = languages
         self.backend = backend
         self.hasher = MinHasher(th.minhash_num_perm) if th.near_dup else None
-        self.rules = active_rules(th)  # the rules that are on (judge rules are off by default)
+        self.rules = build_rules(th)  # the rules that are on (judge rules are off by default)
         self.with_judgements = any(r.needs_judgements for r in self.rules)
         self._store: FilterStore | None = None
 
@@ -145,7 +145,7 @@ class _Judge:
             for key, by_id in self.extras.items():
                 if d["id"] in by_id:
                     view.extra[key] = by_id[d["id"]]
-            reasons, detail = check_dialogue(view, th, self.rules)
+            reasons, detail = check_dialogue(view, self.rules)
             n_user = sum(1 for t in turns if t["role"] == "user")
             res.ids.append(d["id"])
             res.spec_ids.append(d.get("spec_id"))
