@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from itcollect.config import settings
+from itcollect.config import Config, settings
 from itcollect.config.schema import MixSection
 from itcollect.kernel import checks as C
 from itcollect.kernel.errors import ConfigError, InputError
@@ -266,7 +266,7 @@ class _Position(NamedTuple):
     turn_params: list[dict[str, Any]]
 
 
-def plan_specs(store: PlanStore, config: dict[str, Any], n_dialogues: int, seed: int = 0, *,
+def plan_specs(store: PlanStore, config: Config, n_dialogues: int, seed: int = 0, *,
                progress: Any = None) -> PlanResult:
     """Make the store hold ``n_dialogues`` specs for ``seed`` (adds the missing positions)."""
     if n_dialogues < 0:

@@ -9,11 +9,15 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from itcollect import __version__
 from itcollect.kernel.errors import ItcollectError
+
+if TYPE_CHECKING:  # the workspace (and the store) load when a command opens one
+    from itcollect.workspace import Workspace
 
 #: command name -> "module:function" inside itcollect.cli
 COMMANDS: dict[str, str] = {
@@ -60,7 +64,7 @@ class State:
         self.directory = directory
         self.debug = debug
 
-    def workspace(self):
+    def workspace(self) -> Workspace:
         from itcollect.workspace import Workspace
 
         return Workspace(self.directory or os.getcwd())

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from itcollect.store import ROLES
+
+if TYPE_CHECKING:
+    from itcollect.cli import State
 
 
 @click.group()
@@ -25,13 +29,14 @@ def annotators() -> None:
 @click.option("--new-token", is_flag=True,
               help="NAME exists already: issue a new login link (the old one and its browser sessions stop working).")
 @click.pass_obj
-def add(state, name: str, role: str | None, new_token: bool) -> None:
+def add(state: State, name: str, role: str | None, new_token: bool) -> None:
     """Add NAME and print their login link (its last line); shown once."""
     from itcollect.session.web.auth import issue_token, link_base, login_url, running_server
 
     with state.workspace() as ws:
         token = issue_token(ws.store, name, role or "annotator", renew=new_token, role_given=role is not None)
         account = ws.store.get_account(name.strip())
+        assert account is not None  # issue_token has just written it
         base = link_base(ws.root, ws.config)
         server = running_server(ws.root)
     what = "new login link for" if new_token else "added"
@@ -48,7 +53,7 @@ def add(state, name: str, role: str | None, new_token: bool) -> None:
 @annotators.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object for scripts.")
 @click.pass_obj
-def list_(state, as_json: bool) -> None:
+def list_(state: State, as_json: bool) -> None:
     """Who has an account: role, active or revoked, last seen, dialogues done."""
     with state.workspace() as ws:
         accounts = ws.store.accounts()
@@ -79,7 +84,7 @@ def list_(state, as_json: bool) -> None:
 @annotators.command("revoke")
 @click.argument("name")
 @click.pass_obj
-def revoke(state, name: str) -> None:
+def revoke(state: State, name: str) -> None:
     """Stop NAME's login link and open browser sessions at once (their work stays)."""
     with state.workspace() as ws:
         ws.store.revoke_account(name.strip())

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from itcollect.export.writers import FORMATS as EXPORT_FORMATS  # the registry (no pyarrow/datasets import)
+
+if TYPE_CHECKING:
+    from itcollect.cli import State
 
 
 @click.command()
@@ -22,7 +27,7 @@ from itcollect.export.writers import FORMATS as EXPORT_FORMATS  # the registry (
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Processes rendering rows in parallel (default: the usable cores, at most 4).")
 @click.pass_obj
-def export(state, out: str, fmt: str, system_prompt: str | None, validation_share: float | None,
+def export(state: State, out: str, fmt: str, system_prompt: str | None, validation_share: float | None,
            test_share: float | None, push_to_hub: str | None, workers: int | None) -> None:
     """Export the dialogues the latest filter run kept (run 'itcollect filter' first).
 

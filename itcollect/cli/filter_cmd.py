@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from itcollect.cli import State
 
 
 @click.command("filter")
@@ -13,7 +16,7 @@ import click
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Processes judging dialogues in parallel (default: the usable cores, at most 4).")
 @click.pass_obj
-def filter_(state, near_dup: bool | None, near_dup_threshold: float | None, workers: int | None) -> None:
+def filter_(state: State, near_dup: bool | None, near_dup_threshold: float | None, workers: int | None) -> None:
     """Give every finished dialogue a verdict (kept, or dropped with reasons); nothing is deleted.
 
     Thresholds come from [filter] in itcollect.toml; re-running replaces the verdicts and re-uses the

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
+
+if TYPE_CHECKING:
+    from itcollect.cli import State
 
 
 @click.command("import")
@@ -9,7 +14,7 @@ import click
               help="Processes preparing records (parsing, language detection) in parallel "
                    "(default: the usable cores, at most 4).")
 @click.pass_obj
-def import_(state, files: tuple[str, ...], workers: int | None) -> None:
+def import_(state: State, files: tuple[str, ...], workers: int | None) -> None:
     """Import existing dialogues: JSONL of {"messages": [...]} records or ShareGPT JSON/JSONL.
 
     Every file is checked before anything is written; bad records are counted with their reason and

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from itcollect import LANGUAGES
 from itcollect.ingest.readers import FORMATS  # the reader registry
+
+if TYPE_CHECKING:
+    from itcollect.cli import State
 
 _FORMAT_CHOICES = ["auto", *FORMATS]
 
@@ -26,7 +31,7 @@ _FORMAT_CHOICES = ["auto", *FORMATS]
 @click.option("--docid-field", metavar="NAME", help="JSONL field holding the document id [docid].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.pass_obj
-def ingest(state, files: tuple[str, ...], lang: str | None, ref_lang: str | None, fmt: str, columns: str | None,
+def ingest(state: State, files: tuple[str, ...], lang: str | None, ref_lang: str | None, fmt: str, columns: str | None,
            text_field: str | None, ref_field: str | None, lang_field: str | None, docid_field: str | None,
            as_json: bool) -> None:
     """Read news sentences into the workspace, counting every dropped line by reason.

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from itcollect.cli import State
 
 
 @click.command()
@@ -19,7 +23,7 @@ import click
 @click.option("--local", is_flag=True, help="Judge with the bundled local model (llama.cpp server, itcollect[local]).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON object.")
 @click.pass_obj
-def judge(state, limit, concurrency, base_url, model, batch_api, rejudge, dry_run, max_cost, local, as_json) -> None:
+def judge(state: State, limit, concurrency, base_url, model, batch_api, rejudge, dry_run, max_cost, local, as_json) -> None:
     """Score every answer of every finished dialogue with an LLM judge: MQM error spans for
     translations, compliance for revisions, a 1-5 rating for explanations and follow-ups.
 

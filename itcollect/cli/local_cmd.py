@@ -3,11 +3,15 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from typing import TYPE_CHECKING
 
 import click
 
+if TYPE_CHECKING:
+    from itcollect.cli import State
 
-def _config_or_none(state):
+
+def _config_or_none(state: State):
     """The workspace config when run inside (or -C) a workspace, else None (defaults)."""
     from itcollect.config import CONFIG_FILE
 
@@ -26,7 +30,7 @@ def _config_or_none(state):
 @click.option("--n-ctx", type=click.IntRange(256), help="Context window in tokens.")
 @click.option("--n-threads", type=click.IntRange(0), help="CPU threads (0 = auto: all cores, half on an overloaded machine).")
 @click.pass_obj
-def serve_local(state, model_path: str | None, port: int | None, n_ctx: int | None, n_threads: int | None) -> None:
+def serve_local(state: State, model_path: str | None, port: int | None, n_ctx: int | None, n_threads: int | None) -> None:
     """Serve the local llama.cpp model as an OpenAI-compatible endpoint until Ctrl-C.
 
     Settings come from [local] in the workspace config (if run in a workspace), overridden by the

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
+
+if TYPE_CHECKING:
+    from itcollect.cli import State
 
 
 @click.command()
@@ -11,7 +16,7 @@ import click
               help="Instead of planning: replay the dialogues an export puts in this split as new specs, to compare "
                    "systems on them (simulate --compare); not counted toward max_uses_per_source, never exported.")
 @click.pass_obj
-def plan(state, n_dialogues: int | None, seed: int, from_split: str | None) -> None:
+def plan(state: State, n_dialogues: int | None, seed: int, from_split: str | None) -> None:
     """Turn the [mix] config into dialogue specs (pair, instruction language, turns, interaction types)."""
     from itcollect.kernel.errors import UsageError
     from itcollect.kernel.progress import progress

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from itcollect.cli import State
 
 
 @click.command()
@@ -23,7 +27,7 @@ import click
 @click.option("--protocol", "force_protocol", is_flag=True,
               help="Use the line protocol even on a terminal (it is used anyway when stdin is not one).")
 @click.pass_obj
-def session(state, annotator: str | None, review: bool, order: str, web: bool, host: str | None,
+def session(state: State, annotator: str | None, review: bool, order: str, web: bool, host: str | None,
             port: int | None, base_url: str | None, model: str | None, use_local: bool, force_protocol: bool) -> None:
     """Annotate dialogues at the terminal: pick up where NAME stopped, or lease the next spec.
 

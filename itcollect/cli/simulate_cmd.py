@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from itcollect.cli import State
 
 
 @click.command()
@@ -24,7 +27,7 @@ import click
               help="With --batch-api: cancel every batch still out, keep what they answered, free the rest.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON object.")
 @click.pass_obj
-def simulate(state, limit, concurrency, base_url, model, annotator_base_url, annotator_model, batch_api, local,
+def simulate(state: State, limit, concurrency, base_url, model, annotator_base_url, annotator_model, batch_api, local,
              max_cost, dry_run, show_status, cancel_batches, as_json) -> None:
     """Play every pending spec as a dialogue: an LLM annotator writes the requests, the assistant answers.
 

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from itcollect.cli import State
 
 
 @click.command()
@@ -17,7 +21,7 @@ import click
 @click.option("--plot", "plot", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
               help="Also draw the realised mix against the target as bars into FILE.png.")
 @click.pass_obj
-def stats(state, as_json: bool, annotators: bool, compare: bool, plot: str | None) -> None:
+def stats(state: State, as_json: bool, annotators: bool, compare: bool, plot: str | None) -> None:
     """Show what the workspace holds: sources, ingest drops, specs, dialogues, calls, filter."""
     from itcollect.stats.report import collect_stats, render_stats
 

@@ -33,6 +33,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from itcollect.config import Config
 from itcollect.export.preferences import preference_rows
 from itcollect.export.rows import (
     ROW_TURN_FIELDS,
@@ -162,7 +163,7 @@ def _formats(fmt: str) -> set[str]:
     return {fmt}
 
 
-def export_dataset(store: ExportStore, config: dict[str, Any], out_dir: str | Path, *, fmt: str = "hf",
+def export_dataset(store: ExportStore, config: Config, out_dir: str | Path, *, fmt: str = "hf",
                    system_prompt: str | None = None, validation_share: float | None = None,
                    test_share: float | None = None, push_to_hub: str | None = None,
                    workers: int | None = None) -> ExportResult:
@@ -177,7 +178,7 @@ def export_dataset(store: ExportStore, config: dict[str, Any], out_dir: str | Pa
                                push_to_hub=push_to_hub, workers=workers)
 
 
-def _export_dataset(store: ExportStore, config: dict[str, Any], out_dir: str | Path, *, fmt: str = "hf",
+def _export_dataset(store: ExportStore, config: Config, out_dir: str | Path, *, fmt: str = "hf",
                     system_prompt: str | None = None, validation_share: float | None = None,
                     test_share: float | None = None, push_to_hub: str | None = None,
                     workers: int | None = None) -> ExportResult:

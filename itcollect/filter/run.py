@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from itcollect.config import Config
 from itcollect.filter import dedup
 from itcollect.filter.rules import (
     DialogueView,
@@ -191,7 +192,7 @@ def detect_missing_languages(store: FilterStore, languages: tuple[str, ...], bac
     return n
 
 
-def run_filter(store: FilterStore, config: dict[str, Any], *, near_dup: bool | None = None,
+def run_filter(store: FilterStore, config: Config, *, near_dup: bool | None = None,
                page_size: int = 2000, workers: int | None = None, **overrides: Any) -> FilterResult:
     """Filter all finished dialogues with the thresholds of ``config['filter']``; store the verdicts.
 
@@ -206,7 +207,7 @@ def run_filter(store: FilterStore, config: dict[str, Any], *, near_dup: bool | N
         return _run_filter(store, config, overrides, page_size=page_size, workers=workers)
 
 
-def _run_filter(store: FilterStore, config: dict[str, Any], overrides: dict[str, Any], *,
+def _run_filter(store: FilterStore, config: Config, overrides: dict[str, Any], *,
                 page_size: int, workers: int | None) -> FilterResult:
     from itcollect.kernel.progress import progress
 

@@ -23,6 +23,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from itcollect.config import Config
 from itcollect.ingest.readers import (
     FORMATS,
     READERS,
@@ -97,7 +98,7 @@ class IngestSettings:
     fast_langid: bool
 
     @classmethod
-    def from_config(cls, config: dict[str, Any] | None = None) -> IngestSettings:
+    def from_config(cls, config: Config | None = None) -> IngestSettings:
         """From the config's typed sections (the defaults without a config)."""
         s = settings(config or {})
         ing = s.ingest

@@ -17,15 +17,18 @@ import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+S = TypeVar("S", contravariant=True)  # the store a page is read from (the stage's store protocol)
+R = TypeVar("R", covariant=True)  # what a page gives
 
 
-class PageWorker(Protocol):
+class PageWorker(Protocol[S, R]):
     """Handles one page; with ``store=None`` it opens (and caches in ``_store``) its own connection."""
 
     _store: Any
 
-    def page(self, bounds: tuple[int, int], store: Any = None) -> Any: ...
+    def page(self, bounds: tuple[int, int], store: S | None = None) -> R: ...
 
 
 def default_workers() -> int:
@@ -58,10 +61,10 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-_WORKER: PageWorker | None = None
+_WORKER: PageWorker[Any, Any] | None = None
 
 
-def _init_worker(worker: PageWorker) -> None:
+def _init_worker(worker: PageWorker[Any, Any]) -> None:
     global _WORKER
     gc.disable()  # a worker only handles pages (see gc_paused); it ends with the pool
     _WORKER = worker
@@ -115,8 +118,8 @@ def map_batches(fn: Callable[[Any], Any], batches: Iterable[Any], workers: int, 
             yield pending.popleft().get()
 
 
-def map_pages(worker: PageWorker, pages: list[tuple[int, int]], store: Any, workers: int,
-              meanwhile: Callable[[], object] | None = None) -> Generator[Any, None, None]:
+def map_pages(worker: PageWorker[S, R], pages: list[tuple[int, int]], store: S, workers: int,
+              meanwhile: Callable[[], object] | None = None) -> Generator[R, None, None]:
     """``worker.page(bounds)`` of every page, in page order: in ``workers`` forked processes when
     there is more than one page, else in this process on ``store``.
 

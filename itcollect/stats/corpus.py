@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from itcollect.config import Config
 from itcollect.kernel.errors import ItcollectError
 from itcollect.settings import settings
 from itcollect.store.interfaces import StatsStore
@@ -37,14 +38,14 @@ def _shares(weights: Mapping[str, float]) -> dict[str, float]:
     return {k: round(v / total, 4) for k, v in weights.items()}
 
 
-def target_mix(config: dict[str, Any]) -> dict[str, dict[str, float]]:
+def target_mix(config: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     """The configured ``[mix]`` as shares (interaction types: of the turns after the first)."""
     mix = settings(config).mix
     return {"pair": _shares(mix.pairs), "instruction_lang": _shares(mix.instruction_langs),
             "turns": _shares(mix.turns), "interaction_type": _shares(mix.interaction_types)}
 
 
-def mix_section(store: StatsStore, config: dict[str, Any]) -> dict[str, Any]:
+def mix_section(store: StatsStore, config: Mapping[str, Any]) -> dict[str, Any]:
     """{dimension: {value: {"count", "share", "target", "kept"}}} for pair, instruction_lang, turns,
     interaction_type and origin (origin has no target)."""
     done, kept = store.mix_counts_with_kept()
@@ -187,13 +188,13 @@ class _Requests:
         }
 
 
-def corpus_sections(store: StatsStore, config: dict[str, Any] | None) -> dict[str, Any]:
+def corpus_sections(store: StatsStore, config: Config | None) -> dict[str, Any]:
     """The sections this module adds to ``stats --json``: mix, diversity, imports, exports."""
-    config = config or {}
+    cfg: Mapping[str, Any] = config or {}
     exports = store.list_exports()
     div = diversity_sections(store)
     return {
-        "mix": mix_section(store, config),
+        "mix": mix_section(store, cfg),
         "diversity": div["all"],
         "diversity_by_turn": {"first": div["first"], "later": div["later"],
                               "first_written_by": div["first_written_by"]},

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from itcollect.config import Config
 from itcollect.llm.judgement.schema import CATEGORIES, COMPLIANCE, OTHER, SEVERITIES
 from itcollect.llm.judgement.verdict import cohen_kappa, passes
 from itcollect.settings import settings
@@ -52,7 +53,7 @@ def _group(rows: list[tuple], key: Any) -> dict[str, Any]:
     return out
 
 
-def judge_section(store: JudgeStatsStore, config: dict[str, Any] | None = None) -> dict[str, Any]:
+def judge_section(store: JudgeStatsStore, config: Config | None = None) -> dict[str, Any]:
     cfg = settings(config or {})
     filter_cfg, pass_score = cfg.filter, cfg.judge.pass_score
     if not store.has_judgements():  # nothing judged yet: one count, not a pass over every answer

@@ -50,6 +50,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from itcollect.config import Config
 from itcollect.kernel.checks import text_length
 from itcollect.kernel.taxonomy import INTERACTION_TYPES
 from itcollect.settings import settings
@@ -151,7 +152,7 @@ class _TurnFigures:
     controls: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
 
-def quality_figures(store: QualityStore, config: dict[str, Any] | None = None) -> dict[str, Any]:
+def quality_figures(store: QualityStore, config: Config | None = None) -> dict[str, Any]:
     """``{"annotators": {name: {ANNOTATOR_KEYS}}, "agreement": {...}, "annotator_details": {...}}``."""
     min_spw = settings(config or {}).session.min_seconds_per_word
     dialogues = store.human_dialogue_rows()

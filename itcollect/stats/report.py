@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from itcollect.config import Config
 from itcollect.store.interfaces import StatsStore
 
 
-def collect_stats(store: StatsStore, config: dict[str, Any] | None = None) -> dict[str, Any]:
+def collect_stats(store: StatsStore, config: Config | None = None) -> dict[str, Any]:
     by_lang = store.source_counts_by_lang()
     dialogues = store.dialogue_counts()
     stats: dict[str, Any] = {
