@@ -154,7 +154,8 @@ class Session:
     def _system_prompt(self) -> tuple[str, str, str]:
         """(text, template name, template hash) of the assistant's system prompt for this dialogue."""
         if self._prompts is None:
-            base = self.config.path.parent if getattr(self.config, "path", None) else None
+            path = getattr(self.config, "path", None)
+            base = path.parent if path else None
             self._prompts = load_prompts(self.config, base)
         assert self.current is not None
         d = self.current
@@ -174,6 +175,7 @@ class Session:
             if d["spec_id"] is not None and self.store.lease_spec(d["spec_id"], self.holder, self.lease_s,
                                                                   copy=d["copy"]):
                 spec = self.store.get_spec(d["spec_id"])
+                assert spec is not None  # just leased: it exists
                 spec["own"], spec["previous_holder"], spec["copy"] = True, None, d["copy"]
                 break
         if spec is None:
@@ -212,7 +214,7 @@ class Session:
                 resumed, note = True, ""
         self.current = Current(spec=spec, dialogue_id=did, source=source, reference=reference, resumed=resumed,
                                resume_note=note, previous_holder=previous, copy=copy)
-        if resumed:
+        if resumed and existing is not None:
             self.current.resume_note = self._resume_note(existing, previous)
         return self.current
 
@@ -670,6 +672,7 @@ class Session:
         with self.store.transaction():
             self._guard()
             dia = self.store.get_dialogue(d.dialogue_id)
+            assert dia is not None  # the dialogue being worked on
             meta = dia["meta"]
             meta.setdefault("flags", []).append({"annotator": self.annotator, "note": note or ""})
             self.store.update_dialogue(d.dialogue_id, flagged=1, meta=meta)

@@ -222,6 +222,7 @@ class LineProtocol(LineIO):
         elif cmd == "guidelines":
             parts = arg.split()
             type_id = parts[0] if parts else s.current_type()
+            assert s.current is not None  # commands are read while a dialogue is open
             lang = parts[1] if len(parts) > 1 else s.current.spec["instruction_lang"]
             text = guideline_section(type_id, lang)
             if not text:

@@ -75,7 +75,7 @@ class TerminalUI:
         def _submit(event: Any) -> None:
             event.current_buffer.validate_and_handle()
 
-        ps = PromptSession(history=hist, key_bindings=kb, multiline=True, bottom_toolbar=self._toolbar)
+        ps: PromptSession[str] = PromptSession(history=hist, key_bindings=kb, multiline=True, bottom_toolbar=self._toolbar)
         ps.default_buffer.on_text_changed += self._touch
         if history:
             self._prompt = ps

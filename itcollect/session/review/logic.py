@@ -87,11 +87,11 @@ def next_review(store: ReviewStore, skipped: set[str] | frozenset[str] = frozens
     if order not in ORDERS:
         raise ReviewError(f"review order {order!r}: one of {', '.join(ORDERS)}")
     exclude = sorted(skipped)
-    first = store.review_queue(order=order, limit=1, exclude=exclude)
-    if not first:
+    queue = store.review_queue(order=order, limit=1, exclude=exclude)
+    if not queue:
         return None
-    return {"mode": "dialogue", "key": first[0]["id"], "remaining": store.review_queue_size(order=order, exclude=exclude),
-            **review_item(store, first[0])}
+    return {"mode": "dialogue", "key": queue[0]["id"], "remaining": store.review_queue_size(order=order, exclude=exclude),
+            **review_item(store, queue[0])}
 
 
 def record_verdict(store: ReviewStore, reviewer: str, dialogue_id: str, command: str, note: str | None = None) -> str:

@@ -135,7 +135,8 @@ class WebApp:
         self.stopping = False
         # one set of compiled templates for every annotator's session (compiling per session would
         # stall the event loop ~50 ms each time someone new logs in)
-        self.prompts = load_prompts(config, config.path.parent if getattr(config, "path", None) else None)
+        path = getattr(config, "path", None)
+        self.prompts = load_prompts(config, path.parent if path else None)
 
     # -- plumbing --------------------------------------------------------------------------------
     def desk(self, name: str) -> Desk:
@@ -149,7 +150,7 @@ class WebApp:
              csrf_value: str | None = None) -> Who:
         sid = request.cookies.get(COOKIE)
         row = self.store.web_session(secret_hash(sid)) if sid else None
-        if row is None:
+        if sid is None or row is None:
             raise ApiError(401, "not logged in: open your login link again (ask your coordinator for a new one)")
         who = Who(row["name"], row["role"], row["csrf"], secret_hash(sid))
         if csrf:

@@ -38,11 +38,17 @@ def _guide_headings(state: Any) -> None:
                     inline.children[0].content = _SECTION_WORD.sub("", inline.children[0].content)
 
 
+class _GuideMarkdown(MarkdownIt):
+    """The parser with our link check (markdown-it-py asks ``validateLink`` of every link)."""
+
+    def validateLink(self, url: str) -> bool:  # markdown-it-py's name for it
+        return _safe_link(url)
+
+
 @lru_cache(maxsize=1)
 def _markdown() -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md = _GuideMarkdown("commonmark", {"html": False, "linkify": False, "typographer": False})
     md.enable("table").disable("image")
-    md.validateLink = _safe_link
     md.core.ruler.push("guide_headings", _guide_headings)
     return md
 
