@@ -223,14 +223,18 @@ class Prepared:
 
 
 class Rule:
-    """A filter rule (see above): a reason ``code`` and the rule's own parameters."""
+    """A filter rule (see above): a reason ``code`` and the rule's own parameters (a rule with
+    parameters is a frozen dataclass of them)."""
 
     code: ClassVar[str] = ""
     #: the rule reads the turns' judgements (the filter then loads them with each page)
     needs_judgements: ClassVar[bool] = False
+    #: one result for every dialogue the rule keeps (never mutated)
+    _keep: ClassVar[Result] = (True, "", {})
 
-    def __init__(self) -> None:
-        self._keep: Result = (True, self.code, {})  # one tuple for every dialogue kept (never mutated)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._keep = (True, cls.code, {})
 
     @classmethod
     def from_settings(cls, th: FilterSection) -> Rule | None:
@@ -312,14 +316,12 @@ class EmptyTurn(StructureRule):
         return self.keep()
 
 
+@dataclass(frozen=True)
 class TooFewTurns(StructureRule):
     """fewer user turns than ``min_user_turns``"""
 
     code = "too_few_turns"
-
-    def __init__(self, min_user_turns: int) -> None:
-        super().__init__()
-        self.min_user_turns = min_user_turns
+    min_user_turns: int
 
     @classmethod
     def from_settings(cls, th: FilterSection) -> TooFewTurns:
@@ -465,14 +467,13 @@ class IdentityLeak(TurnRule):
         return None if ident is None else {"match": ident}
 
 
+@dataclass(frozen=True)
 class RepeatedNgrams(TurnRule):
     """an answer in which one n-gram occurs ``repeat_ngram_max`` times or more"""
 
     code = "repeated_ngrams"
-
-    def __init__(self, n: int, max_count: int) -> None:
-        super().__init__()
-        self.n, self.max_count = n, max_count
+    n: int
+    max_count: int
 
     @classmethod
     def from_settings(cls, th: FilterSection) -> RepeatedNgrams:
@@ -483,14 +484,14 @@ class RepeatedNgrams(TurnRule):
         return None if rep is None else {"ngram": rep[0], "count": rep[1]}
 
 
+@dataclass(frozen=True)
 class LengthRatio(DialogueRule):
     """first translation too short/long for its source"""
 
     code = "length_ratio"
-
-    def __init__(self, min_ratio: float, max_ratio: float, zh_char_weight: float) -> None:
-        super().__init__()
-        self.min_ratio, self.max_ratio, self.zh_char_weight = min_ratio, max_ratio, zh_char_weight
+    min_ratio: float
+    max_ratio: float
+    zh_char_weight: float
 
     @classmethod
     def from_settings(cls, th: FilterSection) -> LengthRatio:
@@ -510,14 +511,12 @@ class LengthRatio(DialogueRule):
         return self.keep()
 
 
+@dataclass(frozen=True)
 class LowChrf(DialogueRule):
     """chrF of the first translation against a reference below ``min_chrf`` (off at 0)"""
 
     code = "low_chrf"
-
-    def __init__(self, min_chrf: float) -> None:
-        super().__init__()
-        self.min_chrf = min_chrf
+    min_chrf: float
 
     @classmethod
     def from_settings(cls, th: FilterSection) -> LowChrf | None:
@@ -558,14 +557,13 @@ class _JudgeRule(TurnRule):
         return self.keep() if found is None else self.drop(**found[1])
 
 
+@dataclass(frozen=True)
 class LowJudgeScore(_JudgeRule):
     """an answer scored below ``min_judge_score`` (or rated below ``min_judge_rating``)"""
 
     code = "low_judge_score"
-
-    def __init__(self, min_score: float, min_rating: int) -> None:
-        super().__init__()
-        self.min_score, self.min_rating = min_score, min_rating
+    min_score: float
+    min_rating: int
 
     @classmethod
     def from_settings(cls, th: FilterSection) -> LowJudgeScore | None:
@@ -576,14 +574,12 @@ class LowJudgeScore(_JudgeRule):
         return judge_verdict.low_score(self.answers(p), self.min_score, self.min_rating)
 
 
+@dataclass(frozen=True)
 class CriticalError(_JudgeRule):
     """more critical errors than ``max_critical_errors`` over all answers (listed at the first)"""
 
     code = "critical_error"
-
-    def __init__(self, max_critical: int) -> None:
-        super().__init__()
-        self.max_critical = max_critical
+    max_critical: int
 
     @classmethod
     def from_settings(cls, th: FilterSection) -> CriticalError | None:
