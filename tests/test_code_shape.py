@@ -19,8 +19,6 @@ ALLOWED_LONG_MODULES: dict[str, str] = {}
 ALLOWED_LONG_FUNCTIONS: dict[str, str] = {
     # the LLM client's constructor: roles become data (issue 22 item 3, settings)
     "llm/client.py:LLMClient.__init__": "issue 22 item 3 (settings)",
-    # the judge's online loop: one shared online runner (issue 22 item 2, runners)
-    "judge/run.py:_run_online": "issue 22 item 2 (runners)",
 }
 
 

@@ -585,10 +585,10 @@ class BatchRunner:
         self.on_phase("downloaded")
         results: dict[str, LineResult] = {}
         for line in lines:
-            res = parse_result_line(line)
+            parsed = parse_result_line(line)
             prev = results.get(line["custom_id"])
-            if prev is None or (res.ok and not prev.ok):
-                results[line["custom_id"]] = res
+            if prev is None or (parsed.ok and not prev.ok):
+                results[line["custom_id"]] = parsed
         batch_error = ""
         if rb.status == "failed":
             errs = getattr(getattr(rb, "errors", None), "data", None) or []

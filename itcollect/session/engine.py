@@ -155,8 +155,7 @@ class Session:
         """(text, template name, template hash) of the assistant's system prompt for this dialogue."""
         if self._prompts is None:
             path = getattr(self.config, "path", None)
-            base = path.parent if path else None
-            self._prompts = load_prompts(self.config, base)
+            self._prompts = load_prompts(self.config, path.parent if path else None)
         assert self.current is not None
         d = self.current
         r = self._prompts.render("assistant_system.j2", instruction_lang=d.spec["instruction_lang"],

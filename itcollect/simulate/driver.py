@@ -247,12 +247,12 @@ class DialogueDriver:
             return Step("annotator", idx, k, t, user_r.name, user_r.hash, instr, params, messages=messages,
                         sample=sample, provenance={"system_template": sys_r.name,
                                                    "system_template_hash": sys_r.hash})
-        sys_r = self._assistant_system.get(instr)
-        if sys_r is None:  # the same for every dialogue of an instruction language: render once
-            sys_r = self._assistant_system[instr] = self.prompts.render("assistant_system.j2", instruction_lang=instr)
-        messages = [{"role": "system", "content": sys_r.text}]
+        system = self._assistant_system.get(instr)
+        if system is None:  # the same for every dialogue of an instruction language: render once
+            system = self._assistant_system[instr] = self.prompts.render("assistant_system.j2", instruction_lang=instr)
+        messages = [{"role": "system", "content": system.text}]
         messages += [{"role": x["role"], "content": x["content"]} for x in state.turns]
-        return Step("assistant", idx, k, t, sys_r.name, sys_r.hash, exp.answer_lang or instr, params,
+        return Step("assistant", idx, k, t, system.name, system.hash, exp.answer_lang or instr, params,
                     messages=messages, sample=sample)
 
     def _opening_step(self, state: DialogueState, type_id: str, variant: int, terms: list[str],
@@ -304,6 +304,8 @@ class DialogueDriver:
     # -- committing --------------------------------------------------------------------------------
     def record(self, store: SimulateStore, state: DialogueState, step: Step, outcome: Outcome) -> None:
         """Commit an accepted turn or a rejected sample; fail the dialogue when retries ran out."""
+        did = state.dialogue_id
+        assert did is not None  # a step is recorded in the dialogue load_or_create made
         r = outcome.result
         fields: dict[str, Any] = {
             "interaction_type": step.interaction_type, "template_name": step.template_name,
@@ -323,14 +325,13 @@ class DialogueDriver:
             fields.update(call_key=r.call_key, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
                           latency_ms=r.latency_ms, finish_reason=r.finish_reason)
         if outcome.accepted:
-            store.add_turn(state.dialogue_id, role=role, content=outcome.content, author="model", idx=step.idx,
-                           **fields)
+            store.add_turn(did, role=role, content=outcome.content, author="model", idx=step.idx, **fields)
             state.turns.append({"role": role, "content": outcome.content, "interaction_type": step.interaction_type,
                                 "idx": step.idx})
             if len(state.turns) >= 2 * state.spec["n_turns"]:
                 self.finish(store, state, "done")
             return
-        store.add_turn(state.dialogue_id, role=role, content=outcome.content, author="model", idx=step.idx,
+        store.add_turn(did, role=role, content=outcome.content, author="model", idx=step.idx,
                        state="rejected", warnings=outcome.reasons, **fields)
         state.rejected[step.idx] = state.rejected.get(step.idx, 0) + 1
         if step.opening:
