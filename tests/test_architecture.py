@@ -23,12 +23,14 @@ STAGES = {
     "filter": "itcollect.filter",
     "export": "itcollect.export",
     "stats": "itcollect.stats",
+    "compare": "itcollect.compare",
 }
 #: What every stage may import: the shared layers, lowest first. A layer imports only itself and the
 #: layers listed before it (and the package root, for its version).
 LAYERS = {
-    "kernel": ("itcollect.kernel",),
-    "config": ("itcollect.config", "itcollect.settings"),
+    # the kernel and the config declaration are one tier: the config raises the kernel's errors, the
+    # kernel's prompt loader reads the config's [prompts]
+    "kernel": ("itcollect.kernel", "itcollect.config", "itcollect.settings"),
     "store": ("itcollect.store",),
     "llm": ("itcollect.llm",),
     "workspace": ("itcollect.workspace",),
@@ -44,6 +46,13 @@ ORCHESTRATION = {
 ALLOWED_EDGES = {
     ("itcollect.session.web", "itcollect.stats.quality"):
         "orchestration: the web lead's dashboard shows stats' per-annotator quality figures",
+    # KNOWN VIOLATIONS, to be fixed by the comparisons work (issue 23) and then removed from here:
+    ("itcollect.plan", "itcollect.export.splits"):
+        "VIOLATION: plan --from-split reuses the export's split pass; move split_pass to the kernel",
+    ("itcollect.export.preferences", "itcollect.compare.outcomes"):
+        "VIOLATION: the preference export reads a comparison's outcome; move outcomes to the kernel or llm/",
+    ("itcollect.stats.compare", "itcollect.compare.outcomes"):
+        "VIOLATION: stats --compare reads a comparison's outcome; move outcomes to the kernel or llm/",
 }
 ROOT = "itcollect"  # the package itself (``__version__``)
 

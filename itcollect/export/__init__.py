@@ -145,7 +145,7 @@ class _Renderer:
         fields = (*ROW_TURN_FIELDS, "idx") if pairs else ROW_TURN_FIELDS
         for d, turns in store.iter_corpus(kept_only=True, after=bounds[0], upto=bounds[1], turn_fields=fields):
             row = build_row(d, turns, self.system_prompt, self.run_id, judgements)
-            if d["id"] in compared:  # the preference rows of its compared turns, for the dpo writer
+            if pairs and d["id"] in compared:  # the preference rows of its compared turns, for the dpo writer
                 row["_preferences"] = preference_rows(row, turns, compared[d["id"]], self.system_prompt, pairs)
             rows.append(row)
             _count_row(counts, row)

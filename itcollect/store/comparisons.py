@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from itcollect.kernel.errors import StoreError
-from itcollect.store.core import StoreCore, dumps, loads, utcnow
+from itcollect.store.core import StoreCore, dumps, inserted_id, loads, utcnow
 
 CHOOSERS = ("human", "judge", "human_edit")
 DECISIONS = ("pick", "rank", "none")
@@ -90,7 +90,7 @@ class ComparisonsMixin(StoreCore):
         with self.transaction() as c:
             cur = c.execute("INSERT INTO compare_runs(command, chooser, systems, judge_model, seed, started_at)"
                             " VALUES (?,?,?,?,?,?)", (command, chooser, dumps(rows), judge_model, seed, utcnow()))
-            return int(cur.lastrowid)
+            return inserted_id(cur)
 
     def finish_compare_run(self, run_id: int) -> None:
         with self.transaction() as c:
@@ -157,7 +157,7 @@ class ComparisonsMixin(StoreCore):
         with self.transaction() as c:
             cur = c.execute("INSERT INTO comparisons(dialogue_id, idx, run_id, status, labels, created_at)"
                             " VALUES (?,?,?,'open',?,?)", (dialogue_id, idx, run_id, dumps(order), now))
-            cid = int(cur.lastrowid)
+            cid = inserted_id(cur)
             cols = (*CANDIDATE_FIELDS, *JUDGEMENT_FIELDS)
             c.executemany(f"INSERT INTO candidates(comparison_id, {', '.join(cols)}, created_at)"
                           f" VALUES ({','.join('?' * (len(cols) + 2))})",
