@@ -23,8 +23,6 @@ ALLOWED_LONG_MODULES: dict[str, str] = {
 ALLOWED_LONG_FUNCTIONS: dict[str, str] = {
     # the export's main loop grew the preference rows (issue 23, compare): to split into named steps
     "export/__init__.py:_export_dataset": "issue 23 (compare)",
-    # the LLM client's constructor: roles become data (issue 22 item 3, settings)
-    "llm/client.py:LLMClient.__init__": "issue 22 item 3 (settings)",
 }
 
 

@@ -426,12 +426,12 @@ class LLMClient:
             return result
         shared = self._inflight.get(key)
         if shared is not None:  # the same call is in flight in this run: wait for it, pay once
-            result: ChatResult = await asyncio.shield(shared)
+            first: ChatResult = await asyncio.shield(shared)
             self._count_from_ledger()
             if on_delta is not None:
-                on_delta(result.text)
-            return ChatResult(result.text, result.finish_reason, result.model, key, result.prompt_tokens,
-                              result.completion_tokens, 0.0, 0.0, True, 0)
+                on_delta(first.text)
+            return ChatResult(first.text, first.finish_reason, first.model, key, first.prompt_tokens,
+                              first.completion_tokens, 0.0, 0.0, True, 0)
         if self.dry_run:
             return self._estimate(r, key, body)
         if self.cost_limit_reached:
