@@ -46,13 +46,10 @@ ORCHESTRATION = {
 ALLOWED_EDGES = {
     ("itcollect.session.web", "itcollect.stats.quality"):
         "orchestration: the web lead's dashboard shows stats' per-annotator quality figures",
-    # KNOWN VIOLATIONS, to be fixed by the comparisons work (issue 23) and then removed from here:
+    # KNOWN VIOLATION, to be fixed by the comparisons work (issue 23) and then removed from here:
     ("itcollect.plan", "itcollect.export.splits"):
-        "VIOLATION: plan --from-split reuses the export's split pass; move split_pass to the kernel",
-    ("itcollect.export.preferences", "itcollect.compare.outcomes"):
-        "VIOLATION: the preference export reads a comparison's outcome; move outcomes to the kernel or llm/",
-    ("itcollect.stats.compare", "itcollect.compare.outcomes"):
-        "VIOLATION: stats --compare reads a comparison's outcome; move outcomes to the kernel or llm/",
+        "VIOLATION: plan --from-split reuses the export's split pass (which reads the store, so it cannot "
+        "simply join the kernel); give the split pass its own home below both stages",
 }
 ROOT = "itcollect"  # the package itself (``__version__``)
 

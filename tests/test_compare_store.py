@@ -9,8 +9,8 @@ import sqlite3
 import pytest
 
 from itcollect.compare import record
-from itcollect.compare.outcomes import break_tie
 from itcollect.kernel.errors import StoreConflict, StoreError
+from itcollect.kernel.outcomes import break_tie
 from itcollect.store import SCHEMA_VERSION, Store
 
 SYSTEMS = [{"name": "qwen72", "model": "Qwen2.5-72B-Instruct", "base_url": "http://gpu1:8000/v1"},

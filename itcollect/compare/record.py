@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from itcollect.compare.outcomes import break_tie, judge_tiers, participants
+from itcollect.kernel.outcomes import break_tie, judge_tiers, participants
 from itcollect.store.interfaces import CompareStore
 
 #: the candidate fields that the continuing answer turn takes over
@@ -56,7 +56,7 @@ def record_judged_turn(store: CompareStore, dialogue_id: str, idx: int, candidat
                        seed: int, judge_model: str, turn: Mapping[str, Any], run_id: int | None = None,
                        labels: Sequence[str] | None = None) -> RecordedTurn:
     """Write one turn the judge decided: ``candidates`` (one per system, with their judgements),
-    the judge's rank (:func:`~itcollect.compare.outcomes.judge_tiers`), the winner (the best; a
+    the judge's rank (:func:`~itcollect.kernel.outcomes.judge_tiers`), the winner (the best; a
     tie broken by ``seed``) and the winner's answer as the active assistant turn at ``idx``, with
     the provenance in ``turn`` (``interaction_type``, ``template_name``, ``params``, ...; the
     content, model and call figures are the winner's).

@@ -178,6 +178,26 @@ def export_dataset(store: ExportStore, config: Config, out_dir: str | Path, *, f
                                push_to_hub=push_to_hub, workers=workers)
 
 
+def _hub_token() -> str:
+    """The Hugging Face token --push-to-hub needs, from the environment (never from the workspace)."""
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if not token:
+        raise InputError("--push-to-hub needs a Hugging Face token in the HF_TOKEN environment variable")
+    return token
+
+
+def _clear_previous_export(out: Path) -> None:
+    """An export replaces the files an earlier export left in the same folder (a format left out this
+    time must not be mistaken for this export's)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for old in ("hf", "parquet", "dpo"):
+        if (out / old).exists():
+            shutil.rmtree(out / old)
+    for old in ("sharegpt.json", "sharegpt_validation.json", "sharegpt_test.json", "dataset_info.json"):
+        if (out / old).exists():
+            (out / old).unlink()
+
+
 def _export_dataset(store: ExportStore, config: Config, out_dir: str | Path, *, fmt: str = "hf",
                     system_prompt: str | None = None, validation_share: float | None = None,
                     test_share: float | None = None, push_to_hub: str | None = None,
@@ -195,11 +215,7 @@ def _export_dataset(store: ExportStore, config: Config, out_dir: str | Path, *, 
     ts = ecfg.test_share if test_share is None else test_share
     if vs < 0 or ts < 0 or vs + ts >= 1:
         raise InputError("--validation-share and --test-share must be >= 0 and add up to less than 1")
-    token = None
-    if push_to_hub:
-        token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
-        if not token:
-            raise InputError("--push-to-hub needs a Hugging Face token in the HF_TOKEN environment variable")
+    token = _hub_token() if push_to_hub else None
     run = store.latest_filter_run()
     if run is None:
         raise InputError("no filter verdicts yet: run 'itcollect filter' before exporting "
@@ -213,13 +229,7 @@ def _export_dataset(store: ExportStore, config: Config, out_dir: str | Path, *, 
     if not rowids:
         raise InputError(f"the latest filter run ({run['id']}) kept no dialogues: nothing to export")
 
-    out.mkdir(parents=True, exist_ok=True)
-    for old in ("hf", "parquet", "dpo"):
-        if (out / old).exists():
-            shutil.rmtree(out / old)
-    for old in ("sharegpt.json", "sharegpt_validation.json", "sharegpt_test.json", "dataset_info.json"):
-        if (out / old).exists():
-            (out / old).unlink()
+    _clear_previous_export(out)
     writer_classes = selected_writers(formats | ({"hf"} if push_to_hub else set()))
 
     counts: dict[str, Counter] = {k: Counter() for k in (*_COUNT_KEYS, *_JUDGE_COUNT_KEYS)}

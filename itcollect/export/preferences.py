@@ -21,8 +21,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from itcollect.compare.outcomes import judge_key, tiers
 from itcollect.export.rows import sharegpt_conversation
+from itcollect.kernel.outcomes import judge_key, tiers
 
 PAIRS = ("best_vs_worst", "best_vs_each")
 #: ``chosen_system`` of a row whose chosen answer is the person's own text

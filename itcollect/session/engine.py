@@ -165,9 +165,7 @@ class Session:
     # -- claiming and resuming -------------------------------------------------------------------
     def open_next(self) -> Current | None:
         """Lease the next spec (own unfinished work first) and open its dialogue; None when the pool is empty."""
-        self.current = None
-        self.control_note = None
-        self.next_type_override = None
+        self.current = self.control_note = self.next_type_override = None
         spec = None
         # An own dialogue whose lease row is gone (expired and released) is still offered back first.
         for d in self.store.unfinished_dialogues(self.annotator):

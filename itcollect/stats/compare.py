@@ -3,7 +3,7 @@ compared turn by turn (issue 23, part 5).
 
 Every decided comparison counts once, by the chooser that decided it (a person: ``human``, or
 ``human_edit`` when their own text continued; the judge: ``judge``); what a decision means for each
-system is :mod:`itcollect.compare.outcomes` (win, tie, loss; pairwise outcomes).
+system is :mod:`itcollect.kernel.outcomes` (win, tie, loss; pairwise outcomes).
 
 * ``by_system`` — per system: the turns it took part in, its wins, ties and losses, the win rate
   (ties count half) and a 95 % interval by bootstrap over dialogues (the turns of a dialogue are
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from itcollect.compare.outcomes import POINTS, judge_tiers, pairwise, tiers, turn_results
+from itcollect.kernel.outcomes import POINTS, judge_tiers, pairwise, tiers, turn_results
 from itcollect.store.interfaces import StatsStore
 
 #: bootstrap resamples of the dialogues for each interval, and the seed they are drawn with
