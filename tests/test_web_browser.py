@@ -386,6 +386,10 @@ def test_reviewer_accepts_and_rejects_and_the_lead_sees_the_team(tmp_path, llm, 
         assert d2["review_status"] == "rejected"
         assert d2["meta"]["reviews"][-1] == {**d2["meta"]["reviews"][-1], "reviewer": "bob",
                                              "note": "the number is wrong"}
+    # the page keeps no list of review orders: an unknown one is the server's 400, shown as it says
+    b.d.get(srv.url + "/review?order=nonsense")
+    b.wait(lambda: "review order 'nonsense'" in (b.text("#notice") or ""), what="the server's order error")
+    assert "default, judge, overlap" in b.text("#notice")
 
     lead = browsers()
     lead.d.get(add_account(ws, "lee", "lead"))

@@ -7,8 +7,8 @@
 (() => {
   const {el, clear, api, notice} = IT;
   const $ = (id) => document.getElementById(id);
-  const asked = new URLSearchParams(location.search).get("order");
-  const order = ["overlap", "judge"].includes(asked) ? asked : "default";
+  // The server knows the orders: an unknown one is answered 400 with the list, shown as it is.
+  const order = new URLSearchParams(location.search).get("order") || "default";
   let item = null;
   let busy = false;
   let me = null;
@@ -168,7 +168,7 @@
   async function load(full) {
     const r = await api("/api/review" + (order === "default" ? "" : `?order=${order}`));
     if (r.status === 401) { $("item").hidden = true; IT.loginNeeded($("login")); return; }
-    if (r.status === 403) { notice(r.data.error, "error"); return; }
+    if (r.status === 403 || r.status === 400) { notice(r.data.error, "error"); return; }
     if (r.status !== 200) { notice(r.data.error || "The server did not answer; trying again…", "error");
                             setTimeout(() => load(full), 2000); return; }
     render(r.data, full);
