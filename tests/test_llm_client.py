@@ -482,7 +482,7 @@ def test_ledger_writes_are_grouped(fake_openai, store):
 
 
 def test_first_requests_are_paced_then_slots_are_reused_at_once(fake_openai, store):
-    fake_openai.set_latency(0.5)
+    fake_openai.set_latency(1.0)
 
     async def go(pace):
         client = LLMClient(make_config(start_pace_per_s=pace), store, command="test", base_url=fake_openai.base_url,
@@ -496,16 +496,18 @@ def test_first_requests_are_paced_then_slots_are_reused_at_once(fake_openai, sto
         fake_openai.reset()
         return arrivals
 
-    # 8 a second: the 8th request cannot leave before 7 gaps of 125 ms have passed since the run
-    # began (a lower bound the pacer guarantees however slow the machine; measured from before the
-    # first request, which a loaded machine may send late, so not from the first arrival)
+    # 10 a second: the 8 paced requests span 7 gaps of 100 ms (0.7 s), less than the 1 s an answer
+    # takes, so the first 8 arrivals are the paced ones (the other 8 wait for a slot, that is for an
+    # answer). The 8th cannot leave before 7 gaps have passed since the run began: a lower bound the
+    # pacer guarantees however slow the machine (measured from before the first request, which a
+    # loaded machine may send late, so not from the first arrival).
     began = time.time()
-    paced = run(go(8))
-    assert paced[7] - began >= 7 * 0.125 * 0.95
-    # the second 8 wait for answers (0.5 s), not for the pace: each leaves as a slot frees
-    assert paced[8] - paced[0] >= 0.45 and paced[15] - paced[8] <= (paced[7] - paced[0]) + 0.2
+    paced = run(go(10))
+    assert paced[7] - began >= 7 * 0.1 * 0.95
+    # the second 8 wait for answers (1 s), not for the pace: each leaves as a slot frees
+    assert paced[8] - paced[0] >= 0.95 and paced[15] - paced[8] <= (paced[7] - paced[0]) + 0.4
     burst = run(go(0))  # pacing off: the first 8 leave together, well inside what the pace would take
-    assert burst[7] - burst[0] < 7 * 0.125 * 0.9 and burst[8] - burst[0] >= 0.45
+    assert burst[7] - burst[0] < 7 * 0.1 * 0.8 and burst[8] - burst[0] >= 0.95
 
 
 def test_httpx_transport_fallback(fake_openai, store, monkeypatch):
