@@ -1,11 +1,10 @@
 """Exact and near-duplicate detection (MinHash LSH) over user requests and whole dialogues.
 
-Signatures follow datasketch's ``affine32`` MinHash scheme exactly (its permutations for the seed,
-its MurmurHash3 pre-mix), so ``datasketch.MinHash(hashvalues=sig, permutations=...)`` reproduces
-them and its Jaccard estimate is ours; the band/row split comes from datasketch's optimiser. What
-is ours is the batching: shingle hashes of a thousand dialogues go through the permutations as one
-numpy operation, and bands are bucketed with ``numpy.unique`` instead of datasketch's per-key
-Python insert (13 s for 160K keys, measured, against well under a second here).
+Signatures are :mod:`itcollect.kernel.minhash`'s (datasketch's ``affine32`` scheme exactly, batched:
+shingle hashes of a thousand dialogues go through the permutations as one numpy operation), so
+datasketch's Jaccard estimate is ours; the band/row split comes from datasketch's optimiser. Bands
+are bucketed with ``numpy.unique`` instead of datasketch's per-key Python insert (13 s for 160K
+keys, measured, against well under a second here).
 
 Shingles are token 3-grams; a token is a word (lower-cased letters/digits) or a single Han
 character, so the same code serves Chinese and the Latin-script languages.
