@@ -79,6 +79,6 @@ def test_allowed_actions_follow_the_dialogue_and_the_methods_refuse_the_rest(tmp
     finally:
         ws.close()
     with pytest.raises(ValueError):
-        from itcollect.session.engine import _refusal
+        from itcollect.session.actions import _refusal
 
         _refusal("dance", "ask", [])

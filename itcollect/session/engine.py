@@ -38,6 +38,7 @@ from itcollect.kernel.errors import ItcollectError
 from itcollect.kernel.prompting import load_prompts
 from itcollect.kernel.taxonomy import INTERACTION_TYPES
 from itcollect.llm import CostLimitReached, EndpointDown, LLMCallError
+from itcollect.session.actions import _WHILE_ANSWERING, ACTIONS, _refusal
 from itcollect.session.checking import DEFAULT_FOLLOW_TYPE, TurnChecks
 from itcollect.session.controls import control_note, control_of, control_record, decided, plant_error
 from itcollect.session.guidelines import example_requests
@@ -48,13 +49,6 @@ from itcollect.store.availability import unit_hash
 from itcollect.store.interfaces import SessionStore
 
 STATES = ("ask", "answer", "decide")
-#: Every action on an open dialogue, in the order front-ends list them. Which of them the dialogue
-#: allows now is :meth:`Session.allowed_actions`, the one place that says so; ``stop`` (abandon the
-#: answer being fetched) exists only while one is (``answering``).
-ACTIONS = ("request", "type", "accept", "edit", "regenerate", "retry", "stop", "undo", "finish", "skip", "flag",
-           "guidelines", "quit")
-#: What may be done while an answer is being fetched (a web page's stream; the terminal's Ctrl-C).
-_WHILE_ANSWERING = ("stop", "flag", "guidelines", "quit")
 
 __all__ = ["ACTIONS", "STATES", "Answer", "AnswerFailed", "CommandError", "ControlRevealed", "Current", "Session",
            "DEFAULT_FOLLOW_TYPE", "check_annotator_name", "human_request_params"]
@@ -718,32 +712,3 @@ class Session:
         p["pool"] = self.store.pending_spec_count()
         return p
 
-
-def _refusal(action: str, state: str, turns: list[dict[str, Any]]) -> str | None:
-    """Why ``action`` does not fit a dialogue in ``state`` with these active turns (None: it does):
-    the rules behind :meth:`Session.allowed_actions` and :meth:`Session.require`."""
-    if action == "request":
-        return {"decide": "decide on the last answer first (accept, edit, regenerate or undo)",
-                "answer": "the last request has no answer yet: retry, or undo it"}.get(state)
-    if action == "type":
-        return None if state == "ask" else "the type applies to the next request; finish deciding on this answer first"
-    if action in ("accept", "regenerate"):
-        return None if state == "decide" else f"there is no answer to {action}"
-    if action == "edit":  # an accepted last answer too: second thoughts before the next request
-        last_is_answer = bool(turns) and turns[-1]["role"] == "assistant"
-        return None if state == "decide" or (state == "ask" and last_is_answer) else "there is no answer to edit"
-    if action == "retry":
-        return None if state == "answer" else "nothing to retry"
-    if action == "stop":
-        return "no answer is streaming"
-    if action == "undo":
-        return None if turns else "nothing to undo"
-    if action == "finish":
-        if state == "answer":
-            return "the last request has no answer: retry or undo it first"
-        if not any(t["role"] == "assistant" for t in turns):
-            return "nothing to finish: write a request first, or skip this sentence"
-        return None
-    if action in ACTIONS:  # skip, flag, guidelines, quit: whenever a dialogue is open
-        return None
-    raise ValueError(f"unknown action {action!r}")
