@@ -8,7 +8,7 @@ import time
 import pytest
 
 from itcollect.config import parse_config
-from itcollect.kernel.errors import ServiceError
+from itcollect.kernel.errors import ServiceError, UsageError
 from itcollect.llm import (
     CallInBatch,
     ChatResult,
@@ -17,8 +17,10 @@ from itcollect.llm import (
     LLMCallError,
     LLMClient,
     resolve_endpoints,
+    resolve_systems,
     system_role,
 )
+from itcollect.llm.endpoints import parse_system_names
 from itcollect.store import Store
 
 MSGS = [{"role": "system", "content": "You translate."}, {"role": "user", "content": "Translate: Hello world"}]
@@ -551,6 +553,47 @@ def test_endpoints_are_resolved_in_one_place_with_the_flags_precedence():
         resolve_endpoints(parse_config('[llm.assistant]\nmodel = ""\n').settings, ("annotator",))
     with pytest.raises(ValueError, match="unknown LLM roles"):
         resolve_endpoints(s, ("system:missing",))
+
+
+def test_compared_systems_are_tables_or_models_on_the_assistants_endpoint():
+    s = parse_config(ROLE_TABLES + 'api_key_env = "TUNED_KEY"\n').settings
+    eps = resolve_systems(s, ["tuned", "gpt-x", "base"])
+    assert [e.role for e in eps] == ["system:tuned", "system:gpt-x", "system:base"]  # the order given
+    tuned, named, base = eps
+    assert (tuned.base_url, tuned.model, tuned.max_tokens, tuned.api_key_env) == (
+        "http://127.0.0.1:8/v1", "tuned-model", 64, "TUNED_KEY")
+    assert (base.base_url, base.model, base.api_key_env) == ("http://127.0.0.1:9/v1", "base-model", "OPENAI_API_KEY")
+    # a name without a table is a model on the assistant's endpoint, used as given, with its sampling
+    assert (named.base_url, named.model, named.sampling) == ("http://127.0.0.1:9/v1", "gpt-x", eps[2].sampling)
+    # the command's --base-url moves the assistant's endpoint, so the named models, not the tables
+    moved = resolve_systems(s, ["gpt-x", "base"], base_url="http://x/v1")
+    assert [(e.base_url, e.model) for e in moved] == [("http://x/v1", "gpt-x"), ("http://127.0.0.1:9/v1", "base-model")]
+    for names, said in ((["tuned"], "two or more systems, got 1"), ([], "two or more systems, got 0"),
+                        (["tuned", "x", "tuned"], "names tuned more than once")):
+        with pytest.raises(UsageError, match=said) as err:
+            resolve_systems(s, names)
+        assert "configured systems ([llm.systems.NAME]): base, tuned" in str(err.value)
+        assert err.value.exit_code == 2
+    with pytest.raises(UsageError, match=r"configured systems \(\[llm.systems.NAME\]\): none"):
+        resolve_systems(parse_config("").settings, ["a", "a"])
+    assert parse_system_names(" a, b,,c ") == ["a", "b", "c"]
+
+
+def test_a_systems_own_key_variable_is_read_for_its_calls(fake_openai, store):
+    """[llm.systems.NAME] api_key_env names the variable whose key that system's calls carry."""
+    cfg = parse_config(f'[llm.systems.own]\nmodel = "m-own"\nbase_url = "{fake_openai.base_url}"\n'
+                       'api_key_env = "OWN_KEY"\n')
+    eps = {e.role: e for e in resolve_systems(cfg.settings, ["own", "m-plain"], base_url=fake_openai.base_url)}
+
+    async def go():
+        client = LLMClient(cfg, store, command="test", env={"OWN_KEY": "sk-own", "OPENAI_API_KEY": "sk-main"},
+                           endpoints=eps)
+        try:
+            return client.sdk_client("system:own").api_key, client.sdk_client("system:m-plain").api_key
+        finally:
+            await client.aclose()
+
+    assert run(go()) == ("sk-own", "sk-main")
 
 
 def test_assistant_systems_are_entries_sharing_one_endpoint_state(fake_openai, store):

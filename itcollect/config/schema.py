@@ -193,6 +193,9 @@ class SystemSection(RoleSection):
     """An assistant system of its own (``[llm.systems.NAME]``, for comparisons): the keys of
     [llm.assistant]; an empty base_url / model inherits the assistant's."""
 
+    api_key_env: str = setting(
+        "", doc="The environment variable holding this system's API key (empty: [llm].api_key_env).")
+
 
 class LLMSection(Section):
     api_key_env: str = setting(

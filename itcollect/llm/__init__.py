@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from itcollect.llm.answers import ChatResult, estimate_tokens
 from itcollect.llm.client import CALL_KEY_HEADER, DEFAULT_ROLES, ROLES, LLMClient, parse_retry_after
-from itcollect.llm.endpoints import Endpoint, EndpointFlags, resolve_endpoints, system_role
+from itcollect.llm.endpoints import Endpoint, EndpointFlags, resolve_endpoints, resolve_systems, system_role
 from itcollect.llm.errors import CallInBatch, CostLimitReached, EndpointDown, LLMCallError
 from itcollect.llm.pricing import call_cost, price_for
 
 __all__ = ["LLMClient", "ChatResult", "LLMCallError", "CallInBatch", "EndpointDown", "CostLimitReached", "ROLES",
            "DEFAULT_ROLES", "CALL_KEY_HEADER", "price_for", "call_cost", "estimate_tokens", "parse_retry_after",
-           "Endpoint", "EndpointFlags", "resolve_endpoints", "system_role"]
+           "Endpoint", "EndpointFlags", "resolve_endpoints", "resolve_systems", "system_role"]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from itcollect.config.schema import RoleSection, Settings
-from itcollect.kernel.errors import ServiceError
+from itcollect.kernel.errors import ServiceError, UsageError
 
 ROLES = ("assistant", "annotator", "judge")
 #: The roles a client sets up unless told otherwise (simulate and session); ``judge`` builds only
@@ -106,10 +106,54 @@ def resolve_endpoints(s: Settings, roles: Sequence[str] = DEFAULT_ROLES, *, base
         if not name:
             raise ServiceError(f"no model for the {role} role: pass --model NAME or set {where} model "
                                f"(or [llm.assistant] model, which it inherits)")
-        out[role] = Endpoint(role, url or None, name, s.llm.api_key_env, table.temperature, table.top_p,
+        key_env = str(getattr(table, "api_key_env", "")).strip() or s.llm.api_key_env
+        out[role] = Endpoint(role, url or None, name, key_env, table.temperature, table.top_p,
                              table.max_tokens, str(getattr(table, "response_format", "")))
     return out
 
 
-__all__ = ["COMMAND_FLAG_ROLES", "DEFAULT_ROLES", "ROLES", "Endpoint", "EndpointFlags", "resolve_endpoints",
-           "role_tables", "system_role"]
+def system_name(role: str) -> str:
+    """The system NAME of the role ``system:NAME``."""
+    if not role.startswith(SYSTEM_ROLE_PREFIX):
+        raise ValueError(f"{role!r} is not a system role")
+    return role[len(SYSTEM_ROLE_PREFIX):]
+
+
+def parse_system_names(text: str) -> list[str]:
+    """``"A,B, C"`` -> ``["A", "B", "C"]`` (empty pieces dropped)."""
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def resolve_systems(s: Settings, names: Sequence[str], *, base_url: str | None = None) -> list[Endpoint]:
+    """The endpoints of the systems a comparison names, in the order given (role ``system:NAME``).
+
+    A name with a ``[llm.systems.NAME]`` table takes that table as :func:`resolve_endpoints` does
+    (an empty ``base_url`` / ``model`` inherits ``[llm.assistant]``'s; the command's flags do not
+    touch it); any other name is a model on the assistant's endpoint as the command sets it
+    (``--base-url``, else ``[llm.assistant] base_url``), used as given, not looked up in the
+    endpoint's model list, with the assistant's sampling and key. Fewer than two names or a name twice is
+    a :class:`~itcollect.kernel.errors.UsageError` naming the configured systems."""
+    names = [n.strip() for n in names if n and n.strip()]
+    configured = ", ".join(s.llm.systems) or "none"
+    if len(names) < 2:
+        raise UsageError(f"--compare needs two or more systems, got {len(names)} ({', '.join(names) or 'none'}); "
+                         f"configured systems ([llm.systems.NAME]): {configured}; any other name is a model "
+                         f"on the assistant's endpoint")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"--compare names {', '.join(twice)} more than once; configured systems "
+                         f"([llm.systems.NAME]): {configured}")
+    tables = resolve_endpoints(s, [system_role(n) for n in names if n in s.llm.systems] or ["assistant"])
+    out: list[Endpoint] = []
+    for name in names:
+        if name in s.llm.systems:
+            out.append(tables[system_role(name)])
+            continue
+        a = s.llm.assistant
+        out.append(Endpoint(system_role(name), _first(base_url, a.base_url) or None, name, s.llm.api_key_env,
+                            a.temperature, a.top_p, a.max_tokens))
+    return out
+
+
+__all__ = ["COMMAND_FLAG_ROLES", "DEFAULT_ROLES", "ROLES", "Endpoint", "EndpointFlags", "parse_system_names",
+           "resolve_endpoints", "resolve_systems", "role_tables", "system_name", "system_role"]
