@@ -58,7 +58,8 @@ def judge(state: State, limit, concurrency, base_url, model, batch_api, rejudge,
         if as_json:
             click.echo(json.dumps({"dry_run": e}))
             return
-        click.echo(f"dry run: {e['answers']:,} answers to judge -> about {e['calls']:,} calls "
+        of = f" ({e['candidates']:,} of them candidates of compared turns)" if e["candidates"] else ""
+        click.echo(f"dry run: {e['answers']:,} answers to judge{of} -> about {e['calls']:,} calls "
                    f"({e['from_ledger']:,} more answered from the ledger), {e['prompt_tokens']:,} prompt + "
                    f"{e['completion_tokens']:,} completion tokens, ${e['cost_usd']:.2f} (judge {e['model']}, "
                    f"response_format {e['response_format']}; estimated from {e['sampled']} answers; completion "
@@ -74,6 +75,8 @@ def judge(state: State, limit, concurrency, base_url, model, batch_api, rejudge,
         if summary.scores:
             s = sorted(summary.scores)
             line += f"; score mean {sum(s) / len(s):.2f}, median {s[len(s) // 2]:g}"
+        if summary.candidates:
+            line += f"; {summary.candidates} of them candidates of compared turns"
         if summary.reasked:
             line += f"; {summary.reasked} asked twice (the first reply was not readable)"
         if summary.call_errors:

@@ -23,11 +23,13 @@ judgement by this judge (model, templates), online many at once or in Batch API 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from itcollect.judge.candidates import candidate_tasks, save_rows, tagged
 from itcollect.kernel.errors import ServiceError, UsageError
 from itcollect.llm.batch import CollectReport
 from itcollect.llm.judgement.ask import Asking, Judge, JudgementMachine, Task
@@ -59,6 +61,7 @@ class JudgeSummary:
     call_errors: int = 0  # calls that failed after all retries: left for the next run
     in_batch: int = 0  # calls out in a Batch API batch: left to it
     todo: int = 0
+    candidates: int = 0  # of the judged and unparsed: candidates of a person's comparisons
     model: str = ""
     stopped: str | None = None
     stop_kind: str | None = None  # "endpoint" (exit 1) | "cost" (--max-cost reached)
@@ -69,6 +72,8 @@ class JudgeSummary:
 
     def count(self, row: dict[str, Any]) -> None:
         """One judgement row written (online or collected from a batch): judged, with its score, or unparsed."""
+        if "comparison_id" in row:
+            self.candidates += 1
         if row["status"] == "judged":
             self.judged += 1
             if row.get("score") is not None:
@@ -78,7 +83,8 @@ class JudgeSummary:
 
     def to_json(self) -> dict[str, Any]:
         return {"judged": self.judged, "unparsed": self.unparsed, "reasked": self.reasked,
-                "call_errors": self.call_errors, "in_batch": self.in_batch, "todo": self.todo, "model": self.model,
+                "call_errors": self.call_errors, "in_batch": self.in_batch, "todo": self.todo,
+                "candidates": self.candidates, "model": self.model,
                 "stopped": self.stopped, "warnings": self.warnings, "calls": self.calls}
 
 
@@ -119,7 +125,9 @@ class _Plan:
         self.hashes = tuple(sorted(set(judge.hashes.values())))
 
     def count(self) -> int:
-        return self.store.count_answers_to_judge(self.judge.model, self.hashes, self.min_generation)
+        """Answers to judge, candidates of a person's comparisons included (:mod:`itcollect.judge.candidates`)."""
+        return (self.store.count_answers_to_judge(self.judge.model, self.hashes, self.min_generation)
+                + self.store.count_candidates_to_judge(self.judge.model))
 
     def todo(self, limit: int | None) -> int:
         """The answers this run judges: every one to judge, or ``limit`` of them."""
@@ -142,21 +150,34 @@ class _Plan:
             yield from self.judge.tasks(d, turns, stored, min_generation=self.min_generation,
                                         generation=self.generation, rejudge=self.rejudge)
 
-    def tasks(self, limit: int | None = None) -> Iterator[Task]:
-        """Every answer to judge (at most ``limit``), page by page."""
-        n = 0
+    def answer_tasks(self) -> Iterator[Task]:
         for ids in self.dialogue_pages():
-            for task in self.tasks_of(ids):
-                if limit is not None and n >= limit:
-                    return
-                n += 1
-                yield task
+            yield from self.tasks_of(ids)
+
+    def tasks(self, limit: int | None = None) -> Iterator[Task]:
+        """Every answer to judge, then every candidate (at most ``limit`` in all), page by page."""
+        n = 0
+        for task in itertools.chain(self.answer_tasks(), candidate_tasks(self.store, self.judge)):
+            if limit is not None and n >= limit:
+                return
+            n += 1
+            yield task
+
+
+_FIGURES = ("calls", "from_ledger", "prompt_tokens", "completion_tokens", "cost_usd")
+
+
+def _figures(client: Any) -> dict[str, float]:
+    st = client.stats()
+    return {"calls": client.estimated_calls, "from_ledger": client.from_ledger, "prompt_tokens": st["prompt_tokens"],
+            "completion_tokens": st["completion_tokens"], "cost_usd": st["cost_usd"]}
 
 
 async def _estimate(ws: Workspace, opts: JudgeOptions, sample_dialogues: int = 200) -> dict[str, Any]:
-    """``--dry-run``: the prompts of a sample of the dialogues to judge go through the client in dry-run
-    mode (nothing sent or written; answers already in the ledger count as free) and the figures are
-    scaled to every answer the run would judge."""
+    """``--dry-run``: the prompts of a sample of the dialogues to judge, and of a sample of the
+    candidates to judge, go through the client in dry-run mode (nothing sent or written; answers
+    already in the ledger count as free) and each part's figures are scaled to every answer (every
+    candidate) the run would judge."""
     from itcollect.llm import CallInBatch
 
     client = _client(ws, opts, dry_run=True)
@@ -164,26 +185,34 @@ async def _estimate(ws: Workspace, opts: JudgeOptions, sample_dialogues: int = 2
         judge = Judge(ws.config, client.model_for("judge"), base=ws.root)
         machine = JudgementMachine(judge)
         plan = _Plan(ws.store, judge, opts.rejudge)
+        n_candidates = ws.store.count_candidates_to_judge(judge.model)
         todo = plan.todo(opts.limit)
+        answers_todo = min(todo, plan.count() - n_candidates)  # the run judges the answers first
+        parts_todo = (answers_todo, todo - answers_todo)
         ids = [i for page in plan.dialogue_pages(page=2000) for i in page]
-        step = max(1, len(ids) // sample_dialogues)
+        ids = ids[::max(1, len(ids) // sample_dialogues)]
+        parts = ((t for start in range(0, len(ids), 100) for t in plan.tasks_of(ids[start:start + 100])),
+                 itertools.islice(candidate_tasks(ws.store, judge), 0, None, max(1, n_candidates // sample_dialogues)))
+        total = dict.fromkeys(_FIGURES, 0.0)
         sampled = 0
-        for start in range(0, len(ids[::step]), 100):
-            for task in plan.tasks_of(ids[::step][start:start + 100]):
+        for part, part_todo in zip(parts, parts_todo):
+            before, n = _figures(client), 0
+            for task in part:
                 (call,) = machine.calls(Asking(task))
                 try:
                     await client.chat(call.role, call.messages, sample=call.sample, **call.params)
                 except CallInBatch:
                     pass
-                sampled += 1
-        st = client.stats()
-        est_calls, from_ledger = client.estimated_calls, client.from_ledger
+                n += 1
+            scale = part_todo / n if n else 0.0
+            after = _figures(client)
+            for k in _FIGURES:
+                total[k] += (after[k] - before[k]) * scale
+            sampled += n
     finally:
         await client.aclose()
-    scale = todo / sampled if sampled else 0.0
-    return {"answers": todo, "sampled": sampled, "calls": round(est_calls * scale),
-            "from_ledger": round(from_ledger * scale), "prompt_tokens": round(st["prompt_tokens"] * scale),
-            "completion_tokens": round(st["completion_tokens"] * scale), "cost_usd": round(st["cost_usd"] * scale, 4),
+    return {"answers": todo, "candidates": parts_todo[1], "sampled": sampled,
+            **{k: round(total[k], 4) if k == "cost_usd" else round(total[k]) for k in _FIGURES},
             "model": judge.model, "response_format": judge.mode, "rejudge": opts.rejudge}
 
 
@@ -232,9 +261,10 @@ class _OnlineJudging:
             summary.call_errors += 1
             return
         assert st is not None and st.row is not None
+        row = tagged(task, st.row)
         summary.reasked += st.reasked
-        summary.count(st.row)
-        self.pending.append(st.row)
+        summary.count(row)
+        self.pending.append(row)
         if len(self.pending) >= 64 or time.monotonic() - self.last_flush > 0.25:
             self.flush()
         if self.bar is not None:
@@ -245,7 +275,7 @@ class _OnlineJudging:
         if self.pending:
             rows = self.pending[:]
             self.pending.clear()
-            self.store.save_judgements(rows)
+            save_rows(self.store, rows)
         self.last_flush = time.monotonic()
 
     def close(self) -> None:
@@ -320,7 +350,7 @@ class _BatchJudging:
     def settle(self, task: Task, st: Asking, kind: str) -> None:
         if kind == FINISHED:
             assert st.row is not None
-            self.rows.append(st.row)
+            self.rows.append(tagged(task, st.row))
         elif kind == IN_FLIGHT:
             self.in_flight += 1
         elif kind == STRAGGLER:
@@ -329,7 +359,7 @@ class _BatchJudging:
     def end_round(self) -> None:
         summary = self.summary
         if self.rows:
-            self.store.save_judgements(self.rows)
+            save_rows(self.store, self.rows)
             for row in self.rows:
                 summary.count(row)
                 summary.reasked += row["sample"] % 2

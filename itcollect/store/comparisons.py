@@ -211,6 +211,23 @@ class ComparisonsMixin(StoreCore):
             c.executemany(f"UPDATE candidates SET {', '.join(f'{k}=?' for k in JUDGEMENT_FIELDS)}"
                           " WHERE comparison_id=? AND system=?", rows)
 
+    # -- the judge's side: candidates of a person's comparisons -------------------------------------
+    _TO_JUDGE = (" FROM candidates k JOIN comparisons c ON c.id=k.comparison_id JOIN dialogues d ON d.id=c.dialogue_id"
+                 " WHERE c.status='decided' AND c.chooser <> 'judge' AND d.status='done' AND k.status='answered'"
+                 " AND (k.judge_status IS NULL OR k.judge_model <> ?)")
+
+    def count_candidates_to_judge(self, judge_model: str) -> int:
+        """Answered candidates of the turns a person decided (finished dialogues) that this judge
+        model has not scored (``itcollect judge`` scores them like any answer)."""
+        return int(self.scalar("SELECT COUNT(*)" + self._TO_JUDGE, (judge_model,)) or 0)
+
+    def candidates_to_judge(self, judge_model: str, *, after: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+        """Those candidates with id above ``after``, by id: ``{id, comparison_id, system, content,
+        dialogue_id, idx}`` (``idx``: the answer position they compete for)."""
+        return [dict(zip(("id", "comparison_id", "system", "content", "dialogue_id", "idx"), r)) for r in self.query(
+            "SELECT k.id, k.comparison_id, k.system, k.content, c.dialogue_id, c.idx" + self._TO_JUDGE
+            + " AND k.id > ? ORDER BY k.id LIMIT ?", (judge_model, after, limit))]
+
     def _with_candidates(self, comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not comparisons:
             return comparisons
