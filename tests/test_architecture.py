@@ -46,6 +46,8 @@ ORCHESTRATION = {
 ALLOWED_EDGES = {
     ("itcollect.session.web", "itcollect.stats.quality"):
         "orchestration: the web lead's dashboard shows stats' per-annotator quality figures",
+    ("itcollect.session.compare", "itcollect.compare.record"):
+        "a compare session records its runs and a dialogue's systems the one way compare writes them",
     # KNOWN VIOLATION, to be fixed by the comparisons work (issue 23) and then removed from here:
     ("itcollect.plan", "itcollect.export.splits"):
         "VIOLATION: plan --from-split reuses the export's split pass (which reads the store, so it cannot "

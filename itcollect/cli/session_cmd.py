@@ -24,11 +24,16 @@ if TYPE_CHECKING:
 @click.option("--base-url", metavar="URL", help="OpenAI-compatible endpoint of the assistant.")
 @click.option("--model", metavar="NAME", help="Model name of the assistant.")
 @click.option("--local", "use_local", is_flag=True, help="Answer with the bundled local model (itcollect[local]).")
+@click.option("--compare", "compare", metavar="A,B[,..]",
+              help="Every system named answers each request, side by side, labelled A, B, ... in a fresh order; "
+                   "you pick the best, blind (a [llm.systems.NAME] table, else NAME as a model on the assistant's "
+                   "endpoint).")
 @click.option("--protocol", "force_protocol", is_flag=True,
               help="Use the line protocol even on a terminal (it is used anyway when stdin is not one).")
 @click.pass_obj
 def session(state: State, annotator: str | None, review: bool, order: str, web: bool, host: str | None,
-            port: int | None, base_url: str | None, model: str | None, use_local: bool, force_protocol: bool) -> None:
+            port: int | None, base_url: str | None, model: str | None, use_local: bool, force_protocol: bool,
+            compare: str | None) -> None:
     """Annotate dialogues at the terminal: pick up where NAME stopped, or lease the next spec.
 
     Type a request, watch the answer stream in, then a = accept, e = edit, r = regenerate, u = undo,
@@ -45,6 +50,14 @@ def session(state: State, annotator: str | None, review: bool, order: str, web: 
         raise UsageError("--local and --base-url both name the endpoint: give one")
     if order != "default" and not review:
         raise UsageError("--order goes with --review")
+    if compare is not None and (review or web):
+        raise UsageError("--compare goes with a session at the terminal or over --protocol "
+                         "(not --review; in the browser it is not built yet)")
+    systems = None
+    if compare is not None:
+        from itcollect.llm.endpoints import parse_system_names
+
+        systems = parse_system_names(compare)
     if web:
         if annotator or review or force_protocol or order != "default":
             raise UsageError("--web serves every annotator (and the review queue) in the browser: "
@@ -71,6 +84,6 @@ def session(state: State, annotator: str | None, review: bool, order: str, web: 
                 assert annotator  # checked above: without --web, --annotator is required
                 code = run_session(ws.config, ws.store, annotator, base_url=base_url, model=model, review=review,
                                    interactive=False if force_protocol else None,
-                                   history_dir=ws.root / ".itcollect" / "history", order=order)
+                                   history_dir=ws.root / ".itcollect" / "history", order=order, compare=systems)
     if code:
         raise click.exceptions.Exit(code)

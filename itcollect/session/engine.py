@@ -30,7 +30,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from itcollect.config import Config, settings
 from itcollect.kernel.dialogue import planned_turns
@@ -48,7 +48,10 @@ from itcollect.store import SKIP_REASONS, LeaseLost, Overlap, human_holder
 from itcollect.store.availability import unit_hash
 from itcollect.store.interfaces import SessionStore
 
-STATES = ("ask", "answer", "decide")
+if TYPE_CHECKING:
+    from itcollect.session.compare import CompareTurns
+
+STATES = ("ask", "answer", "decide", "pick", "allbad")  # the last two: compare dialogues (:mod:`.compare`)
 
 __all__ = ["ACTIONS", "STATES", "Answer", "AnswerFailed", "CommandError", "ControlRevealed", "Current", "Session",
            "DEFAULT_FOLLOW_TYPE", "check_annotator_name", "human_request_params"]
@@ -132,6 +135,8 @@ class Session:
         self.control_share = typed.session.control_share
         #: what the last decision on a control item revealed (:meth:`take_control_note`)
         self.control_note: dict[str, Any] | None = None
+        #: a compare session (``--compare``): every system answers, the person picks (:mod:`.compare`)
+        self.compare: CompareTurns | None = None
 
     # -- LLM plumbing ----------------------------------------------------------------------------
     @property
@@ -207,6 +212,8 @@ class Session:
                                resume_note=note, previous_holder=previous, copy=copy)
         if resumed and existing is not None:
             self.current.resume_note = self._resume_note(existing, previous)
+        if self.compare is not None:
+            self.current.resume_note = " ".join(x for x in (self.current.resume_note, self.compare.open(did)) if x)
         return self.current
 
     def resume_message(self) -> str:
@@ -229,7 +236,9 @@ class Session:
         what = {"ask": "continue with your next request",
                 "answer": "your last request had no answer yet (the session was interrupted or the endpoint "
                           "failed): the model is asked again",
-                "decide": "the last answer is waiting for your decision"}[state]
+                "decide": "the last answer is waiting for your decision",
+                "pick": "the answers to your last request are waiting for your pick",
+                "allbad": "you found every answer bad: write the answer, or ask every system again"}[state]
         return (f"Resuming dialogue {existing['id'][:8]} (spec {existing['spec_id']}){who}: "
                 f"{n_user} request(s) and {len(turns) - n_user} answer(s) kept; {what}.")
 
@@ -262,6 +271,7 @@ class Session:
             "suggestion": self.suggestion() if state == "ask" else None,
             # accepting the undecided answer takes a reason (its warnings): a front-end asks for one first
             "accept_needs_reason": state == "decide" and bool(last and last["warnings"]),
+            "candidates": self.compare.shown() if self.compare is not None and state == "pick" else None,
             "resumed": d.resumed, "message": d.resume_note, "previous_holder": d.previous_holder,
             "version": version,
         }
@@ -284,7 +294,7 @@ class Session:
             return "ask"
         last = turns[-1]
         if last["role"] == "user":
-            return "answer"
+            return (self.compare.state_after(last) if self.compare is not None else None) or "answer"
         return "ask" if self._decided(last["id"]) else "decide"
 
     # -- what may be done ----------------------------------------------------------------------------
@@ -441,6 +451,8 @@ class Session:
         is not streamed piece by piece but given to ``on_delta`` whole, so it looks like any answer."""
         if self.state() != "answer":
             raise CommandError("there is no request waiting for an answer")
+        if self.compare is not None:
+            raise CommandError("a compare session asks every system: CompareTurns.ask")
         d = self._need()
         with self.store.transaction():
             self._guard()  # renew before a possibly long call
@@ -498,7 +510,7 @@ class Session:
         the hash of its id puts in ``[session] control_share``, never in a copy of an overlap
         spec (its annotators' decisions are compared), and once per dialogue: not after a control
         was decided (an undone one may be planted again)."""
-        if self.control_share <= 0:
+        if self.control_share <= 0 or self.compare is not None:
             return False
         d = self._need()
         if (d.spec.get("copies") or 1) > 1 or self.user_turns() != 1:
@@ -568,6 +580,8 @@ class Session:
         The edit is committed at once. If the edited text still fails a check, it is committed
         but stays undecided until accepted with a reason.
         """
+        if self.compare is not None and self.state() == "allbad":
+            return self.compare.write(text)
         turn = self.require("edit")[-1]
         text = text.strip()
         if not text:
@@ -582,6 +596,8 @@ class Session:
             self.store.update_turn(turn["id"], content=text, original_content=original, author="human",
                                    annotator=self.annotator, warnings=warnings)
             self._event("edit", turn_id=turn["id"], warnings=warnings)
+            if self.compare is not None:
+                self.compare.edited(turn)
             if ctl is not None and ctl.get("outcome") is None:
                 ctl = self._decide_control(turn, "catch", "edit")
                 self._event("control", turn_id=turn["id"], outcome="catch", kind=ctl["kind"])
@@ -594,6 +610,8 @@ class Session:
         """The first half of :meth:`regenerate`: the answer is rejected (kept, state 'rejected') and
         the request waits for a new one (state ``answer``). A front-end that streams the new answer
         apart from the action (the web page) commits this first, then calls :meth:`get_answer`."""
+        if self.compare is not None and self.state() in ("pick", "allbad"):
+            return self.compare.reject_all()
         turn = self.require("regenerate")[-1]
         ctl = control_of(turn)
         with self.store.transaction():
@@ -621,6 +639,8 @@ class Session:
             self._guard(last["id"])
             for t in undone:
                 self.store.set_turn_state(t["id"], "undone")
+            if self.compare is not None:
+                self.compare.undone(undone[0]["idx"])
             self._event("undo", turn_id=undone[0]["id"], turns=[t["id"] for t in undone])
         self.next_type_override = None
         return {"undone": [t["id"] for t in undone]}

@@ -21,7 +21,18 @@ holding a single ``.`` (a text line that is exactly ``.`` is written ``..``).
 ``guidelines [TYPE] [LANG]``  the guide's section for the current (or named) type
 ``status``             today's progress
 ``quit``               stop; the dialogue resumes exactly here next time (end of input = quit)
+``pick LABEL [REASON]``  (``--compare``) the answer LABEL is the best; it continues the dialogue
+``rank A>B=C [REASON]``  (``--compare``) rank the answers, best first, ``=`` for ties
+``pick none REASON``   (``--compare``) every answer is bad; then ``edit TEXT`` or ``regenerate``
 =====================  ======================================================================
+
+With ``--compare A,B[,..]`` every system answers each request: a ``candidates`` event
+(``answers``: ``[{"label", "content", "warnings"}, ...]``, a failed system's with ``failed``: the
+reason; ``void`` when fewer than two answered: not a comparison), with ``delta`` events carrying
+the ``label`` while they stream; then ``ready`` expects ``pick``. After ``pick``/``rank`` the turn is
+decided (``ready`` expects ``request``; ``edit`` replaces the pick); after ``pick none`` ``ready``
+expects ``decision`` (``edit TEXT`` writes the answer, ``regenerate`` asks every system again).
+``done`` then carries ``compared``: which system answered under which label, turn by turn.
 
 Output: one event a line, ``TAG JSON`` (tag, one space, a JSON object), flushed at once:
 ``session``, ``dialogue`` (what the screen shows: source, pair, instruction language, planned
@@ -34,7 +45,7 @@ catch, ``kind``, ``description``, ``message``; after a miss ``answer`` holds the
 which now waits for a decision),
 ``guidelines``, ``status``, ``error`` (a command that did not fit: nothing changed),
 ``endpoint_error`` (the request is kept; ``retry``, ``undo`` or ``quit``), ``ready`` (waiting for a
-command; ``expect`` is ``request``, ``decision`` or ``retry``), ``done`` / ``skipped`` (a dialogue
+command; ``expect`` is ``request``, ``decision``, ``retry`` or ``pick``), ``done`` / ``skipped`` (a dialogue
 closed), ``idle`` (no spec left: the session ends), ``bye`` (quit).
 """
 
@@ -51,7 +62,9 @@ from itcollect.session.status import status_line
 from itcollect.store import LeaseLost
 
 COMMANDS = ("request", "type", "accept", "edit", "regenerate", "undo", "retry", "finish", "skip", "flag",
-            "guidelines", "status", "quit")
+            "guidelines", "status", "quit", "pick", "rank")
+#: the state of the dialogue -> what ``ready`` expects
+EXPECT = {"ask": "request", "decide": "decision", "answer": "retry", "pick": "pick", "allbad": "decision"}
 _TEXT_COMMANDS = ("request", "edit")
 
 
@@ -123,9 +136,11 @@ class LineProtocol(LineIO):
                     self._show_dialogue()
                     if self.s.state() == "answer":
                         await self._answer(self.s.get_answer)
+                    elif self.s.state() == "pick":
+                        self._candidates(self.s.view() or {})
                         if self.s.current is None:
                             continue
-                self.emit("ready", expect={"ask": "request", "decide": "decision", "answer": "retry"}[self.s.state()],
+                self.emit("ready", expect=EXPECT[self.s.state()],
                           type=self.s.current_type(), turn=self.s.user_turns())
                 nxt = self._next_command()
                 if nxt is None:
@@ -162,7 +177,27 @@ class LineProtocol(LineIO):
         for t in v["turns"]:
             self.emit("turn", **{k: t[k] for k in ("turn_id", "idx", "role", "content", "author", "type", "warnings")})
 
+    def _candidates(self, v: dict, void: str | None = None) -> None:
+        data = {"answers": v.get("candidates") or [], "turn": self.s.user_turns()}
+        if void:
+            data["void"] = void
+        self.emit("candidates", **data)
+
+    async def _compare_answers(self) -> None:
+        """Every system answers the pending request (:mod:`.compare`)."""
+        assert self.s.compare is not None
+
+        def on_delta(label: str, piece: str) -> None:
+            if self.deltas:
+                self.emit("delta", label=label, text=piece)
+
+        asked = await self.s.compare.ask(on_delta)
+        self._candidates({"candidates": asked.answers}, asked.void)
+
     async def _answer(self, fn) -> None:
+        if self.s.compare is not None and fn == self.s.get_answer:
+            fn = None
+
         def on_delta(piece: str) -> None:
             if self.deltas:
                 self.emit("delta", text=piece)
@@ -171,6 +206,8 @@ class LineProtocol(LineIO):
             self.emit("delta", reset=True, text="")
 
         try:
+            if fn is None:
+                return await self._compare_answers()
             ans = await fn(on_delta, on_reset)
         except AnswerFailed as exc:
             self.emit("endpoint_error", message=exc.message, choices=["retry", "undo", "quit"])
@@ -209,7 +246,20 @@ class LineProtocol(LineIO):
             self.emit("ok", action="undo", turns=r["undone"])
         elif cmd == "finish":
             did = s.finish(arg or None)
-            self.emit("done", dialogue_id=did)
+            self.emit("done", dialogue_id=did, **({"compared": s.compare.reveal(did)} if s.compare else {}))
+        elif cmd in ("pick", "rank"):
+            if s.compare is None:
+                raise CommandError(f"{cmd} goes with a compare session (session --compare A,B)")
+            s.require(cmd)
+            what, _, reason = arg.partition(" ")
+            if cmd == "pick" and what.lower() == "none":
+                r = s.compare.pick_none(reason)
+                self.emit("ok", action="pick", decision="none", **r)
+            else:
+                if not what:
+                    raise CommandError(f"{cmd} needs " + ("a label (pick A)" if cmd == "pick" else "an order (rank A>B=C)"))
+                r = (s.compare.pick if cmd == "pick" else s.compare.rank)(what, reason or None)
+                self.emit("ok", action=cmd, decision=cmd, **r)
         elif cmd == "skip":
             reason, _, note = arg.partition(" ")
             if not reason:

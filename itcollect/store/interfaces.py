@@ -260,12 +260,31 @@ class ReviewStore(Protocol):
 
 
 @runtime_checkable
-class SessionStore(LLMStore, ReviewStore, Protocol):
+class SessionStore(LLMStore, ReviewStore, CompareStore, Protocol):
     """A human annotator's session (``session/engine.py`` and the terminal front end): leases,
     the annotator's dialogues and turns, the action log; ``session --review`` and the LLM client
-    get the same store."""
+    get the same store; a compare session (``session/compare.py``) records its turns as
+    ``compare/record.py`` does and reads them back."""
 
     def transaction(self) -> AbstractContextManager[object]: ...
+
+    def dialogue_systems(self, dialogue_id: str) -> list[dict[str, Any]]: ...
+
+    def comparison_at(self, dialogue_id: str, idx: int) -> dict[str, Any] | None: ...
+
+    def comparisons_of(self, dialogue_id: str, *, include_undone: bool = False) -> list[dict[str, Any]]: ...
+
+    def undo_comparisons(self, dialogue_id: str, from_idx: int) -> int: ...
+
+    def add_comparison(self, dialogue_id: str, idx: int, candidates: Sequence[Mapping[str, Any]], *,
+                       labels: Sequence[str] | None = None, run_id: int | None = None) -> int: ...
+
+    def decide_comparison(self, comparison_id: int, *, chooser: str, decision: str, winner: str | None = None,
+                          ranking: Sequence[Sequence[str]] | None = None, tie: bool = False,
+                          reason: str | None = None, annotator: str | None = None,
+                          turn_id: int | None = None) -> None: ...
+
+    def void_comparison(self, comparison_id: int, reason: str, turn_id: int | None = None) -> None: ...
 
     def get_spec(self, spec_id: int) -> dict[str, Any] | None: ...
 

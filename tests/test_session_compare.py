@@ -1,0 +1,328 @@
+"""``itcollect session --compare A,B[,..]``: every system answers each request, the person picks,
+blind. Through the real CLI (line protocol) against the loopback OpenAI-compatible server, one real
+call per system, a real SQLite store; then ``stats --compare --json`` and ``export --format dpo``
+read what the session recorded."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from itcollect.session.compare import label_order, parse_rank
+from itcollect.store import Store
+
+from .conftest import run_cli
+from .test_session import _read_until, events, make_workspace, zh_answer
+
+#: each system writes its own (Chinese) answer, so the candidates differ and pass the checks
+MARK = {"qwen-72b": "甲", "our-sft": "乙", "mini-x": "丙"}
+
+
+class SystemResponder:
+    def __init__(self) -> None:
+        self.seen: Counter[str] = Counter()
+
+    def __call__(self, body: dict) -> str:
+        key = body["model"] + json.dumps(body["messages"], ensure_ascii=False)
+        n = self.seen[key]
+        self.seen[key] += 1
+        return zh_answer(body, n).replace("稿。", f"稿，{MARK.get(body['model'], '丁')}版。")
+
+
+def systems_config(url: str, down_url: str | None = None) -> str:
+    text = (f'\n[llm.systems.qwen72]\nbase_url = "{url}"\nmodel = "qwen-72b"\n'
+            f'\n[llm.systems.ours]\nbase_url = "{url}"\nmodel = "our-sft"\n')
+    if down_url:
+        text += f'\n[llm.systems.down]\nbase_url = "{down_url}"\nmodel = "gone"\n'
+    return text
+
+
+def compare_session(ws: Path, name: str, script: str, url: str, systems: str, timeout: float = 120):
+    return run_cli("-C", str(ws), "session", "--annotator", name, "--base-url", url, "--compare", systems,
+                   input=script, timeout=timeout)
+
+
+@pytest.fixture
+def server(fake_openai):
+    fake_openai.responder = SystemResponder()
+    return fake_openai
+
+
+def _workspace(root: Path, n: int, extra: str) -> Path:
+    ws = make_workspace(root, n, instruction_langs=("en",), config_extra=extra)
+    # no retries: a system that is down fails at once (the session caps them anyway)
+    cfg = ws / "itcollect.toml"
+    text = re.sub(r"(?m)^max_retries = \d+", "max_retries = 0", cfg.read_text(encoding="utf-8"))
+    cfg.write_text(text, encoding="utf-8")
+    return ws
+
+
+def _ws(tmp_path: Path, url: str, n: int = 2, down_url: str | None = None) -> Path:
+    return _workspace(tmp_path / "ws", n, systems_config(url, down_url))
+
+
+def test_label_order_is_seeded_and_fresh_per_turn():
+    names = ["qwen72", "ours", "mini-x", "d", "e"]
+    assert label_order(names, 0, "dlg", 2, 0) == label_order(names, 0, "dlg", 2, 0)
+    orders = {tuple(label_order(names, 0, "dlg", idx, 0)) for idx in range(2, 40, 2)}
+    assert len(orders) > 5 and all(sorted(o) == sorted(names) for o in orders)
+    assert parse_rank("a>B=c") == [["A"], ["B", "C"]]
+    with pytest.raises(ValueError):
+        parse_rank("A>>B")
+
+
+def test_protocol_pick_rank_none_edit_regenerate_undo_and_the_figures(tmp_path, server):
+    ws = _ws(tmp_path, server.base_url)
+    script = "\n".join([
+        # dialogue 1: a pick of a label that does not exist, a pick, an edit of the pick, a rank
+        "request Please translate this sentence into Chinese.",
+        "pick Z",
+        "accept",
+        "pick A",
+        "edit 市议会周一通过了新桥的预算。",
+        "request Could you make it sound more natural?",
+        "rank B>A=C fluent",
+        "finish",
+        # dialogue 2: all bad, regenerate, all bad again, written by the person; undo a turn; pick
+        "request Please translate this sentence into Chinese.",
+        "pick none",
+        "pick none every answer drops the date",
+        "regenerate",
+        "pick none still wrong",
+        "edit 蔬菜价格在上周的风暴之后大幅上涨。",
+        "request Could you make it sound more natural?",
+        "undo",
+        "request Could you polish it a little?",
+        "pick C",
+        "finish",
+        "",
+    ]) + "\n"
+    r = compare_session(ws, "alice", script, server.base_url, "qwen72,ours,mini-x")
+    assert r.returncode == 0, r.stderr
+    ev = events(r.stdout)
+    tags = [t for t, _ in ev]
+    assert "endpoint_error" not in tags, r.stdout
+    # the names stay hidden until the dialogue is done
+    first_done = tags.index("done")
+    hidden = "\n".join(r.stdout.splitlines()[:first_done])
+    assert "qwen" not in hidden and "our-sft" not in hidden and "mini-x" not in hidden
+    cands = [d for t, d in ev if t == "candidates"]
+    assert len(cands) == 6  # d1: 2 requests; d2: request, regenerate, request (undone), request
+    for c in cands:
+        assert [a["label"] for a in c["answers"]] == ["A", "B", "C"]
+        assert len({a["content"] for a in c["answers"]}) == 3 and all(a["content"] for a in c["answers"])
+        assert set(c["answers"][0]) == {"label", "content", "warnings"}
+    # each candidates event is followed by a ready that expects a pick
+    for k, t in enumerate(tags):
+        if t == "candidates":
+            assert ev[k + 1] == ("ready", {**ev[k + 1][1], "expect": "pick"})
+    assert any(t == "delta" and "label" in d for t, d in ev)  # the answers streamed, by label
+    errors = [d for t, d in ev if t == "error"]
+    assert [e["command"] for e in errors] == ["pick", "accept", "pick"]
+    assert "no answer 'Z': the answers are A, B, C" in errors[0]["message"]
+    assert "pick none needs a reason" in errors[2]["message"]
+    readies = [d["expect"] for t, d in ev if t == "ready"]
+    assert "decision" in readies  # after pick none
+    done = [d for t, d in ev if t == "done"]
+    assert len(done) == 2
+    reveal = done[0]["compared"]
+    assert [x["idx"] for x in reveal] == [1, 3]
+    assert all(sorted(x["systems"].values()) == ["mini-x", "ours", "qwen72"] for x in reveal)
+
+    with Store(ws / "itcollect.db") as store:
+        d1, d2 = store.dialogue_for_spec(1)["id"], store.dialogue_for_spec(2)["id"]
+        c1 = store.comparisons_of(d1)
+        assert [(c["idx"], c["status"], c["chooser"], c["decision"]) for c in c1] == [
+            (1, "decided", "human_edit", "pick"), (3, "decided", "human", "rank")]
+        assert c1[0]["winner"] == c1[0]["labels"][0]  # A was picked
+        labels = c1[1]["labels"]
+        assert c1[1]["ranking"] == [[labels[1]], [labels[0], labels[2]]] and c1[1]["winner"] == labels[1]
+        assert c1[1]["reason"] == "fluent" and all(c["annotator"] == "alice" for c in c1)
+        turns = store.get_turns(d1)
+        assert turns[1]["content"] == "市议会周一通过了新桥的预算。" and turns[1]["author"] == "human"
+        assert turns[1]["original_content"] == next(
+            k["content"] for k in c1[0]["candidates"] if k["system"] == c1[0]["winner"])
+        assert turns[3]["content"] == next(k["content"] for k in c1[1]["candidates"] if k["system"] == labels[1])
+        assert [k["status"] for k in c1[0]["candidates"]] == ["answered"] * 3
+        assert {k["model"] for k in c1[0]["candidates"]} == {"qwen-72b", "our-sft", "mini-x"}
+        every = store.comparisons_of(d2, include_undone=True)
+        assert [(c["idx"], c["status"], c["decision"]) for c in every] == [
+            (1, "undone", "none"), (1, "decided", "none"), (3, "undone", None), (3, "decided", "pick")]
+        assert every[1]["chooser"] == "human_edit" and every[1]["reason"] == "still wrong"
+        t2 = store.get_turns(d2)
+        assert t2[1]["content"] == "蔬菜价格在上周的风暴之后大幅上涨。" and t2[1]["author"] == "human"
+        assert every[1]["turn_id"] == t2[1]["id"] and every[3]["turn_id"] == t2[3]["id"]
+        assert every[3]["winner"] == every[3]["labels"][2]
+        runs = store.compare_runs()
+        assert runs[-1]["command"] == "session" and runs[-1]["chooser"] == "human"
+        assert [s["name"] for s in runs[-1]["systems"]] == ["qwen72", "ours", "mini-x"]
+    # one real call per system and try, none paid twice (regenerate asks again: a new call)
+    assert server.paid_twice() == {}
+    models: Counter[str] = Counter()
+    for key, n in server.responder.seen.items():
+        models[next(m for m in MARK if key.startswith(m))] += n
+    assert models == {"qwen-72b": 6, "our-sft": 6, "mini-x": 6}
+
+    st = run_cli("-C", str(ws), "stats", "--compare", "--json")
+    assert st.returncode == 0, st.stderr
+    comp = json.loads(st.stdout)
+    comp = comp.get("compare", comp)
+    assert comp["by_chooser"] == {"human": 2, "judge": 0, "human_edit": 2}
+    assert comp["turns"] == 4
+    flt = run_cli("-C", str(ws), "filter")
+    assert flt.returncode == 0, flt.stderr
+    ex = run_cli("-C", str(ws), "export", "--hf", str(tmp_path / "out"), "--format", "dpo")
+    assert ex.returncode == 0, ex.stderr + ex.stdout
+    import datasets
+
+    dd = datasets.load_from_disk(str(tmp_path / "out" / "dpo"))
+    rows = [row for split in dd.values() for row in split]
+    assert rows and {row["chooser"] for row in rows} >= {"human", "human_edit"}
+    edited = [row for row in rows if row["chooser"] == "human_edit"]
+    assert {row["chosen"][0]["content"] for row in edited} >= {"市议会周一通过了新桥的预算。"}
+
+
+def test_one_system_down_fails_with_a_reason_and_the_turn_goes_on(tmp_path, server):
+    down = "http://127.0.0.1:9/v1"  # the discard port: nothing listens
+    ws = _ws(tmp_path, server.base_url, n=1, down_url=down)
+    script = "\n".join(["request Please translate this sentence into Chinese.", "pick B", "pick A", "finish", ""])
+    r = compare_session(ws, "bob", script, server.base_url, "qwen72,down,ours")
+    assert r.returncode == 0, r.stderr
+    ev = events(r.stdout)
+    cand = next(d for t, d in ev if t == "candidates")
+    failed = [a for a in cand["answers"] if "failed" in a]
+    assert len(failed) == 1 and failed[0]["failed"] and failed[0]["content"] == ""
+    assert "void" not in cand
+    with Store(ws / "itcollect.db") as store:
+        did = store.dialogue_for_spec(1)["id"]
+        c = store.comparisons_of(did)[0]
+        by = {k["system"]: k for k in c["candidates"]}
+        assert by["down"]["status"] == "failed" and by["down"]["failure"]
+        picked_failed = failed[0]["label"] in ("A", "B")
+        assert c["status"] == "decided"
+        assert c["winner"] != "down"
+    errors = [d for t, d in ev if t == "error"]
+    # whichever of A/B is the failed one was refused, nothing written for it
+    assert len(errors) == (1 if picked_failed else 0)
+
+    # two systems, one down: fewer than two answers, not a comparison; the one answer is an ordinary one
+    ws2 = _workspace(tmp_path / "ws2", 1, systems_config(server.base_url, down))
+    r = compare_session(ws2, "bob", "request Please translate this sentence into Chinese.\naccept\nfinish\n",
+                        server.base_url, "qwen72,down")
+    assert r.returncode == 0, r.stderr
+    ev = events(r.stdout)
+    cand = next(d for t, d in ev if t == "candidates")
+    assert "not a comparison" in cand["void"]
+    k = [t for t, _ in ev].index("candidates")
+    assert ev[k + 1][0] == "ready" and ev[k + 1][1]["expect"] == "decision"
+    assert "done" in [t for t, _ in ev] and "error" not in [t for t, _ in ev]
+    with Store(ws2 / "itcollect.db") as store:
+        did = store.dialogue_for_spec(1)["id"]
+        c = store.comparisons_of(did)[0]
+        assert c["status"] == "void" and "fewer than two answers (1 of 2)" in c["reason"]
+        assert c["turn_id"] == store.get_turns(did)[1]["id"]
+
+
+def test_bad_compare_lists_exit_2_naming_the_configured_systems(tmp_path, server):
+    ws = _ws(tmp_path, server.base_url, n=1)
+    for systems in ("qwen72", "qwen72,qwen72"):
+        r = compare_session(ws, "bob", "quit\n", server.base_url, systems)
+        assert r.returncode == 2, (r.stdout, r.stderr)
+        assert "qwen72, ours" in r.stderr
+
+
+def _paid(ws: Path) -> int:
+    """Answers in the workspace's ledger (read as another process would)."""
+    import sqlite3
+
+    con = sqlite3.connect(ws / "itcollect.db", timeout=30)
+    try:
+        return con.execute("SELECT COUNT(*) FROM llm_calls WHERE status='done'").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_kill_9_while_systems_answer_resumes_without_paying_twice(tmp_path, server):
+    from tests.fakeserver import FakeOpenAI
+
+    slow = FakeOpenAI(responder=SystemResponder()).start()
+    try:
+        ws = _workspace(tmp_path / "ws", 1, (
+            f'\n[llm.systems.qwen72]\nbase_url = "{server.base_url}"\nmodel = "qwen-72b"\n'
+            f'\n[llm.systems.ours]\nbase_url = "{slow.base_url}"\nmodel = "our-sft"\n'))
+        slow.set_latency(60.0)
+        env = dict(os.environ, ITCOLLECT_PROGRESS="0")
+        env.pop("OPENAI_BASE_URL", None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "itcollect", "-C", str(ws), "session", "--annotator", "ann",
+             "--compare", "qwen72,ours"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, bufsize=1)
+        seen: list = []
+        try:
+            _read_until(proc, "ready", seen)
+            proc.stdin.write("request Please translate this sentence into Chinese.\n")
+            proc.stdin.flush()
+            _read_until(proc, "request", seen)
+            deadline = time.time() + 30
+            while (_paid(ws) < 1 or not slow.requests) and time.time() < deadline:
+                time.sleep(0.05)
+            assert _paid(ws) == 1 and slow.requests  # one answer paid (in the ledger), one on the wire
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            for f in (proc.stdin, proc.stdout, proc.stderr):
+                f.close()
+        with Store(ws / "itcollect.db") as store:
+            did = store.dialogue_for_spec(1)["id"]
+            assert store.comparisons_of(did) == []  # nothing half-written
+        slow.set_latency(0.0)
+        n_fast = len(server.requests)
+        r = compare_session(ws, "ann", "pick A\nfinish\n", server.base_url, "qwen72,ours")
+        assert r.returncode == 0, r.stderr
+        ev = events(r.stdout)
+        assert next(d for t, d in ev if t == "dialogue")["resumed"] is True
+        cand = next(d for t, d in ev if t == "candidates")
+        assert len(cand["answers"]) == 2 and all(a["content"] for a in cand["answers"])
+        assert len(server.requests) == n_fast  # the paid answer came from the ledger
+        assert server.paid_twice() == {} and slow.paid_twice() == {}
+
+        # killed after the candidates were committed: a restart shows the same ones, asks nobody
+        ws2 = _workspace(tmp_path / "ws2", 1, systems_config(server.base_url))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "itcollect", "-C", str(ws2), "session", "--annotator", "ann",
+             "--compare", "qwen72,ours"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, bufsize=1)
+        seen = []
+        try:
+            _read_until(proc, "ready", seen)
+            proc.stdin.write("request Please translate this sentence into Chinese.\n")
+            proc.stdin.flush()
+            shown = _read_until(proc, "candidates", seen)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            for f in (proc.stdin, proc.stdout, proc.stderr):
+                f.close()
+        n = len(server.requests)
+        r = compare_session(ws2, "ann", "pick B\nfinish\n", server.base_url, "qwen72,ours")
+        assert r.returncode == 0, r.stderr
+        ev = events(r.stdout)
+        assert next(d for t, d in ev if t == "dialogue")["message"].endswith(
+            "the answers to your last request are waiting for your pick.")
+        assert next(d for t, d in ev if t == "candidates")["answers"] == shown["answers"]
+        assert len(server.requests) == n and "done" in [t for t, _ in ev]
+    finally:
+        slow.stop()
