@@ -199,3 +199,54 @@ def test_an_empty_workspace_has_an_empty_compare_section(cli, workspace):
     assert json.loads(out.stdout)["compare"]["turns"] == 0
     text = cli("-C", str(workspace.root), "stats", "--compare")
     assert text.returncode == 0 and "no compared turns yet" in text.stdout
+
+
+def _copy(store: Store, spec_id: int, copy: int, annotator: str, decisions: list[dict], chooser: str = "human") -> None:
+    """A copy of an overlap spec compared by ``annotator``: one decision per request (A, B, C each)."""
+    did = store.create_dialogue(origin="human", spec_id=spec_id, annotator=annotator, copy=copy, source_text="Hi.",
+                                src_lang="en", tgt_lang="zh", instruction_lang="en")
+    for k, decision in enumerate(decisions):
+        store.add_turn(did, role="user", content=f"request {k + 1}", author="human", idx=2 * k,
+                       interaction_type="translate" if k == 0 else "style")
+        cid = store.add_comparison(did, 2 * k + 1, [_cand("A"), _cand("B"), _cand("C")])
+        tid = store.add_turn(did, role="assistant", content=f"answer {k + 1}", author="model", idx=2 * k + 1)
+        store.decide_comparison(cid, chooser=chooser, annotator=annotator, turn_id=tid, **decision)
+
+
+def test_the_agreement_of_peoples_picks_on_overlap_specs(tmp_path):
+    """Two overlap specs (ids s1, s2); every two copies by two people, per request both decided:
+
+    s1 request 1: alice picks A, bob picks A, carol ranks A = B > C
+       alice-bob 1, alice-carol 1/2 (carol's best is A or B), bob-carol 1/2
+    s1 request 2: alice picks B, bob says all bad (carol has no second request)
+       alice-bob 0
+    s2 request 1: alice all bad, dave all bad: 1; the judge's copy takes no part
+    n 5, agreement (1 + 1/2 + 1/2 + 0 + 1) / 5 = 0.6 over 2 specs; first request 4 pairs, 3/4
+    """
+    from .test_leases import make_specs
+
+    store = Store(tmp_path / "s.db")
+    s1, s2 = make_specs(store, 2)
+    pick = lambda w: {"decision": "pick", "winner": w}  # noqa: E731
+    none = {"decision": "none", "reason": "all bad"}
+    _copy(store, s1, 0, "alice", [pick("A"), pick("B")])
+    _copy(store, s1, 1, "bob", [pick("A"), none])
+    _copy(store, s1, 2, "carol", [{"decision": "rank", "ranking": [["A", "B"], ["C"]], "winner": "A"}])
+    _copy(store, s2, 0, "alice", [none])
+    _copy(store, s2, 1, "dave", [none])
+    _copy(store, s2, 2, "judge-model", [{"decision": "rank", "ranking": [["A"], ["B"], ["C"]], "winner": "A"}],
+          chooser="judge")
+    section = compare_section(store)
+    assert section["pick_agreement"] == {"n": 5, "agreement": 0.6, "specs": 2,
+                                         "first_request": {"n": 4, "agreement": 0.75}}
+    assert section["turns"] == 8 and section["agreement"]["n"] == 0  # no candidate was judged
+    from itcollect.stats.compare import render_compare
+
+    assert ("  people's picks on overlap specs: 5 pairs of turns (2 specs), agreement 0.6; first request 4 pairs,"
+            " 0.75") in render_compare({"compare": section})
+    store.close()
+
+
+def test_no_overlap_no_pick_agreement(corpus):
+    assert compare_section(corpus)["pick_agreement"] == {"n": 0, "agreement": None, "specs": 0,
+                                                         "first_request": {"n": 0, "agreement": None}}

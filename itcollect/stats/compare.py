@@ -19,6 +19,13 @@ system is :mod:`itcollect.kernel.outcomes` (win, tie, loss; pairwise outcomes).
 * ``agreement`` — on a person's decided turns whose candidates the judge scored too: the chance
   that the person's best and the judge's best are the same system, each breaking their own ties at
   random (1 when both name the same one system);
+* ``pick_agreement`` — on overlap specs (``[session] overlap_share``: several annotators compare
+  the same spec), the agreement of their picks: over every two copies of a spec decided by two
+  different people, at each request number both decided (a pick or a rank: the chance that both
+  name the same best system, each breaking their own ties at random; both "all bad": 1; one of
+  them: 0): ``n`` such pairs of turns, their mean ``agreement``, the ``specs`` they come from, and
+  the same on the first request alone (``first_request``: the copies' only turn with the same
+  conversation before it; later the picks that continued may differ);
 * ``cost`` — per system: the candidate calls asked for, those that failed, their cost in the
   ledger (each paid call once) and the median latency of the answers.
 """
@@ -173,6 +180,35 @@ def agreement(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"n": len(chances), "agreement": round(sum(chances) / len(chances), 4) if chances else None}
 
 
+def _pick_chance(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
+    """The chance two people's decisions of the same turn name the same best system."""
+    if a["decision"] == "none" or b["decision"] == "none":
+        return float(a["decision"] == b["decision"])
+    best_a, best_b = set(tiers(a)[0]), set(tiers(b)[0])
+    return len(best_a & best_b) / (len(best_a) * len(best_b))
+
+
+def pick_agreement(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The people's picks against each other on overlap specs (see the module docstring)."""
+    turns: dict[tuple[int, int], list[Mapping[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if r["chooser"] != "judge" and r.get("spec_id") is not None:
+            turns[(r["spec_id"], r["request_no"])].append(r)
+    chances: list[tuple[int, int, float]] = []
+    for (spec, request_no), decided in sorted(turns.items()):
+        for i, a in enumerate(decided):
+            for b in decided[i + 1:]:
+                if a["dialogue_id"] != b["dialogue_id"] and a["annotator"] != b["annotator"]:
+                    chances.append((spec, request_no, _pick_chance(a, b)))
+
+    def mean(xs: list[float]) -> float | None:
+        return round(sum(xs) / len(xs), 4) if xs else None
+
+    first = [x for _, k, x in chances if k == 1]
+    return {"n": len(chances), "agreement": mean([x for _, _, x in chances]), "specs": len({s for s, _, _ in chances}),
+            "first_request": {"n": len(first), "agreement": mean(first)}}
+
+
 def cost(call_rows: Iterable[tuple[str, str, float | None, str | None, float | None]]) -> dict[str, dict[str, Any]]:
     """``{system: {calls, failed, cost_usd, median_latency_s}}`` from the store's candidate calls."""
     calls: dict[str, int] = defaultdict(int)
@@ -230,6 +266,7 @@ def compare_section(store: StatsStore, config: dict[str, Any] | None = None, *, 
         "choosers": {name: {"turns": len(part), "by_system": by_system(part, **kw), "strength": _strength(part)}
                      for name, part in (("human", human), ("judge", judge))},
         "agreement": agreement(rows),
+        "pick_agreement": pick_agreement(rows),
         "cost": cost(store.compare_call_rows()),
     }
 
@@ -275,6 +312,11 @@ def render_compare(stats: dict[str, Any]) -> list[str]:
         ag = c["agreement"]
         if ag["n"]:
             lines.append(f"  a person's pick and the judge's: {ag['n']:,} turns, agreement {num(ag['agreement'])}")
+        pa = c.get("pick_agreement") or {"n": 0}
+        if pa["n"]:
+            lines.append(f"  people's picks on overlap specs: {pa['n']:,} pairs of turns ({pa['specs']:,} specs),"
+                         f" agreement {num(pa['agreement'])}; first request {pa['first_request']['n']:,} pairs,"
+                         f" {num(pa['first_request']['agreement'])}")
     if c["cost"]:
         lines.append(f"  {'calls per system':<22} {'calls':>6} {'failed':>6} {'cost $':>10} {'median s':>9}")
         for name, k in c["cost"].items():
@@ -298,4 +340,4 @@ def plot_win_rates(ax: Any, stats: dict[str, Any]) -> None:
 
 
 __all__ = ["compare_section", "render_compare", "plot_win_rates", "bradley_terry", "by_system",
-           "head_to_head", "agreement", "cost"]
+           "head_to_head", "agreement", "pick_agreement", "cost"]

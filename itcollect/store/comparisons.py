@@ -264,13 +264,13 @@ class ComparisonsMixin(StoreCore):
 
     def compare_rows(self) -> list[dict[str, Any]]:
         """Every decided comparison with what ``stats`` groups it by: its dialogue's language pair,
-        instruction language and origin, the interaction type of the request it answers, the
+        instruction language, origin and spec (``spec_id``: overlap copies share it), the interaction type of the request it answers, the
         request's number (``request_no``: 1 for the first user turn), and the candidates (system, status, judge
         scores; no content)."""
         rows = []
         for r in self.stream(
                 f"SELECT {', '.join('c.' + f for f in _COMPARISON_READ)}, d.src_lang, d.tgt_lang, d.instruction_lang,"
-                " d.origin, COALESCE(u.interaction_type, a.interaction_type),"
+                " d.origin, d.spec_id, COALESCE(u.interaction_type, a.interaction_type),"
                 " (SELECT COUNT(*) FROM turns t WHERE t.dialogue_id=c.dialogue_id AND t.state='active'"
                 "  AND t.role='user' AND t.idx < c.idx)"
                 " FROM comparisons c JOIN dialogues d ON d.id=c.dialogue_id"
@@ -278,7 +278,8 @@ class ComparisonsMixin(StoreCore):
                 " LEFT JOIN turns a ON a.id=c.turn_id"
                 " WHERE c.status='decided' ORDER BY c.id"):
             c = _comparison(r[:len(_COMPARISON_READ)])
-            c.update(zip(("src_lang", "tgt_lang", "instruction_lang", "origin", "interaction_type", "request_no"),
+            c.update(zip(("src_lang", "tgt_lang", "instruction_lang", "origin", "spec_id", "interaction_type",
+                              "request_no"),
                          r[len(_COMPARISON_READ):]))
             c["candidates"] = []
             rows.append(c)
