@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 from itcollect.config import CONFIG_FILE, DEFAULT_CONFIG_TEXT, Config, load_config
-from itcollect.kernel.errors import ServiceError, WorkspaceError
+from itcollect.kernel.errors import ConfigError, ServiceError, WorkspaceError
+from itcollect.kernel.storeurl import check_store_url, store_url
 from itcollect.store import STORE_FILE, Store
 
 
@@ -23,17 +25,27 @@ class Workspace:
                 f"no itcollect workspace here ({CONFIG_FILE} not found); run 'itcollect init DIR' "
                 f"or pass -C DIR", path=str(self.root))
         self.config: Config = load_config(self.config_path)
+        try:
+            #: the PostgreSQL URL of the store ([store] url or ITCOLLECT_STORE_URL), or "" (the file)
+            self.store_url = store_url(self.config.settings.store.url)
+        except ValueError as exc:
+            raise ConfigError(str(exc), path=str(self.config_path)) from None
         self._store: Store | None = None
+
+    @property
+    def store_target(self) -> str:
+        """What :class:`Store` opens: the PostgreSQL URL, or the path of ``itcollect.db``."""
+        return self.store_url or str(self.db_path)
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.db_path)
+            self._store = Store(self.store_target)
         return self._store
 
     def open_store(self) -> Store:
         """A new connection (for another thread or process)."""
-        return Store(self.db_path)
+        return Store(self.store_target)
 
     def close(self) -> None:
         if self._store is not None:
@@ -47,10 +59,14 @@ class Workspace:
         self.close()
 
 
-def init_workspace(directory: str | Path, force: bool = False) -> Workspace:
+def init_workspace(directory: str | Path, force: bool = False, store: str = "") -> Workspace:
     """Create a workspace; refuses an existing one unless ``force`` (which rewrites the config
-    but keeps the store: a store holds paid-for answers and is never deleted by init)."""
+    but keeps the store: a store holds paid-for answers and is never deleted by init). ``store``:
+    a PostgreSQL URL written as ``[store] url`` (empty: the workspace's ``itcollect.db``)."""
     root = Path(directory)
+    problem = check_store_url(store)
+    if problem:
+        raise WorkspaceError(f"--store: {problem}", path=str(root))
     if root.exists() and not root.is_dir():
         raise WorkspaceError("exists and is not a folder", path=str(root))
     config_path = root / CONFIG_FILE
@@ -59,12 +75,23 @@ def init_workspace(directory: str | Path, force: bool = False) -> Workspace:
                              path=str(root))
     try:
         root.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(DEFAULT_CONFIG_TEXT, encoding="utf-8")
+        config_path.write_text(config_text_with_store(store), encoding="utf-8")
     except OSError as exc:
         raise WorkspaceError(f"cannot create the workspace: {exc.strerror}", path=str(root)) from None
     ws = Workspace(root)
     _ = ws.store  # create and migrate the store now, so init fails loudly rather than a later command
     return ws
+
+
+def config_text_with_store(url: str) -> str:
+    """The default config with ``[store] url`` set to ``url`` (the only line that differs)."""
+    if not url:
+        return DEFAULT_CONFIG_TEXT
+    head, sep, tail = DEFAULT_CONFIG_TEXT.partition("[store]\n")
+    body, line, rest = tail.partition('url = ""\n')
+    if not sep or not line:  # pragma: no cover - the declaration has the key
+        raise AssertionError("the default config has no [store] url line")
+    return f"{head}{sep}{body}url = {json.dumps(url)}\n{rest}"
 
 
 class WorkspaceLock:

@@ -161,6 +161,15 @@ def test_utcnow_is_iso_utc_with_milliseconds():
     assert before <= parsed[0] <= parsed[1] <= after
 
 
+_STORE_TEXT = (
+    "[store]\n"
+    "# Where the store lives.\n"
+    "# Empty: the workspace's itcollect.db. A PostgreSQL database: postgresql://USER@HOST[:PORT]/DB\n"
+    "# (libpq URL parameters such as ?sslmode=require pass through; extra `itcollect[postgres]`). The\n"
+    "# password never goes here: libpq reads PGPASSWORD or ~/.pgpass. ITCOLLECT_STORE_URL overrides this.\n"
+    "url = \"\"\n"
+    "\n")
+
 _PREFERENCE_PAIRS_TEXT = (
     "# Preference rows (export --format dpo) of a turn compared among more than two systems:\n"
     "# \"best_vs_worst\" (one row: the chosen answer against the worst) or \"best_vs_each\" (one row for\n"
@@ -175,6 +184,8 @@ def test_default_config_text_is_generated_byte_for_byte_as_released(tmp_path):
     released = (Path(__file__).parent / "data" / "default_config_1f145b1.toml").read_text(encoding="utf-8")
     # keys added since, deliberately, each with its comment: [export] preference_pairs (issue 23)
     released = released.replace("shard_size = 50000\n", "shard_size = 50000\n" + _PREFERENCE_PAIRS_TEXT)
+    # and [store] url (issue 25), after [workspace]
+    released = released.replace("\n[ingest]\n", "\n" + _STORE_TEXT + "[ingest]\n", 1)
     assert default_config_text() == DEFAULT_CONFIG_TEXT == released
     assert run_cli("init", str(tmp_path / "ws")).returncode == 0
     assert (tmp_path / "ws" / "itcollect.toml").read_text(encoding="utf-8") == released

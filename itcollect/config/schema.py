@@ -127,6 +127,27 @@ class WorkspaceSection(Section):
         return langs
 
 
+class StoreSection(Section):
+    """Where the store lives."""
+
+    url: str = setting(
+        "",
+        "Empty: the workspace's itcollect.db. A PostgreSQL database: postgresql://USER@HOST[:PORT]/DB\n"
+        "(libpq URL parameters such as ?sslmode=require pass through; extra `itcollect[postgres]`). The\n"
+        "password never goes here: libpq reads PGPASSWORD or ~/.pgpass. ITCOLLECT_STORE_URL overrides this.",
+        allowed="empty, or a `postgresql://` URL without a password")
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, url: str) -> str:
+        from itcollect.kernel.storeurl import check_store_url
+
+        problem = check_store_url(url)
+        if problem:
+            raise SettingError(f"store.url: {problem}")
+        return url
+
+
 class IngestSection(Section):
     langid_backend: Literal["lingua", "langdetect"] = setting(
         "lingua",
@@ -544,6 +565,7 @@ class Settings(Section):
     """Every section of a validated config, in the order of the default file."""
 
     workspace: WorkspaceSection = setting(WorkspaceSection())
+    store: StoreSection = setting(StoreSection())
     ingest: IngestSection = setting(IngestSection())
     llm: LLMSection = setting(LLMSection())
     local: LocalSection = setting(LocalSection())

@@ -236,7 +236,7 @@ def _export_dataset(store: ExportStore, config: Config, out_dir: str | Path, *, 
     # rows, rendered a page at a time (in worker processes when there are several pages); the
     # workers start first, the split pass runs here meanwhile
     pages = page_bounds(rowids, _PAGE_SIZE)
-    renderer = _Renderer(str(store.path), system_prompt, run["id"], writer_classes, store.has_judgements(),
+    renderer = _Renderer(store.target, system_prompt, run["id"], writer_classes, store.has_judgements(),
                          ecfg.preference_pairs if "dpo" in formats else None)
     workers = default_workers() if workers is None else max(1, workers)
     # importing datasets takes ~1.3 s: done while the workers render pages, not after them

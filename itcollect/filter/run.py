@@ -215,7 +215,7 @@ def _run_filter(store: FilterStore, config: Config, overrides: dict[str, Any], *
     th = cfg.filter if not overrides else cfg.filter.model_copy(update=overrides)
     languages = cfg.workspace.languages
     backend = cfg.ingest.langid_backend
-    judge = _Judge(str(store.path), th, languages, backend,
+    judge = _Judge(store.target, th, languages, backend,
                    {OverlapNotPicked.extra_key: store.overlap_not_picked(),
                     ReviewRejected.extra_key: store.review_rejections() if th.drop_review_rejected else {}})
 

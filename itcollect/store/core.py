@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from itcollect.kernel.errors import StoreConflict, StoreError
+from itcollect.kernel.storeurl import describe, is_postgres_url
 from itcollect.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 _second: tuple[int, str] = (-1, "")  # the last whole second and its text: utcnow runs per write
@@ -54,6 +55,11 @@ class StoreCore:
     """Owns the SQLite connection. Use one Store per thread (or per asyncio loop)."""
 
     def __init__(self, path: str | Path, *, migrate: bool = True, busy_timeout_s: float = 60.0) -> None:
+        if is_postgres_url(str(path)):
+            raise StoreError("the PostgreSQL store is not available in this version of itcollect",
+                             path=describe(str(path)))
+        #: what opens this store again (another thread or process): the file's path or the URL
+        self.target = str(path)
         self.path = Path(path)
         self._depth = 0
         self._lock = threading.RLock()

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from itcollect.store.availability import Overlap
@@ -367,9 +366,9 @@ class AccountsStore(Protocol):
 @runtime_checkable
 class WebStore(SessionStore, AccountsStore, Protocol):
     """The web front end (``session/web/``): everything a session and the review desk use, plus
-    sign-in sessions, the lead's pool view, and its own read connection (``path``, ``close``)."""
+    sign-in sessions, the lead's pool view, and its own read connection (``target``, ``close``)."""
 
-    path: Path
+    target: str
 
     def close(self) -> None: ...
 
@@ -462,10 +461,10 @@ class JudgeStatsStore(Protocol):
 @runtime_checkable
 class FilterStore(Protocol):
     """``filter``: reads finished dialogues (and their judgements, references, overlap picks),
-    caches detected languages, saves a run's verdicts. ``path`` opens the page workers' own
+    caches detected languages, saves a run's verdicts. ``target`` opens the page workers' own
     connections."""
 
-    path: Path
+    target: str
 
     def done_rowids(self) -> list[int]: ...
 
@@ -496,9 +495,9 @@ class FilterStore(Protocol):
 @runtime_checkable
 class ExportStore(SplitStore, Protocol):
     """``export``: the kept dialogues of the latest filter run, their judgements, the export record.
-    ``path`` opens the page workers' own connections."""
+    ``target`` opens the page workers' own connections."""
 
-    path: Path
+    target: str
 
     def unfiltered_done_count(self) -> int: ...
 

@@ -128,7 +128,7 @@ class WebApp:
         self.secure_cookie = web.secure_cookie
         self.desks: dict[str, Desk] = {}
         self.review_later: dict[str, set[str]] = {}
-        self.lead = lead.LeadFigures(store.path, config)
+        self.lead = lead.LeadFigures(store.target, config)
         self._touched: dict[str, float] = {}
         self.static = _static_files()
         self._on_shutdown = on_shutdown
