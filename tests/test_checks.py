@@ -50,6 +50,14 @@ def test_request_or_answer():
     assert C.check_request_form("Please shorten it.", "en") == []
 
 
+def test_an_imperative_with_please_is_a_request_in_any_planned_language():
+    """Issue 24 item 6: on a spec whose requests are planned in Chinese, an English imperative
+    with "please" is still a request (its language is wrong_language's business, not this check's)."""
+    assert C.looks_like_request("Now translate it into German please.", "zh")
+    assert C.check_request_form("Now translate it into German please.", "zh") == []
+    assert C.check_request_form("Die Regierung hat ein Gesetz vorgestellt", "zh")
+
+
 def test_must_include_and_names_word():
     ans = "Die Regierung hat am Montag einen neuen Haushalt vorgestellt."
     assert C.check_must_include(ans, ["Haushalt", "montag"]) == []

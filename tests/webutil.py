@@ -97,6 +97,7 @@ class Client:
         self.csrf = ""
         self.tab = tab
         self.last: dict[str, Any] = {}
+        self.lang: str | None = None  # the page's language (X-Lang), as the page sends it
         if login_url is not None:
             self.login(login_url)
 
@@ -116,6 +117,8 @@ class Client:
             h["Cookie"] = self.cookie
         if csrf and self.csrf:
             h["X-CSRF-Token"] = self.csrf
+        if self.lang:
+            h["X-Lang"] = self.lang
         return h
 
     def get(self, path: str) -> tuple[int, dict[str, Any]]:

@@ -483,6 +483,12 @@ class WebSection(Section):
         "The session cookie's Secure flag: \"auto\" (when the page is served over https, also behind a\n"
         "proxy that sends X-Forwarded-Proto), \"always\" or \"never\".",
         error='web.secure_cookie must be "auto", "always" or "never"')
+    language: Literal["auto", "en", "zh"] = setting(
+        "auto",
+        "The pages' language (buttons, messages, warnings) for an account that has not chosen one on\n"
+        "the page (the choice is stored per account): \"en\", \"zh\", or \"auto\" = the browser's\n"
+        "(Chinese when it prefers Chinese, else English).",
+        error='web.language must be "auto", "en" or "zh"')
     trusted_proxies: str = setting(
         "127.0.0.1",
         "Proxies whose X-Forwarded-For / X-Forwarded-Proto headers are believed: comma-separated\n"

@@ -268,7 +268,10 @@ def looks_like_request(text: str, lang: str) -> bool:
     if looks_like_answer(text, lang):
         return False
     low = text.casefold()
-    markers = _REQUEST_MARKERS.get(lang, _REQUEST_MARKERS["en"])
+    # A request written in another language than planned is still a request ("Now translate it into
+    # German please." on a spec planned in Chinese): wrong_language says the rest, as answer openers
+    # are looked for in English too.
+    markers = _REQUEST_MARKERS.get(lang, ()) + _REQUEST_MARKERS["en"]
     return any(m in low for m in markers)
 
 

@@ -38,7 +38,8 @@ Output: one event a line, ``TAG JSON`` (tag, one space, a JSON object), flushed 
 ``session``, ``dialogue`` (what the screen shows: source, pair, instruction language, planned
 types and turns, ``resumed`` and a ``message``), ``turn`` (the conversation so far, on open),
 ``request`` (committed: its ``content`` — the first one with the source sentence attached, as
-in simulate, unless you pasted it — and its ``warnings``), ``delta`` (a piece of the streaming answer),
+in simulate, unless you pasted it — and its ``warnings``; every event with ``warnings`` (codes,
+the contract) has ``warning_text`` beside them: the same warnings as sentences that say what to do), ``delta`` (a piece of the streaming answer),
 ``answer`` (committed; ``warnings`` from the same checks as simulate), ``ok`` (an action done),
 ``control`` (the answer just decided was a control item with a planted error: ``outcome`` miss or
 catch, ``kind``, ``description``, ``message``; after a miss ``answer`` holds the model's real answer,
@@ -56,6 +57,8 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
+from itcollect.config import settings
+from itcollect.session.catalog import ui_lang, warning_sentences
 from itcollect.session.engine import AnswerFailed, CommandError, ControlRevealed, Session
 from itcollect.session.guidelines import guideline_section
 from itcollect.session.status import status_line
@@ -110,6 +113,8 @@ class LineProtocol(LineIO):
         super().__init__(stdin, stdout)
         self.s = session
         self.deltas = deltas
+        #: the language of the sentences beside the warnings' codes (``[web] language`` when it names one)
+        self.lang = ui_lang(settings(session.config).web.language)
 
     def _next_command(self) -> tuple[str, str] | None:
         for line in self._lines:
@@ -175,7 +180,8 @@ class LineProtocol(LineIO):
             "spec_id", "source", "reference", "src_lang", "tgt_lang", "instruction_lang", "planned_types",
             "planned_turns", "plan", "resumed", "message")})
         for t in v["turns"]:
-            self.emit("turn", **{k: t[k] for k in ("turn_id", "idx", "role", "content", "author", "type", "warnings")})
+            self.emit("turn", **{k: t[k] for k in ("turn_id", "idx", "role", "content", "author", "type", "warnings")},
+                      warning_text=warning_sentences(t["warnings"], self.lang, request=t["role"] == "user"))
 
     def _candidates(self, v: dict, void: str | None = None) -> None:
         data = {"answers": v.get("candidates") or [], "turn": self.s.user_turns()}
@@ -217,13 +223,15 @@ class LineProtocol(LineIO):
             self.s.lease_lost()
             return
         self.emit("answer", turn_id=ans.turn_id, idx=ans.idx, text=ans.text, model=ans.model,
-                  finish_reason=ans.finish_reason, warnings=ans.warnings, from_ledger=ans.from_ledger)
+                  finish_reason=ans.finish_reason, warnings=ans.warnings, from_ledger=ans.from_ledger,
+                  warning_text=warning_sentences(ans.warnings, self.lang))
 
     async def _do(self, cmd: str, arg: str) -> str | None:
         s = self.s
         if cmd == "request":
             r = s.add_request(arg)
-            self.emit("request", turn_id=r["turn_id"], type=r["type"], content=r["content"], warnings=r["warnings"])
+            self.emit("request", turn_id=r["turn_id"], type=r["type"], content=r["content"], warnings=r["warnings"],
+                      warning_text=warning_sentences(r["warnings"], self.lang, request=True))
             await self._answer(s.get_answer)
         elif cmd == "type":
             s.set_next_type(arg)
@@ -233,7 +241,8 @@ class LineProtocol(LineIO):
             self.emit("ok", action="accept", turn_id=t["id"])
         elif cmd == "edit":
             r = s.edit(arg)
-            self.emit("ok", action="edit", turn_id=r["turn_id"], warnings=r["warnings"], accepted=r["decided"])
+            self.emit("ok", action="edit", turn_id=r["turn_id"], warnings=r["warnings"], accepted=r["decided"],
+                      warning_text=warning_sentences(r["warnings"], self.lang))
         elif cmd == "regenerate":
             s.reject_answer()
             self._control()

@@ -100,6 +100,16 @@ class AccountsMixin(StoreCore):
             " WHERE s.sid_hash = ? AND s.expires_at >= ? AND a.revoked_at IS NULL", (sid_hash, now)).fetchone()
         return None if row is None else dict(row)
 
+    def set_account_language(self, name: str, lang: str | None) -> None:
+        """The interface language an account's person chose (None: back to the default)."""
+        with self.transaction() as c:
+            c.execute("UPDATE accounts SET ui_lang = ? WHERE name = ?", (lang, name))
+
+    def account_language(self, name: str) -> str | None:
+        """The interface language an account chose, None when it chose none."""
+        row = self.conn.execute("SELECT ui_lang FROM accounts WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row[0]
+
     def close_web_session(self, sid_hash: str) -> None:
         with self.transaction() as c:
             c.execute("DELETE FROM web_sessions WHERE sid_hash = ?", (sid_hash,))

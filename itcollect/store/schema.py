@@ -500,6 +500,15 @@ CREATE TABLE candidates (
 );
 """
 
+# Issue 24 items 3 and 6: a dialogue finished before its planned turns keeps why
+# (``dialogues.early_finish``, the annotator's reason; NULL = finished as planned or not finished),
+# and an account keeps the interface language its person chose (``accounts.ui_lang``, en | zh;
+# NULL = not chosen: the config's ``[web] language``, else the browser's).
+_M_EARLY_FINISH_UI_LANG = """
+ALTER TABLE dialogues ADD COLUMN early_finish TEXT;
+ALTER TABLE accounts ADD COLUMN ui_lang TEXT;
+"""
+
 #: A migration: a script run in one transaction, or a function given the connection inside one.
 Migration = str | Callable[[sqlite3.Connection], None]
 
@@ -516,6 +525,7 @@ MIGRATIONS: list[Migration] = [
     _m_checks_as_comparisons,
     _M_TURNS_POSITION,
     _M_COMPARISONS,
+    _M_EARLY_FINISH_UI_LANG,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

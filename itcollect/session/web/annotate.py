@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from itcollect.kernel.checks import LANG_NAMES, lang_label
 from itcollect.kernel.taxonomy import INTERACTION_TYPES
+from itcollect.session.catalog import warning_sentences
 from itcollect.session.engine import CommandError, ControlRevealed
 from itcollect.session.guidelines import GUIDE_LANGS
 from itcollect.session.status import status_line
@@ -66,6 +67,11 @@ def state_json(who: Who, desk: Desk, *, message: str | None = None, claim: bool 
         message = f"{message}\n{note['message']}" if message else note["message"]
         extra["control"] = note
     view = s.view()
+    if view is not None:  # each warning's code (the contract) and beside it a sentence in the page's language
+        for turn in view["turns"]:
+            turn["warning_text"] = warning_sentences(turn["warnings"], who.lang, request=turn["role"] == "user")
+    if extra.get("request_warnings"):
+        extra["request_warning_text"] = warning_sentences(extra["request_warnings"], who.lang, request=True)
     out: dict[str, Any] = {
         "annotator": who.name, "role": who.role, "csrf": who.csrf, "dialogue": view,
         "streaming": desk.streaming,

@@ -38,6 +38,9 @@ class Who:
     role: str
     csrf: str
     sid_hash: str
+    #: the language of the page that sent the request (its ``X-Lang``; en | zh): sentences the
+    #: server writes for it (warnings) are in that language
+    lang: str = "en"
 
 
 class Body:

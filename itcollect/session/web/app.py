@@ -42,6 +42,7 @@ from starlette.routing import Route
 from itcollect.config import Config, settings
 from itcollect.kernel.errors import ItcollectError
 from itcollect.kernel.prompting import load_prompts
+from itcollect.session.catalog import UI_LANGS, catalog_js, ui_lang
 from itcollect.session.engine import CommandError, Session
 from itcollect.session.review import ReviewError
 from itcollect.session.web import annotate, lead, review
@@ -131,6 +132,8 @@ class WebApp:
         self.lead = lead.LeadFigures(store.target, config)
         self._touched: dict[str, float] = {}
         self.static = _static_files()
+        self.static["catalog.js"] = catalog_js()
+        self.language = web.language
         self._on_shutdown = on_shutdown
         self.stopping = False
         # one set of compiled templates for every annotator's session (compiling per session would
@@ -152,7 +155,7 @@ class WebApp:
         row = self.store.web_session(secret_hash(sid)) if sid else None
         if sid is None or row is None:
             raise ApiError(401, "not logged in: open your login link again (ask your coordinator for a new one)")
-        who = Who(row["name"], row["role"], row["csrf"], secret_hash(sid))
+        who = Who(row["name"], row["role"], row["csrf"], secret_hash(sid), ui_lang(request.headers.get("x-lang")))
         if csrf:
             sent = csrf_value if csrf_value is not None else request.headers.get(CSRF_HEADER, "")
             if not sent or not hmac.compare_digest(sent.encode(), who.csrf.encode()):
@@ -256,7 +259,36 @@ async def page(app: WebApp, request: Request) -> Response:
     name = _PAGES.get(request.url.path)
     if name is None or name not in app.static:
         return PlainTextResponse("not found", status_code=404)
-    return Response(app.static[name], media_type=_TYPES[".html"])
+    html = app.static[name].replace(b'<html lang="en">', f'<html lang="{page_language(app, request)}">'.encode(), 1)
+    return Response(html, media_type=_TYPES[".html"])
+
+
+def page_language(app: WebApp, request: Request) -> str:
+    """The language a page is served in: the signed-in account's choice, else ``[web] language``,
+    and with "auto" the browser's (Chinese when Accept-Language prefers it over English)."""
+    sid = request.cookies.get(COOKIE)
+    row = app.store.web_session(secret_hash(sid)) if sid else None
+    chosen = app.store.account_language(row["name"]) if row else None
+    if chosen in UI_LANGS:
+        return chosen
+    if app.language != "auto":
+        return app.language
+    for part in request.headers.get("accept-language", "").split(","):
+        tag = part.split(";")[0].strip().lower()
+        if tag.startswith(("zh", "en")):
+            return tag[:2]
+    return "en"
+
+
+@routes.post("/api/language")
+async def language(app: WebApp, request: Request) -> Response:
+    """The account's interface language (en | zh), stored: every page of every device follows."""
+    who = app.auth(request, csrf=True)
+    lang = (await app.body(request)).text("lang")
+    if lang not in UI_LANGS:
+        raise ApiError(400, f"lang: one of {', '.join(UI_LANGS)}")
+    app.store.set_account_language(who.name, lang)
+    return JSONResponse({"ok": True, "lang": lang})
 
 
 @routes.get("/static/{name}")

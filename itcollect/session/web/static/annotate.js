@@ -65,7 +65,7 @@
     if (state.guide_langs) guideLangs = state.guide_langs;
     if (state.message) notice(state.message, state.control ? "control" : "info");
     if (state.request_warnings && state.request_warnings.length) {
-      notice("Your request: " + state.request_warnings.join("; "), "warn");
+      notice((state.request_warning_text || state.request_warnings).join("\n"), "warn");
     }
     $("login").hidden = true;
     $("paused").hidden = !paused;
@@ -152,7 +152,9 @@
                             el("div", {class: "turn-text"}, t.original_content)));
       }
       if (t.warnings && t.warnings.length) {
-        node.appendChild(el("ul", {class: "warnings"}, ...t.warnings.map((w) => el("li", {}, "warning: ", w))));
+        const sentences = t.warning_text || t.warnings;
+        node.appendChild(el("ul", {class: "warnings"},
+          ...t.warnings.map((w, i) => el("li", {"data-code": w.split(":")[0], title: w}, sentences[i] || w))));
       }
       conv.appendChild(node);
     });

@@ -11,6 +11,30 @@
 const IT = (() => {
   const tab = Math.random().toString(36).slice(2) + Date.now().toString(36);
   let csrf = "";
+  /* The page's language (en | zh): the server writes it into <html lang> from the account's choice
+   * ([web] language, else the browser's); every string comes from the one catalog (catalog.js,
+   * generated from itcollect/session/catalog.py). */
+  const lang = document.documentElement.lang === "zh" ? "zh" : "en";
+
+  /** t("key", {n: 3}): the catalog's message in the page's language (English when it lacks one). */
+  function t(key, values) {
+    const entry = (typeof IT_CATALOG !== "undefined" && IT_CATALOG[key]) || null;
+    let text = entry ? (entry[lang] || entry.en) : key;
+    for (const [k, v] of Object.entries(values || {})) text = text.split("{" + k + "}").join(String(v));
+    return text;
+  }
+
+  /** Put the catalog's text into every element with data-t (its text) / data-t-placeholder /
+   *  data-t-title under root. */
+  function translate(root) {
+    for (const node of (root || document).querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);
+    for (const node of (root || document).querySelectorAll("[data-t-placeholder]")) {
+      node.setAttribute("placeholder", t(node.dataset.tPlaceholder));
+    }
+    for (const node of (root || document).querySelectorAll("[data-t-title]")) {
+      node.setAttribute("title", t(node.dataset.tTitle));
+    }
+  }
 
   /** el("div", {class: "x", title: "y"}, "text", childNode, ...): an element with text children. */
   function el(tag, attrs, ...children) {
@@ -40,7 +64,7 @@ const IT = (() => {
   /** GET (no body) or POST (JSON body) to the API: {status, data} (data: the JSON, or {error}). */
   async function api(path, body) {
     const options = {method: body === undefined ? "GET" : "POST", credentials: "same-origin",
-                     headers: {"X-Tab": tab}};
+                     headers: {"X-Tab": tab, "X-Lang": lang}};
     if (body !== undefined) {
       options.headers["Content-Type"] = "application/json";
       options.headers["X-CSRF-Token"] = csrf;
@@ -50,8 +74,7 @@ const IT = (() => {
     try {
       response = await fetch(path, options);
     } catch (err) {
-      return {status: 0, data: {error: "The server cannot be reached (network or server down). Nothing is lost: " +
-                                       "the page tries again."}};
+      return {status: 0, data: {error: t("net.down")}};
     }
     let data = {};
     try { data = await response.json(); } catch (err) { data = {error: response.statusText || "no answer"}; }
@@ -74,13 +97,13 @@ const IT = (() => {
   }
 
   function when(iso) {
-    if (!iso) return "never";
+    if (!iso) return t("time.never");
     const d = new Date(iso);
     if (isNaN(d)) return iso;
     const ago = (Date.now() - d.getTime()) / 1000;
-    if (ago < 90) return "just now";
-    if (ago < 3600) return `${Math.round(ago / 60)} min ago`;
-    if (ago < 86400) return `${Math.round(ago / 3600)} h ago`;
+    if (ago < 90) return t("time.just_now");
+    if (ago < 3600) return t("time.min_ago", {n: Math.round(ago / 60)});
+    if (ago < 86400) return t("time.h_ago", {n: Math.round(ago / 3600)});
     return d.toLocaleDateString();
   }
 
@@ -111,28 +134,37 @@ const IT = (() => {
   }
 
   function nav(role, here) {
-    const links = [["/", "Annotate"]];
-    if (role === "reviewer" || role === "lead") links.push(["/review", "Review"]);
-    if (role === "lead") links.push(["/lead", "Team"]);
+    const links = [["/", t("nav.annotate")]];
+    if (role === "reviewer" || role === "lead") links.push(["/review", t("nav.review")]);
+    if (role === "lead") links.push(["/lead", t("nav.team")]);
     const box = el("nav", {class: "nav"});
     for (const [href, label] of links) {
       box.appendChild(href === here ? el("span", {class: "here"}, label) : el("a", {href}, label));
     }
+    // the other language, one click: stored on the account, so every page and device follows
+    const other = lang === "zh" ? "en" : "zh";
+    box.appendChild(el("button", {class: "link", type: "button", id: "ui-lang", lang: other,
+                                  "aria-label": t("nav.language"), onclick: async () => {
+      const r = await api("/api/language", {lang: other});
+      if (r.status === 200) location.reload();
+      else notice(r.data.error || `error ${r.status}`, "error");
+    }}, other === "zh" ? "中文" : "English"));
     box.appendChild(el("button", {class: "link", type: "button", onclick: async () => {
       await api("/api/logout", {});
       location.reload();
-    }}, "Log out"));
+    }}, t("nav.logout")));
     return box;
   }
 
   function loginNeeded(container) {
     clear(container).appendChild(el("div", {class: "card login-needed"},
-      el("h2", {}, "Please log in"),
-      el("p", {}, "Open the login link your coordinator sent you. It was made with ",
-         el("code", {}, "itcollect annotators add NAME"), "; if you lost it, ask for a new one.")));
+      el("h2", {}, t("login.title")),
+      el("p", {}, t("login.body", {cmd: "itcollect annotators add NAME"}))));
     container.hidden = false;
   }
 
-  return {tab, el, clear, api, setCsrf, sayGoodbye, seconds, when, typing, notice, guideHtml, nav, loginNeeded,
+  translate(document);
+
+  return {tab, lang, t, translate, el, clear, api, setCsrf, sayGoodbye, seconds, when, typing, notice, guideHtml, nav, loginNeeded,
           get csrf() { return csrf; }};
 })();
