@@ -326,3 +326,48 @@ def test_kill_9_while_systems_answer_resumes_without_paying_twice(tmp_path, serv
         assert len(server.requests) == n and "done" in [t for t, _ in ev]
     finally:
         slow.stop()
+
+
+def test_terminal_compare_keys_pick_and_the_names_after_finish(tmp_path, server):
+    pexpect = pytest.importorskip("pexpect")
+    ws = _ws(tmp_path, server.base_url, n=1)
+    env = dict(os.environ, PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm", ITCOLLECT_PROGRESS="0", COLUMNS="110", LINES="40")
+    env.pop("OPENAI_BASE_URL", None)
+    child = pexpect.spawn(sys.executable, ["-m", "itcollect", "-C", str(ws), "session", "--annotator", "li.wei",
+                                           "--compare", "qwen72,ours"],
+                          env=env, encoding="utf-8", timeout=60, dimensions=(40, 110))
+    try:
+        child.expect(r"You \(translate\)")
+        child.send("Please translate this sentence into Chinese.\r")
+        child.expect("asking 2 systems")
+        child.expect("A › ")
+        child.expect("B › ")
+        child.expect(r"\[1-2\] pick")
+        child.send("7")                  # no answer 7: the key is not offered
+        child.send("2")
+        child.expect("B picked")
+        child.expect(r"You \(polish\)")
+        child.send("Could you make it sound more natural?\r")
+        child.expect(r"\[1-2\] pick")
+        child.send("n")
+        child.expect("What is wrong with every answer")
+        child.send("both drop the date\r")
+        child.expect(r"\[e\] write the answer")
+        child.send("e")
+        child.expect("Your answer")
+        child.send("市议会周一通过了新桥的预算。\r")
+        child.expect(r"You \(")
+        child.send("/finish\r")
+        child.expect("Dialogue finished")
+        child.expect("answer 1: A = (qwen72|ours), B = (qwen72|ours)")
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    with Store(ws / "itcollect.db") as store:
+        did = store.dialogue_for_spec(1)["id"]
+        c = store.comparisons_of(did)
+        assert c[0]["winner"] == c[0]["labels"][1] and c[0]["chooser"] == "human"
+        assert (c[1]["decision"], c[1]["chooser"], c[1]["reason"]) == ("none", "human_edit", "both drop the date")
+        assert store.dialogue_for_spec(1)["status"] == "done"

@@ -31,6 +31,14 @@ DECISION_MENU = (("a", "accept", "[a]ccept"), ("e", "edit", "[e]dit"), ("r", "re
                  ("!", "flag", "[!]flag"), ("g", "guidelines", "[g]uide"), ("q", "quit", "[q]uit"))
 RETRY_MENU = (("r", "retry", "[r]etry"), ("u", "undo", "[u]ndo the request"), ("s", "skip", "[s]kip"),
               ("q", "quit", "[q]uit"))
+#: a compare session (``--compare``): after ``pick none`` (every answer bad)
+ALLBAD_MENU = (("e", "edit", "[e] write the answer"), ("r", "regenerate", "[r]egenerate all"),
+               ("u", "undo", "[u]ndo"), ("s", "skip", "[s]kip"), ("!", "flag", "[!]flag"), ("g", "guidelines", "[g]uide"),
+               ("q", "quit", "[q]uit"))
+#: ... and while the candidates wait for a pick (keys 1-9 pick the answer of that number, A = 1)
+PICK_MENU = (("k", "rank", "ran[k]"), ("n", "none", "[n]one good"), ("r", "regenerate", "[r]egenerate all"),
+             ("u", "undo", "[u]ndo"), ("s", "skip", "[s]kip"), ("!", "flag", "[!]flag"), ("g", "guidelines", "[g]uide"),
+             ("q", "quit", "[q]uit"))
 SLASH_HELP = ("/finish  /skip REASON [note]  /flag [note]  /undo  /type ID  /guide [TYPE]  /status  /quit"
               "   (Alt+Enter: new line, Ctrl-D: quit)")
 
@@ -48,6 +56,7 @@ class TerminalUI:
         self.history_dir = Path(history_dir) if history_dir else None
         self._prompt: Any = None
         self._activity = time.monotonic()
+        self._shown: str | None = None  # the version of the dialogue whose candidates are on screen
 
     # -- prompt_toolkit pieces --------------------------------------------------------------------
     def _prompt_session(self, history: bool = True) -> Any:
@@ -261,10 +270,83 @@ class TerminalUI:
             keeper.cancel()
             await self.s.close()
 
+    async def _answers(self) -> None:
+        """Ask for the answer(s) to the pending request: the model's, streamed; in a compare
+        session every system's, shown one under the other once they are all in."""
+        if self.s.compare is None:
+            await self._stream(self.s.get_answer)
+            return
+        self.console.print(f"[dim]asking {len(self.s.compare.systems)} systems…[/dim]")
+        try:
+            asked = await self.s.compare.ask()
+        except AnswerFailed as exc:
+            self.error(f"No system could answer: {exc.message}")
+            self.console.print("Your request is kept. Retry when the endpoints are back, or undo the request.")
+            return
+        self._shown = None
+        if asked.void:
+            self.console.print(f"[yellow]{asked.void}: the one answer is an ordinary answer.[/yellow]")
+            self.show_candidates(asked.answers)
+
+    def show_candidates(self, answers: list[dict[str, Any]]) -> None:
+        from rich.text import Text
+
+        for a in answers:
+            if "failed" in a:
+                self.console.print(Text(f"{a['label']} › ", style="bold green") + Text(f"(failed: {a['failed']})",
+                                                                                       style="red"))
+                continue
+            self.console.print(Text(f"{a['label']} › ", style="bold green") + Text(a["content"]))
+            self.show_warnings(a["warnings"])
+
+    async def pick(self) -> None:
+        """The candidates wait: a number key picks (1 = A), k ranks, n says none is good."""
+        from itcollect.session.compare import LABELS
+
+        v = self.s.view() or {}
+        answers = v.get("candidates") or []
+        if v.get("version") != self._shown:
+            self.show_candidates(answers)
+            self._shown = v.get("version")
+        numbers = {str(k + 1): "pick:" + a["label"] for k, a in enumerate(answers[:9]) if "failed" not in a}
+        allowed = self.s.allowed_actions()
+        offered = [m for m in PICK_MENU if m[1] in allowed or (m[1] == "none" and "pick" in allowed)]
+        keys = {**numbers, **{k: a for k, a, _ in offered}}
+        first, last = min(numbers, default="1"), max(numbers, default="1")
+        choice = await self._key(f"[{first}-{last}] pick ({LABELS[int(first) - 1]}={first}) "
+                                 + " ".join(label for _, _, label in offered) + " › ", keys)
+        compare = self.s.compare
+        assert compare is not None
+        if choice.startswith("pick:"):
+            label = choice[5:]
+            reason = None
+            if next(a for a in answers if a["label"] == label)["warnings"]:
+                reason = await self._text("Reason to pick it despite the warnings › ", history=False)
+                if not reason or not reason.strip():
+                    self.console.print("[dim]not picked[/dim]")
+                    return
+            compare.pick(label, reason)
+            self.console.print(f"[dim]{label} picked; it continues the dialogue[/dim]")
+        elif choice == "rank":
+            order = await self._text("Rank, best first (A>B=C) › ", history=False)
+            if order and order.strip():
+                compare.rank(order.strip())
+        elif choice == "none":
+            reason = await self._text("What is wrong with every answer? › ", history=False)
+            if reason and reason.strip():
+                compare.pick_none(reason)
+                self.console.print("Write the answer yourself (e), or ask every system again (r).")
+        else:
+            await self.action(choice)
+
     async def step(self) -> None:
         state = self.s.state()
-        if state == "answer":
-            await self._stream(self.s.get_answer)
+        if state == "pick":
+            await self.pick()
+        elif state == "allbad":
+            await self.action(await self._menu(ALLBAD_MENU, " "))
+        elif state == "answer":
+            await self._answers()
             if self.s.current is not None and self.s.state() == "answer":
                 await self.action(await self._menu(RETRY_MENU, "  "))
         elif state == "decide":
@@ -288,7 +370,7 @@ class TerminalUI:
         if r["content"] != text:
             self.console.print("[dim](the source sentence is attached to your first request)[/dim]")
         self.show_warnings([f"request: {w}" for w in r["warnings"]])
-        await self._stream(self.s.get_answer)
+        await self._answers()
 
     async def slash(self, cmd: str, arg: str) -> None:
         if cmd in ("quit", "q", "exit"):
@@ -341,6 +423,10 @@ class TerminalUI:
                     self.console.print("[dim]not accepted[/dim]")
                     return
             s.accept(reason)
+        elif name == "edit" and s.state() == "allbad":
+            text = await self._text("Your answer › ", history=False)
+            if text and text.strip():
+                s.edit(text)
         elif name == "edit":
             turn = s.pending_answer()
             if turn is None:
@@ -356,15 +442,19 @@ class TerminalUI:
         elif name == "regenerate":
             s.reject_answer()
             self.show_control()
-            await self._stream(s.get_answer)
+            await self._answers()
         elif name == "retry":
-            await self._stream(s.get_answer)
+            await self._answers()
         elif name == "undo":
             s.undo()
             self.console.print("[dim]last request taken back[/dim]")
         elif name == "finish":
-            s.finish()
+            did = s.finish()
             self.console.print("[green]Dialogue finished.[/green]\n")
+            if s.compare is not None:
+                for c in s.compare.reveal(did):
+                    names = ", ".join(f"{label} = {name}" for label, name in c["systems"].items())
+                    self.console.print(f"[dim]answer {c['idx']}: {names}[/dim]")
         elif name == "skip":
             keys = {str(i + 1): r for i, r in enumerate(SKIP_REASONS)}
             keys["c"] = "cancel"
