@@ -194,25 +194,42 @@ def test_protocol_pick_rank_none_edit_regenerate_undo_and_the_figures(tmp_path, 
 def test_one_system_down_fails_with_a_reason_and_the_turn_goes_on(tmp_path, server):
     down = "http://127.0.0.1:9/v1"  # the discard port: nothing listens
     ws = _ws(tmp_path, server.base_url, n=1, down_url=down)
-    script = "\n".join(["request Please translate this sentence into Chinese.", "pick B", "pick A", "finish", ""])
-    r = compare_session(ws, "bob", script, server.base_url, "qwen72,down,ours")
-    assert r.returncode == 0, r.stderr
-    ev = events(r.stdout)
-    cand = next(d for t, d in ev if t == "candidates")
-    failed = [a for a in cand["answers"] if "failed" in a]
-    assert len(failed) == 1 and failed[0]["failed"] and failed[0]["content"] == ""
-    assert "void" not in cand
+    env = dict(os.environ, ITCOLLECT_PROGRESS="0")
+    env.pop("OPENAI_BASE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "itcollect", "-C", str(ws), "session", "--annotator", "bob", "--compare",
+         "qwen72,down,ours"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, bufsize=1)
+    seen: list = []
+    try:
+        _read_until(proc, "ready", seen)
+        proc.stdin.write("request Please translate this sentence into Chinese.\n")
+        proc.stdin.flush()
+        cand = _read_until(proc, "candidates", seen)
+        failed = [a for a in cand["answers"] if "failed" in a]
+        assert len(failed) == 1 and failed[0]["failed"] and failed[0]["content"] == ""
+        assert "void" not in cand
+        ok = next(a["label"] for a in cand["answers"] if "failed" not in a)
+        proc.stdin.write(f"pick {failed[0]['label']}\n")  # nothing to pick: refused, nothing written
+        proc.stdin.flush()
+        err = _read_until(proc, "error", seen)
+        assert err["message"].startswith(f"answer {failed[0]['label']} failed (")
+        proc.stdin.write(f"pick {ok}\nfinish\n")
+        proc.stdin.flush()
+        _read_until(proc, "done", seen)
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+        proc.stderr.close()
     with Store(ws / "itcollect.db") as store:
         did = store.dialogue_for_spec(1)["id"]
         c = store.comparisons_of(did)[0]
         by = {k["system"]: k for k in c["candidates"]}
         assert by["down"]["status"] == "failed" and by["down"]["failure"]
-        picked_failed = failed[0]["label"] in ("A", "B")
-        assert c["status"] == "decided"
-        assert c["winner"] != "down"
-    errors = [d for t, d in ev if t == "error"]
-    # whichever of A/B is the failed one was refused, nothing written for it
-    assert len(errors) == (1 if picked_failed else 0)
+        assert c["status"] == "decided" and c["winner"] == c["labels"]["ABC".index(ok)] != "down"
 
     # two systems, one down: fewer than two answers, not a comparison; the one answer is an ordinary one
     ws2 = _workspace(tmp_path / "ws2", 1, systems_config(server.base_url, down))
