@@ -178,3 +178,50 @@ def test_a_rejected_dialogue_is_dropped_by_filter_and_not_exported(tmp_path, fak
     assert run_cli("-C", str(ws), "filter").returncode == 0
     with Store(ws / "itcollect.db") as store:
         assert store.get_verdict(d1)["kept"] and store.get_verdict(d2)["kept"]
+
+
+def test_a_verdict_is_taken_back_and_changed_until_the_dialogue_is_exported(tmp_path, fake_openai):
+    """Issue 24 item 1: ``undo`` takes back this session's last verdict (the dialogue comes back to
+    decide again), any reviewer may take back a standing verdict by its dialogue, the history keeps
+    every verdict, and once an export was written after it the verdict stands."""
+    fake_openai.responder = CountingResponder()
+    ws = make_workspace(tmp_path / "ws", 2, types=("translate",), instruction_langs=("en",))
+    ask = "request Please translate this sentence into Chinese."
+    r = session(ws, "li.wei", f"{ask}\naccept\nflag check it\nfinish\n{ask}\naccept\nflag check it\nfinish\n",
+                fake_openai.base_url)
+    assert r.returncode == 0, r.stderr
+    with Store(ws / "itcollect.db") as store:
+        d1, d2 = store.dialogue_for_spec(1)["id"], store.dialogue_for_spec(2)["id"]
+    ev = review(ws, "rev", "reject oops\nundo\naccept fine on a second look\nundo\n" "undo\nreject wrong\n")
+    oks = [(e["action"], e.get("verdict") or e.get("undone"), e["dialogue_id"]) for t, e in ev if t == "ok"]
+    assert oks == [("reject", "rejected", d1), ("undo", "rejected", d1), ("accept", "accepted", d1),
+                   ("undo", "accepted", d1), ("reject", "rejected", d1)]
+    # the second undo in a row has nothing of this session's left to take back
+    assert [e["message"] for t, e in ev if t == "error"] == ["undo [DIALOGUE]: no verdict of this session to take back"]
+    shown = [e["dialogue_id"] for t, e in ev if t == "review"]
+    # a verdict moves on to the next dialogue; an undo there brings the undone one back to decide again
+    assert shown == [d1, d2, d1, d2, d1, d2]
+    with Store(ws / "itcollect.db") as store:
+        d = store.get_dialogue(d1)
+        assert d["review_status"] == "rejected" and store.get_dialogue(d2)["review_status"] is None
+        assert [(x["reviewer"], x.get("verdict"), x.get("undoes"), x.get("note")) for x in d["meta"]["reviews"]] == [
+            ("rev", "rejected", None, "oops"), ("rev", None, "rejected", None),
+            ("rev", "accepted", None, "fine on a second look"), ("rev", None, "accepted", None),
+            ("rev", "rejected", None, "wrong")]
+        assert [e["action"] for e in store.session_events(annotator="rev")] == [
+            "review_reject", "review_undo", "review_accept", "review_undo", "review_reject"]
+        assert [v["dialogue_id"] for v in store.recent_verdicts("rev")] == [d1]
+    # another reviewer changes it by naming the dialogue
+    ev = review(ws, "rev2", f"undo {d1}\naccept\nquit\n")
+    assert [(e["action"], e["dialogue_id"]) for t, e in ev if t == "ok"] == [("undo", d1), ("accept", d1)]
+    with Store(ws / "itcollect.db") as store:
+        assert store.get_dialogue(d1)["review_status"] == "accepted"
+    # exported: the verdict went out with the data and stands
+    assert run_cli("-C", str(ws), "filter").returncode == 0
+    r = run_cli("-C", str(ws), "export", "--hf", str(tmp_path / "out"), "--format", "sharegpt")
+    assert r.returncode == 0, r.stderr
+    ev = review(ws, "rev", f"undo {d1}\nquit\n")
+    errors = [e["message"] for t, e in ev if t == "error"]
+    assert len(errors) == 1 and "was exported" in errors[0] and "accepted" in errors[0], errors
+    with Store(ws / "itcollect.db") as store:
+        assert store.get_dialogue(d1)["review_status"] == "accepted"

@@ -121,7 +121,7 @@ def test_terminal_control_item_and_review_with_marks_and_a_fix(tmp_path, fake_op
         child.send("\r")
         child.expect("mark 1: major accuracy/mistranslation")
         child.expect(r"\[m\]ark")
-        child.send("x")
+        child.send("e")                            # e: your version (as the annotator's edit)
         child.expect("Answer number")
         child.send("1\r")
         child.expect("Your version")
@@ -129,16 +129,29 @@ def test_terminal_control_item_and_review_with_marks_and_a_fix(tmp_path, fake_op
         child.send("我的修改版本。\r")
         child.expect("Fixed by rev")
         child.expect(r"\[m\]ark")
+        child.send("r")                            # r regenerates on the annotator's desk: no verdict here
         child.send("a")
         child.expect("Note")
         child.send("\r")
+        child.expect(r"fixed \(u takes it back\)")
         child.expect("Nothing left to review")
+        child.expect(r"\[u\]ndo the last verdict")
+        child.send("u")                            # a mistaken verdict: taken back, the dialogue again
+        child.expect("fixed taken back")
+        child.expect(r"\[x\] reject")
+        child.send("x")
+        child.expect("Note")
+        child.send("too literal\r")
+        child.expect("Nothing left to review")
+        child.send("q")
         child.expect(pexpect.EOF)
     finally:
         child.close()
     with Store(ws / "itcollect.db") as store:
         d = store.dialogue_for_spec(1)
-        assert d["review_status"] == "fixed"
+        assert d["review_status"] == "rejected"
+        assert [(r["reviewer"], r.get("verdict"), r.get("undoes"), r.get("note")) for r in d["meta"]["reviews"]] == [
+            ("rev", "fixed", None, None), ("rev", None, "fixed", None), ("rev", "rejected", None, "too literal")]
         marks = store.review_marks(d["id"])
         assert [(m["reviewer"], m["category"], m["severity"], m["span"]) for m in marks] == [
             ("rev", "accuracy/mistranslation", "major", span)]

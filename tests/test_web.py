@@ -357,9 +357,26 @@ def test_review_queue_and_lead_figures(tmp_path, llm, servers):
                                             "note": "numbers wrong"})[0] == 200
     status, out = rev2.post("/api/review/verdict", {"dialogue_id": second["dialogue_id"], "verdict": "accept"})
     assert status == 409 and "already reviewed" in out["error"] and "bob" in out["error"]
-    assert rev.get("/api/review")[1]["item"] is None
+    status, out = rev.get("/api/review")
+    assert out["item"] is None
+    # issue 24 item 1: the verdicts still standing, newest first; one is taken back and changed
+    assert [(v["dialogue_id"], v["verdict"]) for v in out["recent"]] == [(second["dialogue_id"], "rejected"),
+                                                                         (item["dialogue_id"], "accepted")]
+    status, out = rev.post("/api/review/undo", {"dialogue_id": item["dialogue_id"]})
+    assert status == 200 and "accepted taken back" in out["message"]
+    assert out["item"]["dialogue_id"] == item["dialogue_id"] and out["item"]["review_status"] is None
+    assert [v["dialogue_id"] for v in out["recent"]] == [second["dialogue_id"]]
+    status, out = rev.post("/api/review/undo", {"dialogue_id": item["dialogue_id"]})
+    assert status == 409 and "no verdict to take back" in out["error"]
+    status, out = rev.post("/api/review/verdict", {"dialogue_id": item["dialogue_id"], "verdict": "accept",
+                                                   "note": "fine after all"})
+    assert status == 200 and out["last_verdict"] == {"dialogue_id": item["dialogue_id"], "verdict": "accepted"}
+    assert out["item"] is None
     with Store(ws / "itcollect.db") as store:
-        assert store.dialogue_for_spec(1)["review_status"] == "accepted"
+        d1 = store.dialogue_for_spec(1)
+        assert d1["review_status"] == "accepted"
+        assert [(r["reviewer"], r.get("verdict"), r.get("undoes")) for r in d1["meta"]["reviews"]] == [
+            ("bob", "accepted", None), ("bob", None, "accepted"), ("bob", "accepted", None)]
         d2 = store.dialogue_for_spec(2)
         assert d2["review_status"] == "rejected" and d2["meta"]["reviews"][0]["note"] == "numbers wrong"
 
@@ -372,7 +389,23 @@ def test_review_queue_and_lead_figures(tmp_path, llm, servers):
     assert alice["median_seconds_per_dialogue"] is not None and alice["last_seen"]
     assert [r["name"] for r in out["annotators"]] == ["alice", "bob", "cleo", "lee"]
     assert out["pool"] == [{"pair": "en-zh", "instruction_lang": "zh", "planned": 3, "pending": 0, "leased": 0,
-                            "stalled": 0, "done": 3, "skipped": 0, "failed": 0}]
+                            "stalled": 0, "done": 3, "skipped": 0, "failed": 0, "progress": 1.0, "to_replan": 0}]
+
+
+def test_lead_progress_is_done_against_planned_and_says_how_many_specs_to_replan(tmp_path, llm, servers):
+    """Issue 24 item 2: 3 planned, 0 done, 2 skipped is 0 % done (not 67 %), 2 short of the plan."""
+    ws = make_workspace(tmp_path / "ws", 3, instruction_langs=("en",))
+    srv = start(servers, ws, llm.base_url)
+    ann = Client(srv.url, add_account(ws, "alice"))
+    for _ in range(2):
+        ann.state()
+        ann.act("/api/skip", {"reason": "bad_source", "note": "garbled"})
+    ann.state()  # alice holds the third
+    lead = Client(srv.url, add_account(ws, "lee", "lead"))
+    status, out = lead.get("/api/lead")
+    assert status == 200
+    assert out["pool"] == [{"pair": "en-zh", "instruction_lang": "en", "planned": 3, "pending": 0, "leased": 1,
+                            "stalled": 0, "done": 0, "skipped": 2, "failed": 0, "progress": 0.0, "to_replan": 2}]
 
 
 def test_html_in_a_source_is_served_as_text(tmp_path, llm, servers):

@@ -378,14 +378,36 @@ def test_reviewer_accepts_and_rejects_and_the_lead_sees_the_team(tmp_path, llm, 
     note.send_keys("the number is wrong")  # 'r' and 'n' typed here do not fire
     assert b.visible("#item") and "FLAGGED" in b.text("#by")
     note.send_keys(Keys.ESCAPE)
-    b.key("r")
+    b.key("r")  # r regenerates on the annotator's page: here it is no verdict (issue 24 item 1)
+    b.wait(lambda: "x rejects" in (b.text("#notice") or ""), what="the note that r is no verdict")
+    assert b.visible("#item") and "FLAGGED" in b.text("#by")
+    b.key("x")
     b.wait(lambda: b.visible("#idle"), what="the empty queue")
+    assert "Press u" in b.text("#notice")
+    b.wait(lambda: b.visible("#recent"), what="the latest verdicts")
+    assert [li.split(" dialogue")[0] for li in b.js(
+        "return [...document.querySelectorAll('#recent-list li')].map(n => n.textContent)")] == ["rejected", "accepted"]
     with Store(ws / "itcollect.db") as store:
-        assert store.dialogue_for_spec(1)["review_status"] == "accepted"
+        assert store.dialogue_for_spec(2)["review_status"] == "rejected"
+    b.key("u")  # the mistaken verdict is taken back: the dialogue is back to decide again
+    b.wait(lambda: b.visible("#item") and "FLAGGED" in (b.text("#by") or ""), what="the dialogue back")
+    assert "taken back" in b.text("#notice")
+    review_shots(b, tmp_path / "review-undo")
+    b.key("a")
+    b.wait(lambda: b.visible("#idle"), what="the empty queue again")
+    # a verdict further back: "take back / change" beside it in the list
+    b.d.find_element(By.CSS_SELECTOR, "#recent-list li:nth-child(2) [data-undo]").click()
+    b.wait(lambda: b.visible("#item") and "FLAGGED" not in (b.text("#by") or ""), what="the first dialogue back")
+    b.d.find_element(By.ID, "note").send_keys("fine")
+    b.d.find_element(By.CSS_SELECTOR, "[data-verdict=reject]").click()
+    b.wait(lambda: b.visible("#idle"), what="the empty queue at last")
+    with Store(ws / "itcollect.db") as store:
+        assert store.dialogue_for_spec(1)["review_status"] == "rejected"
         d2 = store.dialogue_for_spec(2)
-        assert d2["review_status"] == "rejected"
-        assert d2["meta"]["reviews"][-1] == {**d2["meta"]["reviews"][-1], "reviewer": "bob",
-                                             "note": "the number is wrong"}
+        assert d2["review_status"] == "accepted"
+        assert [(r["reviewer"], r.get("verdict"), r.get("undoes"), r.get("note")) for r in d2["meta"]["reviews"]] == [
+            ("bob", "rejected", None, "the number is wrong"), ("bob", None, "rejected", None),
+            ("bob", "accepted", None, None)]
     # the page keeps no list of review orders: an unknown one is the server's 400, shown as it says
     b.d.get(srv.url + "/review?order=nonsense")
     b.wait(lambda: "review order 'nonsense'" in (b.text("#notice") or ""), what="the server's order error")
@@ -405,7 +427,43 @@ def test_reviewer_accepts_and_rejects_and_the_lead_sees_the_team(tmp_path, llm, 
     pool = lead.js("return [...document.querySelectorAll('#pool tbody tr')].map(r => "
                    "[...r.cells].map(c => c.textContent))")
     assert pool[0][:9] == ["en-zh", "zh", "3", "0", "1", "0", "2", "0", "0"]
+    assert pool[0][9].strip() == "67% done"   # done against planned
     lead.shot(tmp_path / "lead.png")
+
+
+def review_shots(b: Browser, stem: Path, *, fits: bool = True) -> list[Path]:
+    """Screenshots at a desktop's 1366x900 and a phone's 390x844 (paths printed in the test's output),
+    and (``fits``) the page no wider than the window; the window is left at its size before."""
+    size = b.d.get_window_size()
+    paths = []
+    for w, h in ((1366, 900), (390, 844)):
+        b.d.set_window_size(w, h)
+        paths.append(b.shot(stem.with_name(f"{stem.name}-{w}x{h}.png")))
+        if fits:
+            assert b.js("return document.documentElement.scrollWidth") <= b.js("return window.innerWidth") + 1, (w, h)
+    b.d.set_window_size(size["width"], size["height"])
+    print("screenshots:", *paths)
+    return paths
+
+
+def test_lead_progress_counts_only_done_and_says_what_to_replan(tmp_path, llm, servers, browsers):
+    """Issue 24 item 2: zh-fr-like case: 3 planned, 0 done, 2 skipped shows 0 %, the skips apart,
+    and "2 to re-plan"."""
+    ws = make_workspace(tmp_path / "ws", 3, instruction_langs=("en",))
+    srv = serve(servers, ws, llm.base_url)
+    ann = Client(srv.url, add_account(ws, "alice"))
+    for _ in range(2):
+        ann.state()
+        ann.act("/api/skip", {"reason": "bad_source"})
+    lead = browsers()
+    lead.d.get(add_account(ws, "lee", "lead"))
+    lead.wait(lambda: lead.visible("#board") and lead.text("#pool tbody"), what="the pool")
+    row = lead.js("return [...document.querySelector('#pool tbody tr').cells].map(c => c.textContent)")
+    assert row[:9] == ["en-zh", "en", "3", "1", "0", "0", "0", "2", "0"]
+    assert row[9].strip() == "0% done · short of the plan: 2 to re-plan"
+    widths = lead.js("return [...document.querySelectorAll('#pool .bar span')].map(s => s.style.width)")
+    assert widths[0] == "0%" and widths[1].startswith("66.6")   # done, skipped (grey) apart
+    review_shots(lead, tmp_path / "lead-short", fits=False)  # the lead page's phone width: issue 24 item 5
 
 
 def test_a_control_item_is_said_after_the_decision_and_the_real_answer_comes_back(tmp_path, llm, servers, browsers):

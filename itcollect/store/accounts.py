@@ -127,7 +127,8 @@ class AccountsMixin(StoreCore):
     def spec_pool(self, *, now: float | None = None) -> list[dict[str, Any]]:
         """The plan and how far it got, per pair and instruction language: specs planned, pending,
         leased (in progress under a live lease), stalled (in progress, lease run out), done,
-        skipped and failed."""
+        skipped and failed; ``progress`` (done / planned: skips and failures are no progress) and
+        ``to_replan`` (skipped + failed: how many specs the pool is short of its plan)."""
         now = time.time() if now is None else now
         out: dict[tuple[str, str, str], dict[str, Any]] = {}
         for src, tgt, ilang, status, live, n in self.query(
@@ -143,4 +144,9 @@ class AccountsMixin(StoreCore):
                 row["leased" if live else "stalled"] += n
             else:
                 row[status] += n
+        for row in out.values():
+            # done against planned: a skipped or failed spec closes without a dialogue for the corpus,
+            # so the pool ends that many short of its plan (specs to plan again)
+            row["progress"] = row["done"] / row["planned"] if row["planned"] else 0.0
+            row["to_replan"] = row["skipped"] + row["failed"]
         return [out[k] for k in sorted(out)]

@@ -72,6 +72,50 @@ class ReviewMixin(SessionsMixin):  # logs events, sets verdicts, adds and update
             out.setdefault(name or "", {}).setdefault(cat, {})[sev] = int(n)
         return out
 
+    # -- verdicts: taken back while not exported ---------------------------------------------------------
+    def undo_review(self, dialogue_id: str, reviewer: str) -> str:
+        """Take back a dialogue's verdict (any reviewer's), so it can be decided again; the history
+        in ``meta["reviews"]`` keeps the verdict and gains ``{"reviewer", "undoes", "at"}``. Refused
+        once an export was written after the verdict (the verdict went out with it). Returns the
+        verdict taken back."""
+        with self.transaction():
+            d = self.get_dialogue(dialogue_id)
+            if d is None or d["review_status"] is None:
+                raise ReviewError(f"dialogue {dialogue_id[:8]} has no verdict to take back")
+            meta = d["meta"]
+            reviews = meta.setdefault("reviews", [])
+            last = reviews[-1] if reviews and isinstance(reviews[-1], dict) else {}
+            exported = self.scalar("SELECT MAX(created_at) FROM exports")
+            if exported and (not last.get("at") or exported >= last["at"]):
+                raise ReviewError(f"dialogue {dialogue_id[:8]} was exported ({exported}) with its verdict"
+                                  f" {d['review_status']}: it can no longer be changed")
+            reviews.append({"reviewer": reviewer, "undoes": d["review_status"], "at": utcnow()})
+            self.update_dialogue(dialogue_id, review_status=None, meta=meta)
+            self.log_event(reviewer, "review_undo", dialogue_id=dialogue_id, spec_id=d["spec_id"],
+                           detail={"undoes": d["review_status"], "by": last.get("reviewer")})
+            return str(d["review_status"])
+
+    def recent_verdicts(self, reviewer: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The reviewer's latest verdicts still standing, newest first: {dialogue_id, verdict, at}."""
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for did, action, at in self.query(
+                "SELECT dialogue_id, action, created_at FROM session_events WHERE annotator = ? AND action IN"
+                " ('review_accept', 'review_reject', 'review_fixed', 'review_undo') ORDER BY id DESC LIMIT ?",
+                (reviewer, limit * 4)):
+            if did in seen:
+                continue
+            seen.add(did)
+            if action == "review_undo":
+                continue
+            d = self.get_dialogue(did)
+            if d is not None and d["review_status"] is not None:
+                out.append({"dialogue_id": did, "verdict": d["review_status"], "at": at, "spec_id": d["spec_id"],
+                            "annotator": d["annotator"]})
+            if len(out) >= limit:
+                break
+        return out
+
     # -- fixes -----------------------------------------------------------------------------------------
     def review_fix(self, dialogue_id: str, turn_id: int, reviewer: str, text: str) -> int:
         """Replace an active answer by the reviewer's version (module doc); returns the new turn's id."""

@@ -31,6 +31,9 @@ copies) and
 ``fix TURN TEXT``                  your version of an answer (TEXT on the line, or the following
                                    lines up to a line holding a single ``.``)
 ``accept [NOTE]``, ``reject [NOTE]``  the verdict (order default)
+``undo [DIALOGUE]``                take back this session's last verdict (or DIALOGUE's, any
+                                   reviewer's) until the dialogue is exported; the dialogue is
+                                   printed again to decide anew (the history keeps both)
 ``pick DIALOGUE [NOTE]``           the copy to keep (order overlap; an id prefix of 8+ will do)
 ``next``                           leave it for later; ``quit`` stops
 =================================  ==================================================================
@@ -51,17 +54,20 @@ from itcollect.session.review.logic import (
     dialogue_of_turn,
     next_review,
     parse_span,
+    recent_verdicts,
     record_fix,
     record_mark,
     record_pick,
+    record_undo,
     record_unmark,
     record_verdict,
+    reopen_item,
     review_item,
 )
 from itcollect.store.interfaces import ReviewStore
 
 __all__ = ["ReviewError", "VERDICTS", "ORDERS", "MARK_CATEGORIES", "review_item", "next_review", "record_verdict",
-           "record_mark", "record_unmark", "record_fix", "record_pick", "dialogue_of_turn", "parse_span",
+           "record_undo", "reopen_item", "recent_verdicts", "record_mark", "record_unmark", "record_fix", "record_pick", "dialogue_of_turn", "parse_span",
            "run_review"]
 
 

@@ -20,14 +20,16 @@ from itcollect.session.review.logic import (
     record_fix,
     record_mark,
     record_pick,
+    record_undo,
     record_unmark,
     record_verdict,
     refresh,
+    reopen_item,
 )
 from itcollect.store.interfaces import ReviewStore
 
-COMMANDS = {"default": ["mark", "unmark", "fix", "accept", "reject", "next", "quit"],
-            "judge": ["mark", "unmark", "fix", "accept", "reject", "next", "quit"],
+COMMANDS = {"default": ["mark", "unmark", "fix", "accept", "reject", "undo", "next", "quit"],
+            "judge": ["mark", "unmark", "fix", "accept", "reject", "undo", "next", "quit"],
             "overlap": ["mark", "unmark", "fix", "pick", "next", "quit"]}
 
 
@@ -41,12 +43,16 @@ class ReviewLines(LineIO):
         self.reviewer = reviewer
         self.order = order
         self.skipped: set[str] = set()
+        self.decided: list[str] = []   # the dialogues this session gave a verdict, in order
+        self.reopen: str | None = None  # a dialogue whose verdict was taken back: shown next
 
     def run(self) -> int:
         self.emit("session", annotator=self.reviewer, mode="review", order=self.order,
                   commands=COMMANDS[self.order], categories=list(MARK_CATEGORIES), severities=list(SEVERITIES))
         while True:
-            item = next_review(self.store, self.skipped, self.order)
+            reopen, self.reopen = self.reopen, None
+            item = (reopen_item(self.store, reopen, self.skipped, self.order) if reopen
+                    else next_review(self.store, self.skipped, self.order))
             if item is None:
                 self.emit("idle", message="nothing left to review")
                 return 0
@@ -89,7 +95,18 @@ class ReviewLines(LineIO):
         store, reviewer, overlap = self.store, self.reviewer, self.order == "overlap"
         if cmd in VERDICTS and not overlap:
             verdict = record_verdict(store, reviewer, item["dialogue_id"], cmd, rest)
+            self.decided.append(item["dialogue_id"])
             self.emit("ok", action=cmd, dialogue_id=item["dialogue_id"], verdict=verdict)
+            return "next"
+        if cmd == "undo" and not overlap:
+            did = rest.strip() or (self.decided[-1] if self.decided else "")
+            if not did:
+                raise ReviewError("undo [DIALOGUE]: no verdict of this session to take back")
+            undone = record_undo(store, reviewer, did)
+            if did in self.decided:
+                self.decided.remove(did)
+            self.reopen = did
+            self.emit("ok", action="undo", dialogue_id=did, undone=undone)
             return "next"
         if cmd == "pick" and overlap:
             did, _, note = rest.strip().partition(" ")

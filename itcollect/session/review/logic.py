@@ -19,7 +19,7 @@ ORDERS = ("default", "judge", "overlap")
 MARK_CATEGORIES = (*CATEGORIES, OTHER)
 
 __all__ = ["ReviewError", "VERDICTS", "ORDERS", "MARK_CATEGORIES", "review_item", "next_review", "record_verdict",
-           "record_mark", "record_unmark", "record_fix", "record_pick", "dialogue_of_turn", "parse_span",
+           "record_undo", "reopen_item", "recent_verdicts", "record_mark", "record_unmark", "record_fix", "record_pick", "dialogue_of_turn", "parse_span",
            "answer_on_screen", "item_dialogues", "refresh"]
 
 
@@ -108,6 +108,29 @@ def record_verdict(store: ReviewStore, reviewer: str, dialogue_id: str, command:
             verdict = "fixed"
         store.set_review(d["id"], reviewer, verdict, (note or "").strip() or None)
     return verdict
+
+
+def record_undo(store: ReviewStore, reviewer: str, dialogue_id: str) -> str:
+    """Take back a dialogue's verdict (a mistaken key, or to change it): the dialogue can be
+    decided again, the verdict stays in its history; refused once the dialogue was exported with
+    it. Returns the verdict taken back."""
+    return store.undo_review(dialogue_id, reviewer)
+
+
+def recent_verdicts(store: ReviewStore, reviewer: str, limit: int = 10) -> list[dict[str, Any]]:
+    """The reviewer's latest verdicts still standing, newest first (each may be taken back)."""
+    return store.recent_verdicts(reviewer, limit)
+
+
+def reopen_item(store: ReviewStore, dialogue_id: str, skipped: set[str] | frozenset[str] = frozenset(),
+                order: str = "default") -> dict[str, Any] | None:
+    """A dialogue whose verdict was just taken back, as the queue's next item (to decide again)."""
+    d = store.get_dialogue(dialogue_id)
+    if d is None:
+        return None
+    rest = store.review_queue_size(order="judge" if order == "judge" else "default",
+                                   exclude=sorted(skipped | {dialogue_id}))
+    return {"mode": "dialogue", "key": d["id"], "remaining": rest + 1, **review_item(store, d)}
 
 
 def _unreviewed(store: ReviewStore, dialogue_id: str) -> dict[str, Any]:

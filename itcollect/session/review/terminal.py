@@ -19,8 +19,10 @@ from itcollect.session.review.logic import (
     record_fix,
     record_mark,
     record_pick,
+    record_undo,
     record_verdict,
     refresh,
+    reopen_item,
 )
 from itcollect.store.interfaces import ReviewStore
 
@@ -94,6 +96,22 @@ def _show(console: Any, d: dict[str, Any], numbers: dict[int, int], label: str =
                                style="cyan"))
 
 
+def _undo(console: Any, store: ReviewStore, reviewer: str, decided: list[str], skipped: set[str],
+          order: str) -> dict[str, Any] | None:
+    """Take back this session's last verdict: its dialogue, to decide again (None: nothing to undo)."""
+    if not decided:
+        console.print("[yellow]no verdict of this session to take back[/yellow]")
+        return None
+    try:
+        undone = record_undo(store, reviewer, decided[-1])
+    except ReviewError as exc:
+        console.print(f"[bold red]{exc.message}[/bold red]")
+        decided.pop()
+        return None
+    console.print(f"[dim]{undone} taken back: decide again[/dim]")
+    return reopen_item(store, decided.pop(), skipped, order)
+
+
 def run_terminal(store: ReviewStore, reviewer: str, order: str = "default") -> int:
     """The review desk on a terminal: one key a decision, until the queue is empty or ``q``."""
     from prompt_toolkit import prompt
@@ -110,16 +128,22 @@ def run_terminal(store: ReviewStore, reviewer: str, order: str = "default") -> i
 
     skipped: set[str] = set()
     if order == "overlap":
-        keys = {"m": "mark", "x": "fix", "p": "pick", "n": "next", "q": "quit"}
-        menu = "[m]ark an error  fi[x] an answer  [p]ick the copy to keep  [n]ext  [q]uit › "
+        keys = {"m": "mark", "e": "fix", "p": "pick", "n": "next", "q": "quit"}
+        menu = "[m]ark an error  [e]dit (fix) an answer  [p]ick the copy to keep  [n]ext  [q]uit › "
     else:
-        keys = {"m": "mark", "x": "fix", "a": "accept", "r": "reject", "n": "next", "q": "quit"}
-        menu = "[m]ark an error  fi[x] an answer  [a]ccept  [r]eject  [n]ext  [q]uit › "
+        # the keys of the annotator's desk mean the same here: e writes your version, u takes back;
+        # r (regenerate there) is not a verdict here, x rejects
+        keys = {"m": "mark", "e": "fix", "a": "accept", "x": "reject", "u": "undo", "n": "next", "q": "quit"}
+        menu = "[m]ark an error  [e]dit (fix) an answer  [a]ccept  [x] reject  [u]ndo last verdict  [n]ext  [q]uit › "
+    decided: list[str] = []
     item = next_review(store, skipped, order)
     while True:
         if item is None:
             console.print("[green]Nothing left to review.[/green]")
-            return 0
+            if not decided or key("[u]ndo the last verdict  [q]uit › ", {"u": "undo", "q": "quit"}) != "undo":
+                return 0
+            item = _undo(console, store, reviewer, decided, skipped, order)
+            continue
         numbers: dict[int, int] = {}
         dialogues = item_dialogues(item)
         console.rule(f"review · {item['remaining']} left" + (f" · spec {item['spec_id']}, {len(dialogues)} copies"
@@ -134,6 +158,9 @@ def run_terminal(store: ReviewStore, reviewer: str, order: str = "default") -> i
             if choice == "next":
                 skipped.add(item["key"])
                 item = next_review(store, skipped, order)
+                continue
+            if choice == "undo":
+                item = _undo(console, store, reviewer, decided, skipped, order) or item
                 continue
             if choice in ("mark", "fix"):
                 n = prompt("Answer number › ").strip()
@@ -166,7 +193,8 @@ def run_terminal(store: ReviewStore, reviewer: str, order: str = "default") -> i
             else:
                 note = prompt("Note (optional) › ").strip() or None
                 verdict = record_verdict(store, reviewer, item["dialogue_id"], choice, note)
-                console.print(f"[dim]{verdict}[/dim]")
+                decided.append(item["dialogue_id"])
+                console.print(f"[dim]{verdict} (u takes it back)[/dim]")
         except ReviewError as exc:
             console.print(f"[bold red]{exc.message}[/bold red]")
             if "already" not in exc.message:

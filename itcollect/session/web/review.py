@@ -14,11 +14,14 @@ from itcollect.session.review import (
     MARK_CATEGORIES,
     ORDERS,
     next_review,
+    recent_verdicts,
     record_fix,
     record_mark,
     record_pick,
+    record_undo,
     record_unmark,
     record_verdict,
+    reopen_item,
 )
 from itcollect.session.web.api import ApiError, Body, RouteTable, Who
 
@@ -30,15 +33,18 @@ REVIEWERS = ("reviewer", "lead")
 routes = RouteTable()
 
 
-def review_json(app: WebApp, who: Who, order: str = "default", **extra: Any) -> dict[str, Any]:
-    """The reviewer's next item in ``order`` (their items left for later skipped), with the lists
-    the page's mark form offers."""
+def review_json(app: WebApp, who: Who, order: str = "default", reopen: str | None = None,
+                **extra: Any) -> dict[str, Any]:
+    """The reviewer's next item in ``order`` (their items left for later skipped; ``reopen``: the
+    dialogue whose verdict was just taken back), with the lists the page's mark form offers and
+    the reviewer's latest verdicts still standing (``recent``: each can be taken back)."""
     if order not in ORDERS:
         raise ApiError(400, f"review order {order!r}: one of {', '.join(ORDERS)}")
     later = app.review_later.setdefault(who.name, set())
+    item = reopen_item(app.store, reopen, later, order) if reopen else next_review(app.store, later, order)
     return {"reviewer": who.name, "role": who.role, "csrf": who.csrf, "order": order,
             "categories": list(MARK_CATEGORIES), "severities": list(SEVERITIES),
-            "item": next_review(app.store, later, order), **extra}
+            "item": item, "recent": recent_verdicts(app.store, who.name), **extra}
 
 
 @routes.get("/api/review")
@@ -47,18 +53,20 @@ async def review(app: WebApp, request: Request) -> Response:
     return JSONResponse(review_json(app, who, request.query_params.get("order", "default")))
 
 
-Decision = Callable[["WebApp", Who, Body], str]
+Decision = Callable[["WebApp", Who, Body], "str | dict[str, Any]"]
 
 
 def decision(path: str) -> Callable[[Decision], Decision]:
     """Declare a reviewer's decision at ``POST path``: ``fn(app, who, body)`` records it and returns
-    the message to show; the answer is the queue's next item in the body's ``order``."""
+    the message to show (or the answer's extra fields, ``message`` among them); the answer is the
+    queue's next item in the body's ``order``."""
     def declare(fn: Decision) -> Decision:
         async def handler(app: WebApp, request: Request) -> Response:
             who = app.auth(request, roles=REVIEWERS, csrf=True)
             body = await app.body(request)
-            message = fn(app, who, body)
-            return JSONResponse(review_json(app, who, body.word("order") or "default", message=message))
+            said = fn(app, who, body)
+            extra = said if isinstance(said, dict) else {"message": said}
+            return JSONResponse(review_json(app, who, body.word("order") or "default", **extra))
 
         handler.__doc__ = fn.__doc__
         routes.post(path)(handler)
@@ -68,10 +76,18 @@ def decision(path: str) -> Callable[[Decision], Decision]:
 
 
 @decision("/api/review/verdict")
-def verdict(app: WebApp, who: Who, body: Body) -> str:
-    stored = record_verdict(app.store, who.name, body.text("dialogue_id"), body.text("verdict"),
-                            body.optional("note"))
-    return f"Recorded: {stored}."
+def verdict(app: WebApp, who: Who, body: Body) -> dict[str, Any]:
+    did = body.text("dialogue_id")
+    stored = record_verdict(app.store, who.name, did, body.text("verdict"), body.optional("note"))
+    return {"message": f"Recorded: {stored}. Press u (or \"undo\") to take it back.",
+            "last_verdict": {"dialogue_id": did, "verdict": stored}}
+
+
+@decision("/api/review/undo")
+def undo(app: WebApp, who: Who, body: Body) -> dict[str, Any]:
+    did = body.text("dialogue_id")
+    undone = record_undo(app.store, who.name, did)
+    return {"message": f"Verdict {undone} taken back (it stays in the history): decide again.", "reopen": did}
 
 
 @decision("/api/review/later")

@@ -51,16 +51,20 @@
     }
     const pool = clear($("pool").tBodies[0]);
     for (const p of data.pool) {
-      const done = p.done + p.skipped + p.failed;
-      const pct = p.planned ? Math.round((100 * done) / p.planned) : 0;
-      const live = p.planned ? Math.round((100 * (p.leased + p.stalled)) / p.planned) : 0;
-      const bar = el("div", {class: "bar", title: `${pct}% closed`},
-        el("span", {class: "bar-done", style: null}), el("span", {class: "bar-live"}));
-      bar.firstChild.style.width = pct + "%";
-      bar.lastChild.style.width = live + "%";
-      pool.appendChild(el("tr", {}, el("td", {}, p.pair), el("td", {}, p.instruction_lang), num(p.planned),
-        num(p.pending), num(p.leased), num(p.stalled), num(p.done), num(p.skipped), num(p.failed),
-        el("td", {class: "bar-col"}, bar, el("span", {class: "small muted"}, ` ${pct}%`))));
+      // done against planned; skipped and failed apart (they leave the pool short of its plan)
+      const share = (n) => (p.planned ? (100 * n) / p.planned : 0);
+      const pct = Math.round(100 * p.progress);
+      const bar = el("div", {class: "bar", title: `${pct}% done`},
+        el("span", {class: "bar-done"}), el("span", {class: "bar-skipped"}), el("span", {class: "bar-failed"}),
+        el("span", {class: "bar-live"}));
+      const widths = [p.done, p.skipped, p.failed, p.leased + p.stalled];
+      [...bar.children].forEach((seg, k) => { seg.style.width = share(widths[k]) + "%"; });
+      const said = [`${pct}% done`];
+      if (p.to_replan) said.push(`short of the plan: ${p.to_replan} to re-plan`);
+      pool.appendChild(el("tr", {class: p.to_replan ? "short" : ""}, el("td", {}, p.pair), el("td", {}, p.instruction_lang),
+        num(p.planned), num(p.pending), num(p.leased), num(p.stalled), num(p.done), num(p.skipped), num(p.failed),
+        el("td", {class: "bar-col"}, bar, el("span", {class: "small" + (p.to_replan ? " warn" : " muted"),
+                                                      "data-progress": ""}, ` ${said.join(" · ")}`))));
     }
     $("board").hidden = false;
   }

@@ -14,6 +14,7 @@
   let me = null;
   let severities = [];     // the server's severities, the worst first
   let pending = null;      // the selection being marked: {dialogue_id, turn_id, start, end, text}
+  let recent = [];         // the reviewer's latest verdicts still standing, newest first (the server's)
 
   function fillSelect(sel, values) {
     if (sel.options.length) return;
@@ -129,6 +130,7 @@
       }
     }
     if (data.message) notice(data.message, "info");
+    renderRecent(data.recent || []);
     item = data.item;
     closeMark();
     $("login").hidden = true;
@@ -163,6 +165,25 @@
     const fixed = item.turns.some((t) => t.state === "active" && t.review_fix);
     $("accept-label").textContent = fixed ? "accept with my fixes" : "accept";
     $("note").value = "";
+  }
+
+  function renderRecent(list) {
+    recent = list;
+    const ul = clear($("recent-list"));
+    $("recent").hidden = !list.length || order === "overlap";
+    for (const v of list) {
+      ul.appendChild(el("li", {"data-dialogue": v.dialogue_id},
+        el("span", {class: `badge badge-${v.verdict}`}, v.verdict),
+        ` dialogue ${v.dialogue_id.slice(0, 8)} · spec ${v.spec_id} · by ${v.annotator || "?"} · ${IT.when(v.at)} `,
+        el("button", {type: "button", class: "link", "data-undo": v.dialogue_id,
+                      onclick: () => undoVerdict(v.dialogue_id)}, "take back / change")));
+    }
+  }
+
+  function undoVerdict(dialogueId) {
+    const id = dialogueId || (recent[0] && recent[0].dialogue_id);
+    if (!id) { notice("No verdict of yours to take back.", "warn"); return; }
+    send("/api/review/undo", {dialogue_id: id});
   }
 
   async function load(full) {
@@ -257,7 +278,10 @@
     if (IT.typing(ev) || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     if (ev.key === "m" && item) { ev.preventDefault(); markSelectionAnywhere(); return; }
     if (order === "overlap") return;
-    const verdict = {a: "accept", r: "reject", n: "later"}[ev.key];
+    if (ev.key === "u") { ev.preventDefault(); undoVerdict(null); return; }
+    // x rejects: r means "regenerate" on the annotator's page, so it does nothing here
+    if (ev.key === "r" && item) { notice("r does nothing here: x rejects, u takes a verdict back.", "info"); return; }
+    const verdict = {a: "accept", x: "reject", n: "later"}[ev.key];
     if (verdict && item) { ev.preventDefault(); decide(verdict); }
   });
   load(true);
