@@ -430,7 +430,7 @@ def replay_split(store: PlanStore, config: dict[str, Any], split: str = "test", 
     ``max_uses_per_source`` (reusing those sources is the point), are keyed by the dialogue they
     replay and ``seed`` (a re-run adds nothing twice; another seed replays again), and their
     dialogues are never exported."""
-    from itcollect.export.splits import SPLITS, split_pass
+    from itcollect.kernel.splits import SPLITS, split_pass
     from itcollect.settings import settings
 
     if split not in SPLITS:
@@ -439,7 +439,7 @@ def replay_split(store: PlanStore, config: dict[str, Any], split: str = "test", 
         raise InputError("no filter verdicts yet: the splits are the export's, over the dialogues the filter "
                          "kept; run 'itcollect filter' first")
     ecfg = settings(config).export
-    split_by_id, _ = split_pass(store, ecfg.validation_share, ecfg.test_share, ecfg.split_seed)
+    split_by_id, _ = split_pass(store.iter_kept_keys(), ecfg.validation_share, ecfg.test_share, ecfg.split_seed)
     want = SPLITS.index(split)
     ids = sorted(did for did, k in split_by_id.items() if k == want)
     specs = store.specs_of_dialogues(ids)

@@ -48,10 +48,6 @@ ALLOWED_EDGES = {
         "orchestration: the web lead's dashboard shows stats' per-annotator quality figures",
     ("itcollect.session.compare", "itcollect.compare.record"):
         "a compare session records its runs and a dialogue's systems the one way compare writes them",
-    # KNOWN VIOLATION, to be fixed by the comparisons work (issue 23) and then removed from here:
-    ("itcollect.plan", "itcollect.export.splits"):
-        "VIOLATION: plan --from-split reuses the export's split pass (which reads the store, so it cannot "
-        "simply join the kernel); give the split pass its own home below both stages",
 }
 ROOT = "itcollect"  # the package itself (``__version__``)
 

@@ -8,9 +8,9 @@ import datasets
 import pytest
 
 from itcollect.export import export_dataset
-from itcollect.export.splits import split_pass
 from itcollect.filter import run_filter
 from itcollect.kernel.errors import InputError
+from itcollect.kernel.splits import split_pass
 from itcollect.plan import replay_split
 from itcollect.workspace import init_workspace
 
@@ -43,7 +43,7 @@ def ws(tmp_path):
 
 def _test_ids(ws) -> set[str]:
     e = ws.config["export"]
-    split_by_id, _ = split_pass(ws.store, e["validation_share"], e["test_share"], e["split_seed"])
+    split_by_id, _ = split_pass(ws.store.iter_kept_keys(), e["validation_share"], e["test_share"], e["split_seed"])
     return {did for did, k in split_by_id.items() if k == 2}
 
 

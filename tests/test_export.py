@@ -286,7 +286,7 @@ def check_split_properties(groups, vs: float, ts: float, seed: int) -> dict[str,
     from collections import Counter
 
     from itcollect.export import assign_splits
-    from itcollect.export.splits import SPLITS
+    from itcollect.kernel.splits import SPLITS
 
     split_of = assign_splits(groups, vs, ts, seed)
     assert split_of.keys() == groups.keys() and set(split_of.values()) <= set(SPLITS)

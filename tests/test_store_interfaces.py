@@ -37,7 +37,6 @@ STAGES: dict[str, type] = {
     "judge/": I.JudgeStore,
     "filter/": I.FilterStore,
     "export/": I.ExportStore,
-    "export/splits.py": I.SplitStore,
     "stats/": I.StatsStore,
     "stats/judge.py": I.JudgeStatsStore,
     "stats/quality.py": I.QualityStore,

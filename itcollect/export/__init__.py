@@ -44,7 +44,6 @@ from itcollect.export.rows import (
     sharegpt_json,
     sharegpt_record,
 )
-from itcollect.export.splits import SPLITS, assign_splits, split_pass
 from itcollect.export.writers import (
     FORMATS,
     WRITERS,
@@ -58,6 +57,7 @@ from itcollect.export.writers import (
 )
 from itcollect.kernel.errors import InputError
 from itcollect.kernel.paging import default_workers, gc_paused, map_pages, page_bounds
+from itcollect.kernel.splits import SPLITS, assign_splits, split_pass
 from itcollect.settings import settings
 from itcollect.store.interfaces import ExportStore
 
@@ -244,7 +244,7 @@ def _export_dataset(store: ExportStore, config: Config, out_dir: str | Path, *, 
     rendered = map_pages(renderer, pages, store, workers, meanwhile=hf_import)
     try:
         first = next(rendered, None)  # the workers render while the split pass runs here
-        split_by_id, split_sizes = split_pass(store, vs, ts, ecfg.split_seed)
+        split_by_id, split_sizes = split_pass(store.iter_kept_keys(), vs, ts, ecfg.split_seed)
         ctx = ExportContext(out, split_sizes, ecfg.shard_size, ecfg.license, system_prompt, formats)
         for cls in writer_classes:
             ctx.writers[cls.name] = cls(ctx)

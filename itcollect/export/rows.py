@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
-from itcollect.kernel.checks import (
-    normalize_for_compare,  # at the top: an import statement per call cost ~6 us of every row
-)
+from itcollect.kernel.splits import group_key_of
 
 #: json.dumps(..., ensure_ascii=False) builds an encoder per call; this one is built once
 _JSON = json.JSONEncoder(ensure_ascii=False)
@@ -45,14 +42,6 @@ def schema():
 def group_key(d: dict[str, Any]) -> str:
     """The unit a split is assigned to: one source sentence (by id, else by normalised text)."""
     return group_key_of(d["id"], d.get("source_id"), d.get("source_text"))
-
-
-def group_key_of(did: str, source_id: str | None, source_text: str | None) -> str:
-    if source_id:
-        return "src:" + source_id
-    if source_text:
-        return "txt:" + hashlib.sha1(normalize_for_compare(source_text).encode("utf-8")).hexdigest()[:20]
-    return "dlg:" + did
 
 
 def build_row(d: dict[str, Any], turns: list[dict[str, Any]], system_prompt: str | None,

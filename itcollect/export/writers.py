@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from itcollect.export.rows import rows_to_table, schema, sharegpt_json
-from itcollect.export.splits import SPLITS
+from itcollect.kernel.splits import SPLITS
 
 DATASET_NAME = "itcollect"
 

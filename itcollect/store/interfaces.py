@@ -107,20 +107,15 @@ class IngestStore(Protocol):
     def tune_for_bulk_insert(self, cache_mib: int = 128) -> None: ...
 
 
-# -- export's split assignment (itcollect/export/splits.py), also read by plan --from-split -------
+# -- plan (itcollect/plan.py) ---------------------------------------------------------------------
 @runtime_checkable
-class SplitStore(Protocol):
-    """The train / validation / test assignment of the kept dialogues (``export/splits.py``)."""
+class PlanStore(Protocol):
+    """``plan``: reads sources and references, writes specs; ``--from-split`` reads the kept
+    dialogues' keys (the export's split assignment, :func:`itcollect.kernel.splits.split_pass`) and
+    the specs of the dialogues it replays."""
 
     def iter_kept_keys(self) -> Iterator[tuple[int, str, str | None, str | None, str | None, str | None,
                                                str | None]]: ...
-
-
-# -- plan (itcollect/plan.py) ---------------------------------------------------------------------
-@runtime_checkable
-class PlanStore(SplitStore, Protocol):
-    """``plan``: reads sources and references, writes specs; ``--from-split`` reads the export's
-    split assignment (:class:`SplitStore`) and the specs of the dialogues it replays."""
 
     def spec_count_for_seed(self, seed: int) -> int: ...
 
@@ -501,11 +496,15 @@ class FilterStore(Protocol):
 
 # -- export (itcollect/export/) -------------------------------------------------------------------
 @runtime_checkable
-class ExportStore(SplitStore, Protocol):
-    """``export``: the kept dialogues of the latest filter run, their judgements, the export record.
+class ExportStore(Protocol):
+    """``export``: the kept dialogues of the latest filter run (their keys for the split
+    assignment, :func:`itcollect.kernel.splits.split_pass`), their judgements, the export record.
     ``target`` opens the page workers' own connections."""
 
     target: str
+
+    def iter_kept_keys(self) -> Iterator[tuple[int, str, str | None, str | None, str | None, str | None,
+                                               str | None]]: ...
 
     def unfiltered_done_count(self) -> int: ...
 
@@ -602,7 +601,7 @@ class DemoStore(Protocol):
 
 
 #: Every stage interface, for the tests and the map in ARCHITECTURE.md.
-PROTOCOLS: tuple[type, ...] = (LLMStore, BatchStore, IngestStore, SplitStore, PlanStore, SimulateStore, CompareStore, ReviewStore,
+PROTOCOLS: tuple[type, ...] = (LLMStore, BatchStore, IngestStore, PlanStore, SimulateStore, CompareStore, ReviewStore,
                                SessionStore, AccountsStore, WebStore, ImportStore, JudgeStore, JudgeStatsStore,
                                FilterStore, ExportStore, QualityStore, StatsStore, DemoStore)
 

@@ -1,15 +1,34 @@
 """Train / validation / test: assigned per source sentence, stratified by pair and instruction
-language, so no source sentence appears in two splits."""
+language, so no source sentence appears in two splits.
+
+The one assignment of the export's splits (``export``) and of ``plan --from-split`` (which replays
+a split's dialogues as new specs): both pass the store's kept dialogues
+(the store's ``iter_kept_keys()``) to :func:`split_pass`, which reads only those rows.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterable
 
-from itcollect.export.rows import group_key_of
-from itcollect.store.interfaces import SplitStore
+from itcollect.kernel.checks import normalize_for_compare
+
+#: A kept dialogue as :func:`split_pass` reads it: (rowid, dialogue id, source id, source text,
+#: source language, target language, instruction language).
+KeptKey = tuple[int, str, "str | None", "str | None", "str | None", "str | None", "str | None"]
 
 SPLITS = ("train", "validation", "test")
+
+
+def group_key_of(did: str, source_id: str | None, source_text: str | None) -> str:
+    """The group a dialogue is split with: its source sentence (by id, else by its normalised
+    text), else the dialogue alone."""
+    if source_id:
+        return "src:" + source_id
+    if source_text:
+        return "txt:" + hashlib.sha1(normalize_for_compare(source_text).encode("utf-8")).hexdigest()[:20]
+    return "dlg:" + did
 
 
 def stratum(src: str | None, tgt: str | None, instr: str | None) -> str:
@@ -57,12 +76,14 @@ def assign_splits(groups: dict[str, Counter | str], validation_share: float, tes
     return out
 
 
-def split_pass(store: SplitStore, validation_share: float, test_share: float, seed: int) -> tuple[dict[str, int], Counter]:
-    """The split index of every kept dialogue (by its source group), and the split sizes."""
+def split_pass(kept: Iterable[KeptKey], validation_share: float, test_share: float,
+               seed: int) -> tuple[dict[str, int], Counter]:
+    """The split index of every kept dialogue (``kept``: the store's ``iter_kept_keys()``), by its
+    source group, and the split sizes."""
     groups: dict[str, Counter | str] = {}  # a group of one dialogue holds its stratum, see assign_splits
     ids: list[str] = []
     keys: list[str] = []
-    for _rowid, did, sid, stext, src, tgt, instr in store.iter_kept_keys():
+    for _rowid, did, sid, stext, src, tgt, instr in kept:
         key = group_key_of(did, sid, stext)
         s = stratum(src, tgt, instr)
         have = groups.get(key)
