@@ -35,6 +35,24 @@ def run_cli(*args: str, cwd: str | Path | None = None, env: dict | None = None, 
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
+pytest_plugins = ["tests.pgserver"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """A fresh, migrated store on each backend: the workspace's SQLite file, and a database of its
+    own on the suite's PostgreSQL server (tests/pgserver.py)."""
+    from itcollect.store import Store
+
+    if request.param == "sqlite":
+        target = str(tmp_path / "itcollect.db")
+    else:
+        target = request.getfixturevalue("pg_url")
+    s = Store(target)
+    yield s
+    s.close()
+
+
 @pytest.fixture
 def cli():
     return run_cli

@@ -25,13 +25,6 @@ def make_specs(store: Store, n: int, *, seed: int = 0) -> list[int]:
     return [s["id"] for s in store.iter_specs()]
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "itcollect.db")
-    yield s
-    s.close()
-
-
 def test_claims_lowest_pending_and_marks_in_progress(store):
     ids = make_specs(store, 3)
     a = store.lease_next_spec(human_holder("ann"), 60, now=1000.0)

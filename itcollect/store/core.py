@@ -55,24 +55,30 @@ class StoreCore:
     """Owns the SQLite connection. Use one Store per thread (or per asyncio loop)."""
 
     def __init__(self, path: str | Path, *, migrate: bool = True, busy_timeout_s: float = 60.0) -> None:
-        if is_postgres_url(str(path)):
-            raise StoreError("the PostgreSQL store is not available in this version of itcollect",
-                             path=describe(str(path)))
         #: what opens this store again (another thread or process): the file's path or the URL
         self.target = str(path)
-        self.path = Path(path)
+        #: "postgresql" for a server database, "sqlite" for the workspace's file
+        self.backend = "postgresql" if is_postgres_url(self.target) else "sqlite"
         self._depth = 0
         self._lock = threading.RLock()
-        try:
-            self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None,
-                                        check_same_thread=False)
-            self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA foreign_keys=ON")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the store: {exc}", path=str(self.path)) from None
+        self.conn: Any
+        if self.backend == "postgresql":
+            from itcollect.store.pg import PgConnection
+
+            self.path = Path(describe(self.target))  # what error messages name: host:port/database
+            self.conn = PgConnection(self.target)
+        else:
+            self.path = Path(path)
+            try:
+                self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None,
+                                            check_same_thread=False)
+                self.conn.row_factory = sqlite3.Row
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA foreign_keys=ON")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open the store: {exc}", path=str(self.path)) from None
         if migrate:
             self.migrate()
 
@@ -92,6 +98,10 @@ class StoreCore:
     # -- schema --------------------------------------------------------------------------------
     @property
     def schema_version(self) -> int:
+        if self.backend == "postgresql":
+            from itcollect.store.pgschema import pg_schema_version
+
+            return pg_schema_version(self.conn)
         return self.conn.execute("PRAGMA user_version").fetchone()[0]
 
     def migrate(self, target: int = SCHEMA_VERSION) -> int:
@@ -101,6 +111,10 @@ class StoreCore:
             raise StoreError(
                 f"the store has schema version {current}, newer than this itcollect supports "
                 f"({SCHEMA_VERSION}); upgrade itcollect", path=str(self.path))
+        if self.backend == "postgresql":
+            from itcollect.store.pgschema import pg_migrate
+
+            return pg_migrate(self.conn, current, target, where=str(self.path))
         applied = 0
         for version in range(current + 1, target + 1):
             script = MIGRATIONS[version - 1]

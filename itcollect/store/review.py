@@ -34,7 +34,7 @@ class ReviewMixin(SessionsMixin):  # logs events, sets verdicts, adds and update
             if not 0 <= start < end <= len(content):
                 raise ReviewError(f"span {start}:{end} is not inside turn {turn_id} ({len(content)} characters)")
             cur = c.execute(
-                "INSERT INTO review_marks(dialogue_id, turn_id, reviewer, category, severity, start, end, span, note,"
+                "INSERT INTO review_marks(dialogue_id, turn_id, reviewer, category, severity, start, \"end\", span, note,"
                 " created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (dialogue_id, turn_id, reviewer, category, severity, start, end, content[start:end], note, utcnow()))
             mark_id = inserted_id(cur)

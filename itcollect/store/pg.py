@@ -1,0 +1,167 @@
+"""A PostgreSQL connection with the face of the ``sqlite3`` connection the store's mixins use.
+
+psycopg 3 (the ``postgres`` extra) in autocommit mode, so the store's own ``BEGIN`` / ``SAVEPOINT``
+/ ``COMMIT`` statements delimit transactions exactly as on SQLite. Statements pass through
+:func:`itcollect.store.dialect.pg_sql`; rows index by position and by name like ``sqlite3.Row``;
+driver errors leave as the matching ``sqlite3`` exception class (an integrity error as
+``sqlite3.IntegrityError`` whose text says UNIQUE for a unique violation), so every ``except
+sqlite3.Error`` of the store keeps working unchanged and the message the user sees names the
+server's host, port and database (:class:`StoreError`'s path), never a password.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from itcollect.kernel.errors import StoreError
+from itcollect.kernel.storeurl import describe
+from itcollect.store.dialect import pg_sql
+
+#: Hidden columns: PostgreSQL's stand-in for SQLite's rowid, left out of ``keys()`` / ``dict(row)``.
+_HIDDEN = frozenset({"rowid"})
+
+
+class Row(tuple):
+    """A result row: ``row[0]``, ``row["name"]``, ``dict(row)`` (as ``sqlite3.Row``)."""
+
+    _names: tuple[str, ...] = ()
+    _index: dict[str, int] = {}
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return [n for n in self._names if n not in _HIDDEN]
+
+
+def _row_class(names: tuple[str, ...]) -> type[Row]:
+    index: dict[str, int] = {}
+    for i, name in enumerate(names):
+        index.setdefault(name, i)
+    return type("Row", (Row,), {"_names": names, "_index": index})
+
+
+def _sqlite_error(exc: Exception) -> sqlite3.Error:
+    import psycopg
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        return sqlite3.IntegrityError(f"UNIQUE constraint failed: {text}")
+    if isinstance(exc, psycopg.errors.IntegrityError):
+        return sqlite3.IntegrityError(text)
+    if isinstance(exc, psycopg.OperationalError):
+        return sqlite3.OperationalError(text)
+    return sqlite3.DatabaseError(text)
+
+
+class PgCursor:
+    def __init__(self, conn: PgConnection) -> None:
+        self._conn = conn
+        self._cur = conn.raw.cursor()
+        self.row_factory: Any = None
+        self._row: type[Row] | None = None
+        self.rowcount = -1
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> PgCursor:
+        import psycopg
+
+        try:
+            self._cur.execute(pg_sql(sql), params)
+        except psycopg.Error as exc:
+            raise _sqlite_error(exc) from None
+        self.rowcount = self._cur.rowcount
+        if self.rowcount > 0 and self._cur.description is None:
+            self._conn.total_changes += self.rowcount
+        desc = self._cur.description
+        self._row = _row_class(tuple(d.name for d in desc)) if desc else None
+        return self
+
+    def executemany(self, sql: str, seq: Any) -> PgCursor:
+        import psycopg
+
+        try:
+            self._cur.executemany(pg_sql(sql), list(seq))
+        except psycopg.Error as exc:
+            raise _sqlite_error(exc) from None
+        self.rowcount = self._cur.rowcount
+        if self.rowcount > 0:
+            self._conn.total_changes += self.rowcount
+        return self
+
+    def _wrap(self, rows: list[Any]) -> list[Any]:
+        cls = self._row
+        return [cls(r) for r in rows] if cls is not None else rows
+
+    def fetchone(self) -> Any:
+        row = self._cur.fetchone()
+        return None if row is None or self._row is None else self._row(row)
+
+    def fetchall(self) -> list[Any]:
+        return self._wrap(self._cur.fetchall())
+
+    def fetchmany(self, size: int) -> list[Any]:
+        return self._wrap(self._cur.fetchmany(size))
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            rows = self.fetchmany(1000)
+            if not rows:
+                return
+            yield from rows
+
+    @property
+    def lastrowid(self) -> int | None:
+        """The id the last INSERT of this session drew from an identity column."""
+        row = self._conn.raw.execute("SELECT lastval()").fetchone()
+        return None if row is None else int(row[0])
+
+    @property
+    def description(self) -> Any:
+        return self._cur.description
+
+
+class PgConnection:
+    """The subset of ``sqlite3.Connection`` the store uses, over one psycopg connection."""
+
+    def __init__(self, url: str, *, connect_timeout_s: float = 10.0) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise StoreError("a PostgreSQL store needs the postgres extra: pip install 'itcollect[postgres]'",
+                             path=describe(url)) from None
+        self.url = url
+        self.where = describe(url)
+        self.total_changes = 0
+        try:
+            self.raw = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout_s)))
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to the PostgreSQL store: {_reason(exc)}", path=self.where) from None
+
+    def cursor(self) -> PgCursor:
+        return PgCursor(self)
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> PgCursor:
+        return PgCursor(self).execute(sql, params)
+
+    def executemany(self, sql: str, seq: Any) -> PgCursor:
+        return PgCursor(self).executemany(sql, seq)
+
+    @property
+    def in_transaction(self) -> bool:
+        from psycopg.pq import TransactionStatus
+
+        return self.raw.info.transaction_status != TransactionStatus.IDLE
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of a driver error, without the connection string (libpq never prints a
+    password, and the URL holds none)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
