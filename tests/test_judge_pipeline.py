@@ -284,6 +284,14 @@ def test_review_terminal_marks_the_judges_error_spans(corpus):
         child.send("n")  # later
         child.expect("5 left")
         child.expect("score -6 · major accuracy/mistranslation «budget» · minor fluency/spelling «lundi»")
+        child.expect(r"judge suggests major accuracy/mistranslation «budget» · open: \[c\]onfirm")
+        child.expect(r"\[a\]ccept")
+        child.send("c")  # the first open suggestion: confirmed, a mark as the judge said
+        child.expect("budget» · confirmed by rev")
+        child.expect(r"judge suggests minor fluency/spelling «lundi» · open")
+        child.expect(r"\[a\]ccept")
+        child.send("d")
+        child.expect("lundi» · dismissed by rev")
         child.expect(r"\[a\]ccept")
         child.send("q")
         child.expect(pexpect.EOF)
@@ -295,3 +303,72 @@ def test_review_terminal_marks_the_judges_error_spans(corpus):
     finally:
         child.close()
     assert child.exitstatus == 0
+    assert [(s["category"], s["decision"]) for s in ws.store.review_suggestions(ids["B"])] == [
+        ("accuracy/mistranslation", "confirmed"), ("fluency/spelling", "dismissed")]
+    assert [(m["category"], m["span"]) for m in ws.store.review_marks(ids["B"])] == [
+        ("accuracy/mistranslation", "budget")]
+
+
+def test_the_judges_error_spans_are_suggested_marks_and_stats_put_the_judge_against_reviewers(corpus):
+    """Issue 24 item 11: on the review queue the judge's error spans are suggested marks a reviewer
+    confirms, changes or dismisses (one command each), stored; stats' judge section gives, per
+    category, precision (confirmed / decided) and recall (confirmed / (confirmed + marks the judge
+    did not suggest)), figures computed by hand below."""
+    ws, ids, _ = corpus
+
+    def answer(name):
+        return next(t for t in ws.store.get_turns(ids[name]) if t["role"] == "assistant")
+
+    tb, td = answer("B")["id"], answer("D")["id"]
+    script = "\n".join([
+        "next",                                              # C
+        f"suggest {tb} 0 confirm",                           # budget: accuracy/mistranslation major
+        f"suggest {tb} 1 change fluency/grammar",            # lundi: fluency/spelling -> fluency/grammar
+        f"suggest {tb} 1 dismiss",                           # decided already
+        f"mark {tb} terminology minor numéro",               # the judge did not see it
+        "accept",
+        f"suggest {td} 0 dismiss",                           # a: style
+        f"suggest {td} 1 dismiss",                           # b: locale_convention
+        f"mark {td} accuracy/mistranslation major conseil",  # missed by the judge
+        "reject", "quit"]) + "\n"
+    out = io.StringIO()
+    run_review(ws.store, "rev", interactive=False, stdin=io.StringIO(script), stdout=out, order="judge")
+    ev = [(line.split(" ", 1)[0], json.loads(line.split(" ", 1)[1])) for line in out.getvalue().splitlines()]
+    b = next(e for t, e in ev if t == "review" and e["dialogue_id"] == ids["B"])
+    assert [(s["index"], s["category"], s["severity"], s["span"], s["decision"])
+            for s in b["turns"][1]["suggestions"]] == [
+        (0, "accuracy/mistranslation", "major", "budget", None), (1, "fluency/spelling", "minor", "lundi", None)]
+    content = b["turns"][1]["content"]
+    assert content[b["turns"][1]["suggestions"][0]["start"]:b["turns"][1]["suggestions"][0]["end"]] == "budget"
+    assert [e["decision"] for t, e in ev if t == "ok" and e["action"] == "suggest"] == [
+        "confirmed", "changed", "dismissed", "dismissed"]
+    errors = [e["message"] for t, e in ev if t == "error"]
+    assert len(errors) == 1 and "already changed (by rev)" in errors[0]
+    after = [e for t, e in ev if t == "review" and e["dialogue_id"] == ids["B"]][-1]
+    assert [s["decision"] for s in after["turns"][1]["suggestions"]] == ["confirmed", "changed"]
+    marks = [(m["turn_id"], m["category"], m["severity"], m["span"]) for m in ws.store.review_marks()]
+    assert marks == [(tb, "accuracy/mistranslation", "major", "budget"), (tb, "fluency/grammar", "minor", "lundi"),
+                     (tb, "terminology", "minor", "numéro"), (td, "accuracy/mistranslation", "major", "conseil")]
+    assert [(s["category"], s["decision"]) for s in ws.store.review_suggestions(ids["D"])] == [
+        ("style", "dismissed"), ("locale_convention", "dismissed")]
+    r = run_cli("-C", str(ws.root), "stats", "--json")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)["judge"]["suggestions"]
+
+    def fig(suggested=0, confirmed=0, changed=0, dismissed=0, missed=0, precision=None, recall=None):
+        return {"suggested": suggested, "confirmed": confirmed, "changed": changed, "dismissed": dismissed,
+                "missed": missed, "precision": precision, "recall": recall}
+
+    assert got == {
+        "accuracy/mistranslation": fig(1, 1, missed=1, precision=1.0, recall=0.5),  # budget yes; conseil missed
+        "fluency/grammar": fig(missed=1, recall=0.0),                                # the changed one, as the reviewer's
+        "fluency/spelling": fig(1, changed=1, precision=0.0),
+        "locale_convention": fig(1, dismissed=1, precision=0.0),
+        "style": fig(1, dismissed=1, precision=0.0),
+        "terminology": fig(missed=1, recall=0.0)}
+    text = run_cli("-C", str(ws.root), "stats").stdout
+    assert "suggested marks (review)" in text
+    # taking back the mark of a confirmed suggestion opens the suggestion again
+    mark_id = ws.store.review_marks()[0]["id"]
+    ws.store.remove_review_mark(mark_id, "rev")
+    assert [s["category"] for s in ws.store.review_suggestions(ids["B"])] == ["fluency/spelling"]

@@ -514,3 +514,50 @@ def test_html_in_sources_and_answers_is_shown_as_text(tmp_path, llm, servers, br
     assert b.turns()[0][1].startswith("Translate <u>this</u> into Chinese.")
     assert b.js("return document.querySelectorAll('main img, main script, main b, main u').length") == 0
     assert b.d.title == "itcollect · annotate"
+
+
+def test_the_judges_error_spans_are_suggested_marks_confirmed_changed_or_dismissed(tmp_path, llm, servers,
+                                                                                   browsers):
+    """Issue 24 item 11 on the page: where the judge scored an answer, its error spans are framed
+    as suggestions; c confirms (a mark as the judge said), k changes (the mark form with the judge's
+    choice filled in), d dismisses; each stored."""
+    from itcollect.judge import JudgeOptions, run_judge
+
+    from .judging import imported, make_ws, variant_answer, variant_responder
+
+    ws = make_ws(tmp_path)
+    llm.responder = variant_responder
+    did = imported(ws, tmp_path, [variant_answer("wellformed", 0)])[0]
+    ws.store.update_dialogue(did, flagged=1)  # in the default queue too
+    summary = run_judge(ws, JudgeOptions(base_url=llm.base_url, model="judge-model"), show_progress=False)
+    assert summary.judged == 1
+    root = ws.root
+    ws.close()
+    srv = serve(servers, root, llm.base_url)
+    b = browsers()
+    b.d.get(add_account(root, "rev", "reviewer"))
+    b.wait(lambda: b.visible("#item") and b.js("return document.querySelectorAll('.suggestions li').length") == 2,
+           what="the judge's suggestions")
+    assert b.js("return [...document.querySelectorAll('.turn-text .suggested')].map(n => n.textContent)") == [
+        "budget", "lundi"]
+    review_shots(b, tmp_path / "suggestions")
+    b.key("c")
+    b.wait(lambda: b.js("return document.querySelector('.suggestions li').dataset.decision") == "confirmed",
+           what="the confirmed suggestion")
+    assert "major · accuracy/mistranslation" in b.text("#turns .marks")
+    b.key("k")
+    b.wait(lambda: b.visible("#markform"), what="the mark form for a change")
+    assert b.text("#mark-span") == "lundi"
+    assert b.js("return document.getElementById('mark-category').value") == "fluency/spelling"
+    b.js("document.getElementById('mark-category').value = 'fluency/grammar';")
+    b.d.find_element("id", "mark-save").click()
+    b.wait(lambda: b.js("return [...document.querySelectorAll('.suggestions li')].map(n => n.dataset.decision)")
+           == ["confirmed", "changed"], what="the changed suggestion")
+    b.key("d")
+    b.wait(lambda: "No open suggestion" in (b.text("#notice") or ""), what="nothing left to decide")
+    with Store(root / "itcollect.db") as store:
+        assert [(s["category"], s["decision"], s["reviewer"]) for s in store.review_suggestions(did)] == [
+            ("accuracy/mistranslation", "confirmed", "rev"), ("fluency/spelling", "changed", "rev")]
+        assert [(m["category"], m["severity"], m["span"]) for m in store.review_marks(did)] == [
+            ("accuracy/mistranslation", "major", "budget"), ("fluency/grammar", "minor", "lundi")]
+    assert srv.url

@@ -60,7 +60,7 @@ def judge_section(store: JudgeStatsStore, config: Config | None = None) -> dict[
         return {"judged": 0, "unjudged": store.answer_count(), "unparsed": 0,
                 "score": {"mean": None, "p10": None, "median": None}, "by_pair": {}, "by_type": {}, "by_origin": {},
                 "errors": {}, "compliance": {}, "review_agreement": {"n": 0, "agreement": None, "kappa": None},
-                "models": [], "histogram": {}, "filter": {}}
+                "models": [], "histogram": {}, "filter": {}, "suggestions": {}}
     rows = store.judge_rows()
     judged = sum(1 for r in rows if r[6] == "judged")
     unparsed = sum(1 for r in rows if r[6] == "unparsed")
@@ -112,7 +112,24 @@ def judge_section(store: JudgeStatsStore, config: Config | None = None) -> dict[
         "models": sorted({r[13] for r in rows if r[6] is not None and r[13]}),
         "histogram": dict(sorted(histogram.items(), key=lambda kv: -int(kv[0]))),
         "filter": _beside_filter(store, by_dialogue) if judged else {},
+        "suggestions": suggestion_section(store),
     }
+
+
+def suggestion_section(store: JudgeStatsStore) -> dict[str, dict[str, Any]]:
+    """The judge against reviewers, per error category, from the suggested marks of the review page
+    (``session --review``): of the judge's suggestions a reviewer decided, ``confirmed``,
+    ``changed`` (another category or severity) and ``dismissed``; ``missed``, the reviewers' marks
+    on judged answers that are no confirmed suggestion; ``precision`` confirmed / decided and
+    ``recall`` confirmed / (confirmed + missed), None where there is nothing to divide by."""
+    out: dict[str, dict[str, Any]] = {}
+    for cat, f in store.suggestion_figures().items():
+        decided = f["confirmed"] + f["changed"] + f["dismissed"]
+        found = f["confirmed"] + f["missed"]
+        out[cat] = {"suggested": decided, **f,
+                    "precision": round(f["confirmed"] / decided, 4) if decided else None,
+                    "recall": round(f["confirmed"] / found, 4) if found else None}
+    return out
 
 
 def _beside_filter(store: JudgeStatsStore, by_dialogue: dict[str, list[tuple[int, dict[str, Any] | None]]]) -> dict[str, Any]:
@@ -170,6 +187,12 @@ def render_judge(stats: dict[str, Any]) -> list[str]:
     if ra.get("n"):
         lines.append(f"  agreement with reviewers: {ra['n']} dialogues, agreement {num(ra['agreement'])}, "
                      f"Cohen's kappa {num(ra['kappa'])}")
+    if j.get("suggestions"):
+        lines.append(f"  {'suggested marks (review)':<26} {'decided':>8} {'confirmed':>9} {'changed':>8} "
+                     f"{'dismissed':>9} {'missed':>7} {'precision':>9} {'recall':>7}")
+        for cat, f in j["suggestions"].items():
+            lines.append(f"    {cat:<24} {f['suggested']:>8,} {f['confirmed']:>9,} {f['changed']:>8,} "
+                         f"{f['dismissed']:>9,} {f['missed']:>7,} {num(f['precision']):>9} {num(f['recall']):>7}")
     if j.get("filter"):
         lines.append("  beside the filter (judged dialogues; mean of their lowest scores)")
         for k, f in j["filter"].items():

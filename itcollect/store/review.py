@@ -50,6 +50,8 @@ class ReviewMixin(SessionsMixin):  # logs events, sets verdicts, adds and update
             if row is None or row[2] != reviewer:
                 raise ReviewError(f"no mark {mark_id} of yours")
             c.execute("DELETE FROM review_marks WHERE id = ?", (mark_id,))
+            # a suggestion confirmed or changed by this mark is open again
+            c.execute("DELETE FROM review_suggestions WHERE mark_id = ?", (mark_id,))
             self.log_event(reviewer, "review_unmark", dialogue_id=row[0], turn_id=row[1], detail={"mark": mark_id})
 
     def review_marks(self, dialogue_id: str | None = None) -> list[dict[str, Any]]:
@@ -71,6 +73,50 @@ class ReviewMixin(SessionsMixin):  # logs events, sets verdicts, adds and update
                 " GROUP BY 1, 2, 3"):
             out.setdefault(name or "", {}).setdefault(cat, {})[sev] = int(n)
         return out
+
+    # -- the judge's error spans as suggested marks -------------------------------------------------
+    def decide_suggestion(self, dialogue_id: str, turn_id: int, reviewer: str, category: str, severity: str,
+                          span: str, decision: str, mark_id: int | None = None) -> None:
+        """Store what the reviewer did with the judge's suggestion (category, span) on an answer:
+        ``confirmed`` or ``changed`` (with the mark made) or ``dismissed``; once per suggestion."""
+        with self.transaction() as c:
+            spec_id = self._answer_of(c, dialogue_id, turn_id)[2]
+            row = c.execute("SELECT decision, reviewer FROM review_suggestions WHERE turn_id = ? AND category = ?"
+                            " AND span = ?", (turn_id, category, span)).fetchone()
+            if row is not None:
+                raise ReviewError(f"the suggestion {category} «{span}» was already {row[0]} (by {row[1]})")
+            c.execute("INSERT INTO review_suggestions(dialogue_id, turn_id, category, severity, span, decision,"
+                      " mark_id, reviewer, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                      (dialogue_id, turn_id, category, severity, span, decision, mark_id, reviewer, utcnow()))
+            self.log_event(reviewer, "review_suggestion", dialogue_id=dialogue_id, spec_id=spec_id, turn_id=turn_id,
+                           detail={"decision": decision, "category": category, "span": span, "mark": mark_id})
+
+    def review_suggestions(self, dialogue_id: str) -> list[dict[str, Any]]:
+        """The decided suggestions of a dialogue, in the order they were decided."""
+        return [dict(r) for r in self.query("SELECT * FROM review_suggestions WHERE dialogue_id = ? ORDER BY id",
+                                            (dialogue_id,))]
+
+    def suggestion_figures(self) -> dict[str, dict[str, int]]:
+        """Per error category, on answers that are still active: the judge's suggestions decided by
+        reviewers (``confirmed``, ``changed``, ``dismissed``) and ``missed``, the reviewers' marks
+        on judged answers that are no confirmed suggestion (a changed one counts under the
+        reviewer's category)."""
+        out: dict[str, dict[str, int]] = {}
+
+        def row(cat: str) -> dict[str, int]:
+            return out.setdefault(cat, {"confirmed": 0, "changed": 0, "dismissed": 0, "missed": 0})
+
+        for cat, decision, n in self.query(
+                "SELECT s.category, s.decision, COUNT(*) FROM review_suggestions s JOIN turns t ON t.id = s.turn_id"
+                " AND t.state = 'active' GROUP BY s.category, s.decision"):
+            row(cat)[decision] += int(n)
+        for cat, n in self.query(
+                "SELECT m.category, COUNT(*) FROM review_marks m JOIN turns t ON t.id = m.turn_id AND t.state = 'active'"
+                " JOIN judgements j ON j.turn_id = m.turn_id AND j.status = 'judged'"
+                " WHERE NOT EXISTS (SELECT 1 FROM review_suggestions s WHERE s.mark_id = m.id"
+                " AND s.decision = 'confirmed') GROUP BY m.category"):
+            row(cat)["missed"] += int(n)
+        return dict(sorted(out.items()))
 
     # -- verdicts: taken back while not exported ---------------------------------------------------------
     def undo_review(self, dialogue_id: str, reviewer: str) -> str:

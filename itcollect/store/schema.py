@@ -509,6 +509,27 @@ ALTER TABLE dialogues ADD COLUMN early_finish TEXT;
 ALTER TABLE accounts ADD COLUMN ui_lang TEXT;
 """
 
+# Issue 24 item 11: the LLM judge's error spans as suggested marks on the review page; what a
+# reviewer did with each (confirmed: a mark with the judge's category and severity; changed: a mark
+# of the reviewer's own category or severity; dismissed), keyed by the answer and the judge's
+# (category, span), so a suggestion is decided once and stats can put the judge against reviewers.
+_M_REVIEW_SUGGESTIONS = """
+CREATE TABLE review_suggestions (
+    id          INTEGER PRIMARY KEY,
+    dialogue_id TEXT NOT NULL REFERENCES dialogues(id) ON DELETE CASCADE,
+    turn_id     INTEGER NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
+    category    TEXT NOT NULL,                   -- the judge's
+    severity    TEXT NOT NULL,
+    span        TEXT NOT NULL,
+    decision    TEXT NOT NULL CHECK (decision = 'confirmed' OR decision = 'changed' OR decision = 'dismissed'),
+    mark_id     INTEGER,                         -- review_marks.id of a confirmed or changed one
+    reviewer    TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    UNIQUE (turn_id, category, span)
+);
+CREATE INDEX review_suggestions_dialogue ON review_suggestions(dialogue_id);
+"""
+
 #: A migration: a script run in one transaction, or a function given the connection inside one.
 Migration = str | Callable[[sqlite3.Connection], None]
 
@@ -526,6 +547,7 @@ MIGRATIONS: list[Migration] = [
     _M_TURNS_POSITION,
     _M_COMPARISONS,
     _M_EARLY_FINISH_UI_LANG,
+    _M_REVIEW_SUGGESTIONS,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

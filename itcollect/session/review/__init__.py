@@ -28,6 +28,9 @@ copies) and
 ``mark TURN CATEGORY SEVERITY SPAN``  mark an error: SPAN is text of the answer (its first occurrence)
                                    or ``@START:END`` (character offsets); a note may follow `` -- ``
 ``unmark MARK``                    take back one of your marks
+``suggest TURN INDEX DECISION``    the judge's error span INDEX of an answer's ``suggestions``:
+                                   ``confirm`` (a mark as the judge said), ``change CATEGORY
+                                   [SEVERITY]`` (a mark of yours) or ``dismiss``
 ``fix TURN TEXT``                  your version of an answer (TEXT on the line, or the following
                                    lines up to a line holding a single ``.``)
 ``accept [NOTE]``, ``reject [NOTE]``  the verdict (order default)
@@ -58,6 +61,7 @@ from itcollect.session.review.logic import (
     record_fix,
     record_mark,
     record_pick,
+    record_suggestion,
     record_undo,
     record_unmark,
     record_verdict,
@@ -67,7 +71,7 @@ from itcollect.session.review.logic import (
 from itcollect.store.interfaces import ReviewStore
 
 __all__ = ["ReviewError", "VERDICTS", "ORDERS", "MARK_CATEGORIES", "review_item", "next_review", "record_verdict",
-           "record_undo", "reopen_item", "recent_verdicts", "record_mark", "record_unmark", "record_fix", "record_pick", "dialogue_of_turn", "parse_span",
+           "record_undo", "reopen_item", "recent_verdicts", "record_suggestion", "record_mark", "record_unmark", "record_fix", "record_pick", "dialogue_of_turn", "parse_span",
            "run_review"]
 
 

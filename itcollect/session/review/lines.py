@@ -20,6 +20,7 @@ from itcollect.session.review.logic import (
     record_fix,
     record_mark,
     record_pick,
+    record_suggestion,
     record_undo,
     record_unmark,
     record_verdict,
@@ -28,9 +29,9 @@ from itcollect.session.review.logic import (
 )
 from itcollect.store.interfaces import ReviewStore
 
-COMMANDS = {"default": ["mark", "unmark", "fix", "accept", "reject", "undo", "next", "quit"],
-            "judge": ["mark", "unmark", "fix", "accept", "reject", "undo", "next", "quit"],
-            "overlap": ["mark", "unmark", "fix", "pick", "next", "quit"]}
+COMMANDS = {"default": ["mark", "unmark", "fix", "suggest", "accept", "reject", "undo", "next", "quit"],
+            "judge": ["mark", "unmark", "fix", "suggest", "accept", "reject", "undo", "next", "quit"],
+            "overlap": ["mark", "unmark", "fix", "suggest", "pick", "next", "quit"]}
 
 
 class ReviewLines(LineIO):
@@ -123,6 +124,15 @@ class ReviewLines(LineIO):
             mark_id = record_mark(store, reviewer, dialogue_of_turn(item, turn_id), turn_id, parts[1], parts[2],
                                   start, end, note)
             self.emit("ok", action="mark", mark_id=mark_id, turn_id=turn_id, start=start, end=end)
+            return "changed"
+        if cmd == "suggest":
+            parts = rest.split()
+            if len(parts) < 3 or not (parts[0].isdigit() and parts[1].isdigit()):
+                raise ReviewError("suggest TURN INDEX confirm | dismiss | change [CATEGORY [SEVERITY]]")
+            turn_id = int(parts[0])
+            decided = record_suggestion(store, reviewer, dialogue_of_turn(item, turn_id), turn_id, int(parts[1]),
+                                        parts[2].lower(), *(parts[3:5]))
+            self.emit("ok", action="suggest", turn_id=turn_id, index=int(parts[1]), decision=decided)
             return "changed"
         if cmd == "unmark":
             if not rest.strip().isdigit():

@@ -19,13 +19,70 @@ ORDERS = ("default", "judge", "overlap")
 MARK_CATEGORIES = (*CATEGORIES, OTHER)
 
 __all__ = ["ReviewError", "VERDICTS", "ORDERS", "MARK_CATEGORIES", "review_item", "next_review", "record_verdict",
-           "record_undo", "reopen_item", "recent_verdicts", "record_mark", "record_unmark", "record_fix", "record_pick", "dialogue_of_turn", "parse_span",
+           "record_undo", "reopen_item", "recent_verdicts",
+           "record_suggestion", "SUGGESTION_DECISIONS", "record_mark", "record_unmark", "record_fix", "record_pick", "dialogue_of_turn", "parse_span",
            "answer_on_screen", "item_dialogues", "refresh"]
 
 
 def _judgement(j: dict[str, Any]) -> dict[str, Any]:
     return {k: j[k] for k in ("status", "score", "errors", "compliance", "reason", "rating", "in_instruction_language",
                               "judge_model")}
+
+
+SUGGESTION_DECISIONS = {"confirm": "confirmed", "change": "changed", "dismiss": "dismissed"}
+
+
+def _suggestions(t: dict[str, Any], judge: dict[str, Any], decided: dict[tuple, dict[str, Any]]
+                 ) -> list[dict[str, Any]]:
+    """The judge's error spans of an answer as suggested marks: where each is in the answer
+    (``start``/``end``, None when the judge's span is not in it) and what a reviewer did with it
+    (``decision`` None while open)."""
+    out = []
+    for k, e in enumerate(judge.get("errors") or []):
+        span = str(e.get("span") or "")
+        at = t["content"].find(span) if span else -1
+        row = decided.get((t["id"], e.get("category"), span))
+        out.append({"index": k, "category": e.get("category"), "severity": e.get("severity"), "span": span,
+                    "start": at if at >= 0 else None, "end": at + len(span) if at >= 0 else None,
+                    "decision": row["decision"] if row else None, "by": row["reviewer"] if row else None})
+    return out
+
+
+def record_suggestion(store: ReviewStore, reviewer: str, dialogue_id: str, turn_id: int, index: int,
+                      decision: str, category: str | None = None, severity: str | None = None) -> str:
+    """Decide the judge's suggestion ``index`` on an answer: ``confirm`` (a mark with the judge's
+    category and severity), ``change`` (a mark with ``category``/``severity``, the judge's where
+    not given) or ``dismiss``; stored, so stats can put the judge against reviewers. Returns the
+    stored decision."""
+    stored = SUGGESTION_DECISIONS.get(decision)
+    if stored is None:
+        raise ReviewError(f"suggestion decision {decision!r}: confirm, change or dismiss")
+    d = store.get_dialogue(dialogue_id)
+    if d is None:
+        raise ReviewError(f"no dialogue {dialogue_id!r}")
+    item = review_item(store, d)
+    turn = next((t for t in item["turns"] if t["turn_id"] == int(turn_id) and t.get("suggestions")), None)
+    if turn is None or not 0 <= int(index) < len(turn["suggestions"]):
+        raise ReviewError(f"no suggestion {index} on answer {turn_id}")
+    sug = turn["suggestions"][int(index)]
+    if sug["decision"] is not None:
+        raise ReviewError(f"the suggestion {sug['category']} «{sug['span']}» was already {sug['decision']}"
+                          f" (by {sug['by']})")
+    with store.transaction():
+        mark_id = None
+        if stored != "dismissed":
+            if sug["start"] is None:
+                raise ReviewError(f"the judge's span «{sug['span']}» is not in the answer: dismiss it, or mark"
+                                  " the right words yourself")
+            cat = sug["category"] if stored == "confirmed" else (category or sug["category"])
+            sev = sug["severity"] if stored == "confirmed" else (severity or sug["severity"])
+            if stored == "changed" and (cat, sev) == (sug["category"], sug["severity"]):
+                raise ReviewError("a change needs another category or severity than the judge's (else confirm)")
+            mark_id = record_mark(store, reviewer, dialogue_id, int(turn_id), str(cat), str(sev), sug["start"],
+                                  sug["end"], "suggested by the judge")
+        store.decide_suggestion(dialogue_id, int(turn_id), reviewer, str(sug["category"]), str(sug["severity"]),
+                                sug["span"], stored, mark_id)
+    return stored
 
 
 def review_item(store: ReviewStore, d: dict[str, Any]) -> dict[str, Any]:
@@ -35,6 +92,7 @@ def review_item(store: ReviewStore, d: dict[str, Any]) -> dict[str, Any]:
     turns = store.get_turns(d["id"], include_inactive=True)
     judged = store.current_judgements(dialogue_ids=[d["id"]])
     marks: dict[int, list[dict[str, Any]]] = {}
+    decided = {(x["turn_id"], x["category"], x["span"]): x for x in store.review_suggestions(d["id"])}
     for m in store.review_marks(d["id"]):
         marks.setdefault(m["turn_id"], []).append(
             {k: m[k] for k in ("id", "reviewer", "category", "severity", "start", "end", "span", "note")})
@@ -45,6 +103,8 @@ def review_item(store: ReviewStore, d: dict[str, Any]) -> dict[str, Any]:
                "type": t["interaction_type"], "warnings": t["warnings"]}
         if t["id"] in judged and t["state"] == "active":
             out["judge"] = _judgement(judged[t["id"]])
+            if t["role"] == "assistant":
+                out["suggestions"] = _suggestions(t, out["judge"], decided)
         if t["role"] == "assistant":
             out["marks"] = marks.get(t["id"], [])
             params = t["params"] or {}

@@ -19,6 +19,7 @@ from itcollect.session.review.logic import (
     record_fix,
     record_mark,
     record_pick,
+    record_suggestion,
     record_undo,
     record_verdict,
     refresh,
@@ -87,6 +88,11 @@ def _show(console: Any, d: dict[str, Any], numbers: dict[int, int], label: str =
                       + _marked(t["content"], t["marks"], t.get("judge"), style))
         if t.get("judge"):
             console.print(Text(f"  {_judge_line(t['judge'])}", style="magenta"))
+        for g in t.get("suggestions") or []:
+            state = f"{g['decision']} by {g['by']}" if g["decision"] else \
+                "open: [c]onfirm [k] change [d]ismiss" if g["start"] is not None else "not in the answer: [d]ismiss"
+            console.print(Text(f"  judge suggests {g['severity']} {g['category']} «{g['span']}» · {state}",
+                               style="magenta"))
         if t.get("control"):
             c = t["control"]
             console.print(Text(f"  control item: {c['description']} · {c['outcome'] or 'undecided'}",
@@ -94,6 +100,28 @@ def _show(console: Any, d: dict[str, Any], numbers: dict[int, int], label: str =
         for m in t["marks"]:
             console.print(Text(f"  mark {m['id']}: {m['severity']} {m['category']} «{m['span']}» by {m['reviewer']}",
                                style="cyan"))
+
+
+#: the judge's suggested marks: one key each, on the first open one on screen
+_SUGGESTION_KEYS = {"c": "confirm", "k": "change", "d": "dismiss"}
+
+
+def _suggestion(store: ReviewStore, reviewer: str, item: dict[str, Any], decision: str, choose: Any) -> None:
+    """Decide the first open suggestion of the judge on screen (``change``: category and severity asked)."""
+    for d in item_dialogues(item):
+        for t in d["turns"]:
+            for g in t.get("suggestions") or []:
+                if g["decision"] is None and t["state"] == "active":
+                    extra: list[str | None] = []
+                    if decision == "change":
+                        category = choose("Category:", list(MARK_CATEGORIES))
+                        severity = choose("Severity:", list(SEVERITIES)) if category else None
+                        if not (category and severity):
+                            return
+                        extra = [category, severity]
+                    record_suggestion(store, reviewer, d["dialogue_id"], t["turn_id"], g["index"], decision, *extra)
+                    return
+    raise ReviewError("no open suggestion of the judge on screen")
 
 
 def _undo(console: Any, store: ReviewStore, reviewer: str, decided: list[str], skipped: set[str],
@@ -128,12 +156,13 @@ def run_terminal(store: ReviewStore, reviewer: str, order: str = "default") -> i
 
     skipped: set[str] = set()
     if order == "overlap":
-        keys = {"m": "mark", "e": "fix", "p": "pick", "n": "next", "q": "quit"}
+        keys = {"m": "mark", "e": "fix", "p": "pick", "n": "next", "q": "quit", **_SUGGESTION_KEYS}
         menu = "[m]ark an error  [e]dit (fix) an answer  [p]ick the copy to keep  [n]ext  [q]uit › "
     else:
         # the keys of the annotator's desk mean the same here: e writes your version, u takes back;
         # r (regenerate there) is not a verdict here, x rejects
-        keys = {"m": "mark", "e": "fix", "a": "accept", "x": "reject", "u": "undo", "n": "next", "q": "quit"}
+        keys = {"m": "mark", "e": "fix", "a": "accept", "x": "reject", "u": "undo", "n": "next", "q": "quit",
+                **_SUGGESTION_KEYS}
         menu = "[m]ark an error  [e]dit (fix) an answer  [a]ccept  [x] reject  [u]ndo last verdict  [n]ext  [q]uit › "
     decided: list[str] = []
     item = next_review(store, skipped, order)
@@ -158,6 +187,10 @@ def run_terminal(store: ReviewStore, reviewer: str, order: str = "default") -> i
             if choice == "next":
                 skipped.add(item["key"])
                 item = next_review(store, skipped, order)
+                continue
+            if choice in _SUGGESTION_KEYS.values():
+                _suggestion(store, reviewer, item, choice, choose)
+                item = refresh(store, item)
                 continue
             if choice == "undo":
                 item = _undo(console, store, reviewer, decided, skipped, order) or item

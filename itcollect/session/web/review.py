@@ -18,6 +18,7 @@ from itcollect.session.review import (
     record_fix,
     record_mark,
     record_pick,
+    record_suggestion,
     record_undo,
     record_unmark,
     record_verdict,
@@ -101,6 +102,14 @@ def mark(app: WebApp, who: Who, body: Body) -> str:
     record_mark(app.store, who.name, body.text("dialogue_id"), body.number("turn_id"), body.text("category"),
                 body.text("severity"), body.number("start"), body.number("end"), body.optional("note"))
     return "Marked."
+
+
+@decision("/api/review/suggestion")
+def suggestion(app: WebApp, who: Who, body: Body) -> str:
+    decided = record_suggestion(app.store, who.name, body.text("dialogue_id"), body.number("turn_id"),
+                                body.number("index"), body.text("decision"), body.optional("category"),
+                                body.optional("severity"))
+    return f"Suggestion {decided}."
 
 
 @decision("/api/review/unmark")

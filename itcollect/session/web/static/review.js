@@ -22,8 +22,13 @@
   }
 
   /** The answer's text with the marks as highlighted spans (offsets count code points, as the server does). */
-  function markedText(content, marks) {
+  function markedText(content, marks, suggestions) {
     const chars = Array.from(content);
+    const open = new Array(chars.length).fill(false);  // under an open suggestion of the judge
+    for (const g of suggestions || []) {
+      if (g.decision || g.start === null) continue;
+      for (let i = g.start; i < g.end && i < chars.length; i++) open[i] = true;
+    }
     const rank = (s) => severities.length - severities.indexOf(s);  // the server lists the worst first
     const sev = new Array(chars.length).fill(0);
     const titles = new Array(chars.length).fill(null);
@@ -36,11 +41,13 @@
     let i = 0;
     while (i < chars.length) {
       let j = i;
-      while (j < chars.length && sev[j] === sev[i]) j++;
+      while (j < chars.length && sev[j] === sev[i] && open[j] === open[i]) j++;
       const piece = chars.slice(i, j).join("");
       if (sev[i]) {
         const name = severities[severities.length - sev[i]];
         box.appendChild(el("span", {class: `mark mark-${name}`, title: titles[i]}, piece));
+      } else if (open[i]) {
+        box.appendChild(el("span", {class: "suggested", title: "suggested by the judge"}, piece));
       } else {
         box.appendChild(document.createTextNode(piece));
       }
@@ -69,7 +76,7 @@
     const who = user ? `Request · ${t.type || "?"}`
       : t.review_fix ? `Answer · fixed by ${t.review_fix.reviewer}`
       : t.author === "human" ? "Answer · edited by the annotator" : "Answer · model";
-    const text = user || inactive ? el("div", {class: "turn-text"}, t.content) : markedText(t.content, t.marks || []);
+    const text = user || inactive ? el("div", {class: "turn-text"}, t.content) : markedText(t.content, t.marks || [], t.suggestions);
     const node = el("div", {class: `turn ${user ? "turn-user" : "turn-model"}${inactive ? " inactive" : ""}`,
                             "data-state": t.state, "data-turn": t.turn_id, "data-role": t.role},
       el("div", {class: "turn-head"}, who, inactive ? el("span", {class: "badge badge-" + t.state}, t.state) : null),
@@ -87,6 +94,31 @@
         ...(j.errors || []).map((e) => `${e.severity} ${e.category} «${e.span}»`),
         j.compliance ? `compliance ${j.compliance}` : null].filter(Boolean);
       node.appendChild(el("div", {class: "judge-note"}, `judge (${j.judge_model}): ${parts.join(" · ")}`));
+    }
+    if (t.suggestions && t.suggestions.length && !inactive) {
+      const list = el("ul", {class: "suggestions"});
+      for (const g of t.suggestions) {
+        const head = [el("span", {class: "suggested"}, g.span || "(no span)"), ` ${g.severity} · ${g.category} · `];
+        const li = el("li", {"data-suggestion": g.index, "data-turn": t.turn_id,
+                             "data-decision": g.decision || "open"}, "judge suggests ", ...head);
+        if (g.decision) {
+          li.appendChild(el("span", {class: "muted"}, `${g.decision} by ${g.by}`));
+        } else {
+          const act = (decision) => () => decideSuggestion(d, t, g, decision);
+          if (g.start !== null) {
+            li.appendChild(el("button", {type: "button", class: "link", "data-decide": "confirm",
+                                         onclick: act("confirm")}, "c confirm"));
+            li.appendChild(el("button", {type: "button", class: "link", "data-decide": "change",
+                                         onclick: act("change")}, "k change"));
+          } else {
+            li.appendChild(el("span", {class: "muted"}, "(not in the answer) "));
+          }
+          li.appendChild(el("button", {type: "button", class: "link", "data-decide": "dismiss",
+                                       onclick: act("dismiss")}, "d dismiss"));
+        }
+        list.appendChild(li);
+      }
+      node.appendChild(list);
     }
     if (t.control) {
       node.appendChild(el("div", {class: "control-note"},
@@ -229,6 +261,33 @@
 
   function closeMark() { pending = null; $("markform").hidden = true; }
 
+  // -- the judge's suggested marks: c confirm, k change (the mark form, the judge's choice filled in), d dismiss
+  function decideSuggestion(d, t, g, decision) {
+    if (decision !== "change") {
+      send("/api/review/suggestion", {dialogue_id: d.dialogue_id, turn_id: t.turn_id, index: g.index, decision});
+      return;
+    }
+    pending = {dialogue_id: d.dialogue_id, turn_id: t.turn_id, suggestion: g.index};
+    $("mark-span").textContent = g.span;
+    $("mark-category").value = g.category;
+    $("mark-severity").value = g.severity;
+    $("mark-note").value = "";
+    $("markform").hidden = false;
+    $("mark-category").focus();
+  }
+
+  /** The first open suggestion on screen: [dialogue, turn, suggestion]. */
+  function firstOpenSuggestion() {
+    for (const d of item ? (item.mode === "overlap" ? item.dialogues : [item]) : []) {
+      for (const t of d.turns) {
+        if (t.state !== "active") continue;
+        const g = (t.suggestions || []).find((x) => !x.decision);
+        if (g) return [d, t, g];
+      }
+    }
+    return null;
+  }
+
   function markSelectionAnywhere() {
     for (const node of document.querySelectorAll("#turns .turn[data-role=assistant]:not(.inactive)")) {
       const text = node.querySelector(".turn-text");
@@ -246,6 +305,12 @@
   $("markform").addEventListener("submit", (ev) => {
     ev.preventDefault();
     if (!pending) return;
+    if (pending.suggestion !== undefined) {
+      send("/api/review/suggestion", {dialogue_id: pending.dialogue_id, turn_id: pending.turn_id,
+                                      index: pending.suggestion, decision: "change",
+                                      category: $("mark-category").value, severity: $("mark-severity").value});
+      return;
+    }
     send("/api/review/mark", {...pending, category: $("mark-category").value, severity: $("mark-severity").value,
                               note: $("mark-note").value});
   });
@@ -277,6 +342,17 @@
     if (ev.key === "Escape" && pending) { closeMark(); return; }
     if (IT.typing(ev) || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     if (ev.key === "m" && item) { ev.preventDefault(); markSelectionAnywhere(); return; }
+    const suggestionKey = {c: "confirm", k: "change", d: "dismiss"}[ev.key];
+    if (suggestionKey && item) {
+      ev.preventDefault();
+      const open = firstOpenSuggestion();
+      if (!open) { notice("No open suggestion of the judge on this dialogue.", "info"); return; }
+      if (suggestionKey !== "dismiss" && open[2].start === null) {
+        notice("The judge's span is not in the answer: d dismisses it.", "warn"); return;
+      }
+      decideSuggestion(open[0], open[1], open[2], suggestionKey);
+      return;
+    }
     if (order === "overlap") return;
     if (ev.key === "u") { ev.preventDefault(); undoVerdict(null); return; }
     // x rejects: r means "regenerate" on the annotator's page, so it does nothing here
