@@ -158,7 +158,11 @@ def _simulate_variant(url: str, concurrency: int, calls: int, limit: float) -> d
     return _simulate_run(url, concurrency, calls, limit)
 
 
-def _simulate_run(url: str, concurrency: int, calls: int, limit: float) -> dict | None:
+def _simulate_run(url: str, concurrency: int, calls: int, limit: float, *, extra: tuple[str, ...] = (),
+                  calls_per_dialogue: int = 3, label: str = "(b) itcollect simulate") -> dict | None:
+    """Plan ``calls / calls_per_dialogue`` dialogues of 2 user turns and simulate them with
+    ``extra`` simulate options (bench_compare.py: ``--compare ...``); the row of :func:`_measure`,
+    with ``dialogues`` (finished) and ``turns`` (the answer turns played) added."""
     work = Path(tempfile.mkdtemp(prefix="bench-sim-"))
     try:
         env = dict(os.environ, ITCOLLECT_PROGRESS="0")
@@ -174,7 +178,7 @@ def _simulate_run(url: str, concurrency: int, calls: int, limit: float) -> dict 
             sys.path.insert(0, str(REPO))
         from tests.responders import CORPUS
 
-        n_dialogues = max(1, calls // 3)  # 2 user turns: assistant, annotator, assistant
+        n_dialogues = max(1, calls // calls_per_dialogue)  # 2 user turns: assistant, annotator, assistant
         per = n_dialogues  # twice what the plan needs: half en, half zh sources
         (work / "en.txt").write_text("\n".join(f"{CORPUS[i % len(CORPUS)]['en']} Report {i + 1}."
                                                for i in range(per)) + "\n")
@@ -199,10 +203,19 @@ def _simulate_run(url: str, concurrency: int, calls: int, limit: float) -> dict 
             print(f"# (b) skipped: plan failed: {r.stderr.strip()[-300:]}", flush=True)
             return None
         sim = [PY, "-m", "itcollect", "-C", str(ws), "simulate", "--base-url", url, "--model", "fake-model",
-               "--concurrency", str(concurrency)]
+               "--concurrency", str(concurrency), *extra]
         # start-up cost: the same command with nothing to do (--limit 0)
         _, startup = _run_child([*sim, "--limit", "0"], env=env)
-        return _measure(url, "(b) itcollect simulate", sim, limit, env=env, startup_cpu=startup)
+        row = _measure(url, label, sim, limit, env=env, startup_cpu=startup)
+        import sqlite3
+
+        db = sqlite3.connect(ws / "itcollect.db")
+        try:
+            row["dialogues"] = db.execute("SELECT COUNT(*) FROM dialogues WHERE status='done'").fetchone()[0]
+            row["turns"] = db.execute("SELECT COUNT(*) FROM turns WHERE role='assistant' AND state='active'").fetchone()[0]
+        finally:
+            db.close()
+        return row
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
