@@ -14,9 +14,9 @@ the same number of calls:
                           and the judge on the same server: per answer turn N answers and N
                           judgements, so 4N + 1 calls a dialogue.
 
-The responder is tests/responders.py's, with each system's answer marked by its own number of
-zero-width spaces (invisible to every check), so no two candidates have the same text and every
-judgement is its own HTTP call (identical prompts would share one ledger key). Targets (issue 23):
+The responder is tests/responders.py's ``systems_responder``: system ``sysK``'s answers carry K
+invisible marks, so no two candidates have the same text and every judgement is its own HTTP call
+(identical prompts would share one ledger key), and the judge orders them strictly (no ties). Targets (issue 23):
 (d) >= 0.9 of the limit, as simulate; its CPU per turn against (b)'s (a compared turn makes 2N
 calls instead of 1, so the CPU per call is the fairer ratio; both are printed).
 """
@@ -33,17 +33,7 @@ if str(REPO) not in sys.path:
 
 from benchmarks.bench_simulate import _simulate_run, loopback_server  # noqa: E402
 
-MARK = "\u200b"
 SYSTEMS = tuple(f"sys{k + 1}" for k in range(8))
-
-
-def responder(body: dict) -> str:
-    """tests/responders.py's answers; a system's answer carries its own mark (sysK: K marks)."""
-    from tests.responders import responder as base
-
-    text = base(body)
-    model = str(body.get("model", ""))
-    return text + MARK * (SYSTEMS.index(model) + 1) if model in SYSTEMS else text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     limit = args.concurrency / (args.latency_ms / 1000.0)
     systems = ",".join(SYSTEMS[:args.systems])
     per_dialogue = 4 * args.systems + 1
-    with loopback_server(args.latency_ms, "benchmarks.bench_compare:responder") as url:
+    with loopback_server(args.latency_ms, "tests.responders:systems_responder") as url:
         print(f"# server {url}  latency {args.latency_ms:g} ms  concurrency {args.concurrency}  "
               f"limit {limit:g} calls/s  calls {args.calls}  systems {systems}", flush=True)
         single = _simulate_run(url, args.concurrency, args.calls, limit)

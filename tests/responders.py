@@ -404,6 +404,42 @@ def responder(body: dict) -> str:
     return assistant_answer([m for m in messages if m["role"] in ("user", "assistant")])
 
 
+#: An invisible mark (``str.strip`` keeps it, no check of simulate sees it) that
+#: :func:`systems_responder` puts on the answers of the systems it ranks lower.
+MARK = "\u200b"
+
+
+def _system_rank(model: str) -> int:
+    """The marks a system's answers get: the number its model name ends with (``sys3``: 3), else 0."""
+    m = re.search(r"(\d+)$", model)
+    return int(m.group(1)) if m else 0
+
+
+def systems_responder(body: dict) -> str:
+    """:func:`responder` for several systems on one server (``simulate --compare``): the answer of
+    a model whose name ends with a number K carries K marks (so no two systems answer alike), and
+    the judge finds one minor error per mark in the answer it judges (a rating of 5 - K, partial
+    compliance when K > 0), so the systems are strictly ordered: fewer marks, better."""
+    import json
+
+    messages = body.get("messages") or []
+    system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
+    if system.startswith(JUDGE_ROLE):
+        item = judge_item(body)
+        k = item["answer"].count(MARK)
+        out: dict[str, Any] = {"rating": max(1, 5 - k), "in_instruction_language": True}
+        if item["kind"] == "translation":
+            words = _words(item["answer"].replace(MARK, "")) or ["x"]
+            out = {"errors": [{"span": words[0], "category": "style", "severity": "minor"}] * k}
+        if item["revision"]:
+            out.update(compliance="partly" if k else "yes", reason="Partly." if k else "Yes.")
+        return json.dumps(out, ensure_ascii=False)
+    text = responder(body)
+    if system.startswith("Role: simulated annotator"):
+        return text
+    return text + MARK * _system_rank(str(body.get("model", "")))
+
+
 def fill_workspace_sources(store: Any, *, with_refs: bool = True, langs: tuple[str, ...] = ("en", "zh")) -> int:
     """Put the corpus into a store as sources (and references): what ``ingest`` would have done."""
     from itcollect.store import source_id_for
