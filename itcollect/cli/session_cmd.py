@@ -50,9 +50,8 @@ def session(state: State, annotator: str | None, review: bool, order: str, web: 
         raise UsageError("--local and --base-url both name the endpoint: give one")
     if order != "default" and not review:
         raise UsageError("--order goes with --review")
-    if compare is not None and (review or web):
-        raise UsageError("--compare goes with a session at the terminal or over --protocol "
-                         "(not --review; in the browser it is not built yet)")
+    if compare is not None and review:
+        raise UsageError("--compare goes with a session (terminal, --protocol or --web), not --review")
     systems = None
     if compare is not None:
         from itcollect.llm.endpoints import parse_system_names
@@ -77,7 +76,8 @@ def session(state: State, annotator: str | None, review: bool, order: str, web: 
             if web:
                 from itcollect.session.web.server import serve
 
-                code = serve(ws.config, ws.store, ws.root, host=host, port=port, base_url=base_url, model=model)
+                code = serve(ws.config, ws.store, ws.root, host=host, port=port, base_url=base_url, model=model,
+                             compare=systems)
             else:
                 from itcollect.session import run_session
 

@@ -30,7 +30,7 @@ import functools
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
@@ -46,6 +46,7 @@ from itcollect.session.catalog import UI_LANGS, catalog_js, ui_lang
 from itcollect.session.engine import CommandError, Session
 from itcollect.session.review import ReviewError
 from itcollect.session.web import annotate, lead, review
+from itcollect.session.web import compare as _compare  # noqa: F401  (its routes join annotate's table)
 from itcollect.session.web.api import ApiError, Body, Handler, RouteTable, Who, read_body
 from itcollect.session.web.auth import new_secret, secret_hash
 from itcollect.session.web.desk import TAB_TIMEOUT_S, Desk, SharedClient
@@ -119,8 +120,10 @@ class WebApp:
     TABLES: tuple[RouteTable, ...] = (routes, annotate.routes, review.routes, lead.routes)
 
     def __init__(self, config: Config, store: WebStore, client_factory: Callable[[], Any], *,
-                 first_client: Any = None, on_shutdown: Callable[[], None] | None = None) -> None:
+                 first_client: Any = None, on_shutdown: Callable[[], None] | None = None,
+                 compare: Sequence[Any] | None = None) -> None:
         self.config = config
+        self.compare = compare  # the systems' endpoints of a compare session (session --web --compare)
         self.store = store
         self.llm = SharedClient(client_factory, first_client)
         web = settings(config).web
@@ -147,6 +150,10 @@ class WebApp:
         if desk is None:
             desk = self.desks[name] = Desk(Session(self.config, self.store, name, self.llm.handle,
                                                    prompts=self.prompts))
+            if self.compare is not None:
+                from itcollect.session.compare import CompareTurns
+
+                desk.s.compare = CompareTurns(desk.s, self.compare)
         return desk
 
     def auth(self, request: Request, *, roles: tuple[str, ...] | None = None, csrf: bool = False,

@@ -35,6 +35,7 @@ class Desk:
         self.lock = asyncio.Lock()
         self.task: asyncio.Task | None = None
         self.text = ""  # the answer streamed so far
+        self.texts: dict[str, str] = {}  # a compare session's answers streamed so far, by label
         self.error: str | None = None  # the endpoint failed on the pending request
         self.notice: str | None = None  # something the next page load must say (lease lost, ...)
         self.listeners: set[asyncio.Queue] = set()
@@ -80,6 +81,7 @@ class Desk:
             return
         self.error = None
         self.text = ""
+        self.texts = {}
         self.task = asyncio.get_running_loop().create_task(self._answer())
 
     def stop_answer(self) -> bool:
@@ -99,10 +101,18 @@ class Desk:
             self.text = ""
             self._send("reset", {})
 
+        def on_label(label: str, piece: str) -> None:
+            self.texts[label] = self.texts.get(label, "") + piece
+            self._send("delta", {"label": label, "text": piece})
+
         end: dict[str, Any] = {"ok": True}
         try:
-            ans = await self.s.get_answer(on_delta, on_reset)
-            end.update(turn_id=ans.turn_id, warnings=ans.warnings, from_ledger=ans.from_ledger)
+            if self.s.compare is not None:  # every system answers, side by side (session/compare.py)
+                asked = await self.s.compare.ask(on_label)
+                end.update(comparison_id=asked.comparison_id, void=asked.void)
+            else:
+                ans = await self.s.get_answer(on_delta, on_reset)
+                end.update(turn_id=ans.turn_id, warnings=ans.warnings, from_ledger=ans.from_ledger)
         except AnswerFailed as exc:
             self.error = exc.message
             end = {"ok": False, "error": f"The model could not answer: {exc.message}"}
@@ -132,7 +142,7 @@ class Desk:
         with ``end``; at once ``end`` when no answer is being streamed."""
         q: asyncio.Queue = asyncio.Queue()
         if self.streaming:
-            q.put_nowait(("snapshot", {"text": self.text}))
+            q.put_nowait(("snapshot", {"text": self.text, "texts": dict(self.texts)}))
             self.listeners.add(q)
         else:
             q.put_nowait(("end", {"ok": self.error is None, "idle": True, "error": self.error}))

@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,7 +52,8 @@ def _logging() -> None:
 
 
 def serve(config: Config, store: WebStore, root: Path, *, host: str | None = None, port: int | None = None,
-          base_url: str | None = None, model: str | None = None, out: IO[str] | None = None) -> int:
+          base_url: str | None = None, model: str | None = None, out: IO[str] | None = None,
+          compare: Sequence[str] | None = None) -> int:
     """Serve the workspace's sessions in the browser; returns the exit status (0 after Ctrl-C)."""
     import uvicorn
 
@@ -66,9 +67,18 @@ def serve(config: Config, store: WebStore, root: Path, *, host: str | None = Non
     host = typed.web.host if host is None else host
     port = int(typed.web.port if port is None else port)
 
+    systems = None
+    if compare is not None:  # every system answers each request (session/compare.py)
+        from itcollect.llm.endpoints import resolve_systems
+
+        systems = resolve_systems(typed, compare, base_url=base_url)
+
     def factory() -> Any:
         # one client for the whole team (see SharedClient): room for a call per annotator; the
         # config's rate limits apply to the team together, as the provider counts them
+        if systems is not None:
+            return LLMClient(cfg, store, command="session", endpoints={e.role: e for e in systems},
+                             concurrency=max(256, typed.llm.concurrency))
         return LLMClient(cfg, store, command="session", base_url=base_url, model=model,
                          concurrency=max(256, typed.llm.concurrency))
 
@@ -80,7 +90,8 @@ def serve(config: Config, store: WebStore, root: Path, *, host: str | None = Non
     shown = f"[{host}]" if ":" in host else host
     own_url = f"http://{url_host(host)}:{port}"
     write_server_record(root, url=own_url, link_url=typed.web.public_url or own_url)
-    webapp = WebApp(cfg, store, factory, first_client=first, on_shutdown=lambda: remove_server_record(root))
+    webapp = WebApp(cfg, store, factory, first_client=first, on_shutdown=lambda: remove_server_record(root),
+                    compare=systems)
     _logging()
 
     class Server(uvicorn.Server):

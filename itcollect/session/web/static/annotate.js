@@ -108,6 +108,7 @@
     }
 
     renderConversation(d);
+    IT.compare.render(state, act, allowed);
     const streaming = state.streaming;
     $("live").hidden = !streaming;
     if (streaming && !stream) openStream();
@@ -198,11 +199,15 @@
     const es = new EventSource("/api/stream?tab=" + encodeURIComponent(IT.tab));
     stream = es;
     es.addEventListener("snapshot", (e) => {
-      live.textContent = JSON.parse(e.data).text;
+      const data = JSON.parse(e.data);
+      if (data.texts && Object.keys(data.texts).length) IT.compare.snapshot(data);
+      live.textContent = data.text;
       $("live-status").textContent = "answering…";
     });
     es.addEventListener("delta", (e) => {
-      live.appendChild(document.createTextNode(JSON.parse(e.data).text));
+      const data = JSON.parse(e.data);
+      if (data.label) { IT.compare.delta(data); return; }  // a compare session: each answer in its column
+      live.appendChild(document.createTextNode(data.text));
     });
     es.addEventListener("reset", () => {
       live.textContent = "";
@@ -283,8 +288,8 @@
         else await act("/api/accept", {});
         break;
       case "edit":
-        if (!turn) return;
-        $("edit-text").value = turn.content;
+        if (!turn && d.state !== "allbad") return;  // allbad: no answer was good, the person writes it
+        $("edit-text").value = turn ? turn.content : "";
         openPanel("edit");
         break;
       case "regenerate": await act("/api/regenerate", {}); break;
@@ -427,6 +432,7 @@
       }
       if (IT.typing(ev) || ev.ctrlKey || ev.metaKey || ev.altKey || ev.isComposing) return;
       if (!S || !S.dialogue || paused || panel) return;
+      if (/^[1-9]$/.test(ev.key) && allowed("pick")) { ev.preventDefault(); IT.compare.pickNumber(+ev.key); return; }
       const action = {a: "accept", e: "edit", r: allowed("retry") ? "retry" : "regenerate", u: "undo", f: "finish",
                       s: "skip", "!": "flag", g: "guidelines", q: "pause"}[ev.key];
       if (!action) return;
