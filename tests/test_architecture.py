@@ -48,6 +48,9 @@ ALLOWED_EDGES = {
         "orchestration: the web lead's dashboard shows stats' per-annotator quality figures",
     ("itcollect.session.compare", "itcollect.compare.record"):
         "a compare session records its runs and a dialogue's systems the one way compare writes them",
+    ("itcollect.simulate", "itcollect.compare.record"):
+        "simulate --compare records its judged turns through compare.record, the one writer of compared "
+        "turns (runs, a dialogue's systems, candidates, decision and continuing answer in one transaction)",
 }
 ROOT = "itcollect"  # the package itself (``__version__``)
 

@@ -19,7 +19,7 @@ from itcollect.workspace import Workspace, init_workspace
 
 from .conftest import REPO, run_cli
 from .responders import CORPUS, fill_workspace_sources, responder
-from .waiting import wait_until
+from .waiting import kill_9_after, wait_until
 
 CONFIG = """
 [llm]
@@ -205,12 +205,13 @@ def test_dry_run_sends_and_writes_nothing(tmp_path, fake_openai):
     ws.close()
 
 
-def spawn_simulate(root, fake_openai, concurrency: int, **popen) -> subprocess.Popen:
-    """`itcollect simulate` against the loopback server as a real child process (to kill or interrupt)."""
+def spawn_simulate(root, fake_openai, concurrency: int, *extra: str, **popen) -> subprocess.Popen:
+    """`itcollect simulate` against the loopback server as a real child process (to kill or interrupt);
+    ``extra``: more of its arguments."""
     env = dict(os.environ, ITCOLLECT_PROGRESS="0")
     env.pop("OPENAI_BASE_URL", None)
     args = ["-C", str(root), "simulate", "--base-url", fake_openai.base_url, "--model", "fake-model",
-            "--concurrency", str(concurrency)]
+            "--concurrency", str(concurrency), *extra]
     # Ctrl-C as at a terminal: a suite started in the background (`cmd &`, nohup) hands its children
     # SIGINT ignored, and a child that ignores it cannot be interrupted
     boot = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
@@ -224,15 +225,8 @@ def test_kill_9_then_rerun_completes_paying_only_for_calls_in_flight(tmp_path, f
     ws = make_ws(tmp_path, 80)
     root = ws.root
     ws.close()
-    proc = spawn_simulate(root, fake_openai, 16, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while fake_openai.total_requests < 150 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    assert proc.poll() is None, proc.stderr.read().decode()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
-    wait_until(lambda: fake_openai.in_flight == 0, what="the server to finish the calls of the killed process")
+    kill_9_after(spawn_simulate(root, fake_openai, 16, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE),
+                 fake_openai, 150)
     ws = Workspace(root)
     in_flight_at_kill = ws.store.ledger_counts().get("pending", 0)
     before = fake_openai.total_requests

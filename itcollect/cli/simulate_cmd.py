@@ -25,23 +25,37 @@ if TYPE_CHECKING:
               help="With --batch-api: batches in flight, their counts and what each waits for (no network).")
 @click.option("--cancel", "cancel_batches", is_flag=True,
               help="With --batch-api: cancel every batch still out, keep what they answered, free the rest.")
+@click.option("--compare", "compare", default=None, metavar="A,B[,...]",
+              help="Every answer by each of these systems ([llm.systems.NAME], else a model on the assistant's "
+                   "endpoint); the judge picks the best, which continues.")
+@click.option("--judge-model", default=None, metavar="NAME", help="With --compare: the judge's model (default [llm.judge]).")
+@click.option("--judge-base-url", default=None, metavar="URL",
+              help="With --compare: the judge's endpoint (default [llm.judge]).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as one JSON object.")
 @click.pass_obj
 def simulate(state: State, limit, concurrency, base_url, model, annotator_base_url, annotator_model, batch_api, local,
-             max_cost, dry_run, show_status, cancel_batches, as_json) -> None:
+             max_cost, dry_run, show_status, cancel_batches, compare, judge_model, judge_base_url, as_json) -> None:
     """Play every pending spec as a dialogue: an LLM annotator writes the requests, the assistant answers.
 
     Interrupt (Ctrl-C) or kill it at any time: every committed turn is kept and the same command
     continues where it stopped, answering repeated calls from the request ledger.
     """
     # deferred: the command's stage loads when the command runs (the CLI's lazy registry)
+    from itcollect.llm.endpoints import parse_system_names, resolve_systems
+    from itcollect.settings import settings
     from itcollect.simulate import SimulateOptions, SimulateSummary, run_batch_simulation, run_simulation
 
+    if compare is None and (judge_model or judge_base_url):
+        raise click.UsageError("--judge-model and --judge-base-url go with --compare")
     opts = SimulateOptions(limit=limit, concurrency=concurrency, base_url=base_url, model=model,
                            annotator_base_url=annotator_base_url, annotator_model=annotator_model,
-                           max_cost=max_cost, dry_run=dry_run)
+                           max_cost=max_cost, dry_run=dry_run,
+                           compare=tuple(parse_system_names(compare)) if compare is not None else (),
+                           judge_model=judge_model, judge_base_url=judge_base_url)
     summary: SimulateSummary  # a BatchSummary with --batch-api
     with state.workspace() as ws:
+        if compare is not None:  # fewer than two systems or one twice: exit 2 naming the configured ones
+            resolve_systems(settings(ws.config), opts.compare, base_url=base_url)
         if batch_api:
             if local:
                 raise click.UsageError("--batch-api needs a provider with the OpenAI Batch API; the local "
@@ -96,7 +110,22 @@ def render_online(summary: Any) -> str:
     if summary.taken_over:
         line += (f"; {summary.taken_over} taken over by another process while this one stalled past "
                  f"their lease (left to it)")
-    return line
+    return line + render_compare(summary)
+
+
+def render_compare(summary: Any) -> str:
+    """The compared turns of a ``--compare`` run, as lines under the summary line ("" otherwise)."""
+    c = summary.compare
+    if c is None or summary.estimate is not None:
+        return ""
+    out = (f"\ncompare {', '.join(c.systems)}: {c.compared} turns compared ({c.ties} ties broken by the seed), "
+           f"{c.void} void (fewer than two answers, or none that passed the checks: not a comparison)")
+    if c.no_answer:
+        out += f", {c.no_answer} no system answered (left pending: re-run to retry)"
+    if c.own_systems:
+        out += (f"\n{c.own_systems} dialogues continued with the systems they started with, not this run's "
+                f"(a dialogue keeps its systems)")
+    return out
 
 
 def render_batch(summary: Any) -> str:
@@ -119,7 +148,7 @@ def render_batch(summary: Any) -> str:
                  f"every batch)")
     if summary.parked:
         line += f"; {summary.parked} waiting for a batch submitted elsewhere"
-    return line
+    return line + render_compare(summary)
 
 
 def render_batch_estimate(e: dict[str, Any]) -> str:

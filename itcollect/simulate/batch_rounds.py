@@ -20,16 +20,18 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from typing import Any
 
+from itcollect.compare.record import finish_run
 from itcollect.kernel import checks as C
 from itcollect.kernel.errors import ServiceError, UsageError
 from itcollect.kernel.progress import progress
 from itcollect.llm.batch import LOCK_FILE, BatchCall, BatchRunner, CollectReport, batch_status
 from itcollect.llm.runners.batch_rounds import FINISHED, IN_FLIGHT, READY, STRAGGLER, BatchRounds
 from itcollect.settings import settings
+from itcollect.simulate.compare import CompareMachine
 from itcollect.simulate.driver import DialogueDriver, DialogueState
 from itcollect.simulate.estimate import estimate_run
 from itcollect.simulate.machine import DialogueMachine
-from itcollect.simulate.online import make_client, make_driver, specs_to_play
+from itcollect.simulate.online import make_client, make_driver, make_machine, specs_to_play, start_compare_run
 from itcollect.simulate.summary import BatchSummary, SimulateOptions
 from itcollect.store import process_holder
 from itcollect.store.interfaces import SimulateStore
@@ -46,19 +48,23 @@ def simulate_batch_status(store: SimulateStore) -> dict[str, Any]:
     return {**batch_status(store, command=COMMAND), "specs": store.spec_counts()}
 
 
-def _dry_run(store: SimulateStore, opts: SimulateOptions, llm: Any, driver: DialogueDriver,
+def _dry_run(ws: Workspace, store: SimulateStore, opts: SimulateOptions, llm: Any, driver: DialogueDriver,
              runner: BatchRunner) -> dict[str, Any]:
     """The whole remaining run at batch prices (as online ``--dry-run`` estimates it), and the
     next round exactly: its calls, tokens, cost and input files. Writes nothing."""
-    specs = specs_to_play(store, opts.limit)
-    estimate = estimate_run(store, driver, llm, specs, batch=True, lookup=lambda key: runner.lookup(key).kind)
+    specs = specs_to_play(store, opts.limit, compare=bool(opts.compare))
+    machine = make_machine(ws, opts, llm, driver, write=False)
+    compare = machine if isinstance(machine, CompareMachine) else None
+    estimate = estimate_run(store, driver, llm, specs, batch=True, lookup=lambda key: runner.lookup(key).kind,
+                            compare=compare)
     rounds: BatchRounds[int, DialogueState] = BatchRounds(runner, llm, wait=False)
-    machine = DialogueMachine(store, driver, write=False)
     calls: dict[str, BatchCall] = {}
     counts = {READY: 0, IN_FLIGHT: 0, STRAGGLER: 0}
     remaining = 0
     for spec in specs:
         state = driver.load(store, spec)
+        if compare is not None:
+            compare.attach(state)
         kind, to_send = rounds.advance(machine, state, apply=False)
         for call in to_send:
             calls.setdefault(call.key, call)
@@ -103,8 +109,10 @@ class _Rounds:
     or when its call failed in ``[batch] max_attempts`` batches (left to online simulate)."""
 
     def __init__(self, store: SimulateStore, driver: DialogueDriver, runner: BatchRunner, holder: str,
-                 opts: SimulateOptions, summary: BatchSummary, max_cost: float | None) -> None:
-        self.machine = DialogueMachine(store, driver)
+                 opts: SimulateOptions, summary: BatchSummary, max_cost: float | None,
+                 machine: DialogueMachine | CompareMachine) -> None:
+        self.machine = machine
+        self.compare = isinstance(machine, CompareMachine)
         self.store = store
         self.driver = driver
         self.runner = runner
@@ -116,9 +124,13 @@ class _Rounds:
 
     def begin(self) -> None:
         store = self.store
-        ids = store.claim_specs(self.holder, self.limit if self.limit is not None else 1 << 40, lease_s=LEASE_S)
+        ids = store.claim_specs(self.holder, self.limit if self.limit is not None else 1 << 40, lease_s=LEASE_S,
+                                compare=self.compare)
         self.states = {i: self.driver.load_or_create(store, spec) for i in ids
                        if (spec := store.get_spec(i)) is not None}
+        if isinstance(self.machine, CompareMachine):
+            for state in self.states.values():
+                self.machine.begin(state)
 
     def items(self) -> Iterator[tuple[int, DialogueState]]:
         if not self.states:
@@ -134,7 +146,10 @@ class _Rounds:
 
     def settle(self, spec_id: int, state: DialogueState, kind: str) -> None:
         store, summary = self.store, self.summary
-        if kind == FINISHED:
+        if kind == FINISHED and state.compare is not None and state.compare.stalled:
+            store.finish_claim(spec_id, self.holder, "pending", state.compare.stalled)  # no system answered
+            summary.call_errors += 1
+        elif kind == FINISHED:
             if state.status == "in_progress":
                 self.driver.finish(store, state, "done")
             store.finish_claim(spec_id, self.holder, state.status, state.status_reason)
@@ -172,7 +187,7 @@ async def _run(ws: Workspace, opts: SimulateOptions, echo: Callable[[str], None]
     try:
         driver = make_driver(ws, llm)
         if opts.dry_run:
-            summary.estimate = _dry_run(store, opts, llm, driver, BatchRunner(store, config, llm, echo=echo))
+            summary.estimate = _dry_run(ws, store, opts, llm, driver, BatchRunner(store, config, llm, echo=echo))
             return summary
         holder = process_holder("simulate-batch")
         typed = settings(config)
@@ -184,12 +199,17 @@ async def _run(ws: Workspace, opts: SimulateOptions, echo: Callable[[str], None]
 
         runner = BatchRunner(store, config, llm, echo=echo, sleep=renewing_sleep)
         rounds: BatchRounds[int, DialogueState] = BatchRounds(runner, llm, wait=typed.batch.wait, max_cost=max_cost)
+        machine = make_machine(ws, opts, llm, driver)
+        start_compare_run(ws, opts, llm, machine, "simulate --compare --batch-api")
+        summary.compare = machine.counts if isinstance(machine, CompareMachine) else None
         try:
             # whatever an earlier run left out there first (finish submitting, poll, collect); then
             # rounds: advance every dialogue from the ledger, submit their next calls together
-            end = await rounds.run(_Rounds(store, driver, runner, holder, opts, summary, max_cost))
+            end = await rounds.run(_Rounds(store, driver, runner, holder, opts, summary, max_cost, machine))
         finally:
             store.release_claims(holder)
+            if summary.compare is not None and summary.compare.run_id is not None:
+                finish_run(ws.store, summary.compare.run_id)
         summary.rounds += end.rounds
         summary.submitted += end.submitted
         if end.still_out:

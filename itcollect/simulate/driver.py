@@ -100,6 +100,9 @@ class DialogueState:
     status_reason: str | None = None
     #: the step :class:`itcollect.simulate.machine.DialogueMachine` asked the calls of, until applied
     pending: Step | None = field(default=None, repr=False)
+    #: ``simulate --compare``: the dialogue's systems and its compared turn in play
+    #: (:class:`itcollect.simulate.compare.Compared`)
+    compare: Any = field(default=None, repr=False)
 
     @property
     def done(self) -> bool:

@@ -18,6 +18,8 @@ from typing import Any
 from itcollect.kernel.prompting import quote_source
 from itcollect.llm.answers import estimate_call
 from itcollect.llm.batch import BatchEstimate
+from itcollect.llm.endpoints import system_role
+from itcollect.llm.runners.machine import Call
 from itcollect.simulate.driver import DialogueDriver
 from itcollect.store.interfaces import SimulateStore
 
@@ -33,24 +35,42 @@ def sample_specs(specs: Sequence[dict[str, Any]], size: int = SAMPLE_SIZE) -> li
     return list(specs[::max(1, len(specs) // size)][:size])
 
 
+def _count(llm: Any, totals: BatchEstimate, lookup: Callable[[str], str], calls: Sequence[Call]) -> bool:
+    """Add ``calls`` to ``totals`` (free when the ledger answers them); False when one is not this
+    run's (out in a batch, or a straggler): the dialogue stops there."""
+    for c in calls:
+        call = llm.batch_call(c.role, c.messages, sample=c.sample, **c.params)
+        kind = lookup(call.key)
+        if kind in ("in_flight", "straggler"):
+            return False
+        if kind == "answered":
+            totals.count(call.role)
+        else:
+            totals.add(call.role, estimate_call(call.body), llm.price_for(call.role))
+    return True
+
+
 def walk(store: SimulateStore, driver: DialogueDriver, llm: Any, spec: dict[str, Any], totals: BatchEstimate,
-         lookup: Callable[[str], str]) -> None:
+         lookup: Callable[[str], str], compare: Any = None) -> None:
     """Play ``spec``'s dialogue from its committed turns to its end with stand-in answers, adding
     its calls to ``totals`` (calls the ledger answers count, with no tokens or cost). ``lookup(key)`` says what the ledger knows of a call: "answered",
-    "in_flight" (the dialogue is parked), "straggler" (left to online simulate) or "to_send"."""
+    "in_flight" (the dialogue is parked), "straggler" (left to online simulate) or "to_send".
+    ``compare`` (a :class:`~itcollect.simulate.compare.CompareMachine`): each answer is N calls,
+    one per system of the dialogue, and N judgements."""
     state = driver.load(store, spec)
+    systems = compare.systems_for(state) if compare is not None else []
     while (step := driver.next_step(state)) is not None:
         if step.kind == "template":
             content = step.text or ""
         else:
-            call = llm.batch_call(step.role, step.messages or [], sample=step.sample)
-            kind = lookup(call.key)
-            if kind in ("in_flight", "straggler"):  # not this run's call: the dialogue stops here
-                return
-            if kind == "answered":
-                totals.count(call.role)
+            if compare is not None and step.kind == "assistant":
+                answers = [Call(system_role(n), step.messages or [], step.sample) for n in systems]
+                judgements = [compare.judge_call(state, step, state.source_text) for _ in systems]
+                calls = answers + judgements
             else:
-                totals.add(call.role, estimate_call(call.body), llm.price_for(call.role))
+                calls = [Call(step.role, step.messages or [], step.sample)]
+            if not _count(llm, totals, lookup, calls):  # not this run's call: the dialogue stops here
+                return
             if step.kind == "assistant":
                 content = state.source_text
             else:
@@ -74,14 +94,15 @@ def online_lookup(store: SimulateStore) -> Callable[[str], str]:
 
 def estimate_run(store: SimulateStore, driver: DialogueDriver, llm: Any, specs: Sequence[dict[str, Any]], *,
                  batch: bool = False, lookup: Callable[[str], str] | None = None,
-                 sample_size: int = SAMPLE_SIZE) -> dict[str, Any]:
+                 sample_size: int = SAMPLE_SIZE, compare: Any = None) -> dict[str, Any]:
     """The estimate of playing ``specs`` to their end (see the module docstring): the keys of
-    both modes, and with ``batch`` the batch-specific ones (costs at batch prices)."""
+    both modes, and with ``batch`` the batch-specific ones (costs at batch prices); ``compare``:
+    a ``--compare`` run's machine (N answers and N judgements per answer)."""
     sample = sample_specs(specs, sample_size)
     totals = BatchEstimate()
     look = lookup or online_lookup(store)
     for spec in sample:
-        walk(store, driver, llm, spec, totals, look)
+        walk(store, driver, llm, spec, totals, look, compare)
     scale = len(specs) / len(sample) if sample else 0.0
     out: dict[str, Any] = {"dialogues": len(specs), "sampled": len(sample), "calls": round(totals.calls * scale),
                            "prompt_tokens": round(totals.prompt_tokens * scale),
@@ -95,4 +116,6 @@ def estimate_run(store: SimulateStore, driver: DialogueDriver, llm: Any, specs: 
                    max_completion_tokens=round(totals.max_completion_tokens * scale),
                    by_role={r: round(n * scale) for r, n in totals.by_role.items()})
     out.update(assistant_model=llm.model_for("assistant"), annotator_model=llm.model_for("annotator"))
+    if compare is not None:  # every answer by each system, each judged: N + N calls per answer
+        out["compare"] = {"systems": list(compare.run_systems), "judge_model": compare.judge.model}
     return out

@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from itcollect.compare.record import finish_run, start_run
 from itcollect.kernel import checks as C
 from itcollect.kernel.errors import InputError, ServiceError, UsageError
 from itcollect.kernel.langid import warm_up
 from itcollect.kernel.progress import progress
 from itcollect.llm import DEFAULT_ROLES, EndpointFlags, LLMClient, resolve_endpoints
+from itcollect.llm.endpoints import SYSTEM_ROLE_PREFIX, system_name, system_role
+from itcollect.llm.judgement.ask import Judge
 from itcollect.llm.runners.online import CALL_FAILED, PARKED, TAKEN_OVER, Ended, OnlineRunner
 from itcollect.settings import settings
+from itcollect.simulate.compare import CompareMachine, compare_systems
 from itcollect.simulate.driver import DialogueDriver, DialogueState
 from itcollect.simulate.estimate import estimate_run
 from itcollect.simulate.machine import DialogueMachine
 from itcollect.simulate.summary import SimulateOptions, SimulateSummary
 from itcollect.store import process_holder
-from itcollect.store.interfaces import SimulateStore
+from itcollect.store.interfaces import SimulateCompareStore, SimulateStore
 
 if TYPE_CHECKING:
     from itcollect.workspace import Workspace
@@ -32,12 +37,42 @@ if TYPE_CHECKING:
 
 def make_client(ws: Workspace, opts: SimulateOptions, *, command: str = "simulate", dry_run: bool = False,
                 max_cost: bool = True) -> LLMClient:
-    """The run's LLM client, from the options (``--max-cost`` or ``[simulate] max_cost_usd``)."""
-    limit = opts.max_cost if opts.max_cost is not None else (settings(ws.config).simulate.max_cost_usd or None)
-    endpoints = resolve_endpoints(settings(ws.config), DEFAULT_ROLES, base_url=opts.base_url, model=opts.model,
-                                  flags={"annotator": EndpointFlags(opts.annotator_base_url, opts.annotator_model)})
+    """The run's LLM client, from the options (``--max-cost`` or ``[simulate] max_cost_usd``); with
+    ``--compare`` also the judge (``--judge-model`` / ``--judge-base-url``, else ``[llm.judge]``)
+    and every system the run compares or a dialogue it may continue keeps."""
+    typed = settings(ws.config)
+    limit = opts.max_cost if opts.max_cost is not None else (typed.simulate.max_cost_usd or None)
+    roles = (*DEFAULT_ROLES, "judge") if opts.compare else DEFAULT_ROLES
+    endpoints = resolve_endpoints(typed, roles, base_url=opts.base_url, model=opts.model,
+                                  flags={"annotator": EndpointFlags(opts.annotator_base_url, opts.annotator_model),
+                                         "judge": EndpointFlags(opts.judge_base_url, opts.judge_model)})
+    if opts.compare:
+        run, kept = compare_systems(typed, ws.store, opts.compare, base_url=opts.base_url)
+        endpoints.update({e.role: e for e in (*run, *kept)})
     return LLMClient(ws.config, ws.store, command=command, endpoints=endpoints, concurrency=opts.concurrency,
                      max_cost_usd=limit if max_cost else None, dry_run=dry_run)
+
+
+def make_machine(ws: Workspace, opts: SimulateOptions, llm: LLMClient, driver: DialogueDriver, *,
+                 write: bool = True, run_id: int | None = None,
+                 on_end: Callable[[DialogueState], None] | None = None) -> DialogueMachine | CompareMachine:
+    """The machine of one dialogue: a plain one, or with ``--compare`` the compared one."""
+    if not opts.compare:
+        return DialogueMachine(ws.store, driver, write=write, on_end=on_end)
+    names = [system_name(r) for r in llm.roles if r.startswith(SYSTEM_ROLE_PREFIX)]
+    systems = {n: {"name": n, "model": llm.model_for(system_role(n)), "base_url": llm.base_url_for(system_role(n))}
+               for n in names}
+    judge = Judge(ws.config, llm.model_for("judge"), prompts=driver.prompts)
+    return CompareMachine(ws.store, driver, judge, systems=systems, run_systems=list(opts.compare), run_id=run_id,
+                          write=write, on_end=on_end)
+
+
+def start_compare_run(ws: Workspace, opts: SimulateOptions, llm: LLMClient, machine: Any, command: str) -> None:
+    """Record the compare run and the systems it compares (nothing for a plain run)."""
+    if isinstance(machine, CompareMachine):
+        machine.run_id = machine.counts.run_id = start_run(
+            ws.store, command, "judge", [machine.systems[n] for n in machine.run_systems],
+            judge_model=llm.model_for("judge"))
 
 
 def make_driver(ws: Workspace, llm: LLMClient) -> DialogueDriver:
@@ -45,9 +80,10 @@ def make_driver(ws: Workspace, llm: LLMClient) -> DialogueDriver:
                           annotator_model=llm.model_for("annotator"), base=ws.root)
 
 
-def specs_to_play(store: SimulateStore, limit: int | None) -> list[dict[str, Any]]:
-    """The specs a run would play, in claim order: pending and in progress, at most ``limit``."""
-    specs = list(store.iter_specs(("pending", "in_progress")))
+def specs_to_play(store: SimulateStore, limit: int | None, *, compare: bool = False) -> list[dict[str, Any]]:
+    """The specs a run would play, in claim order: pending and in progress, at most ``limit``
+    (replay specs only for a ``--compare`` run)."""
+    specs = [s for s in store.iter_specs(("pending", "in_progress")) if compare or not s.get("replay_of")]
     return specs if limit is None else specs[:limit]
 
 
@@ -55,7 +91,10 @@ async def _estimate(ws: Workspace, opts: SimulateOptions) -> dict[str, Any]:
     """``--dry-run`` online: the whole remaining run at online prices (see :mod:`.estimate`)."""
     client = make_client(ws, opts, dry_run=True)
     try:
-        return estimate_run(ws.store, make_driver(ws, client), client, specs_to_play(ws.store, opts.limit))
+        driver = make_driver(ws, client)
+        machine = make_machine(ws, opts, client, driver, write=False)
+        return estimate_run(ws.store, driver, client, specs_to_play(ws.store, opts.limit, compare=bool(opts.compare)),
+                            compare=machine if isinstance(machine, CompareMachine) else None)
     finally:
         await client.aclose()
 
@@ -78,13 +117,15 @@ class OnlineRun:
     """
 
     def __init__(self, ws: Workspace, opts: SimulateOptions, bar: Any = None) -> None:
-        self.store: SimulateStore = ws.store
+        self.store: SimulateCompareStore = ws.store
         self.opts = opts
         self.bar = bar
         self.summary = SimulateSummary()
         self.client = make_client(ws, opts)
         self.driver = make_driver(ws, self.client)
-        self.machine = DialogueMachine(self.store, self.driver, on_end=self._release)
+        self.machine = make_machine(ws, opts, self.client, self.driver, on_end=self._release)
+        start_compare_run(ws, opts, self.client, self.machine, "simulate --compare")
+        self.summary.compare = self.machine.counts if isinstance(self.machine, CompareMachine) else None
         self.runner: OnlineRunner[dict[str, Any], DialogueState] = OnlineRunner(
             self.client, limit=opts.limit, checkpoints=self.store.background_checkpoints())
         self.claim_size = opts.claim_batch or max(16, self.client.concurrency // 2)
@@ -127,7 +168,7 @@ class OnlineRun:
             return
         self.claims_made += 1
         holder = process_holder(f"simulate-b{self.claims_made}")
-        ids = self.store.claim_specs(holder, n, lease_s=self.lease_s)
+        ids = self.store.claim_specs(holder, n, lease_s=self.lease_s, compare=bool(self.opts.compare))
         if len(ids) < n or (left is not None and left - len(ids) <= 0):
             self.claims_exhausted = True
         if ids:
@@ -166,6 +207,8 @@ class OnlineRun:
         # Fewer commits, same guarantees: a new dialogue and its first (template) turn are one transaction.
         with self.store.transaction():
             state = self.driver.load_or_create(self.store, spec)
+            if isinstance(self.machine, CompareMachine):
+                self.machine.begin(state)
             self.machine.calls(state)
         return state
 
@@ -186,6 +229,11 @@ class OnlineRun:
             summary.call_errors += 1
             return
         assert state is not None
+        if state.compare is not None and state.compare.stalled:  # no system answered: left for the next run
+            summary.call_errors += 1
+            runner_error = state.compare.stalled
+            self.runner.last_call_error = runner_error
+            return
         released = self.released.pop(spec["id"], None)
         if released is None:  # complete but not yet marked (e.g. a crash right before), or ended earlier
             with self.store.transaction():
@@ -235,6 +283,8 @@ class OnlineRun:
                 self._renewer.cancel()
             summary.calls = client.stats()
             await client.aclose()
+            if summary.compare is not None and summary.compare.run_id is not None:
+                finish_run(self.store, summary.compare.run_id)
             self._postfix(force=True)
         stop_reason, summary.stop_kind = runner.stop_reason, runner.stop_kind
         if stop_reason is None and summary.call_errors and not summary.done and not summary.failed:

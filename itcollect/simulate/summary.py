@@ -27,6 +27,10 @@ class SimulateOptions:
     dry_run: bool = False
     lease_s: float | None = None  # default: [simulate] lease_s
     claim_batch: int | None = None
+    #: ``--compare A,B[,...]``: the systems every turn compares (empty: a plain run)
+    compare: tuple[str, ...] = ()
+    judge_model: str | None = None
+    judge_base_url: str | None = None
 
 
 #: ``--json`` keys of both modes. ``estimate`` is the ``--dry-run`` estimate of the whole remaining
@@ -46,6 +50,7 @@ class SimulateSummary:
     left pending for the next run); ``taken_over`` (online: another process took the spec over
     while this one stalled past its lease). ``calls``: the run's LLM call counters.
     ``stopped``: why the run stopped early (``stop_kind`` "endpoint": exit 1, "cost": the budget).
+    ``compare`` (``--compare`` only, ``--json`` key ``compare``): the turns compared, void and tied.
     """
 
     done: int = 0
@@ -58,6 +63,8 @@ class SimulateSummary:
     calls: dict[str, Any] = field(default_factory=dict)
     estimate: dict[str, Any] | None = None
     failures: dict[str, int] = field(default_factory=dict)
+    #: ``--compare``: the compared turns (:class:`itcollect.simulate.compare.CompareCounts`); None otherwise
+    compare: Any = None
 
     def count_failure(self, code: str) -> None:
         self.failures[code] = self.failures.get(code, 0) + 1
@@ -70,6 +77,8 @@ class SimulateSummary:
         out = {k: getattr(self, k) for k in self.json_keys()}
         if self.estimate is not None:
             out["dry_run"] = self.estimate
+        if self.compare is not None:  # --compare only: turns compared, void, ties
+            out["compare"] = self.compare.to_json()
         return out
 
 

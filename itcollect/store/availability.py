@@ -83,6 +83,17 @@ def may_take(kind: str) -> str:
     raise ValueError(f"unknown worker kind {kind!r}")
 
 
+def simulate_claims(compare: bool) -> str:
+    """WHERE fragment over a spec ``s``: what a ``simulate`` run claims beside :func:`may_take`.
+    A compare run (``simulate --compare``) takes any spec; a plain run leaves the replays of
+    ``plan --from-split`` (they exist to compare systems) and the dialogues a comparison started
+    (a dialogue keeps its systems: one assistant's answer is never mixed into them)."""
+    if compare:
+        return "1 = 1"
+    return ("s.replay_of IS NULL AND NOT EXISTS (SELECT 1 FROM dialogues dc JOIN dialogue_systems ds"
+            " ON ds.dialogue_id = dc.id WHERE dc.spec_id = s.id)")
+
+
 #: Expression with one parameter (now, unix time): spec ``s`` has a live lease (one that has not
 #: run out), on any copy.
 LIVE_LEASE = "EXISTS (SELECT 1 FROM leases l WHERE l.spec_id = s.id AND l.expires_at >= ?)"
@@ -131,6 +142,7 @@ def settle_spec_status(c: sqlite3.Connection, spec_id: int, status: str, reason:
     c.execute("UPDATE specs SET status=?, status_reason=?, updated_at=? WHERE id=?", (status, reason, utcnow(), spec_id))
 
 
-__all__ = ["Overlap", "MAX_COPIES", "COPY_NUMBERS", "unit_hash", "overlap_copies", "may_take", "LIVE_LEASE",
+__all__ = ["Overlap", "MAX_COPIES", "COPY_NUMBERS", "unit_hash", "overlap_copies", "may_take", "simulate_claims",
+           "LIVE_LEASE",
            "PENDING_FREE", "SLOT_FREE",
            "NOT_MINE_ELSEWHERE", "not_mine_elsewhere", "settle_spec_status"]

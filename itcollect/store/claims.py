@@ -18,7 +18,7 @@ import socket
 import time
 from typing import Any
 
-from itcollect.store.availability import PENDING_FREE, may_take
+from itcollect.store.availability import PENDING_FREE, may_take, simulate_claims
 from itcollect.store.core import StoreCore, utcnow
 
 _HOLDER_RE = re.compile(r"^[a-z][a-z0-9_-]*@([^:@]+):(\d+)$")
@@ -49,7 +49,7 @@ def _holder_dead(holder: str) -> bool:
 
 
 class ClaimsMixin(StoreCore):
-    def claim_specs(self, holder: str, limit: int, *, lease_s: float = 600.0) -> list[int]:
+    def claim_specs(self, holder: str, limit: int, *, lease_s: float = 600.0, compare: bool = False) -> list[int]:
         """Atomically claim up to ``limit`` free specs for ``holder``; returns their ids (ascending).
 
         Availability follows the rules of :mod:`.leases` (one table for humans and simulate): the
@@ -60,12 +60,14 @@ class ClaimsMixin(StoreCore):
         A spec whose dialogue a human started (or that was imported) is never claimed here: a
         machine must not append simulated turns to an annotator's dialogue, even after the
         annotator's lease expired; it stays for the annotator (see :mod:`.leases`). Nor is an
-        overlap spec: its copies are meant for people (:mod:`.availability`).
+        overlap spec: its copies are meant for people (:mod:`.availability`). ``compare``: a
+        ``simulate --compare`` run, which alone takes replay specs and compared dialogues
+        (:func:`~itcollect.store.availability.simulate_claims`).
         """
         if limit <= 0:
             return []
         now = time.time()
-        machine = may_take("simulated")
+        machine = f"{may_take('simulated')} AND {simulate_claims(compare)}"
         with self.transaction() as c:
             held = c.execute(
                 "SELECT s.id, l.holder, l.expires_at FROM specs s JOIN leases l ON l.spec_id = s.id"

@@ -130,6 +130,13 @@ class ComparisonsMixin(StoreCore):
             "SELECT name, model, base_url, run_id FROM dialogue_systems WHERE dialogue_id=? ORDER BY position",
             (dialogue_id,))]
 
+    def compared_systems(self) -> list[dict[str, Any]]:
+        """Every system some dialogue keeps (``{name, model, base_url}``, each once, by name): the
+        systems a compare run may have to ask to continue those dialogues."""
+        return [dict(r) for r in self.query(
+            "SELECT name, model, base_url FROM dialogue_systems GROUP BY name, model, base_url"
+            " ORDER BY name, model, base_url")]
+
     # -- comparisons ----------------------------------------------------------------------------------
     def add_comparison(self, dialogue_id: str, idx: int, candidates: Sequence[Mapping[str, Any]], *,
                        labels: Sequence[str] | None = None, run_id: int | None = None) -> int:
