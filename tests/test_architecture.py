@@ -46,6 +46,8 @@ ORCHESTRATION = {
 ALLOWED_EDGES = {
     ("itcollect.session.web", "itcollect.stats.quality"):
         "orchestration: the web lead's dashboard shows stats' per-annotator quality figures",
+    ("itcollect.session.web.lead", "itcollect.export"):
+        "orchestration: the lead's page downloads what `export --format all` writes, as a zip",
     ("itcollect.session.compare", "itcollect.compare.record"):
         "a compare session records its runs and a dialogue's systems the one way compare writes them",
     ("itcollect.simulate", "itcollect.compare.record"):

@@ -655,3 +655,70 @@ def test_control_review_marks_fix_overlap_pick_and_the_leads_figures(tmp_path, l
     # the same figures as the CLI
     cli = json.loads(run_cli("-C", str(ws), "stats", "--annotators", "--json").stdout)
     assert cli["annotators"] == out["quality"]
+
+
+def test_lead_drills_down_to_an_annotators_dialogues_with_filters_and_downloads_the_export_zip(
+        tmp_path, llm, servers):
+    """Issue 24 item 12: per annotator their dialogues with status, review outcome and judge score,
+    filtered by pair and date; the current filtered export as a zip holding what `export --format
+    all` writes."""
+    import datetime
+    import io
+    import zipfile
+
+    ws = make_workspace(tmp_path / "ws", 3, instruction_langs=("zh",))
+    srv = start(servers, ws, llm.base_url)
+    ann = Client(srv.url, add_account(ws, "alice"))
+    for k in range(2):
+        ann.state()
+        ann.act("/api/request", {"text": "请把这句话译成中文。"})
+        ann.answer()
+        if k == 0:
+            ann.act("/api/flag", {"note": "核对"})
+        ann.act("/api/finish")
+    ann.state()
+    ann.act("/api/skip", {"reason": "bad_source"})
+    rev = Client(srv.url, add_account(ws, "bob", "reviewer"))
+    item = rev.get("/api/review")[1]["item"]
+    assert rev.post("/api/review/verdict", {"dialogue_id": item["dialogue_id"], "verdict": "accept"})[0] == 200
+    lead = Client(srv.url, add_account(ws, "lee", "lead"))
+    assert lead.get("/api/lead")[0] == 200
+    assert rev.get("/api/lead/dialogues?annotator=alice")[0] == 403
+    status, out = lead.get("/api/lead/dialogues?annotator=alice")
+    assert status == 200
+    rows = sorted(out["dialogues"], key=lambda d: d["spec_id"])
+    assert [(d["spec_id"], d["pair"], d["status"], d["review_status"], d["flagged"], d["answers"], d["judge_score"])
+            for d in rows] == [(1, "en-zh", "done", "accepted", True, 1, None), (2, "en-zh", "done", None, False, 1, None),
+                               (3, "en-zh", "skipped", None, False, 0, None)]
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    day = datetime.timedelta(days=1)
+
+    def count(query):
+        status, out = lead.get("/api/lead/dialogues?annotator=alice&" + query)
+        assert status == 200, out
+        return len(out["dialogues"])
+
+    assert count("pair=en-zh") == 3 and count("pair=en-fr") == 0
+    assert count(f"since={today}&until={today}") == 3
+    assert count(f"since={today + day}") == 0 and count(f"until={today - day}") == 0
+    status, out = lead.get("/api/lead/dialogues?annotator=alice&since=yesterday")
+    assert status == 400 and "YYYY-MM-DD" in out["error"]
+    assert lead.get("/api/lead/dialogues?annotator=alice&pair=en_zh%27")[0] == 400
+    # the zip: refused without the CSRF token, then the very files `export --format all` writes
+    assert run_cli("-C", str(ws), "filter").returncode == 0
+    status, _, _, _ = http(srv.url, "POST", "/api/lead/export", body=b"{}",
+                           headers={**lead.headers(csrf=False), "Content-Type": "application/json"})
+    assert status == 403
+    status, headers, data, _ = http(srv.url, "POST", "/api/lead/export", body=b"{}",
+                                    headers={**lead.headers(), "Content-Type": "application/json"})
+    assert status == 200 and headers["content-type"] == "application/zip"
+    assert "itcollect-export.zip" in headers["content-disposition"]
+    names = sorted(zipfile.ZipFile(io.BytesIO(data)).namelist())
+    out_dir = tmp_path / "cli-export"
+    r = run_cli("-C", str(ws), "export", "--hf", str(out_dir), "--format", "all")
+    assert r.returncode == 0, r.stderr
+    assert names == sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())
+    zipped = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("sharegpt.json"))
+    assert zipped == json.loads((out_dir / "sharegpt.json").read_text(encoding="utf-8")) and len(zipped) == 2
+    with Store(ws / "itcollect.db") as store:
+        assert len(store.list_exports()) == 2   # the download was recorded as an export

@@ -561,3 +561,45 @@ def test_the_judges_error_spans_are_suggested_marks_confirmed_changed_or_dismiss
         assert [(m["category"], m["severity"], m["span"]) for m in store.review_marks(did)] == [
             ("accuracy/mistranslation", "major", "budget"), ("fluency/grammar", "minor", "lundi")]
     assert srv.url
+
+
+def test_lead_drills_down_filters_and_downloads_the_export(tmp_path, llm, servers, browsers):
+    """Issue 24 item 12 on the page: a name opens that person's dialogues (status, review, judge
+    score), the pair and date filters narrow them, and the export downloads as a zip."""
+    import datetime
+
+    from .conftest import run_cli
+
+    ws = make_workspace(tmp_path / "ws", 2, instruction_langs=("zh",))
+    srv = serve(servers, ws, llm.base_url)
+    llm.stream_chunk_delay = 0.0
+    ann = Client(srv.url, add_account(ws, "alice"))
+    ann.state()
+    ann.act("/api/request", {"text": "请把这句话译成中文。"})
+    ann.answer()
+    ann.act("/api/finish")
+    ann.state()
+    ann.act("/api/skip", {"reason": "not_news"})
+    assert run_cli("-C", str(ws), "filter").returncode == 0
+    lead = browsers()
+    lead.d.get(add_account(ws, "lee", "lead"))
+    lead.wait(lambda: lead.visible("#board") and lead.js("return !!document.querySelector('[data-drill=alice]')"),
+              what="the dashboard")
+    lead.d.find_element("css selector", "[data-drill=alice]").click()
+    lead.wait(lambda: lead.visible("#drill") and lead.text("#drill-count") == "2 dialogues", what="the drill-down")
+    rows = lead.js("return [...document.querySelectorAll('#drill-table tbody tr')].map(r => "
+                   "[...r.cells].map(c => c.textContent))")
+    assert sorted((r[1], r[2], r[3], r[4], r[5]) for r in rows) == [
+        ("1", "en-zh", "done", "–", "–"), ("2", "en-zh", "skipped (not_news)", "–", "–")]
+    tomorrow = (datetime.datetime.now(datetime.timezone.utc).date() + datetime.timedelta(days=1)).isoformat()
+    lead.js("document.getElementById('drill-since').value = arguments[0];", tomorrow)
+    lead.d.find_element("css selector", "#drill-filters button[type=submit]").click()
+    lead.wait(lambda: lead.text("#drill-count") == "0 dialogues", what="the date filter")
+    lead.js("document.getElementById('drill-since').value = ''; document.getElementById('drill-pair').value = 'en-zh';")
+    lead.d.find_element("css selector", "#drill-filters button[type=submit]").click()
+    lead.wait(lambda: lead.text("#drill-count") == "2 dialogues", what="the pair filter")
+    review_shots(lead, tmp_path / "lead-drill", fits=False)  # the lead page's phone width: issue 24 item 5
+    lead.d.find_element("id", "export-zip").click()
+    lead.wait(lambda: "Downloaded the export" in (lead.text("#notice") or ""), what="the zip")
+    with Store(ws / "itcollect.db") as store:
+        assert len(store.list_exports()) == 1

@@ -150,3 +150,31 @@ class AccountsMixin(StoreCore):
             row["progress"] = row["done"] / row["planned"] if row["planned"] else 0.0
             row["to_replan"] = row["skipped"] + row["failed"]
         return [out[k] for k in sorted(out)]
+
+    def lead_dialogues(self, annotator: str, *, pair: str | None = None, since: str | None = None,
+                       until: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """One person's dialogues for the lead's drill-down, the latest change first: status, the
+        review outcome, the judge's lowest current score; ``pair`` ``src-tgt``, ``since`` / ``until``
+        ISO dates (the last change on or after / before the day after)."""
+        sql = ("SELECT d.id, d.spec_id, d.copy, d.src_lang, d.tgt_lang, d.instruction_lang, d.status,"
+               " d.status_reason, d.review_status, d.flagged, d.created_at, d.updated_at,"
+               " (SELECT MIN(j.score) FROM judgements j WHERE j.dialogue_id = d.id AND j.status = 'judged'"
+               "  AND j.dialogue_rev = d.turns_rev) AS judge_score,"
+               " (SELECT COUNT(*) FROM turns t WHERE t.dialogue_id = d.id AND t.role = 'assistant'"
+               "  AND t.state = 'active') AS answers"
+               " FROM dialogues d WHERE d.annotator = ? AND d.origin = 'human'")
+        params: list[Any] = [annotator]
+        if pair:
+            src, _, tgt = pair.partition("-")
+            sql += " AND d.src_lang = ? AND d.tgt_lang = ?"
+            params += [src, tgt]
+        if since:
+            sql += " AND d.updated_at >= ?"
+            params.append(since)
+        if until:
+            sql += " AND d.updated_at < ?"
+            params.append(until + "~")  # every time of that day sorts before "YYYY-MM-DD~"
+        sql += " ORDER BY d.updated_at DESC, d.id LIMIT ?"
+        params.append(limit)
+        return [{**dict(r), "flagged": bool(r["flagged"]), "pair": f"{r['src_lang']}-{r['tgt_lang']}"}
+                for r in self.query(sql, params)]

@@ -4,15 +4,22 @@ figures and overlap agreement of ``stats --annotators``."""
 from __future__ import annotations
 
 import asyncio
+import io
+import re
+import tempfile
 import time
+import zipfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from itcollect.config import Config
-from itcollect.session.web.api import RouteTable
+from itcollect.kernel.errors import ItcollectError
+from itcollect.session.web.api import ApiError, RouteTable
 from itcollect.session.web.desk import TAB_TIMEOUT_S
 from itcollect.stats.quality import quality_figures
 from itcollect.store import Store
@@ -46,6 +53,15 @@ class LeadFigures:
     async def read(self) -> dict[str, Any]:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._read)
 
+    async def run(self, fn: Callable[[Store], Any]) -> Any:
+        """``fn(store)`` on the lead's own connection, in the lead's thread."""
+        def call() -> Any:
+            if self._reader is None:
+                self._reader = Store(self.path, migrate=False)
+            return fn(self._reader)
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         if self._reader is not None:
@@ -78,3 +94,62 @@ async def lead(app: WebApp, request: Request) -> Response:
     return JSONResponse({"lead": who.name, "csrf": who.csrf, "annotators": rows, "pool": figures["pool"],
                          "specs": figures["specs"], "quality": quality["annotators"],
                          "agreement": quality["agreement"]})
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_PAIR = re.compile(r"[A-Za-z]{2,3}-[A-Za-z]{2,3}")
+
+
+def _filters(request: Request) -> dict[str, str | None]:
+    """The drill-down's filters: ``pair`` (``src-tgt``), ``since`` and ``until`` (``YYYY-MM-DD``)."""
+    out: dict[str, str | None] = {}
+    for key in ("since", "until"):
+        value = request.query_params.get(key) or None
+        if value is not None and not _DATE.fullmatch(value):
+            raise ApiError(400, f"{key} {value!r}: a date as YYYY-MM-DD")
+        out[key] = value
+    pair = request.query_params.get("pair") or None
+    if pair is not None and not _PAIR.fullmatch(pair):
+        raise ApiError(400, f"pair {pair!r}: SRC-TGT, as en-zh")
+    out["pair"] = pair
+    return out
+
+
+@routes.get("/api/lead/dialogues")
+async def dialogues(app: WebApp, request: Request) -> Response:
+    """Per annotator, a drill-down to their dialogues: status, review outcome, judge score."""
+    app.auth(request, roles=("lead",))
+    name = request.query_params.get("annotator", "")
+    if not name:
+        raise ApiError(400, "'annotator' is missing")
+    f = _filters(request)
+    rows = await app.lead.run(lambda store: store.lead_dialogues(name, pair=f["pair"], since=f["since"],
+                                                                 until=f["until"]))
+    return JSONResponse({"annotator": name, **f, "dialogues": rows})
+
+
+def export_zip(store: Store, config: Config) -> bytes:
+    """What ``export --format all`` writes (the dialogues the latest filter run kept), as a zip."""
+    from itcollect.export import export_dataset
+
+    with tempfile.TemporaryDirectory(prefix="itcollect-lead-export-") as tmp:
+        out = Path(tmp) / "export"
+        export_dataset(store, config, out, fmt="all", workers=1)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for path in sorted(out.rglob("*")):
+                if path.is_file():
+                    z.write(path, path.relative_to(out).as_posix())
+        return buf.getvalue()
+
+
+@routes.post("/api/lead/export")
+async def export(app: WebApp, request: Request) -> Response:
+    """The current filtered export as a zip, for a lead who has no shell (recorded as an export)."""
+    app.auth(request, roles=("lead",), csrf=True)
+    try:
+        data = await app.lead.run(lambda store: export_zip(store, app.config))
+    except ItcollectError as exc:
+        raise ApiError(409, exc.format()) from None
+    return Response(data, media_type="application/zip",
+                    headers={"content-disposition": 'attachment; filename="itcollect-export.zip"'})

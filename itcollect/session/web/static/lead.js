@@ -5,11 +5,14 @@
   const {el, clear, api} = IT;
   const $ = (id) => document.getElementById(id);
   let navDone = false;
+  let csrf = "";
+  let drilled = null;   // the annotator whose dialogues are shown
 
   function num(n) { return el("td", {class: "num"}, String(n ?? 0)); }
 
   function render(data) {
     $("who").textContent = `${data.lead} · lead`;
+    csrf = data.csrf || csrf;
     if (!navDone) { clear($("nav-slot")).appendChild(IT.nav("lead", "/lead")); navDone = true; }
     const s = data.specs;
     $("totals").textContent = `specs: ${s.total} · done ${s.done} · skipped ${s.skipped} · in progress ` +
@@ -17,7 +20,9 @@
     const people = clear($("people").tBodies[0]);
     for (const a of data.annotators) {
       people.appendChild(el("tr", {class: a.account === "revoked" ? "inactive" : ""},
-        el("td", {}, a.name), el("td", {}, a.role || "–"), el("td", {}, a.account),
+        el("td", {}, el("button", {type: "button", class: "link", "data-drill": a.name,
+                                   title: "their dialogues", onclick: () => drill(a.name)}, a.name)),
+        el("td", {}, a.role || "–"), el("td", {}, a.account),
         num(a.dialogues), num(a.skipped), num(a.flagged), num(a.turns), num(a.edits),
         el("td", {class: "num"}, IT.seconds(a.median_seconds_per_dialogue)),
         el("td", {}, IT.when(a.last_seen)),
@@ -66,8 +71,67 @@
         el("td", {class: "bar-col"}, bar, el("span", {class: "small" + (p.to_replan ? " warn" : " muted"),
                                                       "data-progress": ""}, ` ${said.join(" · ")}`))));
     }
+    const pairs = $("drill-pair");
+    for (const p of data.pool) {
+      if (![...pairs.options].some((o) => o.value === p.pair)) pairs.appendChild(el("option", {value: p.pair}, p.pair));
+    }
     $("board").hidden = false;
   }
+
+  // -- per annotator: their dialogues, filtered by pair and by the day of their last change
+  async function drill(name) {
+    drilled = name;
+    const q = new URLSearchParams({annotator: name});
+    for (const [key, id] of [["pair", "drill-pair"], ["since", "drill-since"], ["until", "drill-until"]]) {
+      if ($(id).value) q.set(key, $(id).value);
+    }
+    const r = await api("/api/lead/dialogues?" + q.toString());
+    if (r.status !== 200) { IT.notice(r.data.error || `error ${r.status}`, "error"); return; }
+    $("drill-name").textContent = name;
+    const body = clear($("drill-table").tBodies[0]);
+    for (const d of r.data.dialogues) {
+      body.appendChild(el("tr", {"data-dialogue": d.id}, el("td", {}, d.id.slice(0, 8)), num(d.spec_id),
+        el("td", {}, d.pair), el("td", {}, d.status + (d.status_reason ? ` (${d.status_reason})` : "")),
+        el("td", {}, d.review_status || "–"),
+        el("td", {class: "num"}, d.judge_score === null || d.judge_score === undefined ? "–" : String(d.judge_score)),
+        num(d.answers), el("td", {}, d.flagged ? "flagged" : ""), el("td", {}, IT.when(d.updated_at))));
+    }
+    if (!r.data.dialogues.length) {
+      body.appendChild(el("tr", {}, el("td", {colspan: "9", class: "muted"}, "No dialogues for these filters.")));
+    }
+    $("drill-count").textContent = `${r.data.dialogues.length} dialogues`;
+    $("drill").hidden = false;
+  }
+
+  $("drill-filters").addEventListener("submit", (ev) => { ev.preventDefault(); if (drilled) drill(drilled); });
+  $("drill-close").addEventListener("click", () => { drilled = null; $("drill").hidden = true; });
+
+  // -- the current filtered export as a zip (the same files as `export --format all`)
+  $("export-zip").addEventListener("click", async () => {
+    const btn = $("export-zip");
+    btn.disabled = true;
+    IT.notice("Writing the export…", "info");
+    try {
+      const response = await fetch("/api/lead/export", {method: "POST", credentials: "same-origin",
+        headers: {"X-CSRF-Token": csrf, "Content-Type": "application/json"}, body: "{}"});
+      if (response.status !== 200) {
+        let message = response.statusText;
+        try { message = (await response.json()).error || message; } catch (err) { /* not JSON */ }
+        IT.notice(message, "error");
+        return;
+      }
+      const blob = await response.blob();
+      const link = el("a", {href: URL.createObjectURL(blob), download: "itcollect-export.zip", hidden: ""});
+      document.body.appendChild(link);
+      link.click();
+      link.remove();
+      IT.notice(`Downloaded the export (${Math.round(blob.size / 1024)} KB).`, "info");
+    } catch (err) {
+      IT.notice("The server did not answer; try again.", "error");
+    } finally {
+      btn.disabled = false;
+    }
+  });
 
   async function load() {
     const r = await api("/api/lead");
