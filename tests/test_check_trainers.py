@@ -102,31 +102,35 @@ def test_venv_dir_follows_the_pins(ct, tmp_path, monkeypatch):
     assert ct.venv_dir(tmp_path, "trl") != a
 
 
-def test_add_comparisons_gives_one_preference_row_per_answer(ct, tmp_path):
-    """The comparisons the check records (answer against its first half, the judge's pick) come out of
-    ``export --format dpo`` as one TRL conversational preference row each."""
+def test_simulate_compared_gives_one_preference_row_per_compared_turn(ct, tmp_path, fake_openai):
+    """The check's comparisons are ``simulate --compare`` of its two systems on the loopback server:
+    the second system's answers carry the responder's marks and lose every judged turn, so each
+    compared turn comes out of ``export --format dpo`` as one TRL conversational preference row."""
     import datasets
 
     from itcollect.export import export_dataset
     from itcollect.filter import run_filter
+    from itcollect.plan import plan_specs
     from itcollect.workspace import Workspace, init_workspace
 
-    from .test_filter import add_dialogue, en_dialogue, zh_dialogue
+    from .responders import MARK, fill_workspace_sources, systems_responder
 
+    fake_openai.responder = systems_responder
     ws = init_workspace(tmp_path / "ws")
-    dids = [add_dialogue(ws.store, en_dialogue(1)), add_dialogue(ws.store, zh_dialogue(2))]
-    add_dialogue(ws.store, en_dialogue(3), origin="human")  # not simulated: no comparison
-    answers = sum(1 for d in dids for t in ws.store.get_turns(d) if t["role"] == "assistant")
+    fill_workspace_sources(ws.store)
+    plan_specs(ws.store, ws.config, 4, seed=3)
     ws.close()
-    assert ct.add_comparisons(tmp_path / "ws") == answers
+    compared = ct.simulate_compared(tmp_path / "ws", fake_openai.base_url, tmp_path)
     ws = Workspace(tmp_path / "ws")
+    answers = ws.store.scalar("SELECT COUNT(*) FROM turns WHERE role='assistant' AND state='active'")
+    assert compared == answers > 0  # every answer turn was compared
     run_filter(ws.store, ws.config, near_dup=False)
     export_dataset(ws.store, ws.config, tmp_path / "out", fmt="dpo", validation_share=0, test_share=0)
     ws.close()
     rows = list(datasets.load_from_disk(str(tmp_path / "out" / "dpo"))["train"])
-    assert len(rows) == answers == ct.preference_rows(tmp_path / "out")
+    assert len(rows) == ct.preference_rows(tmp_path / "out") > 0
     for r in rows:
         assert (r["chosen_system"], r["rejected_system"], r["chooser"]) == (ct.CHOSEN_SYSTEM, ct.REJECTED_SYSTEM,
                                                                             "judge")
         assert r["prompt"][-1]["role"] == "user" and len(r["chosen"]) == len(r["rejected"]) == 1
-        assert r["chosen"][0]["content"].startswith(r["rejected"][0]["content"])
+        assert r["rejected"][0]["content"] == r["chosen"][0]["content"] + MARK * 2

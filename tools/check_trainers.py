@@ -6,9 +6,9 @@
    ``data/samples`` and of the parallel news corpus of ``tests/responders.py`` (written out as TSVs
    with references, one per source language), ``plan``, ``simulate`` against the test suite's
    OpenAI-compatible loopback server (``python -m tests.fakeserver``, a free port on 127.0.0.1, the
-   deterministic responder of ``tests/responders.py``), a judged comparison at every simulated answer
-   (that answer against the same answer cut in half, recorded through the store's API while ``simulate
-   --compare`` is not built; none with an itcollect whose store has no comparisons), ``import`` of the
+   deterministic ``systems_responder`` of ``tests/responders.py``) as ``simulate --compare`` of two
+   systems on it (``fake-model`` and ``fake-model-2``, whose answers the responder marks and its judge
+   scores lower, so every judged turn has a strict winner: one preference row), ``import`` of the
    shipped demo dialogues, ``filter``, ``export --format all``.
 2. Per trainer, its own virtualenv under ``--cache`` (made once and reused while its pins are the same:
    LLaMA-Factory pins older ``datasets``/``transformers`` than TRL): ``torch==2.13.0`` first (on these
@@ -193,7 +193,7 @@ class LoopbackServer:
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.fakeserver", "--host", "127.0.0.1", "--port", "0",
-             "--responder", "tests.responders:responder"],
+             "--responder", "tests.responders:systems_responder"],
             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.base_url = self.proc.stdout.readline().strip()
@@ -218,42 +218,18 @@ class LoopbackServer:
         self.close()
 
 
-#: the two systems of the recorded comparisons: the simulated answer, and that answer cut to its first half
-CHOSEN_SYSTEM, REJECTED_SYSTEM = "fake-model", "fake-model-cut"
+#: the two systems every simulated turn compares: the responder marks the second one's answers, and its
+#: judge finds an error per mark, so the first wins every judged turn
+CHOSEN_SYSTEM, REJECTED_SYSTEM = "fake-model", "fake-model-2"
 
 
-def add_comparisons(ws_dir: Path) -> int:
-    """A judged comparison at every answer of the finished simulated dialogues, recorded through the
-    store's API (``simulate --compare``, which would make them, is not built yet): the answer that
-    continued (the judge's pick, score 0) against the same answer cut to its first half (score -5).
-    Returns how many; 0 when this itcollect has no comparisons in its store."""
-    from itcollect.workspace import Workspace
-
-    ws = Workspace(ws_dir)
-    try:
-        store = ws.store
-        if not hasattr(store, "add_comparison"):
-            return 0
-        dids = [r[0] for r in store.conn.execute(
-            "SELECT id FROM dialogues WHERE origin='simulated' AND status='done' ORDER BY id")]
-        n = 0
-        for did in dids:
-            for t in store.get_turns(did):
-                if t["role"] != "assistant" or len(t["content"]) < 8:
-                    continue
-                judged = {"status": "answered", "model": "fake-model", "judge_status": "judged",
-                          "judge_model": "fake-judge"}
-                cands = [{**judged, "system": CHOSEN_SYSTEM, "content": t["content"], "score": 0.0},
-                         {**judged, "system": REJECTED_SYSTEM, "content": t["content"][: len(t["content"]) // 2],
-                          "score": -5.0}]
-                cid = store.add_comparison(did, t["idx"], cands)
-                store.decide_comparison(cid, chooser="judge", decision="rank", winner=CHOSEN_SYSTEM,
-                                        ranking=[[CHOSEN_SYSTEM], [REJECTED_SYSTEM]], annotator="fake-judge",
-                                        turn_id=t["id"])
-                n += 1
-        return n
-    finally:
-        ws.close()
+def simulate_compared(ws: Path, base_url: str, cwd: Path) -> int:
+    """``simulate --compare`` of the two systems on the loopback server (the judge there too), then
+    the compared turns ``stats`` counts."""
+    _cli("-C", str(ws), "simulate", "--compare", f"{CHOSEN_SYSTEM},{REJECTED_SYSTEM}", "--base-url", base_url,
+         "--model", CHOSEN_SYSTEM, "--judge-base-url", base_url, "--judge-model", "fake-judge", "--concurrency", "8",
+         cwd=cwd)
+    return int(json.loads(_cli("-C", str(ws), "stats", "--compare", "--json", cwd=cwd))["turns"])
 
 
 def build_export(work: Path, dialogues: int, seed: int) -> tuple[Path, str]:
@@ -271,13 +247,11 @@ def build_export(work: Path, dialogues: int, seed: int) -> tuple[Path, str]:
         _cli("-C", str(ws), "ingest", str(corpus), "--lang", src, "--ref-lang", ref, cwd=work)
     _cli("-C", str(ws), "plan", "--dialogues", str(dialogues), "--seed", str(seed), cwd=work)
     with LoopbackServer() as server:
-        _cli("-C", str(ws), "simulate", "--base-url", server.base_url, "--model", "fake-model",
-             "--concurrency", "8", cwd=work)
-    compared = add_comparisons(ws)
+        compared = simulate_compared(ws, server.base_url, work)
     _cli("-C", str(ws), "import", str(REPO / "itcollect" / "demo_dialogues.jsonl"), cwd=work)
     _cli("-C", str(ws), "filter", cwd=work)
     summary = _cli("-C", str(ws), "export", "--hf", str(out), "--format", "all", cwd=work).strip().splitlines()
-    return out, f"{compared} compared answers recorded; " + (summary[-1] if summary else "")
+    return out, f"{compared} turns compared by simulate --compare; " + (summary[-1] if summary else "")
 
 
 # ---------------------------------------------------------------------------------------------------
