@@ -14,7 +14,10 @@ code and our streaming code run exactly as against vLLM or api.openai.com. It se
   another language), ``length`` (half the answer with ``finish_reason: length``), ``400`` and
   ``401``. ``queue_faults(kind, ...)`` forces the next requests' faults in order (``None``: a
   clean answer), for tests that need "429, then success";
-* ``responder(request_json) -> str`` makes the answer text (settable at run time);
+* ``responder(request_json) -> str`` makes the answer text (settable at run time); it sees the
+  request's ``model``, so one server can play several systems;
+* ``strict_models``: a chat for a model not in ``models`` is answered 404 ("The model `x` does not
+  exist.", as vLLM answers), else every model name is served;
 * ``stream_chunk_delay``: seconds between the pieces of a streamed answer (a slow model, so a
   test can watch an answer arrive piece by piece);
 * counters: every request (``requests``), per call identity (``counts``: the
@@ -88,10 +91,12 @@ class FakeOpenAI:
                  seed: int = 0, retry_after: float | str = 0.05, retry_after_ms: float | None = None,
                  hang_s: float = 30.0, responder: Responder | None = None, host: str = "127.0.0.1",
                  port: int = 0, models: tuple[str, ...] = ("fake-model",),
-                 extra_routes: Any = None, stream_chunk_chars: int = 8, stream_chunk_delay: float = 0.0) -> None:
+                 extra_routes: Any = None, stream_chunk_chars: int = 8, stream_chunk_delay: float = 0.0,
+                 strict_models: bool = False) -> None:
         self.host = host
         self.port = port
         self.models = models
+        self.strict_models = strict_models
         self.seed = seed
         self.retry_after = retry_after
         self.retry_after_ms = retry_after_ms
@@ -304,6 +309,9 @@ class FakeOpenAI:
             if not isinstance(body, dict) or "messages" not in body or "model" not in body:
                 return web.json_response({"error": {"message": "model and messages are required",
                                                     "type": "invalid_request_error"}}, status=400)
+            if self.strict_models and body["model"] not in self.models:  # as vLLM answers an unknown model
+                return web.json_response({"error": {"message": f"The model `{body['model']}` does not exist.",
+                                                    "type": "NotFoundError", "code": 404}}, status=404)
             with self._lock:
                 queued = bool(self._queued)
                 fault = self._queued.pop(0) if queued else None

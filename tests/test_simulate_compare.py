@@ -373,3 +373,21 @@ def test_an_unreachable_judge_stops_the_run_with_one_clear_line(tmp_path, fake_o
     ws = Workspace(root)
     assert not ws.store.has_comparisons() and ws.store.spec_counts()["done"] == 0
     ws.close()
+
+
+def test_an_unknown_system_is_one_clear_line(tmp_path):
+    from tests.fakeserver import FakeOpenAI
+
+    server = FakeOpenAI(models=("fake-model", "m-a", "judge-model"), strict_models=True,
+                        responder=compare_responder).start()
+    try:
+        ws = make_ws(tmp_path, 2)
+        root = ws.root
+        ws.close()
+        r = run_cli("-C", str(root), "simulate", "--base-url", server.base_url, "--model", "fake-model",
+                    "--judge-base-url", server.base_url, "--compare", "m-a,no-such-model")
+        assert r.returncode == 1
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "404" in lines[0] and "no-such-model" in lines[0] and "model name" in lines[0], r.stderr
+    finally:
+        server.stop()
