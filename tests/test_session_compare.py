@@ -388,3 +388,42 @@ def test_terminal_compare_keys_pick_and_the_names_after_finish(tmp_path, server)
         assert c[0]["winner"] == c[0]["labels"][1] and c[0]["chooser"] == "human"
         assert (c[1]["decision"], c[1]["chooser"], c[1]["reason"]) == ("none", "human_edit", "both drop the date")
         assert store.dialogue_for_spec(1)["status"] == "done"
+
+
+def test_overlap_specs_are_compared_by_each_annotator_and_their_picks_agree(tmp_path, server):
+    from .test_overlap import set_config
+
+    ws = _ws(tmp_path, server.base_url, n=1)
+    set_config(ws, overlap_share=1.0, overlap_annotators=2)
+    for name, pick in (("alice", "A"), ("bob", "B")):
+        r = compare_session(ws, name, f"request Please translate this sentence into Chinese.\npick {pick}\nfinish\n",
+                            server.base_url, "qwen72,ours")
+        assert r.returncode == 0, r.stderr
+        assert "done" in [t for t, _ in events(r.stdout)], r.stdout
+    with Store(ws / "itcollect.db") as store:
+        copies = [store.dialogue_for_spec(1, k) for k in (0, 1)]
+        assert {d["annotator"] for d in copies} == {"alice", "bob"}
+        decided = [store.comparisons_of(d["id"])[0] for d in copies]
+        assert {c["annotator"] for c in decided} == {"alice", "bob"}
+        winners = {c["annotator"]: c["winner"] for c in decided}
+    st = run_cli("-C", str(ws), "stats", "--compare", "--json")
+    assert st.returncode == 0, st.stderr
+    comp = json.loads(st.stdout)
+    pa = comp.get("compare", comp)["pick_agreement"]
+    assert pa["n"] == 1 and pa["agreement"] == (1.0 if winners["alice"] == winners["bob"] else 0.0)
+
+    # a compare dialogue opened without --compare is never answered by one model
+    ws2 = _ws(tmp_path / "two", server.base_url, n=1)
+    r = compare_session(ws2, "carol", "request Please translate this sentence into Chinese.\nquit\n",
+                        server.base_url, "qwen72,ours")
+    assert r.returncode == 0, r.stderr
+    with Store(ws2 / "itcollect.db") as store:
+        did = store.dialogue_for_spec(1)["id"]
+        store.undo_comparisons(did, 1)  # the request waits for answers again
+    r = run_cli("-C", str(ws2), "session", "--annotator", "carol", "--base-url", server.base_url, "--model", "m",
+                input="quit\n")
+    assert r.returncode == 0, r.stderr
+    failed = next(d for t, d in events(r.stdout) if t == "endpoint_error")
+    assert "compares systems" in failed["message"]
+    with Store(ws2 / "itcollect.db") as store:
+        assert [t["role"] for t in store.get_turns(did)] == ["user"]

@@ -454,6 +454,8 @@ class Session:
         if self.compare is not None:
             raise CommandError("a compare session asks every system: CompareTurns.ask")
         d = self._need()
+        if self.store.dialogue_systems(d.dialogue_id):  # never one answer mixed into a comparison
+            raise AnswerFailed("this dialogue compares systems: continue it with session --compare and its systems")
         with self.store.transaction():
             self._guard()  # renew before a possibly long call
         turns = self.conversation()
