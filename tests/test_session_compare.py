@@ -5,6 +5,7 @@ read what the session recorded."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,41 @@ def systems_config(url: str, down_url: str | None = None) -> str:
 def compare_session(ws: Path, name: str, script: str, url: str, systems: str, timeout: float = 120):
     return run_cli("-C", str(ws), "session", "--annotator", name, "--base-url", url, "--compare", systems,
                    input=script, timeout=timeout)
+
+
+@contextlib.contextmanager
+def live_session(ws: Path, name: str, systems: str) -> Iterator[tuple[subprocess.Popen, Callable[..., dict]]]:
+    """``session --compare`` in a subprocess speaking the line protocol: yields the process and
+    ``say(line, until_tag)`` (writes a line, returns the next event with that tag); killed if
+    still running afterwards, its pipes closed."""
+    env = dict(os.environ, ITCOLLECT_PROGRESS="0")
+    env.pop("OPENAI_BASE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "itcollect", "-C", str(ws), "session", "--annotator", name, "--compare", systems],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, bufsize=1)
+    seen: list = []
+
+    def say(line: str | None, tag: str) -> dict:
+        if line is not None:
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+        return _read_until(proc, tag, seen)
+
+    try:
+        say(None, "ready")
+        yield proc, say
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+        for f in (proc.stdin, proc.stdout, proc.stderr):
+            if not f.closed:
+                f.close()
+
+
+def kill_9(proc: subprocess.Popen) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
 
 
 @pytest.fixture
@@ -194,36 +231,17 @@ def test_protocol_pick_rank_none_edit_regenerate_undo_and_the_figures(tmp_path, 
 def test_one_system_down_fails_with_a_reason_and_the_turn_goes_on(tmp_path, server):
     down = "http://127.0.0.1:9/v1"  # the discard port: nothing listens
     ws = _ws(tmp_path, server.base_url, n=1, down_url=down)
-    env = dict(os.environ, ITCOLLECT_PROGRESS="0")
-    env.pop("OPENAI_BASE_URL", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "itcollect", "-C", str(ws), "session", "--annotator", "bob", "--compare",
-         "qwen72,down,ours"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=env, bufsize=1)
-    seen: list = []
-    try:
-        _read_until(proc, "ready", seen)
-        proc.stdin.write("request Please translate this sentence into Chinese.\n")
-        proc.stdin.flush()
-        cand = _read_until(proc, "candidates", seen)
+    with live_session(ws, "bob", "qwen72,down,ours") as (proc, say):
+        cand = say("request Please translate this sentence into Chinese.", "candidates")
         failed = [a for a in cand["answers"] if "failed" in a]
         assert len(failed) == 1 and failed[0]["failed"] and failed[0]["content"] == ""
         assert "void" not in cand
         ok = next(a["label"] for a in cand["answers"] if "failed" not in a)
-        proc.stdin.write(f"pick {failed[0]['label']}\n")  # nothing to pick: refused, nothing written
-        proc.stdin.flush()
-        err = _read_until(proc, "error", seen)
+        err = say(f"pick {failed[0]['label']}", "error")  # nothing to pick: refused, nothing written
         assert err["message"].startswith(f"answer {failed[0]['label']} failed (")
-        proc.stdin.write(f"pick {ok}\nfinish\n")
-        proc.stdin.flush()
-        _read_until(proc, "done", seen)
+        say(f"pick {ok}\nfinish", "done")
         proc.stdin.close()
         assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stdout.close()
-        proc.stderr.close()
     with Store(ws / "itcollect.db") as store:
         did = store.dialogue_for_spec(1)["id"]
         c = store.comparisons_of(did)[0]
@@ -277,29 +295,13 @@ def test_kill_9_while_systems_answer_resumes_without_paying_twice(tmp_path, serv
             f'\n[llm.systems.qwen72]\nbase_url = "{server.base_url}"\nmodel = "qwen-72b"\n'
             f'\n[llm.systems.ours]\nbase_url = "{slow.base_url}"\nmodel = "our-sft"\n'))
         slow.set_latency(60.0)
-        env = dict(os.environ, ITCOLLECT_PROGRESS="0")
-        env.pop("OPENAI_BASE_URL", None)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "itcollect", "-C", str(ws), "session", "--annotator", "ann",
-             "--compare", "qwen72,ours"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, bufsize=1)
-        seen: list = []
-        try:
-            _read_until(proc, "ready", seen)
-            proc.stdin.write("request Please translate this sentence into Chinese.\n")
-            proc.stdin.flush()
-            _read_until(proc, "request", seen)
+        with live_session(ws, "ann", "qwen72,ours") as (proc, say):
+            say("request Please translate this sentence into Chinese.", "request")
             deadline = time.time() + 30
             while (_paid(ws) < 1 or not slow.requests) and time.time() < deadline:
                 time.sleep(0.05)
             assert _paid(ws) == 1 and slow.requests  # one answer paid (in the ledger), one on the wire
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            for f in (proc.stdin, proc.stdout, proc.stderr):
-                f.close()
+            kill_9(proc)
         with Store(ws / "itcollect.db") as store:
             did = store.dialogue_for_spec(1)["id"]
             assert store.comparisons_of(did) == []  # nothing half-written
@@ -316,23 +318,9 @@ def test_kill_9_while_systems_answer_resumes_without_paying_twice(tmp_path, serv
 
         # killed after the candidates were committed: a restart shows the same ones, asks nobody
         ws2 = _workspace(tmp_path / "ws2", 1, systems_config(server.base_url))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "itcollect", "-C", str(ws2), "session", "--annotator", "ann",
-             "--compare", "qwen72,ours"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, bufsize=1)
-        seen = []
-        try:
-            _read_until(proc, "ready", seen)
-            proc.stdin.write("request Please translate this sentence into Chinese.\n")
-            proc.stdin.flush()
-            shown = _read_until(proc, "candidates", seen)
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            for f in (proc.stdin, proc.stdout, proc.stderr):
-                f.close()
+        with live_session(ws2, "ann", "qwen72,ours") as (proc, say):
+            shown = say("request Please translate this sentence into Chinese.", "candidates")
+            kill_9(proc)
         n = len(server.requests)
         r = compare_session(ws2, "ann", "pick B\nfinish\n", server.base_url, "qwen72,ours")
         assert r.returncode == 0, r.stderr
