@@ -9,6 +9,7 @@ CI (``CI`` set), where they fail loudly: ``.ci/run`` installs the Debian ``postg
 
 from __future__ import annotations
 
+import glob
 import itertools
 import os
 import shutil
@@ -19,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-_BIN_DIRS = ("/usr/local/bin", "/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin",
-             "/usr/lib/postgresql/15/bin")
+_BIN_DIRS = ("/usr/local/bin", *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True))
 
 
 def _tool(name: str) -> str | None:

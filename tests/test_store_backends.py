@@ -109,3 +109,52 @@ def test_init_store_url_makes_a_workspace_on_postgresql(tmp_path, pg_url):
     pg = Store(pg_url)
     assert pg.schema_version == SCHEMA_VERSION
     pg.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_ws(request, tmp_path):
+    """An initialised workspace whose store is on each backend (``init --store`` for PostgreSQL)."""
+    args = [] if request.param == "sqlite" else ["--store", request.getfixturevalue("pg_url")]
+    r = run_cli("init", str(tmp_path / "ws"), *args, env={"ITCOLLECT_STORE_URL": ""})
+    assert r.returncode == 0, r.stderr
+    return tmp_path / "ws"
+
+
+def test_every_writing_stage_runs_on_both_backends(backend_ws, tmp_path, fake_openai):
+    """ingest (and a bad file that changes nothing), plan, simulate, filter, export, stats: the
+    same CLI on the same code, the store either the workspace's file or a PostgreSQL database."""
+    import json
+
+    from .responders import responder
+
+    fake_openai.responder = responder
+    env = {"ITCOLLECT_STORE_URL": ""}
+    ws = str(backend_ws)
+    from .responders import CORPUS
+
+    files = []
+    for lang in ("en", "zh"):
+        files.append(tmp_path / f"news.{lang}.txt")
+        files[-1].write_text("".join(entry[lang] + "\n" for entry in CORPUS), encoding="utf-8")
+    r = run_cli("-C", ws, "ingest", *map(str, files), env=env)
+    assert r.returncode == 0, r.stderr
+    bad = tmp_path / "bad.en.txt"  # fails after 2500 good lines were staged
+    bad.write_bytes("".join(f"The council approved plan number {i} for the new bridge over the river.\n"
+                            for i in range(2500)).encode() + b"Caf\xe9 prices rose again in the city centre.\n")
+    before = run_cli("-C", ws, "stats", "--json", env=env).stdout
+    assert run_cli("-C", ws, "ingest", str(bad), "--lang", "en", env=env).returncode == 1
+    assert run_cli("-C", ws, "stats", "--json", env=env).stdout == before  # the bad file changed nothing
+    r = run_cli("-C", ws, "plan", "--dialogues", "6", "--seed", "1", env=env)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("-C", ws, "simulate", "--base-url", fake_openai.base_url, "--model", "gpt-4o-mini",
+                "--concurrency", "4", env=env)
+    assert r.returncode == 0, r.stderr
+    assert not fake_openai.paid_twice()
+    r = run_cli("-C", ws, "filter", env=env)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("-C", ws, "export", "--hf", str(tmp_path / "out"), env=env)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("-C", ws, "stats", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    stats = json.loads(r.stdout)
+    assert stats, stats

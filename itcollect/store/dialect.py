@@ -6,6 +6,7 @@ once (cached) and :func:`pg_ddl` a migration's DDL. What the rewrite covers:
 
 - placeholders: ``?`` becomes ``%s`` and a literal ``%`` becomes ``%%`` (outside string literals);
 - ``INSERT OR IGNORE INTO t ...`` becomes ``INSERT INTO t ... ON CONFLICT DO NOTHING``;
+- ``CROSS JOIN t ON ...`` (SQLite's way to fix the join order) becomes ``JOIN t ON ...``;
 - ``BEGIN IMMEDIATE`` becomes ``BEGIN`` (row locks and advisory locks do the queueing there);
 - DDL: ``INTEGER PRIMARY KEY`` is an identity column, integers are ``BIGINT``, ``REAL`` is
   ``DOUBLE PRECISION``, and a table without an integer key gets a trailing ``rowid`` identity
@@ -23,6 +24,7 @@ from functools import lru_cache
 _INSERT_OR_IGNORE = re.compile(r"^\s*INSERT\s+OR\s+IGNORE\s+INTO\b", re.IGNORECASE)
 _BEGIN_IMMEDIATE = re.compile(r"^\s*BEGIN\s+IMMEDIATE\s*$", re.IGNORECASE)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+_CROSS_JOIN_ON = re.compile(r"\bCROSS JOIN (\w+(?: \w+)?) ON\b")
 
 
 def _placeholders(sql: str) -> str:
@@ -53,6 +55,8 @@ def pg_sql(sql: str) -> str:
             sql = f"{sql[:ret.start()]} ON CONFLICT DO NOTHING {sql[ret.start():]}"
         else:
             sql += " ON CONFLICT DO NOTHING"
+    if "CROSS JOIN" in sql:  # SQLite's join-order hint with ON: a plain join in PostgreSQL
+        sql = _CROSS_JOIN_ON.sub(r"JOIN \1 ON", sql)
     return _placeholders(sql)
 
 

@@ -75,7 +75,8 @@ class ImportsMixin(StoreCore):
         with self.transaction() as c:
             c.execute("UPDATE import_runs SET finished_at=?, records=?, imported=?, duplicates=? WHERE id=?",
                       (utcnow(), records, imported, duplicates, run_id))
-            c.executemany("INSERT OR REPLACE INTO import_bad(run_id, reason, count) VALUES (?,?,?)",
+            c.executemany("INSERT INTO import_bad(run_id, reason, count) VALUES (?,?,?)"
+                          " ON CONFLICT(run_id, reason) DO UPDATE SET count=excluded.count",
                           [(run_id, r, n) for r, n in bad.items() if n])
 
     def import_totals(self) -> dict[str, Any]:

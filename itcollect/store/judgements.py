@@ -108,8 +108,9 @@ class JudgementsMixin(StoreCore):
         if not values:
             return 0
         with self.transaction() as c:
-            c.executemany(f"INSERT OR REPLACE INTO judgements({','.join(JUDGEMENT_FIELDS)})"
-                          f" VALUES ({','.join('?' * len(JUDGEMENT_FIELDS))})", values)
+            c.executemany(f"INSERT INTO judgements({','.join(JUDGEMENT_FIELDS)})"
+                          f" VALUES ({','.join('?' * len(JUDGEMENT_FIELDS))}) ON CONFLICT(turn_id) DO UPDATE SET "
+                          + ", ".join(f"{f}=excluded.{f}" for f in JUDGEMENT_FIELDS if f != "turn_id"), values)
         return len(values)
 
     def get_judgement(self, turn_id: int) -> dict[str, Any] | None:

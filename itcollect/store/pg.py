@@ -11,7 +11,9 @@ server's host, port and database (:class:`StoreError`'s path), never a password.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -72,6 +74,8 @@ class PgCursor:
         try:
             self._cur.execute(pg_sql(sql), params)
         except psycopg.Error as exc:
+            if os.environ.get("ITCOLLECT_SQL_DEBUG"):
+                print(f"SQL failed: {pg_sql(sql)}", file=sys.stderr)
             raise _sqlite_error(exc) from None
         self.rowcount = self._cur.rowcount
         if self.rowcount > 0 and self._cur.description is None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from itcollect.kernel.errors import StoreError
@@ -106,7 +108,10 @@ class SourcesMixin(StoreCore):
         was (nothing reached it); a killed ingest leaves a scratch file that the next one removes.
         """
         started_at = utcnow()  # the run starts with the file, before its scratch file exists
-        folder = self.path.parent
+        # On PostgreSQL the scratch database is a local SQLite file of this process (in the temp
+        # folder), merged into the server in one transaction; on SQLite it is attached to the store.
+        server = self.backend != "sqlite"
+        folder = Path(tempfile.gettempdir()) if server else self.path.parent
         for stale in folder.glob(f"{_STAGE_PREFIX}*.tmp"):
             pid = stale.name[len(_STAGE_PREFIX):].split("-", 1)[0]
             if pid.isdigit() and not _pid_alive(int(pid)):
@@ -114,12 +119,13 @@ class SourcesMixin(StoreCore):
         scratch = folder / f"{_STAGE_PREFIX}{os.getpid()}-{id(self):x}.tmp"
         scratch.unlink(missing_ok=True)
         try:
-            self.conn.execute(f"ATTACH DATABASE ? AS {_STAGE}", (str(scratch),))
+            stage = sqlite3.connect(":memory:", isolation_level=None) if server else self.conn
+            stage.execute(f"ATTACH DATABASE ? AS {_STAGE}", (str(scratch),))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot create the ingest scratch file {scratch.name}: {exc}",
                              path=str(self.path)) from None
         try:
-            self.conn.executescript(f"""
+            stage.executescript(f"""
                 PRAGMA {_STAGE}.journal_mode=OFF;
                 PRAGMA {_STAGE}.synchronous=OFF;
                 CREATE TABLE {_STAGE}.sources (id TEXT PRIMARY KEY, text TEXT, lang TEXT, docid TEXT,
@@ -127,14 +133,17 @@ class SourcesMixin(StoreCore):
                 CREATE TABLE {_STAGE}.source_refs (source_id TEXT, lang TEXT, text TEXT, translator TEXT,
                     PRIMARY KEY (source_id, lang, translator));
             """)
-            yield IngestStaging(self, started_at)
+            yield IngestStaging(self, started_at, stage=stage)
         except sqlite3.Error as exc:
             raise StoreError(f"ingest scratch file {scratch.name}: {exc}", path=str(self.path)) from None
         finally:
             if self.conn.in_transaction and self._depth == 0:
                 self.conn.execute("ROLLBACK")
             try:
-                self.conn.execute(f"DETACH DATABASE {_STAGE}")
+                if server:
+                    stage.close()
+                else:
+                    self.conn.execute(f"DETACH DATABASE {_STAGE}")
             except sqlite3.Error:  # pragma: no cover - connection gone
                 pass
             scratch.unlink(missing_ok=True)
@@ -142,7 +151,8 @@ class SourcesMixin(StoreCore):
     def tune_for_bulk_insert(self, cache_mib: int = 128) -> None:
         """A bigger page cache for this connection: source ids are hashes, so every insert lands at
         a random place in the id index, and with SQLite's 2 MiB default most of them miss."""
-        self.conn.execute(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")
+        if self.backend == "sqlite":
+            self.conn.execute(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")
 
     def ingest_table_counts(self) -> dict[str, int]:
         """Row counts of the ingest tables (tests check a failed file changed none of them)."""
@@ -168,9 +178,12 @@ class IngestStaging:
     and against the store are found as before.
     """
 
-    def __init__(self, store: SourcesMixin, started_at: str | None = None) -> None:
+    def __init__(self, store: SourcesMixin, started_at: str | None = None, *, stage: Any = None) -> None:
         self.store = store
         self.conn = store.conn
+        #: the connection that holds the scratch database: the store's own on SQLite (attached)
+        self.stage = store.conn if stage is None else stage
+        self.server = self.stage is not self.conn
         self.started_at = started_at or utcnow()  # the run's start is the file's, not the merge's
         self.staged = 0  # sources staged so far
 
@@ -179,21 +192,27 @@ class IngestStaging:
         for start in range(0, len(ids), 450):
             chunk = ids[start:start + 450]
             marks = ",".join("?" * len(chunk))
+            if self.server:
+                found.update(r[0] for r in self.conn.execute(f"SELECT id FROM sources WHERE id IN ({marks})", chunk))
+                found.update(r[0] for r in self.stage.execute(
+                    f"SELECT id FROM {_STAGE}.sources WHERE id IN ({marks})", chunk))
+                continue
             found.update(r[0] for r in self.conn.execute(
                 f"SELECT id FROM main.sources WHERE id IN ({marks})"
                 f" UNION SELECT id FROM {_STAGE}.sources WHERE id IN ({marks})", chunk + chunk))
         return found
 
     def _write(self, sql: str, rows: list[tuple]) -> int:
-        before = self.conn.total_changes
-        self.conn.execute("BEGIN")  # deferred: locks only the scratch database it writes
+        stage = self.stage
+        before = stage.total_changes
+        stage.execute("BEGIN")  # deferred: locks only the scratch database it writes
         try:
-            self.conn.executemany(sql, rows)
-            self.conn.execute("COMMIT")
+            stage.executemany(sql, rows)
+            stage.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            stage.execute("ROLLBACK")
             raise
-        return self.conn.total_changes - before
+        return stage.total_changes - before
 
     def add_sources_batch(self, rows: list[tuple]) -> None:
         """(id, text, lang, docid, origlang, seg_id, origin_file, origin_line) rows."""
@@ -213,17 +232,43 @@ class IngestStaging:
         with store.transaction() as c:
             now = utcnow()
             run_id = store.begin_ingest_run(path, fmt, declared_lang, ref_lang, started_at=self.started_at)
-            before = self.conn.total_changes
-            c.execute("INSERT OR IGNORE INTO main.sources(id, text, lang, docid, origlang, seg_id, origin_file,"
-                      " origin_line, run_id, created_at) SELECT id, text, lang, docid, origlang, seg_id,"
-                      f" origin_file, origin_line, ?, ? FROM {_STAGE}.sources ORDER BY rowid", (run_id, now))
-            kept = self.conn.total_changes - before
-            before = self.conn.total_changes
-            c.execute("INSERT OR IGNORE INTO main.source_refs(source_id, lang, text, translator)"
-                      f" SELECT source_id, lang, text, translator FROM {_STAGE}.source_refs ORDER BY rowid")
-            refs = self.conn.total_changes - before
+            if self.server:
+                kept, refs = self._copy_staged(run_id, now)
+            else:
+                kept, refs = self._merge_attached(c, run_id, now)
             dropped = dict(dropped)
             if self.staged > kept:
                 dropped["duplicate"] = dropped.get("duplicate", 0) + self.staged - kept
             store.finish_ingest_run(run_id, lines=lines, kept=kept, dropped={k: v for k, v in dropped.items() if v})
         return run_id, kept, refs
+
+    def _merge_attached(self, c: Any, run_id: int, now: str) -> tuple[int, int]:
+        before = self.conn.total_changes
+        c.execute("INSERT OR IGNORE INTO main.sources(id, text, lang, docid, origlang, seg_id, origin_file,"
+                  " origin_line, run_id, created_at) SELECT id, text, lang, docid, origlang, seg_id,"
+                  f" origin_file, origin_line, ?, ? FROM {_STAGE}.sources ORDER BY rowid", (run_id, now))
+        kept = self.conn.total_changes - before
+        before = self.conn.total_changes
+        c.execute("INSERT OR IGNORE INTO main.source_refs(source_id, lang, text, translator)"
+                  f" SELECT source_id, lang, text, translator FROM {_STAGE}.source_refs ORDER BY rowid")
+        refs = self.conn.total_changes - before
+        return kept, refs
+
+    def _copy_staged(self, run_id: int, now: str, chunk: int = 5000) -> tuple[int, int]:
+        """The staged rows into the server's tables, in staging order, inside the caller's
+        transaction; returns (sources added, references added)."""
+        counts = []
+        for select, insert in (
+                (f"SELECT id, text, lang, docid, origlang, seg_id, origin_file, origin_line, {int(run_id)}, ?"
+                 f" FROM {_STAGE}.sources ORDER BY rowid",
+                 "INSERT OR IGNORE INTO sources(id, text, lang, docid, origlang, seg_id, origin_file, origin_line,"
+                 " run_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)"),
+                (f"SELECT source_id, lang, text, translator FROM {_STAGE}.source_refs ORDER BY rowid",
+                 "INSERT OR IGNORE INTO source_refs(source_id, lang, text, translator) VALUES (?,?,?,?)")):
+            params: tuple = (now,) if "?" in select else ()
+            cur = self.stage.execute(select, params)
+            before = self.conn.total_changes
+            while rows := cur.fetchmany(chunk):
+                self.conn.executemany(insert, rows)
+            counts.append(self.conn.total_changes - before)
+        return counts[0], counts[1]
