@@ -56,12 +56,13 @@ def batch_cli(ws: Workspace, server, *args: str, env: dict | None = None):
                    *args, env=env)
 
 
-def kill_batch_run_at(phase: str, ws: Workspace, server, marker) -> None:
-    """Start `simulate --batch-api` as a child process, let it pause at ``phase`` and kill -9 it there."""
+def kill_batch_run_at(phase: str, ws: Workspace, server, marker, *extra: str) -> None:
+    """Start `simulate --batch-api` (with the arguments ``extra``) as a child process, let it pause at
+    ``phase`` and kill -9 it there."""
     env = dict(os.environ, ITCOLLECT_PROGRESS="0", **{PAUSE_ENV: phase, PAUSE_FILE_ENV: str(marker)})
     env.pop("OPENAI_BASE_URL", None)
     proc = subprocess.Popen([sys.executable, "-m", "itcollect", "-C", str(ws.root), "simulate", "--batch-api",
-                             "--base-url", server.base_url, "--model", MODEL],
+                             "--base-url", server.base_url, "--model", MODEL, *extra],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while not marker.exists() and proc.poll() is None and time.time() < deadline:

@@ -391,3 +391,22 @@ def test_an_unknown_system_is_one_clear_line(tmp_path):
         assert len(lines) == 1 and "404" in lines[0] and "no-such-model" in lines[0] and "model name" in lines[0], r.stderr
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("phase", ["uploaded", "collected"])
+def test_batch_api_compare_killed_then_resumed_pays_each_call_once(tmp_path, batch_server, phase):
+    from .test_batch import MODEL, check_exactly_once, kill_batch_run_at
+
+    batch_server.responder = compare_responder
+    batch_server.batch_api.polls_before_done = 1
+    ws = make_ws(tmp_path, 6)
+    args = ("--judge-base-url", batch_server.base_url, "--compare", "m-a,m-worse")
+    kill_batch_run_at(phase, ws, batch_server, tmp_path / "paused", *args)
+    r = run_cli("-C", str(ws.root), "simulate", "--batch-api", "--base-url", batch_server.base_url,
+                "--model", MODEL, *args, "--json")  # the killed run's models, so its calls are the same calls
+    assert r.returncode == 0, r.stderr
+    assert ws.store.spec_counts()["done"] == 6 and json.loads(r.stdout)["compare"]["compared"] > 0
+    check_exactly_once(batch_server.batch_api, ws)
+    cs = comparisons(ws)
+    assert cs and all(c["status"] == "decided" and c["winner"] == "m-a" for c in cs)
+    ws.close()
