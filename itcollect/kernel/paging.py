@@ -10,6 +10,7 @@ depend on the number of workers.
 from __future__ import annotations
 
 import gc
+import itertools
 import multiprocessing
 import os
 import signal
@@ -139,9 +140,20 @@ def map_pages(worker: PageWorker[S, R], pages: list[tuple[int, int]], store: S, 
     try:
         if workers > 1 and len(pages) > 1:
             ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(min(workers, len(pages)), initializer=_init_worker, initargs=(worker,)) as pool:
+            n = min(workers, len(pages))
+            with ctx.Pool(n, initializer=_init_worker, initargs=(worker,)) as pool:
                 start_helper()  # the pool forked its workers when it was created
-                yield from pool.imap(_work, pages)
+                # at most two pages a worker in flight: a consumer slower than the workers (the
+                # export's writers) must not gather every rendered page in memory (pool.imap sends
+                # all the pages at once and queues their results)
+                todo = iter(pages)
+                pending: deque = deque(pool.apply_async(_work, (b,)) for b in itertools.islice(todo, 2 * n))
+                while pending:
+                    result = pending.popleft().get()
+                    nxt = next(todo, None)
+                    if nxt is not None:
+                        pending.append(pool.apply_async(_work, (nxt,)))
+                    yield result
         else:
             start_helper()
             for bounds in pages:
