@@ -15,9 +15,10 @@ from itcollect.store import Store, process_holder
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def db(tmp_path):
-    path = tmp_path / "itcollect.db"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    """A store with 60 pending specs: the workspace's file, or a PostgreSQL database (its URL)."""
+    path = str(tmp_path / "itcollect.db") if request.param == "sqlite" else request.getfixturevalue("pg_url")
     with Store(path) as s:
         s.add_source(source_id="s1", text="A sentence about the news today.", lang="en", origin_file="x.txt")
         s.add_specs([{"seed": 1, "seq": i, "source_id": "s1", "src_lang": "en", "tgt_lang": "zh",
@@ -93,6 +94,7 @@ def test_parallel_processes_never_claim_the_same_spec(db):
     assert len(claimed) == len(set(claimed)) == 60
     with Store(db) as s:
         assert s.spec_counts()["done"] == 60 and s.claim_holders() == {}
+        assert s.scalar("SELECT COUNT(*) FROM leases") == 0
 
 
 def test_a_human_dialogue_is_never_claimed_by_simulate(db):

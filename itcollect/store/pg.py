@@ -21,6 +21,13 @@ from itcollect.kernel.errors import StoreError
 from itcollect.kernel.storeurl import describe
 from itcollect.store.dialect import pg_sql
 
+#: The advisory lock key of the store's write transactions ("itcwrit" in ASCII). SQLite's BEGIN
+#: IMMEDIATE lets one writer in at a time, and the store's read-then-write transactions (claims,
+#: leases, a dialogue's next turn) rely on that; on PostgreSQL every write transaction takes this
+#: transaction-scoped lock first, so they keep exactly that rule across processes and hosts, while
+#: reads never wait for it. No deadlock is possible among them: each takes it before any row lock.
+WRITE_LOCK = 0x69746377726974
+
 #: Hidden columns: PostgreSQL's stand-in for SQLite's rowid, left out of ``keys()`` / ``dict(row)``.
 _HIDDEN = frozenset({"rowid"})
 
@@ -149,6 +156,9 @@ class PgConnection:
         return PgCursor(self)
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> PgCursor:
+        if sql == "BEGIN IMMEDIATE":  # the store's write transaction: one writer at a time, as in SQLite
+            cur = PgCursor(self).execute("BEGIN")
+            return cur.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
         return PgCursor(self).execute(sql, params)
 
     def executemany(self, sql: str, seq: Any) -> PgCursor:
