@@ -17,14 +17,10 @@ from itcollect.simulate import SimulateOptions, run_batch_simulation, run_simula
 from itcollect.workspace import Workspace, init_workspace
 
 from .conftest import run_cli
-from .responders import JUDGE_ROLE, fill_workspace_sources, judge_item, responder
+from .responders import JUDGE_ROLE, MARK, fill_workspace_sources, systems_responder
 from .test_simulate import spawn_simulate
 from .waiting import kill_9_after
 
-#: An invisible mark (``str.strip`` keeps it, no check sees it) on the answers of ``m-worse``: the
-#: test judge gives those a major error (a lower rating, partial compliance) and every other answer
-#: none, so ``m-worse`` loses every judged turn to ``m-a``.
-MARK = "\u200b"
 #: ``m-wrong``'s answer: in the other language (English for an answer with Chinese, else Chinese), so
 #: it fails simulate's language checks where a turn asks for one language (marked, so the judge ranks
 #: it below ``m-a`` where the checks let it pass: a back-translation may be in either)
@@ -67,30 +63,16 @@ max_turn_retries = 2
 
 
 def compare_responder(body: dict) -> str:
-    """The test responder (tests/responders.py), per model: ``m-a`` and ``m-b`` answer alike,
-    ``m-worse`` the same with :data:`MARK` (judged worse), ``m-wrong`` in a wrong language (fails
-    simulate's checks)."""
+    """:func:`~tests.responders.systems_responder` (answers marked per system, the judge strictly
+    ordering them by their marks) for the systems of these tests: ``m-a`` and ``m-b`` answer alike
+    (no mark: equal judgements), ``m-worse`` with one mark (judged worse), ``m-wrong`` in a wrong
+    language (fails simulate's checks)."""
     messages = body.get("messages") or []
     system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
-    if system.startswith(JUDGE_ROLE):
-        item = judge_item(body)
-        worse = MARK in item["answer"]
-        out: dict = {"rating": 2 if worse else 4, "in_instruction_language": True}
-        if item["kind"] == "translation":
-            out = {"errors": [{"span": item["answer"].strip(MARK)[:6] or "x", "category": "accuracy/mistranslation",
-                               "severity": "major"}] if worse else []}
-        if item["revision"]:
-            out.update(compliance="partly" if worse else "yes", reason="Partly." if worse else "Yes.")
-        return json.dumps(out, ensure_ascii=False)
-    text = responder(body)
-    if system.startswith("Role: simulated annotator"):
-        return text
     model = body.get("model")
-    if model == "m-worse":
-        return text + MARK
-    if model == "m-wrong":
-        return WRONG[any("\u4e00" <= c <= "\u9fff" for c in text)]
-    return text
+    if model == "m-wrong" and not system.startswith((JUDGE_ROLE, "Role: simulated annotator")):
+        return WRONG[any("\u4e00" <= c <= "\u9fff" for c in systems_responder(body))]
+    return systems_responder({**body, "model": "m-worse1" if model == "m-worse" else model})
 
 
 def dead_url() -> str:
