@@ -37,6 +37,8 @@ class SystemResponder:
         key = body["model"] + json.dumps(body["messages"], ensure_ascii=False)
         n = self.seen[key]
         self.seen[key] += 1
+        if body["model"] == "english-x":  # a system that answers in the wrong language
+            return "The city council approved the budget for the new bridge on Monday, it said."
         return zh_answer(body, n).replace("稿。", f"稿，{MARK.get(body['model'], '丁')}版。")
 
 
@@ -54,14 +56,15 @@ def compare_session(ws: Path, name: str, script: str, url: str, systems: str, ti
 
 
 @contextlib.contextmanager
-def live_session(ws: Path, name: str, systems: str) -> Iterator[tuple[subprocess.Popen, Callable[..., dict]]]:
+def live_session(ws: Path, name: str, systems: str, *extra: str) -> Iterator[tuple[subprocess.Popen, Callable[..., dict]]]:
     """``session --compare`` in a subprocess speaking the line protocol: yields the process and
     ``say(line, until_tag)`` (writes a line, returns the next event with that tag); killed if
     still running afterwards, its pipes closed."""
     env = dict(os.environ, ITCOLLECT_PROGRESS="0")
     env.pop("OPENAI_BASE_URL", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "itcollect", "-C", str(ws), "session", "--annotator", name, "--compare", systems],
+        [sys.executable, "-m", "itcollect", "-C", str(ws), "session", "--annotator", name, "--compare", systems,
+         *extra],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, bufsize=1)
     seen: list = []
 
@@ -157,7 +160,7 @@ def test_protocol_pick_rank_none_edit_regenerate_undo_and_the_figures(tmp_path, 
     for c in cands:
         assert [a["label"] for a in c["answers"]] == ["A", "B", "C"]
         assert len({a["content"] for a in c["answers"]}) == 3 and all(a["content"] for a in c["answers"])
-        assert set(c["answers"][0]) == {"label", "content", "warnings"}
+        assert set(c["answers"][0]) == {"label", "content", "warnings", "warning_text"}
     # each candidates event is followed by a ready that expects a pick
     for k, t in enumerate(tags):
         if t == "candidates":
@@ -415,3 +418,22 @@ def test_overlap_specs_are_compared_by_each_annotator_and_their_picks_agree(tmp_
     assert "compares systems" in failed["message"]
     with Store(ws2 / "itcollect.db") as store:
         assert [t["role"] for t in store.get_turns(did)] == ["user"]
+
+
+def test_picking_an_answer_with_warnings_takes_a_reason(tmp_path, server):
+    ws = _ws(tmp_path, server.base_url, n=1)
+    with live_session(ws, "dan", "qwen72,english-x", "--base-url", server.base_url) as (proc, say):
+        cand = say("request Please translate this sentence into Chinese.", "candidates")
+        bad = next(a for a in cand["answers"] if a["warnings"])
+        assert bad["warning_text"] and len(bad["warning_text"]) == len(bad["warnings"])
+        err = say(f"pick {bad['label']}", "error")
+        assert "pick it with a reason" in err["message"]
+        ok = say(f"pick {bad['label']} the client wants English here", "ok")
+        assert ok["label"] == bad["label"]
+        say("finish", "done")
+    with Store(ws / "itcollect.db") as store:
+        did = store.dialogue_for_spec(1)["id"]
+        c = store.comparisons_of(did)[0]
+        assert c["winner"] == "english-x" and c["reason"] == "the client wants English here"
+        answer = store.get_turns(did)[1]
+        assert answer["params"]["override"] == "the client wants English here" and answer["warnings"]

@@ -184,7 +184,8 @@ class LineProtocol(LineIO):
                       warning_text=warning_sentences(t["warnings"], self.lang, request=t["role"] == "user"))
 
     def _candidates(self, v: dict, void: str | None = None) -> None:
-        data = {"answers": v.get("candidates") or [], "turn": self.s.user_turns()}
+        answers = [{**a, "warning_text": warning_sentences(a["warnings"], self.lang)} for a in v.get("candidates") or []]
+        data: dict = {"answers": answers, "turn": self.s.user_turns()}
         if void:
             data["void"] = void
         self.emit("candidates", **data)

@@ -70,6 +70,8 @@ def state_json(who: Who, desk: Desk, *, message: str | None = None, claim: bool 
     if view is not None:  # each warning's code (the contract) and beside it a sentence in the page's language
         for turn in view["turns"]:
             turn["warning_text"] = warning_sentences(turn["warnings"], who.lang, request=turn["role"] == "user")
+        for cand in view.get("candidates") or []:  # a compare session's answers waiting for a pick
+            cand["warning_text"] = warning_sentences(cand["warnings"], who.lang)
     if extra.get("request_warnings"):
         extra["request_warning_text"] = warning_sentences(extra["request_warnings"], who.lang, request=True)
     out: dict[str, Any] = {

@@ -15,7 +15,7 @@
 
   function box() { return $("candidates"); }
 
-  function column(label, text, warnings, failed, pickable, n) {
+  function column(label, text, warnings, failed, pickable, n) {  // warnings: the sentences (warning_text)
     const body = el("div", {class: "turn-text"}, text || "");
     const col = el("div", {class: "candidate" + (failed ? " failed" : ""), "data-label": label},
       el("div", {class: "turn-head"}, el("strong", {}, label), failed ? el("span", {class: "muted"}, " · failed") : null),
@@ -67,7 +67,7 @@
     let n = 0;
     for (const a of answers) {
       n += 1;
-      b.appendChild(column(a.label, a.content, a.warnings, a.failed, picking && !a.failed, n)[0]);
+      b.appendChild(column(a.label, a.content, a.warning_text || a.warnings, a.failed, picking && !a.failed, n)[0]);
     }
   };
 
