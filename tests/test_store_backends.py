@@ -158,3 +158,101 @@ def test_every_writing_stage_runs_on_both_backends(backend_ws, tmp_path, fake_op
     assert r.returncode == 0, r.stderr
     stats = json.loads(r.stdout)
     assert stats, stats
+
+
+def _rounded(value):
+    """stats --json with floats to 6 significant digits (the copy's figures are the same numbers)."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def _filled_workspace(tmp_path, fake_openai):
+    from itcollect.plan import plan_specs
+    from itcollect.workspace import init_workspace
+
+    from .responders import fill_workspace_sources, responder
+
+    fake_openai.responder = responder
+    ws = init_workspace(tmp_path / "old")
+    fill_workspace_sources(ws.store)
+    plan_specs(ws.store, ws.config, 6, seed=0)
+    ws.close()
+    env = {"ITCOLLECT_STORE_URL": ""}
+    r = run_cli("-C", str(tmp_path / "old"), "simulate", "--base-url", fake_openai.base_url, "--model",
+                "gpt-4o-mini", env=env)
+    assert r.returncode == 0, r.stderr
+    assert run_cli("-C", str(tmp_path / "old"), "filter", env=env).returncode == 0
+    return tmp_path / "old"
+
+
+def test_store_copy_to_postgresql_and_back_keeps_every_row_and_the_stats(tmp_path, pg_url, fake_openai):
+    import json
+
+    from itcollect.store.copy import row_counts
+
+    old = _filled_workspace(tmp_path, fake_openai)
+    env = {"ITCOLLECT_STORE_URL": ""}
+    stats = json.loads(run_cli("-C", str(old), "stats", "--json", env=env).stdout)
+    r = run_cli("-C", str(old), "store", "copy", "--to", pg_url, env=env)
+    assert r.returncode == 0, r.stderr
+    assert f'url = "{pg_url}"' in r.stdout and "row counts checked" in r.stdout
+    with Store(old / "itcollect.db") as a, Store(pg_url) as b:
+        counts = row_counts(a)
+        assert counts == row_counts(b) and counts["llm_calls"] > 0 and counts["turns"] > 0
+    on_pg = json.loads(run_cli("-C", str(old), "stats", "--json", env={"ITCOLLECT_STORE_URL": pg_url}).stdout)
+    assert _rounded(on_pg) == _rounded(stats)
+    # a non-empty target is refused
+    again = run_cli("-C", str(old), "store", "copy", "--to", pg_url, env=env)
+    assert again.returncode == 1 and "not empty" in again.stderr
+    # and back to SQLite, from the PostgreSQL store
+    back = tmp_path / "back.db"
+    r = run_cli("-C", str(old), "store", "copy", "--to", str(back), env={"ITCOLLECT_STORE_URL": pg_url})
+    assert r.returncode == 0, r.stderr
+    with Store(back) as c:
+        assert row_counts(c) == counts
+    with Store(pg_url) as b:  # the copy goes on: a new row takes an id after the copied ones
+        top = b.scalar("SELECT MAX(id) FROM specs")
+        source = b.scalar("SELECT id FROM sources WHERE lang = 'en' ORDER BY id LIMIT 1")
+        b.add_specs([{"seed": 99, "seq": 0, "source_id": source, "src_lang": "en", "tgt_lang": "zh",
+                      "instruction_lang": "en", "n_turns": 2, "interaction_types": ["translate", "polish"]}])
+        assert b.scalar("SELECT MAX(id) FROM specs") == top + 1
+
+
+def test_a_copy_killed_mid_way_leaves_the_target_empty(tmp_path, pg_url, fake_openai):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from itcollect.store.copy import row_counts
+
+    old = _filled_workspace(tmp_path, fake_openai)
+    child = ("import sys, time\n"
+             "import itcollect.store.copy as cp\n"
+             "from itcollect.store import Store\n"
+             "cp._CHUNK = 1\n"
+             "real = cp.table_columns\n"
+             "def slow(store, table):\n"
+             "    if store.backend == 'postgresql' and table == 'turns':\n"
+             "        print('copying', flush=True); time.sleep(60)\n"
+             "    return real(store, table)\n"
+             "cp.table_columns = slow\n"
+             "with Store(sys.argv[1]) as s:\n"
+             "    cp.copy_store(s, sys.argv[2], lambda t: Store(t))\n")
+    for target in (pg_url, str(tmp_path / "killed.db")):
+        proc = subprocess.Popen([sys.executable, "-c", child, str(old / "itcollect.db"), target],
+                                stdout=subprocess.PIPE, text=True)
+        if target == pg_url:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "copying"
+        else:
+            time.sleep(0)  # the SQLite target: kill it as soon as it runs
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    with Store(pg_url) as b:
+        assert not any(row_counts(b).values())
+    assert not (tmp_path / "killed.db").exists()
