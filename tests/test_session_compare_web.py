@@ -105,3 +105,27 @@ def test_web_compare_side_by_side_pick_by_key_none_good_and_own_answer(  # noqa:
         assert [(x["chooser"], x["decision"]) for x in c] == [("human", "pick"), ("human_edit", "none")]
         assert c[0]["winner"] == c[0]["labels"][1] and c[1]["reason"] == "every answer drops the date"
         assert all(x["annotator"] == "alice" for x in c)
+
+
+def test_web_compare_reload_mid_stream_shows_every_column_and_pays_once(tmp_path: Path, fake_openai,  # noqa: F811
+                                                                          servers, browsers):  # noqa: F811
+    fake_openai.responder = SystemResponder()
+    fake_openai.stream_chunk_delay = 0.15
+    fake_openai.stream_chunk_chars = 3
+    ws = _ws(tmp_path, fake_openai.base_url, n=1)
+    srv = WebServer(ws, fake_openai.base_url, "--compare", "qwen72,ours")
+    servers.append(srv)
+    b = browsers()
+    b.d.get(add_account(ws, "erin"))
+    b.wait(lambda: b.visible("#panel-ask"), what="the request box")
+    b.type_request("Please translate this sentence into Chinese.")
+    b.wait(lambda: len(b.js("return [...document.querySelectorAll('#candidates .candidate.live')]")) == 2,
+           what="both answers streaming")
+    b.d.refresh()  # mid-stream: the server keeps asking; the page picks up what was said, then the rest
+    b.wait(lambda: len(b.js("return [...document.querySelectorAll('[data-pick]')]")) == 2, what="the two answers")
+    texts = b.js("return [...document.querySelectorAll('#candidates .candidate .turn-text')].map(n => n.textContent)")
+    assert all(t.endswith("版。") for t in texts) and len(set(texts)) == 2
+    assert fake_openai.paid_twice() == {} and len(fake_openai.requests) == 2
+    b.key("1")
+    b.wait(lambda: len(b.turns()) == 2, what="the pick in the conversation")
+    assert b.turns()[1] == ("assistant", texts[0])
