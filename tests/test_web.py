@@ -722,3 +722,69 @@ def test_lead_drills_down_to_an_annotators_dialogues_with_filters_and_downloads_
     assert zipped == json.loads((out_dir / "sharegpt.json").read_text(encoding="utf-8")) and len(zipped) == 2
     with Store(ws / "itcollect.db") as store:
         assert len(store.list_exports()) == 2   # the download was recorded as an export
+
+
+def test_a_returned_dialogue_is_revised_and_sent_back_and_the_reviewer_sees_the_revision(tmp_path, llm, servers):
+    """Issue 24 item 10: the annotator's "returned to me" has what a reviewer rejected, with the marks
+    (span, category, severity) and the note; a revision is a new version of the turn (the old one
+    kept); sent back, the reviewer's queue has it again; the lead's figures count returns and fixes."""
+    ws = make_workspace(tmp_path / "ws", 2, instruction_langs=("zh",))
+    srv = start(servers, ws, llm.base_url)
+    ann = Client(srv.url, add_account(ws, "alice"))
+    for _ in range(2):
+        ann.state()
+        ann.act("/api/request", {"text": "请把这句话译成中文。"})
+        ann.answer()
+        ann.act("/api/flag", {"note": "请看一下"})
+        ann.act("/api/finish")
+    rev = Client(srv.url, add_account(ws, "bob", "reviewer"))
+    item = rev.get("/api/review")[1]["item"]
+    answer = next(t for t in item["turns"] if t["role"] == "assistant")
+    assert rev.post("/api/review/mark", {"dialogue_id": item["dialogue_id"], "turn_id": answer["turn_id"],
+                                         "category": "accuracy/mistranslation", "severity": "major", "start": 0,
+                                         "end": 2, "note": "wrong word"})[0] == 200
+    status, out = rev.post("/api/review/verdict", {"dialogue_id": item["dialogue_id"], "verdict": "reject",
+                                                   "note": "the first words are wrong"})
+    assert status == 200
+    second = out["item"]
+    assert rev.post("/api/review/verdict", {"dialogue_id": second["dialogue_id"], "verdict": "accept"})[0] == 200
+    status, out = ann.get("/api/returned")
+    assert status == 200 and [d["dialogue_id"] for d in out["dialogues"]] == [item["dialogue_id"]]
+    d = out["dialogues"][0]
+    assert d["returned"] == {**d["returned"], "verdict": "rejected", "reviewer": "bob",
+                             "note": "the first words are wrong"}
+    marked = next(t for t in d["turns"] if t["role"] == "assistant")
+    assert [(m["span"], m["category"], m["severity"], m["note"]) for m in marked["marks"]] == [
+        (answer["content"][:2], "accuracy/mistranslation", "major", "wrong word")]
+    # another person's dialogue is not theirs to revise; sending back needs a revision first
+    other = Client(srv.url, add_account(ws, "cleo"))
+    assert other.get("/api/returned")[1]["dialogues"] == []
+    status, out = other.post("/api/returned/revise", {"dialogue_id": d["dialogue_id"], "turn_id": answer["turn_id"],
+                                                      "text": "别人的版本。"}, version=False)
+    assert status == 409 and "not returned to you" in out["error"]
+    status, out = ann.post("/api/returned/send", {"dialogue_id": d["dialogue_id"]}, version=False)
+    assert status == 409 and "revise at least one answer" in out["error"]
+    status, out = ann.post("/api/returned/revise", {"dialogue_id": d["dialogue_id"], "turn_id": answer["turn_id"],
+                                                    "text": "我改好的译文。"}, version=False)
+    assert status == 200 and "old one is kept" in out["message"]
+    status, out = ann.post("/api/returned/send", {"dialogue_id": d["dialogue_id"], "note": "已改"}, version=False)
+    assert status == 200 and out["dialogues"] == []
+    with Store(ws / "itcollect.db") as store:
+        turns = [t for t in store.get_turns(d["dialogue_id"], include_inactive=True) if t["role"] == "assistant"]
+        assert [(t["state"], t["author"], t["annotator"]) for t in turns] == [
+            ("rejected", "model", None), ("active", "human", "alice")]
+        assert turns[1]["original_content"] == answer["content"]
+        assert turns[1]["params"]["revision"] == {"annotator": "alice", "replaces": answer["turn_id"],
+                                                  "answers": "rejected"}
+        dia = store.get_dialogue(d["dialogue_id"])
+        assert dia["review_status"] is None
+        assert dia["meta"]["reviews"][-1] == {**dia["meta"]["reviews"][-1], "sent_back_by": "alice",
+                                              "undoes": "rejected", "note": "已改"}
+    # the reviewer sees the revision in their queue
+    status, out = rev.get("/api/review")
+    assert out["item"]["dialogue_id"] == d["dialogue_id"]
+    revised = next(t for t in out["item"]["turns"] if t["role"] == "assistant" and t["state"] == "active")
+    assert revised["content"] == "我改好的译文。" and revised["revision"]["annotator"] == "alice"
+    lead = Client(srv.url, add_account(ws, "lee", "lead"))
+    quality = lead.get("/api/lead")[1]["quality"]
+    assert (quality["alice"]["returns"], quality["alice"]["fixes"]) == (1, 1)

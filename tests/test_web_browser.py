@@ -603,3 +603,46 @@ def test_lead_drills_down_filters_and_downloads_the_export(tmp_path, llm, server
     lead.wait(lambda: "Downloaded the export" in (lead.text("#notice") or ""), what="the zip")
     with Store(ws / "itcollect.db") as store:
         assert len(store.list_exports()) == 1
+
+
+def test_returned_to_me_shows_the_marks_and_note_and_the_annotator_revises_and_sends_back(tmp_path, llm, servers,
+                                                                                          browsers):
+    """Issue 24 item 10 on the page: "returned to me" lists the rejected dialogue with the reviewer's
+    mark and note; "revise" saves a new version; "send back" empties the list."""
+    ws = make_workspace(tmp_path / "ws", 1, instruction_langs=("zh",))
+    srv = serve(servers, ws, llm.base_url)
+    llm.stream_chunk_delay = 0.0
+    alice_url = add_account(ws, "alice")
+    ann = Client(srv.url, alice_url)
+    ann.state()
+    ann.act("/api/request", {"text": "请把这句话译成中文。"})
+    ann.answer()
+    ann.act("/api/flag", {"note": "请看一下"})
+    ann.act("/api/finish")
+    rev = Client(srv.url, add_account(ws, "bob", "reviewer"))
+    item = rev.get("/api/review")[1]["item"]
+    answer = next(t for t in item["turns"] if t["role"] == "assistant")
+    rev.post("/api/review/mark", {"dialogue_id": item["dialogue_id"], "turn_id": answer["turn_id"],
+                                  "category": "fluency/grammar", "severity": "minor", "start": 0, "end": 2})
+    rev.post("/api/review/verdict", {"dialogue_id": item["dialogue_id"], "verdict": "reject", "note": "语序不对"})
+    b = browsers()
+    b.d.get(add_account(ws, "alice2"))  # a fresh login of someone else first: nothing returned
+    b.d.get(srv.url + "/returned")
+    b.wait(lambda: b.visible("#none"), what="nothing returned to alice2")
+    b.d.delete_all_cookies()
+    b.d.get(alice_url)
+    b.d.get(srv.url + "/returned")
+    b.wait(lambda: b.js("return document.querySelectorAll('#dialogues article').length") == 1, what="the returned one")
+    assert "语序不对" in b.text(".review-note")
+    assert "minor · fluency/grammar" in b.text("#dialogues .marks")
+    review_shots(b, tmp_path / "returned")
+    b.d.find_element("css selector", "[data-tool=revise]").click()
+    box = b.d.find_element("css selector", ".fix-box")
+    box.clear()
+    box.send_keys("我改好的译文。")
+    b.d.find_element("css selector", "[data-tool=save-revision]").click()
+    b.wait(lambda: "your revision" in (b.text("#dialogues") or ""), what="the revision")
+    b.d.find_element("css selector", "[data-tool=send-back]").click()
+    b.wait(lambda: b.visible("#none"), what="the list empty after sending back")
+    with Store(ws / "itcollect.db") as store:
+        assert store.get_dialogue(item["dialogue_id"])["review_status"] is None

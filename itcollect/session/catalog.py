@@ -30,6 +30,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "nav.annotate": {"en": "Annotate", "zh": "标注"},
     "nav.review": {"en": "Review", "zh": "审校"},
     "nav.team": {"en": "Team", "zh": "团队"},
+    "nav.returned": {"en": "Returned to me", "zh": "退回给我"},
     "nav.logout": {"en": "Log out", "zh": "退出登录"},
     "nav.language": {"en": "Language", "zh": "界面语言"},
     "login.title": {"en": "Please log in", "zh": "请先登录"},

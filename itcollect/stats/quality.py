@@ -26,6 +26,7 @@ from is null):
 ``agreement_chrf``             mean chrF (0-100, both directions averaged) of their final first
                                translation against the other annotators' on those specs
 ``review``                     their dialogues by reviewers' verdict: accepted, rejected, fixed
+``returns``, ``fixes``         verdicts that returned a dialogue to them; dialogues sent back revised
 =============================  ===================================================================
 
 Agreement (``stats --json`` → ``agreement``), per pair of annotators and overall, over every pair of
@@ -59,7 +60,7 @@ from itcollect.store.interfaces import QualityStore
 #: the keys of each annotator in ``stats --json`` → ``annotators`` (DESIGN.md)
 ANNOTATOR_KEYS = ("dialogues", "turns", "median_active_s", "s_per_word", "accepted_unchanged_share", "edit_size",
                   "skip_rate", "flag_rate", "fast_accepts", "control_items", "control_catch_rate", "overlap_specs",
-                  "agreement_chrf", "review")
+                  "agreement_chrf", "review", "returns", "fixes")
 DECISIONS = ("accepted", "edited", "regenerated")
 
 
@@ -165,6 +166,7 @@ def quality_figures(store: QualityStore, config: Config | None = None) -> dict[s
     figures = _turn_figures(turns, actions, min_spw, metric)
     agreement, compared = _agreement(store, dialogues, turns, actions.acted, metric)
     review_errors = store.review_error_counts()
+    returned = store.return_counts()
     activity = store.annotator_stats()
     by_annotator: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for d in dialogues:
@@ -174,6 +176,8 @@ def quality_figures(store: QualityStore, config: Config | None = None) -> dict[s
     for name in sorted(actions.names):
         mine = by_annotator.get(name, [])
         out[name] = _annotator_figures(store, name, mine, actions, figures, compared.get(name, []))
+        # dialogues returned to them by a reviewer (rejected, or decided with marks) and sent back revised
+        out[name] |= returned.get(name, {"returns": 0, "fixes": 0})
         dec, ctl = figures.decided[name], figures.controls[name]
         details[name] = {**activity.get(name, {}), "decisions": {k: dec[k] for k in DECISIONS},
                          "controls": {"missed": ctl["miss"], "caught": ctl["catch"]},
@@ -338,7 +342,7 @@ def render_annotators(figures: dict[str, Any]) -> list[str]:
     if not people:
         return lines + ["  no human annotation yet"]
     head = (f"  {'name':<16} {'dlg':>4} {'turns':>5} {'med s':>6} {'s/word':>6} {'unchg':>6} {'edit':>5}"
-            f" {'skip':>5} {'flag':>5} {'fast':>4} {'ctrl':>4} {'catch':>6} {'ovl':>4} {'agr':>6}  review a/r/f")
+            f" {'skip':>5} {'flag':>5} {'fast':>4} {'ctrl':>4} {'catch':>6} {'ovl':>4} {'agr':>6}  review a/r/f  ret/sent")
     lines.append(head)
     for name, a in people.items():
         r = a["review"]
@@ -347,10 +351,11 @@ def render_annotators(figures: dict[str, Any]) -> list[str]:
             f" {f(a['s_per_word'], '.2f'):>6} {f(a['accepted_unchanged_share'], '.0%'):>6} {f(a['edit_size'], '.2f'):>5}"
             f" {f(a['skip_rate'], '.0%'):>5} {f(a['flag_rate'], '.0%'):>5} {a['fast_accepts']:>4}"
             f" {a['control_items']:>4} {f(a['control_catch_rate'], '.0%'):>6} {a['overlap_specs']:>4}"
-            f" {f(a['agreement_chrf'], '.1f'):>6}  {r['accepted']}/{r['rejected']}/{r['fixed']}")
+            f" {f(a['agreement_chrf'], '.1f'):>6}  {r['accepted']}/{r['rejected']}/{r['fixed']}"
+            f"  {a['returns']}/{a['fixes']}")
     lines.append("  unchg: answers accepted unchanged · edit: mean 1-chrF of edits · fast: accepted faster than "
                  "min_seconds_per_word · ctrl/catch: control items, share caught · ovl/agr: overlap specs, chrF "
-                 "with the others")
+                 "with the others · ret/sent: returned by a reviewer / sent back revised")
     ag = figures["agreement"]
     if ag["pairs"]:
         lines += ["", "Agreement on overlap specs", "--------------------------"]

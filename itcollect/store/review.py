@@ -118,6 +118,81 @@ class ReviewMixin(SessionsMixin):  # logs events, sets verdicts, adds and update
             row(cat)["missed"] += int(n)
         return dict(sorted(out.items()))
 
+    # -- returned to the annotator: revisions and sending back -------------------------------------
+    def returned_dialogues(self, annotator: str) -> list[dict[str, Any]]:
+        """The annotator's finished dialogues a reviewer rejected, or decided with error marks on
+        answers still active, not sent back since: the dialogue rows, oldest verdict first."""
+        rows = self.query(
+            "SELECT d.* FROM dialogues d WHERE d.annotator = ? AND d.origin = 'human' AND d.review_status IS NOT NULL"
+            " AND (d.review_status = 'rejected' OR EXISTS (SELECT 1 FROM review_marks m JOIN turns t ON t.id = m.turn_id"
+            " AND t.state = 'active' WHERE m.dialogue_id = d.id)) ORDER BY d.updated_at, d.id", (annotator,))
+        return [_dialogue_row(r) for r in rows]
+
+    def revise_turn(self, dialogue_id: str, turn_id: int, annotator: str, text: str) -> int:
+        """The annotator's new version of an answer of a dialogue returned to them: the old one is
+        kept (state ``rejected``, ``params["revised_by"]`` naming the new turn), the new one is the
+        active turn at its place (``params["revision"]``: who, the turn it replaces, the verdict it
+        answers). Returns the new turn's id."""
+        text = text.strip()
+        if not text:
+            raise ReviewError("the revised answer is empty")
+        with self.transaction() as c:
+            spec_id = self._answer_of(c, dialogue_id, turn_id)[2]
+            d = self.get_dialogue(dialogue_id)
+            if d is None or d["annotator"] != annotator or d["review_status"] is None:
+                raise ReviewError(f"dialogue {dialogue_id[:8]} was not returned to you")
+            old = c.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchone()
+            if text == old["content"]:
+                raise ReviewError("the revised answer is the same as the answer")
+            params = loads(old["params"], {})
+            self.set_turn_state(turn_id, "rejected")
+            new_id = self.add_turn(
+                dialogue_id, role="assistant", content=text, author="human", idx=old["idx"], annotator=annotator,
+                model=old["model"], interaction_type=old["interaction_type"], template_name=old["template_name"],
+                template_hash=old["template_hash"], lang=old["lang"], original_content=old["content"],
+                params={k: v for k, v in params.items() if k not in ("control", "fixed_by_review", "revised_by")}
+                | {"revision": {"annotator": annotator, "replaces": turn_id, "answers": d["review_status"]}})
+            self.update_turn(turn_id, params={**params, "revised_by": new_id})
+            self.log_event(annotator, "review_revise", dialogue_id=dialogue_id, spec_id=spec_id, turn_id=turn_id,
+                           detail={"new_turn": new_id})
+            return new_id
+
+    def send_back(self, dialogue_id: str, annotator: str, note: str | None = None) -> str:
+        """Send a returned dialogue back to review after revising it: the verdict is cleared (kept in
+        ``meta.reviews`` with ``{"sent_back_by", "undoes", "note", "at"}``), so the dialogue is in the
+        review queue again (its revised answers are human answers). Returns the verdict answered."""
+        with self.transaction():
+            d = self.get_dialogue(dialogue_id)
+            if d is None or d["annotator"] != annotator or d["review_status"] is None:
+                raise ReviewError(f"dialogue {dialogue_id[:8]} was not returned to you")
+            reviews = d["meta"].setdefault("reviews", [])
+            last = reviews[-1] if reviews and isinstance(reviews[-1], dict) else {}
+            revised = [t for t in self.get_turns(dialogue_id) if (t["params"] or {}).get("revision")
+                       and (t["created_at"] or "") >= (last.get("at") or "")]
+            if not revised:
+                raise ReviewError("revise at least one answer before sending the dialogue back")
+            reviews.append({"sent_back_by": annotator, "undoes": d["review_status"], "note": note, "at": utcnow()})
+            self.update_dialogue(dialogue_id, review_status=None, meta=d["meta"])
+            self.log_event(annotator, "review_send_back", dialogue_id=dialogue_id, spec_id=d["spec_id"],
+                           detail={"answers": d["review_status"], "note": note, "revised": len(revised)})
+            return str(d["review_status"])
+
+    def return_counts(self) -> dict[str, dict[str, int]]:
+        """Per annotator: ``returns`` (verdicts that returned a dialogue: rejected, or with marks)
+        and ``fixes`` (dialogues sent back revised), from the action log."""
+        out: dict[str, dict[str, int]] = {}
+        for name, n in self.query("SELECT annotator, COUNT(*) FROM session_events WHERE action = 'review_send_back'"
+                                  " GROUP BY annotator"):
+            out.setdefault(name, {"returns": 0, "fixes": 0})["fixes"] = int(n)
+        for name, n in self.query(
+                "SELECT d.annotator, COUNT(*) FROM session_events e JOIN dialogues d ON d.id = e.dialogue_id"
+                " WHERE e.action IN ('review_reject', 'review_accept', 'review_fixed') AND (e.action = 'review_reject'"
+                " OR EXISTS (SELECT 1 FROM review_marks m JOIN turns t ON t.id = m.turn_id AND t.state = 'active'"
+                " WHERE m.dialogue_id = d.id AND m.created_at <= e.created_at))"
+                " GROUP BY d.annotator"):
+            out.setdefault(name or "", {"returns": 0, "fixes": 0})["returns"] = int(n)
+        return out
+
     # -- verdicts: taken back while not exported ---------------------------------------------------------
     def undo_review(self, dialogue_id: str, reviewer: str) -> str:
         """Take back a dialogue's verdict (any reviewer's), so it can be decided again; the history

@@ -110,6 +110,8 @@ def review_item(store: ReviewStore, d: dict[str, Any]) -> dict[str, Any]:
             params = t["params"] or {}
             if params.get("review_fix"):
                 out["review_fix"] = params["review_fix"]
+            if params.get("revision"):
+                out["revision"] = params["revision"]
             ctl = params.get("control")
             if ctl:
                 out["control"] = {k: ctl.get(k) for k in ("kind", "description", "outcome", "via", "planted")}

@@ -45,7 +45,7 @@ from itcollect.kernel.prompting import load_prompts
 from itcollect.session.catalog import UI_LANGS, catalog_js, ui_lang
 from itcollect.session.engine import CommandError, Session
 from itcollect.session.review import ReviewError
-from itcollect.session.web import annotate, lead, review
+from itcollect.session.web import annotate, lead, returned, review
 from itcollect.session.web import compare as _compare  # noqa: F401  (its routes join annotate's table)
 from itcollect.session.web.api import ApiError, Body, Handler, RouteTable, Who, read_body
 from itcollect.session.web.auth import new_secret, secret_hash
@@ -67,7 +67,7 @@ _SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
 ]
-_PAGES = {"/": "index.html", "/review": "review.html", "/lead": "lead.html"}
+_PAGES = {"/": "index.html", "/review": "review.html", "/lead": "lead.html", "/returned": "returned.html"}
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
           ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 
@@ -117,7 +117,8 @@ class WebApp:
     (:class:`SharedClient`), ``first_client`` if given (built before serving, to fail early)."""
 
     #: Every audience's routes, mounted in this order.
-    TABLES: tuple[RouteTable, ...] = (routes, annotate.routes, review.routes, lead.routes)
+    TABLES: tuple[RouteTable, ...] = (routes, annotate.routes, review.routes, lead.routes,
+                                         returned.routes)
 
     def __init__(self, config: Config, store: WebStore, client_factory: Callable[[], Any], *,
                  first_client: Any = None, on_shutdown: Callable[[], None] | None = None,
@@ -262,6 +263,7 @@ class WebApp:
 @routes.get("/")
 @routes.get("/review")
 @routes.get("/lead")
+@routes.get("/returned")
 async def page(app: WebApp, request: Request) -> Response:
     name = _PAGES.get(request.url.path)
     if name is None or name not in app.static:

@@ -134,7 +134,7 @@ const IT = (() => {
   }
 
   function nav(role, here) {
-    const links = [["/", t("nav.annotate")]];
+    const links = [["/", t("nav.annotate")], ["/returned", t("nav.returned")]];
     if (role === "reviewer" || role === "lead") links.push(["/review", t("nav.review")]);
     if (role === "lead") links.push(["/lead", t("nav.team")]);
     const box = el("nav", {class: "nav"});

@@ -41,7 +41,8 @@
         pct(q.accepted_unchanged_share), fixed(q.edit_size, 2), pct(q.skip_rate), pct(q.flag_rate),
         el("td", {class: "num" + (q.fast_accepts ? " warn" : "")}, String(q.fast_accepts)), num(q.control_items),
         pct(q.control_catch_rate), num(q.overlap_specs), fixed(q.agreement_chrf, 1),
-        el("td", {}, `${q.review.accepted} / ${q.review.rejected} / ${q.review.fixed}`)));
+        el("td", {}, `${q.review.accepted} / ${q.review.rejected} / ${q.review.fixed}`),
+        el("td", {class: "num"}, `${q.returns ?? 0} / ${q.fixes ?? 0}`)));
     }
     const agreement = clear($("agreement").tBodies[0]);
     const ag = data.agreement || {by_pair: [], pairs: 0};

@@ -1,0 +1,90 @@
+/* itcollect web: "returned to me": the dialogues a reviewer rejected or marked, with the marks
+ * (span, category, severity) and the note; the annotator revises an answer (a new version, the old
+ * one kept) and sends the dialogue back to review. */
+"use strict";
+
+(() => {
+  const {el, clear, api, notice} = IT;
+  const $ = (id) => document.getElementById(id);
+  let busy = false;
+  let navDone = false;
+
+  function renderTurn(d, t) {
+    const user = t.role === "user";
+    const inactive = t.state !== "active";
+    const who = user ? "Request" : t.revision ? "Answer · your revision" : t.review_fix
+      ? `Answer · fixed by ${t.review_fix.reviewer}` : t.author === "human" ? "Answer · yours" : "Answer · model";
+    const node = el("div", {class: `turn ${user ? "turn-user" : "turn-model"}${inactive ? " inactive" : ""}`,
+                            "data-turn": t.turn_id, "data-state": t.state, "data-role": t.role},
+      el("div", {class: "turn-head"}, who, inactive ? el("span", {class: "badge badge-" + t.state}, t.state) : null),
+      el("div", {class: "turn-text"}, t.content));
+    if (!user && (t.marks || []).length) {
+      node.appendChild(el("ul", {class: "marks"}, ...t.marks.map((m) => el("li", {"data-mark": m.id},
+        el("span", {class: `mark mark-${m.severity}`}, m.span), ` ${m.severity} · ${m.category}`,
+        m.note ? ` — ${m.note}` : "", ` (${m.reviewer})`))));
+    }
+    if (!user && !inactive) {
+      node.appendChild(el("div", {class: "turn-tools"},
+        el("button", {type: "button", "data-tool": "revise", onclick: () => startRevise(d, t, node)}, "revise")));
+    }
+    return node;
+  }
+
+  function startRevise(d, t, node) {
+    if (node.querySelector(".fix-box")) return;
+    const box = el("textarea", {class: "fix-box"});
+    box.value = t.content;
+    node.appendChild(box);
+    node.appendChild(el("div", {class: "row"}, el("span", {class: "spacer"}),
+      el("button", {type: "button", onclick: () => load()}, "cancel"),
+      el("button", {type: "button", class: "primary", "data-tool": "save-revision",
+                    onclick: () => send("/api/returned/revise", {dialogue_id: d.dialogue_id, turn_id: t.turn_id,
+                                                                  text: box.value})}, "save my revision")));
+    box.focus();
+  }
+
+  function render(data) {
+    $("who").textContent = `${data.annotator} · ${data.role}`;
+    if (!navDone) { clear($("nav-slot")).appendChild(IT.nav(data.role, "/returned")); navDone = true; }
+    $("login").hidden = true;
+    const list = clear($("dialogues"));
+    $("none").hidden = data.dialogues.length > 0;
+    $("howto").hidden = !data.dialogues.length;
+    $("count").textContent = `${data.dialogues.length} returned`;
+    for (const d of data.dialogues) {
+      const r = d.returned;
+      const card = el("article", {class: "card", "data-dialogue": d.dialogue_id},
+        el("div", {class: "meta"}, el("span", {class: "pill"}, `${d.src_lang} → ${d.tgt_lang}`),
+          el("span", {class: `badge badge-${r.verdict}`}, r.verdict),
+          el("span", {class: "muted"}, ` by ${r.reviewer || "?"} · dialogue ${d.dialogue_id.slice(0, 8)} · spec ${d.spec_id}`)),
+        el("p", {class: "source"}, d.source || ""),
+        r.note ? el("p", {class: "review-note"}, "Reviewer's note: ", r.note) : null);
+      const turns = el("div", {class: "conversation"});
+      for (const t of d.turns) turns.appendChild(renderTurn(d, t));
+      card.appendChild(turns);
+      const note = el("input", {type: "text", maxlength: "1000", placeholder: "note to the reviewer (optional)"});
+      card.appendChild(el("div", {class: "row"}, note, el("button", {type: "button", class: "primary",
+        "data-tool": "send-back", onclick: () => send("/api/returned/send", {dialogue_id: d.dialogue_id,
+                                                                              note: note.value})}, "send back")));
+      list.appendChild(card);
+    }
+  }
+
+  async function load() {
+    const r = await api("/api/returned");
+    if (r.status === 401) { IT.loginNeeded($("login")); return; }
+    if (r.status !== 200) { notice(r.data.error || `error ${r.status}`, "error"); return; }
+    render(r.data);
+  }
+
+  async function send(path, body) {
+    if (busy) return;
+    busy = true;
+    const r = await api(path, body);
+    busy = false;
+    if (r.status === 200) { render(r.data); notice(r.data.message, "info"); return; }
+    notice(r.data.error || `error ${r.status}`, r.status === 409 ? "warn" : "error");
+  }
+
+  load();
+})();
