@@ -219,10 +219,27 @@ def test_replay_specs_go_to_compare_runs_only(tmp_path, fake_openai):
     assert plain.done == 3
     replay = [s for s in ws.store.iter_specs() if s["status"] == "pending"]
     assert len(replay) == 1 and replay[0]["seed"] == 9  # a plain simulate leaves the replay
+    plain_opts = SimulateOptions(base_url=fake_openai.base_url, model="fake-model", dry_run=True)
+    assert run_simulation(ws, plain_opts, show_progress=False).estimate["dialogues"] == 0  # nor counts it
     summary = run_simulation(ws, opts(fake_openai, "m-a,m-worse"), show_progress=False)
     assert summary.done == 1 and ws.store.spec_counts()["pending"] == 0
     d = ws.store.dialogue_for_spec(replay[0]["id"])
     assert d is not None and ws.store.comparisons_of(d["id"])
+    # a dialogue a comparison started, back to pending (an interrupted run): a plain run neither
+    # claims nor counts it, a compare run does
+    from itcollect.simulate import DialogueDriver
+
+    plan_specs(ws.store, ws.config, 1, seed=5)
+    new = next(s for s in ws.store.iter_specs(("pending",)))
+    started = DialogueDriver(ws.config).load_or_create(ws.store, new)
+    ws.store.set_dialogue_systems(started.dialogue_id, [{"name": "m-a", "model": "m-a"}, {"name": "m-b", "model": "m-b"}])
+    assert run_simulation(ws, plain_opts, show_progress=False).estimate["dialogues"] == 0
+    assert run_simulation(ws, SimulateOptions(base_url=fake_openai.base_url, model="fake-model"),
+                          show_progress=False).done == 0
+    assert run_simulation(ws, opts(fake_openai, "m-a,m-worse", dry_run=True), show_progress=False).estimate["dialogues"] == 1
+    again = run_simulation(ws, opts(fake_openai, "m-a,m-worse"), show_progress=False)
+    assert again.done == 1 and again.compare.own_systems == 1
+    assert {x["system"] for c in ws.store.comparisons_of(started.dialogue_id) for x in c["candidates"]} == {"m-a", "m-b"}
     ws.close()
 
 

@@ -82,8 +82,10 @@ def make_driver(ws: Workspace, llm: LLMClient) -> DialogueDriver:
 
 def specs_to_play(store: SimulateStore, limit: int | None, *, compare: bool = False) -> list[dict[str, Any]]:
     """The specs a run would play, in claim order: pending and in progress, at most ``limit``
-    (replay specs only for a ``--compare`` run)."""
-    specs = [s for s in store.iter_specs(("pending", "in_progress")) if compare or not s.get("replay_of")]
+    (replay specs and the dialogues a comparison started only for a ``--compare`` run)."""
+    left = set() if compare else store.compared_spec_ids()
+    specs = [s for s in store.iter_specs(("pending", "in_progress"))
+             if compare or not (s.get("replay_of") or s["id"] in left)]
     return specs if limit is None else specs[:limit]
 
 

@@ -137,6 +137,11 @@ class ComparisonsMixin(StoreCore):
             "SELECT name, model, base_url FROM dialogue_systems GROUP BY name, model, base_url"
             " ORDER BY name, model, base_url")]
 
+    def compared_spec_ids(self) -> set[int]:
+        """The specs whose dialogue keeps systems (a comparison started it): a plain run leaves them."""
+        return {r[0] for r in self.query("SELECT DISTINCT d.spec_id FROM dialogues d JOIN dialogue_systems ds"
+                                         " ON ds.dialogue_id = d.id WHERE d.spec_id IS NOT NULL")}
+
     # -- comparisons ----------------------------------------------------------------------------------
     def add_comparison(self, dialogue_id: str, idx: int, candidates: Sequence[Mapping[str, Any]], *,
                        labels: Sequence[str] | None = None, run_id: int | None = None) -> int:
