@@ -133,29 +133,14 @@ class ReviewMixin(SessionsMixin):  # logs events, sets verdicts, adds and update
         kept (state ``rejected``, ``params["revised_by"]`` naming the new turn), the new one is the
         active turn at its place (``params["revision"]``: who, the turn it replaces, the verdict it
         answers). Returns the new turn's id."""
-        text = text.strip()
-        if not text:
-            raise ReviewError("the revised answer is empty")
-        with self.transaction() as c:
-            spec_id = self._answer_of(c, dialogue_id, turn_id)[2]
+        with self.transaction():
             d = self.get_dialogue(dialogue_id)
             if d is None or d["annotator"] != annotator or d["review_status"] is None:
                 raise ReviewError(f"dialogue {dialogue_id[:8]} was not returned to you")
-            old = c.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchone()
-            if text == old["content"]:
-                raise ReviewError("the revised answer is the same as the answer")
-            params = loads(old["params"], {})
-            self.set_turn_state(turn_id, "rejected")
-            new_id = self.add_turn(
-                dialogue_id, role="assistant", content=text, author="human", idx=old["idx"], annotator=annotator,
-                model=old["model"], interaction_type=old["interaction_type"], template_name=old["template_name"],
-                template_hash=old["template_hash"], lang=old["lang"], original_content=old["content"],
-                params={k: v for k, v in params.items() if k not in ("control", "fixed_by_review", "revised_by")}
-                | {"revision": {"annotator": annotator, "replaces": turn_id, "answers": d["review_status"]}})
-            self.update_turn(turn_id, params={**params, "revised_by": new_id})
-            self.log_event(annotator, "review_revise", dialogue_id=dialogue_id, spec_id=spec_id, turn_id=turn_id,
-                           detail={"new_turn": new_id})
-            return new_id
+            return self._replace_answer(
+                dialogue_id, turn_id, annotator, text, "revised", "revised_by",
+                {"revision": {"annotator": annotator, "replaces": turn_id, "answers": d["review_status"]}},
+                "review_revise")
 
     def send_back(self, dialogue_id: str, annotator: str, note: str | None = None) -> str:
         """Send a returned dialogue back to review after revising it: the verdict is cleared (kept in
@@ -240,24 +225,33 @@ class ReviewMixin(SessionsMixin):  # logs events, sets verdicts, adds and update
     # -- fixes -----------------------------------------------------------------------------------------
     def review_fix(self, dialogue_id: str, turn_id: int, reviewer: str, text: str) -> int:
         """Replace an active answer by the reviewer's version (module doc); returns the new turn's id."""
+        with self.transaction():
+            return self._replace_answer(dialogue_id, turn_id, reviewer, text, "fixed", "fixed_by_review",
+                                        {"review_fix": {"reviewer": reviewer, "replaces": turn_id}}, "review_fix")
+
+    def _replace_answer(self, dialogue_id: str, turn_id: int, who: str, text: str, word: str, back_key: str,
+                        marker: dict[str, Any], action: str) -> int:
+        """A new version of an active answer by ``who`` (a reviewer's fix, an annotator's revision):
+        the old turn is kept as ``rejected`` with ``params[back_key]`` naming the new one, which
+        carries ``marker`` in its params; logged as ``action``. Inside the caller's transaction."""
         text = text.strip()
         if not text:
-            raise ReviewError("the fixed answer is empty")
+            raise ReviewError(f"the {word} answer is empty")
         with self.transaction() as c:
             spec_id = self._answer_of(c, dialogue_id, turn_id)[2]
             old = c.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchone()
             if text == old["content"]:
-                raise ReviewError("the fixed answer is the same as the answer")
+                raise ReviewError(f"the {word} answer is the same as the answer")
             params = loads(old["params"], {})
             self.set_turn_state(turn_id, "rejected")
             new_id = self.add_turn(
-                dialogue_id, role="assistant", content=text, author="human", idx=old["idx"], annotator=reviewer,
+                dialogue_id, role="assistant", content=text, author="human", idx=old["idx"], annotator=who,
                 model=old["model"], interaction_type=old["interaction_type"], template_name=old["template_name"],
                 template_hash=old["template_hash"], lang=old["lang"], original_content=old["content"],
-                params={k: v for k, v in params.items() if k not in ("control", "fixed_by_review")}
-                | {"review_fix": {"reviewer": reviewer, "replaces": turn_id}})
-            self.update_turn(turn_id, params={**params, "fixed_by_review": new_id})
-            self.log_event(reviewer, "review_fix", dialogue_id=dialogue_id, spec_id=spec_id, turn_id=turn_id,
+                params={k: v for k, v in params.items() if k not in ("control", "fixed_by_review", "revised_by")}
+                | marker)
+            self.update_turn(turn_id, params={**params, back_key: new_id})
+            self.log_event(who, action, dialogue_id=dialogue_id, spec_id=spec_id, turn_id=turn_id,
                            detail={"new_turn": new_id})
             return new_id
 
