@@ -32,6 +32,38 @@ MESSAGES: dict[str, dict[str, str]] = {
     "nav.team": {"en": "Team", "zh": "团队"},
     "nav.returned": {"en": "Returned to me", "zh": "退回给我"},
     "nav.logout": {"en": "Log out", "zh": "退出登录"},
+    # -- "returned to me" (issue 24 item 10) ----------------------------------------------------------
+    "returned.page": {"en": "itcollect · returned to me", "zh": "itcollect · 退回给我"},
+    "returned.none_title": {"en": "Nothing returned to you", "zh": "没有退回给你的对话"},
+    "returned.none_body": {"en": "Dialogues a reviewer rejects, or decides with error marks, come here with the marks "
+                                 "and the reviewer's note.",
+                           "zh": "审校员退回的对话，或给出结论时标出了错误的对话，会连同标注和审校员的说明出现在这里。"},
+    "returned.howto": {"en": "Each dialogue a reviewer returned to you, with their marks (the wrong words, the "
+                             "category, the severity) and their note. \"revise\" writes a new version of an answer "
+                             "(the old one is kept); \"send back\" returns the dialogue to the reviewer's queue "
+                             "with your revisions.",
+                       "zh": "这里是审校员退回给你的每段对话，附有他们的标注（出错的文字、类别、严重程度）和说明。"
+                             "“修改”会写出回答的新版本（旧版本保留）；“发回”会把对话连同你的修改送回审校员的队列。"},
+    "returned.count": {"en": "{n} returned", "zh": "退回 {n} 段"},
+    "returned.by": {"en": "by {reviewer} · dialogue {id} · spec {spec}", "zh": "审校员 {reviewer} · 对话 {id} · 任务 {spec}"},
+    "returned.verdict.rejected": {"en": "rejected", "zh": "已退回"},
+    "returned.verdict.accepted": {"en": "accepted, with marks", "zh": "已接受（有标注）"},
+    "returned.verdict.fixed": {"en": "fixed, with marks", "zh": "已修正（有标注）"},
+    "returned.note": {"en": "Reviewer's note: ", "zh": "审校员说明："},
+    "returned.request": {"en": "Request", "zh": "请求"},
+    "returned.revision": {"en": "Answer · your revision", "zh": "回答 · 你的修改"},
+    "returned.fixed_by": {"en": "Answer · fixed by {reviewer}", "zh": "回答 · 由 {reviewer} 修正"},
+    "returned.yours": {"en": "Answer · yours", "zh": "回答 · 你写的"},
+    "returned.model": {"en": "Answer · model", "zh": "回答 · 模型"},
+    "returned.revise": {"en": "revise", "zh": "修改"},
+    "returned.save": {"en": "save my revision", "zh": "保存我的修改"},
+    "returned.note_placeholder": {"en": "note to the reviewer (optional)", "zh": "给审校员的备注（可选）"},
+    "returned.send": {"en": "send back", "zh": "发回"},
+    "returned.revised": {"en": "Your new version is the answer now (the old one is kept). Send the dialogue back "
+                               "when it is ready.",
+                         "zh": "你的新版本现在是回答（旧版本保留）。改好后把对话发回。"},
+    "returned.sent": {"en": "Sent back: the reviewer sees your revision in their queue.",
+                      "zh": "已发回：审校员会在队列里看到你的修改。"},
     "nav.language": {"en": "Language", "zh": "界面语言"},
     "login.title": {"en": "Please log in", "zh": "请先登录"},
     "login.body": {"en": "Open the login link your coordinator sent you. It was made with {cmd}; if you lost it, "

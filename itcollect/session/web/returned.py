@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from itcollect.session.catalog import t
 from itcollect.session.review.returns import record_revision, record_send_back, returned_to
 from itcollect.session.web.api import RouteTable, Who
 
@@ -34,8 +35,7 @@ async def revise(app: WebApp, request: Request) -> Response:
     who = app.auth(request, csrf=True)
     body = await app.body(request)
     record_revision(app.store, who.name, body.text("dialogue_id"), body.number("turn_id"), body.text("text"))
-    return JSONResponse(returned_json(app, who, message="Your new version is the answer now (the old one is kept)."
-                                      " Send the dialogue back when it is ready."))
+    return JSONResponse(returned_json(app, who, message=t("returned.revised", who.lang)))
 
 
 @routes.post("/api/returned/send")
@@ -43,4 +43,4 @@ async def send_back(app: WebApp, request: Request) -> Response:
     who = app.auth(request, csrf=True)
     body = await app.body(request)
     record_send_back(app.store, who.name, body.text("dialogue_id"), body.optional("note"))
-    return JSONResponse(returned_json(app, who, message="Sent back: the reviewer sees your revision in their queue."))
+    return JSONResponse(returned_json(app, who, message=t("returned.sent", who.lang)))

@@ -5,6 +5,7 @@
 
 (() => {
   const {el, clear, api, notice} = IT;
+  const tr = IT.t;
   const $ = (id) => document.getElementById(id);
   let busy = false;
   let navDone = false;
@@ -12,8 +13,9 @@
   function renderTurn(d, t) {
     const user = t.role === "user";
     const inactive = t.state !== "active";
-    const who = user ? "Request" : t.revision ? "Answer · your revision" : t.review_fix
-      ? `Answer · fixed by ${t.review_fix.reviewer}` : t.author === "human" ? "Answer · yours" : "Answer · model";
+    const who = user ? tr("returned.request") : t.revision ? tr("returned.revision") : t.review_fix
+      ? tr("returned.fixed_by", {reviewer: t.review_fix.reviewer})
+      : t.author === "human" ? tr("returned.yours") : tr("returned.model");
     const node = el("div", {class: `turn ${user ? "turn-user" : "turn-model"}${inactive ? " inactive" : ""}`,
                             "data-turn": t.turn_id, "data-state": t.state, "data-role": t.role},
       el("div", {class: "turn-head"}, who, inactive ? el("span", {class: "badge badge-" + t.state}, t.state) : null),
@@ -25,7 +27,7 @@
     }
     if (!user && !inactive) {
       node.appendChild(el("div", {class: "turn-tools"},
-        el("button", {type: "button", "data-tool": "revise", onclick: () => startRevise(d, t, node)}, "revise")));
+        el("button", {type: "button", "data-tool": "revise", onclick: () => startRevise(d, t, node)}, tr("returned.revise"))));
     }
     return node;
   }
@@ -36,10 +38,10 @@
     box.value = t.content;
     node.appendChild(box);
     node.appendChild(el("div", {class: "row"}, el("span", {class: "spacer"}),
-      el("button", {type: "button", onclick: () => load()}, "cancel"),
+      el("button", {type: "button", onclick: () => load()}, tr("cancel")),
       el("button", {type: "button", class: "primary", "data-tool": "save-revision",
                     onclick: () => send("/api/returned/revise", {dialogue_id: d.dialogue_id, turn_id: t.turn_id,
-                                                                  text: box.value})}, "save my revision")));
+                                                                  text: box.value})}, tr("returned.save"))));
     box.focus();
   }
 
@@ -50,22 +52,23 @@
     const list = clear($("dialogues"));
     $("none").hidden = data.dialogues.length > 0;
     $("howto").hidden = !data.dialogues.length;
-    $("count").textContent = `${data.dialogues.length} returned`;
+    $("count").textContent = tr("returned.count", {n: data.dialogues.length});
     for (const d of data.dialogues) {
       const r = d.returned;
       const card = el("article", {class: "card", "data-dialogue": d.dialogue_id},
         el("div", {class: "meta"}, el("span", {class: "pill"}, `${d.src_lang} → ${d.tgt_lang}`),
-          el("span", {class: `badge badge-${r.verdict}`}, r.verdict),
-          el("span", {class: "muted"}, ` by ${r.reviewer || "?"} · dialogue ${d.dialogue_id.slice(0, 8)} · spec ${d.spec_id}`)),
+          el("span", {class: `badge badge-${r.verdict}`}, tr(`returned.verdict.${r.verdict}`)),
+          el("span", {class: "muted"}, " " + tr("returned.by", {reviewer: r.reviewer || "?",
+                                                                id: d.dialogue_id.slice(0, 8), spec: d.spec_id}))),
         el("p", {class: "source"}, d.source || ""),
-        r.note ? el("p", {class: "review-note"}, "Reviewer's note: ", r.note) : null);
+        r.note ? el("p", {class: "review-note"}, tr("returned.note"), r.note) : null);
       const turns = el("div", {class: "conversation"});
       for (const t of d.turns) turns.appendChild(renderTurn(d, t));
       card.appendChild(turns);
-      const note = el("input", {type: "text", maxlength: "1000", placeholder: "note to the reviewer (optional)"});
+      const note = el("input", {type: "text", maxlength: "1000", placeholder: tr("returned.note_placeholder")});
       card.appendChild(el("div", {class: "row"}, note, el("button", {type: "button", class: "primary",
         "data-tool": "send-back", onclick: () => send("/api/returned/send", {dialogue_id: d.dialogue_id,
-                                                                              note: note.value})}, "send back")));
+                                                                              note: note.value})}, tr("returned.send"))));
       list.appendChild(card);
     }
   }
