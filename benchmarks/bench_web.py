@@ -21,6 +21,10 @@ No lost action: every action must answer 200, and afterwards the store must hold
 was done: every dialogue done, with its 4 active turns (the edited answer by the human, the
 model's kept), one accept and one edit and one finish each in the action log, no lease left,
 and no answer paid twice.
+
+Beside them ``--reviewers`` reviewers (default 2) walk the review queue as the edited dialogues
+arrive: the review page's GET /api/review ("review"), a verdict, and every third one taken back
+(undo) and decided again, reported as the actions "review", "verdict" and "undo".
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 ZH_DIGITS = "零一二三四五六七八九"
-NON_LLM = ("next", "request", "state", "accept", "edit", "finish")
+NON_LLM = ("next", "request", "state", "accept", "edit", "finish", "review", "verdict", "undo")
 
 
 def responder(body: dict) -> str:
@@ -77,12 +81,12 @@ def make_workspace(root: Path, n_specs: int) -> None:
     ws.close()
 
 
-def accounts(root: Path, n: int, base: str) -> list[str]:
+def accounts(root: Path, n: int, base: str, role: str = "annotator", prefix: str = "ann") -> list[str]:
     from itcollect.session.web.auth import issue_token, login_url
     from itcollect.store import Store
 
     with Store(root / "itcollect.db") as store:
-        return [login_url(base, issue_token(store, f"ann{i:02d}")) for i in range(n)]
+        return [login_url(base, issue_token(store, f"{prefix}{i:02d}", role)) for i in range(n)]
 
 
 class Annotator:
@@ -99,7 +103,8 @@ class Annotator:
         if self.think > 0:
             await asyncio.sleep(self.rng.uniform(0, self.think))
 
-    async def call(self, http, action: str, method: str, path: str, body: dict | None = None) -> dict:
+    async def call(self, http, action: str, method: str, path: str, body: dict | None = None, *,
+                   refused_ok: bool = False) -> dict:
         headers = {"X-CSRF-Token": self.csrf} if body is not None else {}
         if body is not None and self.version is not None:
             body = {"version": self.version, **body}
@@ -108,7 +113,7 @@ class Annotator:
             data = await resp.json()
             rtt = (time.perf_counter() - t0) * 1000
             m = re.search(r"dur=([0-9.]+)", resp.headers.get("server-timing", ""))
-            if resp.status != 200:
+            if resp.status != 200 and not (refused_ok and resp.status == 409):
                 raise RuntimeError(f"{self.name} {action}: {resp.status} {data}")
         self.times[action]["server"].append(float(m.group(1)) if m else float("nan"))
         self.times[action]["rtt"].append(rtt)
@@ -153,21 +158,62 @@ class Annotator:
             self.version = None
 
 
-async def drive(links: list[str], base: str, dialogues: int, think_ms: float, seed: int) -> tuple[dict, list]:
+class Reviewer(Annotator):
+    async def review(self, http, annotators_done: asyncio.Event) -> None:
+        """Decide what the queue holds until the annotators are done and it is empty."""
+        async with http.get(self.link, allow_redirects=False) as resp:
+            assert resp.status == 303, resp.status
+        decided = 0
+        while True:
+            await self.pause()
+            item = (await self.call(http, "review", "GET", "/api/review"))["item"]
+            if item is None:
+                if annotators_done.is_set():
+                    return
+                await asyncio.sleep(0.2)
+                continue
+            # two reviewers on the same dialogue at once: the second is refused (409), as designed
+            out = await self.call(http, "verdict", "POST", "/api/review/verdict",
+                                  {"dialogue_id": item["dialogue_id"], "verdict": "accept"}, refused_ok=True)
+            if "last_verdict" not in out:
+                continue
+            decided += 1
+            if decided % 3 == 0:  # a mistaken verdict, taken back and decided again
+                await self.pause()
+                await self.call(http, "undo", "POST", "/api/review/undo",
+                                {"dialogue_id": out["last_verdict"]["dialogue_id"]})
+                await self.call(http, "verdict", "POST", "/api/review/verdict",
+                                {"dialogue_id": item["dialogue_id"], "verdict": "accept"}, refused_ok=True)
+
+
+async def drive(links: list[str], base: str, dialogues: int, think_ms: float, seed: int,
+                reviewer_links: list[str] = ()) -> tuple[dict, list]:
     import aiohttp
 
     times: dict = defaultdict(lambda: {"server": [], "rtt": []})
     team = [Annotator(f"ann{i:02d}", link, base, think_ms, random.Random(seed + i), times)
             for i, link in enumerate(links)]
+    reviewers = [Reviewer(f"rev{i:02d}", link, base, think_ms, random.Random(seed + 1000 + i), times)
+                 for i, link in enumerate(reviewer_links)]
+    annotators_done = asyncio.Event()
+
+    def session() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), connector=aiohttp.TCPConnector(limit=4),
+                                     timeout=aiohttp.ClientTimeout(total=120))
 
     async def one(a: Annotator) -> None:
-        jar = aiohttp.CookieJar(unsafe=True)
-        conn = aiohttp.TCPConnector(limit=4)
-        async with aiohttp.ClientSession(cookie_jar=jar, connector=conn,
-                                         timeout=aiohttp.ClientTimeout(total=120)) as http:
+        async with session() as http:
             await a.run(http, dialogues)
 
-    await asyncio.gather(*(one(a) for a in team))
+    async def reviewer(r: Reviewer) -> None:
+        async with session() as http:
+            await r.review(http, annotators_done)
+
+    async def annotators() -> None:
+        await asyncio.gather(*(one(a) for a in team))
+        annotators_done.set()
+
+    await asyncio.gather(annotators(), *(reviewer(r) for r in reviewers))
     return times, team
 
 
@@ -185,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dialogues", type=int, default=4, help="dialogues per annotator")
     ap.add_argument("--latency-ms", type=float, default=1000.0)
     ap.add_argument("--think-ms", type=float, default=300.0)
+    ap.add_argument("--reviewers", type=int, default=2, help="reviewers walking the review queue meanwhile")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", metavar="FILE", help="run the web server under cProfile, stats to FILE")
     args = ap.parse_args(argv)
@@ -212,10 +259,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"the server did not start: {first!r} {web.stderr.read()}")
             base = m.group(1)
             links = accounts(root, args.annotators, base)
+            reviewer_links = accounts(root, args.reviewers, base, "reviewer", "rev")
             cpu0 = {p.pid: proc_cpu(p.pid) for p in procs}
             own0 = time.process_time()
             t0 = time.perf_counter()
-            times, team = asyncio.run(drive(links, base, args.dialogues, args.think_ms, args.seed))
+            times, team = asyncio.run(drive(links, base, args.dialogues, args.think_ms, args.seed, reviewer_links))
             wall = time.perf_counter() - t0
             cpu = {name: proc_cpu(p.pid) - cpu0[p.pid] for name, p in (("web", web), ("llm", fake))}
             cpu["clients"] = time.process_time() - own0
@@ -229,9 +277,10 @@ def main(argv: list[str] | None = None) -> int:
                         p.wait(20)
                     except subprocess.TimeoutExpired:
                         p.kill()
-        lost = check_store(root, team, args.dialogues)
+        lost = check_store(root, team, args.dialogues, reviewed=args.reviewers > 0)
 
-    print(f"# {args.annotators} annotators x {args.dialogues} dialogues (2 turns each), LLM latency "
+    print(f"# {args.annotators} annotators x {args.dialogues} dialogues (2 turns each), {args.reviewers} reviewers,"
+          f" LLM latency "
           f"{args.latency_ms:.0f} ms, think time up to {args.think_ms:.0f} ms; wall {wall:.1f} s; "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'action':<8} {'n':>5}  {'server p50':>10} {'p95':>7} {'max':>7}   {'round trip p50':>14} {'p95':>7} "
@@ -275,7 +324,7 @@ class urlopen_json:
         return None
 
 
-def check_store(root: Path, team: list, dialogues: int) -> int:
+def check_store(root: Path, team: list, dialogues: int, reviewed: bool = False) -> int:
     """Count what is missing from the store against what the annotators were told was done."""
     from itcollect.store import Store
 
@@ -296,7 +345,8 @@ def check_store(root: Path, team: list, dialogues: int) -> int:
                 ok = (d is not None and d["status"] == "done" and d["annotator"] == a.name
                       and [(t["role"], t["author"]) for t in turns] == [("user", "human"), ("assistant", "model"),
                                                                         ("user", "human"), ("assistant", "human")]
-                      and turns[3]["original_content"])
+                      and turns[3]["original_content"]
+                      and (not reviewed or d["review_status"] == "accepted"))
                 lost += 0 if ok else 1
             lost += len(store.leases_held(f"human:{a.name}"))
     return lost
