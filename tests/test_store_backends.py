@@ -256,3 +256,35 @@ def test_a_copy_killed_mid_way_leaves_the_target_empty(tmp_path, pg_url, fake_op
     with Store(pg_url) as b:
         assert not any(row_counts(b).values())
     assert not (tmp_path / "killed.db").exists()
+
+
+def test_a_dropped_connection_is_reconnected_outside_a_transaction(pg_server, pg_url):
+    """The server ends the store's connection (as a restart does): the next statement reconnects;
+    committed rows are all there; a transaction cut mid-way is one StoreError, nothing half-written."""
+    store = Store(pg_url)
+    try:
+        store.add_source(source_id="s1", text="A sentence about the news today.", lang="en", origin_file="x.txt")
+        pid = store.scalar("SELECT pg_backend_pid()")
+        pg_server.admin(f"SELECT pg_terminate_backend({int(pid)})")
+        assert store.scalar("SELECT COUNT(*) FROM sources") == 1  # reconnected
+        assert store.scalar("SELECT pg_backend_pid()") != pid
+        with pytest.raises(StoreError):
+            with store.transaction() as c:
+                c.execute("INSERT INTO ingest_runs(path, format, started_at) VALUES ('a', 'txt', 'now')")
+                pg_server.admin(f"SELECT pg_terminate_backend({int(store.scalar('SELECT pg_backend_pid()'))})")
+                c.execute("INSERT INTO ingest_runs(path, format, started_at) VALUES ('b', 'txt', 'now')")
+        assert store.scalar("SELECT COUNT(*) FROM ingest_runs") == 0
+        assert store.scalar("SELECT COUNT(*) FROM sources") == 1
+    finally:
+        store.close()
+
+
+def test_a_refused_login_is_one_line_naming_the_server(pg_server):
+    pg_server.admin("DROP ROLE IF EXISTS nologin_role")
+    pg_server.admin("CREATE ROLE nologin_role NOLOGIN")
+    url = pg_server.url().replace("postgres@", "nologin_role@")
+    with pytest.raises(StoreError) as err:
+        Store(url)
+    text = str(err.value)
+    assert text.startswith(f"127.0.0.1:{pg_server.port}/postgres") and len(text.splitlines()) == 1
+    assert "not permitted to log in" in text

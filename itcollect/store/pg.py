@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -27,6 +28,10 @@ from itcollect.store.dialect import pg_sql
 #: transaction-scoped lock first, so they keep exactly that rule across processes and hosts, while
 #: reads never wait for it. No deadlock is possible among them: each takes it before any row lock.
 WRITE_LOCK = 0x69746377726974
+
+#: How often a statement outside a transaction reconnects after a dropped connection (backing off
+#: 0.5, 1, 2, 4, 8 s: a server restart of ~15 s is ridden out).
+RECONNECT_ATTEMPTS = 5
 
 #: Hidden columns: PostgreSQL's stand-in for SQLite's rowid, left out of ``keys()`` / ``dict(row)``.
 _HIDDEN = frozenset({"rowid"})
@@ -147,8 +152,9 @@ class PgConnection:
         self.url = url
         self.where = describe(url)
         self.total_changes = 0
+        self.connect_timeout = max(1, int(connect_timeout_s))
         try:
-            self.raw = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout_s)))
+            self.raw = psycopg.connect(url, autocommit=True, connect_timeout=self.connect_timeout)
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to the PostgreSQL store: {_reason(exc)}", path=self.where) from None
 
@@ -156,10 +162,41 @@ class PgConnection:
         return PgCursor(self)
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> PgCursor:
+        if not self.in_transaction:  # a statement that starts work: a dropped connection is retried
+            return self._retrying(sql, params)
+        return self._execute(sql, params)
+
+    def _execute(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> PgCursor:
         if sql == "BEGIN IMMEDIATE":  # the store's write transaction: one writer at a time, as in SQLite
             cur = PgCursor(self).execute("BEGIN")
             return cur.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
         return PgCursor(self).execute(sql, params)
+
+    def _retrying(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> PgCursor:
+        """Outside a transaction nothing is lost when the connection drops (a server restart, a
+        proxy's idle cut): reconnect and run the statement again, a bounded number of times. Inside
+        one, the error leaves as it is: the transaction is gone, and what was committed before stays."""
+        for attempt in range(RECONNECT_ATTEMPTS + 1):
+            if self.raw.closed or self.raw.broken:
+                self._reconnect(attempt)
+            try:
+                return self._execute(sql, params)
+            except sqlite3.OperationalError:
+                if not (self.raw.closed or self.raw.broken) or attempt == RECONNECT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _reconnect(self, attempt: int) -> None:
+        import psycopg
+
+        if attempt:
+            time.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)))
+        try:
+            self.raw = psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout)
+        except psycopg.Error as exc:
+            if attempt >= RECONNECT_ATTEMPTS:
+                raise StoreError(f"lost the connection to the PostgreSQL store: {_reason(exc)}",
+                                 path=self.where) from None
 
     def executemany(self, sql: str, seq: Any) -> PgCursor:
         return PgCursor(self).executemany(sql, seq)
@@ -168,7 +205,8 @@ class PgConnection:
     def in_transaction(self) -> bool:
         from psycopg.pq import TransactionStatus
 
-        return self.raw.info.transaction_status != TransactionStatus.IDLE
+        return self.raw.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR,
+                                                    TransactionStatus.ACTIVE)
 
     def close(self) -> None:
         self.raw.close()
