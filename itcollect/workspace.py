@@ -101,14 +101,26 @@ class WorkspaceLock:
     refusal names; the lock goes with the process, so a killed holder never leaves it behind.
 
     ``what`` names the run in the refusal (``another `simulate --batch-api` is running ...``).
+    ``store_url``: a PostgreSQL store, whose workspaces may be on several hosts: the lock is then an
+    advisory lock on the database server (named by ``filename``) instead of the file.
     """
 
-    def __init__(self, root: str | Path, filename: str, what: str) -> None:
+    def __init__(self, root: str | Path, filename: str, what: str, store_url: str = "") -> None:
         self.path = os.path.join(str(root), filename)
         self.what = what
+        self.store_url = store_url
         self.fh: Any = None
 
     def __enter__(self) -> WorkspaceLock:
+        if self.store_url:
+            from itcollect.kernel.storeurl import describe
+            from itcollect.store.pg import try_run_lock
+
+            self.fh = try_run_lock(self.store_url, os.path.basename(self.path))
+            if self.fh is None:
+                raise ServiceError(f"another {self.what} is running on this store; wait for it or stop it first",
+                                   path=describe(self.store_url))
+            return self
         import fcntl  # POSIX only: imported when a lock is taken, so this module imports everywhere
 
         self.fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run

@@ -288,3 +288,24 @@ def test_a_refused_login_is_one_line_naming_the_server(pg_server):
     text = str(err.value)
     assert text.startswith(f"127.0.0.1:{pg_server.port}/postgres") and len(text.splitlines()) == 1
     assert "not permitted to log in" in text
+
+
+def test_the_batch_api_lock_of_a_postgresql_store_is_an_advisory_lock_on_the_server(tmp_path, pg_url):
+    """Workspaces on two hosts share one store: the Batch API lock is held on the database server,
+    so the second run is refused whatever folder it runs in, and the lock goes with its holder."""
+    from itcollect.kernel.errors import ServiceError
+    from itcollect.workspace import WorkspaceLock
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = WorkspaceLock(tmp_path / "a", ".itcollect-batch.lock", "`simulate --batch-api`", store_url=pg_url)
+    with first:
+        with pytest.raises(ServiceError) as err:
+            with WorkspaceLock(tmp_path / "b", ".itcollect-batch.lock", "`simulate --batch-api`", store_url=pg_url):
+                pass
+        assert "another `simulate --batch-api` is running on this store" in str(err.value)
+        with WorkspaceLock(tmp_path / "b", ".itcollect-batch-judge.lock", "`judge --batch-api`", store_url=pg_url):
+            pass  # another run's lock is another name
+    with WorkspaceLock(tmp_path / "b", ".itcollect-batch.lock", "`simulate --batch-api`", store_url=pg_url):
+        pass
+    assert not (tmp_path / "a" / ".itcollect-batch.lock").exists()

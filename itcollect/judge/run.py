@@ -417,7 +417,7 @@ def run_judge(ws: Workspace, opts: JudgeOptions, *, show_progress: bool = True,
 
         from itcollect.workspace import WorkspaceLock
 
-        with WorkspaceLock(ws.root, BATCH_LOCK_FILE, "`judge --batch-api`"):
+        with WorkspaceLock(ws.root, BATCH_LOCK_FILE, "`judge --batch-api`", store_url=ws.store_url):
             try:
                 asyncio.run(_run_batch(ws, opts, summary, echo or (lambda _m: None), warn))
             except openai.APIError as exc:

@@ -240,7 +240,8 @@ def run_batch_simulation(ws: Workspace, opts: SimulateOptions, *, echo: Callable
     import openai  # deferred heavy import (~0.6 s): --status, which ends above, needs none of the SDK
 
     # a dry run writes nothing, so it may run while a batch run polls
-    lock = nullcontext() if opts.dry_run else WorkspaceLock(ws.root, LOCK_FILE, "`simulate --batch-api`")
+    lock = nullcontext() if opts.dry_run else WorkspaceLock(ws.root, LOCK_FILE, "`simulate --batch-api`",
+                                                         store_url=ws.store_url)
     with lock:
         try:
             return asyncio.run(_cancel(ws, opts, echo) if cancel else _run(ws, opts, echo))

@@ -217,3 +217,18 @@ def _reason(exc: Exception) -> str:
     password, and the URL holds none)."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def try_run_lock(url: str, name: str) -> PgConnection | None:
+    """A session-level advisory lock named ``name`` on the store's server, held on a connection of
+    its own for a run (e.g. the Batch API runs of one stage): the connection while held, None when
+    another process (on any host) holds it. It goes with the connection, so a killed holder never
+    leaves it behind."""
+    import zlib
+
+    conn = PgConnection(url)
+    key = zlib.crc32(f"itcollect:{name}".encode())
+    if conn.execute("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()[0]:
+        return conn
+    conn.close()
+    return None
