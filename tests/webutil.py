@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,19 @@ class WebServer:
             raise AssertionError(f"unexpected first line {self.first_line!r}; stderr: {err}")
         self.url = m.group(1)
         self.port = int(m.group(2))
+        # the server writes an access-log line per request to stderr: read it as it comes, so a
+        # full pipe never blocks the server, and keep it for the tests that look at it
+        self._err: list[str] = []
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        stream = self.proc.stderr
+        try:
+            for line in iter(stream.readline, ""):
+                self._err.append(line)
+        except (ValueError, OSError):  # closed under us
+            pass
 
     def stop(self, timeout: float = 20) -> int:
         """SIGTERM (as a service manager stops it); the exit status."""
@@ -57,12 +71,17 @@ class WebServer:
         self._close()
 
     def _close(self) -> None:
+        if self.proc.poll() is not None:
+            self._reader.join(10)
         for f in (self.proc.stdout, self.proc.stderr):
             if f is not None and not f.closed:
                 f.close()
 
     def stderr(self) -> str:
-        return self.proc.stderr.read() if self.proc.stderr and not self.proc.stderr.closed else ""
+        """What the server wrote to stderr so far (all of it once it has stopped)."""
+        if self.proc.poll() is not None:
+            self._reader.join(10)
+        return "".join(self._err)
 
 
 def add_account(ws: Path, name: str, role: str = "annotator") -> str:
@@ -135,12 +154,13 @@ class Client:
         return out
 
     def post(self, path: str, body: dict[str, Any] | None = None, *, csrf: bool = True,
-             version: bool = True, raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
+             version: bool = True, raw: bytes | None = None,
+             extra: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
         payload = dict(body or {})
         if version and "version" not in payload and self.last.get("dialogue"):
             payload["version"] = self.last["dialogue"]["version"]
         data = raw if raw is not None else json.dumps(payload).encode()
-        headers = {**self.headers(csrf), "Content-Type": "application/json"}
+        headers = {**self.headers(csrf), "Content-Type": "application/json", **(extra or {})}
         status, _, resp, _ = http(self.base, "POST", path, body=data, headers=headers)
         out = json.loads(resp) if resp else {}
         if status == 200 and "dialogue" in out:

@@ -31,11 +31,13 @@ def annotators() -> None:
 @click.pass_obj
 def add(state: State, name: str, role: str | None, new_token: bool) -> None:
     """Add NAME and print their login link (its last line); shown once."""
+    from itcollect.kernel.names import check_annotator_name
     from itcollect.session.web.auth import issue_token, link_base, login_url, running_server
 
+    name = check_annotator_name(name)  # the rule, and its NFC form: the name as stored
     with state.workspace() as ws:
         token = issue_token(ws.store, name, role or "annotator", renew=new_token, role_given=role is not None)
-        account = ws.store.get_account(name.strip())
+        account = ws.store.get_account(name)
         assert account is not None  # issue_token has just written it
         base = link_base(ws.root, ws.config)
         server = running_server(ws.root)
@@ -85,8 +87,14 @@ def list_(state: State, as_json: bool) -> None:
 @click.argument("name")
 @click.pass_obj
 def revoke(state: State, name: str) -> None:
-    """Stop NAME's login link and open browser sessions at once (their work stays)."""
+    """Stop NAME's login link and open browser sessions at once, and give their leases back to the
+    pool (their work stays)."""
+    import unicodedata
+
+    name = unicodedata.normalize("NFC", name.strip())
     with state.workspace() as ws:
-        ws.store.revoke_account(name.strip())
+        released = ws.store.revoke_account(name)
+    specs = f"; {len(released)} leased spec(s) went back to the pool (their turns kept)" if released else ""
     click.echo(f"revoked {name.strip()}: the login link and every browser session of this account get 401 from now "
-               f"on; the dialogues stay. `itcollect annotators add {name.strip()} --new-token` lets them back in.")
+               f"on; the dialogues stay{specs}. `itcollect annotators add {name.strip()} --new-token` lets them "
+               f"back in.")

@@ -493,6 +493,11 @@ class WebSection(Section):
         "127.0.0.1",
         "Proxies whose X-Forwarded-For / X-Forwarded-Proto headers are believed: comma-separated\n"
         "addresses, \"*\" = any (only when nothing but the proxy can reach the server).")
+    access_log: str = setting(
+        "",
+        "Where the access log goes: one line per request (UTC time, client, method, path without its\n"
+        "query, status, account, milliseconds). \"\" = stderr; a path (relative to the workspace) =\n"
+        "appended to that file. No line ever holds a login token.")
 
     @field_validator("public_url")
     @classmethod

@@ -71,6 +71,20 @@ MESSAGES: dict[str, dict[str, str]] = {
                    "zh": "请打开协调人发给你的登录链接（用 {cmd} 生成）；如果链接丢了，请向协调人要一个新的。"},
     "net.down": {"en": "The server cannot be reached (network or server down).",
                  "zh": "无法连接服务器（网络或服务器故障）。"},
+    "outbox.waiting": {"en": "Not saved yet: the server cannot be reached. This page keeps {n} unsent action(s): "
+                              "{list}. It sends them again as soon as the server is back; keep this page open (a "
+                              "reload in this browser keeps them too).",
+                       "zh": "尚未保存：无法连接服务器。本页保留了 {n} 个未发送的操作：{list}。服务器恢复后会立即重新发送；"
+                             "请保持本页打开（在本浏览器中刷新也不会丢失）。"},
+    "outbox.saved": {"en": "Saved now that the server is back: {what}.", "zh": "服务器已恢复，已保存：{what}。"},
+    "outbox.refused": {"en": "Not saved: {what}. The server said: {error} Your text is back in its box.",
+                       "zh": "未保存：{what}。服务器回复：{error} 你的文字已放回原来的输入框。"},
+    "action.replayed": {"en": "Already saved: the server had this action before the connection dropped.",
+                        "zh": "已保存：连接中断前服务器已收到这个操作。"},
+    "lease.released_by_lead": {"en": "The lead gave this dialogue back to the pool; here is your next one.",
+                               "zh": "负责人已把这段对话放回任务池；这是你的下一段。"},
+    "role.not_annotator": {"en": "The annotate page is for annotators; you are {role}: your page is {home}.",
+                           "zh": "标注页面只供标注员使用；你的角色是 {role}，你的页面是 {home}。"},
     "time.never": {"en": "never", "zh": "从未"},
     "time.just_now": {"en": "just now", "zh": "刚刚"},
     "time.min_ago": {"en": "{n} min ago", "zh": "{n} 分钟前"},

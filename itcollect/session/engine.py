@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from itcollect.config import Config, settings
 from itcollect.kernel.dialogue import planned_turns
 from itcollect.kernel.errors import ItcollectError
+from itcollect.kernel.names import check_annotator_name
 from itcollect.kernel.prompting import load_prompts
 from itcollect.kernel.taxonomy import INTERACTION_TYPES
 from itcollect.llm import CostLimitReached, EndpointDown, LLMCallError
@@ -96,15 +97,6 @@ class Current:
     previous_holder: str | None = None
     started: float = field(default_factory=time.time)
     copy: int = 0  # which copy of an overlap spec (0 for every other spec)
-
-
-def check_annotator_name(name: str) -> str:
-    """The name stripped, or an error: leases, turns and figures carry it, so a short name
-    without spaces (the same rule for the terminal, the line protocol and web accounts)."""
-    name = name.strip()
-    if not name or any(ch.isspace() for ch in name) or len(name) > 64:
-        raise ItcollectError(f"annotator name {name!r}: give a short name without spaces (e.g. li.wei)")
-    return name
 
 
 class Session:

@@ -25,13 +25,14 @@ from itcollect.store.sessions import SKIP_REASONS, SessionsMixin
 from itcollect.store.sources import SourcesMixin, source_id_for
 from itcollect.store.specs import SpecsMixin
 from itcollect.store.verdicts import VerdictsMixin
+from itcollect.store.webguard import WebGuardMixin
 
 STORE_FILE = "itcollect.db"
 
 
 class Store(SourcesMixin, ReviewMixin, SessionsMixin, DialoguesMixin, LedgerMixin, ClaimsMixin, SpecsMixin,
             LeasesMixin, VerdictsMixin, ImportsMixin, ExportsMixin, BatchesMixin, AccountsMixin, JudgementsMixin,
-            QualityMixin, ComparisonsMixin, StoreCore):
+            QualityMixin, ComparisonsMixin, WebGuardMixin, StoreCore):
     """The workspace store. Open with ``Store(path)``; it migrates the schema on open.
 
     A mixin that calls another area's methods derives from that area's mixin (review from

@@ -16,6 +16,7 @@ from typing import Any
 from itcollect.kernel.errors import ItcollectError
 from itcollect.store.availability import LIVE_LEASE
 from itcollect.store.core import StoreCore, utcnow
+from itcollect.store.leases import give_back, human_holder
 
 ROLES = ("annotator", "reviewer", "lead")
 
@@ -49,8 +50,11 @@ class AccountsMixin(StoreCore):
                       " WHERE name = ?", (token_hash, role, name))
             c.execute("DELETE FROM web_sessions WHERE name = ?", (name,))
 
-    def revoke_account(self, name: str) -> None:
-        """Stop an account: its token and its open browser sessions get 401 from now on. Its work stays."""
+    def revoke_account(self, name: str) -> list[tuple[int, int]]:
+        """Stop an account: its token and its open browser sessions get 401 from now on, and its
+        leases go back to the pool at once, as their expiry would (a dialogue with committed turns
+        is continued, with its turns, by the next annotator who takes the spec). Its work stays.
+        Returns the ``(spec_id, copy)`` given back."""
         with self.transaction() as c:
             row = c.execute("SELECT revoked_at FROM accounts WHERE name = ?", (name,)).fetchone()
             if row is None:
@@ -58,6 +62,7 @@ class AccountsMixin(StoreCore):
             if row[0] is None:
                 c.execute("UPDATE accounts SET revoked_at = ? WHERE name = ?", (utcnow(), name))
             c.execute("DELETE FROM web_sessions WHERE name = ?", (name,))
+            return give_back(c, "holder = ?", (human_holder(name),))
 
     def get_account(self, name: str) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT name, role, created_at, revoked_at, last_seen_at FROM accounts"

@@ -19,6 +19,7 @@ Rules of availability (the same for every holder; overlap and who-may-take-what 
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -43,6 +44,20 @@ HUMAN_HOLDER_PREFIX = "human:"
 def human_holder(annotator: str) -> str:
     """Lease holder name of a human annotator (kept apart from simulate's holder names)."""
     return f"{HUMAN_HOLDER_PREFIX}{annotator}"
+
+
+def give_back(c: sqlite3.Connection, where: str, params: tuple) -> list[tuple[int, int]]:
+    """End the leases that ``where`` selects, in the caller's transaction, as their expiry does: the
+    spec goes back to the pool (``pending``, or what an overlap spec's other copies make it) and a
+    dialogue already started for it, with its committed turns, is continued by whoever takes it next.
+    Returns the ``(spec_id, copy)`` given back."""
+    rows = [(r[0], r[1]) for r in c.execute(f"SELECT spec_id, copy FROM leases WHERE {where}", params).fetchall()]
+    for spec_id, copy in rows:
+        c.execute("DELETE FROM leases WHERE spec_id = ? AND copy = ?", (spec_id, copy))
+    for spec_id in sorted({r[0] for r in rows}):
+        if c.execute("SELECT status FROM specs WHERE id = ?", (spec_id,)).fetchone()[0] == "in_progress":
+            settle_spec_status(c, spec_id, "pending")
+    return rows
 
 
 class LeaseLost(ItcollectError):
@@ -204,10 +219,27 @@ class LeasesMixin(StoreCore):
         by whoever claims it next. Returns how many leases ended."""
         now = time.time() if now is None else now
         with self.transaction() as c:
-            rows = c.execute("SELECT spec_id, copy FROM leases WHERE expires_at < ?", (now,)).fetchall()
-            for spec_id, copy in rows:
-                c.execute("DELETE FROM leases WHERE spec_id = ? AND copy = ?", (spec_id, copy))
-            for spec_id in sorted({r[0] for r in rows}):
-                if c.execute("SELECT status FROM specs WHERE id = ?", (spec_id,)).fetchone()[0] == "in_progress":
-                    settle_spec_status(c, spec_id, "pending")
-            return len(rows)
+            return len(give_back(c, "expires_at < ?", (now,)))
+
+    def give_back_lease(self, spec_id: int, copy: int = 0) -> str | None:
+        """A lead's release of one lease, whoever holds it (:func:`give_back`); the holder it had,
+        or None when there was no such lease."""
+        with self.transaction() as c:
+            row = c.execute("SELECT holder FROM leases WHERE spec_id = ? AND copy = ?", (spec_id, copy)).fetchone()
+            if row is None:
+                return None
+            give_back(c, "spec_id = ? AND copy = ?", (spec_id, copy))
+            return str(row[0])
+
+    def lease_list(self, *, now: float | None = None) -> list[dict[str, Any]]:
+        """Every lease held now (live or run out but not yet taken over), for the lead: spec, copy,
+        holder, when taken, when it runs out, ``live``, and the committed turns of its dialogue."""
+        now = time.time() if now is None else now
+        rows = self.query(
+            "SELECT l.spec_id, l.copy, l.holder, l.acquired_at, l.expires_at, s.src_lang, s.tgt_lang,"
+            " (SELECT COUNT(*) FROM turns t JOIN dialogues d ON d.id = t.dialogue_id"
+            "  WHERE d.spec_id = l.spec_id AND d.copy = l.copy AND d.status = 'in_progress' AND t.state = 'active')"
+            " AS turns FROM leases l JOIN specs s ON s.id = l.spec_id ORDER BY l.spec_id, l.copy")
+        return [{"spec_id": r[0], "copy": r[1], "holder": r[2].removeprefix(HUMAN_HOLDER_PREFIX),
+                 "human": r[2].startswith(HUMAN_HOLDER_PREFIX), "acquired_at": r[3], "expires_at": r[4],
+                 "live": r[4] >= now, "pair": f"{r[5]}-{r[6]}", "turns": r[7]} for r in rows]

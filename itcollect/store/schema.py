@@ -530,6 +530,25 @@ CREATE TABLE review_suggestions (
 CREATE INDEX review_suggestions_dialogue ON review_suggestions(dialogue_id);
 """
 
+# Issue 24 items 4 and 9: the web server's guards, in the store so that they hold across restarts (and across
+# several servers on one database): failed logins per client (rate limiting), and the idempotency
+# keys of the annotators' actions (an action the page sends again after an outage is applied once).
+_M_WEB_GUARDS = """
+CREATE TABLE web_login_failures (
+    client TEXT NOT NULL,
+    at     REAL NOT NULL
+);
+CREATE INDEX web_login_failures_client ON web_login_failures(client, at);
+CREATE TABLE web_actions (
+    account    TEXT NOT NULL,
+    action_key TEXT NOT NULL,
+    path       TEXT NOT NULL,
+    at         REAL NOT NULL,
+    PRIMARY KEY (account, action_key)
+);
+CREATE INDEX web_actions_at ON web_actions(at);
+"""
+
 #: A migration: a script run in one transaction, or a function given the connection inside one.
 Migration = str | Callable[[sqlite3.Connection], None]
 
@@ -548,6 +567,7 @@ MIGRATIONS: list[Migration] = [
     _M_COMPARISONS,
     _M_EARLY_FINISH_UI_LANG,
     _M_REVIEW_SUGGESTIONS,
+    _M_WEB_GUARDS,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

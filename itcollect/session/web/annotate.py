@@ -10,6 +10,7 @@ page's ``pause``); the page enables its buttons and keys from it and keeps no ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from functools import lru_cache
@@ -20,11 +21,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from itcollect.kernel.checks import LANG_NAMES, lang_label
 from itcollect.kernel.taxonomy import INTERACTION_TYPES
-from itcollect.session.catalog import warning_sentences
+from itcollect.session.catalog import t, warning_sentences
 from itcollect.session.engine import CommandError, ControlRevealed
 from itcollect.session.guidelines import GUIDE_LANGS
 from itcollect.session.status import status_line
-from itcollect.session.web.api import ApiError, Body, RouteTable, Who
+from itcollect.session.web.api import HOME, ApiError, Body, RouteTable, Who
 from itcollect.session.web.desk import Desk
 from itcollect.session.web.guide import sections_html
 from itcollect.store import SKIP_REASONS, LeaseLost
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
     from itcollect.session.web.app import WebApp
 
 TAB_HEADER = "x-tab"
+#: The page's key of one action (it sends the action again with the same key until the server
+#: answers): an action whose key this account already used is not applied twice.
+ACTION_KEY_HEADER = "x-action-key"
+MAX_KEY = 100
 #: The engine's action names the page calls otherwise.
 _PAGE_NAMES = {"quit": "pause"}
 
@@ -93,6 +98,16 @@ def state_json(who: Who, desk: Desk, *, message: str | None = None, claim: bool 
     return out
 
 
+def annotator(app: WebApp, request: Request, **kw: Any) -> Who:
+    """The signed-in annotator. The annotate page is for annotators: a reviewer or a lead who opens
+    it takes no lease; they get 403 with ``home``, their own page, where the page sends them."""
+    who = app.auth(request, **kw)
+    if who.role != "annotator":
+        raise ApiError(403, t("role.not_annotator", who.lang, role=who.role, home=HOME[who.role]),
+                       code="role", home=HOME[who.role])
+    return who
+
+
 def _check(desk: Desk, body: Body, *, version: bool, streaming_ok: bool) -> None:
     s = desk.s
     if s.current is None:
@@ -118,15 +133,21 @@ def action(path: str, *, version: bool = True, streaming_ok: bool = False,
     extra fields of the state JSON it answers with (or None)."""
     def declare(fn: Action) -> Action:
         async def handler(app: WebApp, request: Request) -> Response:
-            who = app.auth(request, csrf=True)
+            who = annotator(app, request, csrf=True)
             body = await app.body(request)
+            key = request.headers.get(ACTION_KEY_HEADER, "")[:MAX_KEY]
             desk = app.desk(who.name)
             desk.heard(request.headers.get(TAB_HEADER))
             async with desk.lock:
-                if need_open:
-                    _check(desk, body, version=version, streaming_ok=streaming_ok)
                 try:
-                    extra = fn(desk, body) or {}
+                    # the key and the action's writes commit together (or neither): applied once
+                    with app.store.transaction() if key else contextlib.nullcontext():
+                        if key and not app.store.claim_action_key(who.name, key, path):
+                            return JSONResponse(state_json(who, desk, replayed=True, message=t("action.replayed",
+                                                                                               who.lang)))
+                        if need_open:
+                            _check(desk, body, version=version, streaming_ok=streaming_ok)
+                        extra = fn(desk, body) or {}
                 except LeaseLost as exc:
                     desk.s.lease_lost()
                     raise ApiError(409, f"{exc.message}; moving on to the next dialogue (nothing of yours was "
@@ -143,7 +164,7 @@ def action(path: str, *, version: bool = True, streaming_ok: bool = False,
 # -- reading ------------------------------------------------------------------------------------------
 @routes.get("/api/state")
 async def state(app: WebApp, request: Request) -> Response:
-    who = app.auth(request)
+    who = annotator(app, request)
     desk = app.desk(who.name)
     desk.heard(request.headers.get(TAB_HEADER))
     load = request.query_params.get("load") == "1"
@@ -161,7 +182,7 @@ async def stream(app: WebApp, request: Request) -> Response:
     """The answer being streamed, as server-sent events: ``snapshot`` (what was said before this
     tab connected), ``delta``, ``reset`` (the endpoint failed mid-answer: it starts again), then
     ``end`` (committed: ``ok``; or the error)."""
-    who = app.auth(request)
+    who = annotator(app, request)
     desk = app.desk(who.name)
     desk.heard(request.headers.get(TAB_HEADER) or request.query_params.get("tab"))
     queue = desk.subscribe()
@@ -297,7 +318,7 @@ def pause(desk: Desk, body: Body) -> dict[str, Any]:
 async def renew(app: WebApp, request: Request) -> Response:
     """The page's ping (about once a minute): the tab is open; while the annotator is typing
     (``active``), the lease is renewed as the terminal does."""
-    who = app.auth(request, csrf=True)
+    who = annotator(app, request, csrf=True)
     body = await app.body(request)
     desk = app.desk(who.name)
     desk.heard(request.headers.get(TAB_HEADER))
@@ -312,7 +333,7 @@ async def away(app: WebApp, request: Request) -> Response:
     """A page's last words (``navigator.sendBeacon`` on close; it cannot set headers, so the CSRF
     token and tab id come in the body)."""
     body = await app.body(request)
-    who = app.auth(request, csrf=True, csrf_value=body.word("csrf"))
+    who = annotator(app, request, csrf=True, csrf_value=body.word("csrf"))
     desk = app.desk(who.name)
     async with desk.lock:
         desk.tab_closed(body.word("tab") or None)

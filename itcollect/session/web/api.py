@@ -16,6 +16,9 @@ from starlette.responses import Response
 if TYPE_CHECKING:
     from itcollect.session.web.app import WebApp
 
+#: Each role's page: where a login, or a visit to another role's page, sends the browser.
+HOME = {"annotator": "/", "reviewer": "/review", "lead": "/lead"}
+
 #: An ``async def handler(app, request)`` of a route.
 Handler = Callable[["WebApp", Request], Awaitable[Response]]
 

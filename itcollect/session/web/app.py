@@ -45,9 +45,9 @@ from itcollect.kernel.prompting import load_prompts
 from itcollect.session.catalog import UI_LANGS, catalog_js, ui_lang
 from itcollect.session.engine import CommandError, Session
 from itcollect.session.review import ReviewError
-from itcollect.session.web import annotate, lead, returned, review
+from itcollect.session.web import annotate, guard, lead, returned, review
 from itcollect.session.web import compare as _compare  # noqa: F401  (its routes join annotate's table)
-from itcollect.session.web.api import ApiError, Body, Handler, RouteTable, Who, read_body
+from itcollect.session.web.api import HOME, ApiError, Body, Handler, RouteTable, Who, read_body
 from itcollect.session.web.auth import new_secret, secret_hash
 from itcollect.session.web.desk import TAB_TIMEOUT_S, Desk, SharedClient
 from itcollect.store.interfaces import WebStore
@@ -56,7 +56,6 @@ log = logging.getLogger("itcollect.web")
 
 COOKIE = "itcollect_session"
 CSRF_HEADER = "x-csrf-token"
-HOME = {"annotator": "/", "reviewer": "/review", "lead": "/lead"}
 _TOUCH_EVERY_S = 60.0
 
 _SECURITY_HEADERS = [
@@ -164,6 +163,7 @@ class WebApp:
         if sid is None or row is None:
             raise ApiError(401, "not logged in: open your login link again (ask your coordinator for a new one)")
         who = Who(row["name"], row["role"], row["csrf"], secret_hash(sid), ui_lang(request.headers.get("x-lang")))
+        guard.set_account(request.scope, who.name)
         if csrf:
             sent = csrf_value if csrf_value is not None else request.headers.get(CSRF_HEADER, "")
             if not sent or not hmac.compare_digest(sent.encode(), who.csrf.encode()):
@@ -256,7 +256,7 @@ class WebApp:
 
     def build(self) -> Any:
         app = Starlette(routes=self.routes(), lifespan=self.lifespan)
-        return SecurityHeaders(app)
+        return guard.AccessLog(SecurityHeaders(app))
 
 
 # -- the routes every audience shares -------------------------------------------------------------------
@@ -311,10 +311,17 @@ async def static(app: WebApp, request: Request) -> Response:
 
 @routes.get("/login")
 async def login(app: WebApp, request: Request) -> Response:
+    client = guard.client_of(request.scope)
+    wait = guard.retry_after(app.store, client)
+    if wait is not None:
+        return PlainTextResponse(f"429 Too Many Requests: too many failed logins from here; try again in {wait} s\n",
+                                 status_code=429, headers={"retry-after": str(wait)})
     token = request.query_params.get("token", "")
     account = app.store.account_for_token(secret_hash(token)) if token else None
     if account is None:
+        guard.login_failed(app.store, client)
         return PlainTextResponse("401 Unauthorized\n", status_code=401)
+    guard.set_account(request.scope, account["name"])
     sid = new_secret()
     app.store.open_web_session(account["name"], secret_hash(sid), new_secret(), app.session_s)
     response = RedirectResponse(HOME.get(account["role"], "/"), status_code=303)

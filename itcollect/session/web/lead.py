@@ -1,5 +1,6 @@
-"""The lead's routes of the web app: the team's progress, the pool, and the per-annotator quality
-figures and overlap agreement of ``stats --annotators``."""
+"""The lead's routes of the web app: the team's progress, the pool, the leases held now (any of
+which the lead can give back to the pool), and the per-annotator quality figures and overlap
+agreement of ``stats --annotators``."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from starlette.responses import JSONResponse, Response
 
 from itcollect.config import Config
 from itcollect.kernel.errors import ItcollectError
+from itcollect.session.catalog import t
 from itcollect.session.web.api import ApiError, RouteTable
 from itcollect.session.web.desk import TAB_TIMEOUT_S
 from itcollect.stats.quality import quality_figures
-from itcollect.store import Store
+from itcollect.store import Store, human_holder
 
 if TYPE_CHECKING:
     from itcollect.session.web.app import WebApp
@@ -48,7 +50,8 @@ class LeadFigures:
         store = self._reader
         return {"stats": store.annotator_stats(), "flagged": store.flagged_dialogue_counts(),
                 "last_action": store.last_actions(), "accounts": store.accounts(), "pool": store.spec_pool(),
-                "specs": store.spec_counts(), "quality": quality_figures(store, self.config)}
+                "specs": store.spec_counts(), "quality": quality_figures(store, self.config),
+                "leases": store.lease_list()}
 
     async def read(self) -> dict[str, Any]:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._read)
@@ -93,7 +96,7 @@ async def lead(app: WebApp, request: Request) -> Response:
     quality = figures["quality"]  # the same figures as `stats --annotators`
     return JSONResponse({"lead": who.name, "csrf": who.csrf, "annotators": rows, "pool": figures["pool"],
                          "specs": figures["specs"], "quality": quality["annotators"],
-                         "agreement": quality["agreement"]})
+                         "agreement": quality["agreement"], "leases": figures["leases"]})
 
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -153,3 +156,27 @@ async def export(app: WebApp, request: Request) -> Response:
         raise ApiError(409, exc.format()) from None
     return Response(data, media_type="application/zip",
                     headers={"content-disposition": 'attachment; filename="itcollect-export.zip"'})
+
+
+@routes.post("/api/lead/release")
+async def release(app: WebApp, request: Request) -> Response:
+    """Give one lease back to the pool, whoever holds it (``{"spec_id": N, "copy": N}``), as its
+    expiry would: a started dialogue, with its turns, is continued by the next annotator who takes
+    the spec. The holder's page, if open on this server, moves on at its next request."""
+    app.auth(request, roles=("lead",), csrf=True)
+    body = await app.body(request)
+    spec_id, copy = body.number("spec_id"), body.get("copy", 0)
+    if isinstance(copy, bool) or not isinstance(copy, int):
+        raise ApiError(400, "'copy' must be a whole number")
+    holder = app.store.give_back_lease(spec_id, copy)
+    if holder is None:
+        raise ApiError(404, f"spec {spec_id} (copy {copy}) is not leased to anyone now")
+    prefix = human_holder("")
+    name = holder.removeprefix(prefix)
+    desk = app.desks.get(name) if holder.startswith(prefix) else None
+    if desk is not None and desk.s.current is not None and desk.s.current.spec["id"] == spec_id \
+            and desk.s.current.copy == copy and not desk.streaming:
+        async with desk.lock:
+            desk.s.lease_lost()
+            desk.notice = t("lease.released_by_lead", app.store.account_language(name))
+    return JSONResponse({"ok": True, "released": {"spec_id": spec_id, "copy": copy, "holder": name}})

@@ -22,6 +22,7 @@ from typing import IO, Any
 from itcollect.config import Config, settings
 from itcollect.kernel.errors import ServiceError
 from itcollect.session.web.auth import remove_server_record, url_host, write_server_record
+from itcollect.session.web.guard import access_handler
 from itcollect.store.interfaces import WebStore
 
 
@@ -41,7 +42,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _logging() -> None:
+def _logging(access_log: str, root: Path) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("itcollect web: %(levelname)s: %(message)s"))
     for name in ("itcollect.web", "uvicorn.error"):
@@ -49,6 +50,10 @@ def _logging() -> None:
         logger.handlers[:] = [handler]
         logger.setLevel(logging.WARNING)
         logger.propagate = False
+    access = logging.getLogger("itcollect.web.access")  # one line per request (session/web/guard.py)
+    access.handlers[:] = [access_handler(access_log, root)]
+    access.setLevel(logging.INFO)
+    access.propagate = False
 
 
 def serve(config: Config, store: WebStore, root: Path, *, host: str | None = None, port: int | None = None,
@@ -92,7 +97,8 @@ def serve(config: Config, store: WebStore, root: Path, *, host: str | None = Non
     write_server_record(root, url=own_url, link_url=typed.web.public_url or own_url)
     webapp = WebApp(cfg, store, factory, first_client=first, on_shutdown=lambda: remove_server_record(root),
                     compare=systems)
-    _logging()
+    _logging(typed.web.access_log, root)
+    store.forget_action_keys()
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager

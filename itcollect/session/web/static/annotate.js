@@ -11,6 +11,7 @@
 
   let S = null;            // the last state the server sent
   let busy = false;        // an action is on its way
+  let unreachable = false; // the server did not answer the last try (outbox.js)
   let stream = null;       // the EventSource of the answer being streamed
   let panel = null;        // the open form: edit | reason | skip | flag
   let reasonFor = "accept";
@@ -25,12 +26,15 @@
   async function load(first) {
     const r = await api("/api/state" + (first ? "?load=1" : ""));
     if (r.status === 401) return showLogin();
+    if (r.status === 403 && r.data.home) { location.replace(r.data.home); return; }  // not an annotator
     if (r.status !== 200) {
       notice(r.data.error || "The server did not answer; trying again…", "error");
       setTimeout(() => load(first), 2000);
       return;
     }
     render(r.data, true);
+    OUTBOX.own(r.data.annotator);
+    if (OUTBOX.size) { notice(OUTBOX.text(), "warn"); flushOutbox(); }
   }
 
   function showLogin() {
@@ -231,20 +235,35 @@
   }
 
   // -- actions -------------------------------------------------------------------------------------
+  /** Send an action with its key (outbox.js): answered, or kept to be sent again when the server
+   *  cannot be reached (then ``queued``), also while earlier actions still wait. */
   async function act(path, body) {
+    if (OUTBOX.size) {  // earlier actions wait for the server: this one waits behind them, in order
+      OUTBOX.add(path, body);
+      closePanel();
+      notice(OUTBOX.text(), "warn");
+      return {status: 0, queued: true, data: {}};
+    }
     if (busy) return null;
     busy = true;
     for (const b of document.querySelectorAll("#actions button")) b.disabled = true;
     const version = S && S.dialogue ? S.dialogue.version : null;
-    const r = await api(path, Object.assign({version}, body || {}));
+    const key = OUTBOX.newKey();
+    const r = await api(path, Object.assign({version}, body || {}), {"X-Action-Key": key});
     busy = false;
+    if (r.status === 0) {
+      unreachable = true;
+      OUTBOX.add(path, body, key);
+      closePanel();
+      notice(OUTBOX.text(), "warn");
+      if (S) renderActions();
+      flushOutbox();
+      return {status: 0, queued: true, data: {}};
+    }
     if (r.status === 200) {
       notice(null);
       closePanel();
-      const data = r.data;
-      if (data.paused) { paused = true; render(data, false); return r; }
-      if (data.finished || data.skipped) { notice(data.message, "info"); await load(false); return r; }
-      render(data, false);
+      await shown(r.data);
       return r;
     }
     if (r.status === 401) { showLogin(); return r; }
@@ -252,6 +271,53 @@
     if (r.status === 409 && ["stale", "lease_lost"].includes(r.data.code)) await load(false);
     else if (S) renderActions();
     return r;
+  }
+
+  async function shown(data) {
+    if (data.paused) { paused = true; render(data, false); return; }
+    if (data.finished || data.skipped) { notice(data.message, "info"); await load(false); return; }
+    render(data, false);
+  }
+
+  /** Send what waits in the outbox, each with its key and the dialogue's version as the server last
+   *  said it (the actions were taken in this order on that dialogue). */
+  function flushOutbox() {
+    OUTBOX.flush(
+      async (item) => {
+        if (unreachable) {  // a restarted server knows the dialogue again once the page has asked for it
+          const st = await api("/api/state");
+          if (st.status !== 200) return st;
+          unreachable = false;
+          render(st.data, false);
+        }
+        return api(item.path, Object.assign({version: S && S.dialogue ? S.dialogue.version : null}, item.body),
+                   {"X-Action-Key": item.key});
+      },
+      async (item, r) => {
+        await shown(r.data);
+        if (!OUTBOX.size) notice(IT.t("outbox.saved", {what: OUTBOX.describe(item)}) +
+                                 (r.data.message ? " " + r.data.message : ""), "info");
+      },
+      async (item, r) => {
+        if (r.status === 401) { showLogin(); return; }
+        await load(false);
+        giveBack(item);
+        notice(IT.t("outbox.refused", {what: OUTBOX.describe(item), error: r.data.error || "error " + r.status}),
+               "error");
+      },
+      () => { unreachable = true; notice(OUTBOX.text(), "warn"); });
+  }
+
+  /** The text of an action the server refused, back where it was typed. */
+  function giveBack(item) {
+    const b = item.body || {};
+    if (item.path === "/api/request" && b.text) $("request").value = b.text;
+    else if (item.path === "/api/edit" && b.text && pendingTurn()) { openPanel("edit"); $("edit-text").value = b.text; }
+    else if (item.path === "/api/flag" && b.note) { openPanel("flag"); $("flag-note").value = b.note; }
+    else if (item.path === "/api/skip" && b.note) { openPanel("skip"); $("skip-note").value = b.note; }
+    else if ((item.path === "/api/accept" || item.path === "/api/finish") && b.reason) {
+      reasonFor = item.path === "/api/finish" ? "finish" : "accept"; openPanel("reason"); $("reason-text").value = b.reason;
+    }
   }
 
   function pendingTurn() {
@@ -368,7 +434,7 @@
       const body = {text};
       if (chosenType && chosenType !== d.type) body.type = chosenType;
       const r = await act("/api/request", body);
-      if (r && r.status === 200) { $("request").value = ""; chosenType = null; }
+      if (r && (r.status === 200 || r.queued)) { $("request").value = ""; chosenType = null; }
     });
     $("request").addEventListener("keydown", (ev) => {
       if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {

@@ -61,10 +61,11 @@ const IT = (() => {
 
   function setCsrf(token) { if (token) csrf = token; }
 
-  /** GET (no body) or POST (JSON body) to the API: {status, data} (data: the JSON, or {error}). */
-  async function api(path, body) {
+  /** GET (no body) or POST (JSON body, extra headers) to the API: {status, data} (data: the JSON, or
+   *  {error}); status 0 when the server could not be reached (nothing was saved, as far as the page knows). */
+  async function api(path, body, headers) {
     const options = {method: body === undefined ? "GET" : "POST", credentials: "same-origin",
-                     headers: {"X-Tab": tab, "X-Lang": lang}};
+                     headers: Object.assign({"X-Tab": tab, "X-Lang": lang}, headers || {})};
     if (body !== undefined) {
       options.headers["Content-Type"] = "application/json";
       options.headers["X-CSRF-Token"] = csrf;

@@ -76,6 +76,7 @@
     for (const p of data.pool) {
       if (![...pairs.options].some((o) => o.value === p.pair)) pairs.appendChild(el("option", {value: p.pair}, p.pair));
     }
+    renderLeases(data.leases || []);
     $("board").hidden = false;
   }
 
@@ -133,6 +134,27 @@
       btn.disabled = false;
     }
   });
+
+  function renderLeases(leases) {
+    const body = clear($("leases").tBodies[0]);
+    for (const l of leases) {
+      const runsOut = new Date(l.expires_at * 1000);
+      body.appendChild(el("tr", {"data-spec": l.spec_id, "data-copy": l.copy, class: l.live ? "" : "inactive"},
+        num(l.spec_id), num(l.copy), el("td", {}, l.pair), el("td", {}, l.human ? l.holder : `${l.holder} (simulate)`),
+        el("td", {}, IT.when(l.acquired_at)), el("td", {}, l.live ? runsOut.toLocaleTimeString() : "run out"),
+        num(l.turns),
+        el("td", {}, el("button", {type: "button", class: "release", onclick: () => release(l)}, "release"))));
+    }
+    if (!leases.length) body.appendChild(el("tr", {}, el("td", {colspan: "8", class: "muted"}, "No lease is held.")));
+  }
+
+  async function release(l) {
+    const r = await api("/api/lead/release", {spec_id: l.spec_id, copy: l.copy});
+    if (r.status === 200) IT.notice(`Spec ${l.spec_id} (copy ${l.copy}) went back to the pool; ${l.holder} moves on.`,
+                                    "info");
+    else IT.notice(r.data.error || `error ${r.status}`, r.status === 404 ? "warn" : "error");
+    await load();
+  }
 
   async function load() {
     const r = await api("/api/lead");
