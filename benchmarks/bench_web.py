@@ -242,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp) / "ws"
         n = args.annotators * args.dialogues
         make_workspace(root, n)
+        # the server's stderr (its access log: a line per request) goes to a file, so that an
+        # unread pipe never holds the server up
+        err_path = Path(tmp) / "web.stderr"
+        err_file = open(err_path, "w", encoding="utf-8")  # noqa: SIM115 - closed after the run
         try:
             fake = subprocess.Popen([sys.executable, "-m", "tests.fakeserver", "--port", "0", "--latency-ms",
                                      str(args.latency_ms), "--responder", "benchmarks.bench_web:responder"],
@@ -251,12 +255,12 @@ def main(argv: list[str] | None = None) -> int:
             profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
             web = subprocess.Popen([sys.executable, *profile, "-m", "itcollect", "-C", str(root), "session", "--web",
                                     "--port", "0", "--base-url", llm_url, "--model", "fake-model"],
-                                   cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                   cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err_file, text=True)
             procs.append(web)
             first = web.stdout.readline().strip()
             m = re.match(r"^listening on (http://\S+)$", first)
             if not m:
-                raise SystemExit(f"the server did not start: {first!r} {web.stderr.read()}")
+                raise SystemExit(f"the server did not start: {first!r} {err_path.read_text(errors='replace')}")
             base = m.group(1)
             links = accounts(root, args.annotators, base)
             reviewer_links = accounts(root, args.reviewers, base, "reviewer", "rev")
@@ -277,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
                         p.wait(20)
                     except subprocess.TimeoutExpired:
                         p.kill()
+            err_file.close()
+        logged = sum(1 for line in err_path.read_text(encoding="utf-8", errors="replace").splitlines()
+                     if line[:4].isdigit() and line[4:5] == "-")
         lost = check_store(root, team, args.dialogues, reviewed=args.reviewers > 0)
 
     print(f"# {args.annotators} annotators x {args.dialogues} dialogues (2 turns each), {args.reviewers} reviewers,"
@@ -299,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(target p95 <= 50 ms)")
     print(f"CPU seconds during the run: web server {cpu['web']:.1f}, LLM server {cpu['llm']:.1f}, "
           f"the {args.annotators} clients {cpu['clients']:.1f} (of {2 * wall:.0f} on 2 cores)")
-    print(f"lost actions: {lost}; answers paid twice: {paid_twice}")
+    print(f"lost actions: {lost}; answers paid twice: {paid_twice}; access-log lines: {logged}")
     return 0 if not lost and not paid_twice else 1
 
 

@@ -170,6 +170,24 @@ _STORE_TEXT = (
     "url = \"\"\n"
     "\n")
 
+_LANGUAGE_TEXT = (
+    "# The pages' language (buttons, messages, warnings) for an account that has not chosen one on\n"
+    "# the page (the choice is stored per account): \"en\", \"zh\", or \"auto\" = the browser's\n"
+    "# (Chinese when it prefers Chinese, else English).\n"
+    "language = \"auto\"\n")
+
+_ACCESS_LOG_TEXT = (
+    "# Where the access log goes: one line per request (UTC time, client, method, path without its\n"
+    "# query, status, account, milliseconds). \"\" = stderr; a path (relative to the workspace) =\n"
+    "# appended to that file. No line ever holds a login token.\n"
+    "access_log = \"\"\n")
+
+_ANNOTATOR_NAMES_TEXT = (
+    "# The `annotator` column: \"keep\" (the account names) or \"pseudonymise\" (ann- and a keyed hash\n"
+    "# of each name, stable across exports with the same key; the key is $ITCOLLECT_PSEUDONYM_KEY, else\n"
+    "# the workspace's .itcollect/pseudonym.key, made on first use; never exported).\n"
+    "annotator_names = \"keep\"\n")
+
 _PREFERENCE_PAIRS_TEXT = (
     "# Preference rows (export --format dpo) of a turn compared among more than two systems:\n"
     "# \"best_vs_worst\" (one row: the chosen answer against the worst) or \"best_vs_each\" (one row for\n"
@@ -186,6 +204,11 @@ def test_default_config_text_is_generated_byte_for_byte_as_released(tmp_path):
     released = released.replace("shard_size = 50000\n", "shard_size = 50000\n" + _PREFERENCE_PAIRS_TEXT)
     # and [store] url (issue 25), after [workspace]
     released = released.replace("\n[ingest]\n", "\n" + _STORE_TEXT + "[ingest]\n", 1)
+    # [web] language (issue 24 item 6), [web] access_log and [export] annotator_names (issue 24 item 9)
+    released = released.replace('secure_cookie = "auto"\n', 'secure_cookie = "auto"\n' + _LANGUAGE_TEXT, 1)
+    released = released.replace('trusted_proxies = "127.0.0.1"\n', 'trusted_proxies = "127.0.0.1"\n' + _ACCESS_LOG_TEXT, 1)
+    released = released.replace('preference_pairs = "best_vs_worst"\n',
+                                'preference_pairs = "best_vs_worst"\n' + _ANNOTATOR_NAMES_TEXT, 1)
     assert default_config_text() == DEFAULT_CONFIG_TEXT == released
     assert run_cli("init", str(tmp_path / "ws")).returncode == 0
     assert (tmp_path / "ws" / "itcollect.toml").read_text(encoding="utf-8") == released

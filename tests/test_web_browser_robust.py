@@ -112,3 +112,66 @@ def test_a_lead_opening_the_annotate_page_is_sent_to_their_own_and_takes_no_leas
     b.wait(lambda: b.d.current_url.endswith("/lead"), what="the lead sent back to their page")
     with Store(ws / "itcollect.db") as store:
         assert store.lease_list() == []
+
+
+UNCOVERED = """
+const n = document.querySelector(arguments[0]);
+if (!n || n.closest('[hidden]')) return 'hidden';
+n.scrollIntoView({block: 'nearest'});
+const r = n.getBoundingClientRect();
+if (r.width === 0 || r.height === 0) return 'no size';
+if (r.top < 0 || r.bottom > innerHeight || r.left < 0 || r.right > innerWidth) return 'off screen';
+const x = r.left + r.width / 2, y = r.top + Math.min(r.height / 2, 12);
+const hit = document.elementFromPoint(x, y);
+return hit && (hit === n || n.contains(hit)) ? 'ok' : 'covered by ' + (hit ? hit.outerHTML.slice(0, 80) : 'nothing');
+"""
+PAGE_FITS = "return [document.documentElement.scrollWidth, innerWidth];"
+SIZES = ((1366, 900), (390, 844))
+
+
+def _viewport(b: Browser, w: int, h: int) -> None:
+    """The page's viewport (innerWidth x innerHeight) at w x h, whatever the window's frame takes."""
+    b.d.set_window_size(w, h)
+    iw, ih = b.js("return [innerWidth, innerHeight]")
+    b.d.set_window_size(w + (w - iw), h + (h - ih))
+
+
+def test_no_control_or_message_is_covered_at_both_sizes(tmp_path, llm, servers, browsers):
+    ws = make_workspace(tmp_path / "ws", 2, instruction_langs=("en",))
+    llm.responder = lambda body: "The city council approved the budget for the new bridge on Monday."
+    srv = serve(servers, ws, llm.base_url)
+    b = browsers()
+    b.d.get(add_account(ws, "alice"))
+    b.wait(lambda: (b.text("#dlg") or "").startswith("dialogue "), what="the spec")
+    for w, h in SIZES:
+        _viewport(b, w, h)
+        b.js("window.scrollTo(0, 0)")
+        shot(b, tmp_path / f"annotate-{w}x{h}.png")
+        width, inner = b.js(PAGE_FITS)
+        assert width <= inner, (w, h, width, inner)
+        for css in ("#request", "#use-suggestion", "#actions button[data-action='skip']"):
+            assert b.js(UNCOVERED, css) == "ok", (w, h, css, b.js(UNCOVERED, css))
+    # an answer with warnings: the warning and the "accept anyway because..." box are not under the bar
+    _viewport(b, *SIZES[0])
+    b.type_request("Please translate this sentence into Chinese.")
+    b.wait_decision()
+    b.key("a")
+    b.wait(lambda: b.visible("#reason-text"), what="the reason asked for")
+    for w, h in SIZES:
+        _viewport(b, w, h)
+        shot(b, tmp_path / f"reason-{w}x{h}.png")
+        for css in ("#conversation .turn.pending .warnings", "#reason-text", "#panel-reason button[type=submit]"):
+            assert b.js(UNCOVERED, css) == "ok", (w, h, css, b.js(UNCOVERED, css))
+
+    lead = browsers()
+    lead.d.get(add_account(ws, "lee", "lead"))
+    lead.wait(lambda: lead.visible("#board"), what="the lead's page")
+    for w, h in SIZES:
+        _viewport(lead, w, h)
+        shot(lead, tmp_path / f"lead-{w}x{h}.png")
+        width, inner = lead.js(PAGE_FITS)
+        assert width <= inner, (w, h, width, inner)
+        right = lead.js("const t = document.getElementById('quality'); const c = t.closest('.card');"
+                        " return [c.getBoundingClientRect().right, innerWidth];")
+        assert right[0] <= right[1], (w, h, right)
+    assert srv.proc.poll() is None

@@ -568,6 +568,12 @@ class ExportSection(Section):
         "Preference rows (export --format dpo) of a turn compared among more than two systems:\n"
         "\"best_vs_worst\" (one row: the chosen answer against the worst) or \"best_vs_each\" (one row for\n"
         "each answer it beat).")
+    annotator_names: Literal["keep", "pseudonymise"] = setting(
+        "keep",
+        "The `annotator` column: \"keep\" (the account names) or \"pseudonymise\" (ann- and a keyed hash\n"
+        "of each name, stable across exports with the same key; the key is $ITCOLLECT_PSEUDONYM_KEY, else\n"
+        "the workspace's .itcollect/pseudonym.key, made on first use; never exported).",
+        error='export.annotator_names must be "keep" or "pseudonymise"')
 
 
 # --- the whole file ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from itcollect.config import Config
+from itcollect.export.names import pseudonym, pseudonym_key
 from itcollect.export.preferences import preference_rows
 from itcollect.export.rows import (
     ROW_TURN_FIELDS,
@@ -118,8 +119,11 @@ class _Renderer:
     the main process, so the workers can start before the split pass is done)."""
 
     def __init__(self, db_path: str, system_prompt: str | None, run_id: int,
-                 writers: list[type[ExportWriter]], judged: bool = True, preference_pairs: str | None = None) -> None:
+                 writers: list[type[ExportWriter]], judged: bool = True, preference_pairs: str | None = None,
+                 pseudonym_key: bytes | None = None) -> None:
         self.db_path = db_path
+        #: ``[export] annotator_names = "pseudonymise"``: the key of the annotators' pseudonyms
+        self.pseudonym_key = pseudonym_key
         self.system_prompt = system_prompt
         self.run_id = run_id
         self.writers = writers
@@ -145,6 +149,8 @@ class _Renderer:
         fields = (*ROW_TURN_FIELDS, "idx") if pairs else ROW_TURN_FIELDS
         for d, turns in store.iter_corpus(kept_only=True, after=bounds[0], upto=bounds[1], turn_fields=fields):
             row = build_row(d, turns, self.system_prompt, self.run_id, judgements)
+            if self.pseudonym_key is not None:
+                row["annotator"] = pseudonym(self.pseudonym_key, row["annotator"])
             if pairs and d["id"] in compared:  # the preference rows of its compared turns, for the dpo writer
                 row["_preferences"] = preference_rows(row, turns, compared[d["id"]], self.system_prompt, pairs)
             rows.append(row)
@@ -236,8 +242,12 @@ def _export_dataset(store: ExportStore, config: Config, out_dir: str | Path, *, 
     # rows, rendered a page at a time (in worker processes when there are several pages); the
     # workers start first, the split pass runs here meanwhile
     pages = page_bounds(rowids, _PAGE_SIZE)
+    key = None
+    if ecfg.annotator_names == "pseudonymise":
+        path = getattr(config, "path", None)
+        key = pseudonym_key(Path(path).parent if path else Path.cwd())
     renderer = _Renderer(store.target, system_prompt, run["id"], writer_classes, store.has_judgements(),
-                         ecfg.preference_pairs if "dpo" in formats else None)
+                         ecfg.preference_pairs if "dpo" in formats else None, key)
     workers = default_workers() if workers is None else max(1, workers)
     # importing datasets takes ~1.3 s: done while the workers render pages, not after them
     hf_import = partial(importlib.import_module, "datasets") if any(w.name == "hf" for w in writer_classes) else None

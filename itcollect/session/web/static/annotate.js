@@ -334,7 +334,11 @@
     const form = $("panel-" + name);
     form.hidden = false;
     const first = form.querySelector("textarea, input, select");
-    if (first) first.focus();
+    if (first) first.focus({preventScroll: true});
+    // the whole form, with the warnings above it, clear of the sticky action bar (style.css's scroll-padding)
+    const warnings = document.querySelector("#conversation .turn.pending .warnings");
+    (name === "reason" && warnings ? warnings : form).scrollIntoView({block: "nearest"});
+    form.scrollIntoView({block: "nearest"});
   }
 
   function closePanel() {
