@@ -107,3 +107,15 @@ def batch_cfg(workspace):
     c["batch"]["poll_interval_s"] = 0.01
     c["batch"]["poll_max_s"] = 0.02
     return c
+
+
+@pytest.fixture
+def web_servers():
+    """The ``session --web`` servers a test starts (tests/webutil.WebServer): killed at its end."""
+    started: list = []
+    yield started
+    for s in started:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait(10)
+        s._close()

@@ -30,14 +30,8 @@ def llm(fake_openai):
 
 
 @pytest.fixture
-def servers():
-    started: list[WebServer] = []
-    yield started
-    for s in started:
-        if s.proc.poll() is None:
-            s.proc.kill()
-            s.proc.wait(10)
-        s._close()
+def servers(web_servers):
+    return web_servers
 
 
 def set_config(ws: Path, old: str, new: str) -> None:

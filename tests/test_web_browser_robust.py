@@ -32,14 +32,8 @@ def browsers():
 
 
 @pytest.fixture
-def servers():
-    started: list[WebServer] = []
-    yield started
-    for s in started:
-        if s.proc.poll() is None:
-            s.proc.kill()
-            s.proc.wait(10)
-        s._close()
+def servers(web_servers):
+    return web_servers
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from itcollect.store import Store
 from .conftest import run_cli
 from .test_session import CountingResponder, make_workspace
 from .test_web import set_config, start
-from .webutil import Client, WebServer, add_account, http
+from .webutil import Client, add_account, http
 
 
 @pytest.fixture
@@ -26,14 +26,8 @@ def llm(fake_openai):
 
 
 @pytest.fixture
-def servers():
-    started: list[WebServer] = []
-    yield started
-    for s in started:
-        if s.proc.poll() is None:
-            s.proc.kill()
-            s.proc.wait(10)
-        s._close()
+def servers(web_servers):
+    return web_servers
 
 
 ACCESS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (\S+) (GET|POST) (\S+) (\d{3}|-) (\S+) \d+\.\d$")
