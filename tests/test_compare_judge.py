@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from itcollect.judge.run import self_judging_warning
 from itcollect.workspace import Workspace
 
 from .conftest import run_cli
@@ -104,6 +105,12 @@ def test_the_judge_scores_a_persons_candidates_once_and_stats_agree(tmp_path, fa
     assert compare["by_chooser"] == {"human": 3, "judge": 1, "human_edit": 1}
     r = run_cli("-C", str(root), "stats", "--compare")
     assert "a person's pick and the judge's: 3 turns, agreement 0.5" in r.stdout
+    # a judge model that wrote candidates a person compared is warned about, as one that wrote answers
+    ws = Workspace(root)
+    assert "m-B" in ws.store.answer_models() and "m-D" not in ws.store.answer_models()  # D's call failed
+    warning = self_judging_warning(ws, "m-C")
+    assert warning is not None and "m-C" in warning
+    ws.close()
 
 
 def test_limit_dry_run_and_a_continued_run_pay_each_prompt_once(tmp_path, fake_openai):

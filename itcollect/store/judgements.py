@@ -123,10 +123,14 @@ class JudgementsMixin(StoreCore):
         return j
 
     def answer_models(self) -> set[str]:
-        """Models that wrote the active answers of finished dialogues (the judge warns when it is one)."""
+        """Models that wrote the active answers of finished dialogues, or the candidates of the turns a
+        person compared there (the judge scores both, and warns when it is one of these models)."""
         return {r[0] for r in self.query(
             "SELECT DISTINCT t.model FROM turns t JOIN dialogues d ON d.id=t.dialogue_id WHERE d.status='done'"
-            " AND t.state='active' AND t.role='assistant' AND t.model IS NOT NULL")}
+            " AND t.state='active' AND t.role='assistant' AND t.model IS NOT NULL"
+            " UNION SELECT DISTINCT k.model FROM candidates k JOIN comparisons c ON c.id=k.comparison_id"
+            " JOIN dialogues d ON d.id=c.dialogue_id WHERE d.status='done' AND c.status='decided'"
+            " AND c.chooser <> 'judge' AND k.status='answered'")}
 
     # -- readers: filter, export, review ----------------------------------------------------------
     def current_judgements(self, *, after: int = 0, upto: int | None = None,
