@@ -158,3 +158,62 @@ def test_batch_api_scores_the_candidates_with_the_online_figures(tmp_path, judge
     summary = judge(ws, server)  # online afterwards: nothing left, nothing sent
     assert summary.todo == 0 and server.total_requests == 0
     ws.close()
+
+
+def test_kill_9_while_judging_candidates_then_rerun_scores_each_once(tmp_path, fake_openai):
+    """30 answers, then 90 candidates (60 with a text of their own); the run is killed with SIGKILL
+    while it judges candidates; the re-run scores every candidate, sending only what never came back."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import REPO
+    from .waiting import wait_until
+
+    fake_openai.responder = variant_responder
+    ws = make_ws(tmp_path)
+    n = 30
+    firsts = [variant_answer("wellformed", i) for i in range(n)]
+    ids = imported(ws, tmp_path, firsts)
+    for i, did in enumerate(ids):
+        _compare(ws.store, did, [_cand("A", firsts[i]), _cand("B", variant_answer("clean", i)),
+                                 _cand("C", variant_answer("pileup", i))],
+                 chooser="human", decision="pick", winner="B", annotator="ann")
+    root = ws.root
+    ws.close()
+    fake_openai.reset()
+    fake_openai.set_latency((0.02, 0.08))
+    env = dict(os.environ, ITCOLLECT_PROGRESS="0")
+    env.pop("OPENAI_BASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "itcollect", "-C", str(root), "judge", "--base-url",
+                             fake_openai.base_url, "--model", "judge-model", "--concurrency", "4"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while fake_openai.total_requests < n + 20 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.stderr.read().decode()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    wait_until(lambda: fake_openai.in_flight == 0, what="the server to finish the calls of the killed process")
+    ws = Workspace(root)
+    answered_at_kill = ws.store.scalar("SELECT COUNT(*) FROM llm_calls WHERE role='judge' AND status='done'")
+    in_flight_at_kill = ws.store.scalar("SELECT COUNT(*) FROM llm_calls WHERE role='judge' AND status='pending'")
+    scored_at_kill = ws.store.scalar("SELECT COUNT(*) FROM candidates WHERE judge_status IS NOT NULL")
+    assert n <= answered_at_kill < 3 * n and scored_at_kill < 3 * n
+    ws.close()
+    fake_openai.set_latency(0)
+    r = run_cli("-C", str(root), "judge", "--base-url", fake_openai.base_url, "--model", "judge-model", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    ws = Workspace(root)
+    scores = [tuple(r) for r in ws.store.query(
+        "SELECT system, judge_status, score FROM candidates ORDER BY comparison_id, system")]
+    assert scores == [(s, "judged", v) for _ in range(n) for s, v in (("A", -6.0), ("B", 0.0), ("C", -25.0))]
+    needed = ws.store.scalar("SELECT COUNT(*) FROM llm_calls WHERE role='judge' AND status='done'")
+    assert needed == 3 * n  # one call per distinct prompt: the answers', and the 60 candidates of their own
+    assert out["calls"]["sent"] == needed - answered_at_kill
+    assert len(fake_openai.paid_twice()) <= in_flight_at_kill
+    ws.close()
