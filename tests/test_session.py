@@ -293,7 +293,12 @@ def test_guidelines_section_for_current_type(tmp_path, server):
 
 
 @pytest.mark.slow
-def test_sixteen_sessions_drain_two_hundred_specs_each_exactly_once(tmp_path, server):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_sixteen_sessions_drain_two_hundred_specs_each_exactly_once(tmp_path, server, backend, request, monkeypatch):
+    target = str(tmp_path / "ws" / "itcollect.db")
+    if backend == "postgresql":  # the sessions' processes and this test on one PostgreSQL database
+        target = request.getfixturevalue("pg_url")
+        monkeypatch.setenv("ITCOLLECT_STORE_URL", target)
     ws = make_workspace(tmp_path / "ws", 200, types=("translate",))
     script = "request Please translate this sentence into Chinese.\naccept\nfinish\n" * 200
     script_file = tmp_path / "script.txt"
@@ -313,7 +318,7 @@ def test_sixteen_sessions_drain_two_hundred_specs_each_exactly_once(tmp_path, se
     done = [d["dialogue_id"] for out, _ in outs for t, d in events(out) if t == "done"]
     assert len(done) == 200 and len(set(done)) == 200
     assert all(not any(t == "error" for t, _ in events(out)) for out, _ in outs)
-    with Store(ws / "itcollect.db") as store:
+    with Store(target) as store:
         assert store.spec_counts()["done"] == 200
         dialogues = list(store.iter_dialogues())
         assert len(dialogues) == 200 and {d["spec_id"] for d in dialogues} == set(range(1, 201))

@@ -433,7 +433,12 @@ def test_html_in_a_source_is_served_as_text(tmp_path, llm, servers):
     assert b"insertAdjacentHTML" not in js and b"document.write" not in js
 
 
-def test_32_annotators_claiming_at_once_never_share_a_spec(tmp_path, llm, servers):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_32_annotators_claiming_at_once_never_share_a_spec(tmp_path, llm, servers, backend, request, monkeypatch):
+    target = str(tmp_path / "ws" / "itcollect.db")
+    if backend == "postgresql":  # the workspace, its web server and this test on one PostgreSQL database
+        target = request.getfixturevalue("pg_url")
+        monkeypatch.setenv("ITCOLLECT_STORE_URL", target)
     ws = make_workspace(tmp_path / "ws", 24)
     srv = start(servers, ws, llm.base_url)
     import aiohttp
@@ -442,7 +447,7 @@ def test_32_annotators_claiming_at_once_never_share_a_spec(tmp_path, llm, server
 
     # 32 accounts through the store's API (the CLI's `annotators add` is tested above; 32 processes
     # would only make this test slow)
-    with Store(ws / "itcollect.db") as store:
+    with Store(target) as store:
         urls = [login_url(srv.url, issue_token(store, f"a{i:02d}")) for i in range(32)]
 
     async def one(url: str) -> tuple[str, dict]:
@@ -469,7 +474,7 @@ def test_32_annotators_claiming_at_once_never_share_a_spec(tmp_path, llm, server
     idle = [st for _, st in results if st["dialogue"] is None]
     assert len(got) == 24 and len(set(got)) == 24 and len(idle) == 8
     assert all(st["idle"] for st in idle)
-    with Store(ws / "itcollect.db") as store:
+    with Store(target) as store:
         holders = [store.lease_of(i)["holder"] for i in range(1, 25)]
         assert len(set(holders)) == 24
         assert store.spec_counts()["in_progress"] == 24
