@@ -1,6 +1,7 @@
 """Benchmark: how long one simulate claim holds the writer at the scale of a full plan.
 
     python benchmarks/bench_claims.py [--specs 160000] [--dialogues 100000] [--batch 128] [--leases 200]
+                                      [--store postgresql://USER@HOST:PORT/EMPTY_DB]
 
 ``simulate`` claims specs a batch at a time from inside its event loop, so a slow claim stops every
 call of the run for its duration. This builds a store with ``--specs`` specs of which ``--dialogues``
@@ -33,9 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--claims", type=int, default=8)
     ap.add_argument("--leases", type=int, default=200)
+    ap.add_argument("--store", default="", help="an empty PostgreSQL database instead of a SQLite file")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-claims-") as tmp:
-        store = Store(Path(tmp) / "s.db")
+        store = Store(args.store or Path(tmp) / "s.db")
         now = utcnow()
         with store.transaction() as c:
             c.execute("INSERT INTO sources(id, text, lang, origin_file, created_at) VALUES ('s1', 'x', 'en', 'f', ?)",
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 leases[label] = (lt[len(lt) // 2], lt[-1])
         store.close()
     times.sort()
+    print(f"# backend {store.backend}")
     print(f"# {args.specs:,} specs, {args.dialogues:,} with a dialogue: claim of {args.batch} specs "
           f"median {times[len(times) // 2]:.1f} ms, max {times[-1]:.1f} ms ({args.claims} claims)")
     for label, (med, worst) in leases.items():
