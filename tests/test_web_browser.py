@@ -613,7 +613,8 @@ def test_returned_to_me_shows_the_marks_and_note_and_the_annotator_revises_and_s
     ann.answer()
     ann.act("/api/flag", {"note": "请看一下"})
     ann.act("/api/finish")
-    rev = Client(srv.url, add_account(ws, "bob", "reviewer"))
+    bob_url = add_account(ws, "bob", "reviewer")
+    rev = Client(srv.url, bob_url)
     item = rev.get("/api/review")[1]["item"]
     answer = next(t for t in item["turns"] if t["role"] == "assistant")
     rev.post("/api/review/mark", {"dialogue_id": item["dialogue_id"], "turn_id": answer["turn_id"],
@@ -640,3 +641,9 @@ def test_returned_to_me_shows_the_marks_and_note_and_the_annotator_revises_and_s
     b.wait(lambda: b.visible("#none"), what="the list empty after sending back")
     with Store(ws / "itcollect.db") as store:
         assert store.get_dialogue(item["dialogue_id"])["review_status"] is None
+    # the reviewer sees the revision in their queue, said as one
+    b.d.delete_all_cookies()
+    b.d.get(bob_url)
+    b.wait(lambda: b.visible("#item") and "revised by alice after the verdict rejected" in (b.text("#turns") or ""),
+           what="the revision in the review queue")
+    assert "before the revision" in b.text("#turns")

@@ -75,6 +75,7 @@
     const inactive = t.state !== "active";
     const who = user ? `Request · ${t.type || "?"}`
       : t.review_fix ? `Answer · fixed by ${t.review_fix.reviewer}`
+      : t.revision ? `Answer · revised by ${t.revision.annotator} after the verdict ${t.revision.answers}`
       : t.author === "human" ? "Answer · edited by the annotator" : "Answer · model";
     const text = user || inactive ? el("div", {class: "turn-text"}, t.content) : markedText(t.content, t.marks || [], t.suggestions);
     const node = el("div", {class: `turn ${user ? "turn-user" : "turn-model"}${inactive ? " inactive" : ""}`,
@@ -83,7 +84,8 @@
       text);
     if (!user && t.original_content !== null && t.original_content !== undefined) {
       node.appendChild(el("div", {class: "original-shown"},
-        el("span", {class: "muted"}, t.review_fix ? "before the fix: " : "the model said: "),
+        el("span", {class: "muted"}, t.review_fix ? "before the fix: " : t.revision ? "before the revision: "
+                                                                         : "the model said: "),
         el("span", {class: "turn-text"}, t.original_content)));
     }
     if (t.judge) {
