@@ -111,7 +111,7 @@ def test_a_lead_opening_the_annotate_page_is_sent_to_their_own_and_takes_no_leas
 UNCOVERED = """
 const n = document.querySelector(arguments[0]);
 if (!n || n.closest('[hidden]')) return 'hidden';
-n.scrollIntoView({block: 'nearest'});
+if (arguments[1]) n.scrollIntoView({block: 'nearest'});
 const r = n.getBoundingClientRect();
 if (r.width === 0 || r.height === 0) return 'no size';
 if (r.top < 0 || r.bottom > innerHeight || r.left < 0 || r.right > innerWidth) return 'off screen';
@@ -143,8 +143,10 @@ def test_no_control_or_message_is_covered_at_both_sizes(tmp_path, llm, servers, 
         shot(b, tmp_path / f"annotate-{w}x{h}.png")
         width, inner = b.js(PAGE_FITS)
         assert width <= inner, (w, h, width, inner)
-        for css in ("#request", "#use-suggestion", "#actions button[data-action='skip']"):
-            assert b.js(UNCOVERED, css) == "ok", (w, h, css, b.js(UNCOVERED, css))
+        # on load, without scrolling: the request box and its suggestion button
+        for css in ("#request", "#use-suggestion"):
+            assert b.js(UNCOVERED, css, False) == "ok", (w, h, css, b.js(UNCOVERED, css, False))
+        assert b.js(UNCOVERED, "#actions button[data-action='skip']", True) == "ok", (w, h)
     # an answer with warnings: the warning and the "accept anyway because..." box are not under the bar
     _viewport(b, *SIZES[0])
     b.type_request("Please translate this sentence into Chinese.")
@@ -155,7 +157,7 @@ def test_no_control_or_message_is_covered_at_both_sizes(tmp_path, llm, servers, 
         _viewport(b, w, h)
         shot(b, tmp_path / f"reason-{w}x{h}.png")
         for css in ("#conversation .turn.pending .warnings", "#reason-text", "#panel-reason button[type=submit]"):
-            assert b.js(UNCOVERED, css) == "ok", (w, h, css, b.js(UNCOVERED, css))
+            assert b.js(UNCOVERED, css, True) == "ok", (w, h, css, b.js(UNCOVERED, css, True))
 
     lead = browsers()
     lead.d.get(add_account(ws, "lee", "lead"))
