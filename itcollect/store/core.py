@@ -225,6 +225,14 @@ class StoreCore:
             except sqlite3.Error:  # pragma: no cover - connection already gone
                 pass
 
+    def refresh_statistics(self, *tables: str) -> None:
+        """After a bulk load outside any transaction: on PostgreSQL, ``ANALYZE`` the tables so the
+        planner's next queries (a claim's ``NOT EXISTS``) do not run on empty statistics until
+        autovacuum catches up; nothing to do on SQLite."""
+        if self.backend != "sqlite" and self._depth == 0:
+            for table in tables:
+                self.conn.execute(f"ANALYZE {table}")
+
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         """Read helper used inside the store package; stages call named methods instead."""
         try:

@@ -38,7 +38,9 @@ class SpecsMixin(StoreCore):
                 " interaction_types, params, status, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,'pending',?,?)",
                 [(s["seed"], s["seq"], s["source_id"], s["src_lang"], s["tgt_lang"], s["instruction_lang"],
                   s["n_turns"], enc(s["interaction_types"]), enc(s.get("params", {})), now, now) for s in specs])
-            return cur.rowcount
+            added = cur.rowcount
+        self.refresh_statistics("specs")  # claims plan on them at once (benchmarks/RESULTS.md, claims)
+        return added
 
     def spec_count_for_seed(self, seed: int) -> int:
         """The seed's planned specs (replays left out)."""
