@@ -202,3 +202,17 @@ def test_reviewers_and_leads_take_no_lease_and_the_lead_releases_any(tmp_path, l
     assert "gave this dialogue back" in (st["message"] or "")
     with Store(ws / "itcollect.db") as store:
         assert [lease["spec_id"] for lease in store.lease_list()] == [st["dialogue"]["spec_id"]]
+
+
+def test_the_guards_on_both_store_backends(store):
+    """The store side of items 4 and 9 on SQLite and on PostgreSQL: an action key is claimed once
+    per account, failed logins are counted per client in a window."""
+    assert store.claim_action_key("alice", "k1", "/api/flag") is True
+    assert store.claim_action_key("alice", "k1", "/api/flag") is False
+    assert store.claim_action_key("bob", "k1", "/api/flag") is True  # keys are per account
+    assert store.forget_action_keys(now=10**11) == 2
+    for k in range(3):
+        store.record_login_failure("10.0.0.1", now=1000.0 + k)
+    store.record_login_failure("10.0.0.2", now=1001.0)
+    assert store.login_failures("10.0.0.1", 60.0, now=1030.0) == [1000.0, 1001.0, 1002.0]
+    assert store.login_failures("10.0.0.1", 60.0, now=1061.5) == [1002.0]
