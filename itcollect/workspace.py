@@ -114,7 +114,7 @@ class WorkspaceLock:
     def __enter__(self) -> WorkspaceLock:
         if self.store_url:
             from itcollect.kernel.storeurl import describe
-            from itcollect.store.pg import try_run_lock
+            from itcollect.store import try_run_lock
 
             self.fh = try_run_lock(self.store_url, os.path.basename(self.path))
             if self.fh is None:

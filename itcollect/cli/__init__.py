@@ -34,7 +34,7 @@ COMMANDS: dict[str, str] = {
     "demo": "demo_cmd:demo",
     "annotators": "annotators_cmd:annotators",
     "judge": "judge_cmd:judge",
-    "store": "store_cmd:store",
+    "store": "store_cmd:store_group",
 }
 
 

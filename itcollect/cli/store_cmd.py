@@ -11,12 +11,12 @@ if TYPE_CHECKING:
     from itcollect.cli import State
 
 
-@click.group()
-def store() -> None:
+@click.group("store")
+def store_group() -> None:
     """The workspace's store as a whole."""
 
 
-@store.command("copy")
+@store_group.command("copy")
 @click.option("--to", "to", required=True, metavar="URL|PATH.db",
               help="An empty PostgreSQL database (postgresql://USER@HOST[:PORT]/DB; the password from "
                    "PGPASSWORD or ~/.pgpass), or a new SQLite file.")
@@ -27,8 +27,7 @@ def copy(state: State, to: str) -> None:
     `[store] url` line to set."""
     from itcollect.kernel.errors import UsageError
     from itcollect.kernel.storeurl import check_store_url, describe
-    from itcollect.store import Store
-    from itcollect.store.copy import copy_store
+    from itcollect.store import Store, copy_store
 
     server = "://" in to
     if server:

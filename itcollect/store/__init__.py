@@ -11,6 +11,7 @@ from itcollect.store.availability import Overlap
 from itcollect.store.batches import BatchesMixin
 from itcollect.store.claims import ClaimsMixin, process_holder
 from itcollect.store.comparisons import ComparisonsMixin
+from itcollect.store.copy import copy_store
 from itcollect.store.core import StoreCore, dumps, loads, utcnow
 from itcollect.store.dialogues import DIALOGUE_ORIGINS, SPEC_STATUSES, DialoguesMixin
 from itcollect.store.exports import ExportsMixin
@@ -18,6 +19,7 @@ from itcollect.store.imports import ImportsMixin
 from itcollect.store.judgements import JUDGEMENT_STATUSES, JudgementsMixin
 from itcollect.store.leases import LeaseLost, LeasesMixin, human_holder
 from itcollect.store.ledger import LedgerMixin
+from itcollect.store.pg import try_run_lock
 from itcollect.store.quality import QualityMixin
 from itcollect.store.review import ReviewError, ReviewMixin
 from itcollect.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -42,4 +44,5 @@ class Store(SourcesMixin, ReviewMixin, SessionsMixin, DialoguesMixin, LedgerMixi
 
 __all__ = ["Store", "StoreCore", "STORE_FILE", "SCHEMA_VERSION", "MIGRATIONS", "SPEC_STATUSES",
            "DIALOGUE_ORIGINS", "source_id_for", "dumps", "loads", "utcnow", "process_holder", "LeaseLost",
-           "human_holder", "SKIP_REASONS", "ROLES", "AccountError", "JUDGEMENT_STATUSES", "Overlap", "ReviewError"]
+           "human_holder", "SKIP_REASONS", "ROLES", "AccountError", "JUDGEMENT_STATUSES", "Overlap", "ReviewError",
+           "copy_store", "try_run_lock"]
