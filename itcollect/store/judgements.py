@@ -23,6 +23,9 @@ JUDGEMENT_FIELDS = ("turn_id", "dialogue_id", "dialogue_rev", "kind", "interacti
                     "template_name", "template_hash", "call_key", "generation", "sample", "status", "score",
                     "n_critical", "errors", "compliance", "reason", "rating", "in_instruction_language", "raw",
                     "created_at")
+#: NOT NULL columns with a default: a row that leaves them out gets the default (an upsert, unlike
+#: the INSERT OR REPLACE it replaced, does not put the default in for a NULL)
+_JUDGEMENT_DEFAULTS: dict[str, Any] = {"generation": 0, "sample": 0, "n_critical": 0, "errors": "[]"}
 
 #: What filter, export and review read of a current judgement.
 CURRENT_FIELDS = ("turn_id", "dialogue_id", "kind", "interaction_type", "judge_model", "status", "score",
@@ -102,6 +105,9 @@ class JudgementsMixin(StoreCore):
             r.setdefault("created_at", utcnow())
             if not isinstance(r.get("errors", "[]"), str):
                 r["errors"] = dumps(r["errors"])
+            for f, default in _JUDGEMENT_DEFAULTS.items():  # the columns' defaults, as INSERT OR REPLACE gave
+                if r.get(f) is None:
+                    r[f] = default
             if r.get("in_instruction_language") is not None:
                 r["in_instruction_language"] = int(bool(r["in_instruction_language"]))
             values.append(tuple(r.get(f) for f in JUDGEMENT_FIELDS))
