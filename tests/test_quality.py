@@ -245,5 +245,5 @@ def test_nothing_to_compute_from_is_null(tmp_path):
                     "accepted_unchanged_share": None, "edit_size": None, "skip_rate": None, "flag_rate": None,
                     "fast_accepts": 0, "control_items": 0, "control_catch_rate": None, "overlap_specs": 0,
                     "agreement_chrf": None, "review": {"accepted": 0, "rejected": 0, "fixed": 0},
-                    "returns": 0, "fixes": 0}
+                    "returns": 0, "fixes": 0, "early_finishes": 0}
     ws.close()

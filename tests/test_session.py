@@ -249,7 +249,7 @@ def test_unreachable_endpoint_gives_retry_choice_not_a_crash(tmp_path, server):
     assert [t for t, _ in ev].count("endpoint_error") == 2
     assert [d["expect"] for t, d in ev if t == "ready"][-1] == "retry"
     # the endpoint is back: the request is still there and gets its answer first thing
-    r = session(ws, "ann", "accept\nfinish\n", server.base_url)
+    r = session(ws, "ann", "accept\nfinish one turn is enough here\n", server.base_url)
     ev = events(r.stdout)
     opened = next(d for t, d in ev if t == "dialogue")
     assert opened["resumed"] and "no answer yet" in opened["message"]
@@ -263,9 +263,9 @@ def test_unreachable_endpoint_gives_retry_choice_not_a_crash(tmp_path, server):
 def test_review_walks_flagged_and_edited_dialogues(tmp_path, server):
     ws = make_workspace(tmp_path / "ws", 3)
     script = "\n".join([
-        "request Please translate this sentence into Chinese.", "accept", "finish",
-        "request 请把这句话译成中文。", "edit", "我的译文。", ".", "finish",
-        "request Please translate this sentence into Chinese.", "accept", "flag check the numbers", "finish",
+        "request Please translate this sentence into Chinese.", "accept", "finish one turn is enough here",
+        "request 请把这句话译成中文。", "edit", "我的译文。", ".", "finish one turn is enough here",
+        "request Please translate this sentence into Chinese.", "accept", "flag check the numbers", "finish one turn is enough here",
     ]) + "\n"
     assert session(ws, "ann", script, server.base_url).returncode == 0
     r = run_cli("-C", str(ws), "session", "--annotator", "rev", "--review", input="accept fine\nreject wrong\n")

@@ -313,7 +313,7 @@ def test_review_queue_and_lead_figures(tmp_path, llm, servers):
     ann.act("/api/regenerate")
     ann.answer()
     ann.act("/api/edit", {"text": "我的译文。"})
-    ann.act("/api/finish")
+    ann.act("/api/finish", {"reason": "one turn is enough here"})
     ann.state()
     ann.act("/api/request", {"text": "请把这句话译成中文。"})
     ann.answer()
@@ -322,11 +322,11 @@ def test_review_queue_and_lead_figures(tmp_path, llm, servers):
     ann.answer()
     ann.act("/api/undo")
     ann.act("/api/flag", {"note": "数字要核对"})
-    ann.act("/api/finish")
+    ann.act("/api/finish", {"reason": "one turn is enough here"})
     ann.state()
     ann.act("/api/request", {"text": "请把这句话译成中文。"})
     ann.answer()
-    ann.act("/api/finish")
+    ann.act("/api/finish", {"reason": "one turn is enough here"})
 
     rev = Client(srv.url, add_account(ws, "bob", "reviewer"))
     assert rev.login_headers["location"] == "/review"

@@ -284,7 +284,10 @@ def test_an_answer_with_warnings_is_accepted_with_a_reason_asked_for_first(tmp_p
     b.wait(lambda: b.text("#source") == SOURCES[0], what="the spec")
     b.type_request("Please translate this sentence into Chinese.")
     b.wait_decision()
-    assert "warning" in b.text("#conversation .turn-model .warnings")
+    # each warning is a sentence that says what to do, its code kept beside it (data-code)
+    assert "write it in Chinese" in b.text("#conversation .turn-model .warnings")
+    assert b.js("return document.querySelector('#conversation .turn-model .warnings li').dataset.code") \
+        == "wrong_language"
     b.key("a")
     b.wait(lambda: b.visible("#reason-text"), what="the reason asked for")
     box = b.d.find_element(By.ID, "reason-text")
@@ -297,6 +300,9 @@ def test_an_answer_with_warnings_is_accepted_with_a_reason_asked_for_first(tmp_p
 
 
 def test_two_annotators_in_two_browsers_never_get_the_same_spec(tmp_path, llm, servers, browsers):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
     ws = make_workspace(tmp_path / "ws", 4, instruction_langs=("en",))
     serve(servers, ws, llm.base_url)
     llm.stream_chunk_delay = 0.0
@@ -311,7 +317,9 @@ def test_two_annotators_in_two_browsers_never_get_the_same_spec(tmp_path, llm, s
         br.type_request("Please translate this sentence into Chinese.")
     for br in (a, b):
         br.wait_decision()
-        br.key("f")
+        br.key("f")  # 1 of 2 planned turns: the page asks for a reason first
+        br.wait(lambda br=br: br.visible("#reason-text"), what="the early finish's reason")
+        br.d.find_element(By.ID, "reason-text").send_keys("one turn is enough here", Keys.ENTER)
     for name, br in (("alice", a), ("bob", b)):
         br.wait(lambda br=br, name=name: br.text("#dlg").split("spec ")[1] not in seen[name], what="the next spec")
         seen[name].append(br.text("#dlg").split("spec ")[1])
@@ -333,12 +341,12 @@ def test_reviewer_accepts_and_rejects_and_the_lead_sees_the_team(tmp_path, llm, 
     ann.act("/api/regenerate")
     ann.answer()
     ann.act("/api/edit", {"text": "我的译文。"})
-    ann.act("/api/finish")
+    ann.act("/api/finish", {"reason": "one turn is enough here"})
     ann.state()
     ann.act("/api/request", {"text": "请把这句话译成中文。"})
     ann.answer()
     ann.act("/api/flag", {"note": "数字要核对"})
-    ann.act("/api/finish")
+    ann.act("/api/finish", {"reason": "one turn is enough here"})
     ann.state()  # alice holds the third spec
 
     b = browsers()

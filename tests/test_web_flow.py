@@ -62,3 +62,29 @@ def test_language_per_account_and_warnings_as_sentences(tmp_path, llm, servers):
     c.lang = "en"
     turns = c.state()["dialogue"]["turns"]
     assert "This dialogue's requests are planned in Chinese: write the request in Chinese." in turns[0]["warning_text"]
+
+
+def test_early_finish_asks_with_the_count_and_undo_gives_the_request_back(tmp_path, llm, servers):  # noqa: F811
+    ws = make_workspace(tmp_path / "ws", 1)  # two planned turns
+    srv = start(servers, ws, llm.base_url)
+    c = Client(srv.url, add_account(ws, "alice"))
+    c.state()
+    c.act("/api/request", {"text": "Please translate this sentence into Chinese."})
+    c.answer()
+    c.state()
+    # undo: the request it took back comes back for the box, as typed (without the attached source)
+    out = c.act("/api/undo")
+    assert out["undone_request"] == "Please translate this sentence into Chinese."
+    c.act("/api/request", {"text": "Please translate this sentence into Chinese."})
+    c.answer()
+    c.state()
+    status, out = c.post("/api/finish")
+    assert status == 409 and out["code"] == "early_finish" and (out["done"], out["planned"]) == (1, 2)
+    assert "1 of 2 planned turns" in out["error"]
+    with Store(ws / "itcollect.db") as store:  # nothing changed
+        assert store.dialogue_for_spec(1)["status"] != "done"
+    out = c.act("/api/finish", {"reason": "one turn is enough for a headline"})
+    assert out["finished"]
+    with Store(ws / "itcollect.db") as store:
+        d = store.dialogue_for_spec(1)
+        assert d["status"] == "done" and d["early_finish"] == "one turn is enough for a headline"

@@ -433,6 +433,10 @@ _SHARES = "session.overlap_share and session.control_share must be between 0 and
 
 class SessionSection(Section):
     lease_minutes: int = setting(30, "Minutes a leased spec stays with an annotator without activity.")
+    wait_seconds: float = setting(
+        5.0, "Seconds between looks for work while every spec left is leased by someone else: the session\n"
+             "says so and waits (protocol: a `waiting` event each time) until a lease is released or expires.",
+        gt=0, error="session.wait_seconds must be more than 0")
     show_reference: bool = setting(False, "Show the reference translation (if the source has one) to annotators.")
     overlap_share: float = setting(
         0.0,

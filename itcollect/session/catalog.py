@@ -118,6 +118,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "pick.none": {"en": "None good", "zh": "都不好"},
     "cancel": {"en": "Cancel", "zh": "取消"},
     "reason.label": {"en": "The answer has warnings. Accept it anyway because…", "zh": "该回答有警告。仍然接受，理由是……"},
+    "reason.needed": {"en": "Give a reason (a few words).", "zh": "请写一个理由（几个字即可）。"},
     "reason.submit": {"en": "Accept with this reason", "zh": "以此理由接受"},
     "skip.label": {"en": "Skip this sentence because…", "zh": "跳过这个句子，理由是……"},
     "skip.note": {"en": "note (optional; needed for other)", "zh": "备注（可选；选“其他”时必填）"},

@@ -42,6 +42,7 @@ from itcollect.llm import CostLimitReached, EndpointDown, LLMCallError
 from itcollect.session.actions import _WHILE_ANSWERING, ACTIONS, _refusal
 from itcollect.session.checking import DEFAULT_FOLLOW_TYPE, TurnChecks
 from itcollect.session.controls import control_note, control_of, control_record, decided, plant_error
+from itcollect.session.errors import AnswerFailed, CommandError, ControlRevealed, EarlyFinish, early_finish
 from itcollect.session.guidelines import example_requests
 from itcollect.session.status import local_midnight_utc
 from itcollect.session.wording import attach_source, first_request_hint, human_request_params
@@ -54,21 +55,8 @@ if TYPE_CHECKING:
 
 STATES = ("ask", "answer", "decide", "pick", "allbad")  # the last two: compare dialogues (:mod:`.compare`)
 
-__all__ = ["ACTIONS", "STATES", "Answer", "AnswerFailed", "CommandError", "ControlRevealed", "Current", "Session",
+__all__ = ["ACTIONS", "STATES", "Answer", "AnswerFailed", "CommandError", "ControlRevealed", "Current", "EarlyFinish", "Session",
            "DEFAULT_FOLLOW_TYPE", "check_annotator_name", "human_request_params"]
-
-
-class CommandError(ItcollectError):
-    """An action that does not fit the dialogue's state (the UI shows it; nothing changed)."""
-
-
-class AnswerFailed(ItcollectError):
-    """The model could not answer (endpoint down, call failed): the request is kept, retry later."""
-
-
-class ControlRevealed(CommandError):
-    """``finish`` met an undecided control item: accepting it was a miss (recorded); the model's
-    real answer now waits for a decision, so the dialogue is not finished yet."""
 
 
 @dataclass
@@ -115,6 +103,7 @@ class Session:
         self.holder = human_holder(annotator)
         typed = settings(config)
         self.lease_s = typed.session.lease_minutes * 60.0
+        self.wait_s = typed.session.wait_seconds
         self.show_reference = typed.session.show_reference
         self.languages = typed.workspace.languages
         self.backend = typed.ingest.langid_backend
@@ -171,6 +160,16 @@ class Session:
         if spec is None:
             return None
         return self._open(spec)
+
+    def waiting(self) -> dict[str, Any] | None:
+        """After :meth:`open_next` found nothing: None when nothing is left (idle), else
+        ``{"leased_by_others": N, "retry_s": X}``, specs only leased by others for now; look again
+        in X seconds (``[session] wait_seconds``, sooner when a lease runs out before)."""
+        n, first_expiry = self.store.leased_by_others(self.holder)
+        if n == 0:
+            return None
+        retry = self.wait_s if first_expiry is None else min(self.wait_s, max(first_expiry - time.time(), 0.1))
+        return {"leased_by_others": n, "retry_s": round(retry, 1)}
 
     def _open(self, spec: dict[str, Any]) -> Current:
         source = self.store.get_source(spec["source_id"]) or {"text": "", "references": []}
@@ -640,16 +639,20 @@ class Session:
         return {"undone": [t["id"] for t in undone]}
 
     def finish(self, reason: str | None = None) -> str:
-        """Close the dialogue as done (an undecided last answer is accepted first)."""
+        """Close the dialogue as done (an undecided last answer is accepted first). Before the
+        planned turns it takes a reason (:class:`EarlyFinish` without one), stored on the dialogue."""
         d = self._need()
-        if self._state_of(self.require("finish")) == "decide":
+        state = self._state_of(self.require("finish"))
+        early = early_finish(self.user_turns(), int(d.spec["n_turns"]), reason)
+        if state == "decide":
             self.accept(reason)
             if self.control_note is not None and self.control_note["outcome"] == "miss":
                 raise ControlRevealed(self.control_note["message"])
         with self.store.transaction():
             self._guard()
-            self._event("finish", turns=len(self.conversation()))
+            self._event("finish", turns=len(self.conversation()), **early)
             self.store.set_dialogue_status(d.dialogue_id, "done")
+            self.store.update_dialogue(d.dialogue_id, early_finish=early["early"] if early else None)
             if not self.store.release_lease(d.spec["id"], self.holder, "done"):
                 raise LeaseLost("lease lost while finishing")
         self.current = None

@@ -15,7 +15,9 @@ holding a single ``.`` (a text line that is exactly ``.`` is written ``..``).
 ``regenerate``         reject the answer (kept, labelled) and ask again
 ``undo``               take back the last request and its answer
 ``retry``              ask again after the endpoint failed (the request is kept)
-``finish [REASON]``    close the dialogue as done (an undecided answer is accepted first)
+``finish [REASON]``    close the dialogue as done (an undecided answer is accepted first); before
+                       the planned turns only with a REASON (stored: an early finish); a bare
+                       ``finish`` then is an ``error`` (``code`` early_finish, ``done``, ``planned``)
 ``skip REASON [NOTE]`` close as skipped: bad_source | offensive | not_news | other
 ``flag [NOTE]``        mark for review; the dialogue goes on
 ``guidelines [TYPE] [LANG]``  the guide's section for the current (or named) type
@@ -47,19 +49,26 @@ which now waits for a decision),
 ``guidelines``, ``status``, ``error`` (a command that did not fit: nothing changed),
 ``endpoint_error`` (the request is kept; ``retry``, ``undo`` or ``quit``), ``ready`` (waiting for a
 command; ``expect`` is ``request``, ``decision``, ``retry`` or ``pick``), ``done`` / ``skipped`` (a dialogue
-closed), ``idle`` (no spec left: the session ends), ``bye`` (quit).
+closed), ``waiting`` (nothing to open, but ``leased_by_others`` specs are leased by others right
+now: the session looks again every ``retry_s`` seconds and sends ``waiting`` again, until a lease
+is released or expires; ``quit`` and ``status`` are taken meanwhile, and a script's next command
+is kept for the dialogue that opens), ``idle`` (nothing is
+left to do: no spec pending or leased; the session ends), ``bye`` (quit).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import queue
 import sys
+import threading
 from collections.abc import Iterator
 from typing import IO, Any
 
 from itcollect.config import settings
 from itcollect.session.catalog import ui_lang, warning_sentences
-from itcollect.session.engine import AnswerFailed, CommandError, ControlRevealed, Session
+from itcollect.session.engine import AnswerFailed, CommandError, ControlRevealed, EarlyFinish, Session
 from itcollect.session.guidelines import guideline_section
 from itcollect.session.status import status_line
 from itcollect.store import LeaseLost
@@ -113,8 +122,66 @@ class LineProtocol(LineIO):
         super().__init__(stdin, stdout)
         self.s = session
         self.deltas = deltas
+        # Lines are read by a thread into a queue, so that while the session waits for a spec it can
+        # look again every few seconds and still take ``quit`` at once.
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._held: str | None = None
+        source = self._lines
+
+        def pump() -> None:
+            for line in source:
+                self._queue.put(line)
+            self._queue.put(None)
+
+        threading.Thread(target=pump, name="protocol-stdin", daemon=True).start()
+        self._lines = self._queued()
         #: the language of the sentences beside the warnings' codes (``[web] language`` when it names one)
         self.lang = ui_lang(settings(session.config).web.language)
+
+    def _queued(self) -> Iterator[str]:
+        while True:
+            if self._held is not None:
+                held, self._held = self._held, None
+                yield held
+                continue
+            line = self._queue.get()
+            if line is None:
+                self._queue.put(None)  # the end stays the end for every later reader
+                return
+            yield line
+
+    async def _wait_for_work(self) -> bool:
+        """Nothing to open: while specs are only leased by others say so (``waiting``, again at
+        every look) and look again until one opens (True); ``idle`` when nothing is left, ``bye``
+        on ``quit`` or the end of the input (False)."""
+        while True:
+            w = self.s.waiting()
+            if w is None:
+                self.emit("idle", message="nothing is left to do: every spec is done")
+                return False
+            self.emit("waiting", message=f"{w['leased_by_others']} spec(s) are leased by others: waiting until a "
+                                         f"lease is released or expires (quit to stop)", **w)
+            if self._held is not None:  # a command for the next dialogue is read already: keep it for it
+                await asyncio.sleep(w["retry_s"])
+                line: str | None = ""
+            else:
+                try:
+                    line = await asyncio.to_thread(self._queue.get, True, w["retry_s"])
+                except queue.Empty:
+                    line = ""
+            cmd = (line or "").strip().lower()
+            if line is None or cmd == "quit":
+                if line is None:
+                    self._queue.put(None)
+                self.emit("bye", reason="quit" if line is not None else "end of input")
+                return False
+            if cmd == "status":
+                p = self.s.progress()
+                self.emit("status", line=status_line(p), **p)
+            elif cmd and not cmd.startswith("#"):
+                self._held = line  # a script's next command: it is the new dialogue's first
+            if self.s.open_next() is not None:
+                return True
 
     def _next_command(self) -> tuple[str, str] | None:
         for line in self._lines:
@@ -134,9 +201,7 @@ class LineProtocol(LineIO):
         try:
             while True:
                 if self.s.current is None:
-                    cur = self.s.open_next()
-                    if cur is None:
-                        self.emit("idle", message="no spec is waiting: every spec is done or leased by someone else")
+                    if self.s.open_next() is None and not await self._wait_for_work():
                         return 0
                     self._show_dialogue()
                     if self.s.state() == "answer":
@@ -158,6 +223,9 @@ class LineProtocol(LineIO):
                         return 0
                 except ControlRevealed:
                     pass  # the control event below says what happened
+                except EarlyFinish as exc:  # a bare finish before the planned turns: the count, nothing changed
+                    self.emit("error", command=cmd, code="early_finish", done=exc.done, planned=exc.planned,
+                              message=exc.message)
                 except CommandError as exc:
                     self.emit("error", command=cmd, message=exc.message)
                 except LeaseLost as exc:

@@ -16,12 +16,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from itcollect.config import settings
 from itcollect.kernel.checks import lang_label
 from itcollect.kernel.dialogue import planned_turns
-from itcollect.session.engine import AnswerFailed, CommandError, ControlRevealed, Session
+from itcollect.session.catalog import ui_lang, warning_sentence
+from itcollect.session.engine import AnswerFailed, CommandError, ControlRevealed, EarlyFinish, Session
 from itcollect.session.guidelines import guideline_section
 from itcollect.session.keys import read_key_async
 from itcollect.session.status import status_line
+from itcollect.session.wording import taken_back_request
 from itcollect.store import SKIP_REASONS, LeaseLost
 
 #: The key menus, (key, action, label) each: the one after an answer and the one after the endpoint
@@ -43,6 +46,17 @@ SLASH_HELP = ("/finish  /skip REASON [note]  /flag [note]  /undo  /type ID  /gui
               "   (Alt+Enter: new line, Ctrl-D: quit)")
 
 
+#: the request prompt's commands, by the engine action that makes each available
+_SLASH = (("finish", "/finish"), ("skip", "/skip REASON [note]"), ("flag", "/flag [note]"), ("undo", "/undo"),
+          ("type", "/type ID"), ("guidelines", "/guide [TYPE]"))
+
+
+def slash_hint(allowed: list[str]) -> str:
+    """The commands the request prompt takes now (of what the dialogue allows), in one line."""
+    cmds = [c for action, c in _SLASH if action in allowed] + ["/status", "/quit"]
+    return "commands: " + "  ".join(cmds) + "   (Alt+Enter: new line)"
+
+
 class Quit(Exception):
     pass
 
@@ -55,6 +69,8 @@ class TerminalUI:
         self.console = Console(highlight=False)
         self.history_dir = Path(history_dir) if history_dir else None
         self._prompt: Any = None
+        #: a request taken back with undo, put in the next request prompt
+        self._taken_back = ""
         self._activity = time.monotonic()
         self._shown: str | None = None  # the version of the dialogue whose candidates are on screen
 
@@ -117,7 +133,8 @@ class TerminalUI:
         from prompt_toolkit.formatted_text import FormattedText
 
         session = self._prompt_session(history)
-        hint = FormattedText([("fg:ansibrightblack", f"e.g. {placeholder}")]) if placeholder else None
+        # one line: prompt_toolkit shows a newline inside a placeholder as a literal ^J
+        hint = FormattedText([("fg:ansibrightblack", f"e.g. {' '.join(placeholder.split())}")]) if placeholder else None
         try:
             return await session.prompt_async(message, default=default, placeholder=hint)
         except (EOFError, KeyboardInterrupt):
@@ -172,11 +189,16 @@ class TerminalUI:
         else:
             who = "Model" if t["author"] == "model" else "Model (edited)"
             self.console.print(Text(f"{who} › ", style="bold green") + Text(t["content"]))
-            self.show_warnings(t["warnings"])
+            self.show_warnings(t["warnings"], request=t["role"] == "user")
 
-    def show_warnings(self, warnings: list[str]) -> None:
+    def show_warnings(self, warnings: list[str], *, request: bool = False) -> None:
+        """Each warning as a sentence that says what to do, its code beside it (dim)."""
+        from rich.markup import escape
+
+        lang = ui_lang(settings(self.s.config).web.language)
         for w in warnings:
-            self.console.print(f"[bold yellow]  warning:[/bold yellow] {w}")
+            self.console.print(f"[bold yellow]  warning:[/bold yellow] {escape(warning_sentence(w, lang, request=request))}"
+                               f" [dim]({escape(w)})[/dim]")
 
     def show_control(self) -> None:
         """After a decision on a control item: say so; after a miss, show the model's real answer."""
@@ -356,7 +378,10 @@ class TerminalUI:
 
     async def ask(self) -> None:
         type_id = self.s.next_type()
-        text = await self._text(f"You ({type_id}) › ", placeholder=self.s.suggestion())
+        # the commands this prompt takes, shown without asking (what the dialogue allows now)
+        self.console.print(f"[dim]{slash_hint(self.s.allowed_actions())}[/dim]")
+        default, self._taken_back = self._taken_back, ""
+        text = await self._text(f"You ({type_id}) › ", default=default, placeholder=self.s.suggestion())
         if text is None:
             raise Quit
         text = text.strip()
@@ -369,7 +394,7 @@ class TerminalUI:
         r = self.s.add_request(text)
         if r["content"] != text:
             self.console.print("[dim](the source sentence is attached to your first request)[/dim]")
-        self.show_warnings([f"request: {w}" for w in r["warnings"]])
+        self.show_warnings(r["warnings"], request=True)
         await self._answers()
 
     async def slash(self, cmd: str, arg: str) -> None:
@@ -397,6 +422,23 @@ class TerminalUI:
             self.console.print(status_line(self.s.progress()))
         else:
             self.console.print(SLASH_HELP)
+
+    async def _finish(self) -> str | None:
+        """Finish (the dialogue's id; None when not finished): before the planned turns the engine
+        refuses without a reason, so ask for one with the count."""
+        try:
+            did = self.s.finish()
+        except EarlyFinish as exc:
+            reason = await self._text(f"Only {exc.done} of {exc.planned} planned turns. Finish early anyway? "
+                                      "Reason (empty: go on with the dialogue) › ", history=False)
+            if not reason or not reason.strip():
+                self.console.print("[dim]not finished: go on with the next request[/dim]")
+                return None
+            did = self.s.finish(reason.strip())
+            self.console.print(f"[green]Dialogue finished early ({exc.done} of {exc.planned} planned turns).[/green]\n")
+            return did
+        self.console.print("[green]Dialogue finished.[/green]\n")
+        return did
 
     def show_guidelines(self, type_id: str | None = None) -> None:
         from rich.markdown import Markdown
@@ -446,11 +488,15 @@ class TerminalUI:
         elif name == "retry":
             await self._answers()
         elif name == "undo":
+            assert s.current is not None  # actions run on an open dialogue
+            taken = taken_back_request(s.conversation(), s.current.source["text"])
             s.undo()
-            self.console.print("[dim]last request taken back[/dim]")
+            self._taken_back = taken or ""  # back in the prompt, to correct and send again
+            self.console.print("[dim]last request taken back (it is in the prompt again)[/dim]")
         elif name == "finish":
-            did = s.finish()
-            self.console.print("[green]Dialogue finished.[/green]\n")
+            did = await self._finish()
+            if did is None:
+                return
             if s.compare is not None:
                 for c in s.compare.reveal(did):
                     names = ", ".join(f"{label} = {name}" for label, name in c["systems"].items())

@@ -73,3 +73,16 @@ def attach_source(text: str, source: str) -> str:
     if normalize_for_compare(source) in normalize_for_compare(text):
         return text
     return f"{text}\n\n{quote_source(source)}"
+
+
+def detach_source(text: str, source: str) -> str:
+    """A committed request without the source sentence :func:`attach_source` attached: what the
+    annotator typed, put back in the box after ``undo``."""
+    tail = f"\n\n{quote_source(source)}"
+    return text[:-len(tail)] if text.endswith(tail) else text
+
+
+def taken_back_request(turns: list[dict[str, Any]], source: str) -> str | None:
+    """The text of the last request among ``turns`` (the one ``undo`` is about to take back), as typed."""
+    last = next((t for t in reversed(turns) if t["role"] == "user"), None)
+    return None if last is None else detach_source(last["content"], source)

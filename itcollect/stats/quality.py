@@ -27,6 +27,8 @@ from is null):
                                translation against the other annotators' on those specs
 ``review``                     their dialogues by reviewers' verdict: accepted, rejected, fixed
 ``returns``, ``fixes``         verdicts that returned a dialogue to them; dialogues sent back revised
+``early_finishes``             dialogues they finished before the planned turns (with a reason;
+                               ``dialogues.early_finish``)
 =============================  ===================================================================
 
 Agreement (``stats --json`` → ``agreement``), per pair of annotators and overall, over every pair of
@@ -60,7 +62,7 @@ from itcollect.store.interfaces import QualityStore
 #: the keys of each annotator in ``stats --json`` → ``annotators`` (DESIGN.md)
 ANNOTATOR_KEYS = ("dialogues", "turns", "median_active_s", "s_per_word", "accepted_unchanged_share", "edit_size",
                   "skip_rate", "flag_rate", "fast_accepts", "control_items", "control_catch_rate", "overlap_specs",
-                  "agreement_chrf", "review", "returns", "fixes")
+                  "agreement_chrf", "review", "returns", "fixes", "early_finishes")
 DECISIONS = ("accepted", "edited", "regenerated")
 
 
@@ -262,6 +264,7 @@ def _annotator_figures(store: QualityStore, name: str, mine: list[dict[str, Any]
         "overlap_specs": len({spec for spec, _ in compared}),
         "agreement_chrf": _mean([x for _, x in compared], 2),
         "review": {v: sum(1 for d in mine if d["review_status"] == v) for v in ("accepted", "rejected", "fixed")},
+        "early_finishes": sum(1 for d in finished if d.get("early_finish")),
     }
 
 
@@ -342,7 +345,7 @@ def render_annotators(figures: dict[str, Any]) -> list[str]:
     if not people:
         return lines + ["  no human annotation yet"]
     head = (f"  {'name':<16} {'dlg':>4} {'turns':>5} {'med s':>6} {'s/word':>6} {'unchg':>6} {'edit':>5}"
-            f" {'skip':>5} {'flag':>5} {'fast':>4} {'ctrl':>4} {'catch':>6} {'ovl':>4} {'agr':>6}  review a/r/f  ret/sent")
+            f" {'skip':>5} {'flag':>5} {'fast':>4} {'ctrl':>4} {'catch':>6} {'ovl':>4} {'agr':>6} {'early':>5}  review a/r/f  ret/sent")
     lines.append(head)
     for name, a in people.items():
         r = a["review"]
@@ -351,11 +354,12 @@ def render_annotators(figures: dict[str, Any]) -> list[str]:
             f" {f(a['s_per_word'], '.2f'):>6} {f(a['accepted_unchanged_share'], '.0%'):>6} {f(a['edit_size'], '.2f'):>5}"
             f" {f(a['skip_rate'], '.0%'):>5} {f(a['flag_rate'], '.0%'):>5} {a['fast_accepts']:>4}"
             f" {a['control_items']:>4} {f(a['control_catch_rate'], '.0%'):>6} {a['overlap_specs']:>4}"
-            f" {f(a['agreement_chrf'], '.1f'):>6}  {r['accepted']}/{r['rejected']}/{r['fixed']}"
+            f" {f(a['agreement_chrf'], '.1f'):>6} {a['early_finishes']:>5}  {r['accepted']}/{r['rejected']}/{r['fixed']}"
             f"  {a['returns']}/{a['fixes']}")
     lines.append("  unchg: answers accepted unchanged · edit: mean 1-chrF of edits · fast: accepted faster than "
                  "min_seconds_per_word · ctrl/catch: control items, share caught · ovl/agr: overlap specs, chrF "
-                 "with the others · ret/sent: returned by a reviewer / sent back revised")
+                 "with the others · ret/sent: returned by a reviewer / sent back revised · early: finished before "
+                 "the planned turns")
     ag = figures["agreement"]
     if ag["pairs"]:
         lines += ["", "Agreement on overlap specs", "--------------------------"]

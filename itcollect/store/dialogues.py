@@ -129,7 +129,7 @@ class DialoguesMixin(StoreCore):
                       (status, reason, utcnow(), dialogue_id))
 
     def update_dialogue(self, dialogue_id: str, **fields: Any) -> None:
-        allowed = {"annotator", "status", "status_reason", "flagged", "review_status", "meta",
+        allowed = {"annotator", "status", "status_reason", "flagged", "review_status", "meta", "early_finish",
                    "src_lang", "tgt_lang", "instruction_lang", "source_text"}
         bad = set(fields) - allowed
         if bad:

@@ -139,6 +139,19 @@ class LeasesMixin(StoreCore):
             spec["own"] = own
             return spec
 
+    def leased_by_others(self, holder: str, *, now: float | None = None) -> tuple[int, float | None]:
+        """What ``holder`` could take but others lease right now: the number of live leases of
+        in-progress specs (copies) held by someone else that this holder may take once they are
+        released or expire, and the earliest of their expiries (None when there is none). While
+        the number is not 0 a session with nothing to open waits instead of ending (issue 24 item 8)."""
+        now = time.time() if now is None else now
+        mine, params = not_mine_elsewhere("l.copy", holder, holder.removeprefix(HUMAN_HOLDER_PREFIX))
+        row = self.conn.execute(
+            "SELECT COUNT(*), MIN(l.expires_at) FROM leases l JOIN specs s ON s.id = l.spec_id"
+            f" WHERE l.expires_at >= ? AND l.holder != ? AND s.status = 'in_progress' AND {may_take('human')}"
+            f" AND {mine}", (now, holder, *params)).fetchone()
+        return int(row[0] or 0), (float(row[1]) if row[1] is not None else None)
+
     def lease_spec(self, spec_id: int, holder: str, lease_s: float, *, now: float | None = None,
                    copy: int = 0) -> bool:
         """Lease one named copy of a spec if it is free (or already ours); False when someone else

@@ -9,7 +9,7 @@ from typing import Any
 from itcollect.store.core import StoreCore, loads
 
 HUMAN_DIALOGUE_FIELDS = ("id", "spec_id", "copy", "annotator", "status", "review_status", "flagged", "source_text",
-                         "src_lang", "tgt_lang", "meta")
+                         "src_lang", "tgt_lang", "meta", "early_finish")
 HUMAN_TURN_FIELDS = ("id", "dialogue_id", "idx", "role", "state", "author", "annotator", "content",
                      "original_content", "interaction_type", "lang", "params", "created_at")
 EVENT_FIELDS = ("annotator", "dialogue_id", "action", "turn_id", "detail", "created_at")

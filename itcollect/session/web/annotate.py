@@ -22,12 +22,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from itcollect.kernel.checks import LANG_NAMES, lang_label
 from itcollect.kernel.taxonomy import INTERACTION_TYPES
 from itcollect.session.catalog import t, warning_sentences
-from itcollect.session.engine import CommandError, ControlRevealed
+from itcollect.session.engine import CommandError, ControlRevealed, EarlyFinish
 from itcollect.session.guidelines import GUIDE_LANGS
 from itcollect.session.status import status_line
 from itcollect.session.web.api import HOME, ApiError, Body, RouteTable, Who
 from itcollect.session.web.desk import Desk
 from itcollect.session.web.guide import sections_html
+from itcollect.session.wording import taken_back_request
 from itcollect.store import SKIP_REASONS, LeaseLost
 
 if TYPE_CHECKING:
@@ -260,9 +261,12 @@ def retry(desk: Desk, body: Body) -> None:
 
 @action("/api/undo")
 def undo(desk: Desk, body: Body) -> dict[str, Any]:
+    assert desk.s.current is not None  # _check: a dialogue is open
+    text = taken_back_request(desk.s.conversation(), desk.s.current.source["text"])
     desk.s.undo()
     desk.error = None
-    return {"message": "The last request was taken back (it is kept, marked undone)."}
+    # the taken-back request goes back in the box, to be corrected and sent again
+    return {"message": "The last request was taken back (it is kept, marked undone).", "undone_request": text}
 
 
 @action("/api/finish")
@@ -271,6 +275,8 @@ def finish(desk: Desk, body: Body) -> dict[str, Any]:
         did = desk.s.finish(body.optional("reason"))
     except ControlRevealed:
         return {}  # not finished: the control note (in the state) says why
+    except EarlyFinish as exc:  # the engine decides; the page asks to confirm with the count and a reason
+        raise ApiError(409, exc.message, code="early_finish", done=exc.done, planned=exc.planned) from None
     return {"finished": did, "message": "Dialogue finished."}
 
 

@@ -267,6 +267,7 @@
       return r;
     }
     if (r.status === 401) { showLogin(); return r; }
+    if (r.status === 409 && r.data.code === "early_finish") { askReason("finish", r.data); renderActions(); return r; }
     notice(r.data.error || `error ${r.status}`, r.status === 409 ? "warn" : "error");
     if (r.status === 409 && ["stale", "lease_lost"].includes(r.data.code)) await load(false);
     else if (S) renderActions();
@@ -320,6 +321,17 @@
     }
   }
 
+  /** The reason box: for accepting an answer with warnings, or (early: {done, planned} from the
+   *  engine's early_finish refusal) for finishing before the planned turns, with the count. */
+  function askReason(what, early) {
+    reasonFor = what;
+    $("reason-label").textContent = early ? IT.t("early.label", early) : IT.t("reason.label");
+    $("reason-submit").textContent = early ? IT.t("early.submit") : IT.t("reason.submit");
+    $("panel-reason").dataset.early = early ? "1" : "";
+    $("reason-text").value = "";
+    openPanel("reason");
+  }
+
   function pendingTurn() {
     const d = S && S.dialogue;
     if (!d || !d.turns.length) return null;
@@ -354,7 +366,7 @@
     const turn = pendingTurn();
     switch (action) {
       case "accept":
-        if (d.accept_needs_reason) { reasonFor = "accept"; $("reason-text").value = ""; openPanel("reason"); }
+        if (d.accept_needs_reason) askReason("accept", null);
         else await act("/api/accept", {});
         break;
       case "edit":
@@ -365,11 +377,15 @@
       case "regenerate": await act("/api/regenerate", {}); break;
       case "retry": await act("/api/retry", {}); break;
       case "stop": await act("/api/stop", {}); break;
-      case "undo": await act("/api/undo", {}); break;
+      case "undo": {
+        const r = await act("/api/undo", {});
+        // the taken-back request is back in the box, to correct and send again
+        if (r && r.status === 200 && r.data.undone_request) $("request").value = r.data.undone_request;
+        break;
+      }
       case "finish":
-        if (d.accept_needs_reason) {
-          reasonFor = "finish"; $("reason-text").value = ""; openPanel("reason");
-        } else await act("/api/finish", {});
+        if (d.accept_needs_reason) askReason("finish", null);
+        else await act("/api/finish", {});
         break;
       case "skip": $("skip-note").value = ""; openPanel("skip"); break;
       case "flag": $("flag-note").value = ""; openPanel("flag"); break;
@@ -468,7 +484,7 @@
     $("panel-reason").addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const reason = $("reason-text").value.trim();
-      if (!reason) { notice("Give a reason (a few words) to accept an answer with warnings.", "warn"); return; }
+      if (!reason) { notice(IT.t("reason.needed"), "warn"); return; }
       await act(reasonFor === "finish" ? "/api/finish" : "/api/accept", {reason});
     });
     $("panel-skip").addEventListener("submit", async (ev) => {
