@@ -176,6 +176,11 @@ _LANGUAGE_TEXT = (
     "# (Chinese when it prefers Chinese, else English).\n"
     "language = \"auto\"\n")
 
+_WAIT_TEXT = (
+    "# Seconds between looks for work while every spec left is leased by someone else: the session\n"
+    "# says so and waits (protocol: a `waiting` event each time) until a lease is released or expires.\n"
+    "wait_seconds = 5.0\n")
+
 _ACCESS_LOG_TEXT = (
     "# Where the access log goes: one line per request (UTC time, client, method, path without its\n"
     "# query, status, account, milliseconds). \"\" = stderr; a path (relative to the workspace) =\n"
@@ -209,6 +214,8 @@ def test_default_config_text_is_generated_byte_for_byte_as_released(tmp_path):
     released = released.replace('trusted_proxies = "127.0.0.1"\n', 'trusted_proxies = "127.0.0.1"\n' + _ACCESS_LOG_TEXT, 1)
     released = released.replace('preference_pairs = "best_vs_worst"\n',
                                 'preference_pairs = "best_vs_worst"\n' + _ANNOTATOR_NAMES_TEXT, 1)
+    # [session] wait_seconds (issue 24 item 8)
+    released = released.replace("lease_minutes = 30\n", "lease_minutes = 30\n" + _WAIT_TEXT, 1)
     assert default_config_text() == DEFAULT_CONFIG_TEXT == released
     assert run_cli("init", str(tmp_path / "ws")).returncode == 0
     assert (tmp_path / "ws" / "itcollect.toml").read_text(encoding="utf-8") == released

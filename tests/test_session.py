@@ -192,7 +192,7 @@ def test_scripted_session_three_dialogues_records_match_exactly(tmp_path, server
     assert list(figures) == ["dialogues", "turns", "median_active_s", "s_per_word", "accepted_unchanged_share",
                              "edit_size", "skip_rate", "flag_rate", "fast_accepts", "control_items",
                              "control_catch_rate", "overlap_specs", "agreement_chrf", "review",
-                             "returns", "fixes"]  # (the last two: issue 24, returned dialogues)
+                             "returns", "fixes", "early_finishes"]  # (the last three: issue 24)
     assert figures["dialogues"] == 2 and figures["turns"] == 4 and figures["skip_rate"] == round(1 / 3, 4)
     assert figures["control_items"] == 0 and figures["control_catch_rate"] is None
     assert figures["agreement_chrf"] is None and figures["review"] == {"accepted": 0, "rejected": 0, "fixed": 0}

@@ -88,3 +88,18 @@ def test_early_finish_asks_with_the_count_and_undo_gives_the_request_back(tmp_pa
     with Store(ws / "itcollect.db") as store:
         d = store.dialogue_for_spec(1)
         assert d["status"] == "done" and d["early_finish"] == "one turn is enough for a headline"
+
+
+def test_the_page_waits_while_the_only_spec_is_leased_by_someone_else(tmp_path, llm, servers):  # noqa: F811
+    ws = make_workspace(tmp_path / "ws", 1)
+    srv = start(servers, ws, llm.base_url)
+    alice = Client(srv.url, add_account(ws, "alice"))
+    bob = Client(srv.url, add_account(ws, "bob"))
+    assert alice.state()["dialogue"]["spec_id"] == 1
+    st = bob.state()  # nothing to open, but alice holds the spec: waiting, not idle
+    assert st["dialogue"] is None and st["waiting"]["leased_by_others"] == 1 and st["waiting"]["retry_s"] > 0
+    assert "leased by other annotators" in st["idle"]
+    alice.act("/api/pause", {})  # nothing written: the spec goes back at once
+    assert bob.state()["dialogue"]["spec_id"] == 1
+    st = alice.state()
+    assert st["dialogue"] is None and st["waiting"]["leased_by_others"] == 1

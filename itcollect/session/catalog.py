@@ -146,6 +146,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "skipped": {"en": "Sentence skipped.", "zh": "句子已跳过。"},
     "idle": {"en": "Nothing is left to do: every spec is done. Thank you!",
              "zh": "没有剩下的任务了：所有条目都已完成。谢谢！"},
+    "idle.title": {"en": "Nothing to do right now", "zh": "现在没有任务"},
+    "waiting.title": {"en": "Waiting for a sentence", "zh": "正在等待可做的句子"},
     "waiting": {"en": "{n} spec(s) are leased by other annotators right now. This page waits and opens the next one "
                       "as soon as a lease is released or expires (checking every {s} s).",
                 "zh": "目前有 {n} 个条目正被其他标注员占用。本页会等待，一旦有租约释放或过期就打开下一个（每 {s} 秒检查一次）。"},

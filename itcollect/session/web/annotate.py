@@ -87,7 +87,13 @@ def state_json(who: Who, desk: Desk, *, message: str | None = None, claim: bool 
         "answer_error": desk.error if view is not None and view["state"] == "answer" else None,
         "message": message, **extra}
     if view is None and claim:
-        out["idle"] = "No spec is waiting: every spec is done or leased by someone else. Thank you!"
+        # nothing opened: idle only when nothing is left; while others hold leases the page waits
+        wait = s.waiting()
+        if wait is not None:
+            out["waiting"] = wait
+            out["idle"] = t("waiting", who.lang, n=wait["leased_by_others"], s=wait["retry_s"])
+        else:
+            out["idle"] = t("idle", who.lang)
     if progress:
         p = s.progress()
         out["progress"] = {**p, "line": status_line(p)}

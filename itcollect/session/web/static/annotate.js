@@ -15,6 +15,7 @@
   let stream = null;       // the EventSource of the answer being streamed
   let panel = null;        // the open form: edit | reason | skip | flag
   let reasonFor = "accept";
+  let waitTimer = null;
   let chosenType = null;   // a type the annotator picked for the next request
   let paused = false;
   let lastActivity = Date.now();
@@ -77,9 +78,14 @@
     if (!d) {
       $("dialogue").hidden = true;
       const idle = $("idle");
-      clear(idle).appendChild(el("h2", {}, "Nothing to do right now"));
+      clear(idle).appendChild(el("h2", {}, IT.t(state.waiting ? "waiting.title" : "idle.title")));
       idle.appendChild(el("p", {}, state.idle || "No dialogue is open."));
       idle.hidden = paused;
+      // specs only leased by others for now: look again after retry_s (the engine's waiting)
+      if (state.waiting && !paused) {
+        clearTimeout(waitTimer);
+        waitTimer = setTimeout(() => load(false), Math.max(500, state.waiting.retry_s * 1000));
+      }
       return;
     }
     $("idle").hidden = true;
