@@ -119,9 +119,7 @@ def test_sixteen_protocol_sessions_with_overlap(tmp_path, fake_openai):
     fake_openai.responder = CountingResponder()
     n_specs = 14
     ws = make_workspace(tmp_path / "ws", n_specs, types=("translate",))
-    # a session with nothing to open waits while others hold leases: it looks again every 2 s (not
-    # much more often: sixteen sessions each taking the write lock to look would slow everyone)
-    set_config(ws, overlap_share=0.5, overlap_annotators=2, wait_seconds=2.0)
+    set_config(ws, overlap_share=0.5, overlap_annotators=2)
     block = "request Please translate this sentence into Chinese.\naccept\nfinish\n"
     script = block * (n_specs + 2)
     env_cmd = [sys.executable, "-m", "itcollect", "-C", str(ws), "session", "--base-url", fake_openai.base_url,

@@ -180,6 +180,7 @@ def quality_figures(store: QualityStore, config: Config | None = None) -> dict[s
         out[name] = _annotator_figures(store, name, mine, actions, figures, compared.get(name, []))
         # dialogues returned to them by a reviewer (rejected, or decided with marks) and sent back revised
         out[name] |= returned.get(name, {"returns": 0, "fixes": 0})
+        out[name]["early_finishes"] = out[name].pop("early_finishes")  # in ANNOTATOR_KEYS' order
         dec, ctl = figures.decided[name], figures.controls[name]
         details[name] = {**activity.get(name, {}), "decisions": {k: dec[k] for k in DECISIONS},
                          "controls": {"missed": ctl["miss"], "caught": ctl["catch"]},
