@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -128,7 +129,11 @@ def test_sixteen_protocol_sessions_with_overlap(tmp_path, fake_openai):
     env.pop("OPENAI_BASE_URL", None)
     procs = [subprocess.Popen([*env_cmd, "--annotator", f"a{i:02d}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env, cwd=REPO) for i in range(16)]
-    outs = [p.communicate(script, timeout=300) for p in procs]
+    # every session gets its script at once: a session that has finished waits while specs are only
+    # leased by others (issue 24 item 8), so feeding them one after the other would leave session 0
+    # waiting for the leases of sessions that have not been given their input yet
+    with ThreadPoolExecutor(len(procs)) as pool:
+        outs = list(pool.map(lambda p: p.communicate(script, timeout=300), procs))
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err
         assert out.splitlines()[-1].startswith("idle "), out[-500:]
