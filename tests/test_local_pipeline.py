@@ -219,7 +219,7 @@ def test_simulate_and_session_local_then_filter_and_export(tmp_path):
     first = next(e for t, e in _events(r.stdout) if t == "dialogue")
     source = first["source"]
     script = "\n".join(["request Please translate this news sentence into English.", f"edit {ENGLISH[source]}",
-                        "finish", "quit", ""])
+                        "finish one gold turn is enough for this test", "quit", ""])  # (an early finish)
     r = run_cli("-C", str(ws), "session", "--annotator", "ana", "--local", input=script, timeout=300)
     assert r.returncode == 0, r.stderr
     events = _events(r.stdout)

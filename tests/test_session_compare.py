@@ -242,7 +242,7 @@ def test_one_system_down_fails_with_a_reason_and_the_turn_goes_on(tmp_path, serv
         ok = next(a["label"] for a in cand["answers"] if "failed" not in a)
         err = say(f"pick {failed[0]['label']}", "error")  # nothing to pick: refused, nothing written
         assert err["message"].startswith(f"answer {failed[0]['label']} failed (")
-        say(f"pick {ok}\nfinish", "done")
+        say(f"pick {ok}\nfinish one turn is enough here", "done")
         proc.stdin.close()
         assert proc.wait(timeout=60) == 0
     with Store(ws / "itcollect.db") as store:
@@ -254,7 +254,7 @@ def test_one_system_down_fails_with_a_reason_and_the_turn_goes_on(tmp_path, serv
 
     # two systems, one down: fewer than two answers, not a comparison; the one answer is an ordinary one
     ws2 = _workspace(tmp_path / "ws2", 1, systems_config(server.base_url, down))
-    r = compare_session(ws2, "bob", "request Please translate this sentence into Chinese.\naccept\nfinish\n",
+    r = compare_session(ws2, "bob", "request Please translate this sentence into Chinese.\naccept\nfinish one turn is enough here\n",
                         server.base_url, "qwen72,down")
     assert r.returncode == 0, r.stderr
     ev = events(r.stdout)
@@ -310,7 +310,7 @@ def test_kill_9_while_systems_answer_resumes_without_paying_twice(tmp_path, serv
             assert store.comparisons_of(did) == []  # nothing half-written
         slow.set_latency(0.0)
         n_fast = len(server.requests)
-        r = compare_session(ws, "ann", "pick A\nfinish\n", server.base_url, "qwen72,ours")
+        r = compare_session(ws, "ann", "pick A\nfinish one turn is enough here\n", server.base_url, "qwen72,ours")
         assert r.returncode == 0, r.stderr
         ev = events(r.stdout)
         assert next(d for t, d in ev if t == "dialogue")["resumed"] is True
@@ -325,7 +325,7 @@ def test_kill_9_while_systems_answer_resumes_without_paying_twice(tmp_path, serv
             shown = say("request Please translate this sentence into Chinese.", "candidates")
             kill_9(proc)
         n = len(server.requests)
-        r = compare_session(ws2, "ann", "pick B\nfinish\n", server.base_url, "qwen72,ours")
+        r = compare_session(ws2, "ann", "pick B\nfinish one turn is enough here\n", server.base_url, "qwen72,ours")
         assert r.returncode == 0, r.stderr
         ev = events(r.stdout)
         assert next(d for t, d in ev if t == "dialogue")["message"].endswith(
@@ -387,7 +387,7 @@ def test_overlap_specs_are_compared_by_each_annotator_and_their_picks_agree(tmp_
     ws = _ws(tmp_path, server.base_url, n=1)
     set_config(ws, overlap_share=1.0, overlap_annotators=2)
     for name, pick in (("alice", "A"), ("bob", "B")):
-        r = compare_session(ws, name, f"request Please translate this sentence into Chinese.\npick {pick}\nfinish\n",
+        r = compare_session(ws, name, f"request Please translate this sentence into Chinese.\npick {pick}\nfinish one turn is enough here\n",
                             server.base_url, "qwen72,ours")
         assert r.returncode == 0, r.stderr
         assert "done" in [t for t, _ in events(r.stdout)], r.stdout
@@ -430,7 +430,7 @@ def test_picking_an_answer_with_warnings_takes_a_reason(tmp_path, server):
         assert "pick it with a reason" in err["message"]
         ok = say(f"pick {bad['label']} the client wants English here", "ok")
         assert ok["label"] == bad["label"]
-        say("finish", "done")
+        say("finish one turn is enough here", "done")
     with Store(ws / "itcollect.db") as store:
         did = store.dialogue_for_spec(1)["id"]
         c = store.comparisons_of(did)[0]

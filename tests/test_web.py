@@ -674,7 +674,7 @@ def test_lead_drills_down_to_an_annotators_dialogues_with_filters_and_downloads_
         ann.answer()
         if k == 0:
             ann.act("/api/flag", {"note": "核对"})
-        ann.act("/api/finish")
+        ann.act("/api/finish", {"reason": "one turn is enough here"})
     ann.state()
     ann.act("/api/skip", {"reason": "bad_source"})
     rev = Client(srv.url, add_account(ws, "bob", "reviewer"))
@@ -735,7 +735,7 @@ def test_a_returned_dialogue_is_revised_and_sent_back_and_the_reviewer_sees_the_
         ann.act("/api/request", {"text": "请把这句话译成中文。"})
         ann.answer()
         ann.act("/api/flag", {"note": "请看一下"})
-        ann.act("/api/finish")
+        ann.act("/api/finish", {"reason": "one turn is enough here"})
     rev = Client(srv.url, add_account(ws, "bob", "reviewer"))
     item = rev.get("/api/review")[1]["item"]
     answer = next(t for t in item["turns"] if t["role"] == "assistant")

@@ -579,7 +579,7 @@ def test_lead_drills_down_filters_and_downloads_the_export(tmp_path, llm, server
     ann.state()
     ann.act("/api/request", {"text": "请把这句话译成中文。"})
     ann.answer()
-    ann.act("/api/finish")
+    ann.act("/api/finish", {"reason": "one turn is enough here"})
     ann.state()
     ann.act("/api/skip", {"reason": "not_news"})
     assert run_cli("-C", str(ws), "filter").returncode == 0
@@ -620,7 +620,7 @@ def test_returned_to_me_shows_the_marks_and_note_and_the_annotator_revises_and_s
     ann.act("/api/request", {"text": "请把这句话译成中文。"})
     ann.answer()
     ann.act("/api/flag", {"note": "请看一下"})
-    ann.act("/api/finish")
+    ann.act("/api/finish", {"reason": "one turn is enough here"})
     bob_url = add_account(ws, "bob", "reviewer")
     rev = Client(srv.url, bob_url)
     item = rev.get("/api/review")[1]["item"]
