@@ -164,13 +164,11 @@ def test_kill_9_while_judging_candidates_then_rerun_scores_each_once(tmp_path, f
     """30 answers, then 90 candidates (60 with a text of their own); the run is killed with SIGKILL
     while it judges candidates; the re-run scores every candidate, sending only what never came back."""
     import os
-    import signal
     import subprocess
     import sys
-    import time
 
     from .conftest import REPO
-    from .waiting import wait_until
+    from .waiting import kill_9_after
 
     fake_openai.responder = variant_responder
     ws = make_ws(tmp_path)
@@ -190,14 +188,7 @@ def test_kill_9_while_judging_candidates_then_rerun_scores_each_once(tmp_path, f
     proc = subprocess.Popen([sys.executable, "-m", "itcollect", "-C", str(root), "judge", "--base-url",
                              fake_openai.base_url, "--model", "judge-model", "--concurrency", "4"],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while fake_openai.total_requests < n + 20 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    assert proc.poll() is None, proc.stderr.read().decode()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
-    wait_until(lambda: fake_openai.in_flight == 0, what="the server to finish the calls of the killed process")
+    kill_9_after(proc, fake_openai, n + 20)
     ws = Workspace(root)
     answered_at_kill = ws.store.scalar("SELECT COUNT(*) FROM llm_calls WHERE role='judge' AND status='done'")
     in_flight_at_kill = ws.store.scalar("SELECT COUNT(*) FROM llm_calls WHERE role='judge' AND status='pending'")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -30,7 +28,7 @@ from .judging import (
     variant_responder,
 )
 from .responders import JUDGE_ROLE, judge_item, responder
-from .waiting import wait_until
+from .waiting import kill_9_after
 
 
 def judge(ws, server, **kw):
@@ -316,14 +314,7 @@ def test_kill_9_then_rerun_judges_every_answer_once(tmp_path, fake_openai):
     proc = subprocess.Popen([sys.executable, "-m", "itcollect", "-C", str(root), "judge", "--base-url",
                              fake_openai.base_url, "--model", "judge-model", "--concurrency", "8"],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while fake_openai.total_requests < n_answers // 2 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    assert proc.poll() is None, proc.stderr.read().decode()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
-    wait_until(lambda: fake_openai.in_flight == 0, what="the server to finish the calls of the killed process")
+    kill_9_after(proc, fake_openai, n_answers // 2)
     ws = Workspace(root)
     in_flight_at_kill = ws.store.scalar("SELECT COUNT(*) FROM llm_calls WHERE role='judge' AND status='pending'")
     answered_at_kill = ws.store.scalar("SELECT COUNT(*) FROM llm_calls WHERE role='judge' AND status='done'")
