@@ -149,8 +149,8 @@ def llm(fake_openai):
     return fake_openai
 
 
-def serve(servers: list, ws: Path, url: str) -> WebServer:
-    s = WebServer(ws, url)
+def serve(servers: list, ws: Path, url: str, *extra: str) -> WebServer:
+    s = WebServer(ws, url, *extra)
     servers.append(s)
     return s
 

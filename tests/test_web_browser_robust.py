@@ -11,29 +11,10 @@ import pytest
 from itcollect.store import Store
 
 from .test_session import CountingResponder, make_workspace
-from .test_web_browser import _NO_BROWSER, Browser
-from .webutil import WebServer, add_account
+from .test_web_browser import _NO_BROWSER, Browser, browsers, serve, servers  # noqa: F401  (fixtures)
+from .webutil import add_account
 
 pytestmark = pytest.mark.skipif(_NO_BROWSER is not None, reason=_NO_BROWSER or "")
-
-
-@pytest.fixture
-def browsers():
-    opened: list[Browser] = []
-
-    def new() -> Browser:
-        b = Browser()
-        opened.append(b)
-        return b
-
-    yield new
-    for b in opened:
-        b.quit()
-
-
-@pytest.fixture
-def servers(web_servers):
-    return web_servers
 
 
 @pytest.fixture
@@ -42,19 +23,13 @@ def llm(fake_openai):
     return fake_openai
 
 
-def serve(servers: list, ws: Path, url: str, *extra: str) -> WebServer:
-    s = WebServer(ws, url, *extra)
-    servers.append(s)
-    return s
-
-
 def shot(b: Browser, path: Path) -> None:
     b.d.save_screenshot(str(path))
     print(f"screenshot: {path}")
 
 
-def test_a_flag_and_a_request_made_while_the_server_is_killed_are_saved_once_it_is_back(tmp_path, llm, servers,
-                                                                                     browsers):
+def test_a_flag_and_a_request_made_while_the_server_is_killed_are_saved_once_it_is_back(tmp_path, llm, servers,  # noqa: F811
+                                                                                     browsers):  # noqa: F811
     ws = make_workspace(tmp_path / "ws", 2, instruction_langs=("en",))
     srv = serve(servers, ws, llm.base_url)
     b = browsers()
@@ -96,7 +71,7 @@ def test_a_flag_and_a_request_made_while_the_server_is_killed_are_saved_once_it_
     assert b.js("return Object.keys(localStorage).filter(k => k.startsWith('itcollect-outbox')).length") == 0
 
 
-def test_a_lead_opening_the_annotate_page_is_sent_to_their_own_and_takes_no_lease(tmp_path, llm, servers, browsers):
+def test_a_lead_opening_the_annotate_page_is_sent_to_their_own_and_takes_no_lease(tmp_path, llm, servers, browsers):  # noqa: F811
     ws = make_workspace(tmp_path / "ws", 1, instruction_langs=("en",))
     srv = serve(servers, ws, llm.base_url)
     b = browsers()
@@ -130,7 +105,7 @@ def _viewport(b: Browser, w: int, h: int) -> None:
     b.d.set_window_size(w + (w - iw), h + (h - ih))
 
 
-def test_no_control_or_message_is_covered_at_both_sizes(tmp_path, llm, servers, browsers):
+def test_no_control_or_message_is_covered_at_both_sizes(tmp_path, llm, servers, browsers):  # noqa: F811
     ws = make_workspace(tmp_path / "ws", 2, instruction_langs=("en",))
     llm.responder = lambda body: "The city council approved the budget for the new bridge on Monday."
     srv = serve(servers, ws, llm.base_url)
